@@ -1,0 +1,285 @@
+/*
+ * common.c: what every cell's sequence driver shares: the BLAS boundary, the
+ * naive and small gemm kernels, the input projection, the per-step recurrent
+ * product and the gradient GEMMs after the backward loop.
+ *
+ * Not compiled on its own: kernels_f32.c and kernels_f64.c include it once per
+ * element type (see real.h), so every function here is static.
+ */
+#include <string.h>
+
+#include "rnnx.h"
+#include "kernels.h"
+
+/* ---------------------------------------------------------------- gemm --- */
+
+/* C (M,N) := alpha * op(A) @ op(B) + beta * C, all row-major; op(A) is (M,K).
+ * The slow twin of the BLAS path: one dot product per element, k in order.
+ * beta == 0 never reads C, as in BLAS. */
+static void gemm_naive(char ta, char tb, int M, int N, int K, real alpha,
+                       const real* A, int lda, const real* Bm, int ldb,
+                       real beta, real* C, int ldc)
+{
+    for (int i = 0; i < M; i++) {
+        for (int j = 0; j < N; j++) {
+            real sum = 0;
+            for (int k = 0; k < K; k++) {
+                real a = (ta == 'N') ? A[(size_t)i * lda + k] : A[(size_t)k * lda + i];
+                real b = (tb == 'N') ? Bm[(size_t)k * ldb + j] : Bm[(size_t)j * ldb + k];
+                sum += a * b;
+            }
+            real* c = &C[(size_t)i * ldc + j];
+            *c = (beta == 0) ? alpha * sum : alpha * sum + beta * *c;
+        }
+    }
+}
+
+/* The one BLAS boundary: C (M,N) := alpha * op(A) @ op(B) + beta * C, row-major.
+ * Fortran BLAS is column-major, where a row-major X reads as X^T, so
+ * C^T = op(B)^T op(A)^T: swap the operands here and nowhere else. */
+static void gemm(const rnnx_blas* blas, int naive, char ta, char tb, int M, int N, int K,
+                 real alpha, const real* A, int lda, const real* Bm, int ldb,
+                 real beta, real* C, int ldc)
+{
+    if (M <= 0 || N <= 0)
+        return;
+    if (K <= 0) {  /* BLAS would only scale C; do it here and spare it the degenerate call */
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++)
+                C[(size_t)i * ldc + j] = (beta == 0) ? 0 : beta * C[(size_t)i * ldc + j];
+        return;
+    }
+#ifdef RNNX_DOUBLE
+    rnnx_dgemm_fn fn = blas ? blas->dgemm : NULL;
+#else
+    rnnx_sgemm_fn fn = blas ? blas->sgemm : NULL;
+#endif
+    if (naive || !fn) {
+        gemm_naive(ta, tb, M, N, K, alpha, A, lda, Bm, ldb, beta, C, ldc);
+        return;
+    }
+    char tra = ta, trb = tb;
+    /* BLAS takes non-const pointers but does not write A or B. */
+    fn(&trb, &tra, &N, &M, &K, &alpha, (real*)Bm, &ldb, (real*)A, &lda, &beta, C, &ldc);
+}
+
+/* C (M,N) += A (M,K) @ Bm (K,N), row-major: the small-size kernel for the
+ * per-step recurrent product, where a BLAS call costs more than the arithmetic.
+ * Each row of C is updated by axpys over rows of Bm, four at a time, so the
+ * inner loop is elementwise and vectorizes without reassociating a sum; each
+ * element still adds its K products in order, whatever M is. */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+static void gemm_small_acc(int M, int N, int K, const real* restrict A, int lda,
+                           const real* restrict Bm, int ldb, real* restrict C, int ldc)
+{
+    for (int i = 0; i < M; i++) {
+        const real* a = A + (size_t)i * lda;
+        real* c = C + (size_t)i * ldc;
+        int k = 0;
+        for (; k + 4 <= K; k += 4) {
+            const real a0 = a[k], a1 = a[k + 1], a2 = a[k + 2], a3 = a[k + 3];
+            const real* b0 = Bm + (size_t)k * ldb;
+            const real* b1 = b0 + ldb;
+            const real* b2 = b1 + ldb;
+            const real* b3 = b2 + ldb;
+            for (int j = 0; j < N; j++)
+                c[j] = (((c[j] + a0 * b0[j]) + a1 * b1[j]) + a2 * b2[j]) + a3 * b3[j];
+        }
+        for (; k < K; k++) {
+            const real ak = a[k];
+            const real* b = Bm + (size_t)k * ldb;
+            for (int j = 0; j < N; j++)
+                c[j] += ak * b[j];
+        }
+    }
+}
+
+/* ------------------------------------------------- the recurrent product --- */
+
+/* Which kernel computes the per-step products h @ W_hh^T and dG @ W_hh. */
+typedef struct recur {
+    const rnnx_blas* blas;
+    int naive;            /* naive gemm for everything (RNNX_PATH_NAIVE) */
+    int small;            /* gemm_small_acc for the per-step products */
+    int B, H, G;
+    const real* w_hh;     /* (G,H) */
+    real* w_hh_t;         /* (H,G) = w_hh^T, filled by recur_init when small */
+} recur;
+
+/* The small kernel wins while the recurrent weights stay in cache and the
+ * batch is small; past that BLAS's blocking wins.  Decided by shape only, never
+ * by T, so a sequence cut in chunks takes the same path as the whole. */
+static int small_kernel_wins(int B, int H, int G)
+{
+    return (size_t)G * H <= 512u * 128u && B <= 16;
+}
+
+/* w_hh_t (H,G) is filled with W_hh^T for the small forward kernel; the
+ * backward passes NULL. */
+static void recur_init(recur* r, const rnnx_blas* blas, int path, int B, int H, int G,
+                       const real* w_hh, real* w_hh_t)
+{
+    r->blas = blas;
+    r->naive = (path == RNNX_PATH_NAIVE);
+    r->small = (path == RNNX_PATH_SMALL) || (path == RNNX_PATH_AUTO && small_kernel_wins(B, H, G));
+    r->B = B;
+    r->H = H;
+    r->G = G;
+    r->w_hh = w_hh;
+    r->w_hh_t = w_hh_t;
+    if (r->small && w_hh_t)  /* the forward reads W_hh^T; the backward reads W_hh as it is */
+        for (int g = 0; g < G; g++)
+            for (int k = 0; k < H; k++)
+                w_hh_t[(size_t)k * G + g] = w_hh[(size_t)g * H + k];
+}
+
+/* gates[:, 0:Gp] (B,Gp, row stride ldg) += h (B,H) @ w_hh[g0:g0+Gp, :]^T */
+static void recur_forward(const recur* r, real* gates, int ldg, const real* h, int g0, int Gp)
+{
+    if (r->small)
+        gemm_small_acc(r->B, Gp, r->H, h, r->H, r->w_hh_t + g0, r->G, gates, ldg);
+    else
+        gemm(r->blas, r->naive, 'N', 'T', r->B, Gp, r->H, 1, h, r->H,
+             r->w_hh + (size_t)g0 * r->H, r->H, 1, gates, ldg);
+}
+
+/* dh (B,H) += dg (B,Gp, row stride lddg) @ w_hh[g0:g0+Gp, :] */
+static void recur_backward(const recur* r, real* dh, const real* dg, int lddg, int g0, int Gp)
+{
+    if (r->small)
+        gemm_small_acc(r->B, r->H, Gp, dg, lddg, r->w_hh + (size_t)g0 * r->H, r->H, dh, r->H);
+    else
+        gemm(r->blas, r->naive, 'N', 'N', r->B, r->H, Gp, 1, dg, lddg,
+             r->w_hh + (size_t)g0 * r->H, r->H, 1, dh, r->H);
+}
+
+/* --------------------------------------------------------- time and rows --- */
+
+/* The time index of processing step s: forward walks 0..T-1, reverse T-1..0. */
+static inline int step_time(int s, int T, int reverse)
+{
+    return reverse ? T - 1 - s : s;
+}
+
+/* Row b takes part in time step t unless t is past its length. */
+static inline int row_active(const int64_t* lengths, int t, int b)
+{
+    return lengths == NULL || t < lengths[b];
+}
+
+/* The states cache hs is (T+1,B,H), laid out so that the previous states of all
+ * steps are one contiguous (T,B,H) block in time order, for the dW_hh GEMM:
+ *   forward: hs[0] = h0, hs[t+1] = h_t, so h_prev(t) = hs[t];
+ *   reverse: hs[T] = h0, hs[t]   = h_t, so h_prev(t) = hs[t+1]. */
+static inline size_t state_prev_offset(int t, int reverse, size_t BH)
+{
+    return (size_t)(reverse ? t + 1 : t) * BH;
+}
+
+static inline size_t state_offset(int t, int reverse, size_t BH)
+{
+    return (size_t)(reverse ? t : t + 1) * BH;
+}
+
+static inline size_t state_initial_offset(int T, int reverse, size_t BH)
+{
+    return reverse ? (size_t)T * BH : 0;
+}
+
+/* ------------------------------------------------------- around the loop --- */
+
+/* The forward scratch, carved from one buffer of rnnx_forward_work_size(). */
+typedef struct forward_work {
+    real* w_hh_t;   /* (H,G) W_hh^T for the small kernel */
+    real* h_ping;   /* (2,B,H) inference: the states of two consecutive steps */
+    real* c_ping;   /* (2,B,H) inference, LSTM: the same for c */
+    real* hh;       /* (B,G) GRU: W_hh h_prev + b_hh of one step */
+    real* rh;       /* (B,H) GRU reset before, inference: r * h_prev of one step */
+    real* slab;     /* (T,B,G) pre-activations, where the cache does not hold them */
+} forward_work;
+
+static forward_work split_forward_work(real* work, int B, int H, int G)
+{
+    const size_t BH = (size_t)B * H;
+    forward_work w;
+    w.w_hh_t = work;
+    w.h_ping = w.w_hh_t + (size_t)H * G;
+    w.c_ping = w.h_ping + 2 * BH;
+    w.hh = w.c_ping + 2 * BH;
+    w.rh = w.hh + (size_t)B * G;
+    w.slab = w.rh + BH;
+    return w;
+}
+
+/* slab (N,G) := x (N,I) @ w_ih^T + b1 + b2, for all N = T*B rows at once.
+ * Either bias may be NULL. */
+static void input_projection(const rnnx_blas* blas, int naive, real* slab, const real* x,
+                             const real* w_ih, const real* b1, const real* b2,
+                             int N, int I, int G)
+{
+    for (int n = 0; n < N; n++) {
+        real* row = slab + (size_t)n * G;
+        for (int g = 0; g < G; g++)
+            row[g] = (b1 ? b1[g] : 0) + (b2 ? b2[g] : 0);
+    }
+    gemm(blas, naive, 'N', 'T', N, G, I, 1, x, I, w_ih, I, 1, slab, G);  /* slab += x @ w_ih.T */
+}
+
+/* After the backward loop, with dg (N,G) the gradient of the gate
+ * pre-activations of all N = T*B rows:
+ *   dw_ih += dg^T @ x,  dx += dg @ w_ih,  db_ih += sum of dg over rows. */
+static void input_gradients(const rnnx_blas* blas, int naive, real* dx, real* dw_ih, real* db_ih,
+                            const real* dg, const real* x, const real* w_ih, int N, int I, int G)
+{
+    gemm(blas, naive, 'T', 'N', G, I, N, 1, dg, G, x, I, 1, dw_ih, I);    /* dw_ih += dg.T @ x */
+    gemm(blas, naive, 'N', 'N', N, I, G, 1, dg, G, w_ih, I, 1, dx, I);    /* dx += dg @ w_ih */
+    if (db_ih)
+        for (int n = 0; n < N; n++)
+            for (int g = 0; g < G; g++)
+                db_ih[g] += dg[(size_t)n * G + g];
+}
+
+/* dw_hh[g0:g0+Gp] += dg[:, 0:Gp]^T @ h_prev and db_hh[g0:g0+Gp] += column sums,
+ * with dg (N, row stride lddg) and h_prev (N,H) over all N = T*B rows. */
+static void recurrent_gradients(const rnnx_blas* blas, int naive, real* dw_hh, real* db_hh,
+                                const real* dg, int lddg, const real* h_prev,
+                                int N, int H, int g0, int Gp)
+{
+    gemm(blas, naive, 'T', 'N', Gp, H, N, 1, dg, lddg, h_prev, H,
+         1, dw_hh + (size_t)g0 * H, H);                                  /* dw_hh += dg.T @ h_prev */
+    if (db_hh)
+        for (int n = 0; n < N; n++)
+            for (int g = 0; g < Gp; g++)
+                db_hh[g0 + g] += dg[(size_t)n * lddg + g];
+}
+
+/* Gradient arriving at h_t from the output y_t, for the rows that produced it. */
+static void add_output_gradient(real* dh, const real* dy_t, ptrdiff_t lddy,
+                                const int64_t* lengths, int t, int B, int H)
+{
+    if (!dy_t)
+        return;
+    for (int b = 0; b < B; b++) {
+        if (!row_active(lengths, t, b))
+            continue;  /* y_t was a constant 0 there */
+        const real* dyr = dy_t + (ptrdiff_t)b * lddy;
+        real* dhr = dh + (size_t)b * H;
+        for (int j = 0; j < H; j++)
+            dhr[j] += dyr[j];
+    }
+}
+
+static void copy_or_zero(real* dst, const real* src, size_t n)
+{
+    if (src)
+        memcpy(dst, src, n * sizeof(real));
+    else
+        memset(dst, 0, n * sizeof(real));
+}
+
+static inline real sigmoid(real x)
+{
+    return 1 / (1 + R_EXP(-x));
+}

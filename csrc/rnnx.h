@@ -1,0 +1,127 @@
+/*
+ * rnnx.h: the public interface of the rnnx C core.
+ *
+ * C99, no Python.  One recurrent layer, one direction, one whole sequence per
+ * call.  Time-major row-major layout: x is (T,B,I), y is (T,B,H) with a row
+ * stride, states are (B,H).  Gates are packed in PyTorch's order:
+ *
+ *   cell            G     gate order
+ *   RNN tanh/relu   H     -
+ *   LSTM            4H    i, f, g, o
+ *   GRU             3H    r, z, n
+ *
+ * Pointers are typed void so one struct serves float32 and float64; `dtype`
+ * says which.  The core never allocates, prints or exits: the caller hands in
+ * every buffer (sizes from rnnx_*_size) and gets a status code back.
+ */
+#ifndef RNNX_H
+#define RNNX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Fortran BLAS gemm, as exported by scipy.linalg.cython_blas (column-major). */
+typedef void (*rnnx_sgemm_fn)(char* transa, char* transb, int* m, int* n, int* k,
+                              float* alpha, float* a, int* lda, float* b, int* ldb,
+                              float* beta, float* c, int* ldc);
+typedef void (*rnnx_dgemm_fn)(char* transa, char* transb, int* m, int* n, int* k,
+                              double* alpha, double* a, int* lda, double* b, int* ldb,
+                              double* beta, double* c, int* ldc);
+
+/* The BLAS the core uses.  A NULL pointer means: use the naive C gemm. */
+typedef struct rnnx_blas {
+    rnnx_sgemm_fn sgemm;
+    rnnx_dgemm_fn dgemm;
+} rnnx_blas;
+
+enum rnnx_cell {
+    RNNX_RNN_TANH = 0,
+    RNNX_RNN_RELU = 1,
+    RNNX_LSTM = 2,
+    RNNX_GRU = 3,              /* reset after the recurrent product (PyTorch, cuDNN) */
+    RNNX_GRU_RESET_BEFORE = 4  /* reset before it (Cho et al. 2014, ONNX default) */
+};
+
+enum rnnx_dtype { RNNX_FLOAT32 = 0, RNNX_FLOAT64 = 1 };
+
+/* How the matrix products are computed.  AUTO picks by size; the others
+ * exist so the tests can check every path against every other. */
+enum rnnx_path {
+    RNNX_PATH_AUTO = 0,
+    RNNX_PATH_BLAS = 1,   /* BLAS for every product */
+    RNNX_PATH_SMALL = 2,  /* hand-written kernel for the per-step recurrent product */
+    RNNX_PATH_NAIVE = 3   /* naive C gemm for everything: the algorithmic reference */
+};
+
+enum rnnx_status {
+    RNNX_OK = 0,
+    RNNX_EINVAL = 1,      /* a dimension, cell, dtype or stride is out of range */
+    RNNX_ENULL = 2        /* a required pointer is NULL */
+};
+
+typedef struct rnnx_forward_args {
+    int cell, dtype, path;
+    int T, B, I, H;
+    int reverse;             /* process t = T-1 .. 0 */
+    const int64_t* lengths;  /* (B,) IN, 1 <= lengths[b] <= T, or NULL: every row has T steps */
+    const void* x;           /* (T,B,I) IN */
+    const void* h0;          /* (B,H) IN */
+    const void* c0;          /* (B,H) IN, LSTM only */
+    const void* w_ih;        /* (G,I) IN */
+    const void* w_hh;        /* (G,H) IN */
+    const void* b_ih;        /* (G,) IN, or NULL: no bias */
+    const void* b_hh;        /* (G,) IN, or NULL: no bias */
+    void* y;                 /* (T,B,.) OUT, row (t,b) starts at y + (t*B+b)*ldy; 0 past a row's length */
+    ptrdiff_t ldy;           /* >= H */
+    void* h_n;               /* (B,H) OUT: each row's state after its last valid step */
+    void* c_n;               /* (B,H) OUT, LSTM only */
+    void* cache;             /* rnnx_cache_size() elements OUT, or NULL for inference */
+    void* work;              /* rnnx_forward_work_size() elements, scratch */
+} rnnx_forward_args;
+
+typedef struct rnnx_backward_args {
+    int cell, dtype, path;
+    int T, B, I, H;
+    int reverse;
+    const int64_t* lengths;  /* as in the forward call */
+    const void* x;           /* (T,B,I) IN, as in the forward call */
+    const void* w_ih;        /* (G,I) IN */
+    const void* w_hh;        /* (G,H) IN */
+    const void* cache;       /* IN, written by the training forward of the same call */
+    const void* dy;          /* (T,B,.) IN, row stride lddy, or NULL: zero */
+    ptrdiff_t lddy;          /* >= H */
+    const void* dh_n;        /* (B,H) IN, or NULL: zero */
+    const void* dc_n;        /* (B,H) IN, LSTM only, or NULL: zero */
+    void* dx;                /* (T,B,I) +=  accumulated, so both directions can add into it */
+    void* dh0;               /* (B,H) OUT */
+    void* dc0;               /* (B,H) OUT, LSTM only */
+    void* dw_ih;             /* (G,I) += */
+    void* dw_hh;             /* (G,H) += */
+    void* db_ih;             /* (G,) +=, or NULL: no bias */
+    void* db_hh;             /* (G,) +=, or NULL: no bias */
+    void* work;              /* rnnx_backward_work_size() elements, scratch */
+} rnnx_backward_args;
+
+/* Gate width G for a cell: H, 3H or 4H; 0 for an unknown cell. */
+int rnnx_gate_count(int cell);
+
+/* Sizes in elements of the given dtype (not bytes). */
+size_t rnnx_cache_size(int cell, int T, int B, int H);
+size_t rnnx_forward_work_size(int cell, int T, int B, int I, int H, int train);
+size_t rnnx_backward_work_size(int cell, int T, int B, int I, int H);
+
+/* Whole-sequence forward: inference when a->cache is NULL, training otherwise. */
+int rnnx_forward(const rnnx_blas* blas, const rnnx_forward_args* a);
+
+/* Whole-sequence backward (full BPTT) through a training forward's cache. */
+int rnnx_backward(const rnnx_blas* blas, const rnnx_backward_args* a);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* RNNX_H */

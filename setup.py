@@ -1,0 +1,26 @@
+"""Build of the rnnx extension: the C99 kernels in csrc/ and the Cython binding
+rnnx/_core.pyx compiled into one module, rnnx._core.  Everything else about the
+package is in pyproject.toml."""
+import sys
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+if sys.platform == "win32":
+    compile_args = ["/O2"]
+else:
+    # Warnings on and clean; no -ffast-math/-Ofast: NaN, Inf and rounding stay IEEE.
+    compile_args = ["-std=c99", "-O3", "-Wall", "-Wextra", "-Wno-unused-function"]
+
+core = Extension(
+    "rnnx._core",
+    sources=["rnnx/_core.pyx", "csrc/kernels_f32.c", "csrc/kernels_f64.c", "csrc/dispatch.c"],
+    include_dirs=["csrc", "rnnx", np.get_include()],
+    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    extra_compile_args=compile_args,
+    depends=["csrc/rnnx.h", "csrc/kernels.h", "csrc/real.h", "csrc/common.c",
+             "csrc/rnn.c", "csrc/lstm.c", "csrc/gru.c", "rnnx/_core_shim.h"],
+)
+
+setup(ext_modules=cythonize([core], language_level=3))
