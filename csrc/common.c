@@ -105,7 +105,7 @@ typedef struct recur {
     int small;            /* gemm_small_acc for the per-step products */
     int B, H, G;
     const real* w_hh;     /* (G,H) */
-    real* w_hh_t;         /* (H,G) = w_hh^T, filled by recur_init when small */
+    const real* w_hh_t;   /* (H,G) = w_hh^T, when small */
 } recur;
 
 /* The small kernel wins while the recurrent weights stay in cache and the
@@ -116,10 +116,11 @@ static int small_kernel_wins(int B, int H, int G)
     return (size_t)G * H <= 512u * 128u && B <= 16;
 }
 
-/* w_hh_t (H,G) is filled with W_hh^T for the small forward kernel; the
- * backward passes NULL. */
+/* The small forward kernel reads W_hh^T (H,G): the caller's ready one if
+ * given, else w_hh_t is filled with it.  The backward reads W_hh as it is and
+ * passes NULL for both. */
 static void recur_init(recur* r, const rnnx_blas* blas, int path, int B, int H, int G,
-                       const real* w_hh, real* w_hh_t)
+                       const real* w_hh, const real* ready_w_hh_t, real* w_hh_t)
 {
     r->blas = blas;
     r->naive = (path == RNNX_PATH_NAIVE);
@@ -128,8 +129,8 @@ static void recur_init(recur* r, const rnnx_blas* blas, int path, int B, int H, 
     r->H = H;
     r->G = G;
     r->w_hh = w_hh;
-    r->w_hh_t = w_hh_t;
-    if (r->small && w_hh_t)  /* the forward reads W_hh^T; the backward reads W_hh as it is */
+    r->w_hh_t = ready_w_hh_t ? ready_w_hh_t : w_hh_t;
+    if (r->small && !ready_w_hh_t && w_hh_t)
         for (int g = 0; g < G; g++)
             for (int k = 0; k < H; k++)
                 w_hh_t[(size_t)k * G + g] = w_hh[(size_t)g * H + k];
@@ -193,6 +194,7 @@ static inline size_t state_initial_offset(int T, int reverse, size_t BH)
 /* The forward scratch, carved from one buffer of rnnx_forward_work_size(). */
 typedef struct forward_work {
     real* w_hh_t;   /* (H,G) W_hh^T for the small kernel */
+    real* w_ih_t;   /* (I,G) W_ih^T for the float64 input projection */
     real* h_ping;   /* (2,B,H) inference: the states of two consecutive steps */
     real* c_ping;   /* (2,B,H) inference, LSTM: the same for c */
     real* hh;       /* (B,G) GRU: W_hh h_prev + b_hh of one step */
@@ -200,12 +202,13 @@ typedef struct forward_work {
     real* slab;     /* (T,B,G) pre-activations, where the cache does not hold them */
 } forward_work;
 
-static forward_work split_forward_work(real* work, int B, int H, int G)
+static forward_work split_forward_work(real* work, int B, int I, int H, int G)
 {
     const size_t BH = (size_t)B * H;
     forward_work w;
     w.w_hh_t = work;
-    w.h_ping = w.w_hh_t + (size_t)H * G;
+    w.w_ih_t = w.w_hh_t + (size_t)H * G;
+    w.h_ping = w.w_ih_t + (size_t)I * G;
     w.c_ping = w.h_ping + 2 * BH;
     w.hh = w.c_ping + 2 * BH;
     w.rh = w.hh + (size_t)B * G;
@@ -214,16 +217,36 @@ static forward_work split_forward_work(real* work, int B, int H, int G)
 }
 
 /* slab (N,G) := x (N,I) @ w_ih^T + b1 + b2, for all N = T*B rows at once.
- * Either bias may be NULL. */
+ * Either bias may be NULL.
+ *
+ * In float64 every row is computed on its own, by gemm_small_acc over
+ * w_ih^T (I,G) (the caller's ready one, or w_ih_t filled here), so a row's
+ * result does not depend on how many rows the call has: a sequence cut into
+ * chunks, or streamed one step at a time, gives the whole sequence's numbers
+ * bit for bit.  BLAS's blocked GEMM does not promise that (its rounding can
+ * change with the number of rows), so float32 keeps it for speed. */
 static void input_projection(const rnnx_blas* blas, int naive, real* slab, const real* x,
-                             const real* w_ih, const real* b1, const real* b2,
-                             int N, int I, int G)
+                             const real* w_ih, const real* ready_w_ih_t, real* w_ih_t,
+                             const real* b1, const real* b2, int N, int I, int G)
 {
     for (int n = 0; n < N; n++) {
         real* row = slab + (size_t)n * G;
         for (int g = 0; g < G; g++)
             row[g] = (b1 ? b1[g] : 0) + (b2 ? b2[g] : 0);
     }
+#ifdef RNNX_DOUBLE
+    if (!naive) {
+        if (!ready_w_ih_t)
+            for (int g = 0; g < G; g++)
+                for (int k = 0; k < I; k++)
+                    w_ih_t[(size_t)k * G + g] = w_ih[(size_t)g * I + k];
+        gemm_small_acc(N, G, I, x, I, ready_w_ih_t ? ready_w_ih_t : w_ih_t, G, slab, G);
+        return;
+    }
+#else
+    (void)ready_w_ih_t;
+    (void)w_ih_t;
+#endif
     gemm(blas, naive, 'N', 'T', N, G, I, 1, x, I, w_ih, I, 1, slab, G);  /* slab += x @ w_ih.T */
 }
 

@@ -44,11 +44,10 @@ size_t rnnx_cache_size(int cell, int T, int B, int H)
  * forward of LSTM and GRU, whose cache holds the gates. */
 size_t rnnx_forward_work_size(int cell, int T, int B, int I, int H, int train)
 {
-    (void)I;
     const size_t G = (size_t)rnnx_gate_count(cell) * H, BH = (size_t)B * H;
     const int slab_in_cache = train && (cell == RNNX_LSTM || cell == RNNX_GRU ||
                                         cell == RNNX_GRU_RESET_BEFORE);
-    return (size_t)H * G + 4 * BH + B * G + BH + (slab_in_cache ? 0 : (size_t)T * B * G);
+    return (size_t)(H + I) * G + 4 * BH + B * G + BH + (slab_in_cache ? 0 : (size_t)T * B * G);
 }
 
 size_t rnnx_backward_work_size(int cell, int T, int B, int I, int H)

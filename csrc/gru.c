@@ -82,14 +82,15 @@ int RNNX_SFX(rnnx_gru_forward)(const rnnx_blas* blas, const rnnx_forward_args* a
     real* hs = train ? (real*)a->cache : NULL;            /* (T+1,B,H) */
     real* gates = train ? hs + TBH + BH : NULL;           /* (T,B,G) */
     real* aux = train ? gates + TBH * 3 : NULL;           /* (T,B,H) */
-    const forward_work w = split_forward_work(a->work, B, H, G);
+    const forward_work w = split_forward_work(a->work, B, I, H, G);
     real* slab = train ? gates : w.slab;                  /* (T,B,G) */
     const real* b_hh = a->b_hh;
 
     recur r;
-    recur_init(&r, blas, a->path, B, H, G, a->w_hh, w.w_hh_t);
+    recur_init(&r, blas, a->path, B, H, G, a->w_hh, a->w_hh_t, w.w_hh_t);
     /* reset after keeps b_hh out of the slab: r multiplies W_hn h + b_hn */
-    input_projection(blas, r.naive, slab, a->x, a->w_ih, a->b_ih, after ? NULL : b_hh, T * B, I, G);
+    input_projection(blas, r.naive, slab, a->x, a->w_ih, a->w_ih_t, w.w_ih_t,
+                     a->b_ih, after ? NULL : b_hh, T * B, I, G);
 
     const real* h_prev = a->h0;
     if (train)
@@ -167,7 +168,7 @@ int RNNX_SFX(rnnx_gru_backward)(const rnnx_blas* blas, const rnnx_backward_args*
     real* drh = dh + BH;                  /* (B,H) gradient at r*h_prev (reset before) */
 
     recur r;
-    recur_init(&r, blas, a->path, B, H, G, a->w_hh, NULL);
+    recur_init(&r, blas, a->path, B, H, G, a->w_hh, NULL, NULL);
 
     copy_or_zero(dh, a->dh_n, BH);
     for (int s = T - 1; s >= 0; s--) {

@@ -101,12 +101,13 @@ int RNNX_SFX(rnnx_lstm_forward)(const rnnx_blas* blas, const rnnx_forward_args* 
     real* cs = train ? hs + TBH + BH : NULL;              /* (T+1,B,H) */
     real* gates = train ? cs + TBH + BH : NULL;           /* (T,B,G) */
     real* tc = train ? gates + TBH * 4 : NULL;            /* (T,B,H) */
-    const forward_work w = split_forward_work(a->work, B, H, G);
+    const forward_work w = split_forward_work(a->work, B, I, H, G);
     real* slab = train ? gates : w.slab;                  /* (T,B,G) */
 
     recur r;
-    recur_init(&r, blas, a->path, B, H, G, a->w_hh, w.w_hh_t);
-    input_projection(blas, r.naive, slab, a->x, a->w_ih, a->b_ih, a->b_hh, T * B, I, G);
+    recur_init(&r, blas, a->path, B, H, G, a->w_hh, a->w_hh_t, w.w_hh_t);
+    input_projection(blas, r.naive, slab, a->x, a->w_ih, a->w_ih_t, w.w_ih_t,
+                     a->b_ih, a->b_hh, T * B, I, G);
 
     const real* h_prev = a->h0;
     const real* c_prev = a->c0;
@@ -145,7 +146,7 @@ int RNNX_SFX(rnnx_lstm_backward)(const rnnx_blas* blas, const rnnx_backward_args
     real* dc = dh + BH;                   /* (B,H) */
 
     recur r;
-    recur_init(&r, blas, a->path, B, H, G, a->w_hh, NULL);
+    recur_init(&r, blas, a->path, B, H, G, a->w_hh, NULL, NULL);
 
     copy_or_zero(dh, a->dh_n, BH);
     copy_or_zero(dc, a->dc_n, BH);

@@ -61,13 +61,14 @@ int RNNX_SFX(rnnx_rnn_forward)(const rnnx_blas* blas, const rnnx_forward_args* a
     const size_t BH = (size_t)B * H;
     const int train = (a->cache != NULL);
     real* y = a->y;
-    const forward_work w = split_forward_work(a->work, B, H, G);
+    const forward_work w = split_forward_work(a->work, B, I, H, G);
     real* slab = w.slab;                        /* (T,B,G) pre-activations */
     real* hs = train ? (real*)a->cache : NULL;  /* (T+1,B,H) */
 
     recur r;
-    recur_init(&r, blas, a->path, B, H, G, a->w_hh, w.w_hh_t);
-    input_projection(blas, r.naive, slab, a->x, a->w_ih, a->b_ih, a->b_hh, T * B, I, G);
+    recur_init(&r, blas, a->path, B, H, G, a->w_hh, a->w_hh_t, w.w_hh_t);
+    input_projection(blas, r.naive, slab, a->x, a->w_ih, a->w_ih_t, w.w_ih_t,
+                     a->b_ih, a->b_hh, T * B, I, G);
 
     const real* h_prev = a->h0;
     if (train)
@@ -96,7 +97,7 @@ int RNNX_SFX(rnnx_rnn_backward)(const rnnx_blas* blas, const rnnx_backward_args*
     real* dh = dg + (size_t)T * B * G;           /* (B,H) gradient at the current state */
 
     recur r;
-    recur_init(&r, blas, a->path, B, H, G, a->w_hh, NULL);
+    recur_init(&r, blas, a->path, B, H, G, a->w_hh, NULL, NULL);
 
     copy_or_zero(dh, a->dh_n, BH);
     for (int s = T - 1; s >= 0; s--) {

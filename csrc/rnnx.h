@@ -75,6 +75,9 @@ typedef struct rnnx_forward_args {
     const void* w_hh;        /* (G,H) IN */
     const void* b_ih;        /* (G,) IN, or NULL: no bias */
     const void* b_hh;        /* (G,) IN, or NULL: no bias */
+    const void* w_ih_t;      /* (I,G) IN: W_ih^T, and */
+    const void* w_hh_t;      /* (H,G) IN: W_hh^T, precomputed by a caller that runs many short
+                                calls (streaming), or NULL: computed per call when needed */
     void* y;                 /* (T,B,.) OUT, row (t,b) starts at y + (t*B+b)*ldy; 0 past a row's length */
     ptrdiff_t ldy;           /* >= H */
     void* h_n;               /* (B,H) OUT: each row's state after its last valid step */

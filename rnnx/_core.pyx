@@ -35,6 +35,8 @@ cdef extern from "_core_shim.h":
         const void* w_hh
         const void* b_ih
         const void* b_hh
+        const void* w_ih_t
+        const void* w_hh_t
         void* y
         ptrdiff_t ldy
         void* h_n
@@ -189,6 +191,8 @@ def forward(int cell, cnp.ndarray x, cnp.ndarray h0, object c0, cnp.ndarray w_ih
     a.w_hh = _data(w_hh, "w_hh", (G, H), dtype)
     a.b_ih = _opt_data(b_ih, "b_ih", (G,), dtype)
     a.b_hh = _opt_data(b_hh, "b_hh", (G,), dtype)
+    a.w_ih_t = NULL
+    a.w_hh_t = NULL
     a.lengths = _lengths(lengths, T, B)
     a.y = _rows(y, "y", T, B, H, dtype, &a.ldy, True)
     a.h_n = _data(h_n, "h_n", (B, H), dtype, True)
@@ -271,3 +275,152 @@ def backward(int cell, cnp.ndarray x, cnp.ndarray w_ih, cnp.ndarray w_hh, object
         status = rnnx_backward(&BLAS, &a)
     if status:
         raise ValueError(f"rnnx_backward: {_STATUS.get(status, status)}")
+
+
+from libc.stdlib cimport calloc, free
+
+
+cdef class Stream:
+    """One step at a time through a unidirectional stack, for inference.
+
+    Holds its own copy of the weights (and of W_hh^T for the small kernel), the
+    state, and every buffer a step needs, so a step allocates only its result.
+    weights: one (w_ih, w_hh, b_ih, b_hh) tuple per layer, biases may be None."""
+    cdef int cell, L, B, H, I
+    cdef object dtype
+    cdef int typenum
+    cdef list _keep
+    cdef rnnx_forward_args* args
+    cdef cnp.ndarray states   # (2, 2, L, B, H): [parity][h or c]
+    cdef cnp.ndarray ys       # (L, B, H) each layer's output of the last step
+    cdef int parity
+
+    def __cinit__(self, int cell, list weights, int batch_size, object dtype):
+        self.args = NULL
+        if rnnx_gate_count(cell) == 0:
+            raise ValueError(f"unknown cell code {cell}")
+        if not weights:
+            raise ValueError("weights must name at least one layer")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.cell = cell
+        self.L = len(weights)
+        self.B = batch_size
+        self.dtype = np.dtype(dtype)
+        self.typenum = self.dtype.num
+        w_hh0 = weights[0][1]
+        self.H = w_hh0.shape[1]
+        self.I = weights[0][0].shape[1]
+        self._keep = []
+        self.args = <rnnx_forward_args*>calloc(self.L, sizeof(rnnx_forward_args))
+        if self.args == NULL:
+            raise MemoryError()
+        self.states = np.zeros((2, 2, self.L, self.B, self.H), dtype=self.dtype)
+        self.ys = np.zeros((self.L, self.B, self.H), dtype=self.dtype)
+        self.parity = 0
+        cdef int k, I_k, G = rnnx_gate_count(cell) * self.H
+        cdef Py_ssize_t layer_bytes = self.B * self.H * self.dtype.itemsize
+        cdef char* ys = <char*>cnp.PyArray_DATA(self.ys)
+        cdef rnnx_forward_args* a
+        for k in range(self.L):
+            w_ih, w_hh, b_ih, b_hh = [None if w is None else np.array(w, dtype=self.dtype, order="C")
+                                      for w in weights[k]]
+            I_k = w_ih.shape[1]
+            w_ih_t = np.ascontiguousarray(w_ih.T)
+            w_hh_t = np.ascontiguousarray(w_hh.T)
+            work = np.empty(rnnx_forward_work_size(cell, 1, self.B, I_k, self.H, 0), dtype=self.dtype)
+            self._keep.append((w_ih, w_hh, b_ih, b_hh, w_ih_t, w_hh_t, work))
+            a = &self.args[k]
+            a.cell = cell
+            a.dtype = _dtype_code(self.dtype)
+            a.path = PATH_AUTO
+            a.T = 1
+            a.B = self.B
+            a.I = I_k
+            a.H = self.H
+            a.reverse = 0
+            a.lengths = NULL
+            a.w_ih = _data(w_ih, "w_ih", (G, I_k), self.dtype)
+            a.w_hh = _data(w_hh, "w_hh", (G, self.H), self.dtype)
+            a.b_ih = _opt_data(b_ih, "b_ih", (G,), self.dtype)
+            a.b_hh = _opt_data(b_hh, "b_hh", (G,), self.dtype)
+            a.w_ih_t = cnp.PyArray_DATA(<cnp.ndarray>w_ih_t)
+            a.w_hh_t = cnp.PyArray_DATA(<cnp.ndarray>w_hh_t)
+            a.y = ys + k * layer_bytes
+            a.ldy = self.H
+            a.cache = NULL
+            a.work = cnp.PyArray_DATA(<cnp.ndarray>work)
+            if k > 0:
+                a.x = ys + (k - 1) * layer_bytes
+
+    def __dealloc__(self):
+        free(self.args)
+
+    @property
+    def batch_size(self):
+        return self.B
+
+    def step(self, x):
+        """y_t = step(x_t): x_t (B, I) -> y_t (B, H); (I,) -> (H,) when B == 1."""
+        cdef cnp.ndarray xa
+        cdef bint unbatched = False
+        if (cnp.PyArray_Check(x) and cnp.PyArray_TYPE(<cnp.ndarray>x) == self.typenum
+                and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>x) and cnp.PyArray_NDIM(<cnp.ndarray>x) == 2
+                and cnp.PyArray_DIM(<cnp.ndarray>x, 0) == self.B
+                and cnp.PyArray_DIM(<cnp.ndarray>x, 1) == self.I):
+            xa = <cnp.ndarray>x
+        else:
+            xa, unbatched = self._coerce(x)
+        cdef Py_ssize_t plane = self.L * self.B * self.H * self.dtype.itemsize
+        cdef char* base = <char*>cnp.PyArray_DATA(self.states)
+        cdef char* cur = base + self.parity * 2 * plane
+        cdef char* nxt = base + (1 - self.parity) * 2 * plane
+        cdef Py_ssize_t layer_bytes = self.B * self.H * self.dtype.itemsize
+        cdef int k, status = 0
+        self.args[0].x = cnp.PyArray_DATA(xa)
+        with nogil:
+            for k in range(self.L):
+                self.args[k].h0 = cur + k * layer_bytes
+                self.args[k].c0 = cur + plane + k * layer_bytes
+                self.args[k].h_n = nxt + k * layer_bytes
+                self.args[k].c_n = nxt + plane + k * layer_bytes
+                status = rnnx_forward(&BLAS, &self.args[k])
+                if status:
+                    break
+        if status:
+            raise ValueError(f"rnnx_forward: {_STATUS.get(status, status)}")
+        self.parity = 1 - self.parity
+        y = self.ys[self.L - 1].copy()
+        return y[0] if unbatched else y
+
+    def _coerce(self, x):
+        a = np.asarray(x)
+        if a.dtype.kind != "f":
+            raise TypeError(f"x_t must be a real floating array, got dtype {a.dtype}")
+        unbatched = a.ndim == 1 and self.B == 1
+        if unbatched:
+            a = a[None, :]
+        if a.ndim != 2 or a.shape != (self.B, self.I):
+            want = f"({self.B}, {self.I})" + (f" or ({self.I},)" if self.B == 1 else "")
+            raise ValueError(f"x_t must be {want} for batch_size={self.B}, input_size={self.I}, "
+                             f"got {a.shape}")
+        return np.ascontiguousarray(a, dtype=self.dtype), unbatched
+
+    def get_state(self):
+        """(h, c) copies, each (L, B, H); c is zeros for cells without one."""
+        cur = self.states[self.parity]
+        return cur[0].copy(), cur[1].copy()
+
+    def set_state(self, h, c=None):
+        """Set (L, B, H) states; None means zeros."""
+        cur = self.states[self.parity]
+        for name, dst, src in (("h", cur[0], h), ("c", cur[1], c)):
+            if src is None:
+                dst[...] = 0
+                continue
+            src = np.asarray(src)
+            if src.shape != dst.shape:
+                raise ValueError(f"state {name} must be {dst.shape}, got {src.shape}")
+            if src.dtype.kind != "f":
+                raise TypeError(f"state {name} must be a real floating array, got dtype {src.dtype}")
+            dst[...] = src
