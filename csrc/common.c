@@ -11,6 +11,15 @@
 #include "rnnx.h"
 #include "kernels.h"
 
+/* The hot loops are compiled for AVX-512, AVX2 and the baseline, chosen once
+ * at load time by the CPU (GCC function multiversioning), so one build runs
+ * everywhere and fast where it can. */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && defined(__linux__)
+#define RNNX_HOT __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define RNNX_HOT
+#endif
+
 /* ---------------------------------------------------------------- gemm --- */
 
 /* C (M,N) := alpha * op(A) @ op(B) + beta * C, all row-major; op(A) is (M,K).
@@ -68,9 +77,7 @@ static void gemm(const rnnx_blas* blas, int naive, char ta, char tb, int M, int 
  * Each row of C is updated by axpys over rows of Bm, four at a time, so the
  * inner loop is elementwise and vectorizes without reassociating a sum; each
  * element still adds its K products in order, whatever M is. */
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#endif
+RNNX_HOT
 static void gemm_small_acc(int M, int N, int K, const real* restrict A, int lda,
                            const real* restrict Bm, int ldb, real* restrict C, int ldc)
 {
@@ -198,7 +205,7 @@ typedef struct forward_work {
     real* h_ping;   /* (2,B,H) inference: the states of two consecutive steps */
     real* c_ping;   /* (2,B,H) inference, LSTM: the same for c */
     real* hh;       /* (B,G) GRU: W_hh h_prev + b_hh of one step */
-    real* rh;       /* (B,H) GRU reset before, inference: r * h_prev of one step */
+    real* scratch;  /* (B,H) inference: LSTM's tanh(c), GRU reset before's r * h_prev */
     real* slab;     /* (T,B,G) pre-activations, where the cache does not hold them */
 } forward_work;
 
@@ -211,8 +218,8 @@ static forward_work split_forward_work(real* work, int B, int I, int H, int G)
     w.h_ping = w.w_ih_t + (size_t)I * G;
     w.c_ping = w.h_ping + 2 * BH;
     w.hh = w.c_ping + 2 * BH;
-    w.rh = w.hh + (size_t)B * G;
-    w.slab = w.rh + BH;
+    w.scratch = w.hh + (size_t)B * G;
+    w.slab = w.scratch + BH;
     return w;
 }
 
@@ -302,7 +309,97 @@ static void copy_or_zero(real* dst, const real* src, size_t n)
         memset(dst, 0, n * sizeof(real));
 }
 
+/* ---------------------------------------------------------- activations --- */
+
+#ifdef RNNX_DOUBLE
+
 static inline real sigmoid(real x)
 {
-    return 1 / (1 + R_EXP(-x));
+    return 1 / (1 + exp(-x));
+}
+
+static inline real tanh_act(real x)
+{
+    return tanh(x);
+}
+
+#else
+
+/* float32 activations written so the compiler can vectorize the gate loops
+ * (libm's expf/tanhf are opaque calls to it): no branches, no libm, no
+ * float-to-int conversion; NaN in gives NaN out; accurate to a few ulp over
+ * the whole float range (tests/test_activations.py measures it). */
+
+static inline float bits_to_float(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* e^y for y <= 0: y = n ln2 + r, |r| <= ln2/2, e^y = 2^n e^r. */
+static inline float exp_nonpositive(float y)
+{
+    const float magic = 12582912.0f;            /* 1.5 * 2^23: x + magic rounds x to an integer */
+    y = y < -104.0f ? -104.0f : y;               /* e^-104 is 0 in float; keeps n >= -151; NaN passes */
+    const float kf = y * 1.44269504088896341f + magic;
+    const float n = kf - magic;
+    uint32_t kbits;
+    memcpy(&kbits, &kf, sizeof kbits);
+    const int32_t ni = (int32_t)(kbits - 0x4B400000u);   /* n as an integer, from magic's low bits */
+    const float r = (y - n * 0.693145751953125f) - n * 1.42860682030941723212e-6f;  /* ln2 hi + lo */
+    /* e^r by its Taylor series to r^7: the remainder is below 2^-27 for |r| <= ln2/2 */
+    float p = 1.0f / 5040;
+    p = p * r + 1.0f / 720;
+    p = p * r + 1.0f / 120;
+    p = p * r + 1.0f / 24;
+    p = p * r + 1.0f / 6;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    /* 2^n as two normal factors, so results down in the subnormal range round once, gradually */
+    const int32_t n1 = ni / 2, n2 = ni - n1;
+    return p * bits_to_float((uint32_t)(n1 + 127) << 23) * bits_to_float((uint32_t)(n2 + 127) << 23);
+}
+
+/* e^y - 1 for y <= 0, without the cancellation of exp(y) - 1 near 0. */
+static inline float expm1_nonpositive(float y)
+{
+    /* Taylor series to y^8 for |y| < 0.35 (remainder below 2^-31 relative) */
+    float p = 1.0f / 40320;
+    p = p * y + 1.0f / 5040;
+    p = p * y + 1.0f / 720;
+    p = p * y + 1.0f / 120;
+    p = p * y + 1.0f / 24;
+    p = p * y + 1.0f / 6;
+    p = p * y + 0.5f;
+    p = p * y + 1.0f;
+    const float near0 = p * y;
+    const float far = exp_nonpositive(y) - 1.0f;
+    return y > -0.35f ? near0 : far;
+}
+
+/* sigma(x) = 1/(1+e^-x) for x >= 0 and e^x/(1+e^x) below, so e^-|x| never overflows */
+static inline float sigmoid(float x)
+{
+    const float e = exp_nonpositive(-fabsf(x));
+    const float s = 1.0f / (1.0f + e);
+    return x >= 0 ? s : e * s;
+}
+
+/* tanh|x| = -m/(2+m) with m = e^(-2|x|) - 1, sign restored */
+static inline float tanh_act(float x)
+{
+    const float m = expm1_nonpositive(-2.0f * fabsf(x));
+    return copysignf(-m / (2.0f + m), x);
+}
+
+#endif
+
+/* y[k] = f(x[k]) for the tests of the activations: 0 sigmoid, 1 tanh. */
+int RNNX_SFX(rnnx_activation)(int which, const real* x, real* y, size_t n)
+{
+    for (size_t k = 0; k < n; k++)
+        y[k] = which == 0 ? sigmoid(x[k]) : tanh_act(x[k]);
+    return RNNX_OK;
 }

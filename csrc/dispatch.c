@@ -123,3 +123,13 @@ int rnnx_backward(const rnnx_blas* blas, const rnnx_backward_args* a)
         return f64 ? rnnx_gru_backward_f64(blas, a) : rnnx_gru_backward_f32(blas, a);
     }
 }
+
+int rnnx_activation(int which, int dtype, const void* x, void* y, size_t n)
+{
+    if ((which != 0 && which != 1) || (dtype != RNNX_FLOAT32 && dtype != RNNX_FLOAT64))
+        return RNNX_EINVAL;
+    if (n && (!x || !y))
+        return RNNX_ENULL;
+    return dtype == RNNX_FLOAT64 ? rnnx_activation_f64(which, x, y, n)
+                                 : rnnx_activation_f32(which, x, y, n);
+}

@@ -14,7 +14,9 @@
 
 /* The last stage of both variants: n from its pre-activation, then h.
  * Rows past their length keep h_prev and output 0. */
-static void gru_cell_output(real* h, real* y, ptrdiff_t ldy, real* gates, const real* h_prev,
+RNNX_HOT
+static void gru_cell_output(real* restrict h, real* restrict y, ptrdiff_t ldy,
+                            real* restrict gates, const real* restrict h_prev,
                             const int64_t* lengths, int t, int B, int H)
 {
     for (int b = 0; b < B; b++) {
@@ -28,17 +30,18 @@ static void gru_cell_output(real* h, real* y, ptrdiff_t ldy, real* gates, const 
         const real* gz = gates + (size_t)b * 3 * H + H;
         real* gn = gates + (size_t)b * 3 * H + 2 * H;
         for (int j = 0; j < H; j++) {
-            const real n = R_TANH(gn[j]), z = gz[j];
+            const real n = tanh_act(gn[j]), z = gz[j];
             gn[j] = n;
             h[row + j] = (1 - z) * n + z * h_prev[row + j];
-            yr[j] = h[row + j];
         }
+        memcpy(yr, h + row, (size_t)H * sizeof(real));
     }
 }
 
 /* Reset after, one step.  gates (B,3H) IN input part W_ih x + b_ih,
  * OUT activations r, z and the pre-activation of n; hh (B,3H) IN W_hh h_prev + b_hh. */
-static void gru_after_gates(real* gates, const real* hh, int B, int H)
+RNNX_HOT
+static void gru_after_gates(real* restrict gates, const real* restrict hh, int B, int H)
 {
     for (int b = 0; b < B; b++) {
         real* gr = gates + (size_t)b * 3 * H;
@@ -58,7 +61,9 @@ static void gru_after_gates(real* gates, const real* hh, int B, int H)
 
 /* Reset before, one step.  gates (B,3H): r, z pre-activations IN, activations
  * OUT; rh (B,H) OUT r * h_prev, the input of the second recurrent product. */
-static void gru_before_gates(real* gates, real* rh, const real* h_prev, int B, int H)
+RNNX_HOT
+static void gru_before_gates(real* restrict gates, real* restrict rh, const real* restrict h_prev,
+                             int B, int H)
 {
     for (int b = 0; b < B; b++) {
         real* gr = gates + (size_t)b * 3 * H;
@@ -110,7 +115,7 @@ int RNNX_SFX(rnnx_gru_forward)(const rnnx_blas* blas, const rnnx_forward_args* a
                     memcpy(aux + (size_t)t * BH + (size_t)b * H, w.hh + (size_t)b * G + 2 * H,
                            (size_t)H * sizeof(real));
         } else {
-            real* rh = train ? aux + (size_t)t * BH : w.rh;
+            real* rh = train ? aux + (size_t)t * BH : w.scratch;
             recur_forward(&r, gates_t, G, h_prev, 0, 2 * H);    /* [r z] += h_prev @ W_h[rz].T */
             gru_before_gates(gates_t, rh, h_prev, B, H);
             recur_forward(&r, gates_t + 2 * H, G, rh, 2 * H, H); /* n += (r*h_prev) @ W_hn.T */
@@ -126,7 +131,9 @@ int RNNX_SFX(rnnx_gru_forward)(const rnnx_blas* blas, const rnnx_forward_args* a
  * dg (B,3H) OUT: z and n parts of the pre-activation gradient (r left for the caller);
  * dh (B,H) IN gradient at h_t, OUT the direct part of the gradient at h_prev (dh*z);
  * inactive rows get dg = 0 and keep dh. */
-static void gru_cell_backward_output(real* dg, real* dh, const real* gates, const real* h_prev,
+RNNX_HOT
+static void gru_cell_backward_output(real* restrict dg, real* restrict dh,
+                                     const real* restrict gates, const real* restrict h_prev,
                                      const int64_t* lengths, int t, int B, int H)
 {
     for (int b = 0; b < B; b++) {
@@ -149,6 +156,55 @@ static void gru_cell_backward_output(real* dg, real* dh, const real* gates, cons
             /* forward was: n = tanh(a_n), z = sigma(a_z) */
             dgn[j] = dn * (1 - n * n);
             dgz[j] = dz * z * (1 - z);
+        }
+    }
+}
+
+/* Reset after: the gradient through n's reset product, for one step.
+ * dg (B,3H) IN z, n parts (from gru_cell_backward_output), OUT r part too;
+ * dgh (B,3H) OUT the gradient on the W_hh side; gates (B,3H) IN activations;
+ * hn (B,H) IN W_hn h_prev + b_hn. */
+RNNX_HOT
+static void gru_after_backward_reset(real* restrict dg, real* restrict dgh,
+                                     const real* restrict gates, const real* restrict hn,
+                                     const int64_t* lengths, int t, int B, int H)
+{
+    for (int b = 0; b < B; b++) {
+        const size_t g3 = (size_t)b * 3 * H;
+        if (!row_active(lengths, t, b)) {
+            memset(dgh + g3, 0, (size_t)3 * H * sizeof(real));  /* dg is 0 there already */
+            continue;
+        }
+        for (int j = 0; j < H; j++) {
+            const real r = gates[g3 + j], dan = dg[g3 + 2 * H + j];
+            /* forward was: a_n = W_in x + b_in + r * hn, so dr = da_n * hn, dhn = da_n * r;
+             * r = sigma(a_r) */
+            const real dar = dan * hn[(size_t)b * H + j] * r * (1 - r);
+            dg[g3 + j] = dar;
+            dgh[g3 + j] = dar;
+            dgh[g3 + H + j] = dg[g3 + H + j];
+            dgh[g3 + 2 * H + j] = dan * r;
+        }
+    }
+}
+
+/* Reset before: the gradient through rh = r * h_prev, for one step.
+ * dg (B,3H) OUT r part; dh (B,H) += drh * r; drh (B,H) IN d(r*h_prev);
+ * gates (B,3H) IN activations; h_prev (B,H) IN. */
+RNNX_HOT
+static void gru_before_backward_reset(real* restrict dg, real* restrict dh, const real* restrict drh,
+                                      const real* restrict gates, const real* restrict h_prev,
+                                      const int64_t* lengths, int t, int B, int H)
+{
+    for (int b = 0; b < B; b++) {
+        if (!row_active(lengths, t, b))
+            continue;  /* dg is 0 there already and dh passes through */
+        const size_t g3 = (size_t)b * 3 * H, row = (size_t)b * H;
+        for (int j = 0; j < H; j++) {
+            const real r = gates[g3 + j];
+            /* forward was: rh = r * h_prev, so dr = drh * h_prev, dh_prev += drh * r */
+            dg[g3 + j] = drh[row + j] * h_prev[row + j] * r * (1 - r);
+            dh[row + j] += drh[row + j] * r;
         }
     }
 }
@@ -183,35 +239,12 @@ int RNNX_SFX(rnnx_gru_backward)(const rnnx_blas* blas, const rnnx_backward_args*
         gru_cell_backward_output(dg_t, dh, gates_t, h_prev, a->lengths, t, B, H);
         if (after) {
             real* dgh_t = dgh + off;
-            for (int b = 0; b < B; b++) {
-                const size_t g3 = (size_t)b * 3 * H;
-                const int active = row_active(a->lengths, t, b);
-                for (int j = 0; j < H; j++) {
-                    const real rr = gates_t[g3 + j], dan = dg_t[g3 + 2 * H + j];
-                    /* forward was: a_n = W_in x + b_in + r * hn, hn = W_hn h_prev + b_hn,
-                     * so dr = da_n * hn, dhn = da_n * r; r = sigma(a_r) */
-                    const real dr = dan * aux_t[(size_t)b * H + j];
-                    dg_t[g3 + j] = active ? dr * rr * (1 - rr) : 0;
-                    dgh_t[g3 + j] = dg_t[g3 + j];
-                    dgh_t[g3 + H + j] = dg_t[g3 + H + j];
-                    dgh_t[g3 + 2 * H + j] = dan * rr;
-                }
-            }
+            gru_after_backward_reset(dg_t, dgh_t, gates_t, aux_t, a->lengths, t, B, H);
             recur_backward(&r, dh, dgh_t, G, 0, G);             /* dh_prev += dgh @ W_hh */
         } else {
             memset(drh, 0, BH * sizeof(real));
             recur_backward(&r, drh, dg_t + 2 * H, G, 2 * H, H);  /* d(r*h_prev) = da_n @ W_hn */
-            for (int b = 0; b < B; b++) {
-                if (!row_active(a->lengths, t, b))
-                    continue;
-                const size_t g3 = (size_t)b * 3 * H, row = (size_t)b * H;
-                for (int j = 0; j < H; j++) {
-                    const real rr = gates_t[g3 + j];
-                    /* forward was: rh = r * h_prev, so dr = drh * h_prev, dh_prev += drh * r */
-                    dg_t[g3 + j] = drh[row + j] * h_prev[row + j] * rr * (1 - rr);
-                    dh[row + j] += drh[row + j] * rr;
-                }
-            }
+            gru_before_backward_reset(dg_t, dh, drh, gates_t, h_prev, a->lengths, t, B, H);
             recur_backward(&r, dh, dg_t, G, 0, 2 * H);          /* dh_prev += [da_r da_z] @ W_h[rz] */
         }
     }

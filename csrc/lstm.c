@@ -10,11 +10,34 @@
  * state_prev_offset), gates (T,B,4H) activated, tc (T,B,H) = tanh(c_t).
  */
 
+/* One row of one step: the gate pre-activations gi, gf, gg, go (H,) become
+ * activations; h, c, tc = tanh(c) (H,) OUT.  The pointers never overlap,
+ * which restrict tells the compiler so the loop vectorizes. */
+static inline void lstm_row_forward(real* restrict h, real* restrict c, real* restrict tc,
+                                    real* restrict gi, real* restrict gf, real* restrict gg,
+                                    real* restrict go, const real* restrict c_prev, int H)
+{
+    for (int j = 0; j < H; j++) {
+        const real i = sigmoid(gi[j]), f = sigmoid(gf[j]), g = tanh_act(gg[j]), o = sigmoid(go[j]);
+        const real cj = f * c_prev[j] + i * g;
+        const real tcj = tanh_act(cj);
+        gi[j] = i;
+        gf[j] = f;
+        gg[j] = g;
+        go[j] = o;
+        c[j] = cj;
+        h[j] = o * tcj;
+        tc[j] = tcj;
+    }
+}
+
 /* One time step.  gates (B,4H) IN pre-activations, OUT activations;
- * h, c (B,H) OUT; tc (B,H) OUT tanh(c), or NULL for inference;
+ * h, c (B,H) OUT; tc (B,H) OUT tanh(c);
  * y (B, row stride ldy) OUT; h_prev, c_prev (B,H) IN. */
-static void lstm_cell_forward(real* h, real* c, real* tc, real* y, ptrdiff_t ldy, real* gates,
-                              const real* h_prev, const real* c_prev,
+RNNX_HOT
+static void lstm_cell_forward(real* restrict h, real* restrict c, real* restrict tc,
+                              real* restrict y, ptrdiff_t ldy, real* restrict gates,
+                              const real* restrict h_prev, const real* restrict c_prev,
                               const int64_t* lengths, int t, int B, int H)
 {
     for (int b = 0; b < B; b++) {
@@ -27,23 +50,9 @@ static void lstm_cell_forward(real* h, real* c, real* tc, real* y, ptrdiff_t ldy
             continue;
         }
         real* gi = gates + (size_t)b * 4 * H;
-        real* gf = gi + H;
-        real* gg = gi + 2 * H;
-        real* go = gi + 3 * H;
-        for (int j = 0; j < H; j++) {
-            const real i = sigmoid(gi[j]), f = sigmoid(gf[j]), g = R_TANH(gg[j]), o = sigmoid(go[j]);
-            const real cj = f * c_prev[row + j] + i * g;
-            const real tcj = R_TANH(cj);
-            gi[j] = i;
-            gf[j] = f;
-            gg[j] = g;
-            go[j] = o;
-            c[row + j] = cj;
-            h[row + j] = o * tcj;
-            yr[j] = o * tcj;
-            if (tc)
-                tc[row + j] = tcj;
-        }
+        lstm_row_forward(h + row, c + row, tc + row, gi, gi + H, gi + 2 * H, gi + 3 * H,
+                         c_prev + row, H);
+        memcpy(yr, h + row, (size_t)H * sizeof(real));
     }
 }
 
@@ -52,8 +61,10 @@ static void lstm_cell_forward(real* h, real* c, real* tc, real* y, ptrdiff_t ldy
  * dh, dc (B,H) IN gradient at h_t, c_t; OUT the part of the gradient at
  * h_{t-1}, c_{t-1} that does not go through W_hh;
  * gates (B,4H) IN activations, c_prev, tc (B,H) IN. */
-static void lstm_cell_backward(real* dgates, real* dh, real* dc, const real* gates,
-                               const real* c_prev, const real* tc,
+RNNX_HOT
+static void lstm_cell_backward(real* restrict dgates, real* restrict dh, real* restrict dc,
+                               const real* restrict gates, const real* restrict c_prev,
+                               const real* restrict tc,
                                const int64_t* lengths, int t, int B, int H)
 {
     for (int b = 0; b < B; b++) {
@@ -121,7 +132,7 @@ int RNNX_SFX(rnnx_lstm_forward)(const rnnx_blas* blas, const rnnx_forward_args* 
         real* c = train ? cs + state_offset(t, reverse, BH) : w.c_ping + (size_t)(s & 1) * BH;
         real* gates_t = slab + (size_t)t * B * G;
         recur_forward(&r, gates_t, G, h_prev, 0, G);           /* gates += h_prev @ W_hh.T */
-        lstm_cell_forward(h, c, train ? tc + (size_t)t * BH : NULL,
+        lstm_cell_forward(h, c, train ? tc + (size_t)t * BH : w.scratch,
                           y + (ptrdiff_t)t * B * a->ldy, a->ldy, gates_t, h_prev, c_prev,
                           a->lengths, t, B, H);
         h_prev = h;

@@ -12,13 +12,9 @@
 #ifdef RNNX_DOUBLE
 typedef double real;
 #define RNNX_SFX(name) name##_f64
-#define R_EXP exp
-#define R_TANH tanh
 #else
 typedef float real;
 #define RNNX_SFX(name) name##_f32
-#define R_EXP expf
-#define R_TANH tanhf
 #endif
 
 #endif /* RNNX_REAL_H */

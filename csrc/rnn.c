@@ -8,7 +8,9 @@
 /* One time step on a (B,H) slab.
  * h (B,H) OUT, y (B, row stride ldy) OUT, pre (B,H) IN pre-activations,
  * h_prev (B,H) IN.  Rows past their length keep h_prev and output 0. */
-static void rnn_cell_forward(real* h, real* y, ptrdiff_t ldy, const real* pre, const real* h_prev,
+RNNX_HOT
+static void rnn_cell_forward(real* restrict h, real* restrict y, ptrdiff_t ldy,
+                             const real* restrict pre, const real* restrict h_prev,
                              const int64_t* lengths, int t, int relu, int B, int H)
 {
     for (int b = 0; b < B; b++) {
@@ -20,12 +22,13 @@ static void rnn_cell_forward(real* h, real* y, ptrdiff_t ldy, const real* pre, c
             memset(yr, 0, (size_t)H * sizeof(real));
             continue;
         }
-        for (int j = 0; j < H; j++) {
-            /* relu as v < 0 ? 0 : v lets a NaN through, as PyTorch does */
-            real v = relu ? (pr[j] < 0 ? 0 : pr[j]) : R_TANH(pr[j]);
-            hr[j] = v;
-            yr[j] = v;
-        }
+        if (relu)  /* as v < 0 ? 0 : v, relu lets a NaN through, as PyTorch does */
+            for (int j = 0; j < H; j++)
+                hr[j] = pr[j] < 0 ? 0 : pr[j];
+        else
+            for (int j = 0; j < H; j++)
+                hr[j] = tanh_act(pr[j]);
+        memcpy(yr, hr, (size_t)H * sizeof(real));
     }
 }
 
@@ -33,7 +36,8 @@ static void rnn_cell_forward(real* h, real* y, ptrdiff_t ldy, const real* pre, c
  * dpre (B,H) OUT gradient of the pre-activations, dh (B,H) IN: gradient at h_t,
  * OUT: the part of the gradient at h_{t-1} that does not go through W_hh,
  * h (B,H) IN the step's output state. */
-static void rnn_cell_backward(real* dpre, real* dh, const real* h,
+RNNX_HOT
+static void rnn_cell_backward(real* restrict dpre, real* restrict dh, const real* restrict h,
                               const int64_t* lengths, int t, int relu, int B, int H)
 {
     for (int b = 0; b < B; b++) {

@@ -123,6 +123,10 @@ int rnnx_forward(const rnnx_blas* blas, const rnnx_forward_args* a);
 /* Whole-sequence backward (full BPTT) through a training forward's cache. */
 int rnnx_backward(const rnnx_blas* blas, const rnnx_backward_args* a);
 
+/* y[k] = f(x[k]) for k < n, f = the core's sigmoid (which = 0) or tanh (1):
+ * what the cells compute, exposed so its accuracy can be tested. */
+int rnnx_activation(int which, int dtype, const void* x, void* y, size_t n);
+
 #ifdef __cplusplus
 }
 #endif

@@ -70,6 +70,7 @@ cdef extern from "_core_shim.h":
     size_t rnnx_backward_work_size(int cell, int T, int B, int I, int H) nogil
     int rnnx_forward(const rnnx_blas* blas, const rnnx_forward_args* a) nogil
     int rnnx_backward(const rnnx_blas* blas, const rnnx_backward_args* a) nogil
+    int rnnx_activation(int which, int dtype, const void* x, void* y, size_t n) nogil
 
 # Cell codes, as in enum rnnx_cell.
 RNN_TANH, RNN_RELU, LSTM, GRU, GRU_RESET_BEFORE = 0, 1, 2, 3, 4
@@ -86,6 +87,18 @@ _STATUS = {1: "invalid dimension, cell, dtype, path, stride or length", 2: "miss
 def gate_count(int cell):
     """G / H for a cell code: 1, 3 or 4."""
     return rnnx_gate_count(cell)
+
+
+def activation(str name, x):
+    """The core's own sigmoid or tanh of a float32/float64 array (for tests)."""
+    cdef int which = {"sigmoid": 0, "tanh": 1}[name]
+    cdef cnp.ndarray xa = np.ascontiguousarray(x)
+    cdef int code = _dtype_code(xa.dtype)
+    cdef cnp.ndarray y = np.empty_like(xa)
+    cdef size_t n = xa.size
+    with nogil:
+        rnnx_activation(which, code, cnp.PyArray_DATA(xa), cnp.PyArray_DATA(y), n)
+    return y
 
 
 def cache_size(int cell, int T, int B, int H):
