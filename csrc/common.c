@@ -74,31 +74,70 @@ static void gemm(const rnnx_blas* blas, int naive, char ta, char tb, int M, int 
 
 /* C (M,N) += A (M,K) @ Bm (K,N), row-major: the small-size kernel for the
  * per-step recurrent product, where a BLAS call costs more than the arithmetic.
- * Each row of C is updated by axpys over rows of Bm, four at a time, so the
- * inner loop is elementwise and vectorizes without reassociating a sum; each
- * element still adds its K products in order, whatever M is. */
+ *
+ * A tile of 4 rows x 32 columns of C stays in registers while k runs over K,
+ * so each row of Bm loaded serves four rows of C.  Every element of C, in a
+ * tile or in the edges, adds its K products one after another in order of k,
+ * so its value does not depend on M or on where the tiles fall. */
+enum { SMALL_ROWS = 4, SMALL_COLS = 32 };
+
 RNNX_HOT
 static void gemm_small_acc(int M, int N, int K, const real* restrict A, int lda,
                            const real* restrict Bm, int ldb, real* restrict C, int ldc)
 {
-    for (int i = 0; i < M; i++) {
+    int i = 0;
+    for (; i + SMALL_ROWS <= M; i += SMALL_ROWS) {
         const real* a = A + (size_t)i * lda;
         real* c = C + (size_t)i * ldc;
-        int k = 0;
-        for (; k + 4 <= K; k += 4) {
-            const real a0 = a[k], a1 = a[k + 1], a2 = a[k + 2], a3 = a[k + 3];
-            const real* b0 = Bm + (size_t)k * ldb;
-            const real* b1 = b0 + ldb;
-            const real* b2 = b1 + ldb;
-            const real* b3 = b2 + ldb;
-            for (int j = 0; j < N; j++)
-                c[j] = (((c[j] + a0 * b0[j]) + a1 * b1[j]) + a2 * b2[j]) + a3 * b3[j];
+        int j = 0;
+        for (; j + SMALL_COLS <= N; j += SMALL_COLS) {
+            real acc[SMALL_ROWS][SMALL_COLS];
+            for (int r = 0; r < SMALL_ROWS; r++)
+                for (int q = 0; q < SMALL_COLS; q++)
+                    acc[r][q] = c[(size_t)r * ldc + j + q];
+            for (int k = 0; k < K; k++) {
+                const real* b = Bm + (size_t)k * ldb + j;
+                for (int r = 0; r < SMALL_ROWS; r++) {
+                    const real ark = a[(size_t)r * lda + k];
+                    for (int q = 0; q < SMALL_COLS; q++)
+                        acc[r][q] += ark * b[q];
+                }
+            }
+            for (int r = 0; r < SMALL_ROWS; r++)
+                for (int q = 0; q < SMALL_COLS; q++)
+                    c[(size_t)r * ldc + j + q] = acc[r][q];
         }
-        for (; k < K; k++) {
+        for (int r = 0; r < SMALL_ROWS; r++)  /* the columns past the last tile */
+            for (int k = 0; k < K; k++) {
+                const real ark = a[(size_t)r * lda + k];
+                const real* b = Bm + (size_t)k * ldb;
+                for (int q = j; q < N; q++)
+                    c[(size_t)r * ldc + q] += ark * b[q];
+            }
+    }
+    for (; i < M; i++) {  /* the rows past the last tile, one row at a time, in wider
+                             tiles: more accumulators to hide the FMA latency */
+        const real* a = A + (size_t)i * lda;
+        real* c = C + (size_t)i * ldc;
+        int j = 0;
+        for (; j + 4 * SMALL_COLS <= N; j += 4 * SMALL_COLS) {
+            real acc[4 * SMALL_COLS];
+            for (int q = 0; q < 4 * SMALL_COLS; q++)
+                acc[q] = c[j + q];
+            for (int k = 0; k < K; k++) {
+                const real ak = a[k];
+                const real* b = Bm + (size_t)k * ldb + j;
+                for (int q = 0; q < 4 * SMALL_COLS; q++)
+                    acc[q] += ak * b[q];
+            }
+            for (int q = 0; q < 4 * SMALL_COLS; q++)
+                c[j + q] = acc[q];
+        }
+        for (int k = 0; k < K; k++) {
             const real ak = a[k];
             const real* b = Bm + (size_t)k * ldb;
-            for (int j = 0; j < N; j++)
-                c[j] += ak * b[j];
+            for (int q = j; q < N; q++)
+                c[q] += ak * b[q];
         }
     }
 }
