@@ -270,7 +270,9 @@ static forward_work split_forward_work(real* work, int B, int I, int H, int G)
  * result does not depend on how many rows the call has: a sequence cut into
  * chunks, or streamed one step at a time, gives the whole sequence's numbers
  * bit for bit.  BLAS's blocked GEMM does not promise that (its rounding can
- * change with the number of rows), so float32 keeps it for speed. */
+ * change with the number of rows), so float32 keeps it for speed, except when
+ * the caller hands in w_ih^T: a stream's few rows per call are faster without
+ * a BLAS call. */
 static void input_projection(const rnnx_blas* blas, int naive, real* slab, const real* x,
                              const real* w_ih, const real* ready_w_ih_t, real* w_ih_t,
                              const real* b1, const real* b2, int N, int I, int G)
@@ -281,19 +283,19 @@ static void input_projection(const rnnx_blas* blas, int naive, real* slab, const
             row[g] = (b1 ? b1[g] : 0) + (b2 ? b2[g] : 0);
     }
 #ifdef RNNX_DOUBLE
-    if (!naive) {
-        if (!ready_w_ih_t)
-            for (int g = 0; g < G; g++)
-                for (int k = 0; k < I; k++)
-                    w_ih_t[(size_t)k * G + g] = w_ih[(size_t)g * I + k];
-        gemm_small_acc(N, G, I, x, I, ready_w_ih_t ? ready_w_ih_t : w_ih_t, G, slab, G);
+    const int rowwise = !naive;
+#else
+    const int rowwise = !naive && ready_w_ih_t;
+#endif
+    if (!rowwise) {
+        gemm(blas, naive, 'N', 'T', N, G, I, 1, x, I, w_ih, I, 1, slab, G);  /* slab += x @ w_ih.T */
         return;
     }
-#else
-    (void)ready_w_ih_t;
-    (void)w_ih_t;
-#endif
-    gemm(blas, naive, 'N', 'T', N, G, I, 1, x, I, w_ih, I, 1, slab, G);  /* slab += x @ w_ih.T */
+    if (!ready_w_ih_t)
+        for (int g = 0; g < G; g++)
+            for (int k = 0; k < I; k++)
+                w_ih_t[(size_t)k * G + g] = w_ih[(size_t)g * I + k];
+    gemm_small_acc(N, G, I, x, I, ready_w_ih_t ? ready_w_ih_t : w_ih_t, G, slab, G);
 }
 
 /* After the backward loop, with dg (N,G) the gradient of the gate

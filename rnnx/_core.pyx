@@ -291,6 +291,7 @@ def backward(int cell, cnp.ndarray x, cnp.ndarray w_ih, cnp.ndarray w_hh, object
 
 
 from libc.stdlib cimport calloc, free
+from libc.string cimport memcpy
 
 
 cdef class Stream:
@@ -403,8 +404,18 @@ cdef class Stream:
         if status:
             raise ValueError(f"rnnx_forward: {_STATUS.get(status, status)}")
         self.parity = 1 - self.parity
-        y = self.ys[self.L - 1].copy()
-        return y[0] if unbatched else y
+        # the result is a new array (the caller may keep it), made without Python indexing
+        cdef cnp.npy_intp dims[2]
+        dims[0] = self.B
+        dims[1] = self.H
+        cdef cnp.ndarray y
+        if unbatched:
+            y = cnp.PyArray_EMPTY(1, &dims[1], self.typenum, 0)
+        else:
+            y = cnp.PyArray_EMPTY(2, dims, self.typenum, 0)
+        memcpy(cnp.PyArray_DATA(y), <char*>cnp.PyArray_DATA(self.ys) + (self.L - 1) * layer_bytes,
+               layer_bytes)
+        return y
 
     def _coerce(self, x):
         a = np.asarray(x)
