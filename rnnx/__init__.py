@@ -1,8 +1,19 @@
 """rnnx: a small, fast recurrent neural network engine for the CPU.
 
 RNN, LSTM and GRU layers with PyTorch's semantics, computed by C loops over
-time with BLAS for the matrix products, under a NumPy-native API."""
+time with BLAS for the matrix products, under a NumPy-native API; models,
+losses, optimizers and a trainer with full and truncated BPTT on top."""
+from . import data
+from .dense import Dense
+from .io import load, save
 from .layers import GRU, LSTM, RNN, Stream
+from .losses import MSELoss, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
+from .model import Sequential
+from .optim import SGD, Adagrad, Adam, clip_grad_norm, clip_grad_value
+from .trainer import NonFiniteLossError, Trainer
 
 __version__ = "0.1.0"
-__all__ = ["RNN", "LSTM", "GRU", "Stream"]
+__all__ = ["RNN", "LSTM", "GRU", "Stream", "Dense", "Sequential", "MSELoss",
+           "SoftmaxCrossEntropy", "SigmoidBinaryCrossEntropy", "SGD", "Adam", "Adagrad",
+           "clip_grad_norm", "clip_grad_value", "Trainer", "NonFiniteLossError", "save", "load",
+           "data"]

@@ -1,0 +1,293 @@
+"""Sequential: recurrent layers and Dense layers composed into one model.
+
+    model = rnnx.Sequential(rnnx.LSTM(1, 32, num_layers=2), rnnx.Dense(32, 1))
+    y, state = model(x)                                   # inference
+    y, state, cache = model.forward(x, state, lengths)    # training forward
+    dx, dstate0, grads = model.backward(cache, dy, dstate)
+
+Many-to-many (default): every layer sees the whole sequence; a Dense layer is applied at every
+step at once (one GEMM over all T*B rows), so y is (T, B, out) (or (B, T, out) batch_first).
+
+Many-to-one (many_to_one=True): the output of the last recurrent layer is taken at each row's
+last valid step (lengths[b] - 1, or T - 1) and the layers after it see (B, features), so y is
+(B, out). For a bidirectional last layer the reverse half is taken at t = 0, where the
+reverse direction ends: the concatenation of both directions' final states, as h_n.
+
+The model's state is a tuple with one entry per recurrent layer, each in that layer's form
+(an array (L*D, B, H), or (h, c) for an LSTM); None, or a None entry, means zeros. It is
+handed over explicitly between chunks, as the layers do: no gradient crosses it.
+
+Parameter names are "<index>.<layer name>" as in PyTorch's nn.Sequential: "0.weight_ih_l0",
+"1.weight", ... parameters() gives the live arrays (optimizers update them in place),
+gradients() the gradients of the last backward, state_dict()/load_state_dict() copies.
+"""
+import numpy as np
+
+from .dense import Dense
+
+
+def _is_recurrent(layer):
+    return not isinstance(layer, Dense) and hasattr(layer, "hidden_size")
+
+
+def _layer_classes():
+    """{type name: class} of every layer a config can name (imported late: layers needs the
+    compiled core, and this module must import without it)."""
+    from . import layers
+    return {"RNN": layers.RNN, "LSTM": layers.LSTM, "GRU": layers.GRU, "Dense": Dense}
+
+
+def layer_from_spec(spec):
+    """Rebuild a layer from {"type": name, "config": kwargs} (see layer_spec)."""
+    if not isinstance(spec, dict) or set(spec) != {"type", "config"}:
+        raise ValueError(f"a layer spec must be a dict with keys 'type' and 'config', got {spec!r}")
+    classes = _layer_classes()
+    if spec["type"] not in classes:
+        raise ValueError(f"layer type must be one of {sorted(classes)}, got {spec['type']!r}")
+    return classes[spec["type"]](**spec["config"])
+
+
+def layer_spec(layer):
+    """{"type": class name, "config": layer.config()}: JSON-serialisable architecture."""
+    return {"type": type(layer).__name__, "config": layer.config()}
+
+
+def _map_state(state, fn):
+    """Apply fn to every array of one layer's state (an array or an (h, c) tuple)."""
+    if state is None:
+        return None
+    if isinstance(state, tuple):
+        return tuple(fn(s) for s in state)
+    return fn(state)
+
+
+class Sequential:
+    """A stack of recurrent layers (rnnx.RNN / LSTM / GRU) and rnnx.Dense layers.
+
+    Parameters
+    ----------
+    *layers : the layers, input first. Each layer's input size must equal the previous
+        layer's output size (D*H for a recurrent layer, out_features for Dense).
+    many_to_one : bool. False: an output at every step (many-to-many). True: one output per
+        sequence, from the last recurrent layer's last valid step.
+    """
+
+    def __init__(self, *layers, many_to_one=False):
+        if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
+            layers = tuple(layers[0])
+        if not layers:
+            raise ValueError("Sequential needs at least one layer, got none")
+        for index, layer in enumerate(layers):
+            if not (isinstance(layer, Dense) or _is_recurrent(layer)):
+                raise TypeError(f"layers[{index}] must be an rnnx layer (RNN, LSTM, GRU or Dense), "
+                                f"got {type(layer).__name__}")
+        self.layers = list(layers)
+        self.many_to_one = bool(many_to_one)
+        self._recurrent = [i for i, layer in enumerate(self.layers) if _is_recurrent(layer)]
+        if self.many_to_one and not self._recurrent:
+            raise ValueError("many_to_one=True needs a recurrent layer, got only Dense layers")
+        firsts = {bool(self.layers[i].batch_first) for i in self._recurrent}
+        if len(firsts) > 1:
+            raise ValueError("all recurrent layers must agree on batch_first, got both True and False")
+        self.batch_first = firsts.pop() if firsts else False
+        dtypes = {np.dtype(layer.dtype) for layer in self.layers}
+        if len(dtypes) > 1:
+            raise TypeError(f"all layers must have one dtype, got {sorted(d.name for d in dtypes)}")
+        self.dtype = dtypes.pop()
+        width = None
+        for index, layer in enumerate(self.layers):
+            size_in = layer.in_features if isinstance(layer, Dense) else layer.input_size
+            if width is not None and size_in != width:
+                raise ValueError(f"layers[{index}] takes {size_in} input features but layers"
+                                 f"[{index - 1}] gives {width}")
+            width = (layer.out_features if isinstance(layer, Dense)
+                     else layer.num_directions * layer.hidden_size)
+        self.input_size = self.layers[0].in_features if isinstance(self.layers[0], Dense) \
+            else self.layers[0].input_size
+        self.output_size = width
+        self._grads = None
+
+    def __repr__(self):
+        inner = ",\n  ".join(repr(layer) for layer in self.layers)
+        return f"Sequential(\n  {inner},\n  many_to_one={self.many_to_one})"
+
+    def __len__(self):
+        return len(self.layers)
+
+    def __getitem__(self, index):
+        return self.layers[index]
+
+    @property
+    def is_recurrent(self):
+        return bool(self._recurrent)
+
+    @property
+    def output_activation(self):
+        """The last layer's activation ("identity" if it is a recurrent layer)."""
+        last = self.layers[-1]
+        return last.activation if isinstance(last, Dense) else "identity"
+
+    # -- computation ---------------------------------------------------------------------
+
+    def _check_state(self, state):
+        if state is None:
+            return [None] * len(self._recurrent)
+        if not isinstance(state, (tuple, list)) or len(state) != len(self._recurrent):
+            raise ValueError(f"state must be None or a tuple with one entry per recurrent layer "
+                             f"({len(self._recurrent)}), got {type(state).__name__}"
+                             + (f" of length {len(state)}" if isinstance(state, (tuple, list)) else ""))
+        return list(state)
+
+    def __call__(self, x, state=None, lengths=None):
+        """Inference: (y, state). x may be unbatched, (T, I) (then state too is unbatched,
+        (L*D, H) per layer, and y is (T, out) or (out,) for many-to-one)."""
+        x = np.asarray(x)
+        unbatched = self.is_recurrent and x.ndim == 2
+        if unbatched:
+            axis = 0 if self.batch_first else 1
+            x = np.expand_dims(x, axis)
+            state = None if state is None else tuple(
+                _map_state(s, lambda a: np.expand_dims(np.asarray(a), 1)) for s in state)
+        y, state, _ = self.forward(x, state, lengths)
+        if unbatched:
+            y = y[0] if self.many_to_one else np.squeeze(y, axis)
+            state = tuple(_map_state(s, lambda a: a[:, 0]) for s in state)
+        return y, state
+
+    def predict(self, x, state=None, lengths=None):
+        """The output only, with the output activation applied."""
+        return self(x, state, lengths)[0]
+
+    def forward(self, x, state=None, lengths=None, logits=False):
+        """Training forward: (y, state, cache). logits=True leaves out the last Dense
+        layer's activation (for the losses that fuse it)."""
+        states_in = self._check_state(state)
+        states_out = []
+        caches = []
+        h = x
+        last_recurrent = self._recurrent[-1] if self._recurrent else -1
+        for index, layer in enumerate(self.layers):
+            if isinstance(layer, Dense):
+                h, cache = layer.forward(h, logits=logits and index == len(self.layers) - 1)
+                caches.append(cache)
+                continue
+            h, layer_state, cache = layer.forward(h, states_in[len(states_out)], lengths)
+            states_out.append(layer_state)
+            if index == last_recurrent and self.many_to_one:
+                h, pool = self._last_step(h, layer, lengths)
+                cache = (cache, pool)
+            caches.append(cache)
+        return h, tuple(states_out), caches
+
+    def _last_step(self, y, layer, lengths):
+        """y (T, B, D*H) -> (B, D*H) at each row's last valid step (reverse half at t=0)."""
+        if self.batch_first:
+            y = np.swapaxes(y, 0, 1)
+        T, B, _ = y.shape
+        last = np.full(B, T - 1) if lengths is None else np.asarray(lengths) - 1
+        rows = np.arange(B)
+        H = layer.hidden_size
+        pooled = np.empty((B, y.shape[2]), dtype=y.dtype)
+        pooled[:, :H] = y[last, rows, :H]
+        if layer.num_directions == 2:
+            pooled[:, H:] = y[0, :, H:]
+        return pooled, (y.shape, last)
+
+    def _last_step_backward(self, dpooled, layer, pool):
+        shape, last = pool
+        dy = np.zeros(shape, dtype=dpooled.dtype)
+        rows = np.arange(shape[1])
+        H = layer.hidden_size
+        dy[last, rows, :H] = dpooled[:, :H]
+        if layer.num_directions == 2:
+            dy[0, :, H:] = dpooled[:, H:]
+        return np.swapaxes(dy, 0, 1) if self.batch_first else dy
+
+    def backward(self, cache, dy, dstate=None):
+        """Full BPTT through the forward that made cache: (dx, dstate0, grads).
+
+        dy: gradient of the forward output (of the logits if forward had logits=True).
+        dstate: gradient of the final state, like the state (None: zeros).
+        grads: {"<index>.<name>": array}, the keys of state_dict(); also kept for gradients().
+        """
+        dstates = self._check_state(dstate)
+        dstates0 = [None] * len(self._recurrent)
+        grads = {}
+        d = dy
+        k = len(self._recurrent)
+        last_recurrent = self._recurrent[-1] if self._recurrent else -1
+        for index in range(len(self.layers) - 1, -1, -1):
+            layer, layer_cache = self.layers[index], cache[index]
+            if isinstance(layer, Dense):
+                d, layer_grads = layer.backward(layer_cache, d)
+            else:
+                k -= 1
+                if index == last_recurrent and self.many_to_one:
+                    layer_cache, pool = layer_cache
+                    d = self._last_step_backward(d, layer, pool)
+                d, dstates0[k], layer_grads = layer.backward(layer_cache, d, dstates[k])
+            for name, grad in layer_grads.items():
+                grads[f"{index}.{name}"] = grad
+        self._grads = grads
+        return d, tuple(dstates0), grads
+
+    # -- parameters ----------------------------------------------------------------------
+
+    def parameters(self):
+        """{"<index>.<name>": live array} over all layers."""
+        return {f"{index}.{name}": value for index, layer in enumerate(self.layers)
+                for name, value in layer.parameters().items()}
+
+    def gradients(self):
+        """{"<index>.<name>": array}: the gradients of the last backward (zeros before any)."""
+        if self._grads is None:
+            return {name: np.zeros_like(value) for name, value in self.parameters().items()}
+        return self._grads
+
+    def num_parameters(self):
+        return int(sum(value.size for value in self.parameters().values()))
+
+    def state_dict(self):
+        return {f"{index}.{name}": value for index, layer in enumerate(self.layers)
+                for name, value in layer.state_dict().items()}
+
+    def load_state_dict(self, state):
+        """Strict (same keys and shapes) and all-or-nothing: on any mismatch an error is
+        raised before a single parameter is written."""
+        if not isinstance(state, dict):
+            raise TypeError(f"state must be a dict, got {type(state).__name__}")
+        own = self.state_dict()
+        missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+        if missing or unexpected:
+            raise ValueError(f"state keys do not match the model: missing {missing}, "
+                             f"unexpected {unexpected}")
+        for name, value in own.items():
+            given = np.asarray(state[name])
+            if given.shape != value.shape:
+                raise ValueError(f"state[{name!r}] must have shape {value.shape}, got {given.shape}")
+            if given.dtype.kind not in "fiu":
+                raise TypeError(f"state[{name!r}] must be a real array, got {given.dtype}")
+        per_layer = [{} for _ in self.layers]
+        for name, value in state.items():
+            index, _, sub = name.partition(".")
+            per_layer[int(index)][sub] = value
+        for layer, layer_state in zip(self.layers, per_layer):
+            layer.load_state_dict(layer_state)
+
+    def config(self):
+        """JSON-serialisable architecture: Sequential.from_config(config) rebuilds the model
+        (with fresh weights)."""
+        return {"layers": [layer_spec(layer) for layer in self.layers],
+                "many_to_one": self.many_to_one}
+
+    @classmethod
+    def from_config(cls, config):
+        if not isinstance(config, dict) or "layers" not in config:
+            raise ValueError(f"config must be a dict with a 'layers' list, got {config!r}")
+        return cls(*[layer_from_spec(spec) for spec in config["layers"]],
+                   many_to_one=bool(config.get("many_to_one", False)))
+
+    def save(self, path):
+        """Architecture and weights to one .npz file (see rnnx.save)."""
+        from .io import save
+        save(self, path)

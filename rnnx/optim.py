@@ -1,0 +1,171 @@
+"""Optimizers that update parameters in place, and gradient clipping.
+
+    opt = rnnx.Adam(model.parameters(), lr=1e-3)
+    ...
+    opt.step(grads)          # grads: {name: array}, e.g. from model.backward
+
+An optimizer holds the live parameter arrays of model.parameters(); step() writes into them,
+so the model sees the change. Its per-parameter state (momentum, moments, sums of squares)
+is float64 whatever the parameter dtype, so that a float32 model does not lose small
+updates in the accumulators; the update is cast to the parameter's dtype when applied.
+
+Clipping is a separate step, done by the training loop between backward and step (never
+inside a loss or a gradient, where it would break a gradient check):
+    clip_grad_norm(grads, max_norm)   rescales all gradients together, in place
+    clip_grad_value(grads, max_value) clamps each element to [-max_value, max_value], in place
+"""
+import numpy as np
+
+
+def _check_positive(name, value, allow_zero=False):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be finite and {bound}, got {value}")
+    return float(value)
+
+
+class Optimizer:
+    """Base class: keeps {name: live array} and checks the gradients handed to step()."""
+
+    def __init__(self, params, lr):
+        if hasattr(params, "parameters") and callable(params.parameters):
+            params = params.parameters()
+        if not isinstance(params, dict) or not params:
+            raise TypeError("params must be a non-empty dict {name: array} such as "
+                            f"model.parameters(), got {type(params).__name__}")
+        for name, value in params.items():
+            if not isinstance(value, np.ndarray) or value.dtype not in (np.float32, np.float64):
+                raise TypeError(f"params[{name!r}] must be a float32/float64 ndarray, got "
+                                f"{type(value).__name__} {getattr(value, 'dtype', '')}")
+        self.params = params
+        self.lr = _check_positive("lr", lr, allow_zero=True)
+        self.steps = 0
+
+    def _checked(self, grads):
+        """Yields (name, parameter, gradient as float64) for every parameter with a gradient."""
+        if not isinstance(grads, dict):
+            raise TypeError(f"grads must be a dict {{name: array}}, got {type(grads).__name__}")
+        unknown = set(grads) - set(self.params)
+        if unknown:
+            raise ValueError(f"grads has names that are not parameters: {sorted(unknown)}")
+        for name, param in self.params.items():
+            grad = grads.get(name)
+            if grad is None:
+                continue
+            grad = np.asarray(grad, dtype=np.float64)
+            if grad.shape != param.shape:
+                raise ValueError(f"grads[{name!r}] must have shape {param.shape}, got {grad.shape}")
+            yield name, param, grad
+
+    def step(self, grads):
+        """Update every parameter in place from its gradient."""
+        self.steps += 1
+        for name, param, grad in self._checked(grads):
+            update = self._update(name, grad)
+            param -= update.astype(param.dtype)
+
+    def _update(self, name, grad):
+        raise NotImplementedError
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, the lectures' W <- W - lr * grad.
+
+    With momentum mu > 0 (PyTorch's form): v <- mu * v + grad, W <- W - lr * v.
+    (For a constant lr this is the same trajectory as the form v <- mu v - lr grad, W <- W + v.)
+    """
+
+    def __init__(self, params, lr=0.01, momentum=0.0):
+        super().__init__(params, lr)
+        self.momentum = _check_positive("momentum", momentum, allow_zero=True)
+        if self.momentum >= 1:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        self.velocity = {}
+
+    def _update(self, name, grad):
+        if self.momentum == 0:
+            return self.lr * grad
+        v = self.velocity.get(name)
+        v = grad.copy() if v is None else self.momentum * v + grad   # first step: v = grad
+        self.velocity[name] = v
+        return self.lr * v
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba 2015):
+        m <- b1 m + (1 - b1) g,   v <- b2 v + (1 - b2) g^2
+        W <- W - lr * m_hat / (sqrt(v_hat) + eps),  m_hat = m/(1 - b1^t), v_hat = v/(1 - b2^t)
+    """
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+        super().__init__(params, lr)
+        if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {betas}")
+        self.betas = (float(betas[0]), float(betas[1]))
+        self.eps = _check_positive("eps", eps, allow_zero=True)
+        self.m, self.v = {}, {}
+
+    def _update(self, name, grad):
+        b1, b2 = self.betas
+        m = self.m.get(name, 0.0) * b1 + (1 - b1) * grad
+        v = self.v.get(name, 0.0) * b2 + (1 - b2) * grad * grad
+        self.m[name], self.v[name] = m, v
+        m_hat = m / (1 - b1 ** self.steps)
+        v_hat = v / (1 - b2 ** self.steps)
+        return self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+
+
+class Adagrad(Optimizer):
+    """Adagrad (Duchi et al. 2011), as in min-char-rnn:
+        G <- G + g^2,   W <- W - lr * g / (sqrt(G) + eps)
+    """
+
+    def __init__(self, params, lr=0.01, eps=1e-8):
+        super().__init__(params, lr)
+        self.eps = _check_positive("eps", eps, allow_zero=True)
+        self.sum_squares = {}
+
+    def _update(self, name, grad):
+        G = self.sum_squares.get(name, 0.0) + grad * grad
+        self.sum_squares[name] = G
+        return self.lr * grad / (np.sqrt(G) + self.eps)
+
+
+# ---------------------------------------------------------------------------------------
+# Clipping: applied by the training loop, never inside a loss or gradient.
+
+def global_norm(grads):
+    """sqrt of the sum of squares of every gradient, in float64."""
+    total = 0.0
+    for grad in grads.values():
+        if grad is not None:
+            g = np.asarray(grad, dtype=np.float64)
+            total += float(np.sum(np.square(g)))      # no BLAS call: see dense._matmul
+    return float(np.sqrt(total))
+
+
+def clip_grad_norm(grads, max_norm):
+    """Rescale all gradients in place by min(1, max_norm / global_norm). Returns the norm
+    before clipping (inf or nan when a gradient is not finite; then nothing is changed)."""
+    max_norm = _check_positive("max_norm", max_norm)
+    norm = global_norm(grads)
+    if np.isfinite(norm) and norm > max_norm:
+        scale = max_norm / norm
+        for grad in grads.values():
+            if grad is not None:
+                grad *= scale
+    return norm
+
+
+def clip_grad_value(grads, max_value):
+    """Clamp every gradient element to [-max_value, max_value], in place."""
+    max_value = _check_positive("max_value", max_value)
+    for grad in grads.values():
+        if grad is not None:
+            np.clip(grad, -max_value, max_value, out=grad)
+    return grads
+
+
+OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adagrad": Adagrad}

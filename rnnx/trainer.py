@@ -1,0 +1,361 @@
+"""Trainer: the training loop, with full or truncated backpropagation through time.
+
+    trainer = rnnx.Trainer(model, rnnx.MSELoss(), rnnx.Adam(model.parameters(), lr=1e-2),
+                           bptt=(k1, k2), clip_norm=1.0, seed=0)
+    history = trainer.fit(x, y, epochs=20)          # {"loss": [...per epoch], ...}
+
+Truncated BPTT(k1, k2), k2 >= k1 (Williams & Peng 1990): every k1 new steps, one update that
+backpropagates through the last k2 steps, with the loss on the k1 new steps only. The window
+[a - (k2 - k1), b) of an update whose new steps are [a, b) is re-run forward, with the current
+weights, from the state carried from the previous update (the state at the window's start, as
+the previous forward computed it). That state is a plain array: no gradient crosses it.
+    k1 = k2 = k : the chunked form (cut the sequence in chunks of k, carry the state)
+    k1 = k2 = 1 : Elman's online learning (an update after every step)
+    bptt=None  : full BPTT, one update per batch of whole sequences
+A forward over a window runs in two calls when k2 > k1, [a - m, b - m) then [b - m, b) with
+m = k2 - k1, so that the state at b - m, where the next window starts, is at hand; backward
+runs through the two in reverse, handing the state gradient from one to the other. There is
+no per-time-step Python: every forward and backward covers a whole segment.
+
+Data are batches of sequences, time-major like the layers ((T, N, I); (N, T, I) when the
+model's layers are batch_first). The N sequences are either independent (mini-batches of
+batch_size are drawn from them, shuffled with `seed`) or parallel streams of one long
+sequence (batch_size=None: all N in one batch, e.g. a text cut in N pieces). Targets:
+(T, N, O) for a many-to-many model ((T, N) class indices for SoftmaxCrossEntropy), (N, O)
+or (N,) for a many-to-one model. A model of Dense layers only takes (N, I) and (N, O).
+
+reset_state says when the carried state returns to zeros:
+    "sequence" (default)  at the start of every batch of sequences (so every epoch when
+                          the batch is all the streams): independent sequences never share
+                          a state, but the chunks of one sequence do.
+    "never"               the state runs on across epochs (one batch of streams only).
+    "chunk"               at every update: no state is carried (an ablation: the model
+                          then cannot use anything from before the window).
+"""
+import sys
+import time
+
+import numpy as np
+
+from .losses import get_loss
+from .model import Sequential
+from .optim import OPTIMIZERS, Adam, Optimizer, clip_grad_norm, clip_grad_value, global_norm
+
+RESET_STATES = ("sequence", "never", "chunk")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss or the gradient became nan or inf during training."""
+
+
+def _parse_bptt(bptt):
+    if bptt is None:
+        return None
+    if isinstance(bptt, (int, np.integer)) and not isinstance(bptt, bool):
+        bptt = (int(bptt), int(bptt))
+    if (not isinstance(bptt, (tuple, list)) or len(bptt) != 2
+            or not all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in bptt)):
+        raise TypeError(f"bptt must be None, an int k or a pair (k1, k2) of ints, got {bptt!r}")
+    k1, k2 = int(bptt[0]), int(bptt[1])
+    if k1 < 1 or k2 < k1:
+        raise ValueError(f"bptt=(k1, k2) must have 1 <= k1 <= k2, got ({k1}, {k2})")
+    return k1, k2
+
+
+def _time_slice(a, t0, t1, axis):
+    return a[t0:t1] if axis == 0 else a[:, t0:t1]
+
+
+def _segment_lengths(lengths, t0, t1):
+    """Lengths of the rows inside [t0, t1): None when every row is valid throughout. Rows
+    that ended before t0 get length 1 (the layers need >= 1); the loss mask hides them."""
+    if lengths is None or lengths.min() >= t1:
+        return None
+    return np.clip(lengths - t0, 1, t1 - t0)
+
+
+class _Progress:
+    """One line on stderr, rewritten at most every 0.1 s; silent when disabled."""
+
+    def __init__(self, enabled, total):
+        self.enabled, self.total, self.done, self.last = enabled, total, 0, 0.0
+
+    def update(self, epoch, epochs, loss):
+        self.done += 1
+        now = time.perf_counter()
+        if not self.enabled or (now - self.last < 0.1 and self.done < self.total):
+            return
+        self.last = now
+        filled = int(30 * self.done / max(self.total, 1))
+        sys.stderr.write(f"\repoch {epoch}/{epochs} [{'#' * filled}{'.' * (30 - filled)}] "
+                         f"{self.done}/{self.total} loss {loss:.4g}  ")
+        sys.stderr.flush()
+
+    def close(self):
+        if self.enabled:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+class Trainer:
+    """Trains a model (an rnnx.Sequential or a single layer) with a loss and an optimizer.
+
+    Parameters
+    ----------
+    model : rnnx.Sequential, or one rnnx layer (wrapped into a Sequential).
+    loss : a loss object (rnnx.MSELoss(), rnnx.SoftmaxCrossEntropy(), ...) or its name.
+    optimizer : an optimizer built on model.parameters(), or a name ("sgd", "adam",
+        "adagrad", with default settings); None means Adam(lr=1e-3).
+    bptt : None (full BPTT), k (= (k, k)) or (k1, k2) with 1 <= k1 <= k2.
+    clip_norm : rescale the gradients to this global norm when above it (None: no clipping).
+    clip_value : clamp each gradient element to [-clip_value, clip_value] (None: no clamping).
+    reset_state : "sequence" | "never" | "chunk" (see the module docstring).
+    seed : seeds the shuffling of mini-batches (weights are seeded where the layers are built).
+    progress : True / False, or None for a progress bar only when stderr is a terminal.
+    """
+
+    def __init__(self, model, loss="mse", optimizer=None, bptt=None, clip_norm=None,
+                 clip_value=None, reset_state="sequence", seed=None, progress=None):
+        bare = not isinstance(model, Sequential)
+        if bare:
+            model = Sequential(model)
+        self.model = model
+        self.loss = get_loss(loss)
+        if self.loss.activation != "identity" and model.output_activation not in (
+                "identity", self.loss.activation):
+            raise ValueError(f"loss {self.loss!r} fuses a {self.loss.activation} but the model's "
+                             f"output activation is {model.output_activation!r}")
+        if optimizer is None:
+            optimizer = Adam(model.parameters())
+        elif isinstance(optimizer, str):
+            if optimizer not in OPTIMIZERS:
+                raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)} or an optimizer "
+                                 f"object, got {optimizer!r}")
+            optimizer = OPTIMIZERS[optimizer](model.parameters())
+        elif not isinstance(optimizer, Optimizer):
+            raise TypeError(f"optimizer must be an rnnx optimizer or a name, got "
+                            f"{type(optimizer).__name__}")
+        if bare and set(optimizer.params) == set(model.layers[0].parameters()) and optimizer.steps == 0:
+            # built on the bare layer's parameters: the same arrays, named as in the wrapper
+            optimizer.params = {f"0.{name}": value for name, value in optimizer.params.items()}
+        params = model.parameters()
+        foreign = sorted(name for name, value in params.items() if name not in optimizer.params
+                         or not np.shares_memory(optimizer.params[name], value))
+        if foreign:
+            raise ValueError("optimizer must be built on this model's model.parameters(); it does "
+                             f"not hold {foreign}")
+        self.optimizer = optimizer
+        self.bptt = _parse_bptt(bptt)
+        if self.bptt is not None and model.many_to_one:
+            raise ValueError("bptt must be None for a many_to_one model (its loss is at the last "
+                             f"step only), got {bptt!r}")
+        for name, value in (("clip_norm", clip_norm), ("clip_value", clip_value)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not np.isfinite(value) or value <= 0):
+                raise ValueError(f"{name} must be None or a finite number > 0, got {value!r}")
+        self.clip_norm = clip_norm
+        self.clip_value = clip_value
+        if reset_state not in RESET_STATES:
+            raise ValueError(f"reset_state must be one of {RESET_STATES}, got {reset_state!r}")
+        self.reset_state = reset_state
+        self.rng = np.random.default_rng(seed)
+        self.progress = progress
+        self.state = None              # the carried state after the last update
+        self.updates = 0
+
+    # -- data layout ---------------------------------------------------------------------
+
+    def _axes(self):
+        """(batch axis of x, time axis of x or None, batch axis of y)."""
+        model = self.model
+        if not model.is_recurrent:
+            return 0, None, 0
+        if model.batch_first:
+            return 0, 1, 0
+        return 1, 0, (0 if model.many_to_one else 1)
+
+    def _check_data(self, x, y, lengths):
+        model = self.model
+        x = np.asarray(x, dtype=model.dtype)
+        y = np.asarray(y)
+        batch_axis, time_axis, y_batch_axis = self._axes()
+        want = 3 if model.is_recurrent else 2
+        if x.ndim != want:
+            layout = ("(N, T, I)" if model.batch_first else "(T, N, I)") if model.is_recurrent \
+                else "(N, I)"
+            raise ValueError(f"x must be {layout} with I={model.input_size}, got shape {x.shape}")
+        if x.shape[-1] != model.input_size:
+            raise ValueError(f"x must have {model.input_size} features in its last axis, got {x.shape}")
+        N = x.shape[batch_axis]
+        if y.ndim <= y_batch_axis or y.shape[y_batch_axis] != N:
+            raise ValueError(f"y must have the {N} sequences of x along axis {y_batch_axis}, got "
+                             f"shape {y.shape}")
+        if time_axis is not None and not model.many_to_one:
+            if y.ndim < 2 or y.shape[time_axis] != x.shape[time_axis]:
+                raise ValueError(f"y must have the {x.shape[time_axis]} steps of x along axis "
+                                 f"{time_axis}, got shape {y.shape}")
+        if lengths is not None:
+            if time_axis is None:
+                raise ValueError("lengths applies to recurrent models only, got lengths for a "
+                                 "model of Dense layers")
+            lengths = np.asarray(lengths)
+            T = x.shape[time_axis]
+            if lengths.shape != (N,) or lengths.dtype.kind not in "iu":
+                raise ValueError(f"lengths must be integers of shape ({N},), got "
+                                 f"{lengths.dtype} {lengths.shape}")
+            if N and (lengths.min() < 1 or lengths.max() > T):
+                raise ValueError(f"lengths must lie in [1, T={T}], got min {lengths.min()}, "
+                                 f"max {lengths.max()}")
+        return x, y, lengths
+
+    def _loss_mask(self, steps, batch, loss_from, lengths, t0):
+        """Mask (positions of the window: (T, B) or (B, T)) of the steps that carry a loss:
+        window steps >= loss_from that are valid for their row. None when all count."""
+        if loss_from == 0 and lengths is None:
+            return None
+        t = np.arange(t0, t0 + steps)
+        mask = np.broadcast_to((t >= t0 + loss_from)[:, None], (steps, batch))
+        if lengths is not None:
+            mask = mask & (t[:, None] < lengths[None, :])
+        return mask.T if self.model.batch_first else mask
+
+    # -- one update ----------------------------------------------------------------------
+
+    def _update(self, x, y, lengths, state, a, b, overlap, where):
+        """Forward over the window [max(0, a - overlap), b) from state (the state at the
+        window's start), loss on [a, b), backward, clip, step. Returns (loss, the state at
+        max(0, b - overlap) where the next window starts, gradient norm before clipping,
+        gradients, number of positions in the loss)."""
+        model = self.model
+        _, time_axis, _ = self._axes()
+        fused = self.loss.activation != "identity"
+        w0 = max(0, a - overlap)
+        s = max(w0, b - overlap)
+        segments = [(t0, t1) for t0, t1 in ((w0, s), (s, b)) if t1 > t0]
+        outputs, caches = [], []
+        carried = state
+        for t0, t1 in segments:
+            xs = x if time_axis is None else _time_slice(x, t0, t1, time_axis)
+            out, state, cache = model.forward(xs, state, _segment_lengths(lengths, t0, t1),
+                                              logits=fused)
+            outputs.append(out)
+            caches.append(cache)
+            if t1 == s:
+                carried = state
+        if time_axis is None or model.many_to_one:
+            output, target, mask = outputs[0], y, None
+        else:
+            output = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=time_axis)
+            target = _time_slice(y, w0, b, time_axis)
+            mask = self._loss_mask(b - w0, x.shape[1 - time_axis], a - w0, lengths, w0)
+        value, grad = self.loss(output, target, mask)
+        if not np.isfinite(value):
+            raise NonFiniteLossError(f"the loss became {value} at update {self.updates + 1} "
+                                     f"({where}); lower the learning rate or set clip_norm")
+        grads = {}
+        dstate = None
+        for (t0, t1), cache in zip(reversed(segments), reversed(caches)):
+            dy = grad if time_axis is None or model.many_to_one else \
+                _time_slice(grad, t0 - w0, t1 - w0, time_axis)
+            _, dstate, segment_grads = model.backward(cache, dy, dstate)
+            for name, g in segment_grads.items():
+                if g is None:
+                    continue
+                grads[name] = g if name not in grads else grads[name] + g
+        model._grads = grads
+        norm = clip_grad_norm(grads, self.clip_norm) if self.clip_norm else global_norm(grads)
+        if not np.isfinite(norm):
+            raise NonFiniteLossError(f"the gradient norm became {norm} at update "
+                                     f"{self.updates + 1} ({where}), loss {value:.6g}; "
+                                     "lower the learning rate or set clip_norm")
+        if self.clip_value:
+            clip_grad_value(grads, self.clip_value)
+        self.optimizer.step(grads)
+        self.updates += 1
+        count = int(np.prod(output.shape[:-1])) if mask is None else int(mask.sum())
+        return value, carried, norm, grads, int(count)
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def fit(self, x, y, lengths=None, epochs=1, batch_size=None, shuffle=True, callback=None):
+        """Train for `epochs` passes over the data. Returns the history:
+        {"loss": mean loss of each epoch, "step_loss": loss of every update,
+         "grad_norm": global gradient norm of every update, before clipping}.
+        callback(info) is called after every update with a dict (epoch, update, loss,
+        grad_norm, grads); if it returns True, training stops after that update (e.g. at a
+        time budget) and the history so far is returned, the last epoch's loss averaged over
+        the updates it had."""
+        x, y, lengths = self._check_data(x, y, lengths)
+        if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
+            raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
+        batch_axis, time_axis, y_batch_axis = self._axes()
+        N = x.shape[batch_axis]
+        if batch_size is None or batch_size >= N:
+            batch_size = N
+        elif isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+                or batch_size < 1:
+            raise ValueError(f"batch_size must be None or an int >= 1, got {batch_size!r}")
+        n_batches = -(-N // batch_size)
+        if self.reset_state == "never" and n_batches > 1:
+            raise ValueError("reset_state='never' carries the state of one batch of streams across "
+                             f"epochs, so batch_size must be None or >= N={N}, got {batch_size}")
+        T = x.shape[time_axis] if time_axis is not None else 1
+        k1, k2 = self.bptt if (self.bptt is not None and time_axis is not None) else (T, T)
+        overlap = k2 - k1
+        n_windows = -(-T // k1)
+        enabled = self.progress if self.progress is not None else sys.stderr.isatty()
+        bar = _Progress(bool(enabled), epochs * n_batches * n_windows)
+        history = {"loss": [], "step_loss": [], "grad_norm": []}
+        mean_reduction = getattr(self.loss, "reduction", "mean") == "mean"
+        stop = False
+        try:
+            for epoch in range(epochs):
+                order = self.rng.permutation(N) if (shuffle and n_batches > 1) else np.arange(N)
+                total, weight = 0.0, 0
+                for batch in range(n_batches):
+                    rows = order[batch * batch_size:(batch + 1) * batch_size]
+                    whole = len(rows) == N and n_batches == 1
+                    xb = x if whole else np.take(x, rows, axis=batch_axis)
+                    yb = y if whole else np.take(y, rows, axis=y_batch_axis)
+                    lb = None if lengths is None else lengths[rows]
+                    state = self.state if self.reset_state == "never" else None
+                    for a in range(0, T, k1):
+                        b = min(a + k1, T)
+                        if self.reset_state == "chunk":
+                            state = None
+                        where = f"epoch {epoch + 1}, batch {batch + 1}"
+                        if time_axis is not None:
+                            where += f", time steps {a}..{b - 1}"
+                        value, state, norm, grads, count = self._update(
+                            xb, yb, lb, state, a, b, overlap, where)
+                        history["step_loss"].append(value)
+                        history["grad_norm"].append(norm)
+                        total += value * count if mean_reduction else value
+                        weight += count
+                        bar.update(epoch + 1, epochs, value)
+                        if callback is not None:
+                            stop = callback({"epoch": epoch, "update": self.updates, "loss": value,
+                                             "grad_norm": norm, "grads": grads}) is True
+                            if stop:
+                                break
+                    self.state = state
+                    if stop:
+                        break
+                history["loss"].append(total / max(weight, 1) if mean_reduction else total)
+                if stop:
+                    break
+        finally:
+            bar.close()
+        return history
+
+    def evaluate(self, x, y, lengths=None, state=None):
+        """The loss of the model on (x, y), forward only over whole sequences, from state
+        (None: zeros). Returns a float."""
+        x, y, lengths = self._check_data(x, y, lengths)
+        _, time_axis, _ = self._axes()
+        output, _, _ = self.model.forward(x, state, lengths,
+                                          logits=self.loss.activation != "identity")
+        mask = None
+        if time_axis is not None and not self.model.many_to_one:
+            mask = self._loss_mask(x.shape[time_axis], x.shape[1 - time_axis], 0, lengths, 0)
+        return self.loss(output, y, mask)[0]

@@ -1,0 +1,79 @@
+"""The examples and `python -m rnnx` run in a reduced form, so that they never rot."""
+import importlib.util
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_example(name):
+    path = os.path.join(ROOT, "examples", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"rnnx_example_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def has_matplotlib():
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def check_plot(path):
+    if has_matplotlib():
+        with open(path, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sunspots_example(tmp_path, capsys):
+    results = load_example("sunspots").main(quick=True, plot=str(tmp_path / "s.png"))
+    out = capsys.readouterr().out
+    assert "time-delay MLP 5-4-1" in out and "persistence" in out
+    assert set(results) == {"MLP", "RNN", "LSTM", "persistence"}
+    assert results["MLP"]["parameters"] == 5 * 4 + 4 + 4 + 1
+    assert all(np.isfinite(results[name]["test_nmse"]) for name in results)
+    check_plot(tmp_path / "s.png")
+
+
+def test_pulse_example(tmp_path, capsys):
+    module = load_example("pulse")
+    results = module.main(quick=True, plot=str(tmp_path / "p.png"))
+    assert "GRU 5-3" in capsys.readouterr().out
+    # the lecture's weight counts (one bias per gate): 41, 131, 146, 252, 190
+    assert {name: r["lecture_count"] for name, r in results.items()} == {
+        "simple RNN 5": 41, "simple RNN 10": 131, "LSTM 5": 146, "LSTM 5-3": 252, "GRU 5-3": 190}
+    x, y = module.pulse_streams(np.random.default_rng(0), 100, 2)
+    for b in range(2):                                      # each input pulse -> one output pulse
+        starts = np.flatnonzero(x[:, b, 0])
+        for t in starts[starts + module.DELAY + module.WIDTH <= 100]:
+            assert y[t + module.DELAY:t + module.DELAY + module.WIDTH, b, 0].all()
+    check_plot(tmp_path / "p.png")
+
+
+def test_char_model_example(tmp_path, capsys):
+    results = load_example("char_model").main(quick=True, plot=str(tmp_path / "c.png"))
+    out = capsys.readouterr().out
+    assert "void " in out and "held-out" in out
+    assert results["step_loss"][-1] < np.log(results["vocab_size"])      # below a uniform guess
+    check_plot(tmp_path / "c.png")
+
+
+def test_python_m_rnnx_short_run(capsys):
+    from rnnx.__main__ import main
+    assert main(["--seconds", "1", "--hidden", "16", "--sample-length", "20",
+                 "--shape", "20,2,3,4", "--cell", "GRU"]) == 0
+    out = capsys.readouterr().out
+    assert "held-out loss" in out and "void " in out
+    assert out.count("faster") == 2 and "rnnx.reference" in out
+
+
+def test_python_m_rnnx_help():
+    result = subprocess.run([sys.executable, "-m", "rnnx", "--help"], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0
+    assert "truncated BPTT" in result.stdout and "--seconds" in result.stdout
+    bad = subprocess.run([sys.executable, "-m", "rnnx", "--shape", "1,2"], capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode == 2 and "--shape must be four positive integers" in bad.stderr
