@@ -1,0 +1,110 @@
+"""The results as a text table (Markdown pipe syntax), a JSON file and a PNG chart.
+
+A result is {"meta": {...}, "rows": [...]}, rows as built by runner.run_entry.
+"""
+
+import json
+
+CELL_LABELS = {"rnn": "RNN-tanh", "lstm": "LSTM", "gru": "GRU"}
+
+
+def _significant(value, digits=3):
+    """3 significant digits without an exponent: 0.0123, 1.23, 123, 12300."""
+    if value >= 10 ** (digits - 1):
+        return f"{value:.0f}"
+    return f"{value:.{digits}g}" if value >= 1e-3 else f"{value:.2e}"
+
+
+def _time_cell(row, peer, scale):
+    if peer not in row["seconds"]:
+        return "-"
+    text = _significant(row["seconds"][peer] * scale)
+    if peer != "rnnx":
+        text += f" ({row['ratio_to_rnnx'][peer]:.2f}x)"
+    return text
+
+
+def _markdown(header, lines):
+    widths = [max(len(str(line[k])) for line in [header] + lines) for k in range(len(header))]
+    render = lambda line: "| " + " | ".join(str(v).ljust(w) for v, w in zip(line, widths)) + " |"
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([render(header), rule] + [render(line) for line in lines])
+
+
+def table(result):
+    """The printable report: a header with the machine figures, then two tables."""
+    meta = result["meta"]
+    peers = meta["peers"]
+    versions = ", ".join(f"{name} {version}" for name, version in meta["versions"].items())
+    out = [
+        f"rnnx benchmark: float32, {meta['threads']} thread(s), {'quick' if meta['quick'] else 'full'} grid",
+        f"sgemm peak ({meta['sgemm_size']}^3, scipy BLAS, same threads): {meta['sgemm_gflops']:.1f} GFLOP/s",
+        f"versions: {versions}",
+    ]
+    for name, reason in meta["missing_peers"].items():
+        out.append(f"skipped {name}: {reason}")
+    out.append("(Nx) = peer time / rnnx time, above 1 means rnnx is faster. GFLOP/s counts "
+               "2 * multiply-adds of the matrix products, training = 3 x forward; % peak = of the sgemm peak.")
+
+    sequence = [row for row in result["rows"] if row["kind"] == "sequence"]
+    if sequence:
+        header = ["cell", "mode", "B", "H", "I", "T"] + [f"{p} ms" for p in peers] + ["rnnx GFLOP/s", "% peak"]
+        lines = [
+            [CELL_LABELS[row["cell"]], row["mode"], row["B"], row["H"], row["I"], row["T"]]
+            + [_time_cell(row, peer, 1e3) for peer in peers]
+            + [f"{row['gflops']['rnnx']:.2f}", f"{100 * row['peak_fraction']['rnnx']:.1f}%"]
+            for row in sequence
+        ]
+        out += ["", "Sequences: median milliseconds per call", _markdown(header, lines)]
+
+    stream = [row for row in result["rows"] if row["kind"] == "stream"]
+    if stream:
+        header = ["cell", "B", "H", "I"] + [f"{p} us" for p in peers] + ["rnnx GFLOP/s", "% peak"]
+        lines = [
+            [CELL_LABELS[row["cell"]], row["B"], row["H"], row["I"]]
+            + [_time_cell(row, peer, 1e6) for peer in peers]
+            + [f"{row['gflops']['rnnx']:.2f}", f"{100 * row['peak_fraction']['rnnx']:.1f}%"]
+            for row in stream
+        ]
+        out += ["", "Streaming: median microseconds per step (one step per call)", _markdown(header, lines)]
+    return "\n".join(out)
+
+
+def write_json(result, path):
+    with open(path, "w") as f:
+        json.dump(result, f, indent=1)
+        f.write("\n")
+
+
+def _row_label(row):
+    if row["kind"] == "stream":
+        return f"{CELL_LABELS[row['cell']]} stream H={row['H']}"
+    shape = f"{row['B']}x{row['H']}x{row['I']}x{row['T']}"
+    return f"{CELL_LABELS[row['cell']]} {row['mode'][:5]} {shape}"
+
+
+def plot(result, path):
+    """Bar chart of every peer's time relative to rnnx (log scale), one bar group per row."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["rows"]
+    peers = [p for p in result["meta"]["peers"] if p != "rnnx"]
+    width = 0.8 / max(1, len(peers))
+    figure, axes = plt.subplots(figsize=(max(8, 0.45 * len(rows)), 5.5))
+    for k, peer in enumerate(peers):
+        positions = [i + (k - (len(peers) - 1) / 2) * width for i, row in enumerate(rows) if peer in row["seconds"]]
+        ratios = [row["ratio_to_rnnx"][peer] for row in rows if peer in row["seconds"]]
+        axes.bar(positions, ratios, width, label=peer)
+    axes.axhline(1.0, color="black", linewidth=0.8)
+    axes.set_yscale("log")
+    axes.set_ylabel("time / rnnx time (above 1: rnnx faster)")
+    axes.set_xticks(range(len(rows)), [_row_label(row) for row in rows], rotation=70, ha="right", fontsize=7)
+    meta = result["meta"]
+    axes.set_title(f"rnnx vs peers, float32, {meta['threads']} thread(s), B x H x I x T", pad=28)
+    axes.legend(ncol=len(peers), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

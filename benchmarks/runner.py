@@ -1,0 +1,143 @@
+"""The benchmark grid, the timing loop, the FLOP count and the sgemm peak.
+
+Import this module only after the BLAS/OpenMP thread counts are set in the environment
+(bench.py does it): numpy and scipy read them once, when they load their BLAS.
+"""
+
+import math
+import statistics
+import time
+
+import numpy as np
+
+from peers import GATES, make_problem
+
+# (B, H, I, T) of the sequence benchmarks
+SEQUENCE_SHAPES = ((1, 64, 32, 500), (16, 128, 64, 200), (64, 256, 128, 100), (64, 512, 256, 50))
+QUICK_SEQUENCE_SHAPES = SEQUENCE_SHAPES[:2]
+# streaming is B=1, one step per call; I = H/2 as in the sequence grid
+STREAM_HIDDEN = (64, 256)
+QUICK_STREAM_HIDDEN = STREAM_HIDDEN[:1]
+SGEMM_SIZE = 1024
+
+FULL_BUDGET = dict(target_seconds=0.5, min_repeats=5)
+QUICK_BUDGET = dict(target_seconds=0.05, min_repeats=3)
+MIN_SAMPLE_SECONDS = 1e-3  # a timed sample runs the callable enough times to last this long
+MAX_REPEATS = 2000
+
+# Before timing, each peer's output is compared with rnnx's on the same input: a wrong
+# weight layout would otherwise be benchmarked silently. float32 over up to 500 steps.
+CHECK_RTOL, CHECK_ATOL = 1e-3, 1e-4
+
+
+def measure(fn, target_seconds, min_repeats):
+    """Median seconds per call of fn(), and the repeat/inner-loop counts used.
+
+    One warm-up call, one timed calibration call, then enough samples to spend about
+    target_seconds (at least min_repeats). Fast callables are run `number` times per
+    sample so each sample lasts at least MIN_SAMPLE_SECONDS (timer resolution, loop cost).
+    """
+    fn()
+    start = time.perf_counter()
+    fn()
+    once = max(time.perf_counter() - start, 1e-9)
+    number = max(1, math.ceil(MIN_SAMPLE_SECONDS / once))
+    repeats = min(MAX_REPEATS, max(min_repeats, round(target_seconds / (once * number))))
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(number):
+            fn()
+        samples.append((time.perf_counter() - start) / number)
+    return {"seconds": statistics.median(samples), "repeats": repeats, "number": number}
+
+
+def sgemm_peak(target_seconds, min_repeats, size=SGEMM_SIZE):
+    """GFLOP/s of a float32 (size x size) @ (size x size) GEMM through scipy's BLAS,
+    the same BLAS rnnx calls (scipy.linalg.cython_blas), with the same thread count."""
+    from scipy.linalg.blas import sgemm
+
+    rng = np.random.default_rng(0)
+    # Fortran order: the BLAS takes the arrays as they are, no copy inside the timing
+    a = np.asfortranarray(rng.standard_normal((size, size), dtype=np.float32))
+    b = np.asfortranarray(rng.standard_normal((size, size), dtype=np.float32))
+    c = np.zeros((size, size), np.float32, order="F")
+    timing = measure(lambda: sgemm(1.0, a, b, c=c, overwrite_c=True), target_seconds, min_repeats)
+    return 2.0 * size**3 / timing["seconds"] / 1e9
+
+
+def forward_flops(cell, batch, hidden, input_size, steps):
+    """2 * multiply-adds of the matrix products: per step (B, I+H) @ (I+H, G)."""
+    return 2.0 * batch * GATES[cell] * hidden * (input_size + hidden) * steps
+
+
+def grid(quick, cells):
+    """[(kind, cell, mode, B, H, I, T)]: sequences in both modes, then streaming."""
+    shapes = QUICK_SEQUENCE_SHAPES if quick else SEQUENCE_SHAPES
+    stream_hidden = QUICK_STREAM_HIDDEN if quick else STREAM_HIDDEN
+    entries = []
+    for cell in cells:
+        for batch, hidden, input_size, steps in shapes:
+            for mode in ("inference", "training"):
+                entries.append(("sequence", cell, mode, batch, hidden, input_size, steps))
+    for cell in cells:
+        for hidden in stream_hidden:
+            entries.append(("stream", cell, "stream", 1, hidden, hidden // 2, 1))
+    return entries
+
+
+def check_output(peer_name, got, expected, entry):
+    if not np.allclose(np.asarray(got), expected, rtol=CHECK_RTOL, atol=CHECK_ATOL):
+        difference = np.max(np.abs(np.asarray(got) - expected))
+        raise RuntimeError(f"{peer_name} disagrees with rnnx on {entry}: max |difference| {difference:.3g}")
+
+
+def run_entry(entry, peers, budget, peak_gflops):
+    """Time one grid entry on every peer that supports it; returns the JSON row."""
+    kind, cell, mode, batch, hidden, input_size, steps = entry
+    problem = make_problem(cell, batch, hidden, input_size, steps)
+    flops = forward_flops(cell, batch, hidden, input_size, steps)
+    if mode == "training":
+        flops *= 3  # backward is about twice the forward's matrix products
+    make = {"inference": "inference", "training": "training_step", "stream": "stream_step"}[mode]
+
+    seconds, repeats, expected = {}, {}, None
+    for peer in peers:
+        fn = getattr(peer, make)(problem)
+        if fn is None:
+            continue
+        if mode != "training":
+            output = np.asarray(fn())
+            if expected is None:  # rnnx comes first
+                expected = output
+            else:
+                check_output(peer.name, output, expected, entry)
+        timing = measure(fn, **budget)
+        seconds[peer.name] = timing["seconds"]
+        repeats[peer.name] = [timing["repeats"], timing["number"]]
+
+    rnnx_seconds = seconds["rnnx"]
+    gflops = {name: flops / s / 1e9 for name, s in seconds.items()}
+    return {
+        "kind": kind, "cell": cell, "mode": mode,
+        "B": batch, "H": hidden, "I": input_size, "T": steps,
+        "flops": flops,
+        "seconds": seconds,
+        "ratio_to_rnnx": {name: s / rnnx_seconds for name, s in seconds.items()},
+        "gflops": gflops,
+        "peak_fraction": {name: g / peak_gflops for name, g in gflops.items()},
+        "repeats_x_number": repeats,
+    }
+
+
+def run(peers, quick, cells, progress=None):
+    """Measure the sgemm peak, then every grid entry; returns (peak GFLOP/s, rows)."""
+    budget = QUICK_BUDGET if quick else FULL_BUDGET
+    peak_gflops = sgemm_peak(**budget)
+    rows = []
+    for entry in grid(quick, cells):
+        if progress:
+            progress(entry)
+        rows.append(run_entry(entry, peers, budget, peak_gflops))
+    return peak_gflops, rows
+

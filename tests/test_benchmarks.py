@@ -1,0 +1,107 @@
+"""The benchmark harness runs end to end in its quick form and reports a well-formed result.
+
+No timing is asserted (timings belong to benchmarks/): only that every grid row was
+measured on rnnx and the reference, and on PyTorch / ONNX Runtime when they are installed.
+"""
+
+import importlib.util
+import json
+import math
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+BENCH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
+CELLS = ("RNN-tanh", "LSTM", "GRU")
+TIMEOUT_SECONDS = 600  # --quick takes well under a minute; this only stops a hang
+
+
+def installed(module):
+    return importlib.util.find_spec(module) is not None
+
+
+def run_bench(*args):
+    # The harness pins threads through the environment before numpy loads, so it runs
+    # in its own process; it gets this process's sys.path to import the same rnnx.
+    environment = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    return subprocess.run(
+        [sys.executable, str(BENCH), *args],
+        capture_output=True, text=True, env=environment, timeout=TIMEOUT_SECONDS,
+    )
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("bench")
+    json_path, plot_path = directory / "result.json", directory / "result.png"
+    completed = run_bench("--quick", "--json", str(json_path), "--plot", str(plot_path))
+    assert completed.returncode == 0, f"bench.py failed:\n{completed.stdout}\n{completed.stderr}"
+    return completed.stdout, json.loads(json_path.read_text()), plot_path
+
+
+def finite_positive(value):
+    return isinstance(value, float) and math.isfinite(value) and value > 0
+
+
+def test_quick_run_metadata(quick_run):
+    _, result, _ = quick_run
+    meta = result["meta"]
+    assert meta["threads"] == 1 and meta["quick"] is True and meta["dtype"] == "float32"
+    assert finite_positive(meta["sgemm_gflops"])
+    assert meta["peers"][:2] == ["rnnx", "reference"]
+
+
+def test_quick_run_covers_the_grid(quick_run):
+    _, result, _ = quick_run
+    rows = result["rows"]
+    for cell in ("rnn", "lstm", "gru"):
+        modes = {row["mode"] for row in rows if row["cell"] == cell}
+        assert modes == {"inference", "training", "stream"}, f"{cell}: {modes}"
+    for row in rows:
+        if row["kind"] == "stream":
+            assert row["B"] == 1 and row["T"] == 1
+        assert all(isinstance(row[letter], int) and row[letter] > 0 for letter in "BHIT")
+
+
+def test_every_row_is_timed_on_every_installed_peer(quick_run):
+    _, result, _ = quick_run
+    expected = {"rnnx", "reference"}
+    if installed("torch"):
+        expected.add("torch")
+    ort = installed("torch") and installed("onnxruntime")
+    for row in result["rows"]:
+        wanted = expected | ({"onnxruntime"} if ort and row["mode"] != "training" else set())
+        assert set(row["seconds"]) == wanted, row
+        assert set(row["ratio_to_rnnx"]) == wanted and set(row["gflops"]) == wanted
+        assert all(finite_positive(row["seconds"][peer]) for peer in wanted), row["seconds"]
+        assert all(finite_positive(row["gflops"][peer]) for peer in wanted), row["gflops"]
+        assert row["ratio_to_rnnx"]["rnnx"] == 1.0
+        assert finite_positive(row["peak_fraction"]["rnnx"])
+    assert set(result["meta"]["peers"]) == expected | ({"onnxruntime"} if ort else set())
+
+
+def test_table_has_a_line_per_row(quick_run):
+    stdout, result, _ = quick_run
+    assert "Sequences: median milliseconds per call" in stdout
+    assert "Streaming: median microseconds per step" in stdout
+    table_lines = [line for line in stdout.splitlines() if line.startswith(tuple(f"| {c} " for c in CELLS))]
+    assert len(table_lines) == len(result["rows"])
+    for peer in result["meta"]["peers"]:
+        assert f"{peer} ms" in stdout and f"{peer} us" in stdout
+
+
+def test_plot_is_a_png_when_matplotlib_is_installed(quick_run):
+    _, _, plot_path = quick_run
+    if not installed("matplotlib"):
+        pytest.skip("matplotlib not installed")
+    assert plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("args", [["--threads", "0"], ["--cells", "lstm,cnn"]])
+def test_bad_arguments_are_refused(args):
+    completed = run_bench(*args)
+    assert completed.returncode == 2
+    assert args[0] in completed.stderr
