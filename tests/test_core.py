@@ -11,6 +11,7 @@ from numpy.testing import assert_allclose
 
 import rnnx
 from rnnx import reference as ref
+from gradcheck import central_difference
 
 # variant name -> (layer class name, constructor keyword arguments)
 VARIANTS = {
@@ -195,16 +196,7 @@ def finite_difference_check(layer, x, state, lengths, dy, dstate, eps=1e-6):
     tol = dict(rtol=1e-6, atol=1e-8)
 
     def numeric(array, evaluate):
-        grad = np.zeros_like(array)
-        for index in np.ndindex(array.shape):
-            original = array[index]
-            array[index] = original + eps
-            plus = evaluate()
-            array[index] = original - eps
-            minus = evaluate()
-            array[index] = original
-            grad[index] = (plus - minus) / (2 * eps)
-        return grad
+        return central_difference(evaluate, array, eps)
 
     x_work = x.copy()
     assert_allclose(dx, numeric(x_work, lambda: loss(x_work, state)), **tol, err_msg="dx")

@@ -3,21 +3,13 @@ import numpy as np
 import pytest
 
 from rnnx.dense import ACTIVATIONS, Dense
+from gradcheck import central_difference
 
 STEP = 1e-6  # central differences: see test_losses.py for the tolerance reasoning
 
 
 def numeric_grad(f, z, step=STEP):
-    grad = np.zeros_like(z)
-    for index in np.ndindex(z.shape):
-        old = z[index]
-        z[index] = old + step
-        up = f()
-        z[index] = old - step
-        down = f()
-        z[index] = old
-        grad[index] = (up - down) / (2 * step)
-    return grad
+    return central_difference(f, z, step)
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)

@@ -9,6 +9,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 import rnnx
+from gradcheck import central_difference
 
 VARIANTS = {
     "rnn_tanh": ("RNN", {"nonlinearity": "tanh"}),
@@ -223,16 +224,7 @@ def test_stack_gradients_match_finite_differences(variant):
         return float(np.sum(y * dy)) + sum(float(np.sum(s * d)) for s, d in zip(state_parts(state_n), state_parts(dstate)))
 
     def numeric(array, evaluate, eps=1e-6):
-        grad = np.zeros_like(array)
-        for index in np.ndindex(array.shape):
-            original = array[index]
-            array[index] = original + eps
-            plus = evaluate()
-            array[index] = original - eps
-            minus = evaluate()
-            array[index] = original
-            grad[index] = (plus - minus) / (2 * eps)
-        return grad
+        return central_difference(evaluate, array, eps)
 
     analytic = run_layer(layer, x, state, lengths, dy, dstate)
     # float64 central differences: truncation ~eps^2, rounding ~1e-16 |L| / eps ~ 1e-9
