@@ -11,7 +11,13 @@ Shapes (T time, B batch, I input_size, H hidden_size, L num_layers, D 1 or 2):
 """
 import numpy as np
 
-from . import _core
+try:
+    from . import _core
+except ImportError as error:  # a source checkout imported before its extension was built
+    raise ImportError(
+        f"rnnx's compiled core (rnnx._core) is missing from {__file__.rsplit('/', 1)[0]}: this "
+        "looks like an unbuilt source folder. Build it in place with `pip install -e .`, or run "
+        "Python from another folder so the installed rnnx is imported.") from error
 
 __all__ = ["RNN", "LSTM", "GRU", "Cache"]
 

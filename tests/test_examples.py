@@ -69,11 +69,13 @@ def test_python_m_rnnx_short_run(capsys):
     assert out.count("faster") == 2 and "rnnx.reference" in out
 
 
-def test_python_m_rnnx_help():
+def test_python_m_rnnx_help(tmp_path):
+    # run from an empty folder: from the repository root, `python -m` would find the source
+    # folder rnnx/ before the installed package
     result = subprocess.run([sys.executable, "-m", "rnnx", "--help"], capture_output=True,
-                            text=True, timeout=60)
+                            text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 0
     assert "truncated BPTT" in result.stdout and "--seconds" in result.stdout
     bad = subprocess.run([sys.executable, "-m", "rnnx", "--shape", "1,2"], capture_output=True,
-                         text=True, timeout=60)
+                         text=True, timeout=60, cwd=tmp_path)
     assert bad.returncode == 2 and "--shape must be four positive integers" in bad.stderr
