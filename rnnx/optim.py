@@ -67,7 +67,8 @@ class Optimizer:
             param -= update.astype(param.dtype)
 
     def _update(self, name, grad):
-        raise NotImplementedError
+        """The step to subtract from parameter `name`; each optimizer defines its own."""
+        raise NotImplementedError(f"{type(self).__name__} must define _update")
 
 
 class SGD(Optimizer):
