@@ -252,7 +252,7 @@ class _Recurrent:
                     final[0][i], final[1][i] if has_c else None, train))
             inputs.append(layer_input)
             layer_input = y
-        if train and np.shares_memory(inputs[0], x_given):
+        if train and np.may_share_memory(inputs[0], x_given):
             inputs[0] = inputs[0].copy()  # backward must see x as it was, whatever the caller does
         cache = Cache(self, inputs, cores, lengths, T, B, batched, has_c) if train else None
         return self._to_output(layer_input, batched), self._pack_state(final, batched), cache
