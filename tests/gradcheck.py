@@ -1,5 +1,7 @@
-"""The central-difference gradient the tests check backward passes against."""
+"""Helpers shared by the tests: the central-difference gradient the backward passes are
+checked against, and the closeness check used against the reference and PyTorch."""
 import numpy as np
+from numpy.testing import assert_allclose
 
 
 def central_difference(evaluate, array, eps=1e-6):
@@ -18,3 +20,15 @@ def central_difference(evaluate, array, eps=1e-6):
         array[index] = original
         grad[index] = (plus - minus) / (2 * eps)
     return grad
+
+
+def assert_close_scaled(actual, expected, dtype, rtol, atol, what=""):
+    """actual is an ndarray of expected's shape and of dtype, and equals expected to rtol,
+    with atol scaled by expected's largest magnitude (at least 1): a gradient summed over
+    many steps is judged against the size of the terms it was summed from."""
+    expected = np.asarray(expected)
+    assert isinstance(actual, np.ndarray), f"{what}: expected an ndarray, got {type(actual)}"
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    assert actual.dtype == np.dtype(dtype), f"{what}: dtype {actual.dtype} != {np.dtype(dtype)}"
+    scale = max(1.0, float(np.max(np.abs(expected)))) if expected.size else 1.0
+    assert_allclose(actual, expected, rtol=rtol, atol=atol * scale, err_msg=what)

@@ -11,7 +11,7 @@ from numpy.testing import assert_allclose
 
 import rnnx
 from rnnx import reference as ref
-from gradcheck import central_difference
+from gradcheck import assert_close_scaled, central_difference
 
 # variant name -> (layer class name, constructor keyword arguments)
 VARIANTS = {
@@ -36,13 +36,7 @@ TOL = {np.dtype(np.float64): (1e-10, 1e-12), np.dtype(np.float32): (1e-5, 1e-5)}
 
 
 def assert_close(actual, expected, dtype, what=""):
-    rtol, atol = TOL[np.dtype(dtype)]
-    expected = np.asarray(expected)
-    assert isinstance(actual, np.ndarray), f"{what}: expected an ndarray, got {type(actual)}"
-    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
-    assert actual.dtype == np.dtype(dtype), f"{what}: dtype {actual.dtype} != {np.dtype(dtype)}"
-    scale = max(1.0, float(np.max(np.abs(expected)))) if expected.size else 1.0
-    assert_allclose(actual, expected, rtol=rtol, atol=atol * scale, err_msg=what)
+    assert_close_scaled(actual, expected, dtype, *TOL[np.dtype(dtype)], what)
 
 
 def is_lstm(variant):

@@ -9,7 +9,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 import rnnx
-from gradcheck import central_difference
+from gradcheck import assert_close_scaled, central_difference
 
 VARIANTS = {
     "rnn_tanh": ("RNN", {"nonlinearity": "tanh"}),
@@ -32,12 +32,7 @@ TOL = {
 
 
 def assert_close(actual, expected, dtype, what, kind="forward"):
-    rtol, atol = TOL[kind][np.dtype(dtype)]
-    assert isinstance(actual, np.ndarray), f"{what}: expected an ndarray, got {type(actual)}"
-    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
-    assert actual.dtype == np.dtype(dtype), f"{what}: dtype {actual.dtype} != {np.dtype(dtype)}"
-    scale = max(1.0, float(np.max(np.abs(expected)))) if expected.size else 1.0
-    assert_allclose(actual, expected, rtol=rtol, atol=atol * scale, err_msg=what)
+    assert_close_scaled(actual, expected, dtype, *TOL[kind][np.dtype(dtype)], what)
 
 
 def is_lstm(variant):
