@@ -11,17 +11,8 @@ from numpy.testing import assert_allclose
 
 import rnnx
 from rnnx import reference as ref
-from gradcheck import assert_close_scaled, central_difference
+from shared import TORCH_VARIANTS, VARIANTS, assert_close_scaled, central_difference
 
-# variant name -> (layer class name, constructor keyword arguments)
-VARIANTS = {
-    "rnn_tanh": ("RNN", {"nonlinearity": "tanh"}),
-    "rnn_relu": ("RNN", {"nonlinearity": "relu"}),
-    "lstm": ("LSTM", {}),
-    "gru_reset_after": ("GRU", {"reset_after": True}),
-    "gru_reset_before": ("GRU", {"reset_after": False}),
-}
-TORCH_VARIANTS = ["rnn_tanh", "rnn_relu", "lstm", "gru_reset_after"]  # reset_after=False has no torch twin
 DTYPES = [np.float64, np.float32]
 PARAM_NAMES = ["weight_ih", "weight_hh", "bias_ih", "bias_hh"]
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from rnnx.dense import ACTIVATIONS, Dense
-from gradcheck import central_difference
+from shared import central_difference
 
 STEP = 1e-6  # central differences: see test_losses.py for the tolerance reasoning
 

@@ -9,16 +9,8 @@ import pytest
 from numpy.testing import assert_allclose
 
 import rnnx
-from gradcheck import assert_close_scaled, central_difference
+from shared import TORCH_VARIANTS, VARIANTS, assert_close_scaled, central_difference
 
-VARIANTS = {
-    "rnn_tanh": ("RNN", {"nonlinearity": "tanh"}),
-    "rnn_relu": ("RNN", {"nonlinearity": "relu"}),
-    "lstm": ("LSTM", {}),
-    "gru_reset_after": ("GRU", {"reset_after": True}),
-    "gru_reset_before": ("GRU", {"reset_after": False}),
-}
-TORCH_VARIANTS = ["rnn_tanh", "rnn_relu", "lstm", "gru_reset_after"]  # reset_after=False has no torch twin
 
 # rnnx and torch do the same arithmetic in different orders. float64 keeps ~1e-15 per
 # operation, far inside 1e-10 after a few layers and steps. float32 (eps 6e-8) loses ~1e-6

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from rnnx.losses import MSELoss, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy, get_loss
-from gradcheck import central_difference
+from shared import central_difference
 
 # Central differences in float64 with step h = 1e-6 have truncation error ~h^2 |f'''| = 1e-12
 # and rounding error ~eps |f| / h = 2e-10 |f|: the tolerance is 1e-7 relative plus 100x the

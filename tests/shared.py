@@ -1,7 +1,18 @@
-"""Helpers shared by the tests: the central-difference gradient the backward passes are
-checked against, and the closeness check used against the reference and PyTorch."""
+"""What the tests share: the layer variants under test, the central-difference gradient
+the backward passes are checked against, and the closeness check used against the
+reference and PyTorch."""
 import numpy as np
 from numpy.testing import assert_allclose
+
+# variant name -> (layer class name, constructor keyword arguments)
+VARIANTS = {
+    "rnn_tanh": ("RNN", {"nonlinearity": "tanh"}),
+    "rnn_relu": ("RNN", {"nonlinearity": "relu"}),
+    "lstm": ("LSTM", {}),
+    "gru_reset_after": ("GRU", {"reset_after": True}),
+    "gru_reset_before": ("GRU", {"reset_after": False}),
+}
+TORCH_VARIANTS = ["rnn_tanh", "rnn_relu", "lstm", "gru_reset_after"]  # reset_after=False has no torch twin
 
 
 def central_difference(evaluate, array, eps=1e-6):
