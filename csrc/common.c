@@ -1,24 +1,11 @@
 /*
- * common.c: what every cell's sequence driver shares: the BLAS boundary, the
- * naive and small gemm kernels, the input projection, the per-step recurrent
- * product and the gradient GEMMs after the backward loop.
+ * common.c: what the cells and the sequence driver share: the BLAS boundary,
+ * the naive and small gemm kernels, the packed per-step kernel, the input
+ * projection, the gradient GEMMs after the backward loop, the activations.
  *
- * Not compiled on its own: kernels_f32.c and kernels_f64.c include it once per
- * element type (see real.h), so every function here is static.
+ * Not compiled on its own: kernels_body.c includes it once per (dtype,
+ * instruction set), so every function here is static.
  */
-#include <string.h>
-
-#include "rnnx.h"
-#include "kernels.h"
-
-/* The hot loops are compiled for AVX-512, AVX2 and the baseline, chosen once
- * at load time by the CPU (GCC function multiversioning), so one build runs
- * everywhere and fast where it can. */
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && defined(__linux__)
-#define RNNX_HOT __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define RNNX_HOT
-#endif
 
 /* ---------------------------------------------------------------- gemm --- */
 
@@ -81,7 +68,6 @@ static void gemm(const rnnx_blas* blas, int naive, char ta, char tb, int M, int 
  * so its value does not depend on M or on where the tiles fall. */
 enum { SMALL_ROWS = 4, SMALL_COLS = 32 };
 
-RNNX_HOT
 static void gemm_small_acc(int M, int N, int K, const real* restrict A, int lda,
                            const real* restrict Bm, int ldb, real* restrict C, int ldc)
 {
@@ -142,64 +128,59 @@ static void gemm_small_acc(int M, int N, int K, const real* restrict A, int lda,
     }
 }
 
-/* ------------------------------------------------- the recurrent product --- */
+/* ------------------------------------------------ the packed step kernel --- */
 
-/* Which kernel computes the per-step products h @ W_hh^T and dG @ W_hh. */
-typedef struct recur {
-    const rnnx_blas* blas;
-    int naive;            /* naive gemm for everything (RNNX_PATH_NAIVE) */
-    int small;            /* gemm_small_acc for the per-step products */
-    int B, H, G;
-    const real* w_hh;     /* (G,H) */
-    const real* w_hh_t;   /* (H,G) = w_hh^T, when small */
-} recur;
+/* The per-step recurrent product runs on W_hh packed in panels of U units
+ * (layout.h): for one gate of one panel, a (H,U) block, k-major, so a tile of
+ * MR rows x U columns of the product stays in registers while k runs over H.
+ * Every element adds its H products one after another in order of k, from the
+ * value it starts with, in both tile shapes: its value does not depend on B,
+ * on where the tiles fall, or on which thread computes it. */
+enum { MR = 4, U = RNNX_UNITS };
 
-/* The small kernel wins while the recurrent weights stay in cache and the
- * batch is small; past that BLAS's blocking wins.  Decided by shape only, never
- * by T, so a sequence cut in chunks takes the same path as the whole. */
-static int small_kernel_wins(int B, int H, int G)
+/* acc (MR,U) += A (MR rows, row stride lda, K columns) @ P (K,U) */
+static inline void tile_rows(int K, const real* restrict A, size_t lda, const real* restrict P,
+                             real acc[MR][U])
 {
-    return (size_t)G * H <= 512u * 128u && B <= 16;
+    for (int k = 0; k < K; k++) {
+        const real* p = P + (size_t)k * U;
+        for (int r = 0; r < MR; r++) {
+            const real ark = A[(size_t)r * lda + k];
+            for (int u = 0; u < U; u++)
+                acc[r][u] += ark * p[u];
+        }
+    }
 }
 
-/* The small forward kernel reads W_hh^T (H,G): the caller's ready one if
- * given, else w_hh_t is filled with it.  The backward reads W_hh as it is and
- * passes NULL for both. */
-static void recur_init(recur* r, const rnnx_blas* blas, int path, int B, int H, int G,
-                       const real* w_hh, const real* ready_w_hh_t, real* w_hh_t)
+/* acc (U,) += a (K,) @ P (K,U): one row, the same sums as tile_rows */
+static inline void tile_row(int K, const real* restrict a, const real* restrict P, real acc[U])
 {
-    r->blas = blas;
-    r->naive = (path == RNNX_PATH_NAIVE);
-    r->small = (path == RNNX_PATH_SMALL) || (path == RNNX_PATH_AUTO && small_kernel_wins(B, H, G));
-    r->B = B;
-    r->H = H;
-    r->G = G;
-    r->w_hh = w_hh;
-    r->w_hh_t = ready_w_hh_t ? ready_w_hh_t : w_hh_t;
-    if (r->small && !ready_w_hh_t && w_hh_t)
-        for (int g = 0; g < G; g++)
-            for (int k = 0; k < H; k++)
-                w_hh_t[(size_t)k * G + g] = w_hh[(size_t)g * H + k];
+    for (int k = 0; k < K; k++) {
+        const real ak = a[k];
+        const real* p = P + (size_t)k * U;
+        for (int u = 0; u < U; u++)
+            acc[u] += ak * p[u];
+    }
 }
 
-/* gates[:, 0:Gp] (B,Gp, row stride ldg) += h (B,H) @ w_hh[g0:g0+Gp, :]^T */
-static void recur_forward(const recur* r, real* gates, int ldg, const real* h, int g0, int Gp)
+/* dst (m,nu, row stride ld) := init + a (m,K, row stride K) @ P (K,U)[:, :nu]
+ * for m <= MR rows; init is dst itself, or bias (nu,) when bias_init (a NULL
+ * bias meaning 0). */
+static void panel_product(real* restrict dst, size_t ld, int m, int nu, const real* restrict a,
+                          int K, const real* restrict P, int bias_init, const real* restrict bias)
 {
-    if (r->small)
-        gemm_small_acc(r->B, Gp, r->H, h, r->H, r->w_hh_t + g0, r->G, gates, ldg);
+    real acc[MR][U];
+    for (int r = 0; r < m; r++)
+        for (int u = 0; u < U; u++)
+            acc[r][u] = u >= nu ? 0 : bias_init ? (bias ? bias[u] : 0) : dst[(size_t)r * ld + u];
+    if (m == MR)
+        tile_rows(K, a, (size_t)K, P, acc);
     else
-        gemm(r->blas, r->naive, 'N', 'T', r->B, Gp, r->H, 1, h, r->H,
-             r->w_hh + (size_t)g0 * r->H, r->H, 1, gates, ldg);
-}
-
-/* dh (B,H) += dg (B,Gp, row stride lddg) @ w_hh[g0:g0+Gp, :] */
-static void recur_backward(const recur* r, real* dh, const real* dg, int lddg, int g0, int Gp)
-{
-    if (r->small)
-        gemm_small_acc(r->B, r->H, Gp, dg, lddg, r->w_hh + (size_t)g0 * r->H, r->H, dh, r->H);
-    else
-        gemm(r->blas, r->naive, 'N', 'N', r->B, r->H, Gp, 1, dg, lddg,
-             r->w_hh + (size_t)g0 * r->H, r->H, 1, dh, r->H);
+        for (int r = 0; r < m; r++)
+            tile_row(K, a + (size_t)r * K, P, acc[r]);
+    for (int r = 0; r < m; r++)
+        for (int u = 0; u < nu; u++)
+            dst[(size_t)r * ld + u] = acc[r][u];
 }
 
 /* --------------------------------------------------------- time and rows --- */
@@ -235,35 +216,61 @@ static inline size_t state_initial_offset(int T, int reverse, size_t BH)
     return reverse ? (size_t)T * BH : 0;
 }
 
-/* ------------------------------------------------------- around the loop --- */
+/* --------------------------------------------------------- one time step --- */
 
-/* The forward scratch, carved from one buffer of rnnx_forward_work_size(). */
-typedef struct forward_work {
-    real* w_hh_t;   /* (H,G) W_hh^T for the small kernel */
-    real* w_ih_t;   /* (I,G) W_ih^T for the float64 input projection */
-    real* h_ping;   /* (2,B,H) inference: the states of two consecutive steps */
-    real* c_ping;   /* (2,B,H) inference, LSTM: the same for c */
-    real* hh;       /* (B,G) GRU: W_hh h_prev + b_hh of one step */
-    real* scratch;  /* (B,H) inference: LSTM's tanh(c), GRU reset before's r * h_prev */
-    real* slab;     /* (T,B,G) pre-activations, where the cache does not hold them */
-} forward_work;
+/* What one forward time step touches; a cell's elementwise work reads it. */
+typedef struct step {
+    int B, H, G, t, relu;
+    const int64_t* lengths;   /* (B,) or NULL */
+    const real* h_prev;       /* (B,H) IN */
+    const real* c_prev;       /* (B,H) IN, LSTM */
+    real* h;                  /* (B,H) OUT */
+    real* c;                  /* (B,H) OUT, LSTM */
+    real* gates;              /* (B,G) IN pre-activations, OUT activations */
+    real* aux;                /* (B,H) see rnnx_cell_desc.aux_in_cache */
+    real* y;                  /* (B, row stride ldy) OUT */
+    ptrdiff_t ldy;
+    const real* bias_n;       /* (H,) GRU reset after: b_hn, the start of W_hn h_prev + b_hn; or NULL */
+} step;
 
-static forward_work split_forward_work(real* work, int B, int I, int H, int G)
+/* The elementwise work of a step on rows r0..r1-1 and units j0..j1-1. */
+typedef void (*step_fn)(const step* s, int r0, int r1, int j0, int j1);
+
+/* What one backward time step touches. */
+typedef struct bstep {
+    int B, H, G, t, relu;
+    const int64_t* lengths;   /* (B,) or NULL */
+    real* dg;                 /* (B,G) OUT gradient of the pre-activations, input side */
+    real* dgh;                /* (B,G) OUT the same on the W_hh side (GRU reset after) */
+    real* dh;                 /* (B,H) IN gradient at h_t, OUT the part at h_prev not through W_hh */
+    real* dc;                 /* (B,H) LSTM: the same for c */
+    real* drh;                /* (B,H) IN GRU reset before: gradient at r * h_prev */
+    const real* gates;        /* (B,G) IN activations */
+    const real* h;            /* (B,H) IN the step's output state */
+    const real* h_prev;       /* (B,H) IN */
+    const real* c_prev;       /* (B,H) IN, LSTM */
+    const real* aux;          /* (B,H) IN see rnnx_cell_desc.aux_in_cache */
+} bstep;
+
+/* The elementwise gradient work of a step on units j0..j1-1, all rows. */
+typedef void (*bstep_fn)(const bstep* s, int j0, int j1);
+
+/* One row's units j0..j1-1 of the state and output carried through a step
+ * that is past the row's length: h = h_prev (c = c_prev), y = 0. */
+static void carry_row(const step* s, int b, int j0, int j1)
 {
-    const size_t BH = (size_t)B * H;
-    forward_work w;
-    w.w_hh_t = work;
-    w.w_ih_t = w.w_hh_t + (size_t)H * G;
-    w.h_ping = w.w_ih_t + (size_t)I * G;
-    w.c_ping = w.h_ping + 2 * BH;
-    w.hh = w.c_ping + 2 * BH;
-    w.scratch = w.hh + (size_t)B * G;
-    w.slab = w.scratch + BH;
-    return w;
+    const size_t off = (size_t)b * s->H + j0, n = (size_t)(j1 - j0) * sizeof(real);
+    memcpy(s->h + off, s->h_prev + off, n);
+    if (s->c)
+        memcpy(s->c + off, s->c_prev + off, n);
+    memset(s->y + (ptrdiff_t)b * s->ldy + j0, 0, n);
 }
 
-/* slab (N,G) := x (N,I) @ w_ih^T + b1 + b2, for all N = T*B rows at once.
- * Either bias may be NULL.
+/* ------------------------------------------------------- around the loop --- */
+
+/* slab (N,G) := x (N,I) @ w_ih^T + b1 + b2[:G2], for all N = T*B rows at once.
+ * Either bias may be NULL; b2 covers the first G2 columns only (GRU reset after
+ * keeps b_hn out: r multiplies W_hn h + b_hn).
  *
  * In float64 every row is computed on its own, by gemm_small_acc over
  * w_ih^T (I,G) (the caller's ready one, or w_ih_t filled here), so a row's
@@ -275,12 +282,12 @@ static forward_work split_forward_work(real* work, int B, int I, int H, int G)
  * a BLAS call. */
 static void input_projection(const rnnx_blas* blas, int naive, real* slab, const real* x,
                              const real* w_ih, const real* ready_w_ih_t, real* w_ih_t,
-                             const real* b1, const real* b2, int N, int I, int G)
+                             const real* b1, const real* b2, int G2, int N, int I, int G)
 {
     for (int n = 0; n < N; n++) {
         real* row = slab + (size_t)n * G;
         for (int g = 0; g < G; g++)
-            row[g] = (b1 ? b1[g] : 0) + (b2 ? b2[g] : 0);
+            row[g] = (b1 ? b1[g] : 0) + (b2 && g < G2 ? b2[g] : 0);
     }
 #ifdef RNNX_DOUBLE
     const int rowwise = !naive;
@@ -298,18 +305,38 @@ static void input_projection(const rnnx_blas* blas, int naive, real* slab, const
     gemm_small_acc(N, G, I, x, I, ready_w_ih_t ? ready_w_ih_t : w_ih_t, G, slab, G);
 }
 
-/* After the backward loop, with dg (N,G) the gradient of the gate
- * pre-activations of all N = T*B rows:
- *   dw_ih += dg^T @ x,  dx += dg @ w_ih,  db_ih += sum of dg over rows. */
+/* After the backward loop, with dg (T*B,G) the gradient of the gate
+ * pre-activations of every row (0 where a row is past its length):
+ *   dw_ih += dg^T @ x,  dx += dg @ w_ih,  db_ih += sum of dg over rows.
+ * The rows of x past their length take no part in dw_ih, whatever they hold
+ * (NaN padding times a zero gradient would be NaN): the steps where every row
+ * is active go in one GEMM, the others one step at a time with those rows of
+ * x zeroed in x_rows (B,I). */
 static void input_gradients(const rnnx_blas* blas, int naive, real* dx, real* dw_ih, real* db_ih,
-                            const real* dg, const real* x, const real* w_ih, int N, int I, int G)
+                            const real* dg, const real* x, const real* w_ih,
+                            const int64_t* lengths, real* x_rows, int T, int B, int I, int G)
 {
-    gemm(blas, naive, 'T', 'N', G, I, N, 1, dg, G, x, I, 1, dw_ih, I);    /* dw_ih += dg.T @ x */
-    gemm(blas, naive, 'N', 'N', N, I, G, 1, dg, G, w_ih, I, 1, dx, I);    /* dx += dg @ w_ih */
+    int full = T;  /* steps 0..full-1 have every row active */
+    if (lengths)
+        for (int b = 0; b < B; b++)
+            full = lengths[b] < full ? (int)lengths[b] : full;
+    gemm(blas, naive, 'T', 'N', G, I, full * B, 1, dg, G, x, I, 1, dw_ih, I);  /* dw_ih += dg.T @ x */
+    for (int t = full; t < T; t++) {
+        for (int b = 0; b < B; b++) {
+            real* row = x_rows + (size_t)b * I;
+            if (row_active(lengths, t, b))
+                memcpy(row, x + ((size_t)t * B + b) * I, (size_t)I * sizeof(real));
+            else
+                memset(row, 0, (size_t)I * sizeof(real));
+        }
+        gemm(blas, naive, 'T', 'N', G, I, B, 1, dg + (size_t)t * B * G, G, x_rows, I,
+             1, dw_ih, I);                                                  /* dw_ih += dg_t.T @ x_t */
+    }
+    gemm(blas, naive, 'N', 'N', T * B, I, G, 1, dg, G, w_ih, I, 1, dx, I);  /* dx += dg @ w_ih */
     if (db_ih)
-        for (int n = 0; n < N; n++)
+        for (size_t n = 0; n < (size_t)T * B; n++)
             for (int g = 0; g < G; g++)
-                db_ih[g] += dg[(size_t)n * G + g];
+                db_ih[g] += dg[n * G + g];
 }
 
 /* dw_hh[g0:g0+Gp] += dg[:, 0:Gp]^T @ h_prev and db_hh[g0:g0+Gp] += column sums,
@@ -438,8 +465,10 @@ static inline float tanh_act(float x)
 #endif
 
 /* y[k] = f(x[k]) for the tests of the activations: 0 sigmoid, 1 tanh. */
-int RNNX_SFX(rnnx_activation)(int which, const real* x, real* y, size_t n)
+static int activation(int which, const void* xv, void* yv, size_t n)
 {
+    const real* x = xv;
+    real* y = yv;
     for (size_t k = 0; k < n; k++)
         y[k] = which == 0 ? sigmoid(x[k]) : tanh_act(x[k]);
     return RNNX_OK;

@@ -1,71 +1,175 @@
 /*
  * dispatch.c: the public entry points of rnnx.h.  Checks the arguments that
  * would make the kernels read or write out of bounds, then hands the call to
- * the cell and dtype it names.
+ * the kernels of the dtype and instruction set in use.  The cells' shapes
+ * and buffer layouts come from layout.h.
  */
-#include "rnnx.h"
+#include <limits.h>
+#include <stdint.h>
+#include <string.h>
+
 #include "kernels.h"
+#include "layout.h"
+#include "rnnx.h"
+
+/* ------------------------------------------------------ instruction sets --- */
+
+typedef struct isa_entry {
+    const char* name;
+    const rnnx_dtype_kernels* kernels[2];  /* [dtype] */
+} isa_entry;
+
+/* Best first. */
+static const isa_entry isas[] = {
+#ifdef RNNX_X86_TARGETS
+    {"avx512", {&rnnx_kernels_f32_avx512, &rnnx_kernels_f64_avx512}},
+    {"avx2", {&rnnx_kernels_f32_avx2, &rnnx_kernels_f64_avx2}},
+#endif
+    {"generic", {&rnnx_kernels_f32_generic, &rnnx_kernels_f64_generic}},
+};
+enum { N_ISAS = (int)(sizeof isas / sizeof isas[0]) };
+
+static int cpu_runs(const isa_entry* e)
+{
+#ifdef RNNX_X86_TARGETS
+    __builtin_cpu_init();
+    if (strcmp(e->name, "avx512") == 0)
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+               __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (strcmp(e->name, "avx2") == 0)
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+    (void)e;
+    return 1;
+}
+
+/* The one in use: set by rnnx_set_isa, else the best one the CPU runs, found
+ * on first use.  A race between two first uses writes the same value. */
+static const isa_entry* current_isa = NULL;
+
+static const isa_entry* isa_in_use(void)
+{
+    if (!current_isa) {
+        int i = 0;
+        while (i < N_ISAS - 1 && !cpu_runs(&isas[i]))
+            i++;
+        current_isa = &isas[i];
+    }
+    return current_isa;
+}
+
+static const isa_entry* find_isa(const char* name)
+{
+    for (int i = 0; name && i < N_ISAS; i++)
+        if (strcmp(isas[i].name, name) == 0)
+            return &isas[i];
+    return NULL;
+}
+
+int rnnx_isa_available(const char* name)
+{
+    const isa_entry* e = find_isa(name);
+    return e != NULL && cpu_runs(e);
+}
+
+int rnnx_set_isa(const char* name)
+{
+    const isa_entry* e = find_isa(name);
+    if (!e || !cpu_runs(e))
+        return RNNX_EISA;
+    current_isa = e;
+    return RNNX_OK;
+}
+
+const char* rnnx_get_isa(void)
+{
+    return isa_in_use()->name;
+}
+
+/* ------------------------------------------------------------------ sizes --- */
 
 int rnnx_gate_count(int cell)
 {
-    switch (cell) {
-    case RNNX_RNN_TANH:
-    case RNNX_RNN_RELU:
-        return 1;
-    case RNNX_LSTM:
-        return 4;
-    case RNNX_GRU:
-    case RNNX_GRU_RESET_BEFORE:
-        return 3;
-    default:
+    const rnnx_cell_desc* d = rnnx_cell_find(cell);
+    return d ? d->gates : 0;
+}
+
+/* The sizes count elements; dimensions that do not fit the core's int
+ * indices give 0 (rnnx_forward refuses them with RNNX_ESIZE). */
+static int dims_fit(const rnnx_cell_desc* d, int T, int B, int I, int H)
+{
+    if (T < 0 || B < 0 || I < 0 || H < 1)
         return 0;
-    }
+    const int64_t G = (int64_t)d->gates * H;
+    /* rows T*B, widths G and I, and every (rows, width) product are ints or size_t */
+    return G <= INT_MAX && (int64_t)T * B <= INT_MAX &&
+           (double)T * B * (double)(G > I ? G : I) < (double)SIZE_MAX / 16 &&
+           (double)G * (double)(H > I ? H : I) < (double)SIZE_MAX / 16;
 }
 
 size_t rnnx_cache_size(int cell, int T, int B, int H)
 {
-    const size_t BH = (size_t)B * H, TBH = (size_t)T * BH;
-    const size_t states = TBH + BH;  /* (T+1,B,H) */
-    switch (cell) {
-    case RNNX_RNN_TANH:
-    case RNNX_RNN_RELU:
-        return states;                          /* hs */
-    case RNNX_LSTM:
-        return 2 * states + TBH * 4 + TBH;      /* hs, cs, gates, tanh(c) */
-    case RNNX_GRU:
-    case RNNX_GRU_RESET_BEFORE:
-        return states + TBH * 3 + TBH;          /* hs, gates, aux */
-    default:
+    const rnnx_cell_desc* d = rnnx_cell_find(cell);
+    if (!d || !dims_fit(d, T, B, 0, H))
         return 0;
-    }
+    return rnnx_cache_layout_of(d, T, B, H).total;
 }
 
-/* Matches split_forward_work in common.c; the slab is not needed by a training
- * forward of LSTM and GRU, whose cache holds the gates. */
 size_t rnnx_forward_work_size(int cell, int T, int B, int I, int H, int train)
 {
-    const size_t G = (size_t)rnnx_gate_count(cell) * H, BH = (size_t)B * H;
-    const int slab_in_cache = train && (cell == RNNX_LSTM || cell == RNNX_GRU ||
-                                        cell == RNNX_GRU_RESET_BEFORE);
-    return (size_t)(H + I) * G + 4 * BH + B * G + BH + (slab_in_cache ? 0 : (size_t)T * B * G);
+    const rnnx_cell_desc* d = rnnx_cell_find(cell);
+    if (!d || !dims_fit(d, T, B, I, H))
+        return 0;
+    return rnnx_forward_work_of(d, T, B, I, H, train).total;
 }
 
 size_t rnnx_backward_work_size(int cell, int T, int B, int I, int H)
 {
-    (void)I;
-    const size_t G = (size_t)rnnx_gate_count(cell) * H, BH = (size_t)B * H;
-    return 2 * (size_t)T * B * G + 3 * BH;
+    const rnnx_cell_desc* d = rnnx_cell_find(cell);
+    if (!d || !dims_fit(d, T, B, I, H))
+        return 0;
+    return rnnx_backward_work_of(d, T, B, I, H).total;
 }
 
-static int check_dims(int cell, int dtype, int path, int T, int B, int I, int H,
+size_t rnnx_packed_size(int cell, int dtype, int H)
+{
+    const rnnx_cell_desc* d = rnnx_cell_find(cell);
+    if (!d || !dims_fit(d, 0, 0, 0, H) || (dtype != RNNX_FLOAT32 && dtype != RNNX_FLOAT64))
+        return 0;
+    return rnnx_packed_elems(d, H, dtype == RNNX_FLOAT64 ? RNNX_UNITS_F64 : RNNX_UNITS_F32);
+}
+
+int rnnx_pack_weights(int cell, int dtype, int H, const void* w_hh, void* out)
+{
+    const rnnx_cell_desc* d = rnnx_cell_find(cell);
+    if (!d)
+        return RNNX_ECELL;
+    if ((dtype != RNNX_FLOAT32 && dtype != RNNX_FLOAT64) || H < 1)
+        return RNNX_EINVAL;
+    if (!dims_fit(d, 0, 0, 0, H))
+        return RNNX_ESIZE;
+    if (!w_hh || !out)
+        return RNNX_ENULL;
+    isa_in_use()->kernels[dtype]->pack(d, H, w_hh, out);
+    return RNNX_OK;
+}
+
+/* ---------------------------------------------------------- entry points --- */
+
+static int check_dims(const rnnx_cell_desc* d, int dtype, int path, int T, int B, int I, int H,
                       const int64_t* lengths)
 {
-    if (rnnx_gate_count(cell) == 0 || (dtype != RNNX_FLOAT32 && dtype != RNNX_FLOAT64))
+    if (!d)
+        return RNNX_ECELL;
+    if (dtype != RNNX_FLOAT32 && dtype != RNNX_FLOAT64)
         return RNNX_EINVAL;
     if (path < RNNX_PATH_AUTO || path > RNNX_PATH_NAIVE)
         return RNNX_EINVAL;
     if (T < 0 || B < 0 || I < 0 || H < 1)
         return RNNX_EINVAL;
+    if (!dims_fit(d, T, B, I, H))
+        return RNNX_ESIZE;
     if (lengths)
         for (int b = 0; b < B; b++)
             if (lengths[b] < 1 || lengths[b] > T)
@@ -77,32 +181,25 @@ int rnnx_forward(const rnnx_blas* blas, const rnnx_forward_args* a)
 {
     if (!a)
         return RNNX_ENULL;
-    int status = check_dims(a->cell, a->dtype, a->path, a->T, a->B, a->I, a->H, a->lengths);
+    const rnnx_cell_desc* d = rnnx_cell_find(a->cell);
+    int status = check_dims(d, a->dtype, a->path, a->T, a->B, a->I, a->H, a->lengths);
     if (status != RNNX_OK)
         return status;
     if (a->ldy < a->H)
         return RNNX_EINVAL;
     if (!a->x || !a->h0 || !a->w_ih || !a->w_hh || !a->y || !a->h_n || !a->work)
         return RNNX_ENULL;
-    if (a->cell == RNNX_LSTM && (!a->c0 || !a->c_n))
+    if (d->states == 2 && (!a->c0 || !a->c_n))
         return RNNX_ENULL;
-    const int f64 = (a->dtype == RNNX_FLOAT64);
-    switch (a->cell) {
-    case RNNX_RNN_TANH:
-    case RNNX_RNN_RELU:
-        return f64 ? rnnx_rnn_forward_f64(blas, a) : rnnx_rnn_forward_f32(blas, a);
-    case RNNX_LSTM:
-        return f64 ? rnnx_lstm_forward_f64(blas, a) : rnnx_lstm_forward_f32(blas, a);
-    default:
-        return f64 ? rnnx_gru_forward_f64(blas, a) : rnnx_gru_forward_f32(blas, a);
-    }
+    return isa_in_use()->kernels[a->dtype]->forward(d, blas, a);
 }
 
 int rnnx_backward(const rnnx_blas* blas, const rnnx_backward_args* a)
 {
     if (!a)
         return RNNX_ENULL;
-    int status = check_dims(a->cell, a->dtype, a->path, a->T, a->B, a->I, a->H, a->lengths);
+    const rnnx_cell_desc* d = rnnx_cell_find(a->cell);
+    int status = check_dims(d, a->dtype, a->path, a->T, a->B, a->I, a->H, a->lengths);
     if (status != RNNX_OK)
         return status;
     if (a->dy && a->lddy < a->H)
@@ -110,18 +207,9 @@ int rnnx_backward(const rnnx_blas* blas, const rnnx_backward_args* a)
     if (!a->x || !a->w_ih || !a->w_hh || !a->cache || !a->dx || !a->dh0 || !a->dw_ih ||
         !a->dw_hh || !a->work)
         return RNNX_ENULL;
-    if (a->cell == RNNX_LSTM && !a->dc0)
+    if (d->states == 2 && !a->dc0)
         return RNNX_ENULL;
-    const int f64 = (a->dtype == RNNX_FLOAT64);
-    switch (a->cell) {
-    case RNNX_RNN_TANH:
-    case RNNX_RNN_RELU:
-        return f64 ? rnnx_rnn_backward_f64(blas, a) : rnnx_rnn_backward_f32(blas, a);
-    case RNNX_LSTM:
-        return f64 ? rnnx_lstm_backward_f64(blas, a) : rnnx_lstm_backward_f32(blas, a);
-    default:
-        return f64 ? rnnx_gru_backward_f64(blas, a) : rnnx_gru_backward_f32(blas, a);
-    }
+    return isa_in_use()->kernels[a->dtype]->backward(d, blas, a);
 }
 
 int rnnx_activation(int which, int dtype, const void* x, void* y, size_t n)
@@ -130,6 +218,5 @@ int rnnx_activation(int which, int dtype, const void* x, void* y, size_t n)
         return RNNX_EINVAL;
     if (n && (!x || !y))
         return RNNX_ENULL;
-    return dtype == RNNX_FLOAT64 ? rnnx_activation_f64(which, x, y, n)
-                                 : rnnx_activation_f32(which, x, y, n);
+    return isa_in_use()->kernels[dtype]->activation(which, x, y, n);
 }

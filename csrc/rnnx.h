@@ -32,10 +32,23 @@ typedef void (*rnnx_dgemm_fn)(char* transa, char* transb, int* m, int* n, int* k
                               double* alpha, double* a, int* lda, double* b, int* ldb,
                               double* beta, double* c, int* ldc);
 
-/* The BLAS the core uses.  A NULL pointer means: use the naive C gemm. */
+/* A parallel-for: run task(ctx, i) for every i in [0, n_tasks), on any
+ * threads, and return when all have returned.  The tasks of one call write
+ * disjoint memory; the core never calls it from inside a task. */
+typedef void (*rnnx_task_fn)(void* ctx, int task);
+typedef void (*rnnx_parallel_fn)(void* pool, int n_tasks, rnnx_task_fn task, void* ctx);
+
+/* What the core is given to compute with: the BLAS for the big hoisted
+ * products (a NULL pointer means the naive C gemm) and, optionally, threads
+ * for the per-step recurrent loop.  A zero-initialized struct is valid: naive
+ * gemm, one thread.  The per-step products never go through BLAS on the
+ * default path, so a threaded BLAS never runs inside the loop. */
 typedef struct rnnx_blas {
     rnnx_sgemm_fn sgemm;
     rnnx_dgemm_fn dgemm;
+    rnnx_parallel_fn parallel_for;  /* NULL: every step runs on the calling thread */
+    void* pool;                     /* handed back to parallel_for */
+    int n_threads;                  /* how many tasks a step may be cut into; <= 1: serial */
 } rnnx_blas;
 
 enum rnnx_cell {
@@ -48,19 +61,22 @@ enum rnnx_cell {
 
 enum rnnx_dtype { RNNX_FLOAT32 = 0, RNNX_FLOAT64 = 1 };
 
-/* How the matrix products are computed.  AUTO picks by size; the others
- * exist so the tests can check every path against every other. */
+/* How the matrix products are computed.  BLAS and NAIVE exist so the tests
+ * can check the default path against two independent ones. */
 enum rnnx_path {
-    RNNX_PATH_AUTO = 0,
-    RNNX_PATH_BLAS = 1,   /* BLAS for every product */
-    RNNX_PATH_SMALL = 2,  /* hand-written kernel for the per-step recurrent product */
+    RNNX_PATH_AUTO = 0,   /* the same as SMALL: own kernel per step, BLAS for the hoisted GEMMs */
+    RNNX_PATH_BLAS = 1,   /* BLAS for every product, gates in a separate pass (the old path) */
+    RNNX_PATH_SMALL = 2,  /* the core's own packed kernel, fused with the gates (AUTO picks it) */
     RNNX_PATH_NAIVE = 3   /* naive C gemm for everything: the algorithmic reference */
 };
 
 enum rnnx_status {
     RNNX_OK = 0,
     RNNX_EINVAL = 1,      /* a dimension, cell, dtype or stride is out of range */
-    RNNX_ENULL = 2        /* a required pointer is NULL */
+    RNNX_ENULL = 2,       /* a required pointer is NULL */
+    RNNX_ECELL = 3,       /* unknown cell code */
+    RNNX_ESIZE = 4,       /* T*B, G or a buffer size does not fit the index types */
+    RNNX_EISA = 5         /* the instruction set asked for is not built in or not on this CPU */
 };
 
 typedef struct rnnx_forward_args {
@@ -84,6 +100,9 @@ typedef struct rnnx_forward_args {
     void* c_n;               /* (B,H) OUT, LSTM only */
     void* cache;             /* rnnx_cache_size() elements OUT, or NULL for inference */
     void* work;              /* rnnx_forward_work_size() elements, scratch */
+    const void* w_hh_packed; /* rnnx_packed_size() elements IN: W_hh as rnnx_pack_weights
+                                wrote it, for callers that run many calls with the same
+                                weights (a stream), or NULL: packed into work per call */
 } rnnx_forward_args;
 
 typedef struct rnnx_backward_args {
@@ -116,6 +135,20 @@ int rnnx_gate_count(int cell);
 size_t rnnx_cache_size(int cell, int T, int B, int H);
 size_t rnnx_forward_work_size(int cell, int T, int B, int I, int H, int train);
 size_t rnnx_backward_work_size(int cell, int T, int B, int I, int H);
+
+/* The recurrent weights in the layout of the core's per-step kernel:
+ * rnnx_packed_size() elements of the dtype.  out is OUT, w_hh (G,H) IN.
+ * The layout depends on cell, dtype and H only (not on the instruction set). */
+size_t rnnx_packed_size(int cell, int dtype, int H);
+int rnnx_pack_weights(int cell, int dtype, int H, const void* w_hh, void* out);
+
+/* The instruction set of the kernels: "avx512", "avx2" or "generic".
+ * rnnx_isa_available says whether a name is built in and runs on this CPU;
+ * rnnx_set_isa picks one (RNNX_EISA if it cannot run here); by default the
+ * best available one runs.  rnnx_get_isa names the one in use. */
+int rnnx_isa_available(const char* name);
+int rnnx_set_isa(const char* name);
+const char* rnnx_get_isa(void);
 
 /* Whole-sequence forward: inference when a->cache is NULL, training otherwise. */
 int rnnx_forward(const rnnx_blas* blas, const rnnx_forward_args* a);

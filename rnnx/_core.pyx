@@ -8,6 +8,8 @@ layer decides what is allocated and what is reused.
 """
 from libc.stdint cimport int64_t
 from libc.stddef cimport ptrdiff_t
+from libc.stdlib cimport calloc, free
+from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 cimport numpy as cnp
@@ -20,9 +22,14 @@ cdef extern from "_core_shim.h":
                                    float*, int*, float*, float*, int*) noexcept nogil
     ctypedef void (*rnnx_dgemm_fn)(char*, char*, int*, int*, int*, double*, double*, int*,
                                    double*, int*, double*, double*, int*) noexcept nogil
+    ctypedef void (*rnnx_task_fn)(void*, int) noexcept nogil
+    ctypedef void (*rnnx_parallel_fn)(void*, int, rnnx_task_fn, void*) noexcept nogil
     ctypedef struct rnnx_blas:
         rnnx_sgemm_fn sgemm
         rnnx_dgemm_fn dgemm
+        rnnx_parallel_fn parallel_for
+        void* pool
+        int n_threads
     ctypedef struct rnnx_forward_args:
         int cell, dtype, path
         int T, B, I, H
@@ -43,6 +50,7 @@ cdef extern from "_core_shim.h":
         void* c_n
         void* cache
         void* work
+        const void* w_hh_packed
     ctypedef struct rnnx_backward_args:
         int cell, dtype, path
         int T, B, I, H
@@ -71,6 +79,17 @@ cdef extern from "_core_shim.h":
     int rnnx_forward(const rnnx_blas* blas, const rnnx_forward_args* a) nogil
     int rnnx_backward(const rnnx_blas* blas, const rnnx_backward_args* a) nogil
     int rnnx_activation(int which, int dtype, const void* x, void* y, size_t n) nogil
+    size_t rnnx_packed_size(int cell, int dtype, int H) nogil
+    int rnnx_pack_weights(int cell, int dtype, int H, const void* w_hh, void* out) nogil
+    int rnnx_isa_available(const char* name) nogil
+    int rnnx_set_isa(const char* name) nogil
+    const char* rnnx_get_isa() nogil
+
+cdef extern from "pool.h":
+    ctypedef struct rnnx_pool:
+        pass
+    rnnx_pool* rnnx_pool_create(int n_threads) nogil
+    void rnnx_pool_parallel_for(void* pool, int n_tasks, rnnx_task_fn task, void* ctx) noexcept nogil
 
 # Cell codes, as in enum rnnx_cell.
 RNN_TANH, RNN_RELU, LSTM, GRU, GRU_RESET_BEFORE = 0, 1, 2, 3, 4
@@ -80,8 +99,75 @@ PATH_AUTO, PATH_BLAS, PATH_SMALL, PATH_NAIVE = 0, 1, 2, 3
 cdef rnnx_blas BLAS
 BLAS.sgemm = <rnnx_sgemm_fn>sgemm
 BLAS.dgemm = <rnnx_dgemm_fn>dgemm
+BLAS.parallel_for = rnnx_pool_parallel_for
+BLAS.pool = NULL
+BLAS.n_threads = 1
 
-_STATUS = {1: "invalid dimension, cell, dtype, path, stride or length", 2: "missing array"}
+_STATUS = {1: "invalid dimension, cell, dtype, path, stride or length", 2: "missing array",
+           3: "unknown cell code", 4: "sizes too large for the core's index types",
+           5: "instruction set not available"}
+ISAS = ("avx512", "avx2", "generic")
+_INT_MAX = 2**31 - 1
+
+# ---------------------------------------------------------------- ISA, threads
+
+def available_isas():
+    """The kernel instruction sets this build has and this CPU runs, best first."""
+    return [name for name in ISAS if rnnx_isa_available(name.encode())]
+
+
+def get_isa():
+    """The instruction set of the kernels in use: "avx512", "avx2" or "generic"."""
+    return rnnx_get_isa().decode()
+
+
+def set_isa(name):
+    """Run the kernels built for this instruction set (for tests and benchmarks)."""
+    if name not in ISAS:
+        raise ValueError(f"isa must be one of {ISAS}, got {name!r}")
+    if rnnx_set_isa(name.encode()) != 0:
+        raise ValueError(f"isa {name!r} is not available on this CPU or in this build; "
+                         f"available: {available_isas()}")
+
+
+_pools = {}  # n -> address of a pool, kept for the life of the process (a call may still use one)
+
+
+def set_num_threads(int n):
+    """Threads for the recurrent loop of every later call (1: the calling thread only)."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    cdef rnnx_pool* pool = NULL
+    if n > 1:
+        if n not in _pools:
+            pool = rnnx_pool_create(n)
+            if pool == NULL:
+                raise RuntimeError(f"could not start {n - 1} worker threads")
+            _pools[n] = <size_t>pool
+        pool = <rnnx_pool*><size_t>_pools[n]
+    BLAS.pool = pool
+    BLAS.n_threads = n
+
+
+def get_num_threads():
+    """Threads the recurrent loop may use."""
+    return BLAS.n_threads
+
+
+def _isa_from_environment():
+    import os
+    import warnings
+    name = os.environ.get("RNNX_ISA", "").strip().lower()
+    if not name:
+        return
+    if name not in ISAS or not rnnx_isa_available(name.encode()):
+        warnings.warn(f"RNNX_ISA={name!r} cannot run here ({'unknown name' if name not in ISAS else 'not supported by this CPU or build'}); "
+                      f"using {get_isa()!r} (available: {available_isas()})", RuntimeWarning)
+        return
+    rnnx_set_isa(name.encode())
+
+
+_isa_from_environment()
 
 
 def gate_count(int cell):
@@ -106,16 +192,39 @@ def cache_size(int cell, int T, int B, int H):
     return rnnx_cache_size(cell, T, B, H)
 
 
-cdef int _dtype_code(object dtype) except -1:
+cdef int _dtype_code(object dtype, str name="x") except -1:
     if dtype == np.float32:
         return 0
     if dtype == np.float64:
         return 1
-    raise TypeError(f"rnnx kernels take float32 or float64, got {dtype}")
+    raise TypeError(f"{name} must be float32 or float64 (native byte order), got {dtype}")
 
 
-cdef void* _data(cnp.ndarray a, str name, tuple shape, object dtype, bint writable=False) except NULL:
-    """Pointer to a C-contiguous array of the given shape and dtype."""
+cdef int _gate_width(int G1, object H, object T, object B) except -1:
+    """G = G1 * H, after checking that G and T*B fit the core's int indices."""
+    if G1 * H > _INT_MAX or T * B > _INT_MAX:
+        raise ValueError(f"sizes too large: G = {G1} * H = {G1 * H} and T * B = {T * B} "
+                         f"must stay below 2**31")
+    return G1 * H
+
+
+cdef cnp.ndarray _array(object a, str name):
+    """a itself, when it is a NumPy array."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+    return <cnp.ndarray>a
+
+
+cdef object _aligned(object a, str name):
+    """An input array as given, or an aligned copy of a misaligned one (the
+    kernels load whole elements)."""
+    _array(a, name)
+    return a if a.flags.aligned else a.copy()
+
+
+cdef void* _data(object obj, str name, tuple shape, object dtype, bint writable=False) except NULL:
+    """Pointer to a C-contiguous, aligned array of the given shape and dtype."""
+    cdef cnp.ndarray a = _array(obj, name)
     if a.dtype != dtype:
         raise TypeError(f"{name} must be {np.dtype(dtype).name}, got {a.dtype}")
     if (<object>a).shape != shape:
@@ -124,6 +233,8 @@ cdef void* _data(cnp.ndarray a, str name, tuple shape, object dtype, bint writab
         raise ValueError(f"{name} must be C-contiguous")
     if writable and not a.flags.writeable:
         raise ValueError(f"{name} must be writable")
+    if not a.flags.aligned:
+        raise ValueError(f"{name} must be aligned to its dtype")
     return cnp.PyArray_DATA(a)
 
 
@@ -133,11 +244,12 @@ cdef void* _opt_data(object a, str name, tuple shape, object dtype, bint writabl
     return _data(a, name, shape, dtype, writable)
 
 
-cdef void* _rows(cnp.ndarray a, str name, int T, int B, int H, object dtype,
+cdef void* _rows(object obj, str name, int T, int B, int H, object dtype,
                  ptrdiff_t* ld, bint writable=False) except NULL:
     """Pointer to a (T,B,H) array whose rows are contiguous and evenly spaced:
     row (t,b) at a + (t*B+b)*ld elements.  A slice [:, :, k:k+H] of a
     C-contiguous (T,B,W) array is one; *ld receives the row stride."""
+    cdef cnp.ndarray a = _array(obj, name)
     if a.dtype != dtype:
         raise TypeError(f"{name} must be {np.dtype(dtype).name}, got {a.dtype}")
     if a.ndim != 3 or a.shape[0] != T or a.shape[1] != B or a.shape[2] != H:
@@ -158,22 +270,24 @@ cdef void* _rows(cnp.ndarray a, str name, int T, int B, int H, object dtype,
         ld[0] = s0 // item
     if not ok or ld[0] < H:
         raise ValueError(f"{name} must have contiguous, evenly spaced rows, got strides {(<object>a).strides}")
+    if not a.flags.aligned:
+        raise ValueError(f"{name} must be aligned to its dtype")
     return cnp.PyArray_DATA(a)
 
 
 cdef const int64_t* _lengths(object lengths, int T, int B) except? NULL:
     if lengths is None:
         return NULL
-    cdef cnp.ndarray a = lengths
+    cdef cnp.ndarray a = _array(lengths, "lengths")
     _data(a, "lengths", (B,), np.int64)
     if B and (a.min() < 1 or a.max() > T):
         raise ValueError(f"lengths must lie in [1, {T}], got min {a.min()} and max {a.max()}")
     return <const int64_t*>cnp.PyArray_DATA(a)
 
 
-def forward(int cell, cnp.ndarray x, cnp.ndarray h0, object c0, cnp.ndarray w_ih,
-            cnp.ndarray w_hh, object b_ih, object b_hh, object lengths, bint reverse,
-            cnp.ndarray y, cnp.ndarray h_n, object c_n, bint train, int path=PATH_AUTO):
+def forward(int cell, object x, object h0, object c0, object w_ih, object w_hh, object b_ih,
+            object b_hh, object lengths, bint reverse, object y, object h_n, object c_n,
+            bint train, int path=PATH_AUTO):
     """Run one direction of one layer over a whole sequence.
 
     x (T,B,I), h0/c0 (B,H), weights (G,I) (G,H) (G,), y (T,B,H) with evenly spaced
@@ -183,44 +297,45 @@ def forward(int cell, cnp.ndarray x, cnp.ndarray h0, object c0, cnp.ndarray w_ih
     cdef int G1 = rnnx_gate_count(cell)
     if G1 == 0:
         raise ValueError(f"unknown cell code {cell}")
+    x = _aligned(x, "x")
     if x.ndim != 3:
-        raise ValueError(f"x must be (T, B, I), got shape {(<object>x).shape}")
+        raise ValueError(f"x must be (T, B, I), got shape {x.shape}")
     dtype = x.dtype
     cdef rnnx_forward_args a
+    memset(&a, 0, sizeof(a))
+    a.dtype = _dtype_code(dtype, "x")
+    h0 = _aligned(h0, "h0")
+    if h0.ndim != 2 or h0.shape[1] < 1:
+        raise ValueError(f"h0 must be (B, H) with H >= 1, got shape {h0.shape}")
+    cdef int G = _gate_width(G1, h0.shape[1], x.shape[0], x.shape[1])
     a.cell = cell
-    a.dtype = _dtype_code(dtype)
     a.path = path
     a.T = x.shape[0]
     a.B = x.shape[1]
     a.I = x.shape[2]
-    a.H = h0.shape[1] if h0.ndim == 2 else 0
+    a.H = h0.shape[1]
     a.reverse = reverse
-    cdef int T = a.T, B = a.B, I = a.I, H = a.H, G = G1 * a.H
-    if H < 1:
-        raise ValueError(f"h0 must be (B, H) with H >= 1, got shape {(<object>h0).shape}")
+    cdef int T = a.T, B = a.B, I = a.I, H = a.H
+    w_ih, w_hh = _aligned(w_ih, "w_ih"), _aligned(w_hh, "w_hh")
+    b_ih = None if b_ih is None else _aligned(b_ih, "b_ih")
+    b_hh = None if b_hh is None else _aligned(b_hh, "b_hh")
     a.x = _data(x, "x", (T, B, I), dtype)
     a.h0 = _data(h0, "h0", (B, H), dtype)
     a.w_ih = _data(w_ih, "w_ih", (G, I), dtype)
     a.w_hh = _data(w_hh, "w_hh", (G, H), dtype)
     a.b_ih = _opt_data(b_ih, "b_ih", (G,), dtype)
     a.b_hh = _opt_data(b_hh, "b_hh", (G,), dtype)
-    a.w_ih_t = NULL
-    a.w_hh_t = NULL
-    a.lengths = _lengths(lengths, T, B)
+    a.lengths = _lengths(None if lengths is None else _aligned(lengths, "lengths"), T, B)
     a.y = _rows(y, "y", T, B, H, dtype, &a.ldy, True)
     a.h_n = _data(h_n, "h_n", (B, H), dtype, True)
     if cell == LSTM:
+        c0 = _aligned(c0, "c0")
         a.c0 = _data(c0, "c0", (B, H), dtype)
         a.c_n = _data(c_n, "c_n", (B, H), dtype, True)
-    else:
-        a.c0 = NULL
-        a.c_n = NULL
     cdef cnp.ndarray cache = None
     if train:
         cache = np.empty(rnnx_cache_size(cell, T, B, H), dtype=dtype)
         a.cache = cnp.PyArray_DATA(cache)
-    else:
-        a.cache = NULL
     cdef cnp.ndarray work = np.empty(max(<size_t>1, rnnx_forward_work_size(cell, T, B, I, H, train)),
                                      dtype=dtype)
     a.work = cnp.PyArray_DATA(work)
@@ -232,10 +347,9 @@ def forward(int cell, cnp.ndarray x, cnp.ndarray h0, object c0, cnp.ndarray w_ih
     return cache
 
 
-def backward(int cell, cnp.ndarray x, cnp.ndarray w_ih, cnp.ndarray w_hh, object lengths,
-             bint reverse, cnp.ndarray cache, object dy, object dh_n, object dc_n,
-             cnp.ndarray dx, cnp.ndarray dh0, object dc0, cnp.ndarray dw_ih, cnp.ndarray dw_hh,
-             object db_ih, object db_hh, int path=PATH_AUTO):
+def backward(int cell, object x, object w_ih, object w_hh, object lengths, bint reverse,
+             object cache, object dy, object dh_n, object dc_n, object dx, object dh0, object dc0,
+             object dw_ih, object dw_hh, object db_ih, object db_hh, int path=PATH_AUTO):
     """Full BPTT through the cache of forward(..., train=True) with the same x,
     weights, lengths and reverse.  dy (T,B,H) with evenly spaced rows, dh_n/dc_n
     (B,H) may be None (zero).  Accumulates into dx, dw_ih, dw_hh, db_ih, db_hh;
@@ -243,31 +357,38 @@ def backward(int cell, cnp.ndarray x, cnp.ndarray w_ih, cnp.ndarray w_hh, object
     cdef int G1 = rnnx_gate_count(cell)
     if G1 == 0:
         raise ValueError(f"unknown cell code {cell}")
-    if x.ndim != 3 or dh0.ndim != 2:
-        raise ValueError("x must be (T, B, I) and dh0 (B, H)")
+    x = _aligned(x, "x")
+    if x.ndim != 3:
+        raise ValueError(f"x must be (T, B, I), got shape {x.shape}")
     dtype = x.dtype
     cdef rnnx_backward_args a
+    memset(&a, 0, sizeof(a))
+    a.dtype = _dtype_code(dtype, "x")
+    _array(dh0, "dh0")
+    if dh0.ndim != 2 or dh0.shape[1] < 1:
+        raise ValueError(f"dh0 must be (B, H) with H >= 1, got shape {dh0.shape}")
+    cdef int G = _gate_width(G1, dh0.shape[1], x.shape[0], x.shape[1])
     a.cell = cell
-    a.dtype = _dtype_code(dtype)
     a.path = path
     a.T = x.shape[0]
     a.B = x.shape[1]
     a.I = x.shape[2]
     a.H = dh0.shape[1]
     a.reverse = reverse
-    cdef int T = a.T, B = a.B, I = a.I, H = a.H, G = G1 * a.H
-    if H < 1:
-        raise ValueError(f"dh0 must be (B, H) with H >= 1, got shape {(<object>dh0).shape}")
+    cdef int T = a.T, B = a.B, I = a.I, H = a.H
+    w_ih, w_hh = _aligned(w_ih, "w_ih"), _aligned(w_hh, "w_hh")
     a.x = _data(x, "x", (T, B, I), dtype)
     a.w_ih = _data(w_ih, "w_ih", (G, I), dtype)
     a.w_hh = _data(w_hh, "w_hh", (G, H), dtype)
-    a.lengths = _lengths(lengths, T, B)
+    a.lengths = _lengths(None if lengths is None else _aligned(lengths, "lengths"), T, B)
     a.cache = _data(cache, "cache", (rnnx_cache_size(cell, T, B, H),), dtype)
     if dy is None:
         a.dy = NULL
         a.lddy = H
     else:
+        dy = _aligned(dy, "dy")
         a.dy = _rows(dy, "dy", T, B, H, dtype, &a.lddy)
+    dh_n = None if dh_n is None else _aligned(dh_n, "dh_n")
     a.dh_n = _opt_data(dh_n, "dh_n", (B, H), dtype)
     a.dx = _data(dx, "dx", (T, B, I), dtype, True)
     a.dh0 = _data(dh0, "dh0", (B, H), dtype, True)
@@ -276,11 +397,9 @@ def backward(int cell, cnp.ndarray x, cnp.ndarray w_ih, cnp.ndarray w_hh, object
     a.db_ih = _opt_data(db_ih, "db_ih", (G,), dtype, True)
     a.db_hh = _opt_data(db_hh, "db_hh", (G,), dtype, True)
     if cell == LSTM:
+        dc_n = None if dc_n is None else _aligned(dc_n, "dc_n")
         a.dc_n = _opt_data(dc_n, "dc_n", (B, H), dtype)
         a.dc0 = _data(dc0, "dc0", (B, H), dtype, True)
-    else:
-        a.dc_n = NULL
-        a.dc0 = NULL
     cdef cnp.ndarray work = np.empty(max(<size_t>1, rnnx_backward_work_size(cell, T, B, I, H)), dtype=dtype)
     a.work = cnp.PyArray_DATA(work)
     cdef int status
@@ -290,15 +409,14 @@ def backward(int cell, cnp.ndarray x, cnp.ndarray w_ih, cnp.ndarray w_hh, object
         raise ValueError(f"rnnx_backward: {_STATUS.get(status, status)}")
 
 
-from libc.stdlib cimport calloc, free
-from libc.string cimport memcpy
 
 
 cdef class Stream:
     """One step at a time through a unidirectional stack, for inference.
 
-    Holds its own copy of the weights (and of W_hh^T for the small kernel), the
-    state, and every buffer a step needs, so a step allocates only its result.
+    Holds its own copy of the weights, packed once for the per-step kernel
+    (W_hh in panels, W_ih^T for the input projection), the state, and every
+    buffer a step needs, so a step allocates only its result.
     weights: one (w_ih, w_hh, b_ih, b_hh) tuple per layer, biases may be None."""
     cdef int cell, L, B, H, I
     cdef object dtype
@@ -311,20 +429,53 @@ cdef class Stream:
 
     def __cinit__(self, int cell, list weights, int batch_size, object dtype):
         self.args = NULL
-        if rnnx_gate_count(cell) == 0:
+        cdef int G1 = rnnx_gate_count(cell)
+        if G1 == 0:
             raise ValueError(f"unknown cell code {cell}")
         if not weights:
             raise ValueError("weights must name at least one layer")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.cell = cell
-        self.L = len(weights)
-        self.B = batch_size
         self.dtype = np.dtype(dtype)
+        cdef int code = _dtype_code(self.dtype, "dtype")
+        # every layer's tuple and shapes, checked before anything is allocated
+        layers = []
+        H = None
+        for k, entry in enumerate(weights):
+            if not isinstance(entry, (tuple, list)) or len(entry) != 4:
+                raise ValueError(f"weights[{k}] must be a (w_ih, w_hh, b_ih, b_hh) tuple, got "
+                                 f"{type(entry).__name__} of length {len(entry) if isinstance(entry, (tuple, list)) else '-'}")
+            names = [f"weights[{k}].{n}" for n in ("w_ih", "w_hh", "b_ih", "b_hh")]
+            arrays = []
+            for name, w in zip(names, entry):
+                if w is None and name.endswith(("b_ih", "b_hh")):
+                    arrays.append(None)
+                    continue
+                w = np.asarray(w)
+                if w.dtype.kind != "f":
+                    raise TypeError(f"{name} must be a real floating array, got dtype {w.dtype}")
+                arrays.append(np.array(w, dtype=self.dtype, order="C"))
+            w_ih, w_hh, b_ih, b_hh = arrays
+            if w_hh.ndim != 2 or w_hh.shape[1] < 1:
+                raise ValueError(f"{names[1]} must be (G, H), got shape {w_hh.shape}")
+            if H is None:
+                H = w_hh.shape[1]
+            G = _gate_width(G1, H, 1, batch_size)
+            if w_hh.shape != (G, H):
+                raise ValueError(f"{names[1]} must have shape {(G, H)}, got {w_hh.shape}")
+            if w_ih.ndim != 2 or w_ih.shape[0] != G or (k > 0 and w_ih.shape[1] != H):
+                want = f"({G}, {H})" if k > 0 else f"({G}, I)"
+                raise ValueError(f"{names[0]} must have shape {want}, got {w_ih.shape}")
+            for name, bias in zip(names[2:], (b_ih, b_hh)):
+                if bias is not None and bias.shape != (G,):
+                    raise ValueError(f"{name} must have shape {(G,)}, got {bias.shape}")
+            layers.append((w_ih, w_hh, b_ih, b_hh))
+        self.cell = cell
+        self.L = len(layers)
+        self.B = batch_size
         self.typenum = self.dtype.num
-        w_hh0 = weights[0][1]
-        self.H = w_hh0.shape[1]
-        self.I = weights[0][0].shape[1]
+        self.H = H
+        self.I = layers[0][0].shape[1]
         self._keep = []
         self.args = <rnnx_forward_args*>calloc(self.L, sizeof(rnnx_forward_args))
         if self.args == NULL:
@@ -332,21 +483,24 @@ cdef class Stream:
         self.states = np.zeros((2, 2, self.L, self.B, self.H), dtype=self.dtype)
         self.ys = np.zeros((self.L, self.B, self.H), dtype=self.dtype)
         self.parity = 0
-        cdef int k, I_k, G = rnnx_gate_count(cell) * self.H
+        cdef int k_, I_k
         cdef Py_ssize_t layer_bytes = self.B * self.H * self.dtype.itemsize
         cdef char* ys = <char*>cnp.PyArray_DATA(self.ys)
         cdef rnnx_forward_args* a
-        for k in range(self.L):
-            w_ih, w_hh, b_ih, b_hh = [None if w is None else np.array(w, dtype=self.dtype, order="C")
-                                      for w in weights[k]]
+        cdef cnp.ndarray packed
+        for k_ in range(self.L):
+            w_ih, w_hh, b_ih, b_hh = layers[k_]
             I_k = w_ih.shape[1]
             w_ih_t = np.ascontiguousarray(w_ih.T)
-            w_hh_t = np.ascontiguousarray(w_hh.T)
-            work = np.empty(rnnx_forward_work_size(cell, 1, self.B, I_k, self.H, 0), dtype=self.dtype)
-            self._keep.append((w_ih, w_hh, b_ih, b_hh, w_ih_t, w_hh_t, work))
-            a = &self.args[k]
+            packed = np.empty(max(<size_t>1, rnnx_packed_size(cell, code, self.H)), dtype=self.dtype)
+            if rnnx_pack_weights(cell, code, self.H, cnp.PyArray_DATA(w_hh), cnp.PyArray_DATA(packed)):
+                raise ValueError("could not pack the recurrent weights")
+            work = np.empty(max(<size_t>1, rnnx_forward_work_size(cell, 1, self.B, I_k, self.H, 0)),
+                            dtype=self.dtype)
+            self._keep.append((w_ih, w_hh, b_ih, b_hh, w_ih_t, packed, work))
+            a = &self.args[k_]
             a.cell = cell
-            a.dtype = _dtype_code(self.dtype)
+            a.dtype = code
             a.path = PATH_AUTO
             a.T = 1
             a.B = self.B
@@ -354,18 +508,19 @@ cdef class Stream:
             a.H = self.H
             a.reverse = 0
             a.lengths = NULL
-            a.w_ih = _data(w_ih, "w_ih", (G, I_k), self.dtype)
-            a.w_hh = _data(w_hh, "w_hh", (G, self.H), self.dtype)
-            a.b_ih = _opt_data(b_ih, "b_ih", (G,), self.dtype)
-            a.b_hh = _opt_data(b_hh, "b_hh", (G,), self.dtype)
+            a.w_ih = cnp.PyArray_DATA(<cnp.ndarray>w_ih)
+            a.w_hh = cnp.PyArray_DATA(<cnp.ndarray>w_hh)
+            a.b_ih = NULL if b_ih is None else cnp.PyArray_DATA(<cnp.ndarray>b_ih)
+            a.b_hh = NULL if b_hh is None else cnp.PyArray_DATA(<cnp.ndarray>b_hh)
             a.w_ih_t = cnp.PyArray_DATA(<cnp.ndarray>w_ih_t)
-            a.w_hh_t = cnp.PyArray_DATA(<cnp.ndarray>w_hh_t)
-            a.y = ys + k * layer_bytes
+            a.w_hh_t = NULL
+            a.w_hh_packed = cnp.PyArray_DATA(packed)
+            a.y = ys + k_ * layer_bytes
             a.ldy = self.H
             a.cache = NULL
             a.work = cnp.PyArray_DATA(<cnp.ndarray>work)
-            if k > 0:
-                a.x = ys + (k - 1) * layer_bytes
+            if k_ > 0:
+                a.x = ys + (k_ - 1) * layer_bytes
 
     def __dealloc__(self):
         free(self.args)
@@ -379,6 +534,7 @@ cdef class Stream:
         cdef cnp.ndarray xa
         cdef bint unbatched = False
         if (cnp.PyArray_Check(x) and cnp.PyArray_TYPE(<cnp.ndarray>x) == self.typenum
+                and cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>x) and cnp.PyArray_ISALIGNED(<cnp.ndarray>x)
                 and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>x) and cnp.PyArray_NDIM(<cnp.ndarray>x) == 2
                 and cnp.PyArray_DIM(<cnp.ndarray>x, 0) == self.B
                 and cnp.PyArray_DIM(<cnp.ndarray>x, 1) == self.I):
@@ -428,7 +584,8 @@ cdef class Stream:
             want = f"({self.B}, {self.I})" + (f" or ({self.I},)" if self.B == 1 else "")
             raise ValueError(f"x_t must be {want} for batch_size={self.B}, input_size={self.I}, "
                              f"got {a.shape}")
-        return np.ascontiguousarray(a, dtype=self.dtype), unbatched
+        # a copy in native byte order, aligned and contiguous, whatever a was
+        return np.array(a, dtype=self.dtype, order="C", copy=True), unbatched
 
     def get_state(self):
         """(h, c) copies, each (L, B, H); c is zeros for cells without one."""

@@ -1,0 +1,44 @@
+/*
+ * kernels_body.c: the whole kernel source, compiled once per (dtype,
+ * instruction set) by the small kernels_*.c files, which define RNNX_DOUBLE
+ * (float64, else float32) and RNNX_TARGET_AVX2 or RNNX_TARGET_AVX512 (else
+ * the portable build, which compilers vectorize for the baseline ISA, NEON
+ * included).  Every function is static except the one exported table.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "layout.h"
+#include "rnnx.h"
+
+/* The target is set after the system headers, so only our functions get it. */
+#if defined(RNNX_TARGET_AVX512)
+#  define RNNX_ISA_SFX _avx512
+#  if defined(__clang__)
+#    pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))), apply_to = function)
+#  else
+#    pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,prefer-vector-width=512")
+#  endif
+#elif defined(RNNX_TARGET_AVX2)
+#  define RNNX_ISA_SFX _avx2
+#  if defined(__clang__)
+#    pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#  else
+#    pragma GCC target("avx2,fma")
+#  endif
+#else
+#  define RNNX_ISA_SFX _generic
+#endif
+
+#include "real.h"
+#include "common.c"
+#include "rnn.c"
+#include "lstm.c"
+#include "gru.c"
+#include "driver.c"
+
+#if defined(__clang__) && (defined(RNNX_TARGET_AVX512) || defined(RNNX_TARGET_AVX2))
+#  pragma clang attribute pop
+#endif

@@ -1,0 +1,127 @@
+/*
+ * layout.h: what each cell is, and where everything lives in the cache and
+ * work buffers.  The only place these are written down: the size functions of
+ * rnnx.h (dispatch.c) and the sequence drivers (common.c) both read them here.
+ * Internal to the core.  Sizes and offsets count elements of the dtype.
+ */
+#ifndef RNNX_LAYOUT_H
+#define RNNX_LAYOUT_H
+
+#include <stddef.h>
+
+#include "rnnx.h"
+
+/* One cell's shape. */
+typedef struct rnnx_cell_desc {
+    int cell;            /* enum rnnx_cell */
+    const char* name;
+    int gates;           /* G = gates * H */
+    int states;          /* 1 (h) or 2 (h, c) */
+    int gates_in_cache;  /* training keeps the (T,B,G) gate activations */
+    int aux_in_cache;    /* training keeps one more (T,B,H) tensor: LSTM tanh(c), GRU's
+                            W_hn h_prev + b_hn (reset after) or r * h_prev (reset before) */
+    int split_grads;     /* GRU reset after: a second (T,B,G) gradient for the W_hh side */
+} rnnx_cell_desc;
+
+static const rnnx_cell_desc rnnx_cells[] = {
+    {RNNX_RNN_TANH, "rnn_tanh", 1, 1, 0, 0, 0},
+    {RNNX_RNN_RELU, "rnn_relu", 1, 1, 0, 0, 0},
+    {RNNX_LSTM, "lstm", 4, 2, 1, 1, 0},
+    {RNNX_GRU, "gru", 3, 1, 1, 1, 1},
+    {RNNX_GRU_RESET_BEFORE, "gru_reset_before", 3, 1, 1, 1, 0},
+};
+
+/* The descriptor of a cell code, or NULL for an unknown one. */
+static inline const rnnx_cell_desc* rnnx_cell_find(int cell)
+{
+    const int n = (int)(sizeof rnnx_cells / sizeof rnnx_cells[0]);
+    return (cell >= 0 && cell < n) ? &rnnx_cells[cell] : NULL;
+}
+
+/* Units per panel of the packed W_hh: 64 bytes of each gate, so a panel's row
+ * for one gate is one cache line.  Fixed per dtype, so packed weights serve
+ * every instruction set. */
+#define RNNX_UNITS_F32 16
+#define RNNX_UNITS_F64 8
+
+/* The packed W_hh: panel p (units p*U .. p*U+U-1) holds, for each gate g, a
+ * (H,U) block: packed[((p*gates + g)*H + k)*U + u] = W_hh[g*H + p*U + u][k],
+ * zero for units past H. */
+static inline size_t rnnx_packed_elems(const rnnx_cell_desc* d, int H, int units)
+{
+    const size_t panels = ((size_t)H + units - 1) / units;
+    return panels * d->gates * (size_t)H * units;
+}
+
+/* The training cache.  hs, cs are (T+1,B,H) (see state_offset in common.c),
+ * gates (T,B,G), aux (T,B,H); a part the cell does not keep has size 0. */
+typedef struct rnnx_cache_layout {
+    size_t hs, cs, gates, aux, total;
+} rnnx_cache_layout;
+
+static inline rnnx_cache_layout rnnx_cache_layout_of(const rnnx_cell_desc* d, int T, int B, int H)
+{
+    const size_t BH = (size_t)B * H, TBH = (size_t)T * BH, states = TBH + BH;
+    rnnx_cache_layout c;
+    c.hs = 0;
+    c.cs = c.hs + states;
+    c.gates = c.cs + (d->states == 2 ? states : 0);
+    c.aux = c.gates + (d->gates_in_cache ? TBH * d->gates : 0);
+    c.total = c.aux + (d->aux_in_cache ? TBH : 0);
+    return c;
+}
+
+/* The forward scratch. */
+typedef struct rnnx_forward_work {
+    size_t packed;  /* rnnx_packed_elems (for the larger f32 panel): W_hh packed per call */
+    size_t w_ih_t;  /* (I,G) W_ih^T for the float64 row-by-row input projection */
+    size_t h_ping;  /* (2,B,H) inference: the states of two consecutive steps */
+    size_t c_ping;  /* (2,B,H) inference, LSTM: the same for c */
+    size_t aux;     /* (B,H) inference: one step's aux (see rnnx_cell_desc) */
+    size_t slab;    /* (T,B,G) gate pre-activations, where the cache does not hold them */
+    size_t total;
+} rnnx_forward_work;
+
+static inline rnnx_forward_work rnnx_forward_work_of(const rnnx_cell_desc* d, int T, int B, int I,
+                                                     int H, int train)
+{
+    const size_t BH = (size_t)B * H, G = (size_t)d->gates * H;
+    const int slab_in_cache = train && d->gates_in_cache;
+    rnnx_forward_work w;
+    w.packed = 0;
+    w.w_ih_t = w.packed + rnnx_packed_elems(d, H, RNNX_UNITS_F32);
+    w.h_ping = w.w_ih_t + (size_t)I * G;
+    w.c_ping = w.h_ping + 2 * BH;
+    w.aux = w.c_ping + (d->states == 2 ? 2 * BH : 0);
+    w.slab = w.aux + BH;
+    w.total = w.slab + (slab_in_cache ? 0 : (size_t)T * B * G);
+    return w;
+}
+
+/* The backward scratch. */
+typedef struct rnnx_backward_work {
+    size_t dg;      /* (T,B,G) gradient of the gate pre-activations (input side) */
+    size_t dgh;     /* (T,B,G) the same on the W_hh side, GRU reset after */
+    size_t dh;      /* (B,H) gradient at the current state */
+    size_t dc;      /* (B,H) LSTM: at the current cell state */
+    size_t drh;     /* (B,H) GRU reset before: at r * h_prev */
+    size_t x_rows;  /* (B,I) one step's inputs with the rows past their length zeroed */
+    size_t total;
+} rnnx_backward_work;
+
+static inline rnnx_backward_work rnnx_backward_work_of(const rnnx_cell_desc* d, int T, int B,
+                                                       int I, int H)
+{
+    const size_t BH = (size_t)B * H, TBG = (size_t)T * B * d->gates * H;
+    rnnx_backward_work w;
+    w.dg = 0;
+    w.dgh = w.dg + TBG;
+    w.dh = w.dgh + (d->split_grads ? TBG : 0);
+    w.dc = w.dh + BH;
+    w.drh = w.dc + BH;
+    w.x_rows = w.drh + BH;
+    w.total = w.x_rows + (size_t)B * I;
+    return w;
+}
+
+#endif /* RNNX_LAYOUT_H */
