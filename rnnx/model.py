@@ -63,10 +63,22 @@ class Sequential:
 
     Parameters
     ----------
-    *layers : the layers, input first. Each layer's input size must equal the previous
-        layer's output size (D*H for a recurrent layer, out_features for Dense).
-    many_to_one : bool. False: an output at every step (many-to-many). True: one output per
-        sequence, from the last recurrent layer's last valid step.
+    *layers : rnnx layers (any rnnx.module.Module), input first
+        Each layer's input_size must equal the previous layer's output_size (D*H for a
+        recurrent layer, out_features for Dense); all share one dtype and, among the
+        recurrent ones, one batch_first.
+    many_to_one : bool, default False
+        False: an output at every step (many-to-many). True: one output per sequence,
+        from the last recurrent layer's last valid step.
+
+    Calls
+    -----
+    ``y, state = model(x, state=None, lengths=None)``: inference (no dropout).
+    ``y, state, cache = model.forward(x, state=None, lengths=None, logits=False)``.
+    ``dx, dstate0, grads = model.backward(cache, dy, dstate=None)``.
+
+    x is (T, B, I) ((B, T, I) batch_first, (T, I) unbatched), or (..., I) for a model of
+    Dense layers only; the state is a tuple with one entry per recurrent layer.
     """
 
     def __init__(self, *layers, many_to_one=False):
@@ -113,6 +125,7 @@ class Sequential:
 
     @property
     def is_recurrent(self):
+        """True when the model has a recurrent layer."""
         return bool(self._recurrent)
 
     @property
@@ -253,9 +266,11 @@ class Sequential:
         return self._grads
 
     def num_parameters(self):
+        """int: the number of scalar parameters of all layers."""
         return int(sum(value.size for value in self.parameters().values()))
 
     def state_dict(self):
+        """{"<index>.<name>": copy}: every layer's state_dict(), names prefixed by its index."""
         return {f"{index}.{name}": value for index, layer in enumerate(self.layers)
                 for name, value in layer.state_dict().items()}
 
@@ -288,6 +303,7 @@ class Sequential:
 
     @classmethod
     def from_config(cls, config):
+        """The model config() describes, with fresh weights."""
         if not isinstance(config, dict) or "layers" not in config:
             raise ValueError(f"config must be a dict with a 'layers' list, got {config!r}")
         return cls(*[layer_from_spec(spec) for spec in config["layers"]],
