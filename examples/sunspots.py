@@ -48,7 +48,7 @@ def train_mlp(series, train_mask, seed, epochs):
     trainer = rnnx.Trainer(model, rnnx.MSELoss(), rnnx.Adam(model.parameters(), lr=0.01), seed=seed)
     trainer.fit(inputs[fit_rows], targets[fit_rows], epochs=epochs)
     predictions = np.full(len(series), np.nan)
-    predictions[first:] = model.predict(inputs)[:, 0]
+    predictions[first:] = model.predict(inputs.astype(np.float32))[:, 0]
     return predictions, model.num_parameters()
 
 

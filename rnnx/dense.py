@@ -19,6 +19,8 @@ import numpy as np
 from scipy.linalg.blas import get_blas_funcs
 from scipy.special import expit, softmax
 
+from .module import Cache, Module, as_layer_dtype, check_dtype, check_seed, positive_int
+
 ACTIVATIONS = ("identity", "sigmoid", "softmax", "tanh", "relu")
 
 
@@ -73,63 +75,117 @@ def _backward(activation, y, z, dy):
     return dy * (z > 0)                      # relu' = [z > 0]
 
 
-class Dense:
+class Dense(Module):
     """Affine layer y = act(x @ weight.T + bias) over the last axis of x.
+
+    ``rnnx.Dense(in_features, out_features, activation="identity", *, bias=True,
+    dtype=np.float32, seed=None)``
 
     Parameters
     ----------
-    in_features, out_features : int
-    activation : "identity" | "sigmoid" | "softmax" | "tanh" | "relu"
-    bias : bool
-    dtype : np.float32 or np.float64
-    seed : int or None, for np.random.default_rng
+    in_features : int
+        The number of features of x (its last axis).
+    out_features : int
+        The number of features of y.
+    activation : {"identity", "sigmoid", "softmax", "tanh", "relu"}, default "identity"
+        Applied to the last axis of ``x @ weight.T + bias`` (softmax over that axis).
+    bias : bool, default True
+    dtype : np.float32 (default) or np.float64
+        Of the parameters and the computation; the dtype policy of the recurrent layers
+        applies (float64 x into a float32 layer raises TypeError).
+    seed : None, int >= 0, or np.random.Generator
+        For the initialisation; None draws fresh entropy.
+
+    Attributes
+    ----------
+    state_names : ()
+        Dense carries no state.
+
+    Parameters (nn.Linear's names, shapes and initialisation, uniform in
+    [-1/sqrt(in_features), 1/sqrt(in_features)]): ``weight`` (out_features, in_features),
+    ``bias`` (out_features,).
+
+    Calls
+    -----
+    ``y = dense(x)``: inference, x (..., in_features) -> y (..., out_features).
+    ``y, None, cache = dense.forward(x, state=None, lengths=None, logits=False)``.
+    ``dx, None, grads = dense.backward(cache, dy, dstate=None)``.
+    These are the recurrent layers' signatures, with no state (``lengths`` is accepted
+    and ignored: Dense works on every row alike).
     """
 
-    def __init__(self, in_features, out_features, activation="identity", bias=True,
+    state_names = ()
+    _config_keys = ("in_features", "out_features", "activation", "bias", "dtype")
+
+    def __init__(self, in_features, out_features, activation="identity", *, bias=True,
                  dtype=np.float32, seed=None):
-        for name, value in (("in_features", in_features), ("out_features", out_features)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
+        self.in_features = positive_int(in_features, "in_features")
+        self.out_features = positive_int(out_features, "out_features")
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
-        dtype = np.dtype(dtype)
-        if dtype not in (np.float32, np.float64):
-            raise TypeError(f"dtype must be float32 or float64, got {dtype}")
-        self.in_features = int(in_features)
-        self.out_features = int(out_features)
         self.activation = activation
         self.bias = bool(bias)
-        self.dtype = dtype
-        rng = np.random.default_rng(seed)
+        self.dtype = check_dtype(dtype)
+        rng = np.random.default_rng(check_seed(seed))
         bound = 1.0 / np.sqrt(self.in_features)
         self._params = {"weight": rng.uniform(-bound, bound, (self.out_features, self.in_features))
-                        .astype(dtype)}
+                        .astype(self.dtype)}
         if self.bias:
-            self._params["bias"] = rng.uniform(-bound, bound, self.out_features).astype(dtype)
+            self._params["bias"] = rng.uniform(-bound, bound, self.out_features).astype(self.dtype)
 
-    def __repr__(self):
-        return (f"Dense({self.in_features}, {self.out_features}, activation={self.activation!r}"
-                + ("" if self.bias else ", bias=False") + f", dtype={self.dtype.name})")
+    def _param_shapes(self):
+        shapes = {"weight": (self.out_features, self.in_features)}
+        if self.bias:
+            shapes["bias"] = (self.out_features,)
+        return shapes
+
+    @property
+    def input_size(self):
+        """int: in_features (the name the recurrent layers use)."""
+        return self.in_features
+
+    @property
+    def output_size(self):
+        """int: out_features."""
+        return self.out_features
 
     # -- computation ---------------------------------------------------------------------
 
     def _check_x(self, x):
-        x = np.asarray(x)
-        if x.dtype.kind not in "fiub":
-            raise TypeError(f"x must be a real array, got dtype {x.dtype}")
+        x = as_layer_dtype(x, self.dtype, "x", "this Dense")
         if x.ndim < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"x must be (..., {self.in_features}) for in_features="
                              f"{self.in_features}, got {x.shape}")
         return np.asarray(x, dtype=self.dtype)
 
     def __call__(self, x):
-        """Inference: y = act(x @ weight.T + bias), y (..., out_features)."""
-        return self.forward(x)[0]
+        """Inference: ``y = dense(x)``, act(x @ weight.T + bias), y (..., out_features)."""
+        return self._run(x, None, None, train=False)[0]
 
-    def forward(self, x, logits=False):
-        """Training forward: returns (y, cache). logits=True returns the pre-activation."""
+    def forward(self, x, state=None, lengths=None, logits=False):
+        """Training forward: ``y, None, cache = dense.forward(x)``.
+
+        Parameters
+        ----------
+        x : array_like (..., in_features)
+        state : None (Dense has no state)
+        lengths : ignored (accepted for the common layer protocol)
+        logits : bool, default False
+            Return the pre-activation ``x @ weight.T + bias`` (for the losses that fuse
+            the activation); backward then takes the gradient of the logits.
+
+        Returns
+        -------
+        y : ndarray (..., out_features), the layer's dtype
+        state : None
+        cache : for backward (opaque)
+        """
+        return self._run(x, state, lengths, train=True, logits=logits)
+
+    def _run(self, x, state, lengths, train, logits=False):
+        if state is not None:
+            raise ValueError(f"Dense has no state: state must be None, got {type(state).__name__}")
+        x_given = x
         x = self._check_x(x)
         rows = x.reshape(-1, self.in_features)
         # z = x @ W^T: (..., out) = (..., in) @ (in, out), all leading axes as rows
@@ -138,15 +194,38 @@ class Dense:
             z += self._params["bias"]
         activation = "identity" if logits else self.activation
         y = _apply(activation, z)
-        return y, (x, z, y, activation)
+        if not train:
+            return y, None, None
+        if np.may_share_memory(x, x_given):
+            x = x.copy()                     # backward must see x as it was
+        return y, None, Cache(self, (x, z, y, activation))
 
-    def backward(self, cache, dy):
-        """Returns (dx, grads) for dy = dL/dy of the forward output (the logits if it was
-        called with logits=True). grads has the keys and shapes of state_dict()."""
-        x, z, y, activation = cache
-        dy = np.asarray(dy, dtype=self.dtype)
+    def backward(self, cache, dy, dstate=None):
+        """Backward: ``dx, None, grads = dense.backward(cache, dy)``.
+
+        Parameters
+        ----------
+        cache : the cache of this layer's forward
+        dy : array, the gradient with respect to the forward's output (the logits if
+            forward had logits=True), of its shape
+        dstate : None (Dense has no state)
+
+        Returns
+        -------
+        dx : ndarray, x's shape
+        None
+        grads : dict, the keys and shapes of state_dict()
+        """
+        if not isinstance(cache, Cache):
+            raise TypeError(f"cache must be the cache returned by forward, got {type(cache).__name__}")
+        if dstate is not None:
+            raise ValueError(f"Dense has no state: dstate must be None, got {type(dstate).__name__}")
+        self._check_fresh(cache)
+        x, z, y, activation = cache.data
+        dy = as_layer_dtype(dy, self.dtype, "dy", "this Dense")
         if dy.shape != y.shape:
             raise ValueError(f"dy must have the output's shape {y.shape}, got {dy.shape}")
+        dy = np.asarray(dy, dtype=self.dtype)
         dz = _backward(activation, y, z, dy)                    # (..., out)
         dz2 = dz.reshape(-1, self.out_features)                 # all leading axes as rows
         x2 = x.reshape(-1, self.in_features)
@@ -154,36 +233,4 @@ class Dense:
         if self.bias:
             grads["bias"] = dz2.sum(axis=0)                     # db = column sums of dz
         dx = _matmul(dz2, self._params["weight"])               # dx = dz W
-        return dx.reshape(x.shape), grads
-
-    # -- parameters ----------------------------------------------------------------------
-
-    def parameters(self):
-        """{name: live array}: optimizers update these in place and the layer sees it."""
-        return dict(self._params)
-
-    def state_dict(self):
-        return {name: value.copy() for name, value in self._params.items()}
-
-    def load_state_dict(self, state):
-        """Strict: the keys and shapes must match; nothing is changed if anything does not."""
-        if not isinstance(state, dict):
-            raise TypeError(f"state must be a dict, got {type(state).__name__}")
-        expected = set(self._params)
-        if set(state) != expected:
-            raise ValueError(f"state keys must be {sorted(expected)}, got {sorted(state)}")
-        arrays = {}
-        for name, target in self._params.items():
-            value = np.asarray(state[name])
-            if value.shape != target.shape:
-                raise ValueError(f"state[{name!r}] must have shape {target.shape}, got {value.shape}")
-            if value.dtype.kind not in "fiu":
-                raise TypeError(f"state[{name!r}] must be a real array, got {value.dtype}")
-            arrays[name] = value
-        for name, value in arrays.items():
-            self._params[name][...] = value
-
-    def config(self):
-        """Constructor kwargs, JSON-serialisable; Dense(**config) rebuilds the layer."""
-        return {"in_features": self.in_features, "out_features": self.out_features,
-                "activation": self.activation, "bias": self.bias, "dtype": self.dtype.name}
+        return dx.reshape(x.shape), None, grads

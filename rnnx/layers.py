@@ -1,4 +1,4 @@
-"""Recurrent layers with PyTorch's semantics: rnnx.RNN, rnnx.LSTM, rnnx.GRU.
+"""Recurrent layers with PyTorch's semantics: rnnx.RNN, rnnx.LSTM, rnnx.GRU, and Stream.
 
 A layer owns its parameters (PyTorch's names, shapes and gate order), checks
 what it is given, and runs each direction of each layer of the stack as one
@@ -19,65 +19,98 @@ except ImportError as error:  # a source checkout imported before its extension 
         "looks like an unbuilt source folder. Build it in place with `pip install -e .`, or run "
         "Python from another folder so the installed rnnx is imported.") from error
 
-__all__ = ["RNN", "LSTM", "GRU", "Cache"]
+from .module import Cache, Module, as_layer_dtype, check_dtype, check_seed, positive_int
+from .reference import check_lengths
 
-_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+__all__ = ["RNN", "LSTM", "GRU", "Stream"]
+
+_COMMON_DOC = """
+    Parameters
+    ----------
+    input_size : int
+        I, the number of features of x.
+    hidden_size : int
+        H, the number of features of the state h (and of y per direction).
+    num_layers : int, default 1
+        L, recurrent layers stacked: layer k > 0 takes layer k-1's output.
+    bias : bool, default True
+        Whether the layer has ``bias_ih_l{{k}}`` and ``bias_hh_l{{k}}``.
+    batch_first : bool, default False
+        x and y are (B, T, features) instead of (T, B, features); states are not
+        affected.
+    dropout : float in [0, 1), default 0
+        Dropout on the output of every layer of the stack except the last, in the
+        training forward only (inverted: kept values are scaled by 1/(1-dropout));
+        ``layer(x)`` (inference) applies none. The mask is kept in the cache, so
+        backward uses the forward's draws. Draws come from ``layer.dropout_rng``, a
+        ``np.random.Generator`` seeded from ``seed`` (replace it to choose the draws).
+    bidirectional : bool, default False
+        D = 2: a reverse direction too, its output after the forward one in y.
+    dtype : np.float32 (default) or np.float64
+        The dtype of the parameters and of every computation. x of a lower or equal
+        precision is converted; float64 x into a float32 layer raises TypeError (see
+        the README's dtype policy).
+    seed : None, int >= 0, or np.random.Generator
+        For the initialisation (and then the dropout draws); None draws fresh entropy.
+{extra}
+    Attributes
+    ----------
+    state_names : tuple of str
+        {state_names}: the names of the state tensors, in order.
+
+    Parameters of layer k (``_reverse`` appended for the reverse direction), PyTorch's
+    names and shapes, G = {gates}*H, initialised like PyTorch: every tensor uniform in
+    [-1/sqrt(H), 1/sqrt(H)]::
+
+        weight_ih_l{{k}}  (G, I) for k = 0, (G, D*H) after
+        weight_hh_l{{k}}  (G, H)
+        bias_ih_l{{k}}, bias_hh_l{{k}}  (G,)
+
+    Calls
+    -----
+    ``y, state = layer(x, state=None, lengths=None)``: inference.
+    ``y, state, cache = layer.forward(x, state=None, lengths=None)``: training forward.
+    ``dx, dstate0, grads = layer.backward(cache, dy, dstate=None)``: full BPTT.
+    ``layer.stream(batch_size=1)``: step-by-step inference (see Stream).
+
+    x : (T, B, I), (B, T, I) with batch_first, or unbatched (T, I).
+    state : {state_form}, each (L*D, B, H) ((L*D, H) unbatched); None means zeros.
+    lengths : None or B ints in [1, T]: row b is lengths[b] steps long; its outputs
+        past that are 0, its final state is its state at its own last step, and its
+        padded steps get zero gradient (PyTorch's packed sequences, without packing).
+    y : (T, B, D*H), like x's layout.
+"""
 
 
-def _positive_int(value, name):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
-
-
-def _float_array(value, name):
-    a = np.asarray(value)
-    if a.dtype.kind != "f":
-        raise TypeError(f"{name} must be a real floating array (float32 or float64), got dtype {a.dtype}")
-    return a
-
-
-class Cache:
-    """What a training forward keeps for backward: the input of every layer
-    and the C core's per-direction caches.  Opaque; pass it to backward."""
-
-    __slots__ = ("owner", "inputs", "cores", "lengths", "T", "B", "batched", "has_c")
-
-    def __init__(self, owner, inputs, cores, lengths, T, B, batched, has_c):
-        self.owner = owner
-        self.inputs = inputs
-        self.cores = cores
-        self.lengths = lengths
-        self.T = T
-        self.B = B
-        self.batched = batched
-        self.has_c = has_c
-
-
-class _Recurrent:
+class _Recurrent(Module):
     """A stack of recurrent layers; RNN, LSTM and GRU differ only in their cell."""
 
     _gates = 1
+    _cell_option = ()
+    _config_keys = ("input_size", "hidden_size", "num_layers", "bias", "batch_first",
+                    "dropout", "bidirectional", "dtype")
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 bidirectional=False, dtype=np.float32, seed=None):
-        self.input_size = _positive_int(input_size, "input_size")
-        self.hidden_size = _positive_int(hidden_size, "hidden_size")
-        self.num_layers = _positive_int(num_layers, "num_layers")
+    def _setup(self, input_size, hidden_size, num_layers, bias, batch_first, dropout,
+               bidirectional, dtype, seed):
+        self.input_size = positive_int(input_size, "input_size")
+        self.hidden_size = positive_int(hidden_size, "hidden_size")
+        self.num_layers = positive_int(num_layers, "num_layers")
         self.bias = bool(bias)
         self.batch_first = bool(batch_first)
+        if isinstance(dropout, (bool, np.bool_)) or not isinstance(dropout, (int, float, np.integer,
+                                                                             np.floating)):
+            raise TypeError(f"dropout must be a float in [0, 1), got {type(dropout).__name__}")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+        self.dropout = float(dropout)
         self.bidirectional = bool(bidirectional)
         self.num_directions = 2 if self.bidirectional else 1
-        try:
-            self.dtype = np.dtype(dtype)
-        except TypeError:
-            raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
-        if self.dtype not in _DTYPES:
-            raise TypeError(f"dtype must be float32 or float64, got {self.dtype}")
-        self.seed = seed
-        self._params = self._init_params(np.random.default_rng(seed))
+        self.dtype = check_dtype(dtype)
+        self.seed = check_seed(seed)
+        rng = np.random.default_rng(self.seed)
+        self._params = self._init_params(rng)
+        #: np.random.Generator of the dropout draws (after the initialisation's, same seed)
+        self.dropout_rng = rng
 
     # ------------------------------------------------------------ parameters
 
@@ -109,57 +142,17 @@ class _Recurrent:
         w = [self._params[name] for name in self._param_names(k, d)]
         return tuple(w) if self.bias else (w[0], w[1], None, None)
 
-    def parameters(self):
-        """The live parameter arrays by name: an in-place update changes the layer."""
-        return dict(self._params)
-
-    def state_dict(self):
-        """Copies of the parameters under PyTorch's names."""
-        return {name: p.copy() for name, p in self._params.items()}
-
-    def load_state_dict(self, state_dict):
-        """Load parameters by PyTorch's names, e.g. from
-        {k: v.numpy() for k, v in torch_module.state_dict().items()}.
-        Every key and shape is checked before anything is written, so a
-        mismatch leaves the layer as it was.  Values are copied in place, so
-        arrays held from parameters() stay the layer's parameters."""
-        if not hasattr(state_dict, "keys"):
-            raise TypeError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
-        expected = self._param_shapes()
-        missing = [k for k in expected if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in expected]
-        if missing or unexpected:
-            raise ValueError(f"state_dict does not match {self!r}: missing keys {missing}, "
-                             f"unexpected keys {unexpected}")
-        staged = {}
-        for name, shape in expected.items():
-            value = np.asarray(state_dict[name])
-            if value.dtype.kind not in "fiu":
-                raise TypeError(f"state_dict[{name!r}] must be a real array, got dtype {value.dtype}")
-            if value.shape != shape:
-                raise ValueError(f"state_dict[{name!r}] must have shape {shape}, got {value.shape}")
-            staged[name] = value.astype(self.dtype)
-            if not np.all(np.isfinite(staged[name])):
-                raise ValueError(f"state_dict[{name!r}] has non-finite values")
-        for name, value in staged.items():
-            np.copyto(self._params[name], value)
-
-    def config(self):
-        """The constructor arguments, JSON-serialisable: type(layer)(**config()) rebuilds it."""
-        return {"input_size": self.input_size, "hidden_size": self.hidden_size,
-                "num_layers": self.num_layers, "bias": self.bias, "batch_first": self.batch_first,
-                "bidirectional": self.bidirectional, "dtype": self.dtype.name}
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
-        return f"{type(self).__name__}({args})"
+    @property
+    def output_size(self):
+        """int: D*H, the number of features of y."""
+        return self.num_directions * self.hidden_size
 
     # ---------------------------------------------------------------- checks
 
     def _check_input(self, x, lengths):
         """x as a C-contiguous time-major (T, B, I) array of the layer's dtype,
-        whether it was batched, and lengths as int64 (B,) or None."""
-        x = _float_array(x, "x")
+        whether it was batched, and lengths as an int64 (B,) copy or None."""
+        x = as_layer_dtype(x, self.dtype, "x", f"this {type(self).__name__}")
         I = self.input_size
         batched = x.ndim == 3
         if x.ndim not in (2, 3) or x.shape[-1] != I:
@@ -173,37 +166,30 @@ class _Recurrent:
         x = np.ascontiguousarray(x, dtype=self.dtype)
         T, B = x.shape[0], x.shape[1]
         if lengths is not None:
-            lengths = np.asarray(lengths)
-            if lengths.dtype.kind not in "iu":
-                raise TypeError(f"lengths must be integers, got dtype {lengths.dtype}")
             if not batched:
-                lengths = lengths.reshape(-1)
-            if lengths.shape != (B,):
-                raise ValueError(f"lengths must have shape ({B},) for a batch of {B}, got {lengths.shape}")
-            if B and (lengths.min() < 1 or lengths.max() > T):
-                raise ValueError(f"lengths must lie in [1, {T}] (T={T}), got min {lengths.min()} "
-                                 f"and max {lengths.max()}")
-            lengths = np.ascontiguousarray(lengths, dtype=np.int64)
+                lengths = np.reshape(np.asarray(lengths), -1)
+            lengths = check_lengths(lengths, T, B)
         return x, batched, lengths
 
     def _state_shape(self, B):
         return (self.num_layers * self.num_directions, B, self.hidden_size)
 
     def _check_states(self, state, B, batched, name):
-        """state as a list of C-contiguous (L*D, B, H) arrays: [h] or [h, c]."""
-        has_c = self._gates == 4
+        """state as a list of C-contiguous (L*D, B, H) copies, one per state name."""
         shape = self._state_shape(B)
+        names = self.state_names
         if state is None:
-            return [np.zeros(shape, self.dtype) for _ in range(1 + has_c)]
-        if has_c:
-            if not isinstance(state, (tuple, list)) or len(state) != 2:
-                raise TypeError(f"{name} of an LSTM must be a tuple (h, c), got {type(state).__name__}")
-            parts = [(f"{name}[0] (h)", state[0]), (f"{name}[1] (c)", state[1])]
+            return [np.zeros(shape, self.dtype) for _ in names]
+        if len(names) > 1:
+            if not isinstance(state, (tuple, list)) or len(state) != len(names):
+                raise TypeError(f"{name} of an {type(self).__name__} must be a tuple "
+                                f"({', '.join(names)}), got {type(state).__name__}")
+            parts = [(f"{name}[{i}] ({n})", s) for i, (n, s) in enumerate(zip(names, state))]
         else:
             parts = [(name, state)]
         out = []
         for label, s in parts:
-            s = _float_array(s, label)
+            s = as_layer_dtype(s, self.dtype, label, f"this {type(self).__name__}")
             want = shape if batched else (shape[0], shape[2])
             if s.shape != want:
                 raise ValueError(f"{label} must have shape {want}, got {s.shape}")
@@ -213,7 +199,7 @@ class _Recurrent:
     def _pack_state(self, parts, batched):
         if not batched:
             parts = [p[:, 0, :] for p in parts]
-        return (parts[0], parts[1]) if self._gates == 4 else parts[0]
+        return tuple(parts) if len(self.state_names) > 1 else parts[0]
 
     def _to_output(self, y, batched):
         if not batched:
@@ -223,12 +209,29 @@ class _Recurrent:
     # --------------------------------------------------------------- forward
 
     def __call__(self, x, state=None, lengths=None):
-        """Inference: y, state = layer(x, state=None, lengths=None)."""
+        """Inference (no dropout, no cache): ``y, state = layer(x, state=None, lengths=None)``.
+
+        See the class docstring for the shapes. Returns y and the final state (h, or
+        (h, c) for an LSTM)."""
         y, state, _ = self._run(x, state, lengths, train=False)
         return y, state
 
     def forward(self, x, state=None, lengths=None):
-        """Training forward: y, state, cache = layer.forward(x, state=None, lengths=None)."""
+        """Training forward: ``y, state, cache = layer.forward(x, state=None, lengths=None)``.
+
+        Parameters
+        ----------
+        x : array_like, (T, B, I) ((B, T, I) with batch_first) or unbatched (T, I)
+        state : None, or the initial state like the final one (h, or (h, c) for LSTM)
+        lengths : None or array_like of B ints in [1, T]
+
+        Returns
+        -------
+        y : ndarray (T, B, D*H), like x's layout, of the layer's dtype
+        state : the final state, h (L*D, B, H) or (h, c)
+        cache : what backward needs (opaque). It holds copies of x and lengths, so the
+            caller may change them; it goes stale if the parameters change.
+        """
         return self._run(x, state, lengths, train=True)
 
     def _run(self, x, state, lengths, train):
@@ -237,11 +240,17 @@ class _Recurrent:
         T, B = x.shape[0], x.shape[1]
         init = self._check_states(state, B, batched, "state")
         final = [np.empty_like(s) for s in init]
-        has_c = len(init) == 2
+        has_c = "c" in self.state_names
         H, D = self.hidden_size, self.num_directions
-        inputs, cores = [], []
+        inputs, cores, masks = [], [], []
         layer_input = x
         for k in range(self.num_layers):
+            if k > 0 and train and self.dropout > 0:
+                # inverted dropout on layer k-1's output: kept values scaled by 1/(1-p)
+                keep = self.dropout_rng.random(layer_input.shape) >= self.dropout
+                mask = keep.astype(self.dtype) * self.dtype.type(1.0 / (1.0 - self.dropout))
+                masks.append(mask)
+                layer_input = layer_input * mask
             y = np.empty((T, B, D * H), self.dtype)
             for d in range(D):
                 i = k * D + d
@@ -252,31 +261,51 @@ class _Recurrent:
                     final[0][i], final[1][i] if has_c else None, train))
             inputs.append(layer_input)
             layer_input = y
-        if train and np.may_share_memory(inputs[0], x_given):
-            inputs[0] = inputs[0].copy()  # backward must see x as it was, whatever the caller does
-        cache = Cache(self, inputs, cores, lengths, T, B, batched, has_c) if train else None
+        cache = None
+        if train:
+            if np.may_share_memory(inputs[0], x_given):
+                inputs[0] = inputs[0].copy()  # backward must see x as it was, whatever the caller does
+            cache = Cache(self, dict(inputs=inputs, cores=cores, masks=masks, lengths=lengths,
+                                     T=T, B=B, batched=batched))
         return self._to_output(layer_input, batched), self._pack_state(final, batched), cache
 
     # -------------------------------------------------------------- backward
 
     def backward(self, cache, dy, dstate=None):
         """Full BPTT through a training forward of this layer:
-        dx, dstate0, grads = layer.backward(cache, dy, dstate=None).
-        dy is like y, dstate like the final state (None: zero); dstate0 is like
-        the initial state and grads has the keys and shapes of state_dict()."""
+        ``dx, dstate0, grads = layer.backward(cache, dy, dstate=None)``.
+
+        Parameters
+        ----------
+        cache : the cache that this layer's forward returned
+        dy : None or array, the gradient of the loss with respect to y, y's shape
+        dstate : None or the gradient with respect to the final state, like it
+
+        Returns
+        -------
+        dx : ndarray, x's shape: the gradient with respect to x
+        dstate0 : the gradient with respect to the initial state, like it
+        grads : dict, the keys and shapes of state_dict()
+
+        Raises
+        ------
+        ValueError
+            The cache is stale (parameters changed since its forward) or another
+            layer's; dy or dstate has the wrong shape.
+        """
         if not isinstance(cache, Cache):
-            raise TypeError(f"cache must be the Cache returned by forward, got {type(cache).__name__}")
-        if cache.owner is not self:
-            raise ValueError("cache comes from another layer's forward")
-        T, B, batched = cache.T, cache.B, cache.batched
+            raise TypeError(f"cache must be the cache returned by forward, got {type(cache).__name__}")
+        self._check_fresh(cache)
+        c = cache.data
+        T, B, batched = c["T"], c["B"], c["batched"]
         H, D = self.hidden_size, self.num_directions
         dy = self._check_output_grad(dy, T, B, batched)
         dfinal = self._check_states(dstate, B, batched, "dstate")
         dinit = [np.empty_like(s) for s in dfinal]
-        has_c = cache.has_c
+        has_c = "c" in self.state_names
         grads = {name: np.zeros_like(p) for name, p in self._params.items()}
         for k in reversed(range(self.num_layers)):
-            layer_input = cache.inputs[k]
+            layer_input = c["inputs"][k]
             dx = np.zeros_like(layer_input)
             for d in range(D):
                 i = k * D + d
@@ -284,17 +313,19 @@ class _Recurrent:
                 names = self._param_names(k, d)
                 dw = [grads[n] for n in names] + [None] * (4 - len(names))
                 _core.backward(
-                    self._cell, layer_input, w_ih, w_hh, cache.lengths, d == 1, cache.cores[i],
+                    self._cell, layer_input, w_ih, w_hh, c["lengths"], d == 1, c["cores"][i],
                     None if dy is None else dy[:, :, d * H:(d + 1) * H],
                     dfinal[0][i], dfinal[1][i] if has_c else None,
                     dx, dinit[0][i], dinit[1][i] if has_c else None, *dw)
+            if k > 0 and c["masks"]:
+                dx *= c["masks"][k - 1]      # forward: layer_input = y_{k-1} * mask
             dy = dx
         return self._to_output(dy, batched), self._pack_state(dinit, batched), grads
 
     def _check_output_grad(self, dy, T, B, batched):
         if dy is None:
             return None
-        dy = _float_array(dy, "dy")
+        dy = as_layer_dtype(dy, self.dtype, "dy", f"this {type(self).__name__}")
         DH = self.num_directions * self.hidden_size
         want = (T, B, DH) if not self.batch_first else (B, T, DH)
         if not batched:
@@ -310,94 +341,228 @@ class _Recurrent:
     # ------------------------------------------------------------- streaming
 
     def zero_state(self, batch_size=1):
-        """The zero initial state for a batch."""
-        B = _positive_int(batch_size, "batch_size")
+        """The zero state for a batch of batch_size: h, or (h, c) for LSTM, each
+        (L*D, batch_size, H)."""
+        B = positive_int(batch_size, "batch_size")
         return self._pack_state([np.zeros(self._state_shape(B), self.dtype)
-                                 for _ in range(1 + (self._gates == 4))], True)
+                                 for _ in self.state_names], True)
 
     def stream(self, batch_size=1, state=None):
-        """A stateful step-by-step runner for inference on a unidirectional layer:
-        stream = layer.stream(batch_size=1); y_t = stream.step(x_t).
-        The stream takes a copy of the weights as they are now."""
+        """A Stream: step-by-step inference on a unidirectional layer.
+
+        Parameters
+        ----------
+        batch_size : int, default 1
+            B, the rows stepped together.
+        state : None or the initial state, h or (h, c), each (L, B, H)
+
+        Returns
+        -------
+        Stream
+            Holding a copy of the weights as they are now (make a new one after
+            training), the state and every buffer a step needs.
+        """
         if self.bidirectional:
             raise ValueError("a bidirectional layer cannot stream: its reverse direction "
                              "needs the whole sequence")
-        B = _positive_int(batch_size, "batch_size")
-        core = _core.Stream(self._cell, [self._weights(k, 0) for k in range(self.num_layers)],
-                            B, self.dtype)
-        stream = Stream(self, core)
-        stream.reset(state)
-        return stream
+        return Stream(self, batch_size, state)
 
 
 class Stream:
-    """Runs a layer one time step (or a short chunk) at a time, keeping the state.
+    """Step-by-step inference through a unidirectional recurrent layer, keeping the state.
 
-    step(x_t): x_t (B, I) -> y_t (B, H); an unbatched (I,) -> (H,) when B == 1.
-    reset(state=None) sets the state (zeros by default); state is a copy of it."""
+    Made by ``layer.stream(batch_size=1, state=None)``. It holds a copy of the layer's
+    weights as they were when it was made, its state, and every buffer a step needs,
+    so a step allocates only its result.
 
-    def __init__(self, layer, core):
+    Attributes
+    ----------
+    batch_size : int
+        B.
+    state : h, or (h, c) for an LSTM, each (L, B, H): a copy of the current state.
+
+    Examples
+    --------
+    >>> import numpy as np, rnnx
+    >>> stream = rnnx.LSTM(8, 32, num_layers=2).stream(batch_size=1)
+    >>> y_t = stream.step(np.zeros((1, 8), np.float32))          # (1, 32)
+    >>> y = stream.run(np.zeros((20, 1, 8), np.float32))         # (20, 1, 32), continues
+    >>> stream.reset()                                            # back to zeros
+    """
+
+    def __init__(self, layer, batch_size=1, state=None):
+        B = positive_int(batch_size, "batch_size")
         self._layer = layer
-        self._core = core
-        self.step = core.step   # the fast path: no Python frame of ours per step
-        self.batch_size = core.batch_size
+        self._weights = [tuple(None if w is None else w.copy() for w in layer._weights(k, 0))
+                         for k in range(layer.num_layers)]
+        self._core = _core.Stream(layer._cell, self._weights, B, layer.dtype)
+        self._core_step = self._core.step
+        self._dtype = layer.dtype
+        self.batch_size = B
+        self.reset(state)
+
+    def __repr__(self):
+        layer = self._layer
+        return (f"<rnnx.Stream of {type(layer).__name__}(input_size={layer.input_size}, "
+                f"hidden_size={layer.hidden_size}, num_layers={layer.num_layers}, "
+                f"dtype={layer.dtype.name}), batch_size={self.batch_size}>")
+
+    def step(self, x_t):
+        """One time step: ``y_t = stream.step(x_t)``, updating the state.
+
+        Parameters
+        ----------
+        x_t : ndarray (B, I), or (I,) when batch_size is 1
+            Of the layer's dtype (a lower precision is converted; see the dtype policy).
+
+        Returns
+        -------
+        y_t : ndarray (B, H), or (H,) for an unbatched x_t: the last layer's output.
+
+        A whole chunk (T, B, I) goes to ``stream.run`` (one call into C per layer).
+        """
+        if getattr(x_t, "dtype", None) is not self._dtype:
+            x_t = self._coerce(x_t)
+        try:
+            return self._core_step(x_t)
+        except ValueError:
+            if np.ndim(x_t) == 3:
+                raise ValueError(f"step takes one time step x_t (B, I), got a chunk of shape "
+                                 f"{np.shape(x_t)}: use stream.run(x) for (T, B, I)") from None
+            raise
+
+    def _coerce(self, x_t):
+        return as_layer_dtype(x_t, self._dtype, "x_t", "this stream")
+
+    def run(self, x):
+        """Run a chunk, carrying the state: ``y = stream.run(x)``.
+
+        Parameters
+        ----------
+        x : ndarray (T, B, I), or (T, I) when batch_size is 1
+
+        Returns
+        -------
+        y : ndarray (T, B, H), or (T, H): the last layer's output at every step.
+
+        Equals calling step on each x[t] (bit for bit in float64), with one call into
+        C per layer instead of one per step.
+        """
+        layer = self._layer
+        B, I, H = self.batch_size, layer.input_size, layer.hidden_size
+        x = as_layer_dtype(x, self._dtype, "x", "this stream")
+        unbatched = x.ndim == 2 and B == 1
+        if unbatched:
+            x = x[:, None, :]
+        if x.ndim != 3 or x.shape[1:] != (B, I):
+            want = f"(T, {B}, {I})" + (f" or (T, {I})" if B == 1 else "")
+            raise ValueError(f"x must be {want} for batch_size={B}, input_size={I}, got {x.shape}")
+        T = x.shape[0]
+        if T == 0:
+            return np.zeros((0, H) if unbatched else (0, B, H), self._dtype)
+        has_c = "c" in layer.state_names
+        h, c = self._core.get_state()
+        h_n, c_n = np.empty_like(h), np.empty_like(c)
+        layer_input = np.ascontiguousarray(x, dtype=self._dtype)
+        for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(self._weights):
+            y = np.empty((T, B, H), self._dtype)
+            _core.forward(layer._cell, layer_input, h[k], c[k] if has_c else None,
+                          w_ih, w_hh, b_ih, b_hh, None, False, y, h_n[k],
+                          c_n[k] if has_c else None, False)
+            layer_input = y
+        self._core.set_state(h_n, c_n if has_c else None)
+        return layer_input[:, 0, :] if unbatched else layer_input
 
     def reset(self, state=None):
+        """Set the state: None for zeros, or h / (h, c), each (L, B, H) (copied)."""
         parts = self._layer._check_states(state, self.batch_size, True, "state")
         self._core.set_state(*parts)
 
     @property
     def state(self):
         h, c = self._core.get_state()
-        return self._layer._pack_state([h, c], True)
-
-    def run(self, x):
-        """Step through a chunk x (T, B, I) and return y (T, B, H)."""
-        x = _float_array(x, "x")
-        if x.ndim != 3:
-            raise ValueError(f"x must be (T, B, I), got {x.shape}")
-        return np.stack([self.step(x_t) for x_t in x]) if len(x) else \
-            np.zeros((0, self.batch_size, self._layer.hidden_size), self._layer.dtype)
+        return self._layer._pack_state([h, c][:len(self._layer.state_names)], True)
 
 
 class RNN(_Recurrent):
-    """Elman RNN: h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), act = tanh or relu."""
+    """Elman RNN: h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), act = tanh or relu.
+
+    ``rnnx.RNN(input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
+    dropout=0.0, bidirectional=False, dtype=np.float32, seed=None, nonlinearity="tanh")``
+    """
 
     _gates = 1
+    state_names = ("h",)
+    _config_keys = _Recurrent._config_keys + ("nonlinearity",)
 
-    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
-                 batch_first=False, bidirectional=False, dtype=np.float32, seed=None):
+    def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, dtype=np.float32, seed=None,
+                 nonlinearity="tanh"):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
         self._cell = _core.RNN_TANH if nonlinearity == "tanh" else _core.RNN_RELU
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, bidirectional,
-                         dtype, seed)
-
-    def config(self):
-        return {**super().config(), "nonlinearity": self.nonlinearity}
+        self.cell_name = "rnn_" + nonlinearity
+        self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                    bidirectional, dtype, seed)
 
 
 class LSTM(_Recurrent):
-    """LSTM with PyTorch's gate order i, f, g, o; state is (h, c)."""
+    """LSTM with PyTorch's gate order i, f, g, o; its state is (h, c).
+
+    ``rnnx.LSTM(input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
+    dropout=0.0, bidirectional=False, dtype=np.float32, seed=None)``::
+
+        [i f g o] = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh
+        i, f, o = sigmoid(.)   g = tanh(.)
+        c_t = f * c_{t-1} + i * g      h_t = o * tanh(c_t)
+    """
 
     _gates = 4
     _cell = _core.LSTM
+    cell_name = "lstm"
+    state_names = ("h", "c")
+
+    def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, dtype=np.float32, seed=None):
+        self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                    bidirectional, dtype, seed)
 
 
 class GRU(_Recurrent):
-    """GRU with PyTorch's gate order r, z, n.  reset_after=True applies the reset
-    gate after the recurrent product (PyTorch, cuDNN); False before it (Cho et
-    al. 2014, the ONNX default)."""
+    """GRU with PyTorch's gate order r, z, n; its state is h.
+
+    ``rnnx.GRU(input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
+    dropout=0.0, bidirectional=False, dtype=np.float32, seed=None, reset_after=True)``::
+
+        r = sigmoid(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)
+        z = sigmoid(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz)
+        n = tanh(W_in x_t + b_in + r * (W_hn h_{t-1} + b_hn))     reset_after=True
+        n = tanh(W_in x_t + b_in + W_hn (r * h_{t-1}) + b_hn)     reset_after=False
+        h_t = (1 - z) * n + z * h_{t-1}
+    """
 
     _gates = 3
+    state_names = ("h",)
+    _config_keys = _Recurrent._config_keys + ("reset_after",)
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 bidirectional=False, reset_after=True, dtype=np.float32, seed=None):
+    def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, dtype=np.float32, seed=None,
+                 reset_after=True):
         self.reset_after = bool(reset_after)
         self._cell = _core.GRU if self.reset_after else _core.GRU_RESET_BEFORE
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, bidirectional,
-                         dtype, seed)
+        self.cell_name = "gru_reset_after" if self.reset_after else "gru_reset_before"
+        self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                    bidirectional, dtype, seed)
 
-    def config(self):
-        return {**super().config(), "reset_after": self.reset_after}
+
+RNN.__doc__ += _COMMON_DOC.format(
+    extra="    nonlinearity : 'tanh' (default) or 'relu'\n        The activation act.\n",
+    state_names="('h',)", gates=1, state_form="h")
+LSTM.__doc__ += _COMMON_DOC.format(extra="", state_names="('h', 'c')", gates=4,
+                                   state_form="(h, c)")
+GRU.__doc__ += _COMMON_DOC.format(
+    extra="    reset_after : bool, default True\n        True applies the reset gate after the "
+          "recurrent product (PyTorch, cuDNN, ONNX\n        linear_before_reset=1); False before "
+          "it (Cho et al. 2014, Keras reset_after=False,\n        the ONNX default).\n",
+    state_names="('h',)", gates=3, state_form="h")

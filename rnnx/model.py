@@ -24,15 +24,12 @@ gradients() the gradients of the last backward, state_dict()/load_state_dict() c
 import numpy as np
 
 from .dense import Dense
-
-
-def _is_recurrent(layer):
-    return not isinstance(layer, Dense) and hasattr(layer, "hidden_size")
+from .module import Cache, Module
 
 
 def _layer_classes():
-    """{type name: class} of every layer a config can name (imported late: layers needs the
-    compiled core, and this module must import without it)."""
+    """{type name: class} of every layer a config can name (layers is imported late: it
+    needs the compiled core, and this module imports without it)."""
     from . import layers
     return {"RNN": layers.RNN, "LSTM": layers.LSTM, "GRU": layers.GRU, "Dense": Dense}
 
@@ -66,10 +63,22 @@ class Sequential:
 
     Parameters
     ----------
-    *layers : the layers, input first. Each layer's input size must equal the previous
-        layer's output size (D*H for a recurrent layer, out_features for Dense).
-    many_to_one : bool. False: an output at every step (many-to-many). True: one output per
-        sequence, from the last recurrent layer's last valid step.
+    *layers : rnnx layers (any rnnx.module.Module), input first
+        Each layer's input_size must equal the previous layer's output_size (D*H for a
+        recurrent layer, out_features for Dense); all share one dtype and, among the
+        recurrent ones, one batch_first.
+    many_to_one : bool, default False
+        False: an output at every step (many-to-many). True: one output per sequence,
+        from the last recurrent layer's last valid step.
+
+    Calls
+    -----
+    ``y, state = model(x, state=None, lengths=None)``: inference (no dropout).
+    ``y, state, cache = model.forward(x, state=None, lengths=None, logits=False)``.
+    ``dx, dstate0, grads = model.backward(cache, dy, dstate=None)``.
+
+    x is (T, B, I) ((B, T, I) batch_first, (T, I) unbatched), or (..., I) for a model of
+    Dense layers only; the state is a tuple with one entry per recurrent layer.
     """
 
     def __init__(self, *layers, many_to_one=False):
@@ -78,12 +87,12 @@ class Sequential:
         if not layers:
             raise ValueError("Sequential needs at least one layer, got none")
         for index, layer in enumerate(layers):
-            if not (isinstance(layer, Dense) or _is_recurrent(layer)):
+            if not isinstance(layer, Module):
                 raise TypeError(f"layers[{index}] must be an rnnx layer (RNN, LSTM, GRU or Dense), "
                                 f"got {type(layer).__name__}")
         self.layers = list(layers)
         self.many_to_one = bool(many_to_one)
-        self._recurrent = [i for i, layer in enumerate(self.layers) if _is_recurrent(layer)]
+        self._recurrent = [i for i, layer in enumerate(self.layers) if layer.is_recurrent]
         if self.many_to_one and not self._recurrent:
             raise ValueError("many_to_one=True needs a recurrent layer, got only Dense layers")
         firsts = {bool(self.layers[i].batch_first) for i in self._recurrent}
@@ -96,14 +105,11 @@ class Sequential:
         self.dtype = dtypes.pop()
         width = None
         for index, layer in enumerate(self.layers):
-            size_in = layer.in_features if isinstance(layer, Dense) else layer.input_size
-            if width is not None and size_in != width:
-                raise ValueError(f"layers[{index}] takes {size_in} input features but layers"
-                                 f"[{index - 1}] gives {width}")
-            width = (layer.out_features if isinstance(layer, Dense)
-                     else layer.num_directions * layer.hidden_size)
-        self.input_size = self.layers[0].in_features if isinstance(self.layers[0], Dense) \
-            else self.layers[0].input_size
+            if width is not None and layer.input_size != width:
+                raise ValueError(f"layers[{index}] takes {layer.input_size} input features but "
+                                 f"layers[{index - 1}] gives {width}")
+            width = layer.output_size
+        self.input_size = self.layers[0].input_size
         self.output_size = width
         self._grads = None
 
@@ -119,13 +125,13 @@ class Sequential:
 
     @property
     def is_recurrent(self):
+        """True when the model has a recurrent layer."""
         return bool(self._recurrent)
 
     @property
     def output_activation(self):
         """The last layer's activation ("identity" if it is a recurrent layer)."""
-        last = self.layers[-1]
-        return last.activation if isinstance(last, Dense) else "identity"
+        return getattr(self.layers[-1], "activation", "identity")
 
     # -- computation ---------------------------------------------------------------------
 
@@ -138,9 +144,12 @@ class Sequential:
                              + (f" of length {len(state)}" if isinstance(state, (tuple, list)) else ""))
         return list(state)
 
-    def __call__(self, x, state=None, lengths=None):
-        """Inference: (y, state). x may be unbatched, (T, I) (then state too is unbatched,
-        (L*D, H) per layer, and y is (T, out) or (out,) for many-to-one)."""
+    def __call__(self, x, state=None, lengths=None, logits=False):
+        """Inference: ``y, state = model(x, state=None, lengths=None)`` (no dropout, no cache).
+
+        x may be unbatched, (T, I): then the state too is unbatched, (L*D, H) per layer,
+        and y is (T, out), or (out,) for many-to-one. logits=True leaves out the last
+        Dense layer's activation."""
         x = np.asarray(x)
         unbatched = self.is_recurrent and x.ndim == 2
         if unbatched:
@@ -148,43 +157,50 @@ class Sequential:
             x = np.expand_dims(x, axis)
             state = None if state is None else tuple(
                 _map_state(s, lambda a: np.expand_dims(np.asarray(a), 1)) for s in state)
-        y, state, _ = self.forward(x, state, lengths)
+        y, state, _ = self._run(x, state, lengths, logits, train=False)
         if unbatched:
             y = y[0] if self.many_to_one else np.squeeze(y, axis)
             state = tuple(_map_state(s, lambda a: a[:, 0]) for s in state)
         return y, state
 
     def predict(self, x, state=None, lengths=None):
-        """The output only, with the output activation applied."""
+        """The output only, with the output activation applied (inference)."""
         return self(x, state, lengths)[0]
 
     def forward(self, x, state=None, lengths=None, logits=False):
-        """Training forward: (y, state, cache). logits=True leaves out the last Dense
-        layer's activation (for the losses that fuse it)."""
+        """Training forward: ``y, state, cache = model.forward(x, state=None, lengths=None)``.
+
+        logits=True leaves out the last Dense layer's activation (for the losses that
+        fuse it). Recurrent layers with dropout apply it here (and not in inference)."""
+        return self._run(x, state, lengths, logits, train=True)
+
+    def _run(self, x, state, lengths, logits, train):
         states_in = self._check_state(state)
         states_out = []
         caches = []
         h = x
+        last = len(self.layers) - 1
         last_recurrent = self._recurrent[-1] if self._recurrent else -1
         for index, layer in enumerate(self.layers):
-            if isinstance(layer, Dense):
-                h, cache = layer.forward(h, logits=logits and index == len(self.layers) - 1)
-                caches.append(cache)
-                continue
-            h, layer_state, cache = layer.forward(h, states_in[len(states_out)], lengths)
-            states_out.append(layer_state)
-            if index == last_recurrent and self.many_to_one:
-                h, pool = self._last_step(h, layer, lengths)
-                cache = (cache, pool)
-            caches.append(cache)
-        return h, tuple(states_out), caches
+            layer_state = states_in[len(states_out)] if layer.is_recurrent else None
+            options = {"logits": True} if logits and index == last and hasattr(layer, "activation") \
+                else {}
+            h, layer_state, cache = layer._run(h, layer_state, lengths, train=train, **options)
+            pool = None
+            if layer.is_recurrent:
+                states_out.append(layer_state)
+                if index == last_recurrent and self.many_to_one:
+                    h, pool = self._last_step(h, layer, lengths)
+            caches.append((cache, pool))
+        cache = Cache(self, caches) if train else None
+        return h, tuple(states_out), cache
 
     def _last_step(self, y, layer, lengths):
         """y (T, B, D*H) -> (B, D*H) at each row's last valid step (reverse half at t=0)."""
         if self.batch_first:
             y = np.swapaxes(y, 0, 1)
         T, B, _ = y.shape
-        last = np.full(B, T - 1) if lengths is None else np.asarray(lengths) - 1
+        last = np.full(B, T - 1) if lengths is None else np.array(lengths, dtype=np.int64) - 1
         rows = np.arange(B)
         H = layer.hidden_size
         pooled = np.empty((B, y.shape[2]), dtype=y.dtype)
@@ -204,28 +220,33 @@ class Sequential:
         return np.swapaxes(dy, 0, 1) if self.batch_first else dy
 
     def backward(self, cache, dy, dstate=None):
-        """Full BPTT through the forward that made cache: (dx, dstate0, grads).
+        """Full BPTT through the forward that made cache:
+        ``dx, dstate0, grads = model.backward(cache, dy, dstate=None)``.
 
         dy: gradient of the forward output (of the logits if forward had logits=True).
         dstate: gradient of the final state, like the state (None: zeros).
         grads: {"<index>.<name>": array}, the keys of state_dict(); also kept for gradients().
+        Raises ValueError if a layer's parameters changed since the forward (stale cache).
         """
+        if not isinstance(cache, Cache) or cache.owner is not self:
+            raise TypeError(f"cache must be the cache returned by this model's forward, got "
+                            f"{type(cache).__name__}")
         dstates = self._check_state(dstate)
         dstates0 = [None] * len(self._recurrent)
         grads = {}
         d = dy
         k = len(self._recurrent)
-        last_recurrent = self._recurrent[-1] if self._recurrent else -1
         for index in range(len(self.layers) - 1, -1, -1):
-            layer, layer_cache = self.layers[index], cache[index]
-            if isinstance(layer, Dense):
-                d, layer_grads = layer.backward(layer_cache, d)
-            else:
+            layer, (layer_cache, pool) = self.layers[index], cache.data[index]
+            layer_dstate = None
+            if layer.is_recurrent:
                 k -= 1
-                if index == last_recurrent and self.many_to_one:
-                    layer_cache, pool = layer_cache
+                layer_dstate = dstates[k]
+                if pool is not None:
                     d = self._last_step_backward(d, layer, pool)
-                d, dstates0[k], layer_grads = layer.backward(layer_cache, d, dstates[k])
+            d, layer_dstate0, layer_grads = layer.backward(layer_cache, d, layer_dstate)
+            if layer.is_recurrent:
+                dstates0[k] = layer_dstate0
             for name, grad in layer_grads.items():
                 grads[f"{index}.{name}"] = grad
         self._grads = grads
@@ -245,34 +266,34 @@ class Sequential:
         return self._grads
 
     def num_parameters(self):
+        """int: the number of scalar parameters of all layers."""
         return int(sum(value.size for value in self.parameters().values()))
 
     def state_dict(self):
+        """{"<index>.<name>": copy}: every layer's state_dict(), names prefixed by its index."""
         return {f"{index}.{name}": value for index, layer in enumerate(self.layers)
                 for name, value in layer.state_dict().items()}
 
     def load_state_dict(self, state):
-        """Strict (same keys and shapes) and all-or-nothing: on any mismatch an error is
-        raised before a single parameter is written."""
-        if not isinstance(state, dict):
-            raise TypeError(f"state must be a dict, got {type(state).__name__}")
-        own = self.state_dict()
-        missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+        """Load {"<index>.<name>": array} into every layer: strict (the keys and shapes of
+        state_dict()) and all-or-nothing: every layer's part is checked, with the layers'
+        one validation, before a single parameter is written."""
+        if not hasattr(state, "keys") or not hasattr(state, "__getitem__"):
+            raise TypeError(f"state must be a mapping {{name: array}}, got {type(state).__name__}")
+        own = [f"{index}.{name}" for index, layer in enumerate(self.layers)
+               for name in layer.parameters()]
+        missing = [k for k in own if k not in state]
+        unexpected = sorted(str(k) for k in state.keys() if k not in set(own))
         if missing or unexpected:
             raise ValueError(f"state keys do not match the model: missing {missing}, "
                              f"unexpected {unexpected}")
-        for name, value in own.items():
-            given = np.asarray(state[name])
-            if given.shape != value.shape:
-                raise ValueError(f"state[{name!r}] must have shape {value.shape}, got {given.shape}")
-            if given.dtype.kind not in "fiu":
-                raise TypeError(f"state[{name!r}] must be a real array, got {given.dtype}")
-        per_layer = [{} for _ in self.layers]
-        for name, value in state.items():
-            index, _, sub = name.partition(".")
-            per_layer[int(index)][sub] = value
-        for layer, layer_state in zip(self.layers, per_layer):
-            layer.load_state_dict(layer_state)
+        staged = []
+        for index, layer in enumerate(self.layers):
+            prefix = f"{index}."
+            part = {name[len(prefix):]: state[name] for name in own if name.startswith(prefix)}
+            staged.append(layer._stage(part, what="state", prefix=prefix))
+        for layer, layer_staged in zip(self.layers, staged):
+            layer._commit(layer_staged)
 
     def config(self):
         """JSON-serialisable architecture: Sequential.from_config(config) rebuilds the model
@@ -282,12 +303,8 @@ class Sequential:
 
     @classmethod
     def from_config(cls, config):
+        """The model config() describes, with fresh weights."""
         if not isinstance(config, dict) or "layers" not in config:
             raise ValueError(f"config must be a dict with a 'layers' list, got {config!r}")
         return cls(*[layer_from_spec(spec) for spec in config["layers"]],
                    many_to_one=bool(config.get("many_to_one", False)))
-
-    def save(self, path):
-        """Architecture and weights to one .npz file (see rnnx.save)."""
-        from .io import save
-        save(self, path)

@@ -45,15 +45,21 @@ def _bias_or_zeros(b, rows, dtype):
     return np.zeros(rows, dtype) if b is None else b
 
 
-def _check_lengths(lengths, T, B):
+def check_lengths(lengths, T, B, name="lengths"):
+    """lengths as a new int64 (B,) array with every entry in [1, T], or None for None.
+
+    The one check of a batch's lengths (the layers use it too). It always copies, so a
+    cache that keeps the result does not see later changes to the caller's array."""
     if lengths is None:
         return None
-    lengths = np.asarray(lengths)
-    if lengths.shape != (B,) or lengths.dtype.kind not in "iu":
-        raise ValueError(f"lengths must be integers of shape ({B},), got {lengths.dtype} {lengths.shape}")
-    if B and (lengths.min() < 1 or lengths.max() > T):
-        raise ValueError(f"lengths must lie in [1, T={T}], got {lengths.tolist()}")
-    return lengths
+    a = np.asarray(lengths)
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be integers, got dtype {a.dtype}")
+    if a.shape != (B,):
+        raise ValueError(f"{name} must have shape ({B},) for a batch of {B}, got {a.shape}")
+    if B and (a.min() < 1 or a.max() > T):
+        raise ValueError(f"{name} must lie in [1, T={T}], got min {a.min()} and max {a.max()}")
+    return np.array(a, dtype=np.int64, order="C", copy=True)
 
 
 def _time_order(T, reverse):
@@ -92,7 +98,7 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", lengths=None
     x, h0, w_ih, w_hh, b_ih, b_hh = _in_dtype_of(x, h0, w_ih, w_hh, b_ih, b_hh)
     T, B, _ = x.shape
     H = w_hh.shape[1]
-    lengths = _check_lengths(lengths, T, B)
+    lengths = check_lengths(lengths, T, B)
     bias_ih, bias_hh = _bias_or_zeros(b_ih, H, x.dtype), _bias_or_zeros(b_hh, H, x.dtype)
 
     y = np.zeros((T, B, H), x.dtype)
@@ -145,7 +151,7 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=None, reverse=False)
     x, h0, c0, w_ih, w_hh, b_ih, b_hh = _in_dtype_of(x, h0, c0, w_ih, w_hh, b_ih, b_hh)
     T, B, _ = x.shape
     H = w_hh.shape[1]
-    lengths = _check_lengths(lengths, T, B)
+    lengths = check_lengths(lengths, T, B)
     bias_ih, bias_hh = _bias_or_zeros(b_ih, 4 * H, x.dtype), _bias_or_zeros(b_hh, 4 * H, x.dtype)
 
     y = np.zeros((T, B, H), x.dtype)
@@ -212,7 +218,7 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reset_after=True, lengths=None, r
     x, h0, w_ih, w_hh, b_ih, b_hh = _in_dtype_of(x, h0, w_ih, w_hh, b_ih, b_hh)
     T, B, _ = x.shape
     H = w_hh.shape[1]
-    lengths = _check_lengths(lengths, T, B)
+    lengths = check_lengths(lengths, T, B)
     bias_ih, bias_hh = _bias_or_zeros(b_ih, 3 * H, x.dtype), _bias_or_zeros(b_hh, 3 * H, x.dtype)
     w_hrz, w_hn = w_hh[:2 * H], w_hh[2 * H:]
     b_hrz, b_hn = bias_hh[:2 * H], bias_hh[2 * H:]
@@ -288,3 +294,58 @@ def gru_backward(dy, dh_n, cache):
         db_ih += dfrom_x.sum(axis=0)
         dh = dh_prev
     return (dx, dh, dw_ih, dw_hh) + _bias_grads(cache, db_ih, db_hh)
+
+
+# ---------------------------------------------------------------------------------------
+# One entry for every cell, with the state as a tuple: (h,) or (h, c) for LSTM.
+
+CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru_reset_after", "gru_reset_before")
+STATE_NAMES = {"rnn_tanh": ("h",), "rnn_relu": ("h",), "lstm": ("h", "c"),
+               "gru_reset_after": ("h",), "gru_reset_before": ("h",)}
+
+
+def _check_cell(cell):
+    if cell not in STATE_NAMES:
+        raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
+    return cell
+
+
+def forward(cell, x, state, w_ih, w_hh, b_ih, b_hh, lengths=None, reverse=False):
+    """Forward of one direction of one layer of any cell.
+
+    cell: one of CELLS (a layer's ``cell_name``); state: a tuple of (B,H) arrays named by
+    STATE_NAMES[cell] ((h0,) or (h0, c0)), or None for zeros.
+    Returns y (T,B,H), the final state as a tuple like state, and the cache for backward."""
+    cell = _check_cell(cell)
+    x = np.asarray(x)
+    if state is None:
+        zeros = np.zeros((x.shape[1], np.shape(w_hh)[1]), x.dtype)
+        state = (zeros,) * len(STATE_NAMES[cell])
+    if len(state) != len(STATE_NAMES[cell]):
+        raise ValueError(f"state of {cell} must be a tuple {STATE_NAMES[cell]}, got {len(state)} arrays")
+    if cell == "lstm":
+        y, h, c, cache = lstm_forward(x, state[0], state[1], w_ih, w_hh, b_ih, b_hh, lengths, reverse)
+        return y, (h, c), cache
+    if cell.startswith("rnn"):
+        y, h, cache = rnn_forward(x, state[0], w_ih, w_hh, b_ih, b_hh, cell[4:], lengths, reverse)
+    else:
+        y, h, cache = gru_forward(x, state[0], w_ih, w_hh, b_ih, b_hh, cell == "gru_reset_after",
+                                  lengths, reverse)
+    return y, (h,), cache
+
+
+def backward(cell, cache, dy, dstate=None):
+    """Backward of forward(cell, ...): dy (T,B,H) or None, dstate a tuple like the state
+    (entries may be None) or None. Returns dx, the initial state's gradient as a tuple,
+    and (dw_ih, dw_hh, db_ih, db_hh) (bias gradients None without bias)."""
+    cell = _check_cell(cell)
+    names = STATE_NAMES[cell]
+    dstate = (None,) * len(names) if dstate is None else tuple(dstate)
+    if len(dstate) != len(names):
+        raise ValueError(f"dstate of {cell} must be a tuple {names}, got {len(dstate)} arrays")
+    if cell == "lstm":
+        dx, dh0, dc0, *dw = lstm_backward(dy, dstate[0], dstate[1], cache)
+        return dx, (dh0, dc0), tuple(dw)
+    fn = rnn_backward if cell.startswith("rnn") else gru_backward
+    dx, dh0, *dw = fn(dy, dstate[0], cache)
+    return dx, (dh0,), tuple(dw)

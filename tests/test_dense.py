@@ -26,8 +26,9 @@ def test_dense_gradients(activation, logits, bias):
     def scalar():                        # L = sum(weights * y): dL/dy = weights
         return float(np.sum(weights * layer.forward(x, logits=logits)[0]))
 
-    y, cache = layer.forward(x, logits=logits)
-    dx, grads = layer.backward(cache, weights)
+    y, state, cache = layer.forward(x, logits=logits)
+    dx, dstate0, grads = layer.backward(cache, weights)
+    assert state is None and dstate0 is None
     assert set(grads) == set(layer.parameters())
     tol = dict(rtol=1e-7, atol=1e-8)
     np.testing.assert_allclose(dx, numeric_grad(scalar, x), **tol)
@@ -59,8 +60,8 @@ def test_dense_matches_torch_linear():
     dy = np.random.default_rng(2).normal(size=(4, 3))
     xt = torch.from_numpy(x).requires_grad_(True)
     torch.sigmoid(linear(xt)).backward(torch.from_numpy(dy))
-    y, cache = layer.forward(x)
-    dx, grads = layer.backward(cache, dy)
+    y, _, cache = layer.forward(x)
+    dx, _, grads = layer.backward(cache, dy)
     np.testing.assert_allclose(y, torch.sigmoid(linear(xt)).detach().numpy(), rtol=1e-14)
     np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-13)
     np.testing.assert_allclose(grads["weight"], linear.weight.grad.numpy(), rtol=1e-13)
@@ -84,15 +85,15 @@ def test_dense_errors():
     with pytest.raises(ValueError, match="activation must be one of"):
         Dense(2, 2, activation="elu")
     with pytest.raises(ValueError, match=r"x must be \(\.\.\., 3\) for in_features=3, got \(4, 2\)"):
-        Dense(3, 1)(np.zeros((4, 2)))
+        Dense(3, 1)(np.zeros((4, 2), np.float32))
     with pytest.raises(TypeError, match="in_features must be an int"):
         Dense(2.5, 1)
-    with pytest.raises(TypeError, match="dtype must be float32 or float64"):
+    with pytest.raises(TypeError, match="dtype must be np.float32 or np.float64"):
         Dense(2, 1, dtype=np.int32)
     layer = Dense(2, 2)
     before = layer.state_dict()
-    with pytest.raises(ValueError, match=r"state\['bias'\] must have shape \(2,\)"):
+    with pytest.raises(ValueError, match=r"state_dict\['bias'\] must have shape \(2,\)"):
         layer.load_state_dict({"weight": np.zeros((2, 2)), "bias": np.zeros(3)})
     np.testing.assert_array_equal(layer.state_dict()["weight"], before["weight"])
-    with pytest.raises(ValueError, match="state keys must be"):
+    with pytest.raises(ValueError, match=r"missing keys \['bias'\]"):
         layer.load_state_dict({"weight": np.zeros((2, 2))})

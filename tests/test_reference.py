@@ -49,26 +49,19 @@ def make_inputs(variant, T, B, I, H, dtype=np.float64, bias=True, seed=0):
 
 def forward(variant, inputs, lengths=None, reverse=False):
     """Run the reference; returns ({"y", "h_n"[, "c_n"]}, cache)."""
-    cell, kwargs = VARIANTS[variant]
     p = inputs
-    weights = (p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
-    if cell == "lstm":
-        y, h_n, c_n, cache = ref.lstm_forward(p["x"], p["h0"], p["c0"], *weights, lengths=lengths, reverse=reverse)
-        return {"y": y, "h_n": h_n, "c_n": c_n}, cache
-    fn = ref.rnn_forward if cell == "rnn" else ref.gru_forward
-    y, h_n, cache = fn(p["x"], p["h0"], *weights, **kwargs, lengths=lengths, reverse=reverse)
-    return {"y": y, "h_n": h_n}, cache
+    state = (p["h0"], p["c0"]) if "c0" in p else (p["h0"],)
+    y, state_n, cache = ref.forward(variant, p["x"], state, p["w_ih"], p["w_hh"], p["b_ih"],
+                                    p["b_hh"], lengths=lengths, reverse=reverse)
+    return dict(zip(["y", "h_n", "c_n"], (y,) + state_n)), cache
 
 
 def backward(variant, douts, cache):
     """Run the reference backward; returns grads keyed like the inputs."""
-    cell, _ = VARIANTS[variant]
-    if cell == "lstm":
-        dx, dh0, dc0, *dw = ref.lstm_backward(douts["y"], douts["h_n"], douts["c_n"], cache)
-        return dict(zip(["x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh"], [dx, dh0, dc0, *dw]))
-    fn = ref.rnn_backward if cell == "rnn" else ref.gru_backward
-    dx, dh0, *dw = fn(douts["y"], douts["h_n"], cache)
-    return dict(zip(["x", "h0", "w_ih", "w_hh", "b_ih", "b_hh"], [dx, dh0, *dw]))
+    dstate = (douts["h_n"], douts["c_n"]) if "c_n" in douts else (douts["h_n"],)
+    dx, dstate0, dw = ref.backward(variant, cache, douts["y"], dstate)
+    names = ["h0", "c0"][:len(dstate0)]
+    return dict(zip(["x", *names, "w_ih", "w_hh", "b_ih", "b_hh"], (dx, *dstate0, *dw)))
 
 
 def random_douts(outs, seed=1):
