@@ -11,13 +11,27 @@ File layout (an ordinary NumPy .npz, readable with np.load(path, allow_pickle=Fa
                      config holds every layer's {"type", "config"} (layer.config()).
     "param/<name>"   one array per entry of model.state_dict(), in its dtype.
 
-A file that is not an npz, lacks the header, names an unknown layer type, or whose arrays do
-not match the architecture raises ValueError naming the file and the problem. Loading builds
-and checks everything before touching an existing model, so a failed load leaves it unchanged.
+Saving is atomic: the file is written to a temporary file in the same folder, flushed to
+disk (fsync) and renamed over the target, so an error, a full disk or Ctrl-C mid-save leaves
+any previous file at that path intact, and no temporary file behind.
+
+Loading never unpickles (allow_pickle is never set). It reads each array's header first and
+checks its declared size against the bytes stored, and checks the architecture's declared
+sizes against the stored arrays, before allocating anything or building the model. A file
+that is not an npz, lacks the header, has a corrupt member, names an unknown layer type, or
+whose arrays do not match the architecture raises ValueError naming the file (and the
+member). Loading builds and checks everything before touching an existing model, so a failed
+load leaves it unchanged.
+
+Formats are chosen by the file's extension: FORMATS maps an extension (".npz") to a
+(save, load) pair of functions, and any extension not in it is written and read as .npz.
+Another format registers itself there.
 """
 import json
 import os
+import secrets
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -27,6 +41,11 @@ FORMAT = "rnnx"
 VERSION = 1
 HEADER_KEY = "__rnnx__"
 PARAM_PREFIX = "param/"
+GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
+# Everything a corrupt or hostile .npz member can raise while being read.
+_CORRUPT = (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, KeyError, TypeError,
+            SyntaxError, UnicodeDecodeError, NotImplementedError, MemoryError, RecursionError,
+            OverflowError)
 
 
 def _spec(model):
@@ -43,71 +62,273 @@ def _build(spec):
     return layer_from_spec(spec)
 
 
-def save(model, path):
-    """Write model's architecture (JSON) and weights to the .npz file at path."""
+def _write_atomic(path, write):
+    """Call write(file object) on a new temporary file beside path, fsync it, then rename it
+    over path. On any error (or KeyboardInterrupt) the temporary file is removed and path is
+    left as it was."""
+    folder = os.path.dirname(os.path.abspath(path))
+    temporary = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
+    # O_EXCL: never reuse a file; mode 0o666 less the umask, like open(path, "wb")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+    try:                                    # make the rename itself durable (POSIX)
+        dir_fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def _save_npz(model, path):
     spec = _spec(model)
     header = json.dumps({"format": FORMAT, "version": VERSION, "architecture": spec}, sort_keys=True)
     arrays = {PARAM_PREFIX + name: np.ascontiguousarray(value)
               for name, value in model.state_dict().items()}
     arrays[HEADER_KEY] = np.array(header)
+    _write_atomic(path, lambda f: np.savez(f, **arrays))   # a file object: no ".npz" added
+
+
+def save(model, path):
+    """Write a model's architecture and weights to one file, atomically.
+
+    Parameters
+    ----------
+    model : rnnx.Sequential or rnnx layer (RNN, LSTM, GRU, Dense)
+        The model to save.
+    path : str or os.PathLike
+        The file to write (an existing file is replaced only once the new one is complete).
+        The extension picks the format (see ``FORMATS``); ``.npz`` and any unregistered
+        extension give the NumPy .npz layout of the module docstring.
+
+    Raises
+    ------
+    TypeError
+        If model is not an rnnx model or layer.
+    OSError
+        If the file cannot be written; the previous file at path, if any, is unchanged.
+    """
     path = os.fspath(path)
-    with open(path, "wb") as f:            # a file object: np.savez then adds no ".npz"
-        np.savez(f, **arrays)
+    writer = FORMATS.get(os.path.splitext(path)[1].lower(), FORMATS[".npz"])[0]
+    writer(model, path)
+
+
+def _corrupt(path, info, error):
+    return ValueError(f"{path!r} is not a readable rnnx model file: member "
+                      f"{info.filename[:-4]!r} is corrupt: {type(error).__name__}: {error}")
+
+
+def _member_header(zf, info, path):
+    """(shape, dtype) from one .npy member's header, after checking that the declared shape
+    fits in the bytes stored (so a forged header cannot make us allocate) and that it holds
+    no Python objects (pickle)."""
+    try:
+        with zf.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+            else:
+                shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+        if dtype.hasobject:
+            raise ValueError("it holds Python objects (pickle), which rnnx never loads")
+        nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        if nbytes > info.file_size:
+            raise ValueError(f"its header declares shape {shape} of {dtype} ({nbytes} bytes) "
+                             f"but only {info.file_size} bytes are stored")
+    except _CORRUPT as error:
+        raise _corrupt(path, info, error) from error
+    return shape, dtype
+
+
+def _read_member(zf, info, path):
+    """The array stored in one .npy member of the archive (its header checked first)."""
+    _member_header(zf, info, path)
+    try:
+        with zf.open(info) as f:
+            return np.lib.format.read_array(f, allow_pickle=False)
+    except _CORRUPT as error:
+        raise _corrupt(path, info, error) from error
 
 
 def _read(path):
     """(header dict, {name: array}) from the file, or ValueError saying what is wrong."""
-    path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such model file: {path!r}")
+    with open(path, "rb") as f:
+        if f.read(6) == b"\x93NUMPY":
+            raise ValueError(f"{path!r} is not a readable rnnx model file: it holds a single "
+                             "array, not an npz archive")
     try:
-        data = np.load(path, allow_pickle=False)
-        if not isinstance(data, np.lib.npyio.NpzFile):
-            raise ValueError("it holds a single array, not an npz archive")
-        with data:
-            if HEADER_KEY not in data.files:
-                raise ValueError(f"it has no {HEADER_KEY!r} entry (not saved by rnnx.save)")
-            header_text = str(data[HEADER_KEY])
-            params = {key[len(PARAM_PREFIX):]: data[key] for key in data.files
-                      if key.startswith(PARAM_PREFIX)}
-            extra = [key for key in data.files if key != HEADER_KEY and not key.startswith(PARAM_PREFIX)]
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as error:
-        raise ValueError(f"{path!r} is not a readable rnnx model file: {error}") from error
-    if extra:
-        raise ValueError(f"{path!r} has entries that are not rnnx parameters: {extra}")
-    try:
-        header = json.loads(header_text)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path!r}: the architecture header is not valid JSON: {error}") from error
-    if not isinstance(header, dict) or header.get("format") != FORMAT or "architecture" not in header:
-        raise ValueError(f"{path!r}: the header is not an rnnx model header: {header_text[:200]!r}")
-    if header.get("version") != VERSION:
-        raise ValueError(f"{path!r}: format version {header.get('version')!r} is not supported "
-                         f"(this rnnx reads version {VERSION})")
+        zf = zipfile.ZipFile(path)
+    except _CORRUPT as error:
+        raise ValueError(f"{path!r} is not a readable rnnx model file (not an npz archive): "
+                         f"{type(error).__name__}: {error}") from error
+    with zf:
+        try:
+            infos = zf.infolist()
+        except _CORRUPT as error:
+            raise ValueError(f"{path!r} is not a readable rnnx model file: {error}") from error
+        names = [info.filename[:-4] for info in infos]
+        odd = [info.filename for info in infos if not info.filename.endswith(".npy")]
+        extra = [name for name in names if name != HEADER_KEY and not name.startswith(PARAM_PREFIX)]
+        if HEADER_KEY not in names:
+            raise ValueError(f"{path!r} is not a readable rnnx model file: it has no "
+                             f"{HEADER_KEY!r} entry (not saved by rnnx.save)")
+        if odd or extra:
+            raise ValueError(f"{path!r} has entries that are not rnnx parameters: {odd + extra}")
+        header_array = _read_member(zf, infos[names.index(HEADER_KEY)], path)
+        if header_array.shape != () or header_array.dtype.kind != "U":
+            raise ValueError(f"{path!r}: member {HEADER_KEY!r} must be a 0-d string, got "
+                             f"{header_array.dtype} {header_array.shape}")
+        header_text = str(header_array)
+        try:
+            header = json.loads(header_text)
+        except (ValueError, RecursionError) as error:
+            raise ValueError(f"{path!r}: the architecture header is not valid JSON: "
+                             f"{error}") from error
+        if not isinstance(header, dict) or header.get("format") != FORMAT or "architecture" not in header:
+            raise ValueError(f"{path!r}: the header is not an rnnx model header: {header_text[:200]!r}")
+        if header.get("version") != VERSION:
+            raise ValueError(f"{path!r}: format version {header.get('version')!r} is not supported "
+                             f"(this rnnx reads version {VERSION})")
+        _check_declared_sizes(header["architecture"], zf, infos, names, path)
+        params = {name[len(PARAM_PREFIX):]: _read_member(zf, info, path)
+                  for name, info in zip(names, infos) if name.startswith(PARAM_PREFIX)}
     return header, params
 
 
-def load(path, into=None):
-    """Load the model saved at path. With into=model, load the weights into that existing
-    model instead, after checking its architecture equals the file's; returns the model.
-    On any error nothing is changed."""
+def _declared_shapes(spec, prefix=""):
+    """{parameter name: shape} that the architecture spec declares, computed from its config
+    alone (PyTorch's layout), or None for a layer type this function does not know."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("config"), dict):
+        return None
+    kind, config = spec.get("type"), spec["config"]
+    if kind == "Sequential":
+        layers = config.get("layers")
+        if not isinstance(layers, list):
+            return None
+        shapes = {}
+        for index, layer in enumerate(layers):
+            inner = _declared_shapes(layer, f"{prefix}{index}.")
+            if inner is None:
+                return None
+            shapes.update(inner)
+        return shapes
+    sizes = {}
+    keys = ("in_features", "out_features") if kind == "Dense" else ("input_size", "hidden_size")
+    for key in keys + (("num_layers",) if kind in GATES else ()):
+        value = config.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"config[{key!r}] of the {kind} layer must be an int >= 1, got {value!r}")
+        sizes[key] = value
+    bias = config.get("bias", True)
+    if kind == "Dense":
+        shapes = {f"{prefix}weight": (sizes["out_features"], sizes["in_features"])}
+        if bias:
+            shapes[f"{prefix}bias"] = (sizes["out_features"],)
+        return shapes
+    if kind not in GATES:
+        return None
+    I, H, G = sizes["input_size"], sizes["hidden_size"], GATES[kind] * sizes["hidden_size"]
+    D = 2 if config.get("bidirectional", False) else 1
+    shapes = {}
+    for k in range(sizes["num_layers"]):
+        width = I if k == 0 else D * H
+        for suffix in ("", "_reverse")[:D]:
+            shapes[f"{prefix}weight_ih_l{k}{suffix}"] = (G, width)
+            shapes[f"{prefix}weight_hh_l{k}{suffix}"] = (G, H)
+            if bias:
+                shapes[f"{prefix}bias_ih_l{k}{suffix}"] = (G,)
+                shapes[f"{prefix}bias_hh_l{k}{suffix}"] = (G,)
+    return shapes
+
+
+def _check_declared_sizes(spec, zf, infos, names, path):
+    """Check, from the array headers only, that the stored arrays have the names and shapes the
+    architecture declares, before the model (of any declared size) is built."""
+    declared = _declared_shapes(spec)
+    if declared is None:           # a layer type this check does not know: load_state_dict checks
+        return
+    stored = {name[len(PARAM_PREFIX):]: _member_header(zf, info, path)[0]
+              for name, info in zip(names, infos) if name.startswith(PARAM_PREFIX)}
+    missing = sorted(set(declared) - set(stored))
+    unexpected = sorted(set(stored) - set(declared))
+    if missing or unexpected:
+        raise ValueError(f"{path!r}: the weights do not match the architecture: missing "
+                         f"{missing}, unexpected {unexpected}")
+    for name, shape in declared.items():
+        if tuple(stored[name]) != shape:
+            raise ValueError(f"{path!r}: the weights do not match the architecture: "
+                             f"{name!r} must have shape {shape} for the declared sizes, the file "
+                             f"stores {tuple(stored[name])}")
+
+
+def _load_npz(path, into=None):
     header, params = _read(path)
     spec = header["architecture"]
     try:
         model = _build(spec)
-    except (TypeError, ValueError, KeyError, AttributeError) as error:
-        raise ValueError(f"{os.fspath(path)!r}: cannot rebuild the architecture {spec!r}: "
+    except (TypeError, ValueError, KeyError, AttributeError, MemoryError, RecursionError) as error:
+        raise ValueError(f"{path!r}: cannot rebuild the architecture {spec!r}: "
                          f"{error}") from error
     try:
         model.load_state_dict(params)
     except (TypeError, ValueError) as error:
-        raise ValueError(f"{os.fspath(path)!r}: the weights do not match the architecture: "
+        raise ValueError(f"{path!r}: the weights do not match the architecture: "
                          f"{error}") from error
     if into is None:
         return model
     own = json.loads(json.dumps(_spec(into)))           # normalised like the file's
     if own != spec:
-        raise ValueError(f"{os.fspath(path)!r} holds a different architecture than the model "
+        raise ValueError(f"{path!r} holds a different architecture than the model "
                          f"given as into: file {spec!r}, model {own!r}")
     into.load_state_dict(model.state_dict())
     return into
+
+
+def load(path, into=None):
+    """Load a model saved by `save`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file. Its extension picks the format (see ``FORMATS``).
+    into : rnnx.Sequential or rnnx layer, optional
+        An existing model of the same architecture to load the weights into, instead of
+        building a new one.
+
+    Returns
+    -------
+    model : rnnx.Sequential or rnnx layer
+        The new model, or `into`.
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no file at path.
+    ValueError
+        If the file is not an rnnx model file, is corrupt (naming the member), or its
+        weights or architecture do not match (each other, or `into`). Nothing is changed.
+    """
+    path = os.fspath(path)
+    reader = FORMATS.get(os.path.splitext(path)[1].lower(), FORMATS[".npz"])[1]
+    return reader(path, into)
+
+
+# extension -> (save(model, path), load(path, into)); unknown extensions use ".npz"
+FORMATS = {".npz": (_save_npz, _load_npz)}

@@ -38,11 +38,22 @@ def _float_output(output):
     return output
 
 
+def _real_target(target):
+    """target as an array of real numbers (bool, int or float), or TypeError: a complex target
+    would otherwise be cast silently to its real part."""
+    target = np.asarray(target)
+    if target.dtype.kind not in "biuf":
+        raise TypeError(f"target must be a real (bool, int or float) array, got dtype {target.dtype}")
+    return target
+
+
 def _position_mask(mask, shape):
     """mask as a float array of `shape` (the positions), or None when everything counts."""
     if mask is None:
         return None
     mask = np.asarray(mask)
+    if mask.dtype.kind not in "biuf":
+        raise TypeError(f"mask must be a bool or real array, got dtype {mask.dtype}")
     if mask.shape != tuple(shape):
         raise ValueError(f"mask must have shape {tuple(shape)} (the output's shape less its "
                          f"last axis), got {mask.shape}")
@@ -70,7 +81,7 @@ class MSELoss:
 
     def __call__(self, output, target, mask=None):
         output = _float_output(output)
-        target = np.asarray(target)
+        target = _real_target(target)
         if target.shape != output.shape:
             raise ValueError(f"target must have the output's shape {output.shape}, got {target.shape}")
         diff = output.astype(np.float64) - target                 # y_hat - y
@@ -105,7 +116,7 @@ class SoftmaxCrossEntropy:
 
     def __call__(self, logits, target, mask=None):
         logits = _float_output(logits)
-        target = np.asarray(target)
+        target = _real_target(target)
         if target.dtype.kind not in "iu":
             raise TypeError(f"target must be integer class indices, got dtype {target.dtype}")
         if target.shape != logits.shape[:-1]:
@@ -151,7 +162,7 @@ class SigmoidBinaryCrossEntropy:
 
     def __call__(self, logits, target, mask=None):
         logits = _float_output(logits)
-        target = np.asarray(target)
+        target = _real_target(target)
         if target.shape != logits.shape:
             raise ValueError(f"target must have the logits' shape {logits.shape}, got {target.shape}")
         z = logits.astype(np.float64)

@@ -44,25 +44,46 @@ class Optimizer:
         self.steps = 0
 
     def _checked(self, grads):
-        """Yields (name, parameter, gradient as float64) for every parameter with a gradient."""
+        """[(name, parameter, gradient as float64)] for every parameter with a gradient, after
+        checking them all: a bad gradient raises before any parameter or state changes."""
         if not isinstance(grads, dict):
             raise TypeError(f"grads must be a dict {{name: array}}, got {type(grads).__name__}")
         unknown = set(grads) - set(self.params)
         if unknown:
             raise ValueError(f"grads has names that are not parameters: {sorted(unknown)}")
+        checked = []
         for name, param in self.params.items():
             grad = grads.get(name)
             if grad is None:
                 continue
-            grad = np.asarray(grad, dtype=np.float64)
+            grad = np.asarray(grad)
+            if grad.dtype.kind not in "fiu":
+                raise TypeError(f"grads[{name!r}] must be a real (float) array, got dtype "
+                                f"{grad.dtype}")
             if grad.shape != param.shape:
                 raise ValueError(f"grads[{name!r}] must have shape {param.shape}, got {grad.shape}")
-            yield name, param, grad
+            checked.append((name, param, grad.astype(np.float64)))
+        return checked
 
     def step(self, grads):
-        """Update every parameter in place from its gradient."""
+        """Update every parameter that has a gradient, in place.
+
+        Parameters
+        ----------
+        grads : dict of str to ndarray
+            ``{name: gradient}`` with the names and shapes of the parameters (a name may be
+            left out or map to None: that parameter is not updated).
+
+        Raises
+        ------
+        TypeError, ValueError
+            If any gradient has an unknown name, a wrong shape or a complex or non-numeric
+            dtype. All gradients are checked first, so on an error no parameter, no
+            optimizer state and no step count has changed.
+        """
+        checked = self._checked(grads)
         self.steps += 1
-        for name, param, grad in self._checked(grads):
+        for name, param, grad in checked:
             update = self._update(name, grad)
             param -= update.astype(param.dtype)
 

@@ -176,8 +176,12 @@ class Trainer:
 
     def _check_data(self, x, y, lengths):
         model = self.model
-        x = np.asarray(x, dtype=model.dtype)
-        y = np.asarray(y)
+        x, y = np.asarray(x), np.asarray(y)
+        for name, value in (("x", x), ("y", y)):
+            if value.dtype.kind not in "biuf":
+                raise TypeError(f"{name} must be a real (float, int or bool) array, got dtype "
+                                f"{value.dtype}")
+        x = x.astype(model.dtype, copy=False)
         batch_axis, time_axis, y_batch_axis = self._axes()
         want = 3 if model.is_recurrent else 2
         if x.ndim != want:
@@ -187,6 +191,12 @@ class Trainer:
         if x.shape[-1] != model.input_size:
             raise ValueError(f"x must have {model.input_size} features in its last axis, got {x.shape}")
         N = x.shape[batch_axis]
+        if N == 0:
+            raise ValueError(f"x must hold at least one sequence (N >= 1 along axis {batch_axis}), "
+                             f"got shape {x.shape}")
+        if time_axis is not None and x.shape[time_axis] == 0:
+            raise ValueError(f"x must have at least one time step (T >= 1 along axis "
+                             f"{time_axis}), got shape {x.shape}")
         if y.ndim <= y_batch_axis or y.shape[y_batch_axis] != N:
             raise ValueError(f"y must have the {N} sequences of x along axis {y_batch_axis}, got "
                              f"shape {y.shape}")

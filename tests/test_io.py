@@ -120,3 +120,138 @@ def test_corrupt_files_give_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError):
         load(tmp_path / "absent.npz")
     assert zipfile.is_zipfile(path)
+
+
+def test_save_is_atomic_a_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    import rnnx.io
+    path = tmp_path / "m.npz"
+    save(MODELS["mlp"](), path)
+    good = path.read_bytes()
+
+    def half_then_fail(f, **arrays):
+        f.write(b"PK\x03\x04 partial")
+        raise KeyboardInterrupt                               # Ctrl-C mid-save
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    other = MODELS["lstm-stack"]()
+    with monkeypatch.context() as m:
+        m.setattr(rnnx.io.np, "savez", half_then_fail)
+        with pytest.raises(KeyboardInterrupt):
+            save(other, path)
+    with monkeypatch.context() as m:
+        m.setattr(rnnx.io.os, "fsync", disk_full)
+        with pytest.raises(OSError, match="No space left"):
+            save(other, path)
+    assert path.read_bytes() == good                           # the old file is intact
+    assert sorted(os.listdir(tmp_path)) == ["m.npz"]           # and no temporary file is left
+    assert load(path).config() == MODELS["mlp"]().config()
+    save(other, path)                                          # a good save replaces it
+    assert load(path).config() == other.config()
+    assert sorted(os.listdir(tmp_path)) == ["m.npz"]
+
+
+def _rewrite_member(path, out, member, transform):
+    """Copy the npz at path to out with the raw (stored, uncompressed) bytes of one member
+    replaced by transform(bytes)."""
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == member:
+                data = transform(data)
+            dst.writestr(info.filename, data)
+
+
+def _set_compression_method(path, member, method):
+    """Patch the compression method of one member in the local and central headers."""
+    raw = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        offset = zf.getinfo(member).header_offset
+    raw[offset + 8:offset + 10] = method.to_bytes(2, "little")
+    central = raw.find(b"PK\x01\x02")
+    while central >= 0:
+        name_length = int.from_bytes(raw[central + 28:central + 30], "little")
+        if raw[central + 46:central + 46 + name_length] == member.encode():
+            raw[central + 10:central + 12] = method.to_bytes(2, "little")
+        central = raw.find(b"PK\x01\x02", central + 4)
+    path.write_bytes(bytes(raw))
+
+
+def test_corrupt_members_name_the_file_and_member(tmp_path):
+    model = MODELS["lstm-stack"]()
+    path = tmp_path / "m.npz"
+    save(model, path)
+    member = "param/0.weight_ih_l0.npy"
+    # a member whose header declares far more data than is stored: refused before allocating
+    _rewrite_member(path, tmp_path / "huge.npz", member, lambda data: data.replace(
+        b"(20, 2)", b"(4000000000000, 2)"))
+    # a deflated member with its compressed bytes damaged (zlib.error)
+    np.savez_compressed(tmp_path / "zipped.npz", **{k: v for k, v in np.load(path).items()})
+    raw = bytearray((tmp_path / "zipped.npz").read_bytes())
+    with zipfile.ZipFile(tmp_path / "zipped.npz") as zf:
+        info = zf.getinfo(member)
+        offset = info.header_offset
+    name_length, extra_length = (int.from_bytes(raw[offset + i:offset + i + 2], "little")
+                                 for i in (26, 28))
+    start = offset + 30 + name_length + extra_length
+    raw[start:start + info.compress_size] = b"\xff" * info.compress_size
+    (tmp_path / "zlib.npz").write_bytes(bytes(raw))
+    # a compression method Python cannot read (NotImplementedError)
+    (tmp_path / "method.npz").write_bytes(path.read_bytes())
+    _set_compression_method(tmp_path / "method.npz", member, 99)
+    # an object (pickled) parameter array
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["param/0.weight_ih_l0"] = np.array([None] * 3, dtype=object)
+    np.savez(tmp_path / "object.npz", **arrays)
+    cases = {"huge.npz": "4000000000000, 2.*bytes are stored",
+             "zlib.npz": "error",
+             "method.npz": "NotImplementedError",
+             "object.npz": "pickle"}
+    for name, message in cases.items():
+        def attempt():
+            with pytest.raises(ValueError, match=rf"{name}' is not a readable rnnx model file: "
+                                                 rf"member 'param/0\.weight_ih_l0' is corrupt.*{message}"):
+                load(tmp_path / name, into=model)
+        unchanged_after(model, attempt)
+
+
+def test_declared_sizes_are_checked_before_the_model_is_built(tmp_path, monkeypatch):
+    import rnnx.io
+    path = tmp_path / "m.npz"
+    save(MODELS["lstm-stack"](), path)
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    header = json.loads(str(arrays["__rnnx__"]))
+    header["architecture"]["config"]["layers"][0]["config"]["hidden_size"] = 10 ** 7
+    arrays["__rnnx__"] = np.array(json.dumps(header))
+    np.savez(tmp_path / "big.npz", **arrays)
+    built = []
+    monkeypatch.setattr(rnnx.io, "_build", lambda spec: built.append(spec))
+    with pytest.raises(ValueError, match=r"'0\.weight_ih_l0' must have shape \(40000000, 2\) "
+                                         r"for the declared sizes, the file stores \(20, 2\)"):
+        load(tmp_path / "big.npz")
+    assert built == []                                 # never built (nor allocated)
+    header["architecture"]["config"]["layers"][0]["config"]["num_layers"] = -1
+    arrays["__rnnx__"] = np.array(json.dumps(header))
+    np.savez(tmp_path / "negative.npz", **arrays)
+    with pytest.raises(ValueError, match=r"config\['num_layers'\] of the LSTM layer must be an "
+                                         r"int >= 1, got -1"):
+        load(tmp_path / "negative.npz")
+    assert built == []
+
+
+def test_formats_dispatch_on_the_extension(tmp_path, monkeypatch):
+    import rnnx.io
+    calls = []
+    monkeypatch.setitem(rnnx.io.FORMATS, ".fake", (lambda model, path: calls.append(("save", path)),
+                                                   lambda path, into: calls.append(("load", path))))
+    save(MODELS["mlp"](), tmp_path / "m.FAKE")
+    load(tmp_path / "m.fake")
+    assert calls == [("save", str(tmp_path / "m.FAKE")), ("load", str(tmp_path / "m.fake"))]
+    save(MODELS["mlp"](), tmp_path / "m.weights")                # unknown: the npz layout
+    assert zipfile.is_zipfile(tmp_path / "m.weights")

@@ -119,3 +119,17 @@ def test_errors_name_the_argument():
     with pytest.raises(ValueError, match="loss must be one of"):
         get_loss("hinge")
     assert isinstance(get_loss("mse"), MSELoss)
+
+
+@pytest.mark.filterwarnings("error")        # a ComplexWarning (silent cast) would fail the test
+@pytest.mark.parametrize("loss", [MSELoss(), SigmoidBinaryCrossEntropy(), SoftmaxCrossEntropy()])
+def test_complex_arrays_are_refused_naming_the_argument(loss):
+    output = np.zeros((3, 2, 4))
+    target = np.zeros((3, 2), np.int64) if isinstance(loss, SoftmaxCrossEntropy) else np.zeros((3, 2, 4))
+    with pytest.raises(TypeError, match=r"^output must be float32 or float64, got complex128"):
+        loss(output + 0j, target)
+    with pytest.raises(TypeError, match=r"^target must be .*complex128"):
+        loss(output, target + 1j)
+    with pytest.raises(TypeError, match=r"^mask must be .*complex128"):
+        loss(output, target, np.ones((3, 2), complex))
+    assert np.isfinite(loss(output, target)[0])

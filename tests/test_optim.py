@@ -78,3 +78,29 @@ def test_optimizer_errors():
         Adam([w])
     with pytest.raises(ValueError, match="max_norm must be finite and > 0"):
         clip_grad_norm({"w": w}, 0)
+
+
+@pytest.mark.parametrize("make", [lambda p: SGD(p, lr=0.1, momentum=0.9), lambda p: Adam(p),
+                                  lambda p: Adagrad(p)])
+def test_step_is_all_or_nothing(make):
+    params = {"a": np.ones(3), "b": np.ones(2), "c": np.ones(2)}
+    opt = make(params)
+    opt.step({"a": np.ones(3), "b": np.ones(2)})
+    before = {k: v.copy() for k, v in params.items()}
+    state_before = repr(vars(opt))
+    bad_grads = [({"a": np.ones(3), "b": np.ones(2), "c": np.ones(3)}, ValueError,
+                  r"grads\['c'\] must have shape \(2,\), got \(3,\)"),
+                 ({"a": np.ones(3), "b": np.ones(2), "c": np.ones(2) + 1j}, TypeError,
+                  r"grads\['c'\] must be a real .*complex128"),
+                 ({"a": np.ones(3), "c": np.array(["x", "y"])}, TypeError, r"grads\['c'\]")]
+    for grads, error, message in bad_grads:
+        with pytest.raises(error, match=message):
+            opt.step(grads)
+        for key, value in params.items():               # the earlier 'a' and 'b' untouched
+            np.testing.assert_array_equal(value, before[key])
+        assert repr(vars(opt)) == state_before and opt.steps == 1
+
+
+def test_complex_parameters_refused():
+    with pytest.raises(TypeError, match=r"params\['w'\] must be a float32/float64 ndarray"):
+        SGD({"w": np.zeros(2, complex)})

@@ -395,3 +395,62 @@ def test_optimizer_of_another_model_is_refused():
     model, other = Sequential(GRU(2, 3), Dense(3, 1)), Sequential(GRU(2, 3), Dense(3, 1))
     with pytest.raises(ValueError, match="optimizer must be built on this model's"):
         Trainer(model, MSELoss(), Adam(other.parameters()))
+
+
+@pytest.mark.filterwarnings("error")        # a ComplexWarning (silent cast) would fail the test
+def test_fit_refuses_complex_data_naming_the_argument():
+    model = Sequential(RNN(1, 3, seed=0), Dense(3, 1, seed=0))
+    trainer = Trainer(model, MSELoss(), SGD(model.parameters(), lr=0.1))
+    x, y = np.ones((4, 2, 1)), np.ones((4, 2, 1))
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    with pytest.raises(TypeError, match=r"^x must be a real .*complex128"):
+        trainer.fit(x + 1j, y)
+    with pytest.raises(TypeError, match=r"^y must be a real .*complex128"):
+        trainer.fit(x, y * 1j)
+    with pytest.raises(TypeError, match=r"^x must be a real"):
+        trainer.evaluate(x.astype(complex), y)
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, before[key])
+    assert trainer.updates == 0
+
+
+def test_fit_with_no_steps_or_no_sequences_names_x_and_its_shape():
+    model = Sequential(LSTM(2, 3, seed=0), Dense(3, 1, seed=0))
+    trainer = Trainer(model, MSELoss(), SGD(model.parameters(), lr=0.1), bptt=2)
+    with pytest.raises(ValueError, match=r"x must have at least one time step .*\(0, 4, 2\)"):
+        trainer.fit(np.zeros((0, 4, 2)), np.zeros((0, 4, 1)))
+    with pytest.raises(ValueError, match=r"x must hold at least one sequence .*\(5, 0, 2\)"):
+        trainer.fit(np.zeros((5, 0, 2)), np.zeros((5, 0, 1)))
+    mlp = Sequential(Dense(2, 1, seed=0))
+    with pytest.raises(ValueError, match=r"x must hold at least one sequence .*\(0, 2\)"):
+        Trainer(mlp, MSELoss(), SGD(mlp.parameters())).fit(np.zeros((0, 2)), np.zeros((0, 1)))
+    assert trainer.updates == 0
+
+
+class NaNGradientLoss(MSELoss):
+    """An MSE whose value stays finite but whose gradient is NaN at one position."""
+
+    def __call__(self, output, target, mask=None):
+        value, grad = super().__call__(output, target, mask)
+        grad[-1, 0, 0] = np.nan
+        return value, grad
+
+
+def test_non_finite_gradient_stops_before_the_update():
+    model = Sequential(GRU(1, 3, seed=0), Dense(3, 1, seed=0))
+    trainer = Trainer(model, NaNGradientLoss(), SGD(model.parameters(), lr=0.1), clip_norm=1.0)
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    with pytest.raises(NonFiniteLossError, match=r"gradient norm became nan at update 1"):
+        trainer.fit(np.ones((6, 2, 1)), np.zeros((6, 2, 1)))
+    for key, value in model.state_dict().items():              # no update was applied
+        np.testing.assert_array_equal(value, before[key])
+
+
+@pytest.mark.parametrize("cell", ["RNN", "LSTM", "GRU"])
+def test_inference_passes_nan_through(cell):
+    model = Sequential(CELLS[cell](1, 4, seed=0), Dense(4, 1, seed=1))
+    x = np.ones((8, 2, 1), np.float32)
+    x[3, 0, 0] = np.nan
+    y = model.predict(x)
+    assert np.isfinite(y[:3]).all() and np.isfinite(y[:, 1]).all()     # before, and other row
+    assert np.isnan(y[3:, 0]).all()                                     # from there on, NaN
