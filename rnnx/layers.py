@@ -66,7 +66,7 @@ _COMMON_DOC = """
         weight_hh_l{{k}}  (G, H)
         bias_ih_l{{k}}, bias_hh_l{{k}}  (G,)
 
-    Calls
+    Notes
     -----
     ``y, state = layer(x, state=None, lengths=None)``: inference.
     ``y, state, cache = layer.forward(x, state=None, lengths=None)``: training forward.
@@ -391,6 +391,7 @@ class Stream:
     """
 
     def __init__(self, layer, batch_size=1, state=None):
+        """Made by layer.stream(batch_size, state); see help(rnnx.Stream)."""
         B = positive_int(batch_size, "batch_size")
         self._layer = layer
         self._weights = [tuple(None if w is None else w.copy() for w in layer._weights(k, 0))
@@ -498,6 +499,7 @@ class RNN(_Recurrent):
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, dtype=np.float32, seed=None,
                  nonlinearity="tanh"):
+        """Build the layer, weights uniform in +-1/sqrt(hidden_size); see help(rnnx.RNN)."""
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
@@ -525,6 +527,7 @@ class LSTM(_Recurrent):
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, dtype=np.float32, seed=None):
+        """Build the layer, weights uniform in +-1/sqrt(hidden_size); see help(rnnx.LSTM)."""
         self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                     bidirectional, dtype, seed)
 
@@ -549,6 +552,7 @@ class GRU(_Recurrent):
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, dtype=np.float32, seed=None,
                  reset_after=True):
+        """Build the layer, weights uniform in +-1/sqrt(hidden_size); see help(rnnx.GRU)."""
         self.reset_after = bool(reset_after)
         self._cell = _core.GRU if self.reset_after else _core.GRU_RESET_BEFORE
         self.cell_name = "gru_reset_after" if self.reset_after else "gru_reset_before"
