@@ -433,7 +433,9 @@ class Stream:
             raise
 
     def _coerce(self, x_t):
-        return as_layer_dtype(x_t, self._dtype, "x_t", "this stream")
+        # native byte order too: the core's fast path reads the bytes as they are
+        x_t = as_layer_dtype(x_t, self._dtype, "x_t", "this stream")
+        return np.ascontiguousarray(x_t, dtype=self._dtype) if np.ndim(x_t) < 3 else x_t
 
     def run(self, x):
         """Run a chunk, carrying the state: ``y = stream.run(x)``.

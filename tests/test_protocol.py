@@ -322,6 +322,15 @@ def test_lower_precision_is_upcast():
         stream.run(np.zeros((4, 2, 3)))
     half = lstm.stream(batch_size=2).step(np.full((2, 3), 0.5, np.float16))
     np.testing.assert_array_equal(half, lstm.stream(batch_size=2).step(np.full((2, 3), 0.5, np.float32)))
+    # byte-swapped input is read by value, in a step and in a chunk
+    chunk = np.random.default_rng(2).standard_normal((4, 2, 3)).astype(np.float32)
+    swapped = chunk.astype(chunk.dtype.newbyteorder())
+    for make_stream in (lambda: lstm.stream(batch_size=2),):
+        a, b = make_stream(), make_stream()
+        np.testing.assert_array_equal(np.stack([a.step(x_t) for x_t in swapped]),
+                                      np.stack([b.step(x_t) for x_t in chunk]))
+        np.testing.assert_array_equal(a.run(swapped), b.run(chunk))
+    np.testing.assert_array_equal(lstm(swapped)[0], lstm(chunk)[0])
     # Python lists are taken in the layer's dtype
     y_list, _ = rnnx.GRU(1, 2, seed=0)([[0.5], [1.0]])
     assert y_list.dtype == np.float32 and y_list.shape == (2, 2)
