@@ -9,6 +9,8 @@ Shapes (T time, B batch, I input_size, H hidden_size, L num_layers, D 1 or 2):
     y      (T, B, D*H): the forward direction first, then the reverse
     state  h (L*D, B, H) for RNN and GRU, (h, c) for LSTM; layer-major, direction-minor
 """
+import warnings
+
 import numpy as np
 
 try:
@@ -86,7 +88,6 @@ class _Recurrent(Module):
     """A stack of recurrent layers; RNN, LSTM and GRU differ only in their cell."""
 
     _gates = 1
-    _cell_option = ()
     _config_keys = ("input_size", "hidden_size", "num_layers", "bias", "batch_first",
                     "dropout", "bidirectional", "dtype")
 
@@ -103,6 +104,10 @@ class _Recurrent(Module):
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
         self.dropout = float(dropout)
+        if self.dropout > 0 and self.num_layers == 1:
+            warnings.warn(f"{type(self).__name__}: dropout={self.dropout} applies between stacked "
+                          f"layers, so it does nothing with num_layers=1 (as in PyTorch)",
+                          UserWarning, stacklevel=3)
         self.bidirectional = bool(bidirectional)
         self.num_directions = 2 if self.bidirectional else 1
         self.dtype = check_dtype(dtype)
