@@ -291,9 +291,7 @@ def test_float64_into_a_float32_layer_raises(model):
             warnings.simplefilter("error")          # no ComplexWarning: an error
             with pytest.raises(TypeError, match=match):
                 model(bad)
-    y32, _ = (model(x64.astype(np.float32)), None)
-    if isinstance(y32, tuple):
-        y32 = y32[0]
+    y32 = model.forward(x64.astype(np.float32))[0]
     assert y32.dtype == np.float32
 
 
@@ -306,8 +304,12 @@ def test_lower_precision_is_upcast():
         y64, s64 = layer(x.astype(np.float64))
         assert y32.dtype == np.float64
         np.testing.assert_array_equal(y32, y64)
-        # state, dy and dstate follow the same policy
-        layer.forward(x, state=s32 if not isinstance(s32, tuple) else tuple(s.astype(np.float32) for s in s32))
+        # a float32 state into a float64 layer is upcast too
+        state32 = tuple(s.astype(np.float32) for s in s32) if isinstance(s32, tuple) \
+            else s32.astype(np.float32)
+        state64 = tuple(s.astype(np.float64) for s in state32) if isinstance(state32, tuple) \
+            else state32.astype(np.float64)
+        np.testing.assert_array_equal(layer(x, state32)[0], layer(x, state64)[0])
     lstm = rnnx.LSTM(3, 4, seed=0)
     h = np.zeros((1, 2, 4))
     with pytest.raises(TypeError, match=r"state\[0\] \(h\) has dtype float64 but this LSTM is float32"):
