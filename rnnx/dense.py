@@ -105,7 +105,7 @@ class Dense(Module):
     [-1/sqrt(in_features), 1/sqrt(in_features)]): ``weight`` (out_features, in_features),
     ``bias`` (out_features,).
 
-    Calls
+    Notes
     -----
     ``y = dense(x)``: inference, x (..., in_features) -> y (..., out_features).
     ``y, None, cache = dense.forward(x, state=None, lengths=None, logits=False)``.
@@ -119,6 +119,7 @@ class Dense(Module):
 
     def __init__(self, in_features, out_features, activation="identity", *, bias=True,
                  dtype=np.float32, seed=None):
+        """Build the layer, weights uniform in +-1/sqrt(in_features); see help(rnnx.Dense)."""
         self.in_features = positive_int(in_features, "in_features")
         self.out_features = positive_int(out_features, "out_features")
         if activation not in ACTIVATIONS:

@@ -9,6 +9,8 @@ Shapes (T time, B batch, I input_size, H hidden_size, L num_layers, D 1 or 2):
     y      (T, B, D*H): the forward direction first, then the reverse
     state  h (L*D, B, H) for RNN and GRU, (h, c) for LSTM; layer-major, direction-minor
 """
+import warnings
+
 import numpy as np
 
 try:
@@ -66,7 +68,7 @@ _COMMON_DOC = """
         weight_hh_l{{k}}  (G, H)
         bias_ih_l{{k}}, bias_hh_l{{k}}  (G,)
 
-    Calls
+    Notes
     -----
     ``y, state = layer(x, state=None, lengths=None)``: inference.
     ``y, state, cache = layer.forward(x, state=None, lengths=None)``: training forward.
@@ -86,7 +88,6 @@ class _Recurrent(Module):
     """A stack of recurrent layers; RNN, LSTM and GRU differ only in their cell."""
 
     _gates = 1
-    _cell_option = ()
     _config_keys = ("input_size", "hidden_size", "num_layers", "bias", "batch_first",
                     "dropout", "bidirectional", "dtype")
 
@@ -103,6 +104,10 @@ class _Recurrent(Module):
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
         self.dropout = float(dropout)
+        if self.dropout > 0 and self.num_layers == 1:
+            warnings.warn(f"{type(self).__name__}: dropout={self.dropout} applies between stacked "
+                          f"layers, so it does nothing with num_layers=1 (as in PyTorch)",
+                          UserWarning, stacklevel=3)
         self.bidirectional = bool(bidirectional)
         self.num_directions = 2 if self.bidirectional else 1
         self.dtype = check_dtype(dtype)
@@ -391,6 +396,7 @@ class Stream:
     """
 
     def __init__(self, layer, batch_size=1, state=None):
+        """Made by layer.stream(batch_size, state); see help(rnnx.Stream)."""
         B = positive_int(batch_size, "batch_size")
         self._layer = layer
         self._weights = [tuple(None if w is None else w.copy() for w in layer._weights(k, 0))
@@ -432,7 +438,9 @@ class Stream:
             raise
 
     def _coerce(self, x_t):
-        return as_layer_dtype(x_t, self._dtype, "x_t", "this stream")
+        # native byte order too: the core's fast path reads the bytes as they are
+        x_t = as_layer_dtype(x_t, self._dtype, "x_t", "this stream")
+        return np.ascontiguousarray(x_t, dtype=self._dtype) if np.ndim(x_t) < 3 else x_t
 
     def run(self, x):
         """Run a chunk, carrying the state: ``y = stream.run(x)``.
@@ -498,6 +506,7 @@ class RNN(_Recurrent):
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, dtype=np.float32, seed=None,
                  nonlinearity="tanh"):
+        """Build the layer, weights uniform in +-1/sqrt(hidden_size); see help(rnnx.RNN)."""
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
@@ -525,6 +534,7 @@ class LSTM(_Recurrent):
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, dtype=np.float32, seed=None):
+        """Build the layer, weights uniform in +-1/sqrt(hidden_size); see help(rnnx.LSTM)."""
         self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                     bidirectional, dtype, seed)
 
@@ -549,6 +559,7 @@ class GRU(_Recurrent):
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, dtype=np.float32, seed=None,
                  reset_after=True):
+        """Build the layer, weights uniform in +-1/sqrt(hidden_size); see help(rnnx.GRU)."""
         self.reset_after = bool(reset_after)
         self._cell = _core.GRU if self.reset_after else _core.GRU_RESET_BEFORE
         self.cell_name = "gru_reset_after" if self.reset_after else "gru_reset_before"

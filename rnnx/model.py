@@ -71,7 +71,7 @@ class Sequential:
         False: an output at every step (many-to-many). True: one output per sequence,
         from the last recurrent layer's last valid step.
 
-    Calls
+    Notes
     -----
     ``y, state = model(x, state=None, lengths=None)``: inference (no dropout).
     ``y, state, cache = model.forward(x, state=None, lengths=None, logits=False)``.
@@ -82,6 +82,7 @@ class Sequential:
     """
 
     def __init__(self, *layers, many_to_one=False):
+        """Stack the layers; see help(rnnx.Sequential)."""
         if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
             layers = tuple(layers[0])
         if not layers:

@@ -39,7 +39,8 @@ def test_inference_and_p0_equal_no_dropout(variant):
     np.testing.assert_array_equal(g0[0], gp[0])
     assert all(np.array_equal(g0[2][k], gp[2][k]) for k in gp[2])
     # one layer: nothing to drop between layers
-    single = make(variant, 3, 4, dropout=0.9, dtype=np.float64, seed=0)
+    with pytest.warns(UserWarning, match="does nothing with num_layers=1"):
+        single = make(variant, 3, 4, dropout=0.9, dtype=np.float64, seed=0)
     np.testing.assert_array_equal(single.forward(x)[0], single(x)[0])
 
 
@@ -123,7 +124,7 @@ def test_dropout_argument_is_checked_and_in_config():
             rnnx.LSTM(2, 3, num_layers=2, dropout=bad)
     for bad in ("0.5", None, True):
         with pytest.raises(TypeError, match="dropout must be a float"):
-            rnnx.GRU(2, 3, dropout=bad)
+            rnnx.GRU(2, 3, num_layers=2, dropout=bad)
     layer = rnnx.RNN(2, 3, num_layers=2, dropout=0.25)
     assert layer.config()["dropout"] == 0.25
     assert type(layer)(**layer.config()).dropout == 0.25
