@@ -43,8 +43,17 @@ def _build(spec):
     return layer_from_spec(spec)
 
 
+def _is_rnnx_file(path):
+    """A path ending in .rnnx goes to the C library's flat format (rnnx/rnnx_format.py)."""
+    return isinstance(path, (str, os.PathLike)) and os.fspath(path).lower().endswith(".rnnx")
+
+
 def save(model, path):
-    """Write model's architecture (JSON) and weights to the .npz file at path."""
+    """Write model's architecture (JSON) and weights to the .npz file at path
+    (or to the C library's .rnnx format when path ends in .rnnx)."""
+    if _is_rnnx_file(path):
+        from .rnnx_format import save_rnnx
+        return save_rnnx(model, path)
     spec = _spec(model)
     header = json.dumps({"format": FORMAT, "version": VERSION, "architecture": spec}, sort_keys=True)
     arrays = {PARAM_PREFIX + name: np.ascontiguousarray(value)
@@ -90,7 +99,18 @@ def _read(path):
 def load(path, into=None):
     """Load the model saved at path. With into=model, load the weights into that existing
     model instead, after checking its architecture equals the file's; returns the model.
-    On any error nothing is changed."""
+    On any error nothing is changed. A path ending in .rnnx is read as the C library's format."""
+    if _is_rnnx_file(path):
+        from .rnnx_format import load_rnnx
+        model = load_rnnx(path)
+        if into is None:
+            return model
+        try:
+            into.load_state_dict(model.state_dict())
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{os.fspath(path)!r} holds a different architecture than the model "
+                             f"given as into: {error}") from error
+        return into
     header, params = _read(path)
     spec = header["architecture"]
     try:
