@@ -62,7 +62,7 @@ int main(int argc, char** argv)
     for (int k = 0; k < 2; k++) {
         float* x = malloc(nx * sizeof(float));
         for (size_t i = 0; i < nx; i++)
-            x[i] = (float)rand() / RAND_MAX * 2 - 1;
+            x[i] = (float)((double)rand() / RAND_MAX * 2 - 1);
         job j = {&m, x, calloc(ny, sizeof(float)), calloc(ny, sizeof(float)), -1};
         job a = {&m, x, calloc(ny, sizeof(float)), calloc(ny, sizeof(float)), -1};
         jobs[k] = j;
