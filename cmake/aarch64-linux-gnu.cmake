@@ -1,7 +1,7 @@
 # Cross-compiling for 64-bit ARM Linux with Debian's gcc-aarch64-linux-gnu;
 # ctest runs the tests under qemu-user:
 #   cmake -S . -B build-arm -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake
-#   cmake --build build-arm && ctest --test-dir build-arm
+#   cmake --build build-arm && (cd build-arm && ctest)
 set(CMAKE_SYSTEM_NAME Linux)
 set(CMAKE_SYSTEM_PROCESSOR aarch64)
 set(CMAKE_C_COMPILER aarch64-linux-gnu-gcc)

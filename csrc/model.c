@@ -385,24 +385,34 @@ static int read_file(const char* path, unsigned char* dst, size_t dst_bytes, siz
     return status;
 }
 
-/* The memory rnnx_model_from_file needs for a file of len bytes whose header
- * is header[0..got): the file, rounded up to 16, then the layer table, sized
- * from the header's layer count and an upper bound on the tensor count. */
-static int file_mem_size(const unsigned char* header, size_t got, size_t len, size_t* bytes)
+/* The memory rnnx_model_from_file needs for a file of len bytes that starts
+ * with head[0..got): the file, rounded up to 16, then the layer table, sized
+ * from the layer count and the descriptors' tensor counts. */
+static int file_mem_size(const unsigned char* head, size_t got, size_t len, size_t* bytes)
 {
-    if (got < sizeof MAGIC || memcmp(header, MAGIC, sizeof MAGIC) != 0)
-        return got < sizeof MAGIC && memcmp(header, MAGIC, got) == 0 ? RNNX_ETRUNCATED : RNNX_EMAGIC;
+    if (got < sizeof MAGIC || memcmp(head, MAGIC, sizeof MAGIC) != 0)
+        return got < sizeof MAGIC && memcmp(head, MAGIC, got) == 0 ? RNNX_ETRUNCATED : RNNX_EMAGIC;
     if (got < 12)
         return RNNX_ETRUNCATED;
-    if (read_u32(header + 8) != FORMAT_VERSION)
+    if (read_u32(head + 8) != FORMAT_VERSION)
         return RNNX_EVERSION;
     if (got < HEADER_BYTES)
         return RNNX_ETRUNCATED;
-    const uint32_t count = read_u32(header + 16);
+    const uint32_t count = read_u32(head + 16);
     if (count < 1 || count > MAX_LAYERS)
         return RNNX_ECORRUPT;
-    const size_t max_tensors = len / 4 + 1;  /* every tensor holds at least one element */
-    *bytes = round_up(len, 16) + (size_t)count * sizeof(rnnx_layer) + max_tensors * sizeof(void*);
+    if (got < HEADER_BYTES + (size_t)DESCRIPTOR_BYTES * count)
+        return RNNX_ETRUNCATED;
+    size_t tensors = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        rnnx_layer l;
+        read_descriptor(&l, head + HEADER_BYTES + (size_t)DESCRIPTOR_BYTES * i);
+        if (l.num_layers < 1 || l.num_layers > MAX_STACK || l.num_directions < 1 ||
+            l.num_directions > 2 || (l.bias != 0 && l.bias != 1))
+            return RNNX_ECORRUPT;
+        tensors += (size_t)tensor_count(&l);
+    }
+    *bytes = round_up(len, 16) + (size_t)count * sizeof(rnnx_layer) + tensors * sizeof(void*);
     return RNNX_OK;
 }
 
@@ -415,13 +425,13 @@ int rnnx_model_file_size(const char* path, size_t* bytes)
     int status = read_file(path, NULL, 0, &len);
     if (status != RNNX_OK)
         return status;
-    unsigned char header[HEADER_BYTES];
+    unsigned char head[HEADER_BYTES + DESCRIPTOR_BYTES * MAX_LAYERS];
     FILE* f = fopen(path, "rb");
     if (!f)
         return RNNX_EIO;
-    const size_t got = fread(header, 1, sizeof header, f);
+    const size_t got = fread(head, 1, sizeof head, f);
     fclose(f);
-    return file_mem_size(header, got, len, bytes);
+    return file_mem_size(head, got, len, bytes);
 }
 
 int rnnx_model_from_file(rnnx_model* m, const char* path, void* mem, size_t mem_bytes)
@@ -434,8 +444,7 @@ int rnnx_model_from_file(rnnx_model* m, const char* path, void* mem, size_t mem_
     int status = read_file(path, (unsigned char*)mem, mem_bytes, &len);
     if (status != RNNX_OK)
         return status;
-    status = file_mem_size((const unsigned char*)mem, len < HEADER_BYTES ? len : HEADER_BYTES, len,
-                           &need);
+    status = file_mem_size((const unsigned char*)mem, len, len, &need);
     if (status != RNNX_OK)
         return status;
     if (mem_bytes < need)
@@ -445,6 +454,15 @@ int rnnx_model_from_file(rnnx_model* m, const char* path, void* mem, size_t mem_
 }
 
 #endif /* RNNX_NO_STDIO */
+
+/* The core's AUTO path sends large per-step products to BLAS, or to its
+ * naive gemm when no BLAS is given; without a BLAS the small kernel (the
+ * core's own fast one) is the better choice at every size. */
+static int path_for(const rnnx_blas* blas, int dtype)
+{
+    const int has_gemm = blas && (dtype == RNNX_FLOAT64 ? blas->dgemm != NULL : blas->sgemm != NULL);
+    return has_gemm ? RNNX_PATH_AUTO : RNNX_PATH_SMALL;
+}
 
 /* ---------------------------------------------------------- Dense layers --- */
 
@@ -508,13 +526,14 @@ typedef struct model_dims {
     size_t width;         /* max features of any activation, input included */
     size_t hidden;        /* max H of a recurrent layer */
     size_t core_work;     /* max rnnx_forward_work_size over recurrent sub-layers */
+    size_t w_ih_t;        /* max I_k * G over recurrent sub-layers: room for one W_ih^T */
     int recurrent;        /* index of the last recurrent layer, or -1 */
     int bidirectional;    /* some layer has two directions */
 } model_dims;
 
 static model_dims dims_of(const rnnx_model* m, int T, int B)
 {
-    model_dims d = {(size_t)m->input_size, 0, 0, -1, 0};
+    model_dims d = {(size_t)m->input_size, 0, 0, 0, -1, 0};
     for (int i = 0; i < m->num_layers; i++) {
         const rnnx_layer* l = &m->layers[i];
         const size_t out = (size_t)layer_output_size(l);
@@ -527,7 +546,9 @@ static model_dims dims_of(const rnnx_model* m, int T, int B)
         for (int k = 0; k < l->num_layers; k++) {
             const int in = k == 0 ? l->input_size : l->num_directions * l->hidden_size;
             const size_t w = rnnx_forward_work_size(l->kind, T, B, in, l->hidden_size, 0);
+            const size_t t = (size_t)in * rnnx_gate_count(l->kind) * l->hidden_size;
             d.core_work = w > d.core_work ? w : d.core_work;
+            d.w_ih_t = t > d.w_ih_t ? t : d.w_ih_t;
         }
     }
     return d;
@@ -539,8 +560,9 @@ size_t rnnx_model_run_work_size(const rnnx_model* m, int T, int B)
         return 0;
     const model_dims d = dims_of(m, T, B);
     const size_t TB = (size_t)T * B;
-    /* three activation buffers, zero h0/c0, h_n, c_n, the core's work */
-    return (3 * TB * d.width + 3 * (size_t)B * d.hidden + d.core_work) * elem_size(m->dtype);
+    /* three activation buffers, zero h0/c0, h_n, c_n, W_ih^T, the core's work */
+    return (3 * TB * d.width + 3 * (size_t)B * d.hidden + d.w_ih_t + d.core_work) *
+           elem_size(m->dtype);
 }
 
 /* Each row's output at its last valid step: the forward half at
@@ -558,12 +580,24 @@ static void last_step(unsigned char* pooled, const unsigned char* y, int T, int 
     }
 }
 
+/* dst (cols,rows) := src (rows,cols)^T */
+static void transpose(unsigned char* dst, const unsigned char* src, size_t rows, size_t cols,
+                      size_t elem)
+{
+    for (size_t r = 0; r < rows; r++)
+        for (size_t c = 0; c < cols; c++)
+            memcpy(dst + (c * rows + r) * elem, src + (r * cols + c) * elem, elem);
+}
+
 /* One recurrent layer (a stack, both directions) over a whole sequence:
  * x (T,B,I) -> y (T,B,D*H), from zero states.  Sub-layer k < L-1 writes
- * inter[k % 2]; neither inter may be y, and inter[0] may not be x. */
+ * inter[k % 2]; neither inter may be y, and inter[0] may not be x.
+ * w_ih_t has room for one W_ih^T, handed to the core so that its input
+ * projection runs its own row kernel rather than the naive gemm when there
+ * is no BLAS (the same kernel as a stream's steps). */
 static int run_recurrent(const rnnx_layer* l, int dtype, const rnnx_blas* blas, const void* x,
                          void* y, void* const* inter, int T, int B, const int64_t* lengths,
-                         void* zeros, void* h_n, void* c_n, void* core_work)
+                         void* zeros, void* h_n, void* c_n, unsigned char* w_ih_t, void* core_work)
 {
     const int H = l->hidden_size, D = l->num_directions, per = l->bias ? 4 : 2;
     const size_t elem = elem_size(dtype);
@@ -572,14 +606,16 @@ static int run_recurrent(const rnnx_layer* l, int dtype, const rnnx_blas* blas, 
         void* out = k == l->num_layers - 1 ? y : inter[k % 2];
         for (int d = 0; d < D; d++) {
             const void* const* t = l->tensors + (size_t)(k * D + d) * per;
+            const int I = k == 0 ? l->input_size : D * H;
+            transpose(w_ih_t, t[0], (size_t)rnnx_gate_count(l->kind) * H, (size_t)I, elem);
             rnnx_forward_args a;
             memset(&a, 0, sizeof a);  /* fields the core adds later: zero = the default */
             a.cell = l->kind;
             a.dtype = dtype;
-            a.path = RNNX_PATH_AUTO;
+            a.path = path_for(blas, dtype);
             a.T = T;
             a.B = B;
-            a.I = k == 0 ? l->input_size : D * H;
+            a.I = I;
             a.H = H;
             a.reverse = d;
             a.lengths = lengths;
@@ -590,6 +626,7 @@ static int run_recurrent(const rnnx_layer* l, int dtype, const rnnx_blas* blas, 
             a.w_hh = t[1];
             a.b_ih = l->bias ? t[2] : NULL;
             a.b_hh = l->bias ? t[3] : NULL;
+            a.w_ih_t = w_ih_t;
             a.y = (unsigned char*)out + (size_t)d * H * elem;
             a.ldy = (ptrdiff_t)D * H;
             a.h_n = h_n;
@@ -631,7 +668,8 @@ int rnnx_model_run(const rnnx_model* m, const rnnx_blas* blas, const void* x, in
     unsigned char* zeros = buffers[2] + TB * d.width * elem;
     unsigned char* h_n = zeros + BH * elem;
     unsigned char* c_n = h_n + BH * elem;
-    void* core_work = c_n + BH * elem;
+    unsigned char* w_ih_t = c_n + BH * elem;
+    void* core_work = w_ih_t + d.w_ih_t * elem;
     memset(zeros, 0, BH * elem);
 
     const void* cur = x;
@@ -659,7 +697,7 @@ int rnnx_model_run(const rnnx_model* m, const rnnx_blas* blas, const void* x, in
             if (buffers[j] != out && buffers[j] == cur)
                 inter[n++] = buffers[j];
         status = run_recurrent(l, m->dtype, blas, cur, out, inter, T, B, lengths, zeros, h_n, c_n,
-                               core_work);
+                               w_ih_t, core_work);
         if (status != RNNX_OK)
             return status;
         cur = out;
@@ -731,15 +769,6 @@ size_t rnnx_stream_size(const rnnx_model* m, int B)
         return 0;
     const stream_sizes s = stream_sizes_of(m, B);
     return (s.states + s.transposes + s.activations + s.core_work) * elem_size(m->dtype);
-}
-
-/* dst (cols,rows) := src (rows,cols)^T */
-static void transpose(unsigned char* dst, const unsigned char* src, size_t rows, size_t cols,
-                      size_t elem)
-{
-    for (size_t r = 0; r < rows; r++)
-        for (size_t c = 0; c < cols; c++)
-            memcpy(dst + (c * rows + r) * elem, src + (r * cols + c) * elem, elem);
 }
 
 int rnnx_stream_init(rnnx_stream* s, const rnnx_model* m, const rnnx_blas* blas, int B,
@@ -833,7 +862,7 @@ int rnnx_stream_step(rnnx_stream* s, const void* x, void* y)
             memset(&a, 0, sizeof a);
             a.cell = l->kind;
             a.dtype = m->dtype;
-            a.path = RNNX_PATH_AUTO;
+            a.path = path_for(s->blas, m->dtype);
             a.T = 1;
             a.B = B;
             a.I = (int)I;

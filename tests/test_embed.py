@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 import rnnx
-from rnnx import _core
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(ROOT, "tests", "c", "data")
@@ -77,6 +76,7 @@ def _dense_twin(layer, x):
         acc = acc + w[:, k][None, :] * x[:, k][:, None]
     z = acc + params["bias"] if layer.bias else acc
     if layer.activation in ("sigmoid", "tanh"):
+        from rnnx import _core
         return _core.activation(layer.activation, z)
     if layer.activation == "relu":
         return np.where(z > 0, z, dtype.type(0))
@@ -114,7 +114,7 @@ def _python_stream(model, x):
 
 
 def test_ctest_passes(build):
-    result = subprocess.run(["ctest", "--test-dir", str(build / "build"), "--output-on-failure"],
+    result = subprocess.run(["ctest", "--output-on-failure"], cwd=build / "build",
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-4000:]
 
@@ -193,7 +193,7 @@ def test_aarch64_under_qemu_equals_x86(build, tmp_path):
     arm = tmp_path / "arm"
     _build(ROOT, str(arm), f"-DCMAKE_TOOLCHAIN_FILE={os.path.join(ROOT, 'cmake', 'aarch64-linux-gnu.cmake')}",
            f"-DRNNX_EMBED_MODEL_SOURCE={build / 'head_data.c'}")
-    result = subprocess.run(["ctest", "--test-dir", str(arm), "--output-on-failure"],
+    result = subprocess.run(["ctest", "--output-on-failure"], cwd=arm,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-4000:]
     qemu = ("qemu-aarch64", "-L", "/usr/aarch64-linux-gnu")
@@ -207,3 +207,44 @@ def test_aarch64_under_qemu_equals_x86(build, tmp_path):
     native = _stream_c(str(build / "build" / "examples" / "embed" / "rnnx_stream_static"), x)
     emulated = _stream_c(str(arm / "examples" / "embed" / "rnnx_stream_static"), x, emulator=qemu)
     np.testing.assert_allclose(emulated, native, rtol=1e-5, atol=1e-6)
+
+
+def test_install_and_pkg_config(build, tmp_path):
+    """cmake --install gives the headers, both libraries and rnnx.pc; a program built with
+    `pkg-config --cflags --libs rnnx` alone reads a model and reports the version."""
+    _require("pkg-config")
+    prefix = tmp_path / "prefix"
+    subprocess.run(["cmake", "--install", str(build / "build"), "--prefix", str(prefix)],
+                   check=True, capture_output=True)
+    libdir = next(p for p in (prefix / "lib", prefix / "lib64", *prefix.glob("lib/*"))
+                  if (p / "pkgconfig" / "rnnx.pc").exists())
+    for header in ("rnnx.h", "rnnx_model.h", "rnnx_version.h"):
+        assert (prefix / "include" / header).exists()
+    assert (libdir / "librnnx.a").exists() and list(libdir.glob("librnnx.so*"))
+    program = tmp_path / "use.c"
+    program.write_text(r'''
+#include <stdio.h>
+#include <stdlib.h>
+#include "rnnx_model.h"
+int main(int argc, char** argv) {
+    size_t bytes = 0;
+    rnnx_model m;
+    int status = rnnx_model_file_size(argv[1], &bytes);
+    void* mem = malloc(bytes);
+    if (status == RNNX_OK) status = rnnx_model_from_file(&m, argv[1], mem, bytes);
+    if (status != RNNX_OK) { printf("%s\n", rnnx_strerror(status)); return 1; }
+    printf("%s %d %d %d %d\n", rnnx_version(), RNNX_VERSION_MAJOR, m.num_layers, m.input_size,
+           m.output_size);
+    free(mem);
+    return argc == 2 ? 0 : 1;
+}
+''')
+    env = dict(os.environ, PKG_CONFIG_PATH=str(libdir / "pkgconfig"))
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "--static", "rnnx"], env=env,
+                           capture_output=True, text=True, check=True).stdout.split()
+    subprocess.run(["cc", "-std=c99", "-Wall", "-Werror", str(program), "-o", str(tmp_path / "use"),
+                    *flags], check=True)
+    run_env = dict(os.environ, LD_LIBRARY_PATH=str(libdir))
+    out = subprocess.run([str(tmp_path / "use"), str(build / "head.rnnx")], capture_output=True,
+                         text=True, check=True, env=run_env).stdout.split()
+    assert out == [rnnx.__version__, "0", "3", "3", "4"]

@@ -85,9 +85,23 @@ def model_reference(model, x, lengths=None, many_to_one=None):
     return h
 
 
+def with_weights(model, seed):
+    """model with every parameter drawn here, uniform in [-0.5, 0.5): the data depends on
+    NumPy's generator and the file format, not on the layers' initialisation."""
+    rng = np.random.default_rng(seed)
+    for value in model.parameters().values():
+        value[...] = rng.uniform(-0.5, 0.5, value.shape)
+    return model
+
+
 def cases():
     """name -> (model, T, B, lengths or None), small and covering every layer kind."""
-    f32, f64 = np.float32, np.float64
+    return {name: (with_weights(model, index), *rest)
+            for index, (name, (model, *rest)) in enumerate(_cases().items())}
+
+
+def _cases():
+    f64 = np.float64
     return {
         "lstm2_f32": (rnnx.LSTM(3, 8, num_layers=2, seed=1), 6, 2, None),
         "lstm_dense_f64": (rnnx.Sequential(rnnx.LSTM(2, 5, dtype=f64, seed=2),
