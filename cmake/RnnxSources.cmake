@@ -1,12 +1,21 @@
-# RNNX_CORE_SOURCES: the C files of the core, read from setup.py's Extension
-# sources (every "csrc/NAME.c" it names), so the C library and the Python
-# extension compile the same list; the cell files (common.c, rnn.c, ...) are
-# #included by kernels_f32.c/kernels_f64.c and are not compiled on their own.
-file(READ "${CMAKE_CURRENT_SOURCE_DIR}/setup.py" _rnnx_setup_py)
-string(REGEX MATCH "sources=\\[[^]]*\\]" _rnnx_sources_line "${_rnnx_setup_py}")
-string(REGEX MATCHALL "csrc/[A-Za-z0-9_]+\\.c" RNNX_CORE_SOURCES "${_rnnx_sources_line}")
+# RNNX_CORE_SOURCES: the C files of the core: every csrc/*.c that no other
+# csrc/*.c #includes.  The cell files (common.c, rnn.c, ...) are compiled as
+# part of the per-dtype (and per-ISA) kernel files that #include them, so they
+# are left out; a file added to the core is picked up without editing this.
+# model.c (the model layer) is listed by the caller.
+file(GLOB _rnnx_all_c RELATIVE "${CMAKE_CURRENT_SOURCE_DIR}" "${CMAKE_CURRENT_SOURCE_DIR}/csrc/*.c")
+set(_rnnx_included)
+foreach(_file ${_rnnx_all_c})
+  file(STRINGS "${CMAKE_CURRENT_SOURCE_DIR}/${_file}" _lines REGEX "^[ \t]*#[ \t]*include[ \t]+\"[^\"]+\\.c\"")
+  foreach(_line ${_lines})
+    string(REGEX REPLACE ".*\"([^\"]+\\.c)\".*" "csrc/\\1" _inc "${_line}")
+    list(APPEND _rnnx_included "${_inc}")
+  endforeach()
+endforeach()
+set(RNNX_CORE_SOURCES ${_rnnx_all_c})
+list(REMOVE_ITEM RNNX_CORE_SOURCES csrc/model.c ${_rnnx_included})
+list(SORT RNNX_CORE_SOURCES)
 if(NOT RNNX_CORE_SOURCES)
-  message(FATAL_ERROR "cmake/RnnxSources.cmake: no csrc/*.c found in setup.py's sources=[...]")
+  message(FATAL_ERROR "cmake/RnnxSources.cmake: no core sources found in csrc/")
 endif()
-list(REMOVE_DUPLICATES RNNX_CORE_SOURCES)
-message(STATUS "rnnx core sources (from setup.py): ${RNNX_CORE_SOURCES}")
+message(STATUS "rnnx core sources: ${RNNX_CORE_SOURCES}")
