@@ -54,7 +54,8 @@ const char* rnnx_strerror(int status)
     case RNNX_EIO:
         return "the file cannot be opened or read";
     case RNNX_EUNSUPPORTED:
-        return "the model cannot do this (a bidirectional layer cannot stream)";
+        return "the model cannot do this (a bidirectional layer cannot stream; a big-endian "
+               "host cannot use .rnnx tensors in place)";
     default:
         return "unknown rnnx status code";
     }
@@ -330,6 +331,11 @@ int rnnx_model_from_buffer(rnnx_model* m, void* mem, size_t mem_bytes, const voi
         return RNNX_ENULL;
     if ((uintptr_t)buf % 8 || (uintptr_t)mem % sizeof(void*))
         return RNNX_EALIGN;
+    const uint32_t probe = 1;
+    unsigned char first;
+    memcpy(&first, &probe, 1);
+    if (first != 1)
+        return RNNX_EUNSUPPORTED;  /* the tensors are little-endian and used in place */
     image_info info;
     int status = parse_image(buf, len, &info, NULL, NULL);
     if (status != RNNX_OK)

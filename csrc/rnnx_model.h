@@ -38,7 +38,8 @@ enum rnnx_model_status {
     RNNX_ENOMEM = 21,      /* the memory handed in is smaller than the size function said */
     RNNX_EALIGN = 22,      /* a buffer is not aligned to its element size */
     RNNX_EIO = 23,         /* the file cannot be opened or read */
-    RNNX_EUNSUPPORTED = 24 /* a valid request this model cannot do (a bidirectional stream) */
+    RNNX_EUNSUPPORTED = 24 /* a valid request this model or host cannot do (a bidirectional
+                              stream; an .rnnx buffer on a big-endian host) */
 };
 
 /* A Dense layer's kind, beside enum rnnx_cell's recurrent cells. */
@@ -97,7 +98,9 @@ int rnnx_model_mem_size(const void* buf, size_t len, size_t* bytes);
 /* Makes *m from the image buf[0..len).  The weights are used in place, so buf
  * must stay valid and unchanged while *m is used and be aligned to 8 bytes
  * (RNNX_EALIGN otherwise); mem (mem_bytes >= rnnx_model_mem_size's, aligned to
- * sizeof(void*)) receives the layer table.  Nothing is allocated. */
+ * sizeof(void*)) receives the layer table.  Nothing is allocated.  The
+ * tensors are little-endian: a big-endian host gets RNNX_EUNSUPPORTED (use
+ * rnnx.export_c's C source there). */
 int rnnx_model_from_buffer(rnnx_model* m, void* mem, size_t mem_bytes,
                            const void* buf, size_t len);
 

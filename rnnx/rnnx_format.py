@@ -96,7 +96,16 @@ def _descriptor_and_tensors(layer):
 
 
 def dumps(model):
-    """The .rnnx file of model, as bytes."""
+    """The .rnnx file of a model, as bytes.
+
+    Parameters
+    ----------
+    model : rnnx.Sequential, RNN, LSTM, GRU or Dense
+
+    Returns
+    -------
+    bytes : the whole file, CRC-32 included; the same model always gives the same bytes.
+    """
     layers, many_to_one, bare = _layers_of(model)
     dtype = np.dtype(layers[0].dtype)
     code = 1 if dtype == np.float64 else 0
@@ -124,7 +133,13 @@ def dumps(model):
 
 
 def save_rnnx(model, path):
-    """Write model to the .rnnx file at path (see the module docstring)."""
+    """Write a model to an .rnnx file (what ``rnnx.save`` does for a path ending in .rnnx).
+
+    Parameters
+    ----------
+    model : rnnx.Sequential, RNN, LSTM, GRU or Dense
+    path : str or os.PathLike
+    """
     image = dumps(model)
     with open(os.fspath(path), "wb") as f:
         f.write(image)
@@ -239,7 +254,22 @@ def _build_layer(fields, tensors, dtype):
 
 
 def loads(image, name="<bytes>"):
-    """The model held by the .rnnx bytes image; name is used in error messages."""
+    """The model held by the bytes of an .rnnx file.
+
+    Parameters
+    ----------
+    image : bytes-like, the whole file
+    name : str, how error messages name the data
+
+    Returns
+    -------
+    rnnx.Sequential, or the bare layer the file holds (batch_first=False).
+
+    Raises
+    ------
+    ValueError : naming ``name`` and the problem, if the data is truncated, altered (CRC-32),
+        of another format version, not an .rnnx file, or its fields do not fit together.
+    """
     from .model import Sequential
     dtype, many_to_one, bare, described = _parse(bytes(image), name)
     try:
@@ -250,7 +280,21 @@ def loads(image, name="<bytes>"):
 
 
 def load_rnnx(path):
-    """The model in the .rnnx file at path (a new Sequential, or the bare layer it holds)."""
+    """Read a model from an .rnnx file (what ``rnnx.load`` does for a path ending in .rnnx).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    rnnx.Sequential, or the bare layer the file holds (batch_first=False).
+
+    Raises
+    ------
+    FileNotFoundError : no file at path.
+    ValueError : naming the file and the problem (see ``loads``).
+    """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such model file: {path!r}")
