@@ -102,15 +102,7 @@ def load(path, into=None):
     On any error nothing is changed. A path ending in .rnnx is read as the C library's format."""
     if _is_rnnx_file(path):
         from .rnnx_format import load_rnnx
-        model = load_rnnx(path)
-        if into is None:
-            return model
-        try:
-            into.load_state_dict(model.state_dict())
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"{os.fspath(path)!r} holds a different architecture than the model "
-                             f"given as into: {error}") from error
-        return into
+        return load_rnnx(path, into)
     header, params = _read(path)
     spec = header["architecture"]
     try:

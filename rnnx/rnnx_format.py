@@ -279,28 +279,39 @@ def loads(image, name="<bytes>"):
         raise ValueError(f"{name}: the layers cannot be rebuilt: {error}") from error
 
 
-def load_rnnx(path):
+def load_rnnx(path, into=None):
     """Read a model from an .rnnx file (what ``rnnx.load`` does for a path ending in .rnnx).
 
     Parameters
     ----------
     path : str or os.PathLike
+    into : model or None. If given, the file's weights are loaded into this existing model
+        (same layers and shapes), all or nothing, and it is returned.
 
     Returns
     -------
-    rnnx.Sequential, or the bare layer the file holds (batch_first=False).
+    rnnx.Sequential, or the bare layer the file holds (batch_first=False); or ``into``.
 
     Raises
     ------
     FileNotFoundError : no file at path.
-    ValueError : naming the file and the problem (see ``loads``).
+    ValueError : naming the file and the problem (see ``loads``), or that ``into`` has
+        another architecture (then ``into`` is unchanged).
     """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such model file: {path!r}")
     with open(path, "rb") as f:
         image = f.read()
-    return loads(image, repr(path))
+    model = loads(image, repr(path))
+    if into is None:
+        return model
+    try:
+        into.load_state_dict(model.state_dict())    # checks every key and shape first
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path!r} holds a different architecture than the model given as "
+                         f"into: {error}") from error
+    return into
 
 
 # ------------------------------------------------------------------------ C source ---
