@@ -20,6 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rnnx_version.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif

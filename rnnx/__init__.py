@@ -9,11 +9,12 @@ from .io import load, save
 from .layers import GRU, LSTM, RNN, Stream
 from .losses import MSELoss, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
 from .model import Sequential
+from .rnnx_format import export_c
 from .optim import SGD, Adagrad, Adam, clip_grad_norm, clip_grad_value
 from .trainer import NonFiniteLossError, Trainer
 
 __version__ = "0.1.0"
 __all__ = ["RNN", "LSTM", "GRU", "Stream", "Dense", "Sequential", "MSELoss",
            "SoftmaxCrossEntropy", "SigmoidBinaryCrossEntropy", "SGD", "Adam", "Adagrad",
-           "clip_grad_norm", "clip_grad_value", "Trainer", "NonFiniteLossError", "save", "load",
+           "clip_grad_norm", "clip_grad_value", "Trainer", "NonFiniteLossError", "save", "load", "export_c",
            "data"]

@@ -330,5 +330,17 @@ def load(path, into=None):
     return reader(path, into)
 
 
-# extension -> (save(model, path), load(path, into)); unknown extensions use ".npz"
-FORMATS = {".npz": (_save_npz, _load_npz)}
+def _save_rnnx(model, path):
+    from .rnnx_format import dumps
+    image = dumps(model)
+    _write_atomic(path, lambda f: f.write(image))
+
+
+def _load_rnnx(path, into=None):
+    from .rnnx_format import load_rnnx
+    return load_rnnx(path, into)
+
+
+# extension -> (save(model, path), load(path, into)); unknown extensions use ".npz".
+# .rnnx is the C library's flat format (rnnx/rnnx_format.py, docs/rnnx-format.md).
+FORMATS = {".npz": (_save_npz, _load_npz), ".rnnx": (_save_rnnx, _load_rnnx)}

@@ -1,0 +1,165 @@
+/*
+ * rnnx_model.h: the model layer of the rnnx C library.
+ *
+ * A model is what rnnx.Sequential is in Python: recurrent layers (RNN, LSTM,
+ * GRU; stacked, uni- or bidirectional) and Dense layers, run input first, with
+ * an output at every step (many-to-many) or one per sequence (many-to-one).
+ * It comes from a .rnnx file (docs/rnnx-format.md), from a const buffer
+ * holding one (a microcontroller keeps it in flash), or from C source written
+ * by rnnx.export_c().
+ *
+ * Nothing here allocates, prints or exits.  Every buffer comes from the caller,
+ * sized by a size function; every function returns a status (RNNX_OK = 0, or
+ * a code that rnnx_strerror() names).  A model is read-only once made, so any
+ * number of threads may use one model, each with its own stream or work.
+ *
+ * Layouts are those of rnnx.h: time-major, row-major, x (T,B,I), y (T,B,out)
+ * or (B,out) for a many-to-one model; elements of the model's dtype.
+ */
+#ifndef RNNX_MODEL_H
+#define RNNX_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rnnx.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Status codes of the model layer, after the core's RNNX_OK/EINVAL/ENULL. */
+enum rnnx_model_status {
+    RNNX_EMAGIC = 16,      /* not an .rnnx file: the magic bytes differ */
+    RNNX_EVERSION = 17,    /* an .rnnx file of a format version this library does not read */
+    RNNX_ETRUNCATED = 18,  /* the buffer or file is shorter than the file says it is */
+    RNNX_ECHECKSUM = 19,   /* the CRC-32 does not match: the bytes were altered */
+    RNNX_ECORRUPT = 20,    /* a field is out of range or the layers do not fit together */
+    RNNX_ENOMEM = 21,      /* the memory handed in is smaller than the size function said */
+    RNNX_EALIGN = 22,      /* a buffer is not aligned to its element size */
+    RNNX_EIO = 23,         /* the file cannot be opened or read */
+    RNNX_EUNSUPPORTED = 24 /* a valid request this model or host cannot do (a bidirectional
+                              stream; an .rnnx buffer on a big-endian host) */
+};
+
+/* A Dense layer's kind, beside enum rnnx_cell's recurrent cells. */
+enum { RNNX_DENSE = 16 };
+
+/* Dense activations, as rnnx.Dense names them. */
+enum rnnx_activation_kind {
+    RNNX_ACT_IDENTITY = 0,
+    RNNX_ACT_SIGMOID = 1,
+    RNNX_ACT_SOFTMAX = 2,  /* over the features of one row */
+    RNNX_ACT_TANH = 3,
+    RNNX_ACT_RELU = 4
+};
+
+/* One layer of a model: a recurrent stack (rnnx.RNN/LSTM/GRU) or a Dense.
+ *
+ * tensors lists the layer's arrays in the order of its Python state_dict:
+ *   recurrent: for k in 0..num_layers-1, for d in 0..num_directions-1:
+ *              w_ih (G, k ? D*H : input_size), w_hh (G,H), then b_ih (G,), b_hh (G,) if bias
+ *   Dense:     weight (hidden_size, input_size), then bias (hidden_size,) if bias */
+typedef struct rnnx_layer {
+    int kind;             /* enum rnnx_cell, or RNNX_DENSE */
+    int input_size;       /* features in */
+    int hidden_size;      /* H; a Dense layer's out_features */
+    int num_layers;       /* L of the stack; 1 for Dense */
+    int num_directions;   /* 1, or 2 for bidirectional; 1 for Dense */
+    int bias;             /* 1: the layer has biases */
+    int activation;       /* enum rnnx_activation_kind, Dense only (0 otherwise) */
+    const void* const* tensors;
+} rnnx_layer;
+
+typedef struct rnnx_model {
+    int dtype;            /* RNNX_FLOAT32 or RNNX_FLOAT64 */
+    int many_to_one;      /* 1: y is (B,out), from each row's last valid step */
+    int num_layers;       /* entries of layers */
+    int input_size;       /* I of x */
+    int output_size;      /* features of y */
+    const rnnx_layer* layers;
+} rnnx_model;
+
+/* The name of a status code: "ok", "the CRC-32 of the file does not match", ...
+ * Never NULL; a static string. */
+const char* rnnx_strerror(int status);
+
+/* Checks a model's fields (sizes fit together, tensors non-NULL, alignment).
+ * rnnx_model_from_buffer runs it; call it on a hand-made or exported model. */
+int rnnx_model_check(const rnnx_model* m);
+
+/* ---------------------------------------------------------- reading .rnnx --- */
+
+/* *bytes = the memory rnnx_model_from_buffer needs for the layer table of the
+ * .rnnx image buf[0..len).  Checks the whole image (magic, version, size,
+ * CRC-32, layer fields) and returns its status. */
+int rnnx_model_mem_size(const void* buf, size_t len, size_t* bytes);
+
+/* Makes *m from the image buf[0..len).  The weights are used in place, so buf
+ * must stay valid and unchanged while *m is used and be aligned to 8 bytes
+ * (RNNX_EALIGN otherwise); mem (mem_bytes >= rnnx_model_mem_size's, aligned to
+ * sizeof(void*)) receives the layer table.  Nothing is allocated.  The
+ * tensors are little-endian: a big-endian host gets RNNX_EUNSUPPORTED (use
+ * rnnx.export_c's C source there). */
+int rnnx_model_from_buffer(rnnx_model* m, void* mem, size_t mem_bytes,
+                           const void* buf, size_t len);
+
+#ifndef RNNX_NO_STDIO
+/* *bytes = the memory rnnx_model_from_file needs for the file at path: the
+ * file itself plus its layer table.  Reads and checks the whole file. */
+int rnnx_model_file_size(const char* path, size_t* bytes);
+
+/* Reads the file at path into mem (mem_bytes >= rnnx_model_file_size's,
+ * aligned to 8 bytes) and makes *m from it; *m points into mem. */
+int rnnx_model_from_file(rnnx_model* m, const char* path, void* mem, size_t mem_bytes);
+#endif
+
+/* ------------------------------------------------------- whole sequences --- */
+
+/* Bytes of work rnnx_model_run needs for T steps of B rows. */
+size_t rnnx_model_run_work_size(const rnnx_model* m, int T, int B);
+
+/* Runs x (T,B,I) from zero initial states.  lengths (B,), 1 <= lengths[b] <= T,
+ * or NULL: every row has T steps.  y is (T,B,out), rows past their length 0
+ * where the last layer is recurrent (Dense heads see those zeros), or (B,out)
+ * for a many-to-one model.  blas may be NULL (the core's own gemm).  work:
+ * work_bytes >= rnnx_model_run_work_size(m, T, B), aligned to 8 bytes. */
+int rnnx_model_run(const rnnx_model* m, const rnnx_blas* blas, const void* x, int T, int B,
+                   const int64_t* lengths, void* y, void* work, size_t work_bytes);
+
+/* ------------------------------------------------------------- streaming --- */
+
+/* A stream: one step at a time through a model with no bidirectional layer,
+ * for B rows at once.  Its state, scratch and a transposed copy of the
+ * recurrent weights (what the step kernel reads) live in the caller's memory;
+ * the struct itself is small and the caller owns it. */
+typedef struct rnnx_stream {
+    const rnnx_model* model;
+    const rnnx_blas* blas;
+    int B;
+    int parity;           /* which half of the state ping-pong holds the current state */
+    void* mem;            /* the caller's memory: states, transposes, scratch */
+    size_t mem_bytes;
+} rnnx_stream;
+
+/* Bytes of memory a stream of B rows needs (state + scratch + transposes),
+ * or 0 if m cannot stream (see rnnx_stream_init's status for why). */
+size_t rnnx_stream_size(const rnnx_model* m, int B);
+
+/* Sets up *s on mem (mem_bytes >= rnnx_stream_size(m, B), aligned to 8 bytes),
+ * with zero state.  blas may be NULL; m and blas must outlive the stream. */
+int rnnx_stream_init(rnnx_stream* s, const rnnx_model* m, const rnnx_blas* blas, int B,
+                     void* mem, size_t mem_bytes);
+
+/* Sets the state back to zeros. */
+int rnnx_stream_reset(rnnx_stream* s);
+
+/* One step: x (B,I) in, y (B,out) out (the model's output if the sequence
+ * ended at this step, for a many-to-one model).  Never allocates. */
+int rnnx_stream_step(rnnx_stream* s, const void* x, void* y);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* RNNX_MODEL_H */

@@ -1,0 +1,382 @@
+"""The .rnnx model file that the C library reads, and export of a model to C source.
+
+    rnnx.save(model, "model.rnnx")          # io.save dispatches here on the .rnnx extension
+    model = rnnx.load("model.rnnx")
+    rnnx.export_c(model, "model_data.c")    # static const arrays + a const rnnx_model
+
+The format (docs/rnnx-format.md has the full table) is a flat little-endian binary: a 64-byte
+header (magic, version, dtype, layer count, flags, file size, input and output sizes, where the
+tensors start), one 32-byte descriptor per layer (cell, sizes, stack depth, directions, bias,
+Dense activation), the tensors in state_dict order each at a 64-byte aligned offset, and a
+CRC-32 of everything before it. The C reader (csrc/model.c) uses the tensors in place, so a
+microcontroller can keep the file in flash.
+
+What it holds: a Sequential of RNN/LSTM/GRU (stacked, bidirectional, with or without bias,
+either GRU form) and Dense layers, many-to-many or many-to-one, float32 or float64; or one bare
+layer. batch_first is not stored (the C library is time-major): a loaded model has
+batch_first=False. A file that is truncated, altered, of another version or not an .rnnx file
+raises ValueError naming the file and what is wrong.
+"""
+import os
+import struct
+import zlib
+
+import numpy as np
+
+from .dense import ACTIVATIONS, Dense
+
+__all__ = ["save_rnnx", "load_rnnx", "export_c", "dumps", "loads"]
+
+MAGIC = b"RNNX\r\n\x1a\n"
+VERSION = 1
+HEADER_BYTES = 64
+DESCRIPTOR_BYTES = 32
+TENSOR_ALIGN = 64
+MAX_LAYERS = 256
+MAX_STACK = 64
+MAX_SIZE = 1 << 24
+FLAG_MANY_TO_ONE = 1
+FLAG_BARE_LAYER = 2
+DENSE = 16
+# cell codes, as csrc/rnnx.h's enum rnnx_cell
+RNN_TANH, RNN_RELU, LSTM, GRU, GRU_RESET_BEFORE = 0, 1, 2, 3, 4
+_DTYPES = {0: np.dtype("<f4"), 1: np.dtype("<f8")}
+_HEADER = struct.Struct("<8sIIIIQIII20x")        # 64 bytes
+_DESCRIPTOR = struct.Struct("<8I")                # 32 bytes
+
+
+def _align(offset):
+    return -(-offset // TENSOR_ALIGN) * TENSOR_ALIGN
+
+
+def _is_recurrent(layer):
+    return not isinstance(layer, Dense) and hasattr(layer, "hidden_size")
+
+
+def _layers_of(model):
+    """(layers, many_to_one, bare) of a Sequential, a recurrent layer or a Dense."""
+    from .model import Sequential
+    if isinstance(model, Sequential):
+        return list(model.layers), model.many_to_one, False
+    if isinstance(model, Dense) or _is_recurrent(model):
+        return [model], False, True
+    raise TypeError(f"model must be an rnnx.Sequential, RNN, LSTM, GRU or Dense, "
+                    f"got {type(model).__name__}")
+
+
+def _cell_code(layer):
+    name = type(layer).__name__
+    if name == "RNN":
+        return RNN_TANH if layer.nonlinearity == "tanh" else RNN_RELU
+    if name == "LSTM":
+        return LSTM
+    if name == "GRU":
+        return GRU if layer.reset_after else GRU_RESET_BEFORE
+    raise TypeError(f"cannot store a layer of type {name} in an .rnnx file")
+
+
+def _descriptor_and_tensors(layer):
+    """(8 descriptor fields, [tensors in file order]) of one layer."""
+    params = layer.parameters()
+    if isinstance(layer, Dense):
+        names = ["weight"] + (["bias"] if layer.bias else [])
+        fields = (DENSE, layer.in_features, layer.out_features, 1, 1, int(layer.bias),
+                  ACTIVATIONS.index(layer.activation), 0)
+        return fields, [params[n] for n in names]
+    names = []
+    for k in range(layer.num_layers):
+        for d in range(layer.num_directions):
+            suffix = f"_l{k}" + ("_reverse" if d else "")
+            names += [f"weight_ih{suffix}", f"weight_hh{suffix}"]
+            if layer.bias:
+                names += [f"bias_ih{suffix}", f"bias_hh{suffix}"]
+    fields = (_cell_code(layer), layer.input_size, layer.hidden_size, layer.num_layers,
+              layer.num_directions, int(layer.bias), 0, 0)
+    return fields, [params[n] for n in names]
+
+
+def dumps(model):
+    """The .rnnx file of a model, as bytes.
+
+    Parameters
+    ----------
+    model : rnnx.Sequential, RNN, LSTM, GRU or Dense
+
+    Returns
+    -------
+    bytes : the whole file, CRC-32 included; the same model always gives the same bytes.
+    """
+    layers, many_to_one, bare = _layers_of(model)
+    dtype = np.dtype(layers[0].dtype)
+    code = 1 if dtype == np.float64 else 0
+    described = [_descriptor_and_tensors(layer) for layer in layers]
+    data_offset = _align(HEADER_BYTES + DESCRIPTOR_BYTES * len(layers))
+    body = bytearray()
+    offset = data_offset
+    for _, tensors in described:
+        for tensor in tensors:
+            pad = _align(offset) - offset
+            body += bytes(pad)
+            raw = np.ascontiguousarray(tensor, dtype=_DTYPES[code]).tobytes()
+            body += raw
+            offset += pad + len(raw)
+    last = layers[-1]
+    output_size = last.out_features if isinstance(last, Dense) else \
+        last.num_directions * last.hidden_size
+    input_size = layers[0].in_features if isinstance(layers[0], Dense) else layers[0].input_size
+    flags = (FLAG_MANY_TO_ONE if many_to_one else 0) | (FLAG_BARE_LAYER if bare else 0)
+    header = _HEADER.pack(MAGIC, VERSION, code, len(layers), flags, offset + 4, input_size,
+                          output_size, data_offset)
+    descriptors = b"".join(_DESCRIPTOR.pack(*fields) for fields, _ in described)
+    image = header + descriptors + bytes(data_offset - len(header) - len(descriptors)) + body
+    return image + struct.pack("<I", zlib.crc32(image))
+
+
+def save_rnnx(model, path):
+    """Write a model to an .rnnx file (what ``rnnx.save`` does for a path ending in .rnnx).
+
+    Parameters
+    ----------
+    model : rnnx.Sequential, RNN, LSTM, GRU or Dense
+    path : str or os.PathLike
+    """
+    from .io import save          # atomic: a temporary file beside path, renamed over it
+    path = os.fspath(path)
+    if not path.lower().endswith(".rnnx"):
+        raise ValueError(f"path must end in .rnnx, got {path!r}")
+    save(model, path)
+
+
+def _parse(image, name):
+    """(dtype, many_to_one, bare, [(fields, [tensor arrays])]) or ValueError naming the problem."""
+    def fail(what):
+        raise ValueError(f"{name}: {what}")
+
+    size = len(image)
+    if image[:len(MAGIC)] != MAGIC[:min(size, len(MAGIC))]:
+        fail("not an .rnnx model file (the magic bytes differ)")
+    if size < 12:
+        fail(f"truncated: {size} bytes, shorter than the header")
+    version = struct.unpack_from("<I", image, 8)[0]
+    if version != VERSION:
+        fail(f"format version {version} is not supported (this rnnx reads version {VERSION})")
+    if size < HEADER_BYTES:
+        fail(f"truncated: {size} bytes, shorter than the {HEADER_BYTES}-byte header")
+    (_, _, code, count, flags, file_size, input_size, output_size,
+     data_offset) = _HEADER.unpack_from(image, 0)
+    if file_size > size:
+        fail(f"truncated: {size} bytes, the header says {file_size}")
+    if file_size != size:
+        fail(f"corrupt: the header says {file_size} bytes, the file has {size}")
+    stored_crc = struct.unpack_from("<I", image, size - 4)[0]
+    if zlib.crc32(image[:size - 4]) != stored_crc:
+        fail("the CRC-32 does not match: the file was altered or damaged")
+    if code not in _DTYPES:
+        fail(f"corrupt: dtype code {code} (0 float32 or 1 float64)")
+    if not 1 <= count <= MAX_LAYERS:
+        fail(f"corrupt: {count} layers (1 to {MAX_LAYERS})")
+    if flags & ~3:
+        fail(f"corrupt: unknown flags {flags:#x}")
+    if any(image[44:HEADER_BYTES]):
+        fail("corrupt: reserved header bytes are not zero")
+    if data_offset != _align(HEADER_BYTES + DESCRIPTOR_BYTES * count):
+        fail(f"corrupt: tensor data offset {data_offset}")
+    dtype = _DTYPES[code]
+    layers = []
+    offset = data_offset
+    width = input_size
+    for i in range(count):
+        fields = _DESCRIPTOR.unpack_from(image, HEADER_BYTES + DESCRIPTOR_BYTES * i)
+        kind, size_in, hidden, stack, directions, bias, activation, reserved = fields
+        where = f"layer {i}"
+        if reserved or bias not in (0, 1) or not 1 <= size_in <= MAX_SIZE \
+                or not 1 <= hidden <= MAX_SIZE:
+            fail(f"corrupt: {where} has out-of-range fields {fields}")
+        if size_in != width:
+            fail(f"corrupt: {where} takes {size_in} features but gets {width}")
+        if kind == DENSE:
+            if stack != 1 or directions != 1 or activation >= len(ACTIVATIONS):
+                fail(f"corrupt: Dense {where} has fields {fields}")
+            shapes = [(hidden, size_in)] + [(hidden,)] * bias
+            width = hidden
+        elif kind in (RNN_TANH, RNN_RELU, LSTM, GRU, GRU_RESET_BEFORE):
+            if not 1 <= stack <= MAX_STACK or directions not in (1, 2) or activation:
+                fail(f"corrupt: recurrent {where} has fields {fields}")
+            G = {LSTM: 4, GRU: 3, GRU_RESET_BEFORE: 3}.get(kind, 1) * hidden
+            shapes = []
+            for k in range(stack):
+                for _ in range(directions):
+                    shapes += [(G, size_in if k == 0 else directions * hidden), (G, hidden)]
+                    shapes += [(G,), (G,)] if bias else []
+            width = directions * hidden
+        else:
+            fail(f"corrupt: {where} has unknown kind {kind}")
+        tensors = []
+        for shape in shapes:
+            offset = _align(offset)
+            nbytes = int(np.prod(shape)) * dtype.itemsize
+            if offset + nbytes > size - 4:
+                fail(f"corrupt: the tensors of {where} run past the end of the file")
+            tensors.append(np.frombuffer(image, dtype, int(np.prod(shape)), offset)
+                           .reshape(shape).astype(dtype.newbyteorder("=")))
+            offset += nbytes
+        layers.append((fields, tensors))
+    if offset != size - 4:
+        fail(f"corrupt: {size - 4 - offset} bytes after the last tensor")
+    if width != output_size:
+        fail(f"corrupt: the header says {output_size} output features, the layers give {width}")
+    many_to_one, bare = bool(flags & FLAG_MANY_TO_ONE), bool(flags & FLAG_BARE_LAYER)
+    if many_to_one and not any(f[0] != DENSE for f, _ in layers):
+        fail("corrupt: many_to_one without a recurrent layer")
+    if bare and (count != 1 or many_to_one):
+        fail("corrupt: a bare layer file must hold exactly one layer")
+    return dtype, many_to_one, bare, layers
+
+
+def _build_layer(fields, tensors, dtype):
+    from . import layers as recurrent
+    kind, size_in, hidden, stack, directions, bias, activation, _ = fields
+    dtype = np.dtype(dtype.newbyteorder("="))
+    if kind == DENSE:
+        layer = Dense(size_in, hidden, activation=ACTIVATIONS[activation], bias=bool(bias),
+                      dtype=dtype)
+        names = ["weight"] + (["bias"] if bias else [])
+    else:
+        common = dict(num_layers=stack, bias=bool(bias), bidirectional=directions == 2, dtype=dtype)
+        if kind in (RNN_TANH, RNN_RELU):
+            layer = recurrent.RNN(size_in, hidden, nonlinearity="tanh" if kind == RNN_TANH
+                                  else "relu", **common)
+        elif kind == LSTM:
+            layer = recurrent.LSTM(size_in, hidden, **common)
+        else:
+            layer = recurrent.GRU(size_in, hidden, reset_after=kind == GRU, **common)
+        names = list(layer.parameters())   # state_dict order: k, d, w_ih, w_hh, b_ih, b_hh
+    layer.load_state_dict(dict(zip(names, tensors)))
+    return layer
+
+
+def loads(image, name="<bytes>"):
+    """The model held by the bytes of an .rnnx file.
+
+    Parameters
+    ----------
+    image : bytes-like, the whole file
+    name : str, how error messages name the data
+
+    Returns
+    -------
+    rnnx.Sequential, or the bare layer the file holds (batch_first=False).
+
+    Raises
+    ------
+    ValueError : naming ``name`` and the problem, if the data is truncated, altered (CRC-32),
+        of another format version, not an .rnnx file, or its fields do not fit together.
+    """
+    from .model import Sequential
+    dtype, many_to_one, bare, described = _parse(bytes(image), name)
+    try:
+        layers = [_build_layer(fields, tensors, dtype) for fields, tensors in described]
+        return layers[0] if bare else Sequential(*layers, many_to_one=many_to_one)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{name}: the layers cannot be rebuilt: {error}") from error
+
+
+def load_rnnx(path, into=None):
+    """Read a model from an .rnnx file (what ``rnnx.load`` does for a path ending in .rnnx).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    into : model or None. If given, the file's weights are loaded into this existing model
+        (same layers and shapes), all or nothing, and it is returned.
+
+    Returns
+    -------
+    rnnx.Sequential, or the bare layer the file holds (batch_first=False); or ``into``.
+
+    Raises
+    ------
+    FileNotFoundError : no file at path.
+    ValueError : naming the file and the problem (see ``loads``), or that ``into`` has
+        another architecture (then ``into`` is unchanged).
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such model file: {path!r}")
+    with open(path, "rb") as f:
+        image = f.read()
+    model = loads(image, repr(path))
+    if into is None:
+        return model
+    try:
+        into.load_state_dict(model.state_dict())    # checks every key and shape first
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path!r} holds a different architecture than the model given as "
+                         f"into: {error}") from error
+    return into
+
+
+# ------------------------------------------------------------------------ C source ---
+
+def _c_literals(tensor, dtype):
+    """Exact C literals of a tensor's values: C99 hexadecimal floating constants."""
+    values = np.asarray(tensor, dtype=dtype).ravel()
+    if not np.all(np.isfinite(values)):
+        raise ValueError("export_c: the model has non-finite weights, which C source cannot hold")
+    suffix = "f" if dtype == np.float32 else ""
+    return [float(v).hex() + suffix for v in values]
+
+
+def export_c(model, path, name="rnnx_exported_model"):
+    """Write model as C source: its weights as ``static const`` arrays and a
+    ``const rnnx_model`` named ``name``, for targets without a file system.
+
+    Compile the file with the rnnx library and use the model as any other::
+
+        extern const rnnx_model rnnx_exported_model;
+        rnnx_stream_init(&stream, &rnnx_exported_model, NULL, 1, mem, bytes);
+
+    Parameters
+    ----------
+    model : rnnx.Sequential, RNN, LSTM, GRU or Dense
+    path : str or os.PathLike, the .c file to write
+    name : str, a C identifier: the model's symbol (others in the file are prefixed by it)
+
+    The values are written as hexadecimal floating constants (``0x1.8p-1f``), so the C
+    arrays hold exactly the model's weights. A bare layer is exported as a one-layer model.
+    """
+    if not isinstance(name, str) or not name.isidentifier() or not name.isascii():
+        raise ValueError(f"name must be a C identifier, got {name!r}")
+    layers, many_to_one, _ = _layers_of(model)
+    dtype = np.dtype(layers[0].dtype)
+    ctype = "double" if dtype == np.float64 else "float"
+    described = [_descriptor_and_tensors(layer) for layer in layers]
+    lines = ["/* Generated by rnnx.export_c: do not edit.  A model for the rnnx C library",
+             f" * ({len(layers)} layers, {dtype.name}); see csrc/rnnx_model.h. */",
+             '#include "rnnx_model.h"', ""]
+    for i, (_, tensors) in enumerate(described):
+        for t, tensor in enumerate(tensors):
+            literals = _c_literals(tensor, dtype)
+            lines.append(f"static const {ctype} {name}_l{i}_t{t}[{len(literals)}] = {{")
+            for start in range(0, len(literals), 4):
+                lines.append("    " + ", ".join(literals[start:start + 4]) + ",")
+            lines.append("};")
+        refs = ", ".join(f"{name}_l{i}_t{t}" for t in range(len(tensors)))
+        lines.append(f"static const void* const {name}_l{i}_tensors[] = {{{refs}}};")
+        lines.append("")
+    lines.append(f"static const rnnx_layer {name}_layers[{len(layers)}] = {{")
+    for i, (fields, _) in enumerate(described):
+        kind, size_in, hidden, stack, directions, bias, activation, _ = fields
+        lines.append(f"    {{{kind}, {size_in}, {hidden}, {stack}, {directions}, {bias}, "
+                     f"{activation}, {name}_l{i}_tensors}},")
+    lines.append("};")
+    last = layers[-1]
+    output_size = last.out_features if isinstance(last, Dense) else \
+        last.num_directions * last.hidden_size
+    input_size = layers[0].in_features if isinstance(layers[0], Dense) else layers[0].input_size
+    lines.append("")
+    lines.append(f"/* dtype, many_to_one, num_layers, input_size, output_size, layers */")
+    lines.append(f"const rnnx_model {name} = {{{1 if dtype == np.float64 else 0}, "
+                 f"{int(many_to_one)}, {len(layers)}, {input_size}, {output_size}, {name}_layers}};")
+    with open(os.fspath(path), "w") as f:
+        f.write("\n".join(lines) + "\n")

@@ -1,0 +1,262 @@
+/*
+ * test_errors.c: bad input gives a status and an error string, never a crash:
+ * NULL and out-of-range arguments, too little or misaligned memory, a model
+ * that cannot stream, and .rnnx data truncated at every byte offset, with any
+ * byte altered, or altered with its CRC-32 recomputed (so the field checks,
+ * not the checksum, must catch it).
+ *
+ *   test_errors DATA_DIR
+ */
+#include "testutil.h"
+
+static const char* SMALL = "lstm_m2o_f32";        /* LSTM 3->7, Dense 7->2, many-to-one */
+static const char* BIDIRECTIONAL = "gru_bi_softmax_m2o_f32";
+
+static uint32_t crc32_ref(const unsigned char* p, size_t n)
+{
+    uint32_t crc = 0xffffffffu;
+    for (size_t i = 0; i < n; i++) {
+        crc ^= p[i];
+        for (int k = 0; k < 8; k++)
+            crc = (crc >> 1) ^ (0xedb88320u & (0u - (crc & 1)));
+    }
+    return crc ^ 0xffffffffu;
+}
+
+static void put_u32(unsigned char* p, uint32_t v)
+{
+    for (int k = 0; k < 4; k++)
+        p[k] = (unsigned char)(v >> (8 * k));
+}
+
+static void reseal(unsigned char* image, size_t len)
+{
+    put_u32(image + len - 4, crc32_ref(image, len - 4));
+}
+
+/* Parse buf[0..len) copied into an exact-size allocation; if it parses, run it
+ * (whole sequence and a stream step) to show nothing reads out of bounds. */
+static int parse_and_run(const unsigned char* buf, size_t len)
+{
+    unsigned char* copy = malloc(len ? len : 1);
+    memcpy(copy, buf, len);
+    size_t table = 0;
+    int status = rnnx_model_mem_size(copy, len, &table);
+    if (status == RNNX_OK) {
+        void* mem = malloc(table ? table : 1);
+        rnnx_model m;
+        status = rnnx_model_from_buffer(&m, mem, table, copy, len);
+        if (status == RNNX_OK) {
+            const int T = 3, B = 2;
+            const size_t elem = m.dtype == RNNX_FLOAT64 ? 8 : 4;
+            const size_t wb = rnnx_model_run_work_size(&m, T, B);
+            void* x = calloc((size_t)T * B * m.input_size, elem);
+            void* y = malloc((size_t)T * B * m.output_size * elem);
+            void* work = malloc(wb ? wb : 1);
+            CHECK_STATUS(rnnx_model_run(&m, NULL, x, T, B, NULL, y, work, wb), RNNX_OK);
+            const size_t sb = rnnx_stream_size(&m, B);
+            if (sb) {
+                void* smem = malloc(sb);
+                rnnx_stream s;
+                CHECK_STATUS(rnnx_stream_init(&s, &m, NULL, B, smem, sb), RNNX_OK);
+                CHECK_STATUS(rnnx_stream_step(&s, x, y), RNNX_OK);
+                free(smem);
+            }
+            free(x);
+            free(y);
+            free(work);
+        }
+        free(mem);
+    }
+    free(copy);
+    return status;
+}
+
+static void test_strings(void)
+{
+    for (int code = -1; code < 40; code++) {
+        const char* s = rnnx_strerror(code);
+        CHECK(s != NULL && s[0] != '\0', "rnnx_strerror(%d) is empty", code);
+    }
+    CHECK(strcmp(rnnx_strerror(RNNX_ECHECKSUM), rnnx_strerror(RNNX_ETRUNCATED)) != 0,
+          "two codes share a message");
+    CHECK(strcmp(rnnx_version(), RNNX_VERSION_STRING) == 0, "rnnx_version() is %s, the header says %s",
+          rnnx_version(), RNNX_VERSION_STRING);
+}
+
+static void test_image(const unsigned char* image, size_t len)
+{
+    if (!image || len < 160) {
+        CHECK(0, "the test image is missing or too short (%zu bytes)", len);
+        return;
+    }
+    /* intact */
+    CHECK_STATUS(parse_and_run(image, len), RNNX_OK);
+    /* every truncation */
+    for (size_t n = 0; n < len; n++) {
+        int status = parse_and_run(image, n);
+        CHECK(status == RNNX_ETRUNCATED, "truncated to %zu of %zu bytes: status %d (%s)", n, len,
+              status, rnnx_strerror(status));
+    }
+    /* one byte altered, at every offset: the CRC (or an earlier check) must catch it */
+    unsigned char* bad = malloc(len + 16);  /* (+16: GCC cannot see that len >= 160 here) */
+    srand(12345);
+    for (size_t i = 0; i < len; i++) {
+        memcpy(bad, image, len);
+        bad[i] ^= (unsigned char)(1 + rand() % 255);
+        int status = parse_and_run(bad, len);
+        CHECK(status != RNNX_OK, "byte %zu altered: the image still parses", i);
+        if (i < 8)
+            CHECK(status == RNNX_EMAGIC, "magic byte %zu altered: status %d", i, status);
+        else if (i < 12)
+            CHECK(status == RNNX_EVERSION, "version byte %zu altered: status %d", i, status);
+    }
+    /* a wrong version, resealed: EVERSION */
+    memcpy(bad, image, len);
+    put_u32(bad + 8, 2);
+    reseal(bad, len);
+    CHECK_STATUS(parse_and_run(bad, len), RNNX_EVERSION);
+    /* hostile: random header and descriptor bytes with a valid CRC.  Each must
+     * give a status; those that parse must run without a read out of bounds. */
+    int parsed = 0;
+    for (int trial = 0; trial < 4000; trial++) {
+        memcpy(bad, image, len);
+        const int flips = 1 + rand() % 3;
+        for (int f = 0; f < flips; f++) {
+            size_t at = 12 + (size_t)rand() % 148;  /* header and descriptors */
+            bad[at] = (unsigned char)(rand() % 4 == 0 ? (unsigned)rand() % 256u
+                                                       : bad[at] ^ (1u << (rand() % 8)));
+        }
+        reseal(bad, len);
+        int status = parse_and_run(bad, len);
+        parsed += status == RNNX_OK;
+        CHECK(status == RNNX_OK || status == RNNX_ECORRUPT || status == RNNX_ETRUNCATED,
+              "trial %d: unexpected status %d", trial, status);
+    }
+    printf("hostile images that still parsed (and ran): %d of 4000\n", parsed);
+    free(bad);
+}
+
+static void test_arguments(const char* dir)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s.rnnx", dir, SMALL);
+    size_t bytes = 0;
+    rnnx_model m;
+    CHECK_STATUS(rnnx_model_file_size("/nonexistent/model.rnnx", &bytes), RNNX_EIO);
+    CHECK_STATUS(rnnx_model_file_size(NULL, &bytes), RNNX_ENULL);
+    CHECK_STATUS(rnnx_model_file_size(path, &bytes), RNNX_OK);
+    double* mem = malloc(bytes + 16);
+    CHECK_STATUS(rnnx_model_from_file(&m, path, mem, bytes - 1), RNNX_ENOMEM);
+    CHECK_STATUS(rnnx_model_from_file(&m, path, (char*)mem + 4, bytes), RNNX_EALIGN);
+    CHECK_STATUS(rnnx_model_from_file(NULL, path, mem, bytes), RNNX_ENULL);
+    CHECK_STATUS(rnnx_model_from_file(&m, path, mem, bytes), RNNX_OK);
+
+    size_t len = 0;
+    unsigned char* image = read_all(path, &len);
+    if (!image || len < 160) {
+        CHECK(0, "cannot read %s", path);
+        return;
+    }
+    size_t table = 0;
+    size_t unused = 1;
+    CHECK_STATUS(rnnx_model_mem_size(NULL, len, &unused), RNNX_ENULL);
+    CHECK(unused == 0, "a failed size call leaves %zu, not 0", unused);
+    CHECK_STATUS(rnnx_model_mem_size(image, len, NULL), RNNX_ENULL);
+    CHECK_STATUS(rnnx_model_mem_size(image, len, &table), RNNX_OK);
+    void* tmem = malloc(table);
+    rnnx_model mb;
+    CHECK_STATUS(rnnx_model_from_buffer(&mb, tmem, table - 1, image, len), RNNX_ENOMEM);
+    unsigned char* shifted = malloc(len + 8);
+    memcpy(shifted + 4, image, len);
+    CHECK_STATUS(rnnx_model_from_buffer(&mb, tmem, table, shifted + 4, len), RNNX_EALIGN);
+    free(shifted);
+
+    /* run: bad sizes, lengths, NULLs, memory */
+    const int T = 4, B = 2;
+    const size_t wb = rnnx_model_run_work_size(&m, T, B);
+    float* x = calloc((size_t)T * B * m.input_size, sizeof(float));
+    float* y = calloc((size_t)B * m.output_size, sizeof(float));
+    double* work = malloc(wb + 8);
+    int64_t lengths[2] = {4, 5};
+    CHECK(rnnx_model_run_work_size(&m, 0, B) == 0 && rnnx_model_run_work_size(NULL, T, B) == 0,
+          "a work size for a bad call");
+    CHECK_STATUS(rnnx_model_run(&m, NULL, x, T, B, lengths, y, work, wb), RNNX_EINVAL);
+    lengths[1] = 0;
+    CHECK_STATUS(rnnx_model_run(&m, NULL, x, T, B, lengths, y, work, wb), RNNX_EINVAL);
+    lengths[1] = 2;
+    CHECK_STATUS(rnnx_model_run(&m, NULL, x, T, B, lengths, y, work, wb), RNNX_OK);
+    CHECK_STATUS(rnnx_model_run(&m, NULL, x, 0, B, NULL, y, work, wb), RNNX_EINVAL);
+    CHECK_STATUS(rnnx_model_run(&m, NULL, x, T, -1, NULL, y, work, wb), RNNX_EINVAL);
+    CHECK_STATUS(rnnx_model_run(&m, NULL, NULL, T, B, NULL, y, work, wb), RNNX_ENULL);
+    CHECK_STATUS(rnnx_model_run(&m, NULL, x, T, B, NULL, NULL, work, wb), RNNX_ENULL);
+    CHECK_STATUS(rnnx_model_run(NULL, NULL, x, T, B, NULL, y, work, wb), RNNX_ENULL);
+    CHECK_STATUS(rnnx_model_run(&m, NULL, x, T, B, NULL, y, work, wb - 1), RNNX_ENOMEM);
+    CHECK_STATUS(rnnx_model_run(&m, NULL, x, T, B, NULL, y, (char*)work + 4, wb), RNNX_EALIGN);
+
+    /* a hand-made model with inconsistent sizes */
+    rnnx_layer broken = m.layers[1];
+    broken.input_size += 1;
+    rnnx_layer pair[2];
+    pair[0] = m.layers[0];
+    pair[1] = broken;
+    rnnx_model bad = m;
+    bad.layers = pair;
+    CHECK_STATUS(rnnx_model_check(&bad), RNNX_EINVAL);
+    CHECK_STATUS(rnnx_model_run(&bad, NULL, x, T, B, NULL, y, work, wb), RNNX_EINVAL);
+    pair[1] = m.layers[1];
+    pair[1].tensors = NULL;
+    CHECK_STATUS(rnnx_model_check(&bad), RNNX_ENULL);
+
+    /* stream: bad arguments; a failed step leaves the state alone */
+    const size_t sb = rnnx_stream_size(&m, B);
+    double* smem = malloc(sb);
+    rnnx_stream s;
+    CHECK(rnnx_stream_size(&m, 0) == 0, "a stream size for B=0");
+    CHECK_STATUS(rnnx_stream_init(&s, &m, NULL, 0, smem, sb), RNNX_EINVAL);
+    CHECK_STATUS(rnnx_stream_init(&s, &m, NULL, B, smem, sb - 1), RNNX_ENOMEM);
+    CHECK_STATUS(rnnx_stream_init(&s, &m, NULL, B, (char*)smem + 4, sb), RNNX_EALIGN);
+    CHECK_STATUS(rnnx_stream_init(&s, &m, NULL, B, NULL, sb), RNNX_ENULL);
+    CHECK_STATUS(rnnx_stream_init(&s, &m, NULL, B, smem, sb), RNNX_OK);
+    CHECK_STATUS(rnnx_stream_step(&s, NULL, y), RNNX_ENULL);
+    CHECK_STATUS(rnnx_stream_step(&s, x, NULL), RNNX_ENULL);
+    CHECK_STATUS(rnnx_stream_step(NULL, x, y), RNNX_ENULL);
+
+    /* a bidirectional model cannot stream */
+    snprintf(path, sizeof path, "%s/%s.rnnx", dir, BIDIRECTIONAL);
+    size_t bb = 0;
+    CHECK_STATUS(rnnx_model_file_size(path, &bb), RNNX_OK);
+    double* bmem = malloc(bb);
+    rnnx_model bi;
+    CHECK_STATUS(rnnx_model_from_file(&bi, path, bmem, bb), RNNX_OK);
+    CHECK(rnnx_stream_size(&bi, 1) == 0, "a bidirectional model has a stream size");
+    CHECK_STATUS(rnnx_stream_init(&s, &bi, NULL, 1, smem, sb), RNNX_EUNSUPPORTED);
+
+    /* not an .rnnx file at all */
+    const unsigned char text[] = "hello, this is not a model file at all, but long enough......"
+                                 "..........................................................";
+    CHECK_STATUS(parse_and_run(text, sizeof text), RNNX_EMAGIC);
+
+    test_image(image, len);
+    free(bmem);
+    free(smem);
+    free(x);
+    free(y);
+    free(work);
+    free(tmem);
+    free(image);
+    free(mem);
+}
+
+int main(int argc, char** argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: test_errors DATA_DIR\n");
+        return 2;
+    }
+    test_strings();
+    test_arguments(argv[1]);
+    if (failures)
+        fprintf(stderr, "test_errors: %d checks failed\n", failures);
+    return failures ? 1 : 0;
+}
