@@ -29,12 +29,12 @@ Another format registers itself there.
 """
 import json
 import os
-import secrets
 import zipfile
 import zlib
 
 import numpy as np
 
+from ._files import write_atomic
 from .model import Sequential, layer_from_spec, layer_spec
 
 FORMAT = "rnnx"
@@ -62,46 +62,13 @@ def _build(spec):
     return layer_from_spec(spec)
 
 
-def _write_atomic(path, write):
-    """Call write(file object) on a new temporary file beside path, fsync it, then rename it
-    over path. On any error (or KeyboardInterrupt) the temporary file is removed and path is
-    left as it was."""
-    folder = os.path.dirname(os.path.abspath(path))
-    temporary = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
-    # O_EXCL: never reuse a file; mode 0o666 less the umask, like open(path, "wb")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
-                 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise
-    try:                                    # make the rename itself durable (POSIX)
-        dir_fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-
-
 def _save_npz(model, path):
     spec = _spec(model)
     header = json.dumps({"format": FORMAT, "version": VERSION, "architecture": spec}, sort_keys=True)
     arrays = {PARAM_PREFIX + name: np.ascontiguousarray(value)
               for name, value in model.state_dict().items()}
     arrays[HEADER_KEY] = np.array(header)
-    _write_atomic(path, lambda f: np.savez(f, **arrays))   # a file object: no ".npz" added
+    write_atomic(path, lambda f: np.savez(f, **arrays))   # a file object: no ".npz" added
 
 
 def save(model, path):
@@ -331,9 +298,8 @@ def load(path, into=None):
 
 
 def _save_rnnx(model, path):
-    from .rnnx_format import dumps
-    image = dumps(model)
-    _write_atomic(path, lambda f: f.write(image))
+    from .rnnx_format import save_rnnx
+    save_rnnx(model, path)
 
 
 def _load_rnnx(path, into=None):

@@ -23,6 +23,7 @@ import zlib
 
 import numpy as np
 
+from ._files import write_atomic
 from .dense import ACTIVATIONS, Dense
 
 __all__ = ["save_rnnx", "load_rnnx", "export_c", "dumps", "loads"]
@@ -140,11 +141,8 @@ def save_rnnx(model, path):
     model : rnnx.Sequential, RNN, LSTM, GRU or Dense
     path : str or os.PathLike
     """
-    from .io import save          # atomic: a temporary file beside path, renamed over it
-    path = os.fspath(path)
-    if not path.lower().endswith(".rnnx"):
-        raise ValueError(f"path must end in .rnnx, got {path!r}")
-    save(model, path)
+    image = dumps(model)
+    write_atomic(os.fspath(path), lambda f: f.write(image))   # the old file survives a failure
 
 
 def _parse(image, name):
