@@ -298,32 +298,111 @@ static void input_projection(const rnnx_blas* blas, int naive, real* slab, const
     gemm_small_acc(N, G, I, x, I, ready_w_ih_t ? ready_w_ih_t : w_ih_t, G, slab, G);
 }
 
+#ifdef RNNX_DOUBLE
+/* C (M,N) += A^T @ Bm over K rows taken in a fixed order: row k of A (M,) and
+ * of Bm (N,) is A + k*lda, Bm + k*ldb, k = 0..K-1 when !descending, K-1..0
+ * when descending.  Every element adds its K products one after another in
+ * that order, starting from the value C holds, and K is cut in blocks only
+ * between two such additions (C is stored and reloaded, which is exact).  So
+ * one call over rows [0, N) equals calls over [s_j, s_{j+1}) made in the same
+ * order on the same C, bit for bit: checkpointed BPTT relies on it
+ * (rnnx/checkpoint.py).  BLAS's blocked GEMM does not promise that. */
+enum { ROWS_KBLOCK = 256 };
+
+RNNX_HOT
+static void gemm_rows_acc(int M, int N, int K, int descending, const real* restrict A, int lda,
+                          const real* restrict Bm, int ldb, real* restrict C, int ldc)
+{
+    for (int k0 = 0; k0 < K; k0 += ROWS_KBLOCK) {
+        const int k1 = k0 + ROWS_KBLOCK < K ? k0 + ROWS_KBLOCK : K;
+        for (int i = 0; i < M; i += SMALL_ROWS) {
+            const int rows = M - i < SMALL_ROWS ? M - i : SMALL_ROWS;
+            for (int j = 0; j < N; j += SMALL_COLS) {
+                const int cols = N - j < SMALL_COLS ? N - j : SMALL_COLS;
+                real acc[SMALL_ROWS][SMALL_COLS];
+                for (int r = 0; r < rows; r++)
+                    for (int q = 0; q < cols; q++)
+                        acc[r][q] = C[(size_t)(i + r) * ldc + j + q];
+                for (int kk = k0; kk < k1; kk++) {
+                    const int k = descending ? K - 1 - kk : kk;
+                    const real* a = A + (size_t)k * lda + i;
+                    const real* b = Bm + (size_t)k * ldb + j;
+                    if (rows == SMALL_ROWS && cols == SMALL_COLS) {
+                        for (int r = 0; r < SMALL_ROWS; r++)
+                            for (int q = 0; q < SMALL_COLS; q++)
+                                acc[r][q] += a[r] * b[q];
+                    } else {
+                        for (int r = 0; r < rows; r++)
+                            for (int q = 0; q < cols; q++)
+                                acc[r][q] += a[r] * b[q];
+                    }
+                }
+                for (int r = 0; r < rows; r++)
+                    for (int q = 0; q < cols; q++)
+                        C[(size_t)(i + r) * ldc + j + q] = acc[r][q];
+            }
+        }
+    }
+}
+#endif
+
+/* Column sums: sums (G,) += the rows of dg (N, row stride lddg), in the order
+ * of gemm_rows_acc (descending or not). */
+static void column_sums(real* sums, const real* dg, int lddg, int N, int G, int descending)
+{
+    for (int kk = 0; kk < N; kk++) {
+        const int n = descending ? N - 1 - kk : kk;
+        for (int g = 0; g < G; g++)
+            sums[g] += dg[(size_t)n * lddg + g];
+    }
+}
+
 /* After the backward loop, with dg (N,G) the gradient of the gate
  * pre-activations of all N = T*B rows:
- *   dw_ih += dg^T @ x,  dx += dg @ w_ih,  db_ih += sum of dg over rows. */
-static void input_gradients(const rnnx_blas* blas, int naive, real* dx, real* dw_ih, real* db_ih,
-                            const real* dg, const real* x, const real* w_ih, int N, int I, int G)
+ *   dw_ih += dg^T @ x,  dx += dg @ w_ih,  db_ih += sum of dg over rows.
+ * In float64 (not naive) the sums over rows run in the backward loop's order
+ * (rows descending for a forward direction, ascending for a reverse one) and
+ * each row of dx on its own, so a sequence whose backward runs in time
+ * segments, last first, into the same gradients gives the same bits. */
+static void input_gradients(const rnnx_blas* blas, int naive, int reverse, real* dx, real* dw_ih,
+                            real* db_ih, const real* dg, const real* x, const real* w_ih,
+                            int N, int I, int G)
 {
+#ifdef RNNX_DOUBLE
+    if (!naive) {
+        gemm_rows_acc(G, I, N, !reverse, dg, G, x, I, dw_ih, I);       /* dw_ih += dg.T @ x */
+        gemm_small_acc(N, I, G, dg, G, w_ih, I, dx, I);                 /* dx += dg @ w_ih */
+        if (db_ih)
+            column_sums(db_ih, dg, G, N, G, !reverse);
+        return;
+    }
+#endif
     gemm(blas, naive, 'T', 'N', G, I, N, 1, dg, G, x, I, 1, dw_ih, I);    /* dw_ih += dg.T @ x */
     gemm(blas, naive, 'N', 'N', N, I, G, 1, dg, G, w_ih, I, 1, dx, I);    /* dx += dg @ w_ih */
     if (db_ih)
-        for (int n = 0; n < N; n++)
-            for (int g = 0; g < G; g++)
-                db_ih[g] += dg[(size_t)n * G + g];
+        column_sums(db_ih, dg, G, N, G, 0);
 }
 
 /* dw_hh[g0:g0+Gp] += dg[:, 0:Gp]^T @ h_prev and db_hh[g0:g0+Gp] += column sums,
- * with dg (N, row stride lddg) and h_prev (N,H) over all N = T*B rows. */
-static void recurrent_gradients(const rnnx_blas* blas, int naive, real* dw_hh, real* db_hh,
-                                const real* dg, int lddg, const real* h_prev,
+ * with dg (N, row stride lddg) and h_prev (N,H) over all N = T*B rows; row
+ * order as in input_gradients. */
+static void recurrent_gradients(const rnnx_blas* blas, int naive, int reverse, real* dw_hh,
+                                real* db_hh, const real* dg, int lddg, const real* h_prev,
                                 int N, int H, int g0, int Gp)
 {
+#ifdef RNNX_DOUBLE
+    if (!naive) {
+        gemm_rows_acc(Gp, H, N, !reverse, dg, lddg, h_prev, H,
+                      dw_hh + (size_t)g0 * H, H);                        /* dw_hh += dg.T @ h_prev */
+        if (db_hh)
+            column_sums(db_hh + g0, dg, lddg, N, Gp, !reverse);
+        return;
+    }
+#endif
     gemm(blas, naive, 'T', 'N', Gp, H, N, 1, dg, lddg, h_prev, H,
          1, dw_hh + (size_t)g0 * H, H);                                  /* dw_hh += dg.T @ h_prev */
     if (db_hh)
-        for (int n = 0; n < N; n++)
-            for (int g = 0; g < Gp; g++)
-                db_hh[g0 + g] += dg[(size_t)n * lddg + g];
+        column_sums(db_hh + g0, dg, lddg, N, Gp, 0);
 }
 
 /* Gradient arriving at h_t from the output y_t, for the rows that produced it. */

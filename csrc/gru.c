@@ -251,12 +251,12 @@ int RNNX_SFX(rnnx_gru_backward)(const rnnx_blas* blas, const rnnx_backward_args*
     memcpy(a->dh0, dh, BH * sizeof(real));
 
     const real* h_prev_all = hs + state_prev_offset(0, reverse, BH);
-    input_gradients(blas, r.naive, a->dx, a->dw_ih, a->db_ih, dg, a->x, a->w_ih, T * B, I, G);
+    input_gradients(blas, r.naive, reverse, a->dx, a->dw_ih, a->db_ih, dg, a->x, a->w_ih, T * B, I, G);
     if (after) {
-        recurrent_gradients(blas, r.naive, a->dw_hh, a->db_hh, dgh, G, h_prev_all, T * B, H, 0, G);
+        recurrent_gradients(blas, r.naive, reverse, a->dw_hh, a->db_hh, dgh, G, h_prev_all, T * B, H, 0, G);
     } else {
-        recurrent_gradients(blas, r.naive, a->dw_hh, a->db_hh, dg, G, h_prev_all, T * B, H, 0, 2 * H);
-        recurrent_gradients(blas, r.naive, a->dw_hh, a->db_hh, dg + 2 * H, G, aux, T * B, H, 2 * H, H);
+        recurrent_gradients(blas, r.naive, reverse, a->dw_hh, a->db_hh, dg, G, h_prev_all, T * B, H, 0, 2 * H);
+        recurrent_gradients(blas, r.naive, reverse, a->dw_hh, a->db_hh, dg + 2 * H, G, aux, T * B, H, 2 * H, H);
     }
     return RNNX_OK;
 }

@@ -174,8 +174,8 @@ int RNNX_SFX(rnnx_lstm_backward)(const rnnx_blas* blas, const rnnx_backward_args
     memcpy(a->dh0, dh, BH * sizeof(real));
     memcpy(a->dc0, dc, BH * sizeof(real));
 
-    input_gradients(blas, r.naive, a->dx, a->dw_ih, a->db_ih, dg, a->x, a->w_ih, T * B, I, G);
-    recurrent_gradients(blas, r.naive, a->dw_hh, a->db_hh, dg, G,
+    input_gradients(blas, r.naive, reverse, a->dx, a->dw_ih, a->db_ih, dg, a->x, a->w_ih, T * B, I, G);
+    recurrent_gradients(blas, r.naive, reverse, a->dw_hh, a->db_hh, dg, G,
                         hs + state_prev_offset(0, reverse, BH), T * B, H, 0, G);
     return RNNX_OK;
 }

@@ -19,6 +19,8 @@ except ImportError as error:  # a source checkout imported before its extension 
         "looks like an unbuilt source folder. Build it in place with `pip install -e .`, or run "
         "Python from another folder so the installed rnnx is imported.") from error
 
+from . import checkpoint as _checkpoint  # noqa: E402 (needs _core, imported above)
+
 __all__ = ["RNN", "LSTM", "GRU", "Cache"]
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -227,8 +229,11 @@ class _Recurrent:
         y, state, _ = self._run(x, state, lengths, train=False)
         return y, state
 
-    def forward(self, x, state=None, lengths=None):
-        """Training forward: y, state, cache = layer.forward(x, state=None, lengths=None)."""
+    def forward(self, x, state=None, lengths=None, checkpoint=None):
+        """Training forward: y, state, cache = layer.forward(x, state=None, lengths=None).
+        checkpoint=k (or "sqrt"): checkpointed BPTT, see rnnx.checkpoint."""
+        if checkpoint is not None:
+            return _checkpoint.forward(self, x, state, lengths, checkpoint)
         return self._run(x, state, lengths, train=True)
 
     def _run(self, x, state, lengths, train):
@@ -264,6 +269,8 @@ class _Recurrent:
         dx, dstate0, grads = layer.backward(cache, dy, dstate=None).
         dy is like y, dstate like the final state (None: zero); dstate0 is like
         the initial state and grads has the keys and shapes of state_dict()."""
+        if isinstance(cache, _checkpoint.CheckpointCache):
+            return _checkpoint.backward(self, cache, dy, dstate)
         if not isinstance(cache, Cache):
             raise TypeError(f"cache must be the Cache returned by forward, got {type(cache).__name__}")
         if cache.owner is not self:

@@ -158,9 +158,10 @@ class Sequential:
         """The output only, with the output activation applied."""
         return self(x, state, lengths)[0]
 
-    def forward(self, x, state=None, lengths=None, logits=False):
+    def forward(self, x, state=None, lengths=None, logits=False, checkpoint=None):
         """Training forward: (y, state, cache). logits=True leaves out the last Dense
-        layer's activation (for the losses that fuse it)."""
+        layer's activation (for the losses that fuse it). checkpoint=k or "sqrt":
+        checkpointed BPTT in every recurrent layer (see rnnx.checkpoint)."""
         states_in = self._check_state(state)
         states_out = []
         caches = []
@@ -171,7 +172,8 @@ class Sequential:
                 h, cache = layer.forward(h, logits=logits and index == len(self.layers) - 1)
                 caches.append(cache)
                 continue
-            h, layer_state, cache = layer.forward(h, states_in[len(states_out)], lengths)
+            h, layer_state, cache = layer.forward(h, states_in[len(states_out)], lengths,
+                                                  checkpoint=checkpoint)
             states_out.append(layer_state)
             if index == last_recurrent and self.many_to_one:
                 h, pool = self._last_step(h, layer, lengths)

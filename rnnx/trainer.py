@@ -110,12 +110,15 @@ class Trainer:
     clip_norm : rescale the gradients to this global norm when above it (None: no clipping).
     clip_value : clamp each gradient element to [-clip_value, clip_value] (None: no clamping).
     reset_state : "sequence" | "never" | "chunk" (see the module docstring).
+    checkpoint : None, k or "sqrt": checkpointed BPTT with segments of k steps (memory
+        O(T/k + k) steps instead of O(T), gradients unchanged; see rnnx.checkpoint).
     seed : seeds the shuffling of mini-batches (weights are seeded where the layers are built).
     progress : True / False, or None for a progress bar only when stderr is a terminal.
     """
 
     def __init__(self, model, loss="mse", optimizer=None, bptt=None, clip_norm=None,
-                 clip_value=None, reset_state="sequence", seed=None, progress=None):
+                 clip_value=None, reset_state="sequence", seed=None, progress=None,
+                 checkpoint=None):
         bare = not isinstance(model, Sequential)
         if bare:
             model = Sequential(model)
@@ -146,6 +149,10 @@ class Trainer:
                              f"not hold {foreign}")
         self.optimizer = optimizer
         self.bptt = _parse_bptt(bptt)
+        if checkpoint is not None:
+            from .checkpoint import segment_length
+            segment_length(checkpoint, 1)  # checks it
+        self.checkpoint = checkpoint
         if self.bptt is not None and model.many_to_one:
             raise ValueError("bptt must be None for a many_to_one model (its loss is at the last "
                              f"step only), got {bptt!r}")
@@ -237,7 +244,7 @@ class Trainer:
         for t0, t1 in segments:
             xs = x if time_axis is None else _time_slice(x, t0, t1, time_axis)
             out, state, cache = model.forward(xs, state, _segment_lengths(lengths, t0, t1),
-                                              logits=fused)
+                                              logits=fused, checkpoint=self.checkpoint)
             outputs.append(out)
             caches.append(cache)
             if t1 == s:
