@@ -203,3 +203,31 @@ def test_cache_from_another_layer_is_refused():
     _, _, cache = a.forward(np.zeros((4, 1, 3)), checkpoint=2)
     with pytest.raises(ValueError, match="another layer"):
         b.backward(cache, np.zeros((4, 1, 5)))
+
+
+def test_memory_benchmark_quick_run(tmp_path):
+    # benchmarks/checkpoint_memory.py end to end in its quick form (no timing asserted)
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "checkpoint_memory.py"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    args = ["--quick", "--json", str(tmp_path / "r.json")]
+    try:
+        import matplotlib  # noqa: F401
+        args += ["--plot", str(tmp_path / "r.png")]
+    except ImportError:
+        pass
+    done = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    results = json.loads((tmp_path / "r.json").read_text())["results"]
+    assert [(r["T"], r["mode"]) for r in results] == [
+        (100, "plain"), (100, "checkpoint"), (200, "plain"), (200, "checkpoint")]
+    for T in (100, 200):
+        plain, ckpt = [r for r in results if r["T"] == T]
+        assert ckpt["traced_peak_bytes"] < plain["traced_peak_bytes"] / 2
+    if "--plot" in args:
+        assert (tmp_path / "r.png").stat().st_size > 1000
