@@ -20,7 +20,9 @@ def mpirun(n, script, *args, timeout=240):
     if MPIRUN is None:
         pytest.skip("mpirun not found (CI installs Open MPI: openmpi-bin)")
     command = [MPIRUN, "-n", str(n), "--oversubscribe"]
-    env = dict(os.environ, OMPI_MCA_rmaps_base_oversubscribe="1")
+    # containers often forbid the cross-process memory copy Open MPI tries first
+    env = dict(os.environ, OMPI_MCA_rmaps_base_oversubscribe="1",
+               OMPI_MCA_btl_vader_single_copy_mechanism="none")
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         command.append("--allow-run-as-root")
         env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
@@ -105,3 +107,26 @@ def test_ranks_must_agree_on_the_number_of_updates():
 
     with pytest.raises(ValueError, match="every rank must have the same batches"):
         check_same(TwoRanks(), batches=3, time_steps=10)
+
+
+@pytest.mark.parametrize("bptt", [None, 6])
+def test_trainer_with_a_one_rank_comm_trains_as_without(bptt):
+    # the Trainer's hooks (broadcast, combine, checks) in-process, without mpirun
+    import rnnx
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((20, 5, 2))
+    y = rng.standard_normal((20, 5, 1))
+    lengths = np.array([20, 4, 13, 9, 20])
+    runs = []
+    for comm in (None, FakeComm()):
+        model = rnnx.Sequential(rnnx.GRU(2, 4, dtype=np.float64, seed=0),
+                                rnnx.Dense(4, 1, dtype=np.float64, seed=1))
+        trainer = rnnx.Trainer(model, "mse", rnnx.SGD(model.parameters(), lr=0.1), bptt=bptt,
+                               seed=0, progress=False, comm=comm)
+        history = trainer.fit(x, y, lengths, epochs=2)
+        runs.append((history, model.state_dict()))
+    (h0, p0), (h1, p1) = runs
+    np.testing.assert_allclose(h1["step_loss"], h0["step_loss"], rtol=1e-14)
+    np.testing.assert_allclose(h1["loss"], h0["loss"], rtol=1e-14)
+    for name in p0:
+        np.testing.assert_allclose(p1[name], p0[name], rtol=1e-13, atol=1e-15, err_msg=name)
