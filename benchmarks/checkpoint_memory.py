@@ -56,7 +56,8 @@ def child(T, mode):
     traced_peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"T": T, "mode": mode, "forward_s": forward_s, "seconds": total_s, "cpu_seconds": cpu_s,
+    print(json.dumps({"T": T, "mode": mode, "forward_s": forward_s, "seconds": total_s,
+                      "cpu_seconds": cpu_s,
                       "traced_peak_bytes": traced_peak,
                       "rss_growth_bytes": max(0, rss_after - rss_before),
                       "inputs_bytes": x.nbytes + dy.nbytes}))
@@ -86,8 +87,9 @@ def plot(results, path):
         sec.loglog([r["T"] for r in rows], [r["cpu_seconds"] for r in rows], style, label=label)
     predicted = [r for r in results if r["mode"] == "plain" and "predicted_peak_bytes" in r]
     if predicted:
-        mem.loglog([r["T"] for r in predicted], [r["predicted_peak_bytes"] / 2**20 for r in predicted],
-                   "o", mfc="none", color="C0", label="plain, predicted (not run)")
+        mem.loglog([r["T"] for r in predicted],
+                   [r["predicted_peak_bytes"] / 2**20 for r in predicted], "o", mfc="none",
+                   color="C0", label="plain, predicted (not run)")
     mem.set(xlabel="sequence length T", ylabel="peak memory of forward + backward (MiB)",
             title="memory (tracemalloc peak)")
     sec.set(xlabel="sequence length T", ylabel="CPU seconds (one core)",

@@ -349,7 +349,8 @@ RNNX_HOT
 static void gemm_rows_acc(int M, int N, int K, int descending, const real* A, int lda,
                           const real* Bm, int ldb, real* C, int ldc)
 {
-    const ptrdiff_t sa = descending ? -(ptrdiff_t)lda : lda, sb = descending ? -(ptrdiff_t)ldb : ldb;
+    const ptrdiff_t sa = descending ? -(ptrdiff_t)lda : lda;
+    const ptrdiff_t sb = descending ? -(ptrdiff_t)ldb : ldb;
     for (int k0 = 0; k0 < K; k0 += ROWS_KBLOCK) {
         const int kn = K - k0 < ROWS_KBLOCK ? K - k0 : ROWS_KBLOCK;
         const int first = descending ? K - 1 - k0 : k0;  /* the block's first row */
@@ -372,7 +373,8 @@ static void gemm_rows_acc(int M, int N, int K, int descending, const real* A, in
             for (; j + ROWS_TC <= N; j += ROWS_TC)
                 rows_tile(kn, apack, ROWS_TR, b0 + j, sb, C + (size_t)i * ldc + j, ldc);
             if (j < N)
-                rows_edge(ROWS_TR, N - j, kn, apack, ROWS_TR, b0 + j, sb, C + (size_t)i * ldc + j, ldc);
+                rows_edge(ROWS_TR, N - j, kn, apack, ROWS_TR, b0 + j, sb,
+                          C + (size_t)i * ldc + j, ldc);
         }
     }
 }
@@ -427,7 +429,7 @@ static void recurrent_gradients(const rnnx_blas* blas, int naive, int reverse, r
 #ifdef RNNX_DOUBLE
     if (!naive) {
         gemm_rows_acc(Gp, H, N, !reverse, dg, lddg, h_prev, H,
-                      dw_hh + (size_t)g0 * H, H);                        /* dw_hh += dg.T @ h_prev */
+                      dw_hh + (size_t)g0 * H, H);                /* dw_hh += dg.T @ h_prev */
         if (db_hh)
             column_sums(db_hh + g0, dg, lddg, N, Gp, !reverse);
         return;

@@ -35,8 +35,10 @@ def run(layer, x, lengths, dy, dstate, checkpoint):
 def assert_same(a, b, exact, what):
     ya, sa, dxa, d0a, ga = a
     yb, sb, dxb, d0b, gb = b
-    check = np.testing.assert_array_equal if exact else (
-        lambda u, v, err_msg: np.testing.assert_allclose(u, v, rtol=2e-4, atol=2e-5, err_msg=err_msg))
+    def close(u, v, err_msg):
+        np.testing.assert_allclose(u, v, rtol=2e-4, atol=2e-5, err_msg=err_msg)
+
+    check = np.testing.assert_array_equal if exact else close
     check(ya, yb, err_msg=f"{what}: y")
     check(dxa, dxb, err_msg=f"{what}: dx")
     for u, v in zip(sa, sb):

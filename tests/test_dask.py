@@ -67,7 +67,8 @@ def test_time_major_with_lengths_ships_the_model_once_per_worker(client):
 def test_batch_first_data_with_dask_lengths_on_a_time_major_model(client):
     model = lstm_model()
     x, lengths = data(seed=1)
-    xb = da.from_array(np.ascontiguousarray(np.swapaxes(x, 0, 1)), chunks=(5, 7, 3))  # T chunked too
+    # chunked along T too: predict merges those chunks
+    xb = da.from_array(np.ascontiguousarray(np.swapaxes(x, 0, 1)), chunks=(5, 7, 3))
     y = rnnx.dask.predict(model, xb, da.from_array(lengths, chunks=9), batch_first=True)
     assert y.shape == (37, 20, 2)
     expected = np.swapaxes(model.predict(x, lengths=lengths), 0, 1)
