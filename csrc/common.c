@@ -307,10 +307,11 @@ static void input_projection(const rnnx_blas* blas, int naive, real* slab, const
  * one call over rows [0, N) equals calls over [s_j, s_{j+1}) made in the same
  * order on the same C, bit for bit: checkpointed BPTT relies on it
  * (rnnx/checkpoint.py).  BLAS's blocked GEMM does not promise that.
- * K runs in blocks of ROWS_KBLOCK rows, C in tiles of ROWS_TR x ROWS_TC (12 AVX2
- * registers of accumulators; the best of a few shapes measured on a Zen 2 core),
- * each tile's rows of A packed into a stack panel first. */
-enum { ROWS_KBLOCK = 128, ROWS_TR = 4, ROWS_TC = 12 };
+ * K runs in blocks of ROWS_KBLOCK rows, C in tiles of ROWS_TR x ROWS_TC (8 AVX2
+ * registers of accumulators, and no edge columns when N is a multiple of 8: the
+ * best of a few shapes measured on a Zen 2 core), each tile's rows of A packed
+ * into a stack panel first. */
+enum { ROWS_KBLOCK = 64, ROWS_TR = 4, ROWS_TC = 8 };
 
 /* One tile: c (ROWS_TR, ROWS_TC, row stride ldc) += sum over K rows of a[r] * b[q], rows
  * stepping by sa and sb (negative when descending). */
