@@ -23,6 +23,7 @@ except ImportError as error:  # a source checkout imported before its extension 
 
 from .module import Cache, Module, as_layer_dtype, check_dtype, check_seed, positive_int
 from .reference import check_lengths
+from . import checkpoint as _checkpoint  # noqa: E402 (needs _core, imported above)
 
 __all__ = ["RNN", "LSTM", "GRU", "Stream"]
 
@@ -221,7 +222,7 @@ class _Recurrent(Module):
         y, state, _ = self._run(x, state, lengths, train=False)
         return y, state
 
-    def forward(self, x, state=None, lengths=None):
+    def forward(self, x, state=None, lengths=None, checkpoint=None):
         """Training forward: ``y, state, cache = layer.forward(x, state=None, lengths=None)``.
 
         Parameters
@@ -229,6 +230,10 @@ class _Recurrent(Module):
         x : array_like, (T, B, I) ((B, T, I) with batch_first) or unbatched (T, I)
         state : None, or the initial state like the final one (h, or (h, c) for LSTM)
         lengths : None or array_like of B ints in [1, T]
+        checkpoint : None, int >= 1 or "sqrt"
+            Checkpointed BPTT (see rnnx.checkpoint): keep only the state every
+            ``checkpoint`` steps and recompute each segment's activations in backward,
+            O(T/k + k) steps of memory instead of O(T); "sqrt" picks k near sqrt(T).
 
         Returns
         -------
@@ -237,6 +242,8 @@ class _Recurrent(Module):
         cache : what backward needs (opaque). It holds copies of x and lengths, so the
             caller may change them; it goes stale if the parameters change.
         """
+        if checkpoint is not None:
+            return _checkpoint.forward(self, x, state, lengths, checkpoint)
         return self._run(x, state, lengths, train=True)
 
     def _run(self, x, state, lengths, train):
@@ -298,6 +305,8 @@ class _Recurrent(Module):
             The cache is stale (parameters changed since its forward) or another
             layer's; dy or dstate has the wrong shape.
         """
+        if isinstance(cache, _checkpoint.CheckpointCache):
+            return _checkpoint.backward(self, cache, dy, dstate)
         if not isinstance(cache, Cache):
             raise TypeError(f"cache must be the cache returned by forward, got {type(cache).__name__}")
         self._check_fresh(cache)

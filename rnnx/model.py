@@ -168,14 +168,16 @@ class Sequential:
         """The output only, with the output activation applied (inference)."""
         return self(x, state, lengths)[0]
 
-    def forward(self, x, state=None, lengths=None, logits=False):
+    def forward(self, x, state=None, lengths=None, logits=False, checkpoint=None):
         """Training forward: ``y, state, cache = model.forward(x, state=None, lengths=None)``.
 
         logits=True leaves out the last Dense layer's activation (for the losses that
-        fuse it). Recurrent layers with dropout apply it here (and not in inference)."""
-        return self._run(x, state, lengths, logits, train=True)
+        fuse it). Recurrent layers with dropout apply it here (and not in inference).
+        checkpoint=k or "sqrt": checkpointed BPTT in every recurrent layer (see
+        rnnx.checkpoint)."""
+        return self._run(x, state, lengths, logits, train=True, checkpoint=checkpoint)
 
-    def _run(self, x, state, lengths, logits, train):
+    def _run(self, x, state, lengths, logits, train, checkpoint=None):
         states_in = self._check_state(state)
         states_out = []
         caches = []
@@ -186,7 +188,12 @@ class Sequential:
             layer_state = states_in[len(states_out)] if layer.is_recurrent else None
             options = {"logits": True} if logits and index == last and hasattr(layer, "activation") \
                 else {}
-            h, layer_state, cache = layer._run(h, layer_state, lengths, train=train, **options)
+            if checkpoint is not None and train and layer.is_recurrent:
+                h, layer_state, cache = layer.forward(h, layer_state, lengths,
+                                                      checkpoint=checkpoint)
+            else:
+                h, layer_state, cache = layer._run(h, layer_state, lengths, train=train,
+                                                   **options)
             pool = None
             if layer.is_recurrent:
                 states_out.append(layer_state)

@@ -110,12 +110,18 @@ class Trainer:
     clip_norm : rescale the gradients to this global norm when above it (None: no clipping).
     clip_value : clamp each gradient element to [-clip_value, clip_value] (None: no clamping).
     reset_state : "sequence" | "never" | "chunk" (see the module docstring).
+    comm : None, or an mpi4py communicator (MPI.COMM_WORLD): data-parallel training, each rank
+        fitting its own shard of the sequences, gradients combined at every update with one
+        collective (see rnnx.mpi); rank 0's parameters are broadcast at construction.
+    checkpoint : None, k or "sqrt": checkpointed BPTT with segments of k steps (memory
+        O(T/k + k) steps instead of O(T), gradients unchanged; see rnnx.checkpoint).
     seed : seeds the shuffling of mini-batches (weights are seeded where the layers are built).
     progress : True / False, or None for a progress bar only when stderr is a terminal.
     """
 
     def __init__(self, model, loss="mse", optimizer=None, bptt=None, clip_norm=None,
-                 clip_value=None, reset_state="sequence", seed=None, progress=None):
+                 clip_value=None, reset_state="sequence", seed=None, progress=None,
+                 checkpoint=None, comm=None):
         bare = not isinstance(model, Sequential)
         if bare:
             model = Sequential(model)
@@ -146,6 +152,14 @@ class Trainer:
                              f"not hold {foreign}")
         self.optimizer = optimizer
         self.bptt = _parse_bptt(bptt)
+        if checkpoint is not None:
+            from .checkpoint import segment_length
+            segment_length(checkpoint, 1)  # checks it
+        self.checkpoint = checkpoint
+        self.comm = comm
+        if comm is not None:
+            from . import mpi
+            mpi.broadcast_parameters(model.parameters(), mpi.check_comm(comm))
         if self.bptt is not None and model.many_to_one:
             raise ValueError("bptt must be None for a many_to_one model (its loss is at the last "
                              f"step only), got {bptt!r}")
@@ -247,7 +261,7 @@ class Trainer:
         for t0, t1 in segments:
             xs = x if time_axis is None else _time_slice(x, t0, t1, time_axis)
             out, state, cache = model.forward(xs, state, _segment_lengths(lengths, t0, t1),
-                                              logits=fused)
+                                              logits=fused, checkpoint=self.checkpoint)
             outputs.append(out)
             caches.append(cache)
             if t1 == s:
@@ -259,7 +273,8 @@ class Trainer:
             target = _time_slice(y, w0, b, time_axis)
             mask = self._loss_mask(b - w0, x.shape[1 - time_axis], a - w0, lengths, w0)
         value, grad = self.loss(output, target, mask)
-        if not np.isfinite(value):
+        count = int(np.prod(output.shape[:-1])) if mask is None else int(mask.sum())
+        if not np.isfinite(value) and self.comm is None:
             raise NonFiniteLossError(f"the loss became {value} at update {self.updates + 1} "
                                      f"({where}); lower the learning rate or set clip_norm")
         grads = {}
@@ -272,6 +287,13 @@ class Trainer:
                 if g is None:
                     continue
                 grads[name] = g if name not in grads else grads[name] + g
+        if self.comm is not None:  # every rank's part, one collective: the whole batch's
+            from .mpi import combine
+            value, grads, count = combine(self.comm, value, grads, count, getattr(
+                self.loss, "reduction", "mean") == "mean")
+            if not np.isfinite(value):
+                raise NonFiniteLossError(f"the loss became {value} at update {self.updates + 1} "
+                                         f"({where}); lower the learning rate or set clip_norm")
         model._grads = grads
         norm = clip_grad_norm(grads, self.clip_norm) if self.clip_norm else global_norm(grads)
         if not np.isfinite(norm):
@@ -282,7 +304,6 @@ class Trainer:
             clip_grad_value(grads, self.clip_value)
         self.optimizer.step(grads)
         self.updates += 1
-        count = int(np.prod(output.shape[:-1])) if mask is None else int(mask.sum())
         return value, carried, norm, grads, int(count)
 
     # -- the loop ------------------------------------------------------------------------
@@ -313,6 +334,9 @@ class Trainer:
         k1, k2 = self.bptt if (self.bptt is not None and time_axis is not None) else (T, T)
         overlap = k2 - k1
         n_windows = -(-T // k1)
+        if self.comm is not None:
+            from .mpi import check_same
+            check_same(self.comm, batches=n_batches, time_steps=T, epochs=epochs)
         enabled = self.progress if self.progress is not None else sys.stderr.isatty()
         bar = _Progress(bool(enabled), epochs * n_batches * n_windows)
         history = {"loss": [], "step_loss": [], "grad_norm": []}
