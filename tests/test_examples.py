@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -56,16 +57,50 @@ def test_char_model_example(tmp_path, capsys):
     results = load_example("char_model").main(quick=True, plot=str(tmp_path / "c.png"))
     out = capsys.readouterr().out
     assert "void " in out and "held-out" in out
+    assert len(results["step_loss"]) == 20                                # exactly --updates
     assert results["step_loss"][-1] < np.log(results["vocab_size"])      # below a uniform guess
     check_plot(tmp_path / "c.png")
 
 
+def test_char_model_trains_a_fixed_number_of_updates_reproducibly():
+    from rnnx.charmodel import train_char_model
+    from rnnx.data import load_text
+
+    text = load_text()[:6000]
+    runs = [train_char_model(text, hidden=8, streams=4, bptt=8, updates=u, sample_length=5,
+                             log=None) for u in (30, 30, 12)]
+    assert len(runs[0]["step_loss"]) == 30 and runs[0]["trainer"].updates == 30  # > one pass
+    assert runs[0]["step_loss"] == runs[1]["step_loss"]                # same seed, same run
+    assert runs[0]["samples"] == runs[1]["samples"]
+    assert runs[2]["step_loss"] == runs[0]["step_loss"][:12]          # a prefix of the longer run
+    assert runs[0]["valid_at"][-1] == 30
+    with pytest.raises(ValueError, match="updates must be an int >= 1, got 0"):
+        train_char_model(text, updates=0)
+
+
+def test_demo_and_example_share_one_training_function(monkeypatch, tmp_path, capsys):
+    import rnnx.charmodel
+    calls = []
+    real = rnnx.charmodel.train_char_model
+
+    def recording(text, **options):
+        calls.append(options)
+        return real(text, **options)
+
+    monkeypatch.setattr(rnnx.charmodel, "train_char_model", recording)
+    load_example("char_model").main(quick=True, plot="")
+    from rnnx.__main__ import main
+    assert main(["--updates", "3", "--hidden", "8", "--sample-length", "5",
+                 "--no-benchmark"]) == 0
+    assert [c["updates"] for c in calls] == [20, 3]
+
+
 def test_python_m_rnnx_short_run(capsys):
     from rnnx.__main__ import main
-    assert main(["--seconds", "1", "--hidden", "16", "--sample-length", "20",
+    assert main(["--updates", "4", "--hidden", "16", "--sample-length", "20",
                  "--shape", "20,2,3,4", "--cell", "GRU"]) == 0
     out = capsys.readouterr().out
-    assert "held-out loss" in out and "void " in out
+    assert "held-out loss" in out and "void " in out and "trained 4 updates" in out
     assert out.count("faster") == 2 and "rnnx.reference" in out
 
 
@@ -75,7 +110,4 @@ def test_python_m_rnnx_help(tmp_path):
     result = subprocess.run([sys.executable, "-m", "rnnx", "--help"], capture_output=True,
                             text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 0
-    assert "truncated BPTT" in result.stdout and "--seconds" in result.stdout
-    bad = subprocess.run([sys.executable, "-m", "rnnx", "--shape", "1,2"], capture_output=True,
-                         text=True, timeout=60, cwd=tmp_path)
-    assert bad.returncode == 2 and "--shape must be four positive integers" in bad.stderr
+    assert "truncated BPTT" in result.stdout and "--updates" in result.stdout
