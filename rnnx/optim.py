@@ -87,6 +87,81 @@ class Optimizer:
             update = self._update(name, grad)
             param -= update.astype(param.dtype)
 
+    # per-parameter state, {slot: {parameter name: float64 array}}; each optimizer names its own
+    _slots = ()
+
+    def hyperparameters(self):
+        """{name: value} of the constructor's arguments other than params (JSON-serialisable)."""
+        return {"lr": self.lr}
+
+    def __repr__(self):
+        options = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
+        return f"{type(self).__name__}({len(self.params)} parameters, {options})"
+
+    def state_dict(self):
+        """The optimizer's state, to resume training exactly (PyTorch's name).
+
+        Returns
+        -------
+        dict
+            ``{"type": class name, "hyperparameters": {...}, "steps": int, "state":
+            {slot: {parameter name: float64 array}}}``; the arrays are copies.
+        """
+        return {"type": type(self).__name__, "hyperparameters": self.hyperparameters(),
+                "steps": self.steps,
+                "state": {slot: {name: np.array(value, dtype=np.float64)
+                                 for name, value in getattr(self, slot).items()}
+                          for slot in self._slots}}
+
+    def load_state_dict(self, state):
+        """Restore a state from `state_dict`, all or nothing.
+
+        Parameters
+        ----------
+        state : dict
+            As returned by ``state_dict()`` of an optimizer of the same type over parameters
+            of the same names and shapes.
+
+        Raises
+        ------
+        TypeError, ValueError
+            If the type, a slot, a parameter name or a shape does not match; then nothing
+            has changed.
+        """
+        if not isinstance(state, dict) or set(state) != {"type", "hyperparameters", "steps",
+                                                         "state"}:
+            raise ValueError("state must be a dict with keys 'type', 'hyperparameters', "
+                             f"'steps' and 'state' (from state_dict()), got {state!r:.200}")
+        if state["type"] != type(self).__name__:
+            raise ValueError(f"state is of a {state['type']} optimizer, this is a "
+                             f"{type(self).__name__}")
+        steps = state["steps"]
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+            raise ValueError(f"state['steps'] must be an int >= 0, got {steps!r}")
+        slots = state["state"]
+        if not isinstance(slots, dict) or set(slots) != set(self._slots):
+            raise ValueError(f"state['state'] must have the slots {sorted(self._slots)}, got "
+                             f"{sorted(slots) if isinstance(slots, dict) else slots!r}")
+        new = {}
+        for slot, values in slots.items():
+            new[slot] = {}
+            for name, value in values.items():
+                if name not in self.params:
+                    raise ValueError(f"state['state'][{slot!r}] names {name!r}, which is not a "
+                                     "parameter of this optimizer")
+                value = np.asarray(value)
+                if value.dtype.kind not in "fiu" or value.shape != self.params[name].shape:
+                    raise ValueError(f"state['state'][{slot!r}][{name!r}] must be a real array "
+                                     f"of shape {self.params[name].shape}, got {value.dtype} "
+                                     f"{value.shape}")
+                new[slot][name] = value.astype(np.float64)      # a copy
+        probe = type(self)({"probe": np.zeros(1)}, **state["hyperparameters"])   # validates them
+        for key in probe.hyperparameters():
+            setattr(self, key, getattr(probe, key))
+        self.steps = int(steps)
+        for slot, values in new.items():
+            setattr(self, slot, values)
+
     def _update(self, name, grad):
         """The step to subtract from parameter `name`; each optimizer defines its own."""
         raise NotImplementedError(f"{type(self).__name__} must define _update")
@@ -105,6 +180,11 @@ class SGD(Optimizer):
         if self.momentum >= 1:
             raise ValueError(f"momentum must be in [0, 1), got {momentum}")
         self.velocity = {}
+
+    _slots = ("velocity",)
+
+    def hyperparameters(self):
+        return {"lr": self.lr, "momentum": self.momentum}
 
     def _update(self, name, grad):
         if self.momentum == 0:
@@ -129,6 +209,11 @@ class Adam(Optimizer):
         self.eps = _check_positive("eps", eps, allow_zero=True)
         self.m, self.v = {}, {}
 
+    _slots = ("m", "v")
+
+    def hyperparameters(self):
+        return {"lr": self.lr, "betas": self.betas, "eps": self.eps}
+
     def _update(self, name, grad):
         b1, b2 = self.betas
         m = self.m.get(name, 0.0) * b1 + (1 - b1) * grad
@@ -148,6 +233,11 @@ class Adagrad(Optimizer):
         super().__init__(params, lr)
         self.eps = _check_positive("eps", eps, allow_zero=True)
         self.sum_squares = {}
+
+    _slots = ("sum_squares",)
+
+    def hyperparameters(self):
+        return {"lr": self.lr, "eps": self.eps}
 
     def _update(self, name, grad):
         G = self.sum_squares.get(name, 0.0) + grad * grad
