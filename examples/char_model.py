@@ -7,9 +7,9 @@ As in the lecture (a model of TensorFlow's C++ source, sampled from the seed "vo
 smaller scale: one LSTM layer of 128 units and a softmax output over the characters of the
 corpus, 32 parallel streams, truncated BPTT in chunks of 32 steps with the state carried
 across chunks, Adam with gradient clipping, for a fixed number of updates (600 by default;
-the training is rnnx.charmodel.train_char_model, shared with `python -m rnnx`). Corpus: the head of sqlite3.h bundled with rnnx
-(public domain), or this project's own csrc/*.c (--corpus csrc), or any text file. The last
-10% of the corpus is held out; its loss is printed as training goes, in nats per character
+the training is rnnx.charmodel.train_char_model, shared with `python -m rnnx`). Corpus: the
+head of sqlite3.h bundled with rnnx (public domain), or this project's own csrc/*.c
+(--corpus csrc), or any text file. The last 10% of the corpus is held out; its loss is printed as training goes, in nats per character
 (a uniform guess costs log(vocabulary) nats).
 """
 import argparse

@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 
+from ._machine import describe_cpu
 from .data import encode_text, one_hot, sample_chars, stream_batches
 from .dense import Dense
 from .layers import LSTM
@@ -94,7 +95,7 @@ def train_char_model(text, *, hidden=128, streams=32, bptt=32, lr=3e-3, clip_nor
     log(f"LSTM({V}, {hidden}) -> Dense({hidden}, {V}, softmax): {model.num_parameters()} "
         f"weights; {streams} streams x {x.shape[0]} steps ({per_epoch} updates per pass), "
         f"truncated BPTT k={bptt}, Adam lr={lr}, clip_norm={clip_norm}, {updates} updates")
-    log(f"loss in nats per character (uniform guess {np.log(V):.3f})")
+    log(f"loss in nats per character (uniform guess {np.log(V):.3f}); on {describe_cpu()}")
     step_loss, valid_loss, valid_at = [], [], []
     start = time.perf_counter()
 

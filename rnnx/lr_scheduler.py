@@ -32,8 +32,21 @@ def _check_real(name, value, minimum=0.0):
 
 
 class LRScheduler:
-    """Base class: holds the optimizer, ``base_lr`` and ``last_epoch``; subclasses define
-    ``get_lr()``, the learning rate at ``last_epoch``."""
+    """Base class of the schedules: holds the optimizer, ``base_lr`` and ``last_epoch``;
+    subclasses define ``get_lr()``, the learning rate at ``last_epoch``.
+
+    Parameters
+    ----------
+    optimizer : rnnx optimizer
+        Its ``lr`` when the schedule is made becomes ``base_lr``; the schedule then sets
+        ``optimizer.lr`` (to ``get_lr()`` at epoch 0 right away, and at every ``step()``).
+
+    Attributes
+    ----------
+    base_lr : float
+    last_epoch : int
+        Epochs stepped so far (0 when made).
+    """
 
     def __init__(self, optimizer):
         if not isinstance(optimizer, Optimizer):

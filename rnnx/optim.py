@@ -27,7 +27,22 @@ def _check_positive(name, value, allow_zero=False):
 
 
 class Optimizer:
-    """Base class: keeps {name: live array} and checks the gradients handed to step()."""
+    """Base class of the optimizers: keeps {name: live array} and checks the gradients
+    handed to step().
+
+    Parameters
+    ----------
+    params : dict of str to ndarray, or a model
+        The live float32/float64 parameter arrays, e.g. ``model.parameters()`` (a model is
+        asked for its ``parameters()``). step() updates them in place.
+    lr : float
+        Learning rate, finite and >= 0 (a schedule may change ``optimizer.lr``).
+
+    Attributes
+    ----------
+    steps : int
+        Steps taken (Adam's bias correction counts them).
+    """
 
     def __init__(self, params, lr):
         if hasattr(params, "parameters") and callable(params.parameters):
@@ -172,6 +187,14 @@ class SGD(Optimizer):
 
     With momentum mu > 0 (PyTorch's form): v <- mu * v + grad, W <- W - lr * v.
     (For a constant lr this is the same trajectory as the form v <- mu v - lr grad, W <- W + v.)
+
+    Parameters
+    ----------
+    params : dict of str to ndarray, or a model
+        See `Optimizer`.
+    lr : float, default 0.01
+    momentum : float, default 0
+        In [0, 1). The velocity starts at the first gradient.
     """
 
     def __init__(self, params, lr=0.01, momentum=0.0):
@@ -199,6 +222,16 @@ class Adam(Optimizer):
     """Adam (Kingma & Ba 2015):
         m <- b1 m + (1 - b1) g,   v <- b2 v + (1 - b2) g^2
         W <- W - lr * m_hat / (sqrt(v_hat) + eps),  m_hat = m/(1 - b1^t), v_hat = v/(1 - b2^t)
+
+    Parameters
+    ----------
+    params : dict of str to ndarray, or a model
+        See `Optimizer`.
+    lr : float, default 1e-3
+    betas : (float, float), default (0.9, 0.999)
+        Decay rates of the first and second moment estimates, each in [0, 1).
+    eps : float, default 1e-8
+        Added to the denominator, >= 0.
     """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
@@ -227,6 +260,14 @@ class Adam(Optimizer):
 class Adagrad(Optimizer):
     """Adagrad (Duchi et al. 2011), as in min-char-rnn:
         G <- G + g^2,   W <- W - lr * g / (sqrt(G) + eps)
+
+    Parameters
+    ----------
+    params : dict of str to ndarray, or a model
+        See `Optimizer`.
+    lr : float, default 0.01
+    eps : float, default 1e-8
+        Added to the denominator, >= 0.
     """
 
     def __init__(self, params, lr=0.01, eps=1e-8):
@@ -249,7 +290,18 @@ class Adagrad(Optimizer):
 # Clipping: applied by the training loop, never inside a loss or gradient.
 
 def global_norm(grads):
-    """sqrt of the sum of squares of every gradient, in float64."""
+    """The global norm of a set of gradients.
+
+    Parameters
+    ----------
+    grads : dict of str to ndarray (or None)
+
+    Returns
+    -------
+    float
+        sqrt of the sum of squares of every element, computed in float64 (inf or nan if a
+        gradient is not finite).
+    """
     total = 0.0
     for grad in grads.values():
         if grad is not None:
@@ -259,8 +311,21 @@ def global_norm(grads):
 
 
 def clip_grad_norm(grads, max_norm):
-    """Rescale all gradients in place by min(1, max_norm / global_norm). Returns the norm
-    before clipping (inf or nan when a gradient is not finite; then nothing is changed)."""
+    """Rescale all gradients together, in place, by min(1, max_norm / global_norm).
+
+    Parameters
+    ----------
+    grads : dict of str to ndarray (or None)
+        Changed in place.
+    max_norm : float
+        Finite and > 0.
+
+    Returns
+    -------
+    float
+        The global norm before clipping (inf or nan when a gradient is not finite; then
+        nothing is changed).
+    """
     max_norm = _check_positive("max_norm", max_norm)
     norm = global_norm(grads)
     if np.isfinite(norm) and norm > max_norm:
@@ -272,7 +337,20 @@ def clip_grad_norm(grads, max_norm):
 
 
 def clip_grad_value(grads, max_value):
-    """Clamp every gradient element to [-max_value, max_value], in place."""
+    """Clamp every gradient element to [-max_value, max_value], in place.
+
+    Parameters
+    ----------
+    grads : dict of str to ndarray (or None)
+        Changed in place.
+    max_value : float
+        Finite and > 0.
+
+    Returns
+    -------
+    dict
+        `grads`.
+    """
     max_value = _check_positive("max_value", max_value)
     for grad in grads.values():
         if grad is not None:

@@ -53,7 +53,9 @@ CARRIED_PREFIX = "carried/"              # "carried/<recurrent layer>/<part>"
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The loss or the gradient became nan or inf during training."""
+    """Raised by ``Trainer.fit`` when the loss or the global gradient norm becomes NaN or
+    infinite; the message names the update (epoch, batch, time steps). The update that
+    met it is not applied."""
 
 
 def _parse_bptt(bptt):
@@ -491,8 +493,19 @@ class Trainer:
         return history
 
     def evaluate(self, x, y, lengths=None, state=None):
-        """The loss of the model on (x, y), forward only over whole sequences, from state
-        (None: zeros). Returns a float."""
+        """The loss of the model on (x, y): forward only, over whole sequences.
+
+        Parameters
+        ----------
+        x, y, lengths
+            As for `fit`.
+        state : optional
+            Initial state of the model's recurrent layers (None: zeros).
+
+        Returns
+        -------
+        float
+        """
         x, y, lengths = self._check_data(x, y, lengths)
         _, time_axis, _ = self._axes()
         output, _, _ = self.model.forward(x, state, lengths,

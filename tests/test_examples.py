@@ -111,3 +111,18 @@ def test_python_m_rnnx_help(tmp_path):
                             text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 0
     assert "truncated BPTT" in result.stdout and "--updates" in result.stdout
+
+
+def test_python_m_rnnx_fails_when_rnnx_and_the_reference_disagree(monkeypatch, capsys):
+    from rnnx import reference
+    from rnnx.__main__ import main
+    real = reference.gru_forward
+
+    def off_by_a_little(*args, **kwargs):
+        y, h, cache = real(*args, **kwargs)
+        return y * 1.01, h, cache                      # a 1% error: beyond float32 rounding
+
+    assert main(["--benchmark-only", "--shape", "20,2,3,4", "--cell", "GRU"]) == 0
+    monkeypatch.setattr(reference, "gru_forward", off_by_a_little)
+    assert main(["--benchmark-only", "--shape", "20,2,3,4", "--cell", "GRU"]) == 1
+    assert "rnnx and rnnx.reference disagree by" in capsys.readouterr().err
