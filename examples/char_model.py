@@ -54,12 +54,12 @@ def main(quick=False, corpus="bundled", plot="char_model.png", seed=0, hidden=12
     print(f"\n({time.perf_counter() - start:.1f} s)")
     if plot:
         save_plot(plot, result["step_loss"], result["valid_at"], result["valid_loss"], np.log(V),
-                  name, hidden)
+                  name, hidden, seed)
     return {"valid_loss": result["valid_loss"], "step_loss": result["step_loss"],
             "samples": result["samples"], "vocab_size": V}
 
 
-def save_plot(path, step_losses, valid_at, valid_losses, uniform, corpus, hidden):
+def save_plot(path, step_losses, valid_at, valid_losses, uniform, corpus, hidden, seed=0):
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -72,7 +72,7 @@ def save_plot(path, step_losses, valid_at, valid_losses, uniform, corpus, hidden
             label="training loss of each update (one chunk)")
     ax.plot(valid_at, valid_losses, "o-", label="held-out loss (last 10% of the corpus)")
     ax.axhline(uniform, color="gray", ls="--", label="uniform guess")
-    ax.set_title(f"LSTM {hidden} character model on {corpus}, one seed")
+    ax.set_title(f"LSTM {hidden} character model on {corpus}, seed {seed}")
     ax.set_xlabel("update (32 characters x 32 streams each)")
     ax.set_ylabel("cross-entropy, nats per character")
     ax.legend()

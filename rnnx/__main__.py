@@ -55,7 +55,21 @@ def _shape(text):
 
 
 def build_parser(prog="python -m rnnx"):
-    """The argparse parser of ``python -m rnnx`` (prog="rnnx" for the console command)."""
+    """The argparse parser of ``python -m rnnx``.
+
+    Parameters
+    ----------
+    prog : str, default "python -m rnnx"
+        The program name in usage and error messages ("rnnx" for the console command).
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        Every value is checked by its ``type`` (finite positive floats, integers >= 1 or
+        >= 0, four positive integers for --shape) and --no-benchmark excludes
+        --benchmark-only, so a bad value is a usage error (exit status 2), never a
+        traceback.
+    """
     from . import __version__
 
     parser = argparse.ArgumentParser(
@@ -100,12 +114,34 @@ def build_parser(prog="python -m rnnx"):
 
 
 def parse_args(argv, prog="python -m rnnx"):
-    """Parsed options; a bad value or combination exits with a usage error (status 2)."""
+    """Parse the options.
+
+    Parameters
+    ----------
+    argv : list of str
+    prog : str, default "python -m rnnx"
+
+    Returns
+    -------
+    argparse.Namespace
+        A bad value or combination exits with a usage error (status 2) instead.
+    """
     return build_parser(prog).parse_args(argv)
 
 
 def train(args):
-    """Train the character model of rnnx.charmodel as the options say; returns its LSTM."""
+    """Train the character model of rnnx.charmodel as the options say, printing as it goes.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        From `parse_args`.
+
+    Returns
+    -------
+    rnnx.LSTM
+        The trained LSTM layer (for the benchmark).
+    """
     import rnnx
     from rnnx.charmodel import train_char_model
     from rnnx.data import load_text
@@ -198,7 +234,21 @@ def benchmark_layer(layer, T, B, seed=0):
 
 def benchmark(args, trained_layer=None):
     """Time the trained layer (if any) and a fresh one of --cell and --shape against the
-    reference; returns True when rnnx and the reference agree within AGREEMENT."""
+    reference, printing the times.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        From `parse_args`.
+    trained_layer : rnnx.LSTM, optional
+        Timed on one training chunk (--bptt steps x --streams).
+
+    Returns
+    -------
+    bool
+        True when rnnx and the reference agree within AGREEMENT for every layer timed (a
+        disagreement is also printed to stderr).
+    """
     import rnnx
 
     print("\nspeed of one forward + backward (full BPTT), rnnx against rnnx.reference (plain "

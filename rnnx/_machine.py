@@ -6,9 +6,14 @@ import platform
 
 
 def describe_cpu():
-    """The CPU's model name, core count and vector ISA, e.g.
-    ``"AMD EPYC, 2 cores, AVX2+FMA (no AVX-512)"``; "unknown" parts where the OS does not say
-    (the ISA is read from /proc/cpuinfo, on Linux only)."""
+    """The CPU's model name, core count and vector ISA.
+
+    Returns
+    -------
+    str
+        e.g. ``"AMD EPYC, 2 cores, AVX2+FMA (no AVX-512)"``; "unknown" parts where the OS
+        does not say (the ISA is read from /proc/cpuinfo, on Linux only).
+    """
     model, flags = platform.processor() or "unknown CPU", set()
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
