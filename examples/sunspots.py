@@ -41,8 +41,9 @@ def train_mlp(series, train_mask, seed, epochs):
     """The time-delay MLP. Returns (one-step predictions for every year with 12 years of
     past, number of weights)."""
     first = max(LAGS)
-    inputs = np.stack([series[first - lag:len(series) - lag] for lag in LAGS], axis=1)
-    targets = series[first:, None]
+    inputs = np.stack([series[first - lag:len(series) - lag] for lag in LAGS],
+                      axis=1).astype(np.float32)           # the model's dtype
+    targets = series[first:, None].astype(np.float32)
     fit_rows = train_mask[first:]
     model = rnnx.Sequential(rnnx.Dense(len(LAGS), 4, activation="tanh", seed=seed),
                             rnnx.Dense(4, 1, seed=seed + 100))

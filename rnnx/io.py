@@ -239,7 +239,9 @@ def _declared_shapes(spec, prefix=""):
     sizes = {}
     keys = ("in_features", "out_features") if kind == "Dense" else ("input_size", "hidden_size")
     for key in keys + (("num_layers",) if kind in GATES else ()):
-        value = config.get(key, 1)
+        if key not in config:      # a config this check does not know: load_state_dict checks
+            return None
+        value = config[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"config[{key!r}] of the {kind} layer must be an int >= 1, got {value!r}")
         sizes[key] = value

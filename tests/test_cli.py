@@ -1,8 +1,10 @@
 """python -m rnnx and the rnnx console command: --version, and a clean usage error (exit
 status 2, a message naming the option, no traceback) for every bad value or combination."""
 import os
+import shutil
 import subprocess
 import sys
+import sysconfig
 
 import pytest
 
@@ -58,9 +60,16 @@ def run(command, tmp_path):
 
 
 def console_command():
-    """The rnnx console script that pip installed beside this Python."""
+    """The rnnx console script that pip installed for this Python: in its scheme's scripts
+    folder (a venv's bin, /usr/local/bin on Debian), beside the interpreter, or in the user
+    scheme's (pip install --user)."""
     name = "rnnx.exe" if os.name == "nt" else "rnnx"
-    return os.path.join(os.path.dirname(sys.executable), name)
+    folders = [sysconfig.get_path("scripts"), os.path.dirname(sys.executable),
+               sysconfig.get_path("scripts", f"{os.name}_user")]
+    for folder in folders:
+        if folder and os.path.exists(os.path.join(folder, name)):
+            return os.path.join(folder, name)
+    return shutil.which(name) or os.path.join(folders[0], name)
 
 
 def test_version_and_usage_errors_in_a_real_process(tmp_path):
