@@ -371,7 +371,9 @@ class Trainer:
         callback : callable, optional
             ``callback(info)`` after every update, info a dict (epoch, update, loss,
             grad_norm, grads); returning True stops training after that update (the last
-            epoch's loss is then averaged over the updates it had).
+            epoch's loss is then averaged over the updates it had; that partial epoch is not
+            counted in ``trainer.epochs``, gets no validation loss, and does not step the
+            schedule).
         validation : tuple, optional
             ``(x_val, y_val)`` or ``(x_val, y_val, lengths_val)``: the loss on it (as by
             ``evaluate``) is computed after every epoch into ``history["val_loss"]``.
@@ -403,7 +405,11 @@ class Trainer:
             if not isinstance(validation, (tuple, list)) or len(validation) not in (2, 3):
                 raise TypeError("validation must be a tuple (x_val, y_val) or (x_val, y_val, "
                                 f"lengths_val), got {type(validation).__name__}")
-            validation = self._check_data(*validation, *(() if len(validation) == 3 else (None,)))
+            try:
+                validation = self._check_data(*validation,
+                                              *(() if len(validation) == 3 else (None,)))
+            except (TypeError, ValueError) as error:
+                raise type(error)(f"validation=(x, y[, lengths]): {error}") from error
         if early_stopping is not None:
             if isinstance(early_stopping, bool) or not isinstance(early_stopping, (int, np.integer)) \
                     or early_stopping < 1:

@@ -137,7 +137,7 @@ def test_validation_loss_is_evaluate_after_each_epoch():
     assert history["val_loss"][-1] == original(xv, yv)           # of the final weights
     with pytest.raises(TypeError, match="validation must be a tuple"):
         trainer.fit(x, y, validation=xv)
-    with pytest.raises(ValueError, match=r"x must have 1 features"):
+    with pytest.raises(ValueError, match=r"^validation=\(x, y\[, lengths\]\): x must have 1 features"):
         trainer.fit(x, y, validation=(np.zeros((4, 2, 3)), yv))
     with pytest.raises(ValueError, match="early_stopping needs validation"):
         trainer.fit(x, y, early_stopping=2)
