@@ -641,7 +641,8 @@ class Trainer:
                 setattr(trainer, key, value)
             trainer.rng.bit_generator.state = header["rng"]
             trainer.state = _carried_from(header["carried"], arrays)
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError,
+                RecursionError, MemoryError) as error:
             raise ValueError(f"{path!r} is not a valid rnnx checkpoint: "
                              f"{type(error).__name__}: {error}") from error
         return trainer

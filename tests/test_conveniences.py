@@ -190,6 +190,19 @@ def make_trainer(kind):
         trainer = Trainer(model, "mse", opt, bptt=(6, 9), clip_norm=1.0, seed=5,
                           scheduler=rnnx.CosineAnnealingLR(opt, T_max=3, eta_min=1e-3))
         return trainer, (x, y), {"batch_size": 3}
+    if kind == "mlp-adagrad":
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(40, 3))
+        y = np.tanh(x @ rng.normal(size=(3, 2)))
+        model = rnnx.Sequential(rnnx.Dense(3, 4, activation="tanh", dtype=np.float64, seed=0),
+                                rnnx.Dense(4, 2, dtype=np.float64, seed=1))
+        return Trainer(model, "mse", rnnx.Adagrad(model.parameters(), lr=0.1), seed=2), \
+            (x, y), {"batch_size": 7}
+    if kind == "bare-rnn-sigmoid-bce":
+        x, y = sine_data(steps=20, streams=4)
+        layer = rnnx.RNN(1, 1, dtype=np.float64, seed=4)         # one unit: logits of y > 0
+        return Trainer(layer, rnnx.SigmoidBinaryCrossEntropy(), rnnx.SGD(layer.parameters()),
+                       bptt=5), (x, (y > 0).astype(np.float64)), {}
     x, y = sine_data(steps=30, streams=3)
     model = rnnx.Sequential(rnnx.GRU(1, 5, dtype=np.float64, seed=1),
                             rnnx.Dense(5, 1, dtype=np.float64, seed=2))
@@ -199,7 +212,8 @@ def make_trainer(kind):
     return trainer, (x, y), {}
 
 
-@pytest.mark.parametrize("kind", ["minibatch-adam-cosine-lstm", "streams-never-sgd-step-gru"])
+@pytest.mark.parametrize("kind", ["minibatch-adam-cosine-lstm", "streams-never-sgd-step-gru",
+                                  "mlp-adagrad", "bare-rnn-sigmoid-bce"])
 def test_checkpoint_resumes_exactly(kind, tmp_path):
     whole, data, options = make_trainer(kind)
     uninterrupted = whole.fit(*data, epochs=4, **options)["step_loss"]
