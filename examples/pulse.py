@@ -76,11 +76,28 @@ def lecture_count(model):
                                         if ".bias_hh_" in k)
 
 
+def make_data(seed=0, steps=800):
+    """(x_train, y_train, x_test, y_test): 16 training and 8 test streams of `steps`."""
+    rng = np.random.default_rng(seed)
+    return pulse_streams(rng, steps, 16) + pulse_streams(rng, steps, 8)
+
+
+def train_one(layers, run_seed, x_train, y_train, x_test, y_test, epochs=EPOCHS):
+    """Train one network from one seed. Returns (model, last epoch's training loss, test
+    NMSE, test prediction)."""
+    model = build(layers, run_seed)
+    trainer = rnnx.Trainer(model, rnnx.SigmoidBinaryCrossEntropy(),
+                           rnnx.Adam(model.parameters(), lr=LR), bptt=BPTT, clip_norm=1.0,
+                           seed=run_seed)
+    history = trainer.fit(x_train, y_train, epochs=epochs)
+    prediction = model.predict(x_test)
+    return (model, history["loss"][-1],
+            float(np.mean((prediction - y_test) ** 2) / np.var(y_test)), prediction)
+
+
 def main(quick=False, plot="pulse.png", seed=0):
     start = time.perf_counter()
-    rng = np.random.default_rng(seed)
-    x_train, y_train = pulse_streams(rng, 150 if quick else 800, 16)
-    x_test, y_test = pulse_streams(rng, 150 if quick else 800, 8)
+    x_train, y_train, x_test, y_test = make_data(seed, 150 if quick else 800)
     epochs = 2 if quick else EPOCHS
     seeds = [seed] if quick else [seed + s for s in SEEDS]
     results = {}
@@ -94,14 +111,9 @@ def main(quick=False, plot="pulse.png", seed=0):
         t0 = time.perf_counter()
         runs = []
         for run_seed in seeds:
-            model = build(layers, run_seed)
-            trainer = rnnx.Trainer(model, rnnx.SigmoidBinaryCrossEntropy(),
-                                   rnnx.Adam(model.parameters(), lr=LR), bptt=BPTT,
-                                   clip_norm=1.0, seed=run_seed)
-            history = trainer.fit(x_train, y_train, epochs=epochs)
-            prediction = model.predict(x_test)
-            runs.append((history["loss"][-1],
-                         float(np.mean((prediction - y_test) ** 2) / np.var(y_test)), prediction))
+            model, loss, score, prediction = train_one(layers, run_seed, x_train, y_train,
+                                                       x_test, y_test, epochs)
+            runs.append((loss, score, prediction))
         scores = [r[1] for r in runs]
         results[name] = {"parameters": model.num_parameters(), "lecture_count": lecture_count(model),
                          "train_loss": float(np.mean([r[0] for r in runs])),
