@@ -95,5 +95,12 @@ if __name__ == "__main__":
                         help="number of updates to train for (default 600)")
     parser.add_argument("--temperature", type=float, default=0.6)
     args = parser.parse_args()
+    for name, minimum in (("seed", 0), ("hidden", 1), ("updates", 1)):
+        if getattr(args, name) < minimum:
+            parser.error(f"--{name} must be >= {minimum}, got {getattr(args, name)}")
+    if not 0 < args.temperature < float("inf"):
+        parser.error(f"--temperature must be a finite number > 0, got {args.temperature}")
+    if args.corpus not in ("bundled", "csrc") and not os.path.isfile(args.corpus):
+        parser.error(f"--corpus must be bundled, csrc or a text file, got {args.corpus!r}")
     main(quick=args.quick, corpus=args.corpus, plot=args.plot, seed=args.seed, hidden=args.hidden,
          updates=args.updates, temperature=args.temperature)

@@ -175,4 +175,6 @@ if __name__ == "__main__":
     parser.add_argument("--plot", default="pulse.png", help="PNG path ('' for none)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.seed < 0:
+        parser.error(f"--seed must be >= 0, got {args.seed}")
     main(quick=args.quick, plot=args.plot, seed=args.seed)

@@ -90,3 +90,17 @@ def test_console_command(tmp_path):
     bad = run([command, "--updates", "0"], tmp_path)
     assert bad.returncode == 2 and bad.stderr.startswith("usage: rnnx ")
     assert "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("example, argv, message", [
+    ("char_model", ["--updates", "0"], "--updates must be >= 1, got 0"),
+    ("char_model", ["--temperature", "nan"], "--temperature must be a finite number > 0"),
+    ("char_model", ["--corpus", "no/such/file.txt"], "--corpus must be bundled, csrc or a text"),
+    ("pulse", ["--seed", "-3"], "--seed must be >= 0, got -3"),
+])
+def test_examples_give_usage_errors(example, argv, message, tmp_path):
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "examples", f"{example}.py")
+    result = run([sys.executable, path, *argv], tmp_path)
+    assert result.returncode == 2 and message in result.stderr
+    assert "Traceback" not in result.stderr
