@@ -6,10 +6,11 @@ truncated BPTT, and then writes C of its own from a seed such as "void ".
 As in the lecture (a model of TensorFlow's C++ source, sampled from the seed "void "), on a
 smaller scale: one LSTM layer of 128 units and a softmax output over the characters of the
 corpus, 32 parallel streams, truncated BPTT in chunks of 32 steps with the state carried
-across chunks, Adam with gradient clipping. Corpus: the head of sqlite3.h bundled with rnnx
-(public domain), or this project's own csrc/*.c (--corpus csrc), or any text file. The last
-10% of the corpus is held out; its loss is printed after every epoch, in nats and bits per
-character (a uniform guess costs log2(vocabulary) bits).
+across chunks, Adam with gradient clipping, for a fixed number of updates (600 by default;
+the training is rnnx.charmodel.train_char_model, shared with `python -m rnnx`). Corpus: the
+head of sqlite3.h bundled with rnnx (public domain), or this project's own csrc/*.c
+(--corpus csrc), or any text file. The last 10% of the corpus is held out; its loss is printed as training goes, in nats per character
+(a uniform guess costs log(vocabulary) nats).
 """
 import argparse
 import glob
@@ -19,7 +20,8 @@ import time
 import numpy as np
 
 import rnnx
-from rnnx.data import encode_text, load_text, one_hot, sample_chars, stream_batches
+from rnnx.charmodel import train_char_model
+from rnnx.data import load_text
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -36,63 +38,42 @@ def read_corpus(corpus):
         return f.read(), corpus
 
 
-def main(quick=False, corpus="bundled", plot="char_model.png", seed=0, hidden=128, epochs=15,
-         max_seconds=40.0, temperature=0.6):
+def main(quick=False, corpus="bundled", plot="char_model.png", seed=0, hidden=128, updates=600,
+         temperature=0.6):
+    """Train on the corpus for `updates` updates (rnnx.charmodel.train_char_model, the same
+    training as `python -m rnnx`), print samples at `temperature` and 1.0, save the plot."""
     start = time.perf_counter()
     text, name = read_corpus(corpus)
     if quick:
-        text, hidden, epochs = text[:20000], 32, 1
-    ids, vocab = encode_text(text)
-    V = len(vocab)
-    split = int(0.9 * len(ids))
-    inputs, targets = stream_batches(ids[:split], 32)
-    valid_in, valid_tgt = stream_batches(ids[split:], 8)
-    x, x_valid = one_hot(inputs, V), one_hot(valid_in, V)
-    model = rnnx.Sequential(rnnx.LSTM(V, hidden, seed=seed),
-                            rnnx.Dense(hidden, V, activation="softmax", seed=seed + 1))
-    trainer = rnnx.Trainer(model, rnnx.SoftmaxCrossEntropy(), rnnx.Adam(model.parameters(), lr=3e-3),
-                           bptt=32, clip_norm=5.0, seed=seed)
-    print(f"Character model on {name}: {len(text)} characters, vocabulary {V}, LSTM {hidden}, "
-          f"{model.num_parameters()} weights; 32 streams x {x.shape[0]} steps, TBPTT k=32, Adam")
-    print(f"uniform guess: {np.log(V):.3f} nats = {np.log2(V):.2f} bits per character")
-    deadline = start + max_seconds
-    step_losses, valid_losses = [], []
-    for epoch in range(epochs):
-        history = trainer.fit(x, targets, callback=lambda info: time.perf_counter() > deadline)
-        step_losses += history["step_loss"]
-        valid = trainer.evaluate(x_valid, valid_tgt)
-        valid_losses.append(valid)
-        print(f"epoch {epoch + 1}: train {history['loss'][-1]:.3f}  held-out {valid:.3f} nats/char "
-              f"({valid / np.log(2):.2f} bits)  [{len(step_losses)} updates, "
-              f"{time.perf_counter() - start:.1f} s]")
-        if time.perf_counter() > deadline:
-            print(f"(stopped at the {max_seconds:.0f} s budget)")
-            break
-    samples = {}
-    for t in (temperature, 1.0):
-        samples[t] = sample_chars(model, vocab, "void ", 300 if not quick else 60, t, rng=seed)
-        print(f"\n--- sample, seed 'void ', temperature {t} ---\nvoid {samples[t]}")
+        text, hidden, updates = text[:20000], 32, 20
+    print(f"Character model on {name}: {len(text)} characters")
+    result = train_char_model(text, hidden=hidden, updates=updates, seed=seed,
+                              sample_length=60 if quick else 300,
+                              temperatures=(temperature, 1.0), log_every=max(1, updates // 12))
+    V = len(result["vocab"])
     print(f"\n({time.perf_counter() - start:.1f} s)")
     if plot:
-        save_plot(plot, step_losses, valid_losses, np.log(V))
-    return {"valid_loss": valid_losses, "step_loss": step_losses, "samples": samples,
-            "vocab_size": V}
+        save_plot(plot, result["step_loss"], result["valid_at"], result["valid_loss"], np.log(V),
+                  name, hidden, seed)
+    return {"valid_loss": result["valid_loss"], "step_loss": result["step_loss"],
+            "samples": result["samples"], "vocab_size": V}
 
 
-def save_plot(path, step_losses, valid_losses, uniform):
+def save_plot(path, step_losses, valid_at, valid_losses, uniform, corpus, hidden, seed=0):
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("(matplotlib is not installed: no plot)")
+        print("(matplotlib is not installed: no plot; pip install -e \".[plot]\")")
         return
     fig, ax = plt.subplots(figsize=(8, 4))
-    ax.plot(np.arange(1, len(step_losses) + 1), step_losses, lw=0.6, label="training chunk loss")
-    per_epoch = len(step_losses) / max(len(valid_losses), 1)
-    ax.plot(per_epoch * np.arange(1, len(valid_losses) + 1), valid_losses, "o-", label="held-out loss")
+    ax.plot(np.arange(1, len(step_losses) + 1), step_losses, lw=0.6,
+            label="training loss of each update (one chunk)")
+    ax.plot(valid_at, valid_losses, "o-", label="held-out loss (last 10% of the corpus)")
     ax.axhline(uniform, color="gray", ls="--", label="uniform guess")
-    ax.set_xlabel("update (32 characters x 32 streams)")
+    ax.set_title(f"LSTM {hidden} character model on {corpus}, seed {seed}")
+    ax.set_xlabel("update (32 characters x 32 streams each)")
     ax.set_ylabel("cross-entropy, nats per character")
     ax.legend()
     fig.tight_layout()
@@ -110,9 +91,16 @@ if __name__ == "__main__":
     parser.add_argument("--plot", default="char_model.png", help="PNG path ('' for none)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hidden", type=int, default=128)
-    parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--max-seconds", type=float, default=40.0, help="training time budget")
+    parser.add_argument("--updates", type=int, default=600,
+                        help="number of updates to train for (default 600)")
     parser.add_argument("--temperature", type=float, default=0.6)
     args = parser.parse_args()
+    for name, minimum in (("seed", 0), ("hidden", 1), ("updates", 1)):
+        if getattr(args, name) < minimum:
+            parser.error(f"--{name} must be >= {minimum}, got {getattr(args, name)}")
+    if not 0 < args.temperature < float("inf"):
+        parser.error(f"--temperature must be a finite number > 0, got {args.temperature}")
+    if args.corpus not in ("bundled", "csrc") and not os.path.isfile(args.corpus):
+        parser.error(f"--corpus must be bundled, csrc or a text file, got {args.corpus!r}")
     main(quick=args.quick, corpus=args.corpus, plot=args.plot, seed=args.seed, hidden=args.hidden,
-         epochs=args.epochs, max_seconds=args.max_seconds, temperature=args.temperature)
+         updates=args.updates, temperature=args.temperature)

@@ -7,6 +7,7 @@ from . import data
 from .dense import Dense
 from .io import load, save
 from .layers import GRU, LSTM, RNN, Stream
+from .lr_scheduler import CosineAnnealingLR, StepLR
 from .losses import MSELoss, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
 from .model import Sequential
 from .rnnx_format import export_c
@@ -16,5 +17,5 @@ from .trainer import NonFiniteLossError, Trainer
 __version__ = "0.1.0"
 __all__ = ["RNN", "LSTM", "GRU", "Stream", "Dense", "Sequential", "MSELoss",
            "SoftmaxCrossEntropy", "SigmoidBinaryCrossEntropy", "SGD", "Adam", "Adagrad",
-           "clip_grad_norm", "clip_grad_value", "Trainer", "NonFiniteLossError", "save", "load", "export_c",
-           "data"]
+           "clip_grad_norm", "clip_grad_value", "StepLR", "CosineAnnealingLR", "Trainer",
+           "NonFiniteLossError", "save", "load", "export_c", "data"]

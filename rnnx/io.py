@@ -132,35 +132,41 @@ def _read_member(zf, info, path):
         raise _corrupt(path, info, error) from error
 
 
-def _read(path):
-    """(header dict, {name: array}) from the file, or ValueError saying what is wrong."""
+def _read(path, header_key=HEADER_KEY, prefixes=(PARAM_PREFIX,), fmt=FORMAT, what="model"):
+    """(header dict, {member name: array}) from the file, or ValueError saying what is wrong.
+
+    The header (member `header_key`, JSON with "format": fmt, "version" and "architecture") is
+    read first; every other member must start with one of `prefixes`. The arrays of
+    PARAM_PREFIX members are checked against the architecture from their headers alone
+    before any array is read."""
     if not os.path.exists(path):
-        raise FileNotFoundError(f"no such model file: {path!r}")
+        raise FileNotFoundError(f"no such {what} file: {path!r}")
     with open(path, "rb") as f:
         if f.read(6) == b"\x93NUMPY":
-            raise ValueError(f"{path!r} is not a readable rnnx model file: it holds a single "
+            raise ValueError(f"{path!r} is not a readable rnnx {what} file: it holds a single "
                              "array, not an npz archive")
     try:
         zf = zipfile.ZipFile(path)
     except _CORRUPT as error:
-        raise ValueError(f"{path!r} is not a readable rnnx model file (not an npz archive): "
+        raise ValueError(f"{path!r} is not a readable rnnx {what} file (not an npz archive): "
                          f"{type(error).__name__}: {error}") from error
     with zf:
         try:
             infos = zf.infolist()
         except _CORRUPT as error:
-            raise ValueError(f"{path!r} is not a readable rnnx model file: {error}") from error
+            raise ValueError(f"{path!r} is not a readable rnnx {what} file: {error}") from error
         names = [info.filename[:-4] for info in infos]
         odd = [info.filename for info in infos if not info.filename.endswith(".npy")]
-        extra = [name for name in names if name != HEADER_KEY and not name.startswith(PARAM_PREFIX)]
-        if HEADER_KEY not in names:
-            raise ValueError(f"{path!r} is not a readable rnnx model file: it has no "
-                             f"{HEADER_KEY!r} entry (not saved by rnnx.save)")
+        extra = [name for name in names
+                 if name != header_key and not name.startswith(tuple(prefixes))]
+        if header_key not in names:
+            raise ValueError(f"{path!r} is not a readable rnnx {what} file: it has no "
+                             f"{header_key!r} entry (not saved by rnnx)")
         if odd or extra:
             raise ValueError(f"{path!r} has entries that are not rnnx parameters: {odd + extra}")
-        header_array = _read_member(zf, infos[names.index(HEADER_KEY)], path)
+        header_array = _read_member(zf, infos[names.index(header_key)], path)
         if header_array.shape != () or header_array.dtype.kind != "U":
-            raise ValueError(f"{path!r}: member {HEADER_KEY!r} must be a 0-d string, got "
+            raise ValueError(f"{path!r}: member {header_key!r} must be a 0-d string, got "
                              f"{header_array.dtype} {header_array.shape}")
         header_text = str(header_array)
         try:
@@ -168,15 +174,16 @@ def _read(path):
         except (ValueError, RecursionError) as error:
             raise ValueError(f"{path!r}: the architecture header is not valid JSON: "
                              f"{error}") from error
-        if not isinstance(header, dict) or header.get("format") != FORMAT or "architecture" not in header:
-            raise ValueError(f"{path!r}: the header is not an rnnx model header: {header_text[:200]!r}")
+        if not isinstance(header, dict) or header.get("format") != fmt \
+                or "architecture" not in header:
+            raise ValueError(f"{path!r}: the header is not an rnnx {what} header: {header_text[:200]!r}")
         if header.get("version") != VERSION:
             raise ValueError(f"{path!r}: format version {header.get('version')!r} is not supported "
                              f"(this rnnx reads version {VERSION})")
         _check_declared_sizes(header["architecture"], zf, infos, names, path)
-        params = {name[len(PARAM_PREFIX):]: _read_member(zf, info, path)
-                  for name, info in zip(names, infos) if name.startswith(PARAM_PREFIX)}
-    return header, params
+        arrays = {name: _read_member(zf, info, path)
+                  for name, info in zip(names, infos) if name != header_key}
+    return header, arrays
 
 
 def _declared_shapes(spec, prefix=""):
@@ -199,7 +206,9 @@ def _declared_shapes(spec, prefix=""):
     sizes = {}
     keys = ("in_features", "out_features") if kind == "Dense" else ("input_size", "hidden_size")
     for key in keys + (("num_layers",) if kind in GATES else ()):
-        value = config.get(key, 1)
+        if key not in config:      # a config this check does not know: load_state_dict checks
+            return None
+        value = config[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"config[{key!r}] of the {kind} layer must be an int >= 1, got {value!r}")
         sizes[key] = value
@@ -246,7 +255,8 @@ def _check_declared_sizes(spec, zf, infos, names, path):
 
 
 def _load_npz(path, into=None):
-    header, params = _read(path)
+    header, arrays = _read(path)
+    params = {name[len(PARAM_PREFIX):]: value for name, value in arrays.items()}
     spec = header["architecture"]
     try:
         model = _build(spec)

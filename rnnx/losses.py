@@ -70,6 +70,10 @@ class MSELoss:
                       2 (y_hat - y) / N.
     The two differ by the factor 2/N only, so they lead to the same minimum; "sum" needs a
     learning rate about N/2 times smaller.
+
+    Parameters
+    ----------
+    reduction : {"mean", "sum"}, default "mean"
     """
     activation = "identity"
 
@@ -80,6 +84,30 @@ class MSELoss:
         return f"MSELoss(reduction={self.reduction!r})"
 
     def __call__(self, output, target, mask=None):
+        """The loss and its gradient.
+
+        Parameters
+        ----------
+        output : ndarray of float32 or float64, shape (..., F)
+            The model's output.
+        target : ndarray
+            Same shape as output, real.
+        mask : array of bool or float, shape (...), optional
+            Which positions count (the output's shape less its last axis); None: all.
+
+        Returns
+        -------
+        loss : float
+        grad : ndarray, like `output` (same dtype)
+            The gradient of the loss with respect to `output`, exact (no clipping).
+
+        Raises
+        ------
+        TypeError
+            If an array is complex or otherwise not real.
+        ValueError
+            If a shape does not match.
+        """
         output = _float_output(output)
         target = _real_target(target)
         if target.shape != output.shape:
@@ -105,6 +133,10 @@ class SoftmaxCrossEntropy:
     L = -sum log softmax(z)[target] over the positions that count ("sum"), or that divided
     by their number ("mean"). Gradient: softmax(z) - onehot(target) (divided likewise).
     logits (..., C), target (...) integers in [0, C).
+
+    Parameters
+    ----------
+    reduction : {"mean", "sum"}, default "mean"
     """
     activation = "softmax"
 
@@ -115,6 +147,30 @@ class SoftmaxCrossEntropy:
         return f"SoftmaxCrossEntropy(reduction={self.reduction!r})"
 
     def __call__(self, logits, target, mask=None):
+        """The loss and its gradient.
+
+        Parameters
+        ----------
+        logits : ndarray of float32 or float64, shape (..., F)
+            The last layer's pre-activation (C classes).
+        target : ndarray
+            Integer class indices in [0, C), shape (...).
+        mask : array of bool or float, shape (...), optional
+            Which positions count (the output's shape less its last axis); None: all.
+
+        Returns
+        -------
+        loss : float
+        grad : ndarray, like `logits` (same dtype)
+            The gradient of the loss with respect to `logits`, exact (no clipping).
+
+        Raises
+        ------
+        TypeError
+            If an array is complex or otherwise not real.
+        ValueError
+            If a shape does not match.
+        """
         logits = _float_output(logits)
         target = _real_target(target)
         if target.dtype.kind not in "iu":
@@ -151,6 +207,10 @@ class SigmoidBinaryCrossEntropy:
     L = sum [softplus(z) - y z] = -sum [y log s + (1-y) log(1-s)], s = sigmoid(z), over the
     elements that count ("sum"), or that divided by their number ("mean").
     Gradient: sigmoid(z) - y (divided likewise). logits and target have the same shape.
+
+    Parameters
+    ----------
+    reduction : {"mean", "sum"}, default "mean"
     """
     activation = "sigmoid"
 
@@ -161,6 +221,30 @@ class SigmoidBinaryCrossEntropy:
         return f"SigmoidBinaryCrossEntropy(reduction={self.reduction!r})"
 
     def __call__(self, logits, target, mask=None):
+        """The loss and its gradient.
+
+        Parameters
+        ----------
+        logits : ndarray of float32 or float64, shape (..., F)
+            The last layer's pre-activation.
+        target : ndarray
+            Same shape as logits, values in [0, 1].
+        mask : array of bool or float, shape (...), optional
+            Which positions count (the output's shape less its last axis); None: all.
+
+        Returns
+        -------
+        loss : float
+        grad : ndarray, like `logits` (same dtype)
+            The gradient of the loss with respect to `logits`, exact (no clipping).
+
+        Raises
+        ------
+        TypeError
+            If an array is complex or otherwise not real.
+        ValueError
+            If a shape does not match.
+        """
         logits = _float_output(logits)
         target = _real_target(target)
         if target.shape != logits.shape:
@@ -188,7 +272,18 @@ LOSSES = {"mse": MSELoss, "softmax_cross_entropy": SoftmaxCrossEntropy,
 
 
 def get_loss(loss):
-    """A loss object from itself or its name ("mse", "softmax_cross_entropy", ...)."""
+    """A loss object from itself or its name.
+
+    Parameters
+    ----------
+    loss : str or loss object
+        "mse", "softmax_cross_entropy", "sigmoid_binary_cross_entropy", or an object with
+        ``__call__(output, target, mask)`` and an ``activation`` attribute.
+
+    Returns
+    -------
+    loss object
+    """
     if isinstance(loss, str):
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {sorted(LOSSES)} or a loss object, got {loss!r}")

@@ -27,7 +27,22 @@ def _check_positive(name, value, allow_zero=False):
 
 
 class Optimizer:
-    """Base class: keeps {name: live array} and checks the gradients handed to step()."""
+    """Base class of the optimizers: keeps {name: live array} and checks the gradients
+    handed to step().
+
+    Parameters
+    ----------
+    params : dict of str to ndarray, or a model
+        The live float32/float64 parameter arrays, e.g. ``model.parameters()`` (a model is
+        asked for its ``parameters()``). step() updates them in place.
+    lr : float
+        Learning rate, finite and >= 0 (a schedule may change ``optimizer.lr``).
+
+    Attributes
+    ----------
+    steps : int
+        Steps taken (Adam's bias correction counts them).
+    """
 
     def __init__(self, params, lr):
         if hasattr(params, "parameters") and callable(params.parameters):
@@ -87,6 +102,81 @@ class Optimizer:
             update = self._update(name, grad)
             param -= update.astype(param.dtype)
 
+    # per-parameter state, {slot: {parameter name: float64 array}}; each optimizer names its own
+    _slots = ()
+
+    def hyperparameters(self):
+        """{name: value} of the constructor's arguments other than params (JSON-serialisable)."""
+        return {"lr": self.lr}
+
+    def __repr__(self):
+        options = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
+        return f"{type(self).__name__}({len(self.params)} parameters, {options})"
+
+    def state_dict(self):
+        """The optimizer's state, to resume training exactly (PyTorch's name).
+
+        Returns
+        -------
+        dict
+            ``{"type": class name, "hyperparameters": {...}, "steps": int, "state":
+            {slot: {parameter name: float64 array}}}``; the arrays are copies.
+        """
+        return {"type": type(self).__name__, "hyperparameters": self.hyperparameters(),
+                "steps": self.steps,
+                "state": {slot: {name: np.array(value, dtype=np.float64)
+                                 for name, value in getattr(self, slot).items()}
+                          for slot in self._slots}}
+
+    def load_state_dict(self, state):
+        """Restore a state from `state_dict`, all or nothing.
+
+        Parameters
+        ----------
+        state : dict
+            As returned by ``state_dict()`` of an optimizer of the same type over parameters
+            of the same names and shapes.
+
+        Raises
+        ------
+        TypeError, ValueError
+            If the type, a slot, a parameter name or a shape does not match; then nothing
+            has changed.
+        """
+        if not isinstance(state, dict) or set(state) != {"type", "hyperparameters", "steps",
+                                                         "state"}:
+            raise ValueError("state must be a dict with keys 'type', 'hyperparameters', "
+                             f"'steps' and 'state' (from state_dict()), got {state!r:.200}")
+        if state["type"] != type(self).__name__:
+            raise ValueError(f"state is of a {state['type']} optimizer, this is a "
+                             f"{type(self).__name__}")
+        steps = state["steps"]
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+            raise ValueError(f"state['steps'] must be an int >= 0, got {steps!r}")
+        slots = state["state"]
+        if not isinstance(slots, dict) or set(slots) != set(self._slots):
+            raise ValueError(f"state['state'] must have the slots {sorted(self._slots)}, got "
+                             f"{sorted(slots) if isinstance(slots, dict) else slots!r}")
+        new = {}
+        for slot, values in slots.items():
+            new[slot] = {}
+            for name, value in values.items():
+                if name not in self.params:
+                    raise ValueError(f"state['state'][{slot!r}] names {name!r}, which is not a "
+                                     "parameter of this optimizer")
+                value = np.asarray(value)
+                if value.dtype.kind not in "fiu" or value.shape != self.params[name].shape:
+                    raise ValueError(f"state['state'][{slot!r}][{name!r}] must be a real array "
+                                     f"of shape {self.params[name].shape}, got {value.dtype} "
+                                     f"{value.shape}")
+                new[slot][name] = value.astype(np.float64)      # a copy
+        probe = type(self)({"probe": np.zeros(1)}, **state["hyperparameters"])   # validates them
+        for key in probe.hyperparameters():
+            setattr(self, key, getattr(probe, key))
+        self.steps = int(steps)
+        for slot, values in new.items():
+            setattr(self, slot, values)
+
     def _update(self, name, grad):
         """The step to subtract from parameter `name`; each optimizer defines its own."""
         raise NotImplementedError(f"{type(self).__name__} must define _update")
@@ -97,6 +187,14 @@ class SGD(Optimizer):
 
     With momentum mu > 0 (PyTorch's form): v <- mu * v + grad, W <- W - lr * v.
     (For a constant lr this is the same trajectory as the form v <- mu v - lr grad, W <- W + v.)
+
+    Parameters
+    ----------
+    params : dict of str to ndarray, or a model
+        See `Optimizer`.
+    lr : float, default 0.01
+    momentum : float, default 0
+        In [0, 1). The velocity starts at the first gradient.
     """
 
     def __init__(self, params, lr=0.01, momentum=0.0):
@@ -105,6 +203,11 @@ class SGD(Optimizer):
         if self.momentum >= 1:
             raise ValueError(f"momentum must be in [0, 1), got {momentum}")
         self.velocity = {}
+
+    _slots = ("velocity",)
+
+    def hyperparameters(self):
+        return {"lr": self.lr, "momentum": self.momentum}
 
     def _update(self, name, grad):
         if self.momentum == 0:
@@ -119,6 +222,16 @@ class Adam(Optimizer):
     """Adam (Kingma & Ba 2015):
         m <- b1 m + (1 - b1) g,   v <- b2 v + (1 - b2) g^2
         W <- W - lr * m_hat / (sqrt(v_hat) + eps),  m_hat = m/(1 - b1^t), v_hat = v/(1 - b2^t)
+
+    Parameters
+    ----------
+    params : dict of str to ndarray, or a model
+        See `Optimizer`.
+    lr : float, default 1e-3
+    betas : (float, float), default (0.9, 0.999)
+        Decay rates of the first and second moment estimates, each in [0, 1).
+    eps : float, default 1e-8
+        Added to the denominator, >= 0.
     """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
@@ -128,6 +241,11 @@ class Adam(Optimizer):
         self.betas = (float(betas[0]), float(betas[1]))
         self.eps = _check_positive("eps", eps, allow_zero=True)
         self.m, self.v = {}, {}
+
+    _slots = ("m", "v")
+
+    def hyperparameters(self):
+        return {"lr": self.lr, "betas": self.betas, "eps": self.eps}
 
     def _update(self, name, grad):
         b1, b2 = self.betas
@@ -142,12 +260,25 @@ class Adam(Optimizer):
 class Adagrad(Optimizer):
     """Adagrad (Duchi et al. 2011), as in min-char-rnn:
         G <- G + g^2,   W <- W - lr * g / (sqrt(G) + eps)
+
+    Parameters
+    ----------
+    params : dict of str to ndarray, or a model
+        See `Optimizer`.
+    lr : float, default 0.01
+    eps : float, default 1e-8
+        Added to the denominator, >= 0.
     """
 
     def __init__(self, params, lr=0.01, eps=1e-8):
         super().__init__(params, lr)
         self.eps = _check_positive("eps", eps, allow_zero=True)
         self.sum_squares = {}
+
+    _slots = ("sum_squares",)
+
+    def hyperparameters(self):
+        return {"lr": self.lr, "eps": self.eps}
 
     def _update(self, name, grad):
         G = self.sum_squares.get(name, 0.0) + grad * grad
@@ -159,7 +290,18 @@ class Adagrad(Optimizer):
 # Clipping: applied by the training loop, never inside a loss or gradient.
 
 def global_norm(grads):
-    """sqrt of the sum of squares of every gradient, in float64."""
+    """The global norm of a set of gradients.
+
+    Parameters
+    ----------
+    grads : dict of str to ndarray (or None)
+
+    Returns
+    -------
+    float
+        sqrt of the sum of squares of every element, computed in float64 (inf or nan if a
+        gradient is not finite).
+    """
     total = 0.0
     for grad in grads.values():
         if grad is not None:
@@ -169,8 +311,21 @@ def global_norm(grads):
 
 
 def clip_grad_norm(grads, max_norm):
-    """Rescale all gradients in place by min(1, max_norm / global_norm). Returns the norm
-    before clipping (inf or nan when a gradient is not finite; then nothing is changed)."""
+    """Rescale all gradients together, in place, by min(1, max_norm / global_norm).
+
+    Parameters
+    ----------
+    grads : dict of str to ndarray (or None)
+        Changed in place.
+    max_norm : float
+        Finite and > 0.
+
+    Returns
+    -------
+    float
+        The global norm before clipping (inf or nan when a gradient is not finite; then
+        nothing is changed).
+    """
     max_norm = _check_positive("max_norm", max_norm)
     norm = global_norm(grads)
     if np.isfinite(norm) and norm > max_norm:
@@ -182,7 +337,20 @@ def clip_grad_norm(grads, max_norm):
 
 
 def clip_grad_value(grads, max_value):
-    """Clamp every gradient element to [-max_value, max_value], in place."""
+    """Clamp every gradient element to [-max_value, max_value], in place.
+
+    Parameters
+    ----------
+    grads : dict of str to ndarray (or None)
+        Changed in place.
+    max_value : float
+        Finite and > 0.
+
+    Returns
+    -------
+    dict
+        `grads`.
+    """
     max_value = _check_positive("max_value", max_value)
     for grad in grads.values():
         if grad is not None:

@@ -32,20 +32,31 @@ reset_state says when the carried state returns to zeros:
     "chunk"               at every update: no state is carried (an ablation: the model
                           then cannot use anything from before the window).
 """
+import json
+import os
 import sys
 import time
 
 import numpy as np
 
-from .losses import get_loss
+from . import io as _io
+from ._files import write_atomic
+from .losses import LOSSES, get_loss
+from .lr_scheduler import SCHEDULERS, LRScheduler
 from .model import Sequential
 from .optim import OPTIMIZERS, Adam, Optimizer, clip_grad_norm, clip_grad_value, global_norm
 
 RESET_STATES = ("sequence", "never", "chunk")
+CHECKPOINT_FORMAT = "rnnx-checkpoint"
+CHECKPOINT_KEY = "__checkpoint__"        # members of a checkpoint .npz besides "param/<name>":
+OPTIMIZER_PREFIX = "optimizer/"          # "optimizer/<slot>/<parameter name>"
+CARRIED_PREFIX = "carried/"              # "carried/<recurrent layer>/<part>"
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The loss or the gradient became nan or inf during training."""
+    """Raised by ``Trainer.fit`` when the loss or the global gradient norm becomes NaN or
+    infinite; the message names the update (epoch, batch, time steps). The update that
+    met it is not applied."""
 
 
 def _parse_bptt(bptt):
@@ -102,26 +113,60 @@ class Trainer:
 
     Parameters
     ----------
-    model : rnnx.Sequential, or one rnnx layer (wrapped into a Sequential).
-    loss : a loss object (rnnx.MSELoss(), rnnx.SoftmaxCrossEntropy(), ...) or its name.
-    optimizer : an optimizer built on model.parameters(), or a name ("sgd", "adam",
-        "adagrad", with default settings); None means Adam(lr=1e-3).
-    bptt : None (full BPTT), k (= (k, k)) or (k1, k2) with 1 <= k1 <= k2.
-    clip_norm : rescale the gradients to this global norm when above it (None: no clipping).
-    clip_value : clamp each gradient element to [-clip_value, clip_value] (None: no clamping).
-    reset_state : "sequence" | "never" | "chunk" (see the module docstring).
-    comm : None, or an mpi4py communicator (MPI.COMM_WORLD): data-parallel training, each rank
-        fitting its own shard of the sequences, gradients combined at every update with one
-        collective (see rnnx.mpi); rank 0's parameters are broadcast at construction.
-    checkpoint : None, k or "sqrt": checkpointed BPTT with segments of k steps (memory
-        O(T/k + k) steps instead of O(T), gradients unchanged; see rnnx.checkpoint).
-    seed : seeds the shuffling of mini-batches (weights are seeded where the layers are built).
-    progress : True / False, or None for a progress bar only when stderr is a terminal.
+    model : rnnx.Sequential or rnnx layer
+        The model; a single layer is wrapped into a Sequential (``trainer.model``).
+    loss : loss object or str, default "mse"
+        ``rnnx.MSELoss()``, ``rnnx.SoftmaxCrossEntropy()``, ... or a name ("mse",
+        "softmax_cross_entropy", "sigmoid_binary_cross_entropy").
+    optimizer : rnnx optimizer, str or None, default None
+        An optimizer built on ``model.parameters()``, or a name ("sgd", "adam", "adagrad",
+        with default settings); None means ``Adam(lr=1e-3)``.
+    bptt : None, int or (int, int), default None
+        None: full BPTT; k: truncated BPTT(k, k); (k1, k2) with 1 <= k1 <= k2.
+    clip_norm : float, optional
+        Rescale the gradients to this global norm when above it (None: no clipping).
+    clip_value : float, optional
+        Clamp each gradient element to [-clip_value, clip_value] (None: no clamping).
+    reset_state : {"sequence", "never", "chunk"}, default "sequence"
+        When the carried state returns to zeros (see the module docstring).
+    seed : int, optional
+        Seeds the shuffling of mini-batches (weights are seeded where the layers are built).
+    progress : bool or None, default None
+        Show a progress bar on stderr; None: only when stderr is a terminal.
+    comm : None or mpi4py communicator, default None
+        ``MPI.COMM_WORLD``: data-parallel training, each rank fitting its own shard of the
+        sequences, gradients combined at every update with one collective (see rnnx.mpi);
+        rank 0's parameters are broadcast at construction.
+    checkpoint : None, int or "sqrt", default None
+        Checkpointed BPTT with segments of k steps: memory O(T/k + k) steps instead of
+        O(T), gradients unchanged (see rnnx.checkpoint).
+    scheduler : rnnx.StepLR, rnnx.CosineAnnealingLR or None, default None
+        A learning-rate schedule built on `optimizer`; ``fit`` calls its ``step()`` after
+        every epoch. (Leave it out to step a schedule yourself.)
+
+    Attributes
+    ----------
+    updates : int
+        Updates (optimizer steps) done so far, over all calls of ``fit``.
+    epochs : int
+        Complete epochs done so far, over all calls of ``fit``.
+    state : tuple or None
+        The carried state after the last update.
+
+    Notes
+    -----
+    NaN/Inf policy: ``fit`` raises ``NonFiniteLossError`` (naming the update) as soon as the
+    loss or the global gradient norm is NaN or infinite, before that update is applied.
+    Inference (``model(x)``, ``predict``) does not check: NaN in the input passes through
+    to the outputs that depend on it.
+
+    ``save_checkpoint(path)`` and ``Trainer.from_checkpoint(path)`` save and restore
+    everything training depends on, so that a resumed run equals an uninterrupted one.
     """
 
     def __init__(self, model, loss="mse", optimizer=None, bptt=None, clip_norm=None,
                  clip_value=None, reset_state="sequence", seed=None, progress=None,
-                 checkpoint=None, comm=None):
+                 scheduler=None, checkpoint=None, comm=None):
         bare = not isinstance(model, Sequential)
         if bare:
             model = Sequential(model)
@@ -172,10 +217,28 @@ class Trainer:
         if reset_state not in RESET_STATES:
             raise ValueError(f"reset_state must be one of {RESET_STATES}, got {reset_state!r}")
         self.reset_state = reset_state
-        self.rng = np.random.default_rng(seed)
+        if scheduler is not None and (not isinstance(scheduler, LRScheduler)
+                                      or scheduler.optimizer is not optimizer):
+            raise ValueError("scheduler must be an rnnx learning-rate schedule built on this "
+                             f"trainer's optimizer, got {scheduler!r}")
+        self.scheduler = scheduler
+        try:
+            self.rng = np.random.default_rng(seed)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"seed must be None or an int >= 0, got {seed!r}") from error
         self.progress = progress
         self.state = None              # the carried state after the last update
         self.updates = 0
+        self.epochs = 0
+
+    def __repr__(self):
+        model = ", ".join(repr(layer).replace("\n", " ") for layer in self.model.layers)
+        options = [f"loss={self.loss!r}", f"optimizer={self.optimizer!r}"]
+        options += [f"{name}={getattr(self, name)!r}" for name in
+                    ("bptt", "clip_norm", "clip_value", "reset_state", "scheduler")
+                    if getattr(self, name) is not None]
+        return (f"Trainer(Sequential({model}, many_to_one={self.model.many_to_one}), "
+                f"{', '.join(options)}, updates={self.updates}, epochs={self.epochs})")
 
     # -- data layout ---------------------------------------------------------------------
 
@@ -308,17 +371,76 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------
 
-    def fit(self, x, y, lengths=None, epochs=1, batch_size=None, shuffle=True, callback=None):
-        """Train for `epochs` passes over the data. Returns the history:
-        {"loss": mean loss of each epoch, "step_loss": loss of every update,
-         "grad_norm": global gradient norm of every update, before clipping}.
-        callback(info) is called after every update with a dict (epoch, update, loss,
-        grad_norm, grads); if it returns True, training stops after that update (e.g. at a
-        time budget) and the history so far is returned, the last epoch's loss averaged over
-        the updates it had."""
+    def fit(self, x, y, lengths=None, epochs=1, batch_size=None, shuffle=True, callback=None,
+            validation=None, early_stopping=None):
+        """Train for `epochs` passes over the data.
+
+        Parameters
+        ----------
+        x : ndarray
+            Inputs, (T, N, I) time-major ((N, T, I) for batch_first layers; (N, I) for a model
+            of Dense layers only). Cast to the model's dtype; real values only.
+        y : ndarray
+            Targets: (T, N, O) for a many-to-many model ((T, N) class indices for
+            SoftmaxCrossEntropy), (N, O) or (N,) for a many-to-one model.
+        lengths : array of int, optional
+            (N,) valid steps of each sequence, in [1, T]; steps past them carry no loss.
+        epochs : int, default 1
+            Passes over the data in this call.
+        batch_size : int, optional
+            Sequences per mini-batch; None: all N at once (parallel streams).
+        shuffle : bool, default True
+            Shuffle the sequences into mini-batches each epoch (with the trainer's seed).
+        callback : callable, optional
+            ``callback(info)`` after every update, info a dict (epoch, update, loss,
+            grad_norm, grads); returning True stops training after that update (the last
+            epoch's loss is then averaged over the updates it had; that partial epoch is not
+            counted in ``trainer.epochs``, gets no validation loss, and does not step the
+            schedule).
+        validation : tuple, optional
+            ``(x_val, y_val)`` or ``(x_val, y_val, lengths_val)``: the loss on it (as by
+            ``evaluate``) is computed after every epoch into ``history["val_loss"]``.
+        early_stopping : int, optional
+            Patience: stop when the validation loss has not improved (strictly) for this
+            many epochs, and restore the weights of the epoch with the lowest validation
+            loss (``history["best_epoch"]``, an index into ``history["val_loss"]``). The
+            weights are restored even when training runs all its epochs; the optimizer's
+            state and the schedule are not rolled back. Needs `validation`.
+
+        Returns
+        -------
+        dict
+            ``"loss"``: mean loss of each epoch; ``"step_loss"``: loss of every update;
+            ``"grad_norm"``: global gradient norm of every update, before clipping;
+            ``"lr"``: learning rate of each epoch; with validation, ``"val_loss"`` per epoch;
+            with early stopping, ``"best_epoch"`` and ``"stopped_early"``.
+
+        Raises
+        ------
+        NonFiniteLossError
+            When the loss or the gradient norm becomes NaN or infinite (that update is not
+            applied).
+        """
         x, y, lengths = self._check_data(x, y, lengths)
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
             raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
+        if validation is not None:
+            if not isinstance(validation, (tuple, list)) or len(validation) not in (2, 3):
+                raise TypeError("validation must be a tuple (x_val, y_val) or (x_val, y_val, "
+                                f"lengths_val), got {type(validation).__name__}")
+            try:
+                validation = self._check_data(*validation,
+                                              *(() if len(validation) == 3 else (None,)))
+            except (TypeError, ValueError) as error:
+                raise type(error)(f"validation=(x, y[, lengths]): {error}") from error
+        if early_stopping is not None:
+            if isinstance(early_stopping, bool) or not isinstance(early_stopping, (int, np.integer)) \
+                    or early_stopping < 1:
+                raise ValueError(f"early_stopping must be None or a patience, an int >= 1, got "
+                                 f"{early_stopping!r}")
+            if validation is None:
+                raise ValueError("early_stopping needs validation=(x_val, y_val): it watches the "
+                                 "validation loss")
         batch_axis, time_axis, y_batch_axis = self._axes()
         N = x.shape[batch_axis]
         if batch_size is None or batch_size >= N:
@@ -339,11 +461,15 @@ class Trainer:
             check_same(self.comm, batches=n_batches, time_steps=T, epochs=epochs)
         enabled = self.progress if self.progress is not None else sys.stderr.isatty()
         bar = _Progress(bool(enabled), epochs * n_batches * n_windows)
-        history = {"loss": [], "step_loss": [], "grad_norm": []}
+        history = {"loss": [], "step_loss": [], "grad_norm": [], "lr": []}
+        if validation is not None:
+            history["val_loss"] = []
+        best = None                                  # (val loss, epoch index, weights)
         mean_reduction = getattr(self.loss, "reduction", "mean") == "mean"
-        stop = False
+        stop = stopped_early = False
         try:
             for epoch in range(epochs):
+                history["lr"].append(self.optimizer.lr)
                 order = self.rng.permutation(N) if (shuffle and n_batches > 1) else np.arange(N)
                 total, weight = 0.0, 0
                 for batch in range(n_batches):
@@ -378,13 +504,40 @@ class Trainer:
                 history["loss"].append(total / max(weight, 1) if mean_reduction else total)
                 if stop:
                     break
+                self.epochs += 1
+                if self.scheduler is not None:
+                    self.scheduler.step()
+                if validation is not None:
+                    history["val_loss"].append(self.evaluate(*validation))
+                if early_stopping is not None:
+                    if best is None or history["val_loss"][-1] < best[0]:
+                        best = (history["val_loss"][-1], epoch, {
+                            name: value.copy() for name, value in self.model.state_dict().items()})
+                    elif epoch - best[1] >= early_stopping:
+                        stopped_early = True
+                        break
         finally:
             bar.close()
+        if best is not None:
+            self.model.load_state_dict(best[2])
+            history["best_epoch"] = best[1]
+            history["stopped_early"] = stopped_early
         return history
 
     def evaluate(self, x, y, lengths=None, state=None):
-        """The loss of the model on (x, y), forward only over whole sequences, from state
-        (None: zeros). Returns a float."""
+        """The loss of the model on (x, y): forward only, over whole sequences.
+
+        Parameters
+        ----------
+        x, y, lengths
+            As for `fit`.
+        state : optional
+            Initial state of the model's recurrent layers (None: zeros).
+
+        Returns
+        -------
+        float
+        """
         x, y, lengths = self._check_data(x, y, lengths)
         _, time_axis, _ = self._axes()
         output, _, _ = self.model.forward(x, state, lengths,
@@ -393,3 +546,150 @@ class Trainer:
         if time_axis is not None and not self.model.many_to_one:
             mask = self._loss_mask(x.shape[time_axis], x.shape[1 - time_axis], 0, lengths, 0)
         return self.loss(output, y, mask)[0]
+
+    # -- checkpoints ---------------------------------------------------------------------
+
+    def save_checkpoint(self, path):
+        """Save everything training depends on to one .npz file, atomically, so that
+        ``Trainer.from_checkpoint(path)`` resumes exactly: the same losses and weights as a
+        run that was never interrupted.
+
+        Saved: the model (architecture and weights), the loss, the optimizer (type,
+        hyperparameters, step count and per-parameter state), the schedule (type, options,
+        base_lr, last_epoch), the trainer's options, its update and epoch counts, the state
+        of its random generator (mini-batch shuffling) and the carried state. Not saved: a
+        callback, and a loss that is not one of rnnx's.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write (replaced only once the new one is complete).
+
+        Raises
+        ------
+        TypeError
+            If the loss is not an rnnx loss (it could not be rebuilt).
+        """
+        loss_classes = {cls.__name__: cls for cls in LOSSES.values()}
+        if type(self.loss).__name__ not in loss_classes or type(self.loss) is not \
+                loss_classes[type(self.loss).__name__]:
+            raise TypeError(f"save_checkpoint can save rnnx's losses only, got {self.loss!r}")
+        optimizer = self.optimizer.state_dict()
+        arrays = {_io.PARAM_PREFIX + name: np.ascontiguousarray(value)
+                  for name, value in self.model.state_dict().items()}
+        for slot, values in optimizer.pop("state").items():
+            for name, value in values.items():
+                arrays[f"{OPTIMIZER_PREFIX}{slot}/{name}"] = value
+        carried = None
+        if self.state is not None:
+            carried = []
+            for index, layer_state in enumerate(self.state):
+                parts = layer_state if isinstance(layer_state, tuple) else (layer_state,)
+                carried.append(None if layer_state is None else
+                               len(parts) if isinstance(layer_state, tuple) else -1)
+                for j, part in enumerate(parts if layer_state is not None else ()):
+                    arrays[f"{CARRIED_PREFIX}{index}/{j}"] = np.ascontiguousarray(part)
+        header = {
+            "format": CHECKPOINT_FORMAT, "version": _io.VERSION,
+            "architecture": _io._spec(self.model),
+            "loss": {"type": type(self.loss).__name__,
+                     "reduction": getattr(self.loss, "reduction", "mean")},
+            "optimizer": optimizer,
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "trainer": {"bptt": self.bptt, "clip_norm": self.clip_norm,
+                        "clip_value": self.clip_value, "reset_state": self.reset_state,
+                        "progress": self.progress, "checkpoint": self.checkpoint,
+                        "updates": self.updates, "epochs": self.epochs},
+            "rng": self.rng.bit_generator.state,
+            # the dropout draws of each layer that has them, so a resumed run draws the same
+            "dropout_rngs": {str(index): layer.dropout_rng.bit_generator.state
+                             for index, layer in enumerate(self.model.layers)
+                             if getattr(layer, "dropout_rng", None) is not None},
+            "carried": carried,
+        }
+        arrays[CHECKPOINT_KEY] = np.array(json.dumps(header, sort_keys=True))
+        write_atomic(os.fspath(path), lambda f: np.savez(f, **arrays))
+
+    @classmethod
+    def from_checkpoint(cls, path):
+        """A trainer restored from ``save_checkpoint(path)``, ready to go on training.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A file written by ``save_checkpoint``.
+
+        Returns
+        -------
+        Trainer
+            With a new model (``trainer.model``), optimizer and schedule in the saved state.
+
+        Raises
+        ------
+        ValueError
+            If the file is not a readable checkpoint or its parts do not match each other
+            (naming the file and the part). Nothing is left half-built.
+        """
+        path = os.fspath(path)
+        header, arrays = _io._read(path, CHECKPOINT_KEY,
+                                   (_io.PARAM_PREFIX, OPTIMIZER_PREFIX, CARRIED_PREFIX),
+                                   CHECKPOINT_FORMAT, "checkpoint")
+        try:
+            model = _io._build(header["architecture"])
+            model.load_state_dict({name[len(_io.PARAM_PREFIX):]: value
+                                   for name, value in arrays.items()
+                                   if name.startswith(_io.PARAM_PREFIX)})
+            if not isinstance(model, Sequential):
+                model = Sequential(model)
+            loss_classes = {c.__name__: c for c in LOSSES.values()}
+            loss = loss_classes[header["loss"]["type"]](reduction=header["loss"]["reduction"])
+            saved = dict(header["optimizer"])
+            optimizer = OPTIMIZERS[saved["type"].lower()](model.parameters(),
+                                                          **saved["hyperparameters"])
+            saved["state"] = {slot: {} for slot in optimizer._slots}
+            for name, value in arrays.items():
+                if name.startswith(OPTIMIZER_PREFIX):
+                    slot, _, param = name[len(OPTIMIZER_PREFIX):].partition("/")
+                    if slot not in saved["state"]:
+                        raise ValueError(f"optimizer slot {slot!r} is not one of "
+                                         f"{optimizer._slots}")
+                    saved["state"][slot][param] = value
+            optimizer.load_state_dict(saved)
+            scheduler = None
+            if header["scheduler"] is not None:
+                options = header["scheduler"]
+                scheduler = SCHEDULERS[options["type"]](optimizer, **options["options"])
+                scheduler.load_state_dict(options)
+            settings = dict(header["trainer"])
+            counts = {key: settings.pop(key) for key in ("updates", "epochs")}
+            if settings["bptt"] is not None:
+                settings["bptt"] = tuple(settings["bptt"])
+            trainer = cls(model, loss, optimizer, scheduler=scheduler, **settings)
+            for key, value in counts.items():
+                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise ValueError(f"{key} must be an int >= 0, got {value!r}")
+                setattr(trainer, key, value)
+            trainer.rng.bit_generator.state = header["rng"]
+            for index, state in header.get("dropout_rngs", {}).items():
+                model.layers[int(index)].dropout_rng.bit_generator.state = state
+            trainer.state = _carried_from(header["carried"], arrays)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError,
+                RecursionError, MemoryError) as error:
+            raise ValueError(f"{path!r} is not a valid rnnx checkpoint: "
+                             f"{type(error).__name__}: {error}") from error
+        return trainer
+
+
+def _carried_from(structure, arrays):
+    """The carried state from its saved structure (None, or per recurrent layer None, -1
+    for one array, or n for a tuple of n arrays) and the CARRIED_PREFIX arrays."""
+    if structure is None:
+        return None
+    state = []
+    for index, kind in enumerate(structure):
+        if kind is None:
+            state.append(None)
+            continue
+        parts = tuple(arrays[f"{CARRIED_PREFIX}{index}/{j}"] for j in range(max(kind, 1)))
+        state.append(parts[0] if kind == -1 else parts)
+    return tuple(state)

@@ -255,3 +255,41 @@ def test_formats_dispatch_on_the_extension(tmp_path, monkeypatch):
     assert calls == [("save", str(tmp_path / "m.FAKE")), ("load", str(tmp_path / "m.fake"))]
     save(MODELS["mlp"](), tmp_path / "m.weights")                # unknown: the npz layout
     assert zipfile.is_zipfile(tmp_path / "m.weights")
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_randomly_damaged_files_load_or_raise_value_error(tmp_path, compressed):
+    """Fuzz: flip random bytes or truncate a saved model (stored and deflated members): every
+    load either gives a model of the saved architecture or raises ValueError, never anything
+    else, and never changes the model given as into."""
+    model = MODELS["lstm-stack"]()
+    path = tmp_path / "m.npz"
+    save(model, path)
+    if compressed:
+        with np.load(path) as data:
+            np.savez_compressed(path, **{k: data[k] for k in data.files})
+    raw = path.read_bytes()
+    rng = np.random.default_rng(1 + compressed)
+    target = MODELS["lstm-stack"]()
+    before = {k: v.copy() for k, v in target.state_dict().items()}
+    outcomes = {"loaded": 0, "refused": 0}
+    for trial in range(150):
+        damaged = bytearray(raw)
+        if trial % 5 == 0:
+            damaged = damaged[:int(rng.integers(0, len(raw)))]
+        else:
+            for position in rng.integers(0, len(raw), size=int(rng.integers(1, 9))):
+                damaged[position] = int(rng.integers(0, 256))
+        (tmp_path / "d.npz").write_bytes(bytes(damaged))
+        try:
+            loaded = load(tmp_path / "d.npz")
+        except ValueError:
+            outcomes["refused"] += 1
+            with pytest.raises(ValueError):
+                load(tmp_path / "d.npz", into=target)
+            for key, value in target.state_dict().items():
+                np.testing.assert_array_equal(value, before[key])
+            continue
+        assert loaded.config() == model.config()
+        outcomes["loaded"] += 1
+    assert outcomes["refused"] > 50                      # the damage was mostly detected

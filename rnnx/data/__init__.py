@@ -18,7 +18,23 @@ TEXTS = {"sqlite3_h": "sqlite3_h.txt"}
 
 
 def data_path(name):
-    """Absolute path of a bundled file, e.g. data_path("sunspots.csv")."""
+    """Absolute path of a bundled data file.
+
+    Parameters
+    ----------
+    name : str
+        File name inside rnnx/data, e.g. "sunspots.csv".
+
+    Returns
+    -------
+    str
+        The absolute path.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file is not installed.
+    """
     path = os.path.join(DATA_DIR, name)
     if not os.path.exists(path):
         raise FileNotFoundError(f"rnnx data file {name!r} is not installed (looked in {DATA_DIR})")
@@ -26,13 +42,30 @@ def data_path(name):
 
 
 def load_sunspots():
-    """(years int64 (309,), sunspot numbers float64 (309,)) for 1700..2008."""
+    """The bundled yearly sunspot numbers, 1700-2008.
+
+    Returns
+    -------
+    years : ndarray of int64, shape (309,)
+    counts : ndarray of float64, shape (309,)
+        Yearly mean sunspot number (Wolf/Zurich series, version 1).
+    """
     table = np.loadtxt(data_path("sunspots.csv"), delimiter=",", comments="#", skiprows=3)
     return table[:, 0].astype(np.int64), table[:, 1].astype(np.float64)
 
 
 def load_text(name="sqlite3_h"):
-    """A bundled text corpus as a str."""
+    """A bundled text corpus.
+
+    Parameters
+    ----------
+    name : str, default "sqlite3_h"
+        The corpus; "sqlite3_h" is the head of SQLite's sqlite3.h (public domain).
+
+    Returns
+    -------
+    str
+    """
     if name not in TEXTS:
         raise ValueError(f"name must be one of {sorted(TEXTS)}, got {name!r}")
     with open(data_path(TEXTS[name]), encoding="utf-8") as f:
@@ -40,7 +73,20 @@ def load_text(name="sqlite3_h"):
 
 
 class CharVocab:
-    """Characters <-> class indices, in sorted character order."""
+    """Characters <-> class indices, in sorted character order.
+
+    Parameters
+    ----------
+    chars : iterable of str
+        The characters (duplicates are merged), e.g. a whole text.
+
+    Attributes
+    ----------
+    chars : list of str
+        The vocabulary; ``chars[i]`` is class i.
+    index : dict
+        ``{character: class index}``.
+    """
 
     def __init__(self, chars):
         self.chars = sorted(set(chars))
@@ -50,28 +96,52 @@ class CharVocab:
         return len(self.chars)
 
     def encode(self, text):
-        """int64 array of class indices; a character outside the vocabulary is a ValueError."""
+        """Class indices of the characters of `text`, an int64 array of shape (len(text),);
+        a character outside the vocabulary is a ValueError."""
         try:
             return np.fromiter((self.index[c] for c in text), dtype=np.int64, count=len(text))
         except KeyError as error:
             raise ValueError(f"text has a character outside the vocabulary: {error.args[0]!r}") from None
 
     def decode(self, ids):
+        """The text of an array of class indices (any shape, read in C order)."""
         return "".join(self.chars[int(i)] for i in np.ravel(ids))
 
 
 def encode_text(text):
-    """(ids int64 (len(text),), CharVocab) for a character model."""
+    """Encode a text for a character model.
+
+    Parameters
+    ----------
+    text : str
+
+    Returns
+    -------
+    ids : ndarray of int64, shape (len(text),)
+        Class index of each character.
+    vocab : CharVocab
+        The text's characters, sorted.
+    """
     vocab = CharVocab(text)
     return vocab.encode(text), vocab
 
 
 def stream_batches(ids, batch_size):
-    """Split one long id sequence into batch_size parallel streams for truncated BPTT.
+    """Split one long id sequence into `batch_size` parallel streams for truncated BPTT.
 
-    Returns (inputs, targets), both (T, batch_size) int64, time-major: stream b is the
-    contiguous slice b*T .. (b+1)*T of the text, and targets are the inputs shifted by one
-    (predict the next character). The tail that does not fill a stream is dropped.
+    Parameters
+    ----------
+    ids : array of int, shape (L,)
+        The sequence, e.g. from `encode_text`.
+    batch_size : int
+        Number of streams, >= 1.
+
+    Returns
+    -------
+    inputs, targets : ndarray of int64, shape (T, batch_size), T = (L - 1) // batch_size
+        Time-major: stream b is the contiguous slice b*T .. (b+1)*T of the sequence, and
+        targets are the inputs shifted by one (predict the next character). The tail that
+        does not fill a stream is dropped.
     """
     ids = np.asarray(ids)
     if ids.ndim != 1:
@@ -87,7 +157,20 @@ def stream_batches(ids, batch_size):
 
 
 def one_hot(ids, size, dtype=np.float32):
-    """(..., size) one-hot encoding of integer ids."""
+    """One-hot encoding of integer ids.
+
+    Parameters
+    ----------
+    ids : array of int, any shape (...)
+        Values in [0, size).
+    size : int
+        Number of classes.
+    dtype : dtype, default float32
+
+    Returns
+    -------
+    ndarray of shape (..., size)
+    """
     ids = np.asarray(ids)
     out = np.zeros(ids.shape + (size,), dtype=dtype)
     np.put_along_axis(out, ids[..., None], 1, axis=-1)
@@ -97,11 +180,29 @@ def one_hot(ids, size, dtype=np.float32):
 def sample_chars(model, vocab, prefix, length, temperature=1.0, rng=None):
     """Sample `length` characters from a character model, after reading `prefix`.
 
-    model: maps one-hot (T, 1, len(vocab)) to next-character probabilities (T, 1, len(vocab))
-    (e.g. a Sequential ending in Dense(..., activation="softmax")). Each sampled character
-    is fed back as the next input, with the state handed over from step to step. The
-    temperature rescales the log-probabilities: < 1 sharper, > 1 flatter.
-    Returns the sampled text (without the prefix).
+    Each sampled character is fed back as the next input, with the state handed over from
+    step to step.
+
+    Parameters
+    ----------
+    model : callable
+        Maps one-hot (T, 1, len(vocab)) and a state to (next-character probabilities
+        (T, 1, len(vocab)), state), e.g. a Sequential ending in
+        ``Dense(..., activation="softmax")``.
+    vocab : CharVocab
+    prefix : str
+        Text read before sampling (at least one character, all in the vocabulary).
+    length : int
+        Characters to sample.
+    temperature : float, default 1.0
+        Divides the log-probabilities: < 1 sharper, > 1 flatter; > 0.
+    rng : int, numpy Generator or None
+        Seed or generator of the sampling.
+
+    Returns
+    -------
+    str
+        The sampled text, without the prefix.
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")

@@ -1,0 +1,96 @@
+"""Every ```python block of README.md runs as printed.
+
+Each block runs on its own, in a fresh namespace, with a new empty temporary folder as the
+working directory (so relative paths such as "sine.npz" are written there), unless it is
+marked, by an HTML comment on the line just before its opening fence:
+
+    <!-- continued -->              the block continues the previous python block: it runs
+                                    in that block's namespace and folder, after it (so it
+                                    may use its names); the chain is one test.
+    <!-- skip: <reason> -->         the block is not run, for a reason given in the README
+                                    (only for what cannot exist on a CI machine).
+
+Blocks that need PyTorch, ONNX or matplotlib run too: CI installs them (see .ci/run). Other
+fenced blocks (```bash, plain ```) are not run.
+"""
+import os
+import re
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+README = os.path.join(ROOT, "README.md")
+FENCE = re.compile(r"^```(\w*)\s*$")
+MARKER = re.compile(r"^<!--\s*(continued|skip:\s*(?P<reason>.+?))\s*-->\s*$")
+
+
+def python_blocks(path=README):
+    """[(line number of the opening fence, source, marker)] of the ```python blocks, marker
+    being None, "continued" or "skip"."""
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    blocks, index = [], 0
+    while index < len(lines):
+        match = FENCE.match(lines[index])
+        if not match:
+            index += 1
+            continue
+        end = index + 1
+        while end < len(lines) and lines[end].strip() != "```":
+            end += 1
+        if end == len(lines):
+            raise ValueError(f"README.md:{index + 1}: a code block is never closed")
+        if match.group(1) == "python":
+            marker = None
+            before = MARKER.match(lines[index - 1]) if index else None
+            if before:
+                marker = "continued" if before.group(1) == "continued" else "skip"
+                if marker == "skip" and not before.group("reason").strip():
+                    raise ValueError(f"README.md:{index}: a skip marker must give a reason")
+            blocks.append((index + 1, "\n".join(lines[index + 1:end]) + "\n", marker))
+        index = end + 1
+    return blocks
+
+
+def chains():
+    """The blocks grouped into runs: a block and the continued blocks after it."""
+    groups = []
+    for line, source, marker in python_blocks():
+        if marker == "skip":
+            continue
+        if marker == "continued":
+            if not groups:
+                raise ValueError(f"README.md:{line}: the first python block cannot be continued")
+            groups[-1].append((line, source))
+        else:
+            groups.append([(line, source)])
+    return groups
+
+
+CHAINS = chains()
+
+
+def test_the_readme_has_python_blocks_and_valid_markers():
+    blocks = python_blocks()
+    assert len(blocks) >= 5
+    assert sum(len(chain) for chain in CHAINS) == sum(marker != "skip" for _, _, marker in blocks)
+
+
+@pytest.mark.parametrize("chain", CHAINS, ids=[f"line{chain[0][0]}" for chain in CHAINS])
+def test_readme_block_runs(chain, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    namespace = {"__name__": "__readme__"}
+    for line, source in chain:
+        code = compile(source, f"README.md:{line}", "exec")
+        exec(code, namespace)
+
+
+def test_markers_are_parsed(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("text\n```python\na = 1\n```\n<!-- continued -->\n```python\nb = a\n```\n"
+                      "<!-- skip: needs a GPU -->\n```python\nimport cuda\n```\n```bash\nls\n```\n")
+    assert [(line, marker) for line, _, marker in python_blocks(readme)] == [
+        (2, None), (6, "continued"), (10, "skip")]
+    readme.write_text("```python\nx = 1\n")
+    with pytest.raises(ValueError, match="never closed"):
+        python_blocks(readme)
