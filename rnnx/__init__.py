@@ -5,6 +5,7 @@ time with BLAS for the matrix products, under a NumPy-native API; models,
 losses, optimizers and a trainer with full and truncated BPTT on top."""
 from . import data
 from .dense import Dense
+from .interop import from_keras, from_onnx, from_torch, to_keras, to_onnx
 from .io import load, save
 from .layers import GRU, LSTM, RNN, Stream
 from .losses import MSELoss, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
@@ -16,4 +17,4 @@ __version__ = "0.1.0"
 __all__ = ["RNN", "LSTM", "GRU", "Stream", "Dense", "Sequential", "MSELoss",
            "SoftmaxCrossEntropy", "SigmoidBinaryCrossEntropy", "SGD", "Adam", "Adagrad",
            "clip_grad_norm", "clip_grad_value", "Trainer", "NonFiniteLossError", "save", "load",
-           "data"]
+           "data", "to_onnx", "from_onnx", "to_keras", "from_keras", "from_torch"]

@@ -1,0 +1,355 @@
+"""rnnx.to_onnx and rnnx.from_onnx against onnxruntime, onnx's checker and PyTorch's exporter.
+
+onnxruntime (1.31) implements RNN/LSTM/GRU in float32 only (double: NOT_IMPLEMENTED for RNN,
+"does not support double yet" for LSTM and GRU), so float64 files are checked by onnx's
+reference evaluator with the cells computed by rnnx.reference (the NumPy twin), and their
+structure by onnxruntime after casting them to float32.
+"""
+import importlib
+import os
+import warnings
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+import rnnx
+
+
+def peer(name):
+    """The peer module; in CI a missing peer fails the run instead of skipping the test."""
+    if os.environ.get("CI"):
+        return importlib.import_module(name)
+    return pytest.importorskip(name)
+
+
+onnx = peer("onnx")
+ort = peer("onnxruntime")
+
+CELLS = [("RNN", {"nonlinearity": "tanh"}), ("RNN", {"nonlinearity": "relu"}), ("LSTM", {}),
+         ("GRU", {"reset_after": True}), ("GRU", {"reset_after": False})]
+ACTIVATIONS = ["identity", "sigmoid", "softmax", "tanh", "relu"]
+
+
+def random_model(seed, dtype):
+    """A random Sequential (or bare layer) over the cells, stacks, directions and heads."""
+    rng = np.random.default_rng(seed)
+    kind, extra = CELLS[seed % len(CELLS)]
+    batch_first = bool(rng.integers(2))
+    layers, size = [], int(rng.integers(1, 4))
+    for j in range(int(rng.integers(1, 3))):
+        layer = getattr(rnnx, kind)(size, int(rng.integers(1, 5)), num_layers=int(rng.integers(1, 3)),
+                                    bias=bool(rng.integers(4)), batch_first=batch_first,
+                                    bidirectional=bool(rng.integers(2)), dtype=dtype,
+                                    seed=seed * 10 + j, **extra)
+        layers.append(layer)
+        size = layer.num_directions * layer.hidden_size
+    for j in range(int(rng.integers(0, 3))):
+        out = int(rng.integers(1, 4))
+        layers.append(rnnx.Dense(size, out, activation=ACTIVATIONS[int(rng.integers(5))],
+                                 bias=bool(rng.integers(4)), dtype=dtype, seed=seed * 10 + 5 + j))
+        size = out
+    many_to_one = bool(rng.integers(2))
+    if len(layers) == 1 and not many_to_one:
+        return layers[0]
+    return rnnx.Sequential(*layers, many_to_one=many_to_one)
+
+
+def probe(model, seed, T=5, B=3):
+    rng = np.random.default_rng(seed + 100)
+    x = rng.standard_normal((B, T, model.input_size) if model.batch_first else
+                            (T, B, model.input_size)).astype(model.dtype)
+    lengths = rng.integers(1, T + 1, size=B)
+    lengths[0] = T
+    return x, lengths
+
+
+def flat_states(model, state):
+    """The model's final states in the graph's output order."""
+    per_layer = state if isinstance(model, rnnx.Sequential) else (state,)
+    out = []
+    for s in per_layer:
+        out.extend(s if isinstance(s, tuple) else (s,))
+    return out
+
+
+def run_ort(proto, feeds):
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, feeds), [o.name for o in session.get_outputs()]
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("with_lengths", [False, True])
+def test_onnxruntime_runs_the_export_like_rnnx_float32(seed, with_lengths, tmp_path):
+    model = random_model(seed, np.float32)
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    path = tmp_path / "model.onnx"
+    proto = rnnx.to_onnx(model, path, lengths=with_lengths)
+    onnx.checker.check_model(onnx.load(path), full_check=True)
+    x, lengths = probe(model, seed)
+    feeds = {"x": x}
+    if with_lengths:
+        feeds["lengths"] = lengths.astype(np.int32)
+        y, state = model(x, lengths=lengths)
+    else:
+        y, state = model(x)
+    outputs, names = run_ort(proto, feeds)
+    assert names[0] == "y" and [i.name for i in proto.graph.input] == list(feeds)
+    expected = [y] + flat_states(model, state)
+    assert len(outputs) == len(expected)
+    for name, got, want in zip(names, outputs, expected):
+        # float32: the two engines sum in different orders; 1e-5 relative to the largest value
+        scale = max(1.0, float(np.max(np.abs(want))))
+        assert got.dtype == np.float32 and got.shape == want.shape, name
+        assert_allclose(got, want, rtol=1e-5, atol=1e-5 * scale, err_msg=name)
+    for name, value in model.state_dict().items():
+        assert np.array_equal(value, before[name]), "to_onnx changed the model"
+
+
+def _cast_to_float32(proto):
+    """A float64 model with every double initializer and value made float32."""
+    proto = onnx.ModelProto.FromString(proto.SerializeToString())
+    for init in proto.graph.initializer:
+        if init.data_type == onnx.TensorProto.DOUBLE:
+            init.CopyFrom(onnx.numpy_helper.from_array(
+                onnx.numpy_helper.to_array(init).astype(np.float32), init.name))
+    for value in list(proto.graph.input) + list(proto.graph.output):
+        if value.type.tensor_type.elem_type == onnx.TensorProto.DOUBLE:
+            value.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
+    return proto
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_float64_export_is_exact_under_the_reference_and_runs_cast_in_onnxruntime(seed):
+    from onnx.reference import ReferenceEvaluator
+    from onnx.reference.op_run import OpRun
+
+    from rnnx.interop._onnx_import import _reference_ops
+    model = random_model(seed + 20, np.float64)
+    proto = rnnx.to_onnx(model, lengths=True)
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
+    x, lengths = probe(model, seed)
+    y, state = model(x, lengths=lengths)
+    feeds = {"x": x, "lengths": lengths.astype(np.int32)}
+    got = ReferenceEvaluator(proto, new_ops=_reference_ops(OpRun)).run(None, feeds)
+    for g, want in zip(got, [y] + flat_states(model, state)):
+        assert g.dtype == np.float64
+        assert_allclose(g, want, rtol=1e-12, atol=1e-12)
+    # the same graph in float32, run by onnxruntime: the structure holds in both dtypes
+    feeds["x"] = x.astype(np.float32)
+    outputs, _ = run_ort(_cast_to_float32(proto), feeds)
+    assert_allclose(outputs[0], y, rtol=1e-4, atol=1e-4)
+
+
+def test_onnxruntime_rejects_double_recurrent_nodes():
+    # The reason float64 exports are checked as above; if this starts failing, onnxruntime
+    # runs double RNNs and the float32 test can grow a float64 twin.
+    proto = rnnx.to_onnx(rnnx.LSTM(2, 3, dtype=np.float64, seed=0))
+    with pytest.raises(Exception, match="double|NOT_IMPLEMENTED|implementation"):
+        run_ort(proto, {"x": np.zeros((2, 1, 2))})
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_round_trip_rnnx_onnx_rnnx_is_exact(seed):
+    dtype = (np.float32, np.float64)[seed % 2]
+    model = random_model(seed + 40, dtype)
+    back = rnnx.from_onnx(rnnx.to_onnx(model, lengths=True))
+    assert type(back) is type(model)
+    if isinstance(model, rnnx.Sequential):
+        assert back.config() == model.config()
+    else:
+        assert back.config() == model.config()
+    assert back.state_dict().keys() == model.state_dict().keys()
+    for name, value in model.state_dict().items():
+        assert np.array_equal(back.state_dict()[name], value), name
+    x, lengths = probe(model, seed)
+    assert np.array_equal(back(x, lengths=lengths)[0], model(x, lengths=lengths)[0])
+
+
+def test_graph_names_and_shapes_are_documented_ones():
+    model = rnnx.Sequential(rnnx.LSTM(3, 4, num_layers=2, bidirectional=True, batch_first=True),
+                            rnnx.GRU(8, 5, batch_first=True), rnnx.Dense(5, 2))
+    proto = rnnx.to_onnx(model, lengths=True)
+
+    def dims(value):
+        return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+    assert [(v.name, dims(v)) for v in proto.graph.input] == [("x", ["B", "T", 3]),
+                                                              ("lengths", ["B"])]
+    assert [(v.name, dims(v)) for v in proto.graph.output] == [
+        ("y", ["B", "T", 2]), ("h_n_0", [4, "B", 4]), ("c_n_0", [4, "B", 4]),
+        ("h_n_1", [1, "B", 5])]
+    assert [n.op_type for n in proto.graph.node].count("LSTM") == 2
+
+
+def test_to_onnx_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="opset"):
+        rnnx.to_onnx(rnnx.GRU(2, 3), opset=9)
+    with pytest.raises(TypeError, match="model must be an rnnx layer"):
+        rnnx.to_onnx(object())
+    with pytest.raises(ValueError, match="lengths=True needs a recurrent layer"):
+        rnnx.to_onnx(rnnx.Dense(2, 3), lengths=True)
+
+
+# ------------------------------------------------------------------- torch.onnx.export
+
+
+torch = peer("torch")
+
+
+class Head(torch.nn.Module):
+    """What a PyTorch user writes: a recurrent module, then a Linear on its output."""
+
+    def __init__(self, rnn, linear, activation=None, last_step=False):
+        super().__init__()
+        self.rnn, self.linear, self.activation, self.last_step = rnn, linear, activation, last_step
+
+    def forward(self, x):
+        y, _ = self.rnn(x)
+        if self.last_step:
+            y = y[:, -1] if self.rnn.batch_first else y[-1]
+        y = self.linear(y)
+        return y if self.activation is None else self.activation(y)
+
+
+def random_torch(seed):
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    kind = ["RNN", "LSTM", "GRU"][seed % 3]
+    extra = {"nonlinearity": ["tanh", "relu"][int(rng.integers(2))]} if kind == "RNN" else {}
+    rnn = getattr(torch.nn, kind)(int(rng.integers(1, 4)), int(rng.integers(1, 5)),
+                                  num_layers=int(rng.integers(1, 4)), bias=bool(rng.integers(4)),
+                                  batch_first=bool(rng.integers(2)),
+                                  bidirectional=bool(rng.integers(2)), **extra)
+    if rng.integers(2):
+        return rnn
+    D = 2 if rnn.bidirectional else 1
+    activation = [None, torch.nn.Sigmoid(), torch.nn.Softmax(dim=-1)][int(rng.integers(3))]
+    last_step = bool(rng.integers(2)) and D == 1
+    return Head(rnn, torch.nn.Linear(D * rnn.hidden_size, 2), activation, last_step)
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_torch_onnx_export_imports_and_runs_like_torch(seed, dtype, tmp_path):
+    module = random_torch(seed).to(getattr(torch, np.dtype(dtype).name))
+    rnn = module if isinstance(module, torch.nn.RNNBase) else module.rnn
+    shape = (3, 5, rnn.input_size) if rnn.batch_first else (5, 3, rnn.input_size)
+    x = torch.from_numpy(np.random.default_rng(seed).standard_normal(shape).astype(dtype))
+    path = tmp_path / "torch.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # the legacy exporter's deprecation and batch notes
+        # dynamo=False: the TorchScript exporter, which needs no onnxscript
+        torch.onnx.export(module, (x,), str(path), dynamo=False)
+    model = rnnx.from_onnx(path)
+    with torch.no_grad():
+        want = module(x)
+    want = (want[0] if isinstance(want, tuple) else want).numpy()
+    got = model(x.numpy())[0]
+    assert got.dtype == dtype
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    assert_allclose(got, want, rtol=tol, atol=tol)
+    if isinstance(module, torch.nn.RNNBase):
+        assert type(model).__name__ == type(module).__name__
+        assert (model.num_layers, model.bidirectional, model.batch_first) == \
+            (module.num_layers, module.bidirectional, module.batch_first)
+        params = {k: v.numpy() for k, v in module.state_dict().items()}
+        for name, value in model.state_dict().items():
+            assert np.array_equal(value, params[name]), name
+    else:
+        assert model.many_to_one == module.last_step
+
+
+# ------------------------------------------------------------------------ what is refused
+
+H, I = 2, 3
+
+
+def one_node_graph(op="LSTM", inputs=None, dtype=np.float32, extra_inputs=(), **attrs):
+    """x (T, B, I) -> one recurrent node -> y, with constant W, R, B."""
+    G = {"RNN": 1, "LSTM": 4, "GRU": 3}[op]
+    D = 2 if attrs.get("direction") == "bidirectional" else 1
+    rng = np.random.default_rng(0)
+    inits = [onnx.numpy_helper.from_array(rng.uniform(-1, 1, s).astype(dtype), n)
+             for n, s in (("W", (D, G * H, I)), ("R", (D, G * H, H)), ("B", (D, 2 * G * H)))]
+    elem = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    node = onnx.helper.make_node(op, inputs or ["x", "W", "R", "B"], ["Y"], hidden_size=H, **attrs)
+    graph_inputs = [onnx.helper.make_tensor_value_info("x", elem, ["T", "B", I])]
+    graph_inputs += list(extra_inputs)
+    graph = onnx.helper.make_graph([node], "g", graph_inputs,
+                                   [onnx.helper.make_tensor_value_info("Y", elem, None)], inits)
+    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("attrs, match", [
+    ({"clip": 3.0}, "'clip'"),
+    ({"input_forget": 1}, "'input_forget'"),
+    ({"activations": ["Sigmoid", "Relu", "Tanh"]}, "activations"),
+    ({"activation_alpha": [0.5]}, "'activation_alpha'"),
+    ({"activation_beta": [0.5]}, "'activation_beta'"),
+    ({"layout": 1}, "layout=1"),
+    ({"direction": "reverse"}, "direction='reverse'"),
+])
+def test_unsupported_lstm_attributes_are_named(attrs, match):
+    with pytest.raises(ValueError, match=match):
+        rnnx.from_onnx(one_node_graph("LSTM", **attrs))
+
+
+def test_peepholes_initial_state_float16_and_unknown_ops_are_refused():
+    with pytest.raises(ValueError, match="peepholes"):
+        model = one_node_graph("LSTM", inputs=["x", "W", "R", "B", "", "", "", "P"])
+        model.graph.initializer.append(onnx.numpy_helper.from_array(
+            np.ones((1, 3 * H), np.float32), "P"))
+        rnnx.from_onnx(model)
+    h0 = onnx.helper.make_tensor_value_info("h0", onnx.TensorProto.FLOAT, [1, "B", H])
+    with pytest.raises(ValueError, match="initial_h"):
+        rnnx.from_onnx(one_node_graph("GRU", inputs=["x", "W", "R", "B", "", "h0"],
+                                      extra_inputs=[h0]))
+    with pytest.raises(TypeError, match="float16"):
+        rnnx.from_onnx(one_node_graph("RNN", dtype=np.float16))
+    with pytest.raises(ValueError, match="activations"):
+        rnnx.from_onnx(one_node_graph("RNN", activations=["Sigmoid"]))
+    with pytest.raises(ValueError, match="activations"):
+        rnnx.from_onnx(one_node_graph("GRU", activations=["Sigmoid", "Relu"]))
+    model = one_node_graph("RNN")
+    model.graph.node[0].output[0] = "Y4"
+    model.graph.node.append(onnx.helper.make_node("Neg", ["Y4"], ["Y"]))
+    with pytest.raises(ValueError, match="'Neg' has no rnnx counterpart"):
+        rnnx.from_onnx(model)
+    with pytest.raises(TypeError, match="path_or_model"):
+        rnnx.from_onnx(3)
+
+
+def test_glue_that_rnnx_does_not_do_fails_verification():
+    # A bidirectional Y (T, 2, B, H) reshaped to (T, B, 2H) without the Transpose mixes
+    # batch rows and directions: a valid graph, which rnnx must refuse.
+    model = one_node_graph("GRU", direction="bidirectional", linear_before_reset=1)
+    model.graph.node[0].output[0] = "Y4"
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.array([0, 0, -1]), "shape"))
+    model.graph.node.append(onnx.helper.make_node("Reshape", ["Y4", "shape"], ["Y"]))
+    with pytest.raises(ValueError, match="computes something the imported rnnx model does not"):
+        rnnx.from_onnx(model)
+    model.graph.node.insert(1, onnx.helper.make_node("Transpose", ["Y4"], ["Yt"],
+                                                     perm=[0, 2, 1, 3]))
+    model.graph.node[2].input[0] = "Yt"
+    assert isinstance(rnnx.from_onnx(model), rnnx.GRU)   # the right glue imports
+
+
+def test_zero_length_rows_onnxruntime_gives_zeros_and_rnnx_refuses_them():
+    # The documented semantics: onnxruntime returns zeros for Y and Y_h of a row whose
+    # sequence_lens is 0; rnnx's lengths lie in [1, T] and a 0 is a ValueError naming lengths.
+    # The other rows agree.
+    model = rnnx.Sequential(rnnx.GRU(3, 4, bidirectional=True, seed=1), rnnx.Dense(8, 2))
+    proto = rnnx.to_onnx(model, lengths=True)
+    x = np.random.default_rng(0).standard_normal((4, 3, 3)).astype(np.float32)
+    lengths = np.array([4, 0, 2])
+    outputs, _ = run_ort(proto, {"x": x, "lengths": lengths.astype(np.int32)})
+    y_ort, h_ort = outputs
+    assert not np.any(h_ort[:, 1])
+    imported = rnnx.from_onnx(proto)
+    with pytest.raises(ValueError, match="lengths"):
+        imported(x, lengths=lengths)
+    keep = lengths > 0
+    y, (h,) = imported(x[:, keep], lengths=lengths[keep])
+    assert_allclose(h, h_ort[:, keep], rtol=1e-5, atol=1e-6)
+    # Y's Dense head sees the zeros of the padded steps: its output is the bias there
+    assert_allclose(y, y_ort[:, keep], rtol=1e-5, atol=1e-6)
