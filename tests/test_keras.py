@@ -171,3 +171,17 @@ def test_what_rnnx_cannot_express_is_refused():
         rnnx.from_keras(keras.Sequential([keras.Input((2,)), L.Dense(2, activation="elu")]))
     with pytest.raises(TypeError, match="layer_or_model"):
         rnnx.from_keras("LSTM")
+
+
+def test_readme_converters_section_runs_as_printed(tmp_path, monkeypatch):
+    # Every python block of the README's "Converters" section, in a fresh namespace each,
+    # from an empty folder (the ONNX snippet writes gru.onnx there).
+    import pathlib
+    import re
+    readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Converters", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert len(blocks) == 3
+    monkeypatch.chdir(tmp_path)
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})

@@ -259,6 +259,31 @@ def test_torch_onnx_export_imports_and_runs_like_torch(seed, dtype, tmp_path):
         assert model.many_to_one == module.last_step
 
 
+def test_torch_dynamo_exporter_graphs_import_and_its_unrolled_rnn_is_refused(tmp_path):
+    # torch 2.13's default exporter (dynamo=True, needs onnxscript) keeps LSTM and GRU nodes
+    # with their own glue, and unrolls nn.RNN into MatMul/Tanh steps, which rnnx refuses.
+    peer("onnxscript")
+    torch.manual_seed(3)
+    modules = [torch.nn.LSTM(3, 4, num_layers=2, bidirectional=True),
+               torch.nn.GRU(3, 4, batch_first=True), torch.nn.RNN(3, 4)]
+    x = torch.randn(5, 2, 3)
+    for module in modules:
+        path = tmp_path / "dynamo.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, (x,), str(path), dynamo=True)
+        if isinstance(module, torch.nn.RNN):
+            with pytest.raises(ValueError, match="unrolls nn.RNN"):
+                rnnx.from_onnx(path)
+            continue
+        model = rnnx.from_onnx(path)
+        assert (model.num_layers, model.bidirectional, model.batch_first) == \
+            (module.num_layers, module.bidirectional, module.batch_first)
+        with torch.no_grad():
+            want = module(x)[0].numpy()
+        assert_allclose(model(x.numpy())[0], want, rtol=1e-5, atol=1e-6)
+
+
 # ------------------------------------------------------------------------ what is refused
 
 H, I = 2, 3

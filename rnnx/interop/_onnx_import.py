@@ -274,7 +274,8 @@ def _structure(graph):
     cells = [n for n in nodes if n.op_type in _CELLS]
     if not cells:
         raise ValueError("the graph has no RNN, LSTM or GRU node on the way to its first output "
-                         f"{y!r}")
+                         f"{y!r} (torch.onnx.export's dynamo exporter unrolls nn.RNN into "
+                         "MatMul/Tanh steps: export an nn.RNN with dynamo=False)")
     data_inputs = [i.name for i in graph.inputs]
     items = []   # ("cell", [spec, ...]) or ("dense", spec), in graph order
     previous = None
