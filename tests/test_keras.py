@@ -171,6 +171,10 @@ def test_what_rnnx_cannot_express_is_refused():
         rnnx.from_keras(keras.Sequential([keras.Input((2,)), L.Dense(2, activation="elu")]))
     with pytest.raises(TypeError, match="layer_or_model"):
         rnnx.from_keras("LSTM")
+    inputs = keras.Input((None, 2))
+    branch = keras.Model(inputs, L.Add()([L.GRU(2, return_sequences=True)(inputs), inputs]))
+    with pytest.raises(TypeError, match="keras.Sequential"):
+        rnnx.from_keras(branch)
 
 
 def test_readme_converters_section_runs_as_printed(tmp_path, monkeypatch):

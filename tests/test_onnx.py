@@ -155,10 +155,7 @@ def test_round_trip_rnnx_onnx_rnnx_is_exact(seed):
     model = random_model(seed + 40, dtype)
     back = rnnx.from_onnx(rnnx.to_onnx(model, lengths=True))
     assert type(back) is type(model)
-    if isinstance(model, rnnx.Sequential):
-        assert back.config() == model.config()
-    else:
-        assert back.config() == model.config()
+    assert back.config() == model.config()
     assert back.state_dict().keys() == model.state_dict().keys()
     for name, value in model.state_dict().items():
         assert np.array_equal(back.state_dict()[name], value), name

@@ -143,3 +143,20 @@ def test_what_rnnx_cannot_express_is_refused():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert isinstance(rnnx.from_torch([nn.GRU(2, 3), nn.Identity()]), rnnx.GRU)
+
+
+def test_import_rnnx_loads_no_peer_and_a_missing_peer_names_its_extra(monkeypatch, tmp_path):
+    import subprocess
+    import sys
+    code = ("import sys, rnnx; peers = {'onnx', 'onnxruntime', 'torch', 'keras', 'jax'}; "
+            "print(sorted(peers & set(sys.modules)))")
+    # from an empty folder, so the installed rnnx is imported, as a user would
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=tmp_path)
+    assert out.stdout.strip() == "[]"
+    monkeypatch.setitem(sys.modules, "keras", None)     # import keras now raises ImportError
+    with pytest.raises(ImportError, match=r"pip install 'rnnx\[keras\]'"):
+        rnnx.to_keras(rnnx.GRU(2, 3))
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with pytest.raises(ImportError, match=r"rnnx\[onnx\]"):
+        rnnx.to_onnx(rnnx.GRU(2, 3))

@@ -137,10 +137,10 @@ def from_keras(layer_or_model):
 
     Parameters
     ----------
-    layer_or_model : keras.layers.Layer, keras.Model or a list of layers
+    layer_or_model : keras.layers.Layer, keras.Sequential or a list of layers
         A built ``SimpleRNN`` (tanh or relu), ``LSTM``, ``GRU`` (``reset_after`` True or
         False), ``Bidirectional`` of one of them (``merge_mode="concat"``) or ``Dense``
-        (linear, sigmoid, softmax, tanh, relu), or a model whose ``layers`` are these, in
+        (linear, sigmoid, softmax, tanh, relu), or a Sequential or list of these, in
         order (an ``InputLayer``, ``Dropout`` and ``Masking`` are skipped: rnnx takes
         ``lengths`` instead of a mask).  Only the last recurrent layer may have
         ``return_sequences=False``; it makes the rnnx Sequential ``many_to_one``.
@@ -162,10 +162,10 @@ def from_keras(layer_or_model):
     """
     keras = require("keras")
     if isinstance(layer_or_model, keras.Model):
-        if not hasattr(layer_or_model, "layers") or type(layer_or_model).__name__ not in \
-                ("Sequential", "Functional"):
-            raise TypeError(f"layer_or_model must be a Keras Sequential or functional model, "
-                            f"got {type(layer_or_model).__name__}")
+        # a functional model may branch; only a Sequential is surely a chain
+        if not isinstance(layer_or_model, keras.Sequential):
+            raise TypeError(f"layer_or_model must be a keras.Sequential (or a layer or a list of "
+                            f"layers), got {type(layer_or_model).__name__}")
         keras_layers = list(layer_or_model.layers)
     elif isinstance(layer_or_model, keras.layers.Layer):
         keras_layers = [layer_or_model]
