@@ -9,7 +9,9 @@ Reshape, Squeeze, Unsqueeze, Concat, Slice, Gather, Shape, Expand, Constant, Cas
 what torch.onnx.export and rnnx.to_onnx emit; it is not matched op by op: instead the
 imported model is checked against the graph itself, run by onnx's reference evaluator (its
 RNN/LSTM/GRU nodes computed by rnnx.reference) on a random probe, so a graph whose glue does
-something rnnx does not do is refused instead of imported wrong.
+something rnnx does not do is refused instead of imported wrong.  Whatever is computed from
+constants alone (weights that torch.onnx.export(do_constant_folding=False) slices and
+concatenates in the graph) is evaluated first.
 
 The first output's last recurrent node decides many_to_one: an output computed from that
 node's Y_h rather than its Y, or from its Y at the last step (Gather -1), is one output per
@@ -50,6 +52,9 @@ class _Graph:
                                 "float32 and float64 only (convert the model first)")
         self.inputs = [i for i in graph.input if i.name not in self.consts]
         self.outputs = [o.name for o in graph.output]
+        self.opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
+                          onnx.defs.onnx_opset_version())
+        self._folded = {}
 
     def _constant_value(self, node):
         attr = node.attribute[0]
@@ -73,24 +78,44 @@ class _Graph:
             stack.extend(i for i in node.input if i)
         return seen, nodes
 
-    def const(self, name, what):
-        """The constant value behind `name` (through Identity), or an error naming `what`."""
+    def fold(self, name):
+        """The value of `name` if it is computed from constants alone (an initializer, a
+        Constant node, or glue on them, as torch.onnx.export writes its weights without
+        constant folding), else None.  Evaluated by onnx's reference evaluator, node by node."""
+        if name in self.consts:
+            return self.consts[name]
+        if name in self._folded:
+            return self._folded[name]
+        self._folded[name] = None      # also breaks cycles
         node = self.producer.get(name)
-        while name not in self.consts and node is not None and node.op_type == "Identity":
-            name = node.input[0]
-            node = self.producer.get(name)
-        if name not in self.consts:
-            raise ValueError(f"{what} ({name!r}) must be a constant (an initializer or a Constant "
-                             "node) to be imported")
-        return self.consts[name]
+        if node is None or node.op_type in _CELLS or node.domain not in ("", "ai.onnx"):
+            return None
+        inputs = [self.fold(i) if i else None for i in node.input]
+        if any(v is None for i, v in zip(node.input, inputs) if i):
+            return None
+        from onnx.reference import ReferenceEvaluator
+        evaluator = ReferenceEvaluator(node, opsets={"": self.opset})
+        feeds = {i: v for i, v in zip(node.input, inputs) if i}
+        for out, value in zip(node.output, evaluator.run(None, feeds)):
+            self._folded[out] = np.asarray(value)
+        return self._folded[name]
+
+    def const(self, name, what):
+        """The constant value behind `name`, or an error naming `what`."""
+        value = self.fold(name)
+        if value is None:
+            raise ValueError(f"{what} ({name!r}) must be a constant (computed from initializers "
+                             "and Constant nodes alone) to be imported")
+        return value
 
     def is_zero(self, name):
         """Whether `name` is zeros, whatever its shape (torch.onnx.export builds the zero
         initial state as Expand(0, Shape(x)...))."""
         if not name:
             return True
-        if name in self.consts:
-            return not np.any(self.consts[name])
+        value = self.fold(name)
+        if value is not None:
+            return not np.any(value)
         node = self.producer.get(name)
         if node is None:
             return False
@@ -228,9 +253,6 @@ def _head_op(graph, node, items):
     last = items[-1] if items else None
     open_dense = last is not None and last[0] == "dense" and last[1]["activation"] == "identity"
     if node.op_type == "MatMul":
-        if node.input[1] not in graph.consts and graph.producer.get(node.input[1]) is not None \
-                and graph.producer[node.input[1]].op_type != "Constant":
-            raise ValueError(f"{where}: its second input must be a constant weight")
         weight = graph.const(node.input[1], f"{where}: the weight")
         if weight.ndim != 2:
             raise ValueError(f"{where}: the weight must be 2-D (in, out), got {weight.shape}")
@@ -246,7 +268,7 @@ def _head_op(graph, node, items):
             bias = graph.const(node.input[2], f"{where}: C") * attrs.get("beta", 1.0)
         items.append(("dense", {"weight": weight, "bias": bias, "activation": "identity"}))
     elif node.op_type == "Add":
-        consts = [i for i in node.input if i in graph.consts or graph.source(i)[0] in graph.consts]
+        consts = [i for i in node.input if graph.fold(i) is not None]
         if len(consts) != 1 or not open_dense or last[1]["bias"] is not None:
             raise ValueError(f"{where}: only a constant bias added right after a MatMul can be "
                              "imported")
@@ -263,6 +285,9 @@ def _structure(graph):
     y = graph.outputs[0]
     ids, _ = graph.ancestors(y)
     nodes = [n for n in graph.onnx_graph.node if id(n) in ids]
+    # what is computed from constants alone (weights exported without constant folding) is
+    # evaluated, whatever its operators
+    nodes = [n for n in nodes if any(graph.fold(out) is None for out in n.output if out)]
     for node in nodes:
         if node.domain not in ("", "ai.onnx"):
             raise ValueError(f"node {node.name!r} is in domain {node.domain!r}; rnnx imports the "
@@ -338,12 +363,13 @@ def _takes_last_step(graph, nodes, last):
     """Whether a Gather(index -1) or Slice(starts -1) picks one step of the last node's Y."""
     after = [n for n in nodes if id(last) in graph.ancestors(n.output[0])[0]]
     for node in after:
-        if node.op_type == "Gather" and node.input[1] in graph.consts:
-            index = graph.consts[node.input[1]]
+        if node.op_type == "Gather" and graph.fold(node.input[1]) is not None:
+            index = graph.fold(node.input[1])
             if index.ndim == 0 and int(index) == -1:
                 return True
-        if node.op_type == "Slice" and len(node.input) > 1 and node.input[1] in graph.consts:
-            starts = graph.consts[node.input[1]]
+        if node.op_type == "Slice" and len(node.input) > 1 and \
+                graph.fold(node.input[1]) is not None:
+            starts = graph.fold(node.input[1])
             if starts.size == 1 and int(starts.reshape(-1)[0]) == -1:
                 return True
     return False
