@@ -38,7 +38,8 @@ def random_model(seed, dtype):
     batch_first = bool(rng.integers(2))
     layers, size = [], int(rng.integers(1, 4))
     for j in range(int(rng.integers(1, 3))):
-        layer = getattr(rnnx, kind)(size, int(rng.integers(1, 5)), num_layers=int(rng.integers(1, 3)),
+        layer = getattr(rnnx, kind)(size, int(rng.integers(1, 5)),
+                                    num_layers=int(rng.integers(1, 3)),
                                     bias=bool(rng.integers(4)), batch_first=batch_first,
                                     bidirectional=bool(rng.integers(2)), dtype=dtype,
                                     seed=seed * 10 + j, **extra)
@@ -124,14 +125,14 @@ def test_float64_export_is_exact_under_the_reference_and_runs_cast_in_onnxruntim
     from onnx.reference import ReferenceEvaluator
     from onnx.reference.op_run import OpRun
 
-    from rnnx.interop._onnx_import import _reference_ops
+    from rnnx.interop._onnx_verify import reference_ops
     model = random_model(seed + 20, np.float64)
     proto = rnnx.to_onnx(model, lengths=True)
     assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
     x, lengths = probe(model, seed)
     y, state = model(x, lengths=lengths)
     feeds = {"x": x, "lengths": lengths.astype(np.int32)}
-    got = ReferenceEvaluator(proto, new_ops=_reference_ops(OpRun)).run(None, feeds)
+    got = ReferenceEvaluator(proto, new_ops=reference_ops(OpRun)).run(None, feeds)
     for g, want in zip(got, [y] + flat_states(model, state)):
         assert g.dtype == np.float64
         assert_allclose(g, want, rtol=1e-12, atol=1e-12)

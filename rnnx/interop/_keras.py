@@ -123,7 +123,8 @@ def _dense_from_keras(layer, name):
         raise ValueError(f"{name}: activation={activation!r} is not supported, expected one of "
                          f"{sorted(_KERAS_ACTIVATIONS)}")
     weights = layer.get_weights()
-    out = Dense(int(weights[0].shape[0]), int(layer.units), activation=_KERAS_ACTIVATIONS[activation],
+    out = Dense(int(weights[0].shape[0]), int(layer.units),
+                activation=_KERAS_ACTIVATIONS[activation],
                 bias=layer.use_bias, dtype=_dtype(layer, name))
     params = {"weight": weights[0].T}
     if layer.use_bias:

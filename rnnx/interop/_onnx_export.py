@@ -146,7 +146,8 @@ def to_onnx(model, path=None, opset=DEFAULT_OPSET, lengths=False):
     graph_inputs = [onnx.helper.make_tensor_value_info("x", elem, x_shape)]
     if lengths:
         if not recurrent:
-            raise ValueError("lengths=True needs a recurrent layer, the model has only Dense layers")
+            raise ValueError("lengths=True needs a recurrent layer, the model has only Dense "
+                             "layers")
         graph_inputs.append(onnx.helper.make_tensor_value_info("lengths", onnx.TensorProto.INT32,
                                                                ["B"]))
     x = "x"

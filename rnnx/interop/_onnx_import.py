@@ -22,6 +22,7 @@ import os
 import numpy as np
 
 from ._common import ONNX_TO_TORCH, build, permute_gates, require
+from ._onnx_verify import verify_import
 
 _CELLS = ("RNN", "LSTM", "GRU")
 _GLUE = {"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Concat", "Slice", "Gather", "Shape",
@@ -55,6 +56,7 @@ class _Graph:
         self.opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
                           onnx.defs.onnx_opset_version())
         self._folded = {}
+        self.onnx_graph = graph
 
     def _constant_value(self, node):
         attr = node.attribute[0]
@@ -329,7 +331,7 @@ def _structure(graph):
         elif node.op_type in ("MatMul", "Gemm", "Add") or node.op_type in _ACTIVATIONS:
             _head_op(graph, node, items)
             previous = None
-    if any(spec["lengths"] != (lengths_name or "") and spec["lengths"] != lengths_name
+    if any(spec["lengths"] != (lengths_name or "")
            for kind, specs in items if kind == "cell" for spec in specs):
         raise ValueError("sequence_lens must feed every recurrent node or none of them")
     # the input and its layout: x -> X of the first node, directly or through Transpose(1, 0, 2)
@@ -373,104 +375,6 @@ def _takes_last_step(graph, nodes, last):
             if starts.size == 1 and int(starts.reshape(-1)[0]) == -1:
                 return True
     return False
-
-
-def _attribute(attr):
-    from onnx.helper import get_attribute_value
-    value = get_attribute_value(attr)
-    return [_decode(v) for v in value] if isinstance(value, list) else _decode(value)
-
-
-def _reference_ops(OpRun):
-    """RNN/LSTM/GRU for onnx's reference evaluator, computed by rnnx.reference (the
-    evaluator's own ignore direction, sequence_lens and activations)."""
-    from .. import reference
-
-    def run(self, cell, X, W, R, B, sequence_lens, initial_h, initial_c=None):
-        attrs = {a.name: _attribute(a) for a in self.onnx_node.attribute}
-        D, T, batch = W.shape[0], X.shape[0], X.shape[1]
-        H = R.shape[-1]
-        G = _GATES[cell]
-        perm = ONNX_TO_TORCH[cell]
-        lengths = None if sequence_lens is None else np.asarray(sequence_lens, np.int64)
-        Y = np.zeros((T, D, batch, H), X.dtype)
-        Y_h = np.zeros((D, batch, H), X.dtype)
-        Y_c = np.zeros((D, batch, H), X.dtype)
-        for d in range(D):
-            w_ih, w_hh = permute_gates(W[d], perm), permute_gates(R[d], perm)
-            b_ih = b_hh = None
-            if B is not None:
-                b_ih, b_hh = permute_gates(B[d, :G * H], perm), permute_gates(B[d, G * H:], perm)
-            h0 = np.zeros((batch, H), X.dtype) if initial_h is None else initial_h[d]
-            reverse = d == 1 or attrs.get("direction") == "reverse"
-            if cell == "RNN":
-                nonlinearity = attrs.get("activations", ["Tanh"])[0].lower()
-                Y[:, d], Y_h[d], _ = reference.rnn_forward(X, h0, w_ih, w_hh, b_ih, b_hh,
-                                                           nonlinearity, lengths, reverse)
-            elif cell == "LSTM":
-                c0 = np.zeros((batch, H), X.dtype) if initial_c is None else initial_c[d]
-                Y[:, d], Y_h[d], Y_c[d], _ = reference.lstm_forward(
-                    X, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse)
-            else:
-                reset_after = bool(attrs.get("linear_before_reset", 0))
-                Y[:, d], Y_h[d], _ = reference.gru_forward(X, h0, w_ih, w_hh, b_ih, b_hh,
-                                                           reset_after, lengths, reverse)
-        return (Y, Y_h, Y_c)[:len(self.onnx_node.output)]
-
-    class RNN(OpRun):
-        op_domain = ""
-
-        def _run(self, X, W, R, B=None, sequence_lens=None, initial_h=None, **_):
-            return run(self, "RNN", X, W, R, B, sequence_lens, initial_h)
-
-    class LSTM(OpRun):
-        op_domain = ""
-
-        def _run(self, X, W, R, B=None, sequence_lens=None, initial_h=None, initial_c=None,
-                 P=None, **_):
-            return run(self, "LSTM", X, W, R, B, sequence_lens, initial_h, initial_c)
-
-    class GRU(OpRun):
-        op_domain = ""
-
-        def _run(self, X, W, R, B=None, sequence_lens=None, initial_h=None, **_):
-            return run(self, "GRU", X, W, R, B, sequence_lens, initial_h)
-
-    return [RNN, LSTM, GRU]
-
-
-def _verify(onnx, proto, graph, model, x_name, lengths_name, batch_first, dtype):
-    """Run the graph and the imported model on one random probe; refuse if they differ."""
-    from onnx.reference import ReferenceEvaluator
-    from onnx.reference.op_run import OpRun
-    x_info = next(i for i in graph.inputs if i.name == x_name)
-    dims = [d.dim_value if d.dim_value > 0 else None for d in x_info.type.tensor_type.shape.dim]
-    if len(dims) != 3:
-        raise ValueError(f"graph input {x_name!r} must be 3-D (a sequence batch), got {len(dims)}"
-                         " dimensions")
-    time_axis, batch_axis = (1, 0) if batch_first else (0, 1)
-    T, B = dims[time_axis] or 4, dims[batch_axis] or 3
-    shape = [0, 0, model.input_size]
-    shape[time_axis], shape[batch_axis] = T, B
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal(shape).astype(dtype)
-    feeds = {x_name: x}
-    lengths = None
-    if lengths_name is not None:
-        lengths = rng.integers(1, T + 1, size=B)
-        lengths[0] = T
-        elem = next(i for i in graph.inputs if i.name == lengths_name).type.tensor_type.elem_type
-        feeds[lengths_name] = lengths.astype(onnx.helper.tensor_dtype_to_np_dtype(elem))
-    expected = ReferenceEvaluator(proto, new_ops=_reference_ops(OpRun)).run(
-        [graph.outputs[0]], feeds)[0]
-    got = model(x, lengths=lengths)[0] if lengths is not None else model(x)[0]
-    tol = 1e-4 if dtype == np.float32 else 1e-9
-    if expected.shape != got.shape or not np.allclose(got, expected, rtol=tol, atol=tol):
-        detail = (f"shape {got.shape} against {expected.shape}" if expected.shape != got.shape
-                  else f"largest difference {np.max(np.abs(got - expected)):.3g}")
-        raise ValueError(f"the graph computes something the imported rnnx model does not ({detail}"
-                         f" on a probe): its glue between the recurrent nodes is not the stacking,"
-                         " layout and heads rnnx expresses")
 
 
 def from_onnx(path_or_model, verify=True):
@@ -518,9 +422,7 @@ def from_onnx(path_or_model, verify=True):
         raise TypeError(f"path_or_model must be a path or an onnx.ModelProto, got "
                         f"{type(path_or_model).__name__}")
     graph = _Graph(onnx, proto)
-    graph.onnx_graph = proto.graph
-    x_info = [i for i in graph.inputs]
-    for info in x_info:
+    for info in graph.inputs:
         elem = info.type.tensor_type.elem_type
         if elem in (onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16):
             raise TypeError(f"graph input {info.name!r} is float16/bfloat16; rnnx imports float32 "
@@ -531,5 +433,5 @@ def from_onnx(path_or_model, verify=True):
               for kind, specs in items]
     model = build(layers, many_to_one)
     if verify:
-        _verify(onnx, proto, graph, model, x_name, lengths_name, batch_first, dtype)
+        verify_import(onnx, proto, graph, model, x_name, lengths_name, batch_first, dtype)
     return model
