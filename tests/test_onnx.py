@@ -378,3 +378,53 @@ def test_zero_length_rows_onnxruntime_gives_zeros_and_rnnx_refuses_them():
     assert_allclose(h, h_ort[:, keep], rtol=1e-5, atol=1e-6)
     # Y's Dense head sees the zeros of the padded steps: its output is the bias there
     assert_allclose(y, y_ort[:, keep], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("variant", ["concat_directions", "concat_features", "reverse_first"])
+def test_forward_and_reverse_nodes_on_one_x_import_as_a_bidirectional_layer(variant):
+    # tf2onnx writes a Keras Bidirectional as two nodes, forward and reverse, on the same X.
+    layer = rnnx.LSTM(3, 4, bidirectional=True, seed=7)
+    split = {}
+    for init in rnnx.to_onnx(layer).graph.initializer:   # W, R, B of the one bidirectional node
+        value = onnx.numpy_helper.to_array(init)
+        if value.ndim >= 2 and value.shape[0] == 2:
+            split[init.name[0]] = value
+    inits = [onnx.numpy_helper.from_array(split[k][d:d + 1], f"{k}{d}")
+             for k in "WRB" for d in (0, 1)]
+    with_lengths = variant == "concat_features"
+    lens = "lengths" if with_lengths else ""
+    halves = [onnx.helper.make_node("LSTM", ["x", f"W{d}", f"R{d}", f"B{d}", lens], [f"Y{d}"],
+                                    hidden_size=4, direction=["forward", "reverse"][d])
+              for d in (0, 1)]
+    if variant == "reverse_first":
+        halves.reverse()
+    shape = onnx.numpy_helper.from_array(np.array([0, 0, -1]), "shape")
+    axes = onnx.numpy_helper.from_array(np.array([1]), "axes")
+    if variant == "concat_features":       # Squeeze each to (T, B, H), concatenate features
+        glue = [onnx.helper.make_node("Squeeze", [f"Y{d}", "axes"], [f"S{d}"]) for d in (0, 1)]
+        glue.append(onnx.helper.make_node("Concat", ["S0", "S1"], ["y"], axis=-1))
+    else:                                  # (T, 2, B, H) as one bidirectional node gives
+        glue = [onnx.helper.make_node("Concat", ["Y0", "Y1"], ["Y"], axis=1),
+                onnx.helper.make_node("Transpose", ["Y"], ["Yt"], perm=[0, 2, 1, 3]),
+                onnx.helper.make_node("Reshape", ["Yt", "shape"], ["y"])]
+    inputs = [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["T", "B", 3])]
+    if with_lengths:
+        inputs.append(onnx.helper.make_tensor_value_info("lengths", onnx.TensorProto.INT32, ["B"]))
+    graph = onnx.helper.make_graph(
+        halves + glue, "pair", inputs,
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["T", "B", 8])],
+        inits + [shape, axes])
+    proto = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)],
+                                   ir_version=8)
+    onnx.checker.check_model(proto, full_check=True)
+    model = rnnx.from_onnx(proto)
+    assert isinstance(model, rnnx.LSTM) and model.bidirectional and model.num_layers == 1
+    for name, value in layer.state_dict().items():
+        assert np.array_equal(model.state_dict()[name], value), name
+    x, lengths = probe(model, 1)
+    feeds = {"x": x}
+    if with_lengths:
+        feeds["lengths"] = lengths.astype(np.int32)
+    y_ort = run_ort(proto, feeds)[0][0]
+    y = model(x, lengths=lengths if with_lengths else None)[0]
+    assert_allclose(y, y_ort, rtol=1e-5, atol=1e-6)

@@ -3,7 +3,8 @@
 What is read: the RNN/LSTM/GRU nodes on the way to the graph's first output, in graph
 order.  Consecutive nodes of one kind and signature (hidden_size, direction, activation,
 linear_before_reset, bias) whose X is computed from the previous node's Y fold into one rnnx
-layer with num_layers; MatMul or Gemm with a constant weight, a constant Add after it, and a
+layer with num_layers; a forward and a reverse node reading the same X are one bidirectional
+layer; MatMul or Gemm with a constant weight, a constant Add after it, and a
 Sigmoid/Softmax/Tanh/Relu become rnnx.Dense layers.  The glue between them (Transpose,
 Reshape, Squeeze, Unsqueeze, Concat, Slice, Gather, Shape, Expand, Constant, Cast, ...) is
 what torch.onnx.export and rnnx.to_onnx emit; it is not matched op by op: instead the
@@ -158,9 +159,6 @@ def _cell_spec(graph, node):
     direction = attrs.get("direction", "forward")
     if direction not in ("forward", "reverse", "bidirectional"):
         raise ValueError(f"{where}: direction={direction!r} is not an ONNX direction")
-    if direction == "reverse":
-        raise ValueError(f"{where}: direction='reverse' is not supported: rnnx has no "
-                         "reverse-only layer (a bidirectional layer runs both directions)")
     D = 2 if direction == "bidirectional" else 1
     for name in ("clip", "activation_alpha", "activation_beta"):
         if name in attrs:
@@ -212,7 +210,41 @@ def _cell_spec(graph, node):
             b_ih, b_hh = permute_gates(b[d, :G * H], perm), permute_gates(b[d, G * H:], perm)
         weights.append((w_ih, w_hh, b_ih, b_hh))
     return {"signature": signature, "input_size": w.shape[2], "weights": weights,
-            "sequence_lens": inputs[4]}
+            "sequence_lens": inputs[4], "direction": direction}
+
+
+def _pair_reverse_nodes(graph, cells):
+    """{id(reverse node): its forward partner}.  rnnx has no reverse-only layer, but a
+    forward and a reverse node of one signature reading the same X are the two halves of a
+    bidirectional layer (how tf2onnx writes a Keras Bidirectional); a lone reverse node is
+    refused."""
+    partners = {}
+    for node in cells:
+        if _attributes(graph.onnx, node).get("direction") != "reverse":
+            continue
+        spec = _cell_spec(graph, node)
+        for other in cells:
+            if other is node or id(other) in partners.values():
+                continue
+            other_spec = _cell_spec(graph, other)
+            if other_spec["direction"] == "forward" and other.input[0] == node.input[0] and \
+                    other_spec["signature"] == spec["signature"] and \
+                    other_spec["sequence_lens"] == spec["sequence_lens"]:
+                partners[id(node)] = other
+                break
+        else:
+            raise ValueError(f"{node.op_type} node {node.name!r}: direction='reverse' alone is not "
+                             "supported: rnnx has no reverse-only layer (a reverse node imports "
+                             "as the backward half of a bidirectional layer, paired with a "
+                             "forward node of the same kind reading the same X)")
+    return partners
+
+
+def _bidirectional_spec(forward, reverse):
+    """One spec for a forward and a reverse node: a bidirectional layer."""
+    cell, H, _, nonlinearity, linear_before_reset, bias, dtype = forward["signature"]
+    return {**forward, "signature": (cell, H, 2, nonlinearity, linear_before_reset, bias, dtype),
+            "weights": forward["weights"] + reverse["weights"], "direction": "bidirectional"}
 
 
 def _recurrent_layer(specs, batch_first):
@@ -304,12 +336,21 @@ def _structure(graph):
                          f"{y!r} (torch.onnx.export's dynamo exporter unrolls nn.RNN into "
                          "MatMul/Tanh steps: export an nn.RNN with dynamo=False)")
     data_inputs = [i.name for i in graph.inputs]
+    partners = _pair_reverse_nodes(graph, cells)
+    halves = {id(forward): reverse for reverse in cells for forward in [partners.get(id(reverse))]
+              if forward is not None}
     items = []   # ("cell", [spec, ...]) or ("dense", spec), in graph order
-    previous = None
+    previous = []
     lengths_name = None
     for node in nodes:
+        if node.op_type in _CELLS and id(node) in partners:
+            continue    # read with its forward partner
         if node.op_type in _CELLS:
             spec = _cell_spec(graph, node)
+            pair = [node]
+            if id(node) in halves:
+                pair.append(halves[id(node)])
+                spec = _bidirectional_spec(spec, _cell_spec(graph, pair[1]))
             if spec["sequence_lens"]:
                 source, _ = graph.source(spec["sequence_lens"])
                 if source not in data_inputs:
@@ -319,18 +360,18 @@ def _structure(graph):
                     raise ValueError("the nodes' sequence_lens must all be one graph input")
                 lengths_name = source
             spec["lengths"] = spec["sequence_lens"] and graph.source(spec["sequence_lens"])[0]
-            fold = (items and items[-1][0] == "cell" and previous is not None
+            fold = (items and items[-1][0] == "cell" and previous
                     and items[-1][1][-1]["signature"] == spec["signature"]
                     and items[-1][1][-1]["lengths"] == spec["lengths"]
-                    and id(previous) in graph.ancestors(node.input[0])[0])
+                    and any(id(p) in graph.ancestors(node.input[0])[0] for p in previous))
             if fold:
                 items[-1][1].append(spec)
             else:
                 items.append(("cell", [spec]))
-            previous = node
+            previous = pair
         elif node.op_type in ("MatMul", "Gemm", "Add") or node.op_type in _ACTIVATIONS:
             _head_op(graph, node, items)
-            previous = None
+            previous = []
     if any(spec["lengths"] != (lengths_name or "")
            for kind, specs in items if kind == "cell" for spec in specs):
         raise ValueError("sequence_lens must feed every recurrent node or none of them")
@@ -355,9 +396,8 @@ def _structure(graph):
                          "(and lengths) only")
     # many_to_one: the output leaves the last node through Y_h, or Gather(-1) of Y
     last = cells[-1]
-    users = [n for n in nodes if set(n.input) & set(last.output)]
-    many_to_one = last.output[0] not in {i for n in users for i in n.input} or \
-        _takes_last_step(graph, nodes, last)
+    consumed = {i for n in nodes for i in n.input}
+    many_to_one = last.output[0] not in consumed or _takes_last_step(graph, nodes, last)
     return items, many_to_one, source, lengths_name, batch_first
 
 
@@ -400,7 +440,8 @@ def from_onnx(path_or_model, verify=True):
     Raises
     ------
     ValueError
-        What rnnx cannot express, named: ``direction='reverse'``, LSTM ``clip``,
+        What rnnx cannot express, named: a lone ``direction='reverse'`` node (one paired
+        with a forward node on the same X is a bidirectional layer), LSTM ``clip``,
         ``input_forget``, peepholes ``P``, non-default ``activations``,
         ``activation_alpha``/``activation_beta``, ``layout=1``, a non-zero initial state,
         an operator or graph input with no rnnx counterpart, glue that does not verify.
