@@ -179,6 +179,19 @@ def test_graph_names_and_shapes_are_documented_ones():
     assert [n.op_type for n in proto.graph.node].count("LSTM") == 2
 
 
+@pytest.mark.parametrize("opset", [14, 21])
+def test_other_opsets_run_in_onnxruntime(opset):
+    # 14 is the oldest opset to_onnx writes; the file's IR version is the oldest that holds it
+    model = rnnx.Sequential(rnnx.GRU(2, 3, bidirectional=True, batch_first=True, seed=0),
+                            rnnx.Dense(6, 2, activation="softmax", seed=1))
+    proto = rnnx.to_onnx(model, opset=opset, lengths=True)
+    assert proto.opset_import[0].version == opset
+    assert proto.ir_version == onnx.helper.find_min_ir_version_for(list(proto.opset_import))
+    x, lengths = probe(model, 0)
+    y_ort = run_ort(proto, {"x": x, "lengths": lengths.astype(np.int32)})[0][0]
+    assert_allclose(y_ort, model(x, lengths=lengths)[0], rtol=1e-5, atol=1e-6)
+
+
 def test_to_onnx_rejects_bad_arguments():
     with pytest.raises(ValueError, match="opset"):
         rnnx.to_onnx(rnnx.GRU(2, 3), opset=9)

@@ -145,7 +145,8 @@ def from_keras(layer_or_model):
         order (an ``InputLayer``, ``Dropout`` and ``Masking`` are skipped: rnnx takes
         ``lengths`` instead of a mask).  Only the last recurrent layer may have
         ``return_sequences=False``; it makes the rnnx Sequential ``many_to_one``.
-        ``return_state`` does not matter (rnnx always returns the state).
+        ``return_state`` does not matter (rnnx always returns the state).  ``dropout`` and
+        ``recurrent_dropout`` act in training only and are not carried.
 
     Returns
     -------
@@ -246,7 +247,9 @@ def to_keras(model):
     -------
     keras.Sequential
         Built, batch-first: it takes x (B, T, I) whatever the rnnx model's ``batch_first``,
-        and returns the output only (no state).  Its dtype is the rnnx model's.
+        and returns the output only (no state).  Its dtype is the rnnx model's; on the JAX
+        backend float64 needs ``jax.config.update("jax_enable_x64", True)`` before use, or
+        JAX computes in float32.
     """
     keras = require("keras")
     layers, many_to_one = as_layers(model)
