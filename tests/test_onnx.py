@@ -272,6 +272,42 @@ def test_torch_onnx_export_imports_and_runs_like_torch(seed, dtype, tmp_path):
         assert model.many_to_one == module.last_step
 
 
+class StateHead(torch.nn.Module):
+    """The other common classifier: a Linear on the last layer's final state h_n[-1] (both
+    directions' for a bidirectional module): rnnx's many_to_one."""
+
+    def __init__(self, rnn):
+        super().__init__()
+        self.rnn = rnn
+        self.linear = torch.nn.Linear(rnn.hidden_size * (2 if rnn.bidirectional else 1), 2)
+
+    def forward(self, x):
+        _, h = self.rnn(x)
+        h = h[0] if isinstance(h, tuple) else h
+        h = torch.cat([h[-2], h[-1]], dim=-1) if self.rnn.bidirectional else h[-1]
+        return self.linear(h)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_torch_heads_on_the_final_state_import_as_many_to_one(dtype, tmp_path):
+    torch.manual_seed(4)
+    tdtype = getattr(torch, np.dtype(dtype).name)
+    for rnn in [torch.nn.LSTM(3, 4, num_layers=2), torch.nn.GRU(3, 4, 2, batch_first=True),
+                torch.nn.RNN(3, 4, bidirectional=True)]:
+        module = StateHead(rnn).to(tdtype)
+        x = torch.randn(5, 2, 3, dtype=tdtype)
+        path = tmp_path / "state_head.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, (x,), str(path), dynamo=False)
+        model = rnnx.from_onnx(path)
+        assert model.many_to_one
+        with torch.no_grad():
+            want = module(x).numpy()
+        tol = 1e-5 if dtype == np.float32 else 1e-12
+        assert_allclose(model(x.numpy())[0], want, rtol=tol, atol=tol)
+
+
 def test_torch_dynamo_exporter_graphs_import_and_its_unrolled_rnn_is_refused(tmp_path):
     # torch 2.13's default exporter (dynamo=True, needs onnxscript) keeps LSTM and GRU nodes
     # with their own glue, and unrolls nn.RNN into MatMul/Tanh steps, which rnnx refuses.
