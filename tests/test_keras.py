@@ -153,6 +153,12 @@ def test_what_rnnx_cannot_express_is_refused():
     def built(layer, size=2):
         layer.build((None, None, size))
         return layer
+    with pytest.raises(ValueError, match="stateful=True"):
+        layer = L.GRU(2, stateful=True)
+        layer.build((3, None, 2))
+        rnnx.from_keras(layer)
+    with pytest.raises(TypeError, match="float16"):
+        rnnx.from_keras(built(L.LSTM(2, dtype="float16", recurrent_initializer="glorot_uniform")))
     with pytest.raises(ValueError, match="go_backwards"):
         rnnx.from_keras(built(L.LSTM(2, go_backwards=True)))
     with pytest.raises(ValueError, match="activation='relu'"):
