@@ -33,9 +33,12 @@ def permute_gates(a, perm, axis=0):
 
 
 def cell_name(layer):
-    """"RNN", "LSTM" or "GRU" for an rnnx recurrent layer."""
-    return {1: "RNN", 4: "LSTM", 3: "GRU"}[layer._gates] if hasattr(layer, "_gates") \
-        else type(layer).__name__
+    """"RNN", "LSTM" or "GRU" for an rnnx recurrent layer (a subclass too)."""
+    from .. import layers
+    for name in ("LSTM", "GRU", "RNN"):
+        if isinstance(layer, getattr(layers, name)):
+            return name
+    raise TypeError(f"expected an rnnx RNN, LSTM or GRU layer, got {type(layer).__name__}")
 
 
 def is_recurrent(layer):
