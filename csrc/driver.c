@@ -119,14 +119,36 @@ static void fused_phase_task(void* ctx, int task)
         for (int r0 = 0; r0 < B; r0 += MR) {
             const int m = B - r0 < MR ? B - r0 : MR;
             const real* rows = in + (size_t)r0 * H;
-            for (int g = ph->g0; g < ph->g1; g++) {
-                const real* panel = c->packed + ((size_t)p * c->gates + g) * H * U;  /* (H,U) */
-                if (g == ph->aux_gate)  /* aux[rows, units] = bias_n + rows @ W_g^T */
-                    panel_product(s->aux + (size_t)r0 * H + j0, (size_t)H, m, nu, rows, H, panel,
-                                  1, s->bias_n ? s->bias_n + j0 : NULL);
-                else                    /* gates[rows, g, units] += rows @ W_g^T */
-                    panel_product(s->gates + (size_t)r0 * G + (size_t)g * H + j0, (size_t)G, m, nu,
-                                  rows, H, panel, 0, NULL);
+            if (m == MR) {
+                for (int g = ph->g0; g < ph->g1; g++) {
+                    const real* panel = c->packed + ((size_t)p * c->gates + g) * H * U;  /* (H,U) */
+                    if (g == ph->aux_gate)  /* aux[rows, units] = bias_n + rows @ W_g^T */
+                        panel_product(s->aux + (size_t)r0 * H + j0, (size_t)H, nu, rows, H, panel,
+                                      1, s->bias_n ? s->bias_n + j0 : NULL);
+                    else                    /* gates[rows, g, units] += rows @ W_g^T */
+                        panel_product(s->gates + (size_t)r0 * G + (size_t)g * H + j0, (size_t)G,
+                                      nu, rows, H, panel, 0, NULL);
+                }
+            } else {
+                for (int r = r0; r < r0 + m; r++) {  /* the rows past the last tile: all gates at once */
+                    real* dst[4];
+                    const real* panels[4];
+                    const real* bias[4] = {NULL, NULL, NULL, NULL};
+                    int bias_init[4] = {0, 0, 0, 0};
+                    const int ng = ph->g1 - ph->g0;
+                    for (int q = 0; q < ng; q++) {
+                        const int g = ph->g0 + q;
+                        panels[q] = c->packed + ((size_t)p * c->gates + g) * H * U;
+                        if (g == ph->aux_gate) {
+                            dst[q] = s->aux + (size_t)r * H + j0;
+                            bias_init[q] = 1;
+                            bias[q] = s->bias_n ? s->bias_n + j0 : NULL;
+                        } else {
+                            dst[q] = s->gates + (size_t)r * G + (size_t)g * H + j0;
+                        }
+                    }
+                    panel_product_row(ng, dst, nu, in + (size_t)r * H, H, panels, bias_init, bias);
+                }
             }
             ph->finish(s, r0, r0 + m, j0, j0 + nu);
         }

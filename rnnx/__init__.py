@@ -10,10 +10,11 @@ from .layers import GRU, LSTM, RNN, Stream
 from .losses import MSELoss, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
 from .model import Sequential
 from .optim import SGD, Adagrad, Adam, clip_grad_norm, clip_grad_value
+from ._runtime import get_num_threads, info, set_num_threads
 from .trainer import NonFiniteLossError, Trainer
 
 __version__ = "0.1.0"
 __all__ = ["RNN", "LSTM", "GRU", "Stream", "Dense", "Sequential", "MSELoss",
            "SoftmaxCrossEntropy", "SigmoidBinaryCrossEntropy", "SGD", "Adam", "Adagrad",
            "clip_grad_norm", "clip_grad_value", "Trainer", "NonFiniteLossError", "save", "load",
-           "data"]
+           "data", "info", "set_num_threads", "get_num_threads"]
