@@ -83,8 +83,13 @@ static void run_tasks(const rnnx_blas* blas, int n, rnnx_task_fn task, void* ctx
         task(ctx, 0);
 }
 
-/* How many tasks a step is cut into: one per thread while each gets a panel
- * and the step is worth more than a handoff (a few microseconds). */
+/* How many tasks a step is cut into, when the step is worth more than a
+ * handoff (a few microseconds): TASKS_PER_THREAD per thread, each of whole
+ * panels.  Threads claim tasks as they come, so on a busy machine a thread
+ * that is not running leaves its share to the others, and one that is
+ * preempted inside a task holds up the step by a small task only. */
+enum { TASKS_PER_THREAD = 4 };
+
 static int step_tasks(const rnnx_blas* blas, int B, int G, int H)
 {
     if (!blas || !blas->parallel_for || blas->n_threads <= 1)
@@ -92,7 +97,8 @@ static int step_tasks(const rnnx_blas* blas, int B, int G, int H)
     if ((double)B * G * H < 32768.0)
         return 1;
     const int panels = (H + U - 1) / U;
-    return blas->n_threads < panels ? blas->n_threads : panels;
+    const int tasks = blas->n_threads * TASKS_PER_THREAD;
+    return tasks < panels ? tasks : panels;
 }
 
 /* ------------------------------------------------------------- forward --- */
