@@ -59,75 +59,6 @@ static void gemm(const rnnx_blas* blas, int naive, char ta, char tb, int M, int 
     fn(&trb, &tra, &N, &M, &K, &alpha, (real*)Bm, &ldb, (real*)A, &lda, &beta, C, &ldc);
 }
 
-/* C (M,N) += A (M,K) @ Bm (K,N), row-major: the small-size kernel for the
- * per-step recurrent product, where a BLAS call costs more than the arithmetic.
- *
- * A tile of 4 rows x 32 columns of C stays in registers while k runs over K,
- * so each row of Bm loaded serves four rows of C.  Every element of C, in a
- * tile or in the edges, adds its K products one after another in order of k,
- * so its value does not depend on M or on where the tiles fall. */
-enum { SMALL_ROWS = 4, SMALL_COLS = 32 };
-
-static void gemm_small_acc(int M, int N, int K, const real* restrict A, int lda,
-                           const real* restrict Bm, int ldb, real* restrict C, int ldc)
-{
-    int i = 0;
-    for (; i + SMALL_ROWS <= M; i += SMALL_ROWS) {
-        const real* a = A + (size_t)i * lda;
-        real* c = C + (size_t)i * ldc;
-        int j = 0;
-        for (; j + SMALL_COLS <= N; j += SMALL_COLS) {
-            real acc[SMALL_ROWS][SMALL_COLS];
-            for (int r = 0; r < SMALL_ROWS; r++)
-                for (int q = 0; q < SMALL_COLS; q++)
-                    acc[r][q] = c[(size_t)r * ldc + j + q];
-            for (int k = 0; k < K; k++) {
-                const real* b = Bm + (size_t)k * ldb + j;
-                for (int r = 0; r < SMALL_ROWS; r++) {
-                    const real ark = a[(size_t)r * lda + k];
-                    for (int q = 0; q < SMALL_COLS; q++)
-                        acc[r][q] += ark * b[q];
-                }
-            }
-            for (int r = 0; r < SMALL_ROWS; r++)
-                for (int q = 0; q < SMALL_COLS; q++)
-                    c[(size_t)r * ldc + j + q] = acc[r][q];
-        }
-        for (int r = 0; r < SMALL_ROWS; r++)  /* the columns past the last tile */
-            for (int k = 0; k < K; k++) {
-                const real ark = a[(size_t)r * lda + k];
-                const real* b = Bm + (size_t)k * ldb;
-                for (int q = j; q < N; q++)
-                    c[(size_t)r * ldc + q] += ark * b[q];
-            }
-    }
-    for (; i < M; i++) {  /* the rows past the last tile, one row at a time, in wider
-                             tiles: more accumulators to hide the FMA latency */
-        const real* a = A + (size_t)i * lda;
-        real* c = C + (size_t)i * ldc;
-        int j = 0;
-        for (; j + 4 * SMALL_COLS <= N; j += 4 * SMALL_COLS) {
-            real acc[4 * SMALL_COLS];
-            for (int q = 0; q < 4 * SMALL_COLS; q++)
-                acc[q] = c[j + q];
-            for (int k = 0; k < K; k++) {
-                const real ak = a[k];
-                const real* b = Bm + (size_t)k * ldb + j;
-                for (int q = 0; q < 4 * SMALL_COLS; q++)
-                    acc[q] += ak * b[q];
-            }
-            for (int q = 0; q < 4 * SMALL_COLS; q++)
-                c[j + q] = acc[q];
-        }
-        for (int k = 0; k < K; k++) {
-            const real ak = a[k];
-            const real* b = Bm + (size_t)k * ldb;
-            for (int q = j; q < N; q++)
-                c[q] += ak * b[q];
-        }
-    }
-}
-
 /* ------------------------------------------------ the packed step kernel --- */
 
 /* The per-step recurrent product runs on W_hh packed in panels of U units
@@ -253,6 +184,90 @@ static void panel_product_row(int NG, real* const dst[4], int nu, const real* re
     for (int q = 0; q < NG; q++)
         for (int u = 0; u < nu; u++)
             dst[q][u] = acc[q][u];
+}
+
+/* C (M,N) += A (M,K) @ Bm (K,N), row-major: the core's own kernel for the
+ * backward per-step product dh += dG @ W_hh, a stream's input projection and
+ * the float64 row-by-row input projection.
+ *
+ * A tile of 4 rows x SMALL_COLS columns of C stays in registers while k runs
+ * over K, so each row of Bm loaded serves four rows of C.  Every element of C,
+ * in a tile or in the edges, adds its K products one after another in order
+ * of k, so its value does not depend on M or on where the tiles fall. */
+enum { SMALL_ROWS = 4 };
+
+static void gemm_small_acc(int M, int N, int K, const real* restrict A, int lda,
+                           const real* restrict Bm, int ldb, real* restrict C, int ldc)
+{
+#ifdef RNNX_VECTORS
+    enum { TILE_VECS = 2, SMALL_COLS = TILE_VECS * VL, WIDE_VECS = 4 };
+    int i = 0;
+    for (; i + SMALL_ROWS <= M; i += SMALL_ROWS) {
+        const real* a = A + (size_t)i * lda;
+        real* c = C + (size_t)i * ldc;
+        int j = 0;
+        for (; j + SMALL_COLS <= N; j += SMALL_COLS) {
+            vec acc[SMALL_ROWS][TILE_VECS];
+            for (int r = 0; r < SMALL_ROWS; r++)
+                for (int v = 0; v < TILE_VECS; v++)
+                    acc[r][v] = *(const vec*)(c + (size_t)r * ldc + j + v * VL);
+            for (int k = 0; k < K; k++) {
+                const vec* b = (const vec*)(Bm + (size_t)k * ldb + j);
+                for (int r = 0; r < SMALL_ROWS; r++) {
+                    const real ark = a[(size_t)r * lda + k];
+                    for (int v = 0; v < TILE_VECS; v++)
+                        acc[r][v] += ark * b[v];
+                }
+            }
+            for (int r = 0; r < SMALL_ROWS; r++)
+                for (int v = 0; v < TILE_VECS; v++)
+                    *(vec*)(c + (size_t)r * ldc + j + v * VL) = acc[r][v];
+        }
+        for (int r = 0; r < SMALL_ROWS; r++)  /* the columns past the last tile */
+            for (int k = 0; k < K; k++) {
+                const real ark = a[(size_t)r * lda + k];
+                const real* b = Bm + (size_t)k * ldb;
+                for (int q = j; q < N; q++)
+                    c[(size_t)r * ldc + q] += ark * b[q];
+            }
+    }
+    for (; i < M; i++) {  /* the rows past the last tile, one at a time, in wider tiles:
+                             more independent sums to hide the FMA latency */
+        const real* a = A + (size_t)i * lda;
+        real* c = C + (size_t)i * ldc;
+        int j = 0;
+        for (; j + WIDE_VECS * VL <= N; j += WIDE_VECS * VL) {
+            vec acc[WIDE_VECS];
+            for (int v = 0; v < WIDE_VECS; v++)
+                acc[v] = *(const vec*)(c + j + v * VL);
+            for (int k = 0; k < K; k++) {
+                const vec* b = (const vec*)(Bm + (size_t)k * ldb + j);
+                for (int v = 0; v < WIDE_VECS; v++)
+                    acc[v] += a[k] * b[v];
+            }
+            for (int v = 0; v < WIDE_VECS; v++)
+                *(vec*)(c + j + v * VL) = acc[v];
+        }
+        for (; j + VL <= N; j += VL) {
+            vec acc = *(const vec*)(c + j);
+            for (int k = 0; k < K; k++)
+                acc += a[k] * *(const vec*)(Bm + (size_t)k * ldb + j);
+            *(vec*)(c + j) = acc;
+        }
+        for (int k = 0; k < K; k++) {
+            const real* b = Bm + (size_t)k * ldb;
+            for (int q = j; q < N; q++)
+                c[q] += a[k] * b[q];
+        }
+    }
+#else
+    for (int i = 0; i < M; i++)
+        for (int k = 0; k < K; k++) {
+            const real aik = A[(size_t)i * lda + k];
+            for (int j = 0; j < N; j++)
+                C[(size_t)i * ldc + j] += aik * Bm[(size_t)k * ldb + j];
+        }
+#endif
 }
 
 /* --------------------------------------------------------- time and rows --- */
