@@ -171,7 +171,7 @@ static void panel_product_row(int NG, real* const dst[4], int nu, const real* re
                               const real* const P[4], const int bias_init[4],
                               const real* const bias[4])
 {
-    real acc[4][U];
+    real acc[4][U] = {{0}};
     for (int q = 0; q < NG; q++)
         for (int u = 0; u < U; u++)
             acc[q][u] = u >= nu ? 0 : bias_init[q] ? (bias[q] ? bias[q][u] : 0) : dst[q][u];
