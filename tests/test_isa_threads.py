@@ -235,3 +235,28 @@ def test_public_info_and_threads(isa_and_threads):
     assert rnnx.get_num_threads() == 2 == rnnx.info()["num_threads"]
     with pytest.raises(TypeError, match="n must be an int, got float"):
         rnnx.set_num_threads(2.0)
+
+
+def _forward_in_child(queue):
+    import rnnx
+    layer = rnnx.LSTM(8, 96, dtype=np.float32, seed=4)
+    x = np.random.default_rng(0).standard_normal((5, 12, 8)).astype(np.float32)
+    queue.put(layer(x)[0])
+
+
+def test_threads_work_in_a_forked_child(isa_and_threads):
+    """A forked child has no pool workers: it must run serially, not hang, and agree."""
+    import multiprocessing
+    _core.set_num_threads(2)
+    import rnnx
+    layer = rnnx.LSTM(8, 96, dtype=np.float32, seed=4)
+    x = np.random.default_rng(0).standard_normal((5, 12, 8)).astype(np.float32)
+    want = layer(x)[0]
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_forward_in_child, args=(queue,))
+    child.start()
+    got = queue.get(timeout=120)
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    assert np.array_equal(got, want)
