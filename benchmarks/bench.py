@@ -3,16 +3,23 @@
     python benchmarks/bench.py                     # full grid, 1 thread
     python benchmarks/bench.py --quick             # CI-sized subset, under a minute
     python benchmarks/bench.py --threads 4 --json results.json --plot results.png
+    python benchmarks/bench.py --threads 1,2 --isa generic --under-load
 
 Every peer runs in this one process with the same thread count, on the same weights and
 data. PyTorch and ONNX Runtime are used when installed and skipped (and said so) when not.
+Several thread counts run one process each (the BLAS reads its thread count once, at
+load), merged into one result.  --isa forces rnnx's kernels (RNNX_ISA); --under-load
+starts one competing busy process for the whole run.
 """
 
 import argparse
 import datetime
+import json
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 
 # Read by numpy's and scipy's BLAS (OpenBLAS, MKL) and OpenMP when they load,
 # so they are set before anything imports numpy.
@@ -22,14 +29,23 @@ CELL_CHOICES = ("rnn", "lstm", "gru")
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=1, help="threads for every peer (default 1)")
+    parser.add_argument("--threads", default="1",
+                        help="threads for every peer, or a comma-separated list of counts (default 1)")
+    parser.add_argument("--isa", choices=("avx512", "avx2", "generic"),
+                        help="force rnnx's kernels to this instruction set (default: the best the CPU runs)")
+    parser.add_argument("--under-load", action="store_true",
+                        help="run one competing busy process for the whole benchmark")
     parser.add_argument("--quick", action="store_true", help="small grid subset and short timings, for CI")
     parser.add_argument("--cells", default=",".join(CELL_CHOICES),
                         help="comma-separated subset of rnn,lstm,gru (default all)")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
     parser.add_argument("--plot", metavar="PATH", help="write a PNG chart to PATH (needs matplotlib)")
     args = parser.parse_args(argv)
-    if args.threads < 1:
+    try:
+        args.threads = [int(n) for n in str(args.threads).split(",") if n.strip()]
+    except ValueError:
+        parser.error(f"--threads must be counts like 1 or 1,2, got {args.threads!r}")
+    if not args.threads or min(args.threads) < 1:
         parser.error(f"--threads must be at least 1, got {args.threads}")
     args.cells = [cell.strip() for cell in args.cells.split(",") if cell.strip()]
     unknown = [cell for cell in args.cells if cell not in CELL_CHOICES]
@@ -57,29 +73,58 @@ def thread_pools():
     ]
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    pin_threads(args.threads)
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def start_load():
+    """One busy process competing for the CPU, as another user's job would."""
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+def run_one(args):
+    """One thread count, in this process: returns the result dict."""
+    threads = args.threads[0]
+    pin_threads(threads)
+    if args.isa:
+        os.environ["RNNX_ISA"] = args.isa
     import numpy
     import scipy
 
-    import report
+    import rnnx
     import runner
     from peers import available_peers
 
-    peers, missing = available_peers(args.threads)
+    rnnx.set_num_threads(threads)
+    info = rnnx.info()
+    if args.isa and info["isa"] != args.isa:
+        raise SystemExit(f"--isa {args.isa}: this CPU runs only {info['available_isas']}")
+    peers, missing = available_peers(threads)
     versions = {"python": platform.python_version(), "numpy": numpy.__version__, "scipy": scipy.__version__}
     versions.update({peer.name: peer.version for peer in peers if peer.name != "reference"})
 
     def progress(entry):
-        print("running", *entry, file=sys.stderr, flush=True)
+        print("running", *entry, f"threads={threads}", file=sys.stderr, flush=True)
 
     peak_gflops, rows = runner.run(peers, args.quick, args.cells, progress)
-    result = {
+    for row in rows:
+        row["threads"] = threads
+    return {
         "meta": {
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "machine": f"{platform.system()} {platform.machine()} ({os.cpu_count()} logical CPUs)",
-            "threads": args.threads,
+            "cpu": cpu_model(),
+            "isa": info["isa"],
+            "available_isas": info["available_isas"],
+            "threads": threads,
+            "under_load": args.under_load,
             "quick": args.quick,
             "dtype": "float32",
             "sgemm_size": runner.SGEMM_SIZE,
@@ -92,6 +137,47 @@ def main(argv=None):
         },
         "rows": rows,
     }
+
+
+def run_each_thread_count(args):
+    """One child process per thread count; their results merged (meta of the first,
+    threads and sgemm peak per count, every row tagged with its thread count)."""
+    results = []
+    with tempfile.TemporaryDirectory() as directory:
+        for n in args.threads:
+            path = os.path.join(directory, f"threads{n}.json")
+            child = [sys.executable, os.path.abspath(__file__), "--threads", str(n),
+                     "--cells", ",".join(args.cells), "--json", path]
+            child += ["--quick"] if args.quick else []
+            child += ["--isa", args.isa] if args.isa else []
+            completed = subprocess.run(child, stdout=subprocess.DEVNULL)
+            if completed.returncode != 0:
+                raise SystemExit(f"the run with --threads {n} failed ({completed.returncode})")
+            with open(path) as f:
+                results.append(json.load(f))
+    merged = results[0]
+    merged["meta"]["threads"] = args.threads
+    merged["meta"]["under_load"] = args.under_load
+    merged["meta"]["sgemm_gflops_per_threads"] = {str(n): r["meta"]["sgemm_gflops"]
+                                                  for n, r in zip(args.threads, results)}
+    merged["rows"] = [row for r in results for row in r["rows"]]
+    return merged
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import report
+
+    load = start_load() if args.under_load else None
+    try:
+        if len(args.threads) == 1:
+            result = run_one(args)
+        else:
+            result = run_each_thread_count(args)
+    finally:
+        if load is not None:
+            load.kill()
+            load.wait()
     print(report.table(result))
     if args.json:
         report.write_json(result, args.json)

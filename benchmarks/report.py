@@ -36,8 +36,13 @@ def table(result):
     meta = result["meta"]
     peers = meta["peers"]
     versions = ", ".join(f"{name} {version}" for name, version in meta["versions"].items())
+    threads = meta["threads"] if isinstance(meta["threads"], list) else [meta["threads"]]
     out = [
-        f"rnnx benchmark: float32, {meta['threads']} thread(s), {'quick' if meta['quick'] else 'full'} grid",
+        f"rnnx benchmark: float32, {','.join(map(str, threads))} thread(s), "
+        f"{'quick' if meta['quick'] else 'full'} grid"
+        + (", next to one busy process" if meta.get("under_load") else ""),
+        f"CPU: {meta.get('cpu', '?')}; rnnx kernels: {meta.get('isa', '?')} "
+        f"(available: {', '.join(meta.get('available_isas', []))})",
         f"sgemm peak ({meta['sgemm_size']}^3, scipy BLAS, same threads): {meta['sgemm_gflops']:.1f} GFLOP/s",
         f"versions: {versions}",
     ]
@@ -48,9 +53,9 @@ def table(result):
 
     sequence = [row for row in result["rows"] if row["kind"] == "sequence"]
     if sequence:
-        header = ["cell", "mode", "B", "H", "I", "T"] + [f"{p} ms" for p in peers] + ["rnnx GFLOP/s", "% peak"]
+        header = ["cell", "mode", "B", "H", "I", "T", "threads"] + [f"{p} ms" for p in peers] + ["rnnx GFLOP/s", "% peak"]
         lines = [
-            [CELL_LABELS[row["cell"]], row["mode"], row["B"], row["H"], row["I"], row["T"]]
+            [CELL_LABELS[row["cell"]], row["mode"], row["B"], row["H"], row["I"], row["T"], row.get("threads", "")]
             + [_time_cell(row, peer, 1e3) for peer in peers]
             + [f"{row['gflops']['rnnx']:.2f}", f"{100 * row['peak_fraction']['rnnx']:.1f}%"]
             for row in sequence
@@ -59,9 +64,9 @@ def table(result):
 
     stream = [row for row in result["rows"] if row["kind"] == "stream"]
     if stream:
-        header = ["cell", "B", "H", "I"] + [f"{p} us" for p in peers] + ["rnnx GFLOP/s", "% peak"]
+        header = ["cell", "B", "H", "I", "threads"] + [f"{p} us" for p in peers] + ["rnnx GFLOP/s", "% peak"]
         lines = [
-            [CELL_LABELS[row["cell"]], row["B"], row["H"], row["I"]]
+            [CELL_LABELS[row["cell"]], row["B"], row["H"], row["I"], row.get("threads", "")]
             + [_time_cell(row, peer, 1e6) for peer in peers]
             + [f"{row['gflops']['rnnx']:.2f}", f"{100 * row['peak_fraction']['rnnx']:.1f}%"]
             for row in stream
@@ -77,14 +82,16 @@ def write_json(result, path):
 
 
 def _row_label(row):
+    threads = f" @{row['threads']}t" if "threads" in row else ""
     if row["kind"] == "stream":
-        return f"{CELL_LABELS[row['cell']]} stream H={row['H']}"
+        return f"{CELL_LABELS[row['cell']]} stream H={row['H']}{threads}"
     shape = f"{row['B']}x{row['H']}x{row['I']}x{row['T']}"
-    return f"{CELL_LABELS[row['cell']]} {row['mode'][:5]} {shape}"
+    return f"{CELL_LABELS[row['cell']]} {row['mode'][:5]} {shape}{threads}"
 
 
 def plot(result, path):
-    """Bar chart of every peer's time relative to rnnx (log scale), one bar group per row."""
+    """Bar chart of every peer's time relative to rnnx (log scale), one bar group per row
+    (and per thread count, each row labelled @Nt)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -103,7 +110,9 @@ def plot(result, path):
     axes.set_ylabel("time / rnnx time (above 1: rnnx faster)")
     axes.set_xticks(range(len(rows)), [_row_label(row) for row in rows], rotation=70, ha="right", fontsize=7)
     meta = result["meta"]
-    axes.set_title(f"rnnx vs peers, float32, {meta['threads']} thread(s), B x H x I x T", pad=28)
+    threads = meta["threads"] if isinstance(meta["threads"], list) else [meta["threads"]]
+    axes.set_title(f"rnnx ({meta.get('isa', '?')}) vs peers, float32, {','.join(map(str, threads))} "
+                   f"thread(s){', under load' if meta.get('under_load') else ''}, B x H x I x T", pad=28)
     axes.legend(ncol=len(peers), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     figure.tight_layout()
     figure.savefig(path, dpi=120)

@@ -59,75 +59,6 @@ static void gemm(const rnnx_blas* blas, int naive, char ta, char tb, int M, int 
     fn(&trb, &tra, &N, &M, &K, &alpha, (real*)Bm, &ldb, (real*)A, &lda, &beta, C, &ldc);
 }
 
-/* C (M,N) += A (M,K) @ Bm (K,N), row-major: the small-size kernel for the
- * per-step recurrent product, where a BLAS call costs more than the arithmetic.
- *
- * A tile of 4 rows x 32 columns of C stays in registers while k runs over K,
- * so each row of Bm loaded serves four rows of C.  Every element of C, in a
- * tile or in the edges, adds its K products one after another in order of k,
- * so its value does not depend on M or on where the tiles fall. */
-enum { SMALL_ROWS = 4, SMALL_COLS = 32 };
-
-static void gemm_small_acc(int M, int N, int K, const real* restrict A, int lda,
-                           const real* restrict Bm, int ldb, real* restrict C, int ldc)
-{
-    int i = 0;
-    for (; i + SMALL_ROWS <= M; i += SMALL_ROWS) {
-        const real* a = A + (size_t)i * lda;
-        real* c = C + (size_t)i * ldc;
-        int j = 0;
-        for (; j + SMALL_COLS <= N; j += SMALL_COLS) {
-            real acc[SMALL_ROWS][SMALL_COLS];
-            for (int r = 0; r < SMALL_ROWS; r++)
-                for (int q = 0; q < SMALL_COLS; q++)
-                    acc[r][q] = c[(size_t)r * ldc + j + q];
-            for (int k = 0; k < K; k++) {
-                const real* b = Bm + (size_t)k * ldb + j;
-                for (int r = 0; r < SMALL_ROWS; r++) {
-                    const real ark = a[(size_t)r * lda + k];
-                    for (int q = 0; q < SMALL_COLS; q++)
-                        acc[r][q] += ark * b[q];
-                }
-            }
-            for (int r = 0; r < SMALL_ROWS; r++)
-                for (int q = 0; q < SMALL_COLS; q++)
-                    c[(size_t)r * ldc + j + q] = acc[r][q];
-        }
-        for (int r = 0; r < SMALL_ROWS; r++)  /* the columns past the last tile */
-            for (int k = 0; k < K; k++) {
-                const real ark = a[(size_t)r * lda + k];
-                const real* b = Bm + (size_t)k * ldb;
-                for (int q = j; q < N; q++)
-                    c[(size_t)r * ldc + q] += ark * b[q];
-            }
-    }
-    for (; i < M; i++) {  /* the rows past the last tile, one row at a time, in wider
-                             tiles: more accumulators to hide the FMA latency */
-        const real* a = A + (size_t)i * lda;
-        real* c = C + (size_t)i * ldc;
-        int j = 0;
-        for (; j + 4 * SMALL_COLS <= N; j += 4 * SMALL_COLS) {
-            real acc[4 * SMALL_COLS];
-            for (int q = 0; q < 4 * SMALL_COLS; q++)
-                acc[q] = c[j + q];
-            for (int k = 0; k < K; k++) {
-                const real ak = a[k];
-                const real* b = Bm + (size_t)k * ldb + j;
-                for (int q = 0; q < 4 * SMALL_COLS; q++)
-                    acc[q] += ak * b[q];
-            }
-            for (int q = 0; q < 4 * SMALL_COLS; q++)
-                c[j + q] = acc[q];
-        }
-        for (int k = 0; k < K; k++) {
-            const real ak = a[k];
-            const real* b = Bm + (size_t)k * ldb;
-            for (int q = j; q < N; q++)
-                c[q] += ak * b[q];
-        }
-    }
-}
-
 /* ------------------------------------------------ the packed step kernel --- */
 
 /* The per-step recurrent product runs on W_hh packed in panels of U units
@@ -138,49 +69,205 @@ static void gemm_small_acc(int M, int N, int K, const real* restrict A, int lda,
  * on where the tiles fall, or on which thread computes it. */
 enum { MR = 4, U = RNNX_UNITS };
 
+/* The kernels below are written on a vector of VBYTES bytes where the
+ * compiler has vector extensions (GCC, Clang: SSE2 or NEON for the portable
+ * build, AVX2 or AVX-512 for the others), so each ISA gets registers of its
+ * width and FMA where it has one (-ffp-contract=fast); plain loops elsewhere. */
+#if defined(__GNUC__) || defined(__clang__)
+#  if defined(RNNX_TARGET_AVX512)
+#    define VBYTES 64
+#  elif defined(RNNX_TARGET_AVX2)
+#    define VBYTES 32
+#  else
+#    define VBYTES 16
+#  endif
+typedef real vec __attribute__((vector_size(VBYTES), may_alias, aligned(sizeof(real))));
+enum { VL = VBYTES / (int)sizeof(real), NV = U / VL };  /* lanes; vectors per panel row */
+#define RNNX_VECTORS 1
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define ALWAYS_INLINE inline
+#endif
+
 /* acc (MR,U) += A (MR rows, row stride lda, K columns) @ P (K,U) */
-static inline void tile_rows(int K, const real* restrict A, size_t lda, const real* restrict P,
-                             real acc[MR][U])
+static ALWAYS_INLINE void tile_rows(int K, const real* restrict A, size_t lda,
+                                    const real* restrict P, real acc_out[MR][U])
 {
+#ifdef RNNX_VECTORS
+    vec acc[MR][NV];
+    for (int r = 0; r < MR; r++)
+        for (int v = 0; v < NV; v++)
+            acc[r][v] = *(const vec*)&acc_out[r][v * VL];
+    for (int k = 0; k < K; k++) {
+        const vec* p = (const vec*)(P + (size_t)k * U);
+        for (int r = 0; r < MR; r++) {
+            const real ark = A[(size_t)r * lda + k];
+            for (int v = 0; v < NV; v++)
+                acc[r][v] += ark * p[v];
+        }
+    }
+    for (int r = 0; r < MR; r++)
+        for (int v = 0; v < NV; v++)
+            *(vec*)&acc_out[r][v * VL] = acc[r][v];
+#else
     for (int k = 0; k < K; k++) {
         const real* p = P + (size_t)k * U;
         for (int r = 0; r < MR; r++) {
             const real ark = A[(size_t)r * lda + k];
             for (int u = 0; u < U; u++)
-                acc[r][u] += ark * p[u];
+                acc_out[r][u] += ark * p[u];
         }
     }
+#endif
 }
 
-/* acc (U,) += a (K,) @ P (K,U): one row, the same sums as tile_rows */
-static inline void tile_row(int K, const real* restrict a, const real* restrict P, real acc[U])
+/* acc[q] (U,) += a (K,) @ P[q] (K,U) for NG gates q of one row at once (their
+ * independent sums hide the FMA latency); each element's sum as in tile_rows. */
+static ALWAYS_INLINE void tile_row_gates(int NG, int K, const real* restrict a,
+                                         const real* const P[4], real acc_out[4][U])
 {
+#ifdef RNNX_VECTORS
+    vec acc[4][NV];
+    for (int q = 0; q < NG; q++)
+        for (int v = 0; v < NV; v++)
+            acc[q][v] = *(const vec*)&acc_out[q][v * VL];
     for (int k = 0; k < K; k++) {
         const real ak = a[k];
-        const real* p = P + (size_t)k * U;
-        for (int u = 0; u < U; u++)
-            acc[u] += ak * p[u];
+        for (int q = 0; q < NG; q++) {
+            const vec* p = (const vec*)(P[q] + (size_t)k * U);
+            for (int v = 0; v < NV; v++)
+                acc[q][v] += ak * p[v];
+        }
     }
+    for (int q = 0; q < NG; q++)
+        for (int v = 0; v < NV; v++)
+            *(vec*)&acc_out[q][v * VL] = acc[q][v];
+#else
+    for (int k = 0; k < K; k++)
+        for (int q = 0; q < NG; q++)
+            for (int u = 0; u < U; u++)
+                acc_out[q][u] += a[k] * P[q][(size_t)k * U + u];
+#endif
 }
 
 /* dst (m,nu, row stride ld) := init + a (m,K, row stride K) @ P (K,U)[:, :nu]
- * for m <= MR rows; init is dst itself, or bias (nu,) when bias_init (a NULL
+ * for m == MR rows; init is dst itself, or bias (nu,) when bias_init (a NULL
  * bias meaning 0). */
-static void panel_product(real* restrict dst, size_t ld, int m, int nu, const real* restrict a,
+static void panel_product(real* restrict dst, size_t ld, int nu, const real* restrict a,
                           int K, const real* restrict P, int bias_init, const real* restrict bias)
 {
     real acc[MR][U];
-    for (int r = 0; r < m; r++)
+    for (int r = 0; r < MR; r++)
         for (int u = 0; u < U; u++)
             acc[r][u] = u >= nu ? 0 : bias_init ? (bias ? bias[u] : 0) : dst[(size_t)r * ld + u];
-    if (m == MR)
-        tile_rows(K, a, (size_t)K, P, acc);
-    else
-        for (int r = 0; r < m; r++)
-            tile_row(K, a + (size_t)r * K, P, acc[r]);
-    for (int r = 0; r < m; r++)
+    tile_rows(K, a, (size_t)K, P, acc);
+    for (int r = 0; r < MR; r++)
         for (int u = 0; u < nu; u++)
             dst[(size_t)r * ld + u] = acc[r][u];
+}
+
+/* The same for one row and NG <= 4 gates at once: dst[q] (nu,) := init + a (K,) @ P[q]. */
+static void panel_product_row(int NG, real* const dst[4], int nu, const real* restrict a, int K,
+                              const real* const P[4], const int bias_init[4],
+                              const real* const bias[4])
+{
+    real acc[4][U] = {{0}};
+    for (int q = 0; q < NG; q++)
+        for (int u = 0; u < U; u++)
+            acc[q][u] = u >= nu ? 0 : bias_init[q] ? (bias[q] ? bias[q][u] : 0) : dst[q][u];
+    switch (NG) {  /* constant gate counts, so the accumulators stay in registers */
+    case 1: tile_row_gates(1, K, a, P, acc); break;
+    case 2: tile_row_gates(2, K, a, P, acc); break;
+    case 3: tile_row_gates(3, K, a, P, acc); break;
+    default: tile_row_gates(4, K, a, P, acc); break;
+    }
+    for (int q = 0; q < NG; q++)
+        for (int u = 0; u < nu; u++)
+            dst[q][u] = acc[q][u];
+}
+
+/* C (M,N) += A (M,K) @ Bm (K,N), row-major: the core's own kernel for the
+ * backward per-step product dh += dG @ W_hh, a stream's input projection and
+ * the float64 row-by-row input projection.
+ *
+ * A tile of 4 rows x SMALL_COLS columns of C stays in registers while k runs
+ * over K, so each row of Bm loaded serves four rows of C.  Every element of C,
+ * in a tile or in the edges, adds its K products one after another in order
+ * of k, so its value does not depend on M or on where the tiles fall. */
+enum { SMALL_ROWS = 4 };
+
+static void gemm_small_acc(int M, int N, int K, const real* restrict A, int lda,
+                           const real* restrict Bm, int ldb, real* restrict C, int ldc)
+{
+#ifdef RNNX_VECTORS
+    enum { TILE_VECS = 2, SMALL_COLS = TILE_VECS * VL, WIDE_VECS = 4 };
+    int i = 0;
+    for (; i + SMALL_ROWS <= M; i += SMALL_ROWS) {
+        const real* a = A + (size_t)i * lda;
+        real* c = C + (size_t)i * ldc;
+        int j = 0;
+        for (; j + SMALL_COLS <= N; j += SMALL_COLS) {
+            vec acc[SMALL_ROWS][TILE_VECS];
+            for (int r = 0; r < SMALL_ROWS; r++)
+                for (int v = 0; v < TILE_VECS; v++)
+                    acc[r][v] = *(const vec*)(c + (size_t)r * ldc + j + v * VL);
+            for (int k = 0; k < K; k++) {
+                const vec* b = (const vec*)(Bm + (size_t)k * ldb + j);
+                for (int r = 0; r < SMALL_ROWS; r++) {
+                    const real ark = a[(size_t)r * lda + k];
+                    for (int v = 0; v < TILE_VECS; v++)
+                        acc[r][v] += ark * b[v];
+                }
+            }
+            for (int r = 0; r < SMALL_ROWS; r++)
+                for (int v = 0; v < TILE_VECS; v++)
+                    *(vec*)(c + (size_t)r * ldc + j + v * VL) = acc[r][v];
+        }
+        for (int r = 0; r < SMALL_ROWS; r++)  /* the columns past the last tile */
+            for (int k = 0; k < K; k++) {
+                const real ark = a[(size_t)r * lda + k];
+                const real* b = Bm + (size_t)k * ldb;
+                for (int q = j; q < N; q++)
+                    c[(size_t)r * ldc + q] += ark * b[q];
+            }
+    }
+    for (; i < M; i++) {  /* the rows past the last tile, one at a time, in wider tiles:
+                             more independent sums to hide the FMA latency */
+        const real* a = A + (size_t)i * lda;
+        real* c = C + (size_t)i * ldc;
+        int j = 0;
+        for (; j + WIDE_VECS * VL <= N; j += WIDE_VECS * VL) {
+            vec acc[WIDE_VECS];
+            for (int v = 0; v < WIDE_VECS; v++)
+                acc[v] = *(const vec*)(c + j + v * VL);
+            for (int k = 0; k < K; k++) {
+                const vec* b = (const vec*)(Bm + (size_t)k * ldb + j);
+                for (int v = 0; v < WIDE_VECS; v++)
+                    acc[v] += a[k] * b[v];
+            }
+            for (int v = 0; v < WIDE_VECS; v++)
+                *(vec*)(c + j + v * VL) = acc[v];
+        }
+        for (; j + VL <= N; j += VL) {
+            vec acc = *(const vec*)(c + j);
+            for (int k = 0; k < K; k++)
+                acc += a[k] * *(const vec*)(Bm + (size_t)k * ldb + j);
+            *(vec*)(c + j) = acc;
+        }
+        for (int k = 0; k < K; k++) {
+            const real* b = Bm + (size_t)k * ldb;
+            for (int q = j; q < N; q++)
+                c[q] += a[k] * b[q];
+        }
+    }
+#else
+    for (int i = 0; i < M; i++)
+        for (int k = 0; k < K; k++) {
+            const real aik = A[(size_t)i * lda + k];
+            for (int j = 0; j < N; j++)
+                C[(size_t)i * ldc + j] += aik * Bm[(size_t)k * ldb + j];
+        }
+#endif
 }
 
 /* --------------------------------------------------------- time and rows --- */

@@ -83,8 +83,13 @@ static void run_tasks(const rnnx_blas* blas, int n, rnnx_task_fn task, void* ctx
         task(ctx, 0);
 }
 
-/* How many tasks a step is cut into: one per thread while each gets a panel
- * and the step is worth more than a handoff (a few microseconds). */
+/* How many tasks a step is cut into, when the step is worth more than a
+ * handoff (a few microseconds): TASKS_PER_THREAD per thread, each of whole
+ * panels.  Threads claim tasks as they come, so on a busy machine a thread
+ * that is not running leaves its share to the others, and one that is
+ * preempted inside a task holds up the step by a small task only. */
+enum { TASKS_PER_THREAD = 4 };
+
 static int step_tasks(const rnnx_blas* blas, int B, int G, int H)
 {
     if (!blas || !blas->parallel_for || blas->n_threads <= 1)
@@ -92,7 +97,8 @@ static int step_tasks(const rnnx_blas* blas, int B, int G, int H)
     if ((double)B * G * H < 32768.0)
         return 1;
     const int panels = (H + U - 1) / U;
-    return blas->n_threads < panels ? blas->n_threads : panels;
+    const int tasks = blas->n_threads * TASKS_PER_THREAD;
+    return tasks < panels ? tasks : panels;
 }
 
 /* ------------------------------------------------------------- forward --- */
@@ -119,14 +125,36 @@ static void fused_phase_task(void* ctx, int task)
         for (int r0 = 0; r0 < B; r0 += MR) {
             const int m = B - r0 < MR ? B - r0 : MR;
             const real* rows = in + (size_t)r0 * H;
-            for (int g = ph->g0; g < ph->g1; g++) {
-                const real* panel = c->packed + ((size_t)p * c->gates + g) * H * U;  /* (H,U) */
-                if (g == ph->aux_gate)  /* aux[rows, units] = bias_n + rows @ W_g^T */
-                    panel_product(s->aux + (size_t)r0 * H + j0, (size_t)H, m, nu, rows, H, panel,
-                                  1, s->bias_n ? s->bias_n + j0 : NULL);
-                else                    /* gates[rows, g, units] += rows @ W_g^T */
-                    panel_product(s->gates + (size_t)r0 * G + (size_t)g * H + j0, (size_t)G, m, nu,
-                                  rows, H, panel, 0, NULL);
+            if (m == MR) {
+                for (int g = ph->g0; g < ph->g1; g++) {
+                    const real* panel = c->packed + ((size_t)p * c->gates + g) * H * U;  /* (H,U) */
+                    if (g == ph->aux_gate)  /* aux[rows, units] = bias_n + rows @ W_g^T */
+                        panel_product(s->aux + (size_t)r0 * H + j0, (size_t)H, nu, rows, H, panel,
+                                      1, s->bias_n ? s->bias_n + j0 : NULL);
+                    else                    /* gates[rows, g, units] += rows @ W_g^T */
+                        panel_product(s->gates + (size_t)r0 * G + (size_t)g * H + j0, (size_t)G,
+                                      nu, rows, H, panel, 0, NULL);
+                }
+            } else {
+                for (int r = r0; r < r0 + m; r++) {  /* the rows past the last tile: all gates at once */
+                    real* dst[4];
+                    const real* panels[4];
+                    const real* bias[4] = {NULL, NULL, NULL, NULL};
+                    int bias_init[4] = {0, 0, 0, 0};
+                    const int ng = ph->g1 - ph->g0;
+                    for (int q = 0; q < ng; q++) {
+                        const int g = ph->g0 + q;
+                        panels[q] = c->packed + ((size_t)p * c->gates + g) * H * U;
+                        if (g == ph->aux_gate) {
+                            dst[q] = s->aux + (size_t)r * H + j0;
+                            bias_init[q] = 1;
+                            bias[q] = s->bias_n ? s->bias_n + j0 : NULL;
+                        } else {
+                            dst[q] = s->gates + (size_t)r * G + (size_t)g * H + j0;
+                        }
+                    }
+                    panel_product_row(ng, dst, nu, in + (size_t)r * H, H, panels, bias_init, bias);
+                }
             }
             ph->finish(s, r0, r0 + m, j0, j0 + nu);
         }

@@ -10,6 +10,22 @@
  * (reset after) or r * h_prev (reset before).
  */
 
+/* One row of n units, reset after: r, z, n pre-activations IN, activations OUT;
+ * hn IN; h OUT.  Parameters, so that restrict lets the loop vectorize. */
+static inline void gru_after_row_forward(real* restrict h, real* restrict gr, real* restrict gz,
+                                         real* restrict gn, const real* restrict hn,
+                                         const real* restrict h_prev, int n)
+{
+    for (int j = 0; j < n; j++) {
+        const real r = sigmoid(gr[j]), z = sigmoid(gz[j]);
+        const real nj = tanh_act(gn[j] + r * hn[j]);
+        gr[j] = r;
+        gz[j] = z;
+        gn[j] = nj;
+        h[j] = (1 - z) * nj + z * h_prev[j];
+    }
+}
+
 /* Reset after.  gates (B,3H) IN pre-activations of r and z (input and
  * recurrent parts, both biases), n's input part W_in x + b_in; OUT
  * activations r, z, n.  aux (B,H) IN W_hn h_prev + b_hn.  h, y OUT. */
@@ -21,21 +37,22 @@ static void gru_after_step_forward(const step* s, int r0, int r1, int j0, int j1
             carry_row(s, b, j0, j1);
             continue;
         }
-        real* restrict gr = s->gates + (size_t)b * 3 * H;
-        real* restrict gz = gr + H;
-        real* restrict gn = gr + 2 * H;
-        const real* restrict hn = s->aux + (size_t)b * H;
-        const real* restrict h_prev = s->h_prev + (size_t)b * H;
-        real* restrict h = s->h + (size_t)b * H;
-        for (int j = j0; j < j1; j++) {
-            const real r = sigmoid(gr[j]), z = sigmoid(gz[j]);
-            const real n = tanh_act(gn[j] + r * hn[j]);
-            gr[j] = r;
-            gz[j] = z;
-            gn[j] = n;
-            h[j] = (1 - z) * n + z * h_prev[j];
-        }
+        real* gr = s->gates + (size_t)b * 3 * H;
+        real* h = s->h + (size_t)b * H;
+        gru_after_row_forward(h + j0, gr + j0, gr + H + j0, gr + 2 * H + j0,
+                              s->aux + (size_t)b * H + j0, s->h_prev + (size_t)b * H + j0, j1 - j0);
         memcpy(s->y + (ptrdiff_t)b * s->ldy + j0, h + j0, (size_t)(j1 - j0) * sizeof(real));
+    }
+}
+
+static inline void gru_before_row_gates(real* restrict rh, real* restrict gr, real* restrict gz,
+                                        const real* restrict h_prev, int n)
+{
+    for (int j = 0; j < n; j++) {
+        const real r = sigmoid(gr[j]);
+        gr[j] = r;
+        gz[j] = sigmoid(gz[j]);
+        rh[j] = r * h_prev[j];
     }
 }
 
@@ -47,20 +64,23 @@ static void gru_before_step_gates(const step* s, int r0, int r1, int j0, int j1)
 {
     const int H = s->H;
     for (int b = r0; b < r1; b++) {
-        real* restrict rh = s->aux + (size_t)b * H;
+        real* rh = s->aux + (size_t)b * H;
         if (!row_active(s->lengths, s->t, b)) {
             memset(rh + j0, 0, (size_t)(j1 - j0) * sizeof(real));
             continue;
         }
-        real* restrict gr = s->gates + (size_t)b * 3 * H;
-        real* restrict gz = gr + H;
-        const real* restrict h_prev = s->h_prev + (size_t)b * H;
-        for (int j = j0; j < j1; j++) {
-            const real r = sigmoid(gr[j]);
-            gr[j] = r;
-            gz[j] = sigmoid(gz[j]);
-            rh[j] = r * h_prev[j];
-        }
+        real* gr = s->gates + (size_t)b * 3 * H;
+        gru_before_row_gates(rh + j0, gr + j0, gr + H + j0, s->h_prev + (size_t)b * H + j0, j1 - j0);
+    }
+}
+
+static inline void gru_before_row_output(real* restrict h, real* restrict gn,
+                                         const real* restrict gz, const real* restrict h_prev, int n)
+{
+    for (int j = 0; j < n; j++) {
+        const real nj = tanh_act(gn[j]), z = gz[j];
+        gn[j] = nj;
+        h[j] = (1 - z) * nj + z * h_prev[j];
     }
 }
 
@@ -74,40 +94,39 @@ static void gru_before_step_output(const step* s, int r0, int r1, int j0, int j1
             carry_row(s, b, j0, j1);
             continue;
         }
-        const real* restrict gz = s->gates + (size_t)b * 3 * H + H;
-        real* restrict gn = s->gates + (size_t)b * 3 * H + 2 * H;
-        const real* restrict h_prev = s->h_prev + (size_t)b * H;
-        real* restrict h = s->h + (size_t)b * H;
-        for (int j = j0; j < j1; j++) {
-            const real n = tanh_act(gn[j]), z = gz[j];
-            gn[j] = n;
-            h[j] = (1 - z) * n + z * h_prev[j];
-        }
+        real* gz = s->gates + (size_t)b * 3 * H + H;
+        real* h = s->h + (size_t)b * H;
+        gru_before_row_output(h + j0, gz + H + j0, gz + j0, s->h_prev + (size_t)b * H + j0, j1 - j0);
         memcpy(s->y + (ptrdiff_t)b * s->ldy + j0, h + j0, (size_t)(j1 - j0) * sizeof(real));
     }
 }
 
 /* Gradient through the shared last stage, h = (1-z)*n + z*h_prev and n = tanh(a_n),
  * of row b: dg z and n parts OUT, dh OUT the direct part dh*z. */
+static inline void gru_row_backward_output_n(real* restrict dgz, real* restrict dgn,
+                                             real* restrict dh, const real* restrict gz,
+                                             const real* restrict gn, const real* restrict h_prev,
+                                             int n)
+{
+    for (int j = 0; j < n; j++) {
+        const real z = gz[j], nj = gn[j], dhj = dh[j];
+        /* forward was: h = (1-z)*n + z*h_prev, so dn = dh*(1-z), dz = dh*(h_prev-n), dh_prev = dh*z */
+        const real dn = dhj * (1 - z);
+        const real dz = dhj * (h_prev[j] - nj);
+        dh[j] = dhj * z;
+        /* forward was: n = tanh(a_n), z = sigma(a_z) */
+        dgn[j] = dn * (1 - nj * nj);
+        dgz[j] = dz * z * (1 - z);
+    }
+}
+
 static inline void gru_row_backward_output(const bstep* s, int b, int j0, int j1)
 {
     const int H = s->H;
-    real* restrict dgz = s->dg + (size_t)b * 3 * H + H;
-    real* restrict dgn = dgz + H;
-    const real* restrict gz = s->gates + (size_t)b * 3 * H + H;
-    const real* restrict gn = gz + H;
-    const real* restrict h_prev = s->h_prev + (size_t)b * H;
-    real* restrict dh = s->dh + (size_t)b * H;
-    for (int j = j0; j < j1; j++) {
-        const real z = gz[j], n = gn[j], dhj = dh[j];
-        /* forward was: h = (1-z)*n + z*h_prev, so dn = dh*(1-z), dz = dh*(h_prev-n), dh_prev = dh*z */
-        const real dn = dhj * (1 - z);
-        const real dz = dhj * (h_prev[j] - n);
-        dh[j] = dhj * z;
-        /* forward was: n = tanh(a_n), z = sigma(a_z) */
-        dgn[j] = dn * (1 - n * n);
-        dgz[j] = dz * z * (1 - z);
-    }
+    const size_t g3 = (size_t)b * 3 * H, row = (size_t)b * H;
+    gru_row_backward_output_n(s->dg + g3 + H + j0, s->dg + g3 + 2 * H + j0, s->dh + row + j0,
+                              s->gates + g3 + H + j0, s->gates + g3 + 2 * H + j0,
+                              s->h_prev + row + j0, j1 - j0);
 }
 
 /* Rows past their length: no gradient on any gate (dh passes through). */
@@ -117,6 +136,24 @@ static inline void gru_row_backward_carry(real* dg, real* dgh, int b, int H, int
         memset(dg + (size_t)b * 3 * H + q * H + j0, 0, (size_t)(j1 - j0) * sizeof(real));
         if (dgh)
             memset(dgh + (size_t)b * 3 * H + q * H + j0, 0, (size_t)(j1 - j0) * sizeof(real));
+    }
+}
+
+static inline void gru_after_row_backward_reset(real* restrict dgr, const real* restrict dgz,
+                                                const real* restrict dgn, real* restrict dghr,
+                                                real* restrict dghz, real* restrict dghn,
+                                                const real* restrict gr, const real* restrict hn,
+                                                int n)
+{
+    for (int j = 0; j < n; j++) {
+        const real r = gr[j], dan = dgn[j];
+        /* forward was: a_n = W_in x + b_in + r * hn, so dr = da_n * hn, dhn = da_n * r;
+         * r = sigma(a_r) */
+        const real dar = dan * hn[j] * r * (1 - r);
+        dgr[j] = dar;
+        dghr[j] = dar;
+        dghz[j] = dgz[j];
+        dghn[j] = dan * r;
     }
 }
 
@@ -131,21 +168,10 @@ static void gru_after_step_backward(const bstep* s, int j0, int j1)
             continue;
         }
         gru_row_backward_output(s, b, j0, j1);
-        const size_t g3 = (size_t)b * 3 * H;
-        real* restrict dg = s->dg + g3;
-        real* restrict dgh = s->dgh + g3;
-        const real* restrict gates = s->gates + g3;
-        const real* restrict hn = s->aux + (size_t)b * H;
-        for (int j = j0; j < j1; j++) {
-            const real r = gates[j], dan = dg[2 * H + j];
-            /* forward was: a_n = W_in x + b_in + r * hn, so dr = da_n * hn, dhn = da_n * r;
-             * r = sigma(a_r) */
-            const real dar = dan * hn[j] * r * (1 - r);
-            dg[j] = dar;
-            dgh[j] = dar;
-            dgh[H + j] = dg[H + j];
-            dgh[2 * H + j] = dan * r;
-        }
+        const size_t g3 = (size_t)b * 3 * H + j0;
+        gru_after_row_backward_reset(s->dg + g3, s->dg + g3 + H, s->dg + g3 + 2 * H,
+                                     s->dgh + g3, s->dgh + g3 + H, s->dgh + g3 + 2 * H,
+                                     s->gates + g3, s->aux + (size_t)b * H + j0, j1 - j0);
     }
 }
 
@@ -163,6 +189,18 @@ static void gru_before_step_backward_output(const bstep* s, int j0, int j1)
     }
 }
 
+static inline void gru_before_row_backward_reset(real* restrict dgr, real* restrict dh,
+                                                 const real* restrict drh, const real* restrict gr,
+                                                 const real* restrict h_prev, int n)
+{
+    for (int j = 0; j < n; j++) {
+        const real r = gr[j];
+        /* forward was: rh = r * h_prev, so dr = drh * h_prev, dh_prev += drh * r */
+        dgr[j] = drh[j] * h_prev[j] * r * (1 - r);
+        dh[j] += drh[j] * r;
+    }
+}
+
 /* Reset before, second stage: through rh = r * h_prev.  dg r part OUT;
  * dh += drh * r; drh (B,H) IN. */
 static void gru_before_step_backward_reset(const bstep* s, int j0, int j1)
@@ -171,16 +209,8 @@ static void gru_before_step_backward_reset(const bstep* s, int j0, int j1)
     for (int b = 0; b < s->B; b++) {
         if (!row_active(s->lengths, s->t, b))
             continue;  /* dg is 0 there already and dh passes through */
-        real* restrict dgr = s->dg + (size_t)b * 3 * H;
-        const real* restrict gr = s->gates + (size_t)b * 3 * H;
-        const real* restrict drh = s->drh + (size_t)b * H;
-        const real* restrict h_prev = s->h_prev + (size_t)b * H;
-        real* restrict dh = s->dh + (size_t)b * H;
-        for (int j = j0; j < j1; j++) {
-            const real r = gr[j];
-            /* forward was: rh = r * h_prev, so dr = drh * h_prev, dh_prev += drh * r */
-            dgr[j] = drh[j] * h_prev[j] * r * (1 - r);
-            dh[j] += drh[j] * r;
-        }
+        const size_t g3 = (size_t)b * 3 * H + j0, row = (size_t)b * H + j0;
+        gru_before_row_backward_reset(s->dg + g3, s->dh + row, s->drh + row, s->gates + g3,
+                                      s->h_prev + row, j1 - j0);
     }
 }

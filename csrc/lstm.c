@@ -46,6 +46,33 @@ static void lstm_step_forward(const step* s, int r0, int r1, int j0, int j1)
     }
 }
 
+/* One row of n units: di_, df_, dg_, do_ (n,) OUT; dh, dc (n,) IN at h_t, c_t,
+ * OUT the parts at h_prev (0: through W_hh, added by the driver) and c_prev;
+ * gate activations, c_prev and tc = tanh(c) (n,) IN. */
+static inline void lstm_row_backward(real* restrict di_, real* restrict df_, real* restrict dg_,
+                                     real* restrict do_, real* restrict dh, real* restrict dc,
+                                     const real* restrict gi, const real* restrict gf,
+                                     const real* restrict gg, const real* restrict go,
+                                     const real* restrict c_prev, const real* restrict tc, int n)
+{
+    for (int j = 0; j < n; j++) {
+        const real i = gi[j], f = gf[j], g = gg[j], o = go[j], tcj = tc[j];
+        const real dhj = dh[j];
+        /* forward was: h = o * tanh(c), so do = dh * tanh(c), dc += dh * o * (1 - tanh(c)^2) */
+        const real d_o = dhj * tcj;
+        const real dcj = dc[j] + dhj * o * (1 - tcj * tcj);
+        /* forward was: c = f * c_prev + i * g, so di = dc*g, df = dc*c_prev, dg = dc*i, dc_prev = dc*f */
+        const real d_i = dcj * g, d_f = dcj * c_prev[j], d_g = dcj * i;
+        dc[j] = dcj * f;
+        /* through the nonlinearities: sigma' = s(1-s), tanh' = 1 - t^2 */
+        di_[j] = d_i * i * (1 - i);
+        df_[j] = d_f * f * (1 - f);
+        dg_[j] = d_g * (1 - g * g);
+        do_[j] = d_o * o * (1 - o);
+        dh[j] = 0;
+    }
+}
+
 /* dg (B,4H) OUT gradient of the pre-activations; dh, dc (B,H) IN gradient at
  * h_t, c_t, OUT the part of the gradient at h_{t-1}, c_{t-1} that does not go
  * through W_hh; gates (B,4H) activations, c_prev, aux = tanh(c) (B,H) IN. */
@@ -60,32 +87,10 @@ static void lstm_step_backward(const bstep* s, int j0, int j1)
                 memset(di_ + q * H + j0, 0, (size_t)(j1 - j0) * sizeof(real));
             continue;
         }
-        real* restrict df_ = di_ + H;
-        real* restrict dg_ = di_ + 2 * H;
-        real* restrict do_ = di_ + 3 * H;
-        const real* gi = s->gates + (size_t)b * 4 * H;
-        const real* gf = gi + H;
-        const real* gg = gi + 2 * H;
-        const real* go = gi + 3 * H;
-        real* restrict dh = s->dh + (size_t)b * H;
-        real* restrict dc = s->dc + (size_t)b * H;
-        const real* c_prev = s->c_prev + (size_t)b * H;
-        const real* tc = s->aux + (size_t)b * H;
-        for (int j = j0; j < j1; j++) {
-            const real i = gi[j], f = gf[j], g = gg[j], o = go[j], tcj = tc[j];
-            const real dhj = dh[j];
-            /* forward was: h = o * tanh(c), so do = dh * tanh(c), dc += dh * o * (1 - tanh(c)^2) */
-            const real d_o = dhj * tcj;
-            const real dcj = dc[j] + dhj * o * (1 - tcj * tcj);
-            /* forward was: c = f * c_prev + i * g, so di = dc*g, df = dc*c_prev, dg = dc*i, dc_prev = dc*f */
-            const real d_i = dcj * g, d_f = dcj * c_prev[j], d_g = dcj * i;
-            dc[j] = dcj * f;
-            /* through the nonlinearities: sigma' = s(1-s), tanh' = 1 - t^2 */
-            di_[j] = d_i * i * (1 - i);
-            df_[j] = d_f * f * (1 - f);
-            dg_[j] = d_g * (1 - g * g);
-            do_[j] = d_o * o * (1 - o);
-            dh[j] = 0;  /* what reaches h_prev comes through W_hh, added by the driver */
-        }
+        const size_t row = (size_t)b * H + j0;
+        const real* gi = s->gates + (size_t)b * 4 * H + j0;
+        lstm_row_backward(di_ + j0, di_ + H + j0, di_ + 2 * H + j0, di_ + 3 * H + j0,
+                          s->dh + row, s->dc + row, gi, gi + H, gi + 2 * H, gi + 3 * H,
+                          s->c_prev + row, s->aux + row, j1 - j0);
     }
 }

@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "pool.h"
 
@@ -23,6 +24,7 @@
 enum { SPIN = 4000 };  /* pauses a worker or the caller spins before sleeping (tens of us) */
 
 struct rnnx_pool {
+    pid_t pid;                 /* the process that started the workers (a forked child has none) */
     int n_workers;
     pthread_t* threads;
     pthread_mutex_t mutex;
@@ -101,6 +103,7 @@ rnnx_pool* rnnx_pool_create(int n_threads)
         free(p);
         return NULL;
     }
+    p->pid = getpid();
     pthread_mutex_init(&p->mutex, NULL);
     pthread_cond_init(&p->work, NULL);
     pthread_cond_init(&p->done, NULL);
@@ -136,9 +139,10 @@ void rnnx_pool_parallel_for(void* pool, int n_tasks, rnnx_task_fn task, void* ct
 {
     rnnx_pool* p = pool;
     int expected = 0;
-    if (!p || n_tasks < 2 ||
+    if (!p || n_tasks < 2 || p->pid != getpid() ||
         !__atomic_compare_exchange_n(&p->busy, &expected, 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
-        for (int i = 0; i < n_tasks; i++)  /* no pool, one task, or another caller has it */
+        /* no pool, one task, a forked child (whose pool has no workers), or another caller has it */
+        for (int i = 0; i < n_tasks; i++)
             task(ctx, i);
         return;
     }

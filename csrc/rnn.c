@@ -4,6 +4,29 @@
  * time loop are in driver.c.  Compiled through kernels_body.c.
  */
 
+/* h (n,) OUT = act(pre (n,) IN). */
+static inline void rnn_row_forward(real* restrict h, const real* restrict pre, int relu, int n)
+{
+    if (relu)  /* as v < 0 ? 0 : v, relu lets a NaN through, as PyTorch does */
+        for (int j = 0; j < n; j++)
+            h[j] = pre[j] < 0 ? 0 : pre[j];
+    else
+        for (int j = 0; j < n; j++)
+            h[j] = tanh_act(pre[j]);
+}
+
+/* dg (n,) OUT, dh (n,) IN gradient at h, OUT 0; h (n,) IN. */
+static inline void rnn_row_backward(real* restrict dg, real* restrict dh, const real* restrict h,
+                                    int relu, int n)
+{
+    for (int j = 0; j < n; j++) {
+        /* forward was: h = act(pre); tanh' = 1 - h^2, relu' = [h > 0] */
+        const real dact = relu ? (h[j] > 0 ? 1 : 0) : 1 - h[j] * h[j];
+        dg[j] = dh[j] * dact;
+        dh[j] = 0;
+    }
+}
+
 /* gates (B,H) IN pre-activations; h (B,H) OUT; y OUT.  Rows past their
  * length keep h_prev and output 0. */
 static void rnn_step_forward(const step* s, int r0, int r1, int j0, int j1)
@@ -14,16 +37,9 @@ static void rnn_step_forward(const step* s, int r0, int r1, int j0, int j1)
             carry_row(s, b, j0, j1);
             continue;
         }
-        const real* pre = s->gates + (size_t)b * H;
-        real* h = s->h + (size_t)b * H;
-        real* y = s->y + (ptrdiff_t)b * s->ldy;
-        if (s->relu)  /* as v < 0 ? 0 : v, relu lets a NaN through, as PyTorch does */
-            for (int j = j0; j < j1; j++)
-                h[j] = pre[j] < 0 ? 0 : pre[j];
-        else
-            for (int j = j0; j < j1; j++)
-                h[j] = tanh_act(pre[j]);
-        memcpy(y + j0, h + j0, (size_t)(j1 - j0) * sizeof(real));
+        real* h = s->h + (size_t)b * H + j0;
+        rnn_row_forward(h, s->gates + (size_t)b * H + j0, s->relu, j1 - j0);
+        memcpy(s->y + (ptrdiff_t)b * s->ldy + j0, h, (size_t)(j1 - j0) * sizeof(real));
     }
 }
 
@@ -41,11 +57,6 @@ static void rnn_step_backward(const bstep* s, int j0, int j1)
             memset(dg + j0, 0, (size_t)(j1 - j0) * sizeof(real));
             continue;
         }
-        for (int j = j0; j < j1; j++) {
-            /* forward was: h = act(pre); tanh' = 1 - h^2, relu' = [h > 0] */
-            const real dact = s->relu ? (h[j] > 0 ? 1 : 0) : 1 - h[j] * h[j];
-            dg[j] = dh[j] * dact;
-            dh[j] = 0;
-        }
+        rnn_row_backward(dg + j0, dh + j0, h + j0, s->relu, j1 - j0);
     }
 }

@@ -93,9 +93,10 @@ typedef struct rnnx_forward_args {
     const void* w_hh;        /* (G,H) IN */
     const void* b_ih;        /* (G,) IN, or NULL: no bias */
     const void* b_hh;        /* (G,) IN, or NULL: no bias */
-    const void* w_ih_t;      /* (I,G) IN: W_ih^T, and */
-    const void* w_hh_t;      /* (H,G) IN: W_hh^T, precomputed by a caller that runs many short
+    const void* w_ih_t;      /* (I,G) IN: W_ih^T, precomputed by a caller that runs many short
                                 calls (streaming), or NULL: computed per call when needed */
+    const void* w_hh_t;      /* (H,G) unused since the per-step kernel reads packed weights
+                                (w_hh_packed below); kept so existing callers compile */
     void* y;                 /* (T,B,.) OUT, row (t,b) starts at y + (t*B+b)*ldy; 0 past a row's length */
     ptrdiff_t ldy;           /* >= H */
     void* h_n;               /* (B,H) OUT: each row's state after its last valid step */

@@ -13,6 +13,7 @@ from .losses import MSELoss, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
 from .model import Sequential
 from .rnnx_format import export_c
 from .optim import SGD, Adagrad, Adam, clip_grad_norm, clip_grad_value
+from ._runtime import get_num_threads, info, set_num_threads
 from .trainer import NonFiniteLossError, Trainer
 
 __version__ = "0.1.0"
@@ -20,4 +21,4 @@ __all__ = ["RNN", "LSTM", "GRU", "Stream", "Dense", "Sequential", "MSELoss",
            "SoftmaxCrossEntropy", "SigmoidBinaryCrossEntropy", "SGD", "Adam", "Adagrad",
            "clip_grad_norm", "clip_grad_value", "StepLR", "CosineAnnealingLR", "Trainer",
            "NonFiniteLossError", "save", "load", "export_c", "data", "to_onnx", "from_onnx",
-           "to_keras", "from_keras", "from_torch"]
+           "to_keras", "from_keras", "from_torch", "info", "set_num_threads", "get_num_threads"]

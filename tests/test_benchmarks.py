@@ -50,6 +50,8 @@ def test_quick_run_metadata(quick_run):
     _, result, _ = quick_run
     meta = result["meta"]
     assert meta["threads"] == 1 and meta["quick"] is True and meta["dtype"] == "float32"
+    assert meta["isa"] in meta["available_isas"] and isinstance(meta["cpu"], str)
+    assert meta["under_load"] is False
     assert finite_positive(meta["sgemm_gflops"])
     assert meta["peers"][:2] == ["rnnx", "reference"]
 
@@ -100,7 +102,25 @@ def test_plot_is_a_png_when_matplotlib_is_installed(quick_run):
     assert plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize("args", [["--threads", "0"], ["--cells", "lstm,cnn"]])
+def test_several_thread_counts_forced_isa_and_load_merge_into_one_result(tmp_path):
+    """--threads 1,2 runs one child per count; rows carry their count; the chart has both."""
+    json_path, plot_path = tmp_path / "r.json", tmp_path / "r.png"
+    completed = run_bench("--quick", "--cells", "rnn", "--threads", "1,2", "--isa", "generic",
+                          "--under-load", "--json", str(json_path), "--plot", str(plot_path))
+    assert completed.returncode == 0, f"bench.py failed:\n{completed.stdout}\n{completed.stderr}"
+    result = json.loads(json_path.read_text())
+    meta = result["meta"]
+    assert meta["threads"] == [1, 2] and meta["isa"] == "generic" and meta["under_load"] is True
+    assert set(meta["sgemm_gflops_per_threads"]) == {"1", "2"}
+    counts = [row["threads"] for row in result["rows"]]
+    assert counts.count(1) == counts.count(2) == len(counts) // 2 > 0
+    assert "1,2 thread(s)" in completed.stdout and "next to one busy process" in completed.stdout
+    if installed("matplotlib"):
+        assert plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("args", [["--threads", "0"], ["--threads", "1,x"], ["--cells", "lstm,cnn"],
+                                  ["--isa", "sse"]])
 def test_bad_arguments_are_refused(args):
     completed = run_bench(*args)
     assert completed.returncode == 2

@@ -1,0 +1,262 @@
+"""The core's own per-step kernels, on every instruction set this CPU runs and at
+every thread count, against the NumPy reference.
+
+The default path packs W_hh in panels of U units (16 in float32, 8 in float64) and
+runs register tiles of 4 rows; the backward product runs 4x32 tiles.  The sizes
+below are sampled so that H falls on, just under and just past those bounds
+(1, 15..17, 31..33, 47, 64, 129, 300) and B on and off the 4-row tiles and the
+thread split (1 to 80), in float32 and float64.  Every output, final state and
+gradient is compared, so a kernel that skips a k, drops a term or overwrites
+instead of adding fails here.
+"""
+import numpy as np
+import pytest
+
+from rnnx import _core
+from rnnx import reference as ref
+from shared import assert_close_scaled
+
+CELLS = {"rnn_tanh": _core.RNN_TANH, "rnn_relu": _core.RNN_RELU, "lstm": _core.LSTM,
+         "gru": _core.GRU, "gru_reset_before": _core.GRU_RESET_BEFORE}
+ISAS = _core.available_isas()
+# float32 against a float64 reference on the same float32 values: sums of up to
+# ~300 products of O(1) terms round to ~300 * 6e-8 ~ 2e-5 relative at worst; 1e-4
+# leaves margin and still catches any wrong term (O(1e-2) or more).
+TOL = {np.float64: 1e-10, np.float32: 1e-4}
+# (T, B, I, H): H crosses the 8/16-unit panels and 32-wide tiles, B the 4-row tiles
+SIZES = [(2, 1, 3, 1), (3, 5, 7, 17), (3, 4, 16, 16), (2, 3, 5, 33), (3, 17, 9, 47),
+         (2, 80, 6, 129), (2, 2, 4, 300), (3, 33, 40, 64), (4, 1, 8, 15), (2, 6, 3, 31)]
+
+
+@pytest.fixture
+def isa_and_threads():
+    """Restores the ISA and thread count a test changes."""
+    isa, threads = _core.get_isa(), _core.get_num_threads()
+    yield
+    _core.set_isa(isa)
+    _core.set_num_threads(threads)
+
+
+def problem(cell, T, B, I, H, dtype, seed, lengths=False):
+    rng = np.random.default_rng(seed)
+    G = _core.gate_count(cell) * H
+    scale = 1.0 / np.sqrt(H)  # keeps pre-activations O(1) at every H, so no gate saturates
+    x = rng.standard_normal((T, B, I)).astype(dtype)
+    h0 = (0.5 * rng.standard_normal((B, H))).astype(dtype)
+    c0 = (0.5 * rng.standard_normal((B, H))).astype(dtype) if cell == _core.LSTM else None
+    w = [(s * rng.standard_normal(shape)).astype(dtype)
+         for s, shape in [(1.0 / np.sqrt(I), (G, I)), (2 * scale, (G, H)), (0.3, (G,)), (0.3, (G,))]]
+    lens = rng.integers(1, T + 1, size=B).astype(np.int64) if lengths else None
+    dy = rng.standard_normal((T, B, H)).astype(dtype)
+    dh_n = rng.standard_normal((B, H)).astype(dtype)
+    dc_n = rng.standard_normal((B, H)).astype(dtype) if cell == _core.LSTM else None
+    return x, h0, c0, w, lens, dy, dh_n, dc_n
+
+
+def run_core(cell, p, reverse, path=_core.PATH_AUTO):
+    """Forward and backward through the binding: [y, h_n, (c_n), dx, dh0, (dc0), dw_ih, dw_hh, db_ih, db_hh]."""
+    x, h0, c0, (w_ih, w_hh, b_ih, b_hh), lens, dy, dh_n, dc_n = p
+    T, B, _ = x.shape
+    H = h0.shape[1]
+    lstm = cell == _core.LSTM
+    y = np.empty((T, B, H), x.dtype)
+    h_n = np.empty((B, H), x.dtype)
+    c_n = np.empty((B, H), x.dtype) if lstm else None
+    cache = _core.forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lens, reverse, y, h_n, c_n,
+                          True, path)
+    grads = [np.zeros_like(a) for a in (x, w_ih, w_hh, b_ih, b_hh)]
+    dh0 = np.empty_like(h0)
+    dc0 = np.empty_like(h0) if lstm else None
+    _core.backward(cell, x, w_ih, w_hh, lens, reverse, cache, dy, dh_n, dc_n, grads[0], dh0, dc0,
+                   *grads[1:], path)
+    states = [h_n, c_n] if lstm else [h_n]
+    dstates = [dh0, dc0] if lstm else [dh0]
+    return [y] + states + [grads[0]] + dstates + grads[1:]
+
+
+def run_reference(name, p, reverse):
+    f64 = lambda a: None if a is None else a.astype(np.float64)
+    x, h0, c0, w, lens, dy, dh_n, dc_n = p
+    x, h0, c0, dy, dh_n, dc_n = map(f64, (x, h0, c0, dy, dh_n, dc_n))
+    w = [f64(a) for a in w]
+    if name == "lstm":
+        y, h_n, c_n, cache = ref.lstm_forward(x, h0, c0, *w, lengths=lens, reverse=reverse)
+        dx, dh0, dc0, *dw = ref.lstm_backward(dy, dh_n, dc_n, cache)
+        return [y, h_n, c_n, dx, dh0, dc0] + dw
+    if name.startswith("rnn"):
+        y, h_n, cache = ref.rnn_forward(x, h0, *w, nonlinearity=name[4:], lengths=lens, reverse=reverse)
+        dx, dh0, *dw = ref.rnn_backward(dy, dh_n, cache)
+    else:
+        y, h_n, cache = ref.gru_forward(x, h0, *w, reset_after=(name == "gru"), lengths=lens,
+                                        reverse=reverse)
+        dx, dh0, *dw = ref.gru_backward(dy, dh_n, cache)
+    return [y, h_n, dx, dh0] + dw
+
+
+NAMES_LSTM = ["y", "h_n", "c_n", "dx", "dh0", "dc0", "dw_ih", "dw_hh", "db_ih", "db_hh"]
+NAMES = ["y", "h_n", "dx", "dh0", "dw_ih", "dw_hh", "db_ih", "db_hh"]
+
+
+def assert_all_close(name, ours, theirs, dtype, what):
+    names = NAMES_LSTM if name == "lstm" else NAMES
+    assert len(ours) == len(theirs) == len(names)
+    for n, a, b in zip(names, ours, theirs):
+        assert_close_scaled(a, b, dtype, TOL[dtype], TOL[dtype], f"{what}: {n}")
+
+
+def sampled_cases():
+    """Each size with each cell, dtypes alternating, so every cell meets every size
+    in one dtype and every bound in both (a full product would be 4x slower)."""
+    cases = []
+    for i, size in enumerate(SIZES):
+        for j, name in enumerate(CELLS):
+            dtype = [np.float32, np.float64][(i + j) % 2]
+            cases.append(pytest.param(name, dtype, size, id=f"{name}-{np.dtype(dtype).name}-{size}"))
+    return cases
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("name,dtype,size", sampled_cases())
+def test_every_isa_matches_the_reference(isa, name, dtype, size, isa_and_threads):
+    _core.set_isa(isa)
+    _core.set_num_threads(1)
+    cell = CELLS[name]
+    T, B, I, H = size
+    reverse = (B + H) % 2 == 1
+    p = problem(cell, T, B, I, H, dtype, seed=T * 7 + B * 11 + H, lengths=B > 2)
+    assert_all_close(name, run_core(cell, p, reverse), run_reference(name, p, reverse), dtype,
+                     f"{isa} {name} {size} reverse={reverse}")
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_path_agrees_in_both_dtypes(name, dtype, isa_and_threads):
+    """The own kernel, BLAS per step and the naive gemm, on a size past every tile."""
+    _core.set_num_threads(1)
+    cell = CELLS[name]
+    p = problem(cell, 3, 21, 10, 37, dtype, seed=5, lengths=True)
+    results = [run_core(cell, p, True, path)
+               for path in (_core.PATH_AUTO, _core.PATH_BLAS, _core.PATH_NAIVE)]
+    theirs = run_reference(name, p, True)
+    for path, ours in zip(["own", "blas", "naive"], results):
+        assert_all_close(name, ours, theirs, dtype, path)
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_thread_counts_give_equal_results(name, dtype, isa_and_threads):
+    """Forward outputs bit for bit at 1, 2 and 3 threads; gradients to 1e-6 (they are
+    in fact equal too: every element is computed by the same code whoever runs it)."""
+    cell = CELLS[name]
+    p = problem(cell, 4, 9, 12, 70, dtype, seed=3, lengths=True)
+    results = {}
+    for n in (1, 2, 3):
+        _core.set_num_threads(n)
+        results[n] = run_core(cell, p, False)
+    nfwd = 3 if name == "lstm" else 2
+    for n in (2, 3):
+        for a, b in zip(results[1][:nfwd], results[n][:nfwd]):
+            assert np.array_equal(a, b), f"{n} threads changed the forward result"
+        for a, b in zip(results[1][nfwd:], results[n][nfwd:]):
+            np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6 * max(1.0, np.abs(a).max()))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("name", list(CELLS))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_stream_equals_the_whole_sequence(isa, name, dtype, isa_and_threads):
+    """A two-layer stream, one step at a time (packed weights kept by the stream, the
+    stream's own input projection), against whole-sequence calls of the same
+    layers: bit for bit in float64, to float32 rounding in float32."""
+    _core.set_isa(isa)
+    _core.set_num_threads(1)
+    cell = CELLS[name]
+    T, B, I, H = 6, 3, 20, 35
+    p0 = problem(cell, T, B, I, H, dtype, seed=1)
+    p1 = problem(cell, T, B, H, H, dtype, seed=2)
+    weights = [tuple(p0[3]), tuple(p1[3])]
+    stream = _core.Stream(cell, weights, B, dtype)
+    steps = np.stack([stream.step(p0[0][t]) for t in range(T)])
+    lstm = cell == _core.LSTM
+    layer_in = p0[0]
+    for w in weights:
+        y = np.empty((T, B, H), dtype)
+        zeros = np.zeros((B, H), dtype)
+        _core.forward(cell, layer_in, zeros, zeros if lstm else None, *w, None, False, y,
+                      np.empty((B, H), dtype), np.empty((B, H), dtype) if lstm else None, False)
+        layer_in = y
+    if dtype == np.float64:
+        assert np.array_equal(steps, layer_in)
+    else:
+        assert_close_scaled(steps, layer_in, dtype, 1e-5, 1e-5, "stream vs sequence")
+
+
+def test_isa_can_be_forced_and_refused(isa_and_threads):
+    assert "generic" in ISAS and _core.get_isa() in ISAS
+    for isa in ISAS:
+        _core.set_isa(isa)
+        assert _core.get_isa() == isa
+    for missing in set(_core.ISAS) - set(ISAS):
+        with pytest.raises(ValueError, match="not available"):
+            _core.set_isa(missing)
+    with pytest.raises(ValueError, match="isa must be one of"):
+        _core.set_isa("sse9")
+
+
+def test_rnnx_isa_environment_variable():
+    """RNNX_ISA picks the kernels at import; a name the CPU cannot run warns and falls back."""
+    import subprocess
+    import sys
+    code = "import warnings; warnings.simplefilter('always'); from rnnx import _core; print(_core.get_isa())"
+    for isa in ISAS:
+        out = subprocess.run([sys.executable, "-c", code], env={**__import__("os").environ, "RNNX_ISA": isa},
+                             capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == isa
+    out = subprocess.run([sys.executable, "-c", code], env={**__import__("os").environ, "RNNX_ISA": "bogus"},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ISAS[0] and "RNNX_ISA='bogus' cannot run here" in out.stderr
+
+
+def test_num_threads_is_checked(isa_and_threads):
+    with pytest.raises(ValueError, match="n must be >= 1, got 0"):
+        _core.set_num_threads(0)
+    _core.set_num_threads(3)
+    assert _core.get_num_threads() == 3
+
+
+def test_public_info_and_threads(isa_and_threads):
+    import rnnx
+    info = rnnx.info()
+    assert info["isa"] == _core.get_isa() and info["available_isas"] == ISAS
+    assert info["num_threads"] == rnnx.get_num_threads() >= 1
+    assert info["physical_cores"] >= 1 and isinstance(info["cpu"], str)
+    assert info["blas"] is None or all(entry["user_api"] == "blas" for entry in info["blas"])
+    rnnx.set_num_threads(2)
+    assert rnnx.get_num_threads() == 2 == rnnx.info()["num_threads"]
+    with pytest.raises(TypeError, match="n must be an int, got float"):
+        rnnx.set_num_threads(2.0)
+
+
+def _forward_in_child(queue):
+    import rnnx
+    layer = rnnx.LSTM(8, 96, dtype=np.float32, seed=4)
+    x = np.random.default_rng(0).standard_normal((5, 12, 8)).astype(np.float32)
+    queue.put(layer(x)[0])
+
+
+def test_threads_work_in_a_forked_child(isa_and_threads):
+    """A forked child has no pool workers: it must run serially, not hang, and agree."""
+    import multiprocessing
+    _core.set_num_threads(2)
+    import rnnx
+    layer = rnnx.LSTM(8, 96, dtype=np.float32, seed=4)
+    x = np.random.default_rng(0).standard_normal((5, 12, 8)).astype(np.float32)
+    want = layer(x)[0]
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_forward_in_child, args=(queue,))
+    child.start()
+    got = queue.get(timeout=120)
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    assert np.array_equal(got, want)
