@@ -270,6 +270,98 @@ static void gemm_small_acc(int M, int N, int K, const real* restrict A, int lda,
 #endif
 }
 
+#ifdef RNNX_DOUBLE
+/* C (M,N) += A^T @ Bm over K rows taken in a fixed order: row k of A (M,) and
+ * of Bm (N,) is A + k*lda, Bm + k*ldb, k = 0..K-1 when !descending, K-1..0
+ * when descending.  Every element adds its K products one after another in
+ * that order, starting from the value C holds, and K is cut in blocks only
+ * between two such additions (C is stored and reloaded, which is exact).  So
+ * one call over rows [0, N) equals calls over [s_j, s_{j+1}) made in the same
+ * order on the same C, bit for bit: checkpointed BPTT relies on it
+ * (rnnx/checkpoint.py).  BLAS's blocked GEMM does not promise that.
+ * K runs in blocks of ROWS_KBLOCK rows, C in tiles of ROWS_TR x ROWS_TC (8 AVX2
+ * registers of accumulators, and no edge columns when N is a multiple of 8: the
+ * best of a few shapes measured on a Zen 2 core), each tile's rows of A packed
+ * into a stack panel first. */
+enum { ROWS_KBLOCK = 64, ROWS_TR = 4, ROWS_TC = 8 };
+
+/* One tile: c (ROWS_TR, ROWS_TC, row stride ldc) += sum over K rows of a[r] * b[q], rows
+ * stepping by sa and sb (negative when descending). */
+static void rows_tile(int K, const real* a, ptrdiff_t sa, const real* b, ptrdiff_t sb,
+                      real* c, int ldc)
+{
+    real acc[ROWS_TR][ROWS_TC];
+    for (int r = 0; r < ROWS_TR; r++)
+        for (int q = 0; q < ROWS_TC; q++)
+            acc[r][q] = c[(size_t)r * ldc + q];
+    for (int k = 0; k < K; k++, a += sa, b += sb)
+        for (int r = 0; r < ROWS_TR; r++)
+            for (int q = 0; q < ROWS_TC; q++)
+                acc[r][q] += a[r] * b[q];
+    for (int r = 0; r < ROWS_TR; r++)
+        for (int q = 0; q < ROWS_TC; q++)
+            c[(size_t)r * ldc + q] = acc[r][q];
+}
+
+static void rows_edge(int rows, int cols, int K, const real* a, ptrdiff_t sa, const real* b,
+                      ptrdiff_t sb, real* c, int ldc)
+{
+    for (int r = 0; r < rows; r++)
+        for (int q = 0; q < cols; q++) {
+            real acc = c[(size_t)r * ldc + q];
+            const real* ak = a;
+            const real* bk = b;
+            for (int k = 0; k < K; k++, ak += sa, bk += sb)
+                acc += ak[r] * bk[q];
+            c[(size_t)r * ldc + q] = acc;
+        }
+}
+
+static void gemm_rows_acc(int M, int N, int K, int descending, const real* A, int lda,
+                          const real* Bm, int ldb, real* C, int ldc)
+{
+    const ptrdiff_t sa = descending ? -(ptrdiff_t)lda : lda;
+    const ptrdiff_t sb = descending ? -(ptrdiff_t)ldb : ldb;
+    for (int k0 = 0; k0 < K; k0 += ROWS_KBLOCK) {
+        const int kn = K - k0 < ROWS_KBLOCK ? K - k0 : ROWS_KBLOCK;
+        const int first = descending ? K - 1 - k0 : k0;  /* the block's first row */
+        const real* a0 = A + (ptrdiff_t)first * lda;
+        const real* b0 = Bm + (ptrdiff_t)first * ldb;
+        for (int i = 0; i < M; i += ROWS_TR) {
+            const int rows = M - i < ROWS_TR ? M - i : ROWS_TR;
+            if (rows < ROWS_TR) {
+                rows_edge(rows, N, kn, a0 + i, sa, b0, sb, C + (size_t)i * ldc, ldc);
+                continue;
+            }
+            /* this tile's rows of A, packed contiguous in the order of use: a small stack
+             * panel instead of one far-apart cache line (and page) per row */
+            real apack[ROWS_KBLOCK * ROWS_TR];
+            const real* ak = a0 + i;
+            for (int k = 0; k < kn; k++, ak += sa)
+                for (int r = 0; r < ROWS_TR; r++)
+                    apack[k * ROWS_TR + r] = ak[r];
+            int j = 0;
+            for (; j + ROWS_TC <= N; j += ROWS_TC)
+                rows_tile(kn, apack, ROWS_TR, b0 + j, sb, C + (size_t)i * ldc + j, ldc);
+            if (j < N)
+                rows_edge(ROWS_TR, N - j, kn, apack, ROWS_TR, b0 + j, sb,
+                          C + (size_t)i * ldc + j, ldc);
+        }
+    }
+}
+#endif
+
+/* Column sums: sums (G,) += the rows of dg (N, row stride lddg), in the order
+ * of gemm_rows_acc (descending or not). */
+static void column_sums(real* sums, const real* dg, int lddg, int N, int G, int descending)
+{
+    for (int kk = 0; kk < N; kk++) {
+        const int n = descending ? N - 1 - kk : kk;
+        for (int g = 0; g < G; g++)
+            sums[g] += dg[(size_t)n * lddg + g];
+    }
+}
+
 /* --------------------------------------------------------- time and rows --- */
 
 /* The time index of processing step s: forward walks 0..T-1, reverse T-1..0. */
@@ -397,47 +489,87 @@ static void input_projection(const rnnx_blas* blas, int naive, real* slab, const
  *   dw_ih += dg^T @ x,  dx += dg @ w_ih,  db_ih += sum of dg over rows.
  * The rows of x past their length take no part in dw_ih, whatever they hold
  * (NaN padding times a zero gradient would be NaN): the steps where every row
- * is active go in one GEMM, the others one step at a time with those rows of
- * x zeroed in x_rows (B,I). */
-static void input_gradients(const rnnx_blas* blas, int naive, real* dx, real* dw_ih, real* db_ih,
-                            const real* dg, const real* x, const real* w_ih,
+ * is active go in one product, the others one step at a time with those rows
+ * of x zeroed in x_rows (B,I).
+ *
+ * In float64 (not naive) the sums over rows run in the backward loop's order
+ * (rows descending for a forward direction, ascending for a reverse one), one
+ * row after another (gemm_rows_acc), and each row of dx on its own, so a
+ * sequence whose backward runs in time segments, last first, into the same
+ * gradients gives the same bits (rnnx/checkpoint.py relies on it).  float32
+ * keeps BLAS, whose grouping of rows is its own. */
+static void input_gradients(const rnnx_blas* blas, int naive, int reverse, real* dx, real* dw_ih,
+                            real* db_ih, const real* dg, const real* x, const real* w_ih,
                             const int64_t* lengths, real* x_rows, int T, int B, int I, int G)
 {
     int full = T;  /* steps 0..full-1 have every row active */
     if (lengths)
         for (int b = 0; b < B; b++)
             full = lengths[b] < full ? (int)lengths[b] : full;
-    gemm(blas, naive, 'T', 'N', G, I, full * B, 1, dg, G, x, I, 1, dw_ih, I);  /* dw_ih += dg.T @ x */
-    for (int t = full; t < T; t++) {
-        for (int b = 0; b < B; b++) {
-            real* row = x_rows + (size_t)b * I;
-            if (row_active(lengths, t, b))
-                memcpy(row, x + ((size_t)t * B + b) * I, (size_t)I * sizeof(real));
-            else
-                memset(row, 0, (size_t)I * sizeof(real));
-        }
-        gemm(blas, naive, 'T', 'N', G, I, B, 1, dg + (size_t)t * B * G, G, x_rows, I,
-             1, dw_ih, I);                                                  /* dw_ih += dg_t.T @ x_t */
-    }
-    gemm(blas, naive, 'N', 'N', T * B, I, G, 1, dg, G, w_ih, I, 1, dx, I);  /* dx += dg @ w_ih */
+#ifdef RNNX_DOUBLE
+    const int ordered = !naive;
+#else
+    const int ordered = 0;
+    (void)reverse;
+#endif
+    /* dw_ih += dg_t.T @ x_t over the padded steps full..T-1, one step at a time */
+#define RNNX_PADDED_STEP(t)                                                              \
+    do {                                                                                 \
+        for (int b = 0; b < B; b++) {                                                    \
+            real* row = x_rows + (size_t)b * I;                                          \
+            if (row_active(lengths, (t), b))                                             \
+                memcpy(row, x + ((size_t)(t) * B + b) * I, (size_t)I * sizeof(real));    \
+            else                                                                         \
+                memset(row, 0, (size_t)I * sizeof(real));                                \
+        }                                                                                \
+        if (ordered)                                                                     \
+            gemm_rows_acc(G, I, B, !reverse, dg + (size_t)(t) * B * G, G, x_rows, I,     \
+                          dw_ih, I);                                                     \
+        else                                                                             \
+            gemm(blas, naive, 'T', 'N', G, I, B, 1, dg + (size_t)(t) * B * G, G, x_rows, \
+                 I, 1, dw_ih, I);                                                        \
+    } while (0)
+    if (ordered && !reverse)   /* descending rows: the padded tail first */
+        for (int t = T - 1; t >= full; t--)
+            RNNX_PADDED_STEP(t);
+    if (ordered)
+        gemm_rows_acc(G, I, full * B, !reverse, dg, G, x, I, dw_ih, I);     /* dw_ih += dg.T @ x */
+    else
+        gemm(blas, naive, 'T', 'N', G, I, full * B, 1, dg, G, x, I, 1, dw_ih, I);
+    if (!ordered || reverse)
+        for (int t = full; t < T; t++)
+            RNNX_PADDED_STEP(t);
+#undef RNNX_PADDED_STEP
+    if (ordered)
+        gemm_small_acc(T * B, I, G, dg, G, w_ih, I, dx, I);                 /* dx += dg @ w_ih */
+    else
+        gemm(blas, naive, 'N', 'N', T * B, I, G, 1, dg, G, w_ih, I, 1, dx, I);
     if (db_ih)
-        for (size_t n = 0; n < (size_t)T * B; n++)
-            for (int g = 0; g < G; g++)
-                db_ih[g] += dg[n * G + g];
+        column_sums(db_ih, dg, G, T * B, G, ordered && !reverse);
 }
 
 /* dw_hh[g0:g0+Gp] += dg[:, 0:Gp]^T @ h_prev and db_hh[g0:g0+Gp] += column sums,
- * with dg (N, row stride lddg) and h_prev (N,H) over all N = T*B rows. */
-static void recurrent_gradients(const rnnx_blas* blas, int naive, real* dw_hh, real* db_hh,
-                                const real* dg, int lddg, const real* h_prev,
+ * with dg (N, row stride lddg) and h_prev (N,H) over all N = T*B rows; the row
+ * order in float64 as in input_gradients. */
+static void recurrent_gradients(const rnnx_blas* blas, int naive, int reverse, real* dw_hh,
+                                real* db_hh, const real* dg, int lddg, const real* h_prev,
                                 int N, int H, int g0, int Gp)
 {
+#ifdef RNNX_DOUBLE
+    if (!naive) {
+        gemm_rows_acc(Gp, H, N, !reverse, dg, lddg, h_prev, H,
+                      dw_hh + (size_t)g0 * H, H);                        /* dw_hh += dg.T @ h_prev */
+        if (db_hh)
+            column_sums(db_hh + g0, dg, lddg, N, Gp, !reverse);
+        return;
+    }
+#else
+    (void)reverse;
+#endif
     gemm(blas, naive, 'T', 'N', Gp, H, N, 1, dg, lddg, h_prev, H,
          1, dw_hh + (size_t)g0 * H, H);                                  /* dw_hh += dg.T @ h_prev */
     if (db_hh)
-        for (int n = 0; n < N; n++)
-            for (int g = 0; g < Gp; g++)
-                db_hh[g0 + g] += dg[(size_t)n * lddg + g];
+        column_sums(db_hh + g0, dg, lddg, N, Gp, 0);
 }
 
 /* Gradient arriving at h_t from the output y_t, for the rows that produced it. */

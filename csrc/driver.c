@@ -366,12 +366,12 @@ static int backward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
     if (d->states == 2)
         memcpy(a->dc0, s.dc, BH * sizeof(real));
 
-    input_gradients(blas, naive, a->dx, a->dw_ih, a->db_ih, dg, a->x, a->w_ih, a->lengths,
+    input_gradients(blas, naive, reverse, a->dx, a->dw_ih, a->db_ih, dg, a->x, a->w_ih, a->lengths,
                     work + wl.x_rows, T, B, I, G);
     for (int q = 0; q < plan->n_stages; q++) {
         const bwd_stage* st = &plan->stage[q];
         const real* input = st->dst_drh ? aux : hs + state_prev_offset(0, reverse, BH);  /* (T,B,H) */
-        recurrent_gradients(blas, naive, a->dw_hh, a->db_hh,
+        recurrent_gradients(blas, naive, reverse, a->dw_hh, a->db_hh,
                             (st->src_dgh ? dgh : dg) + (size_t)st->g0 * H, G, input,
                             T * B, H, st->g0 * H, (st->g1 - st->g0) * H);
     }

@@ -91,9 +91,10 @@ def predict(model, x, lengths=None, batch_first=None):
     import dask
     import dask.array as da
 
-    from .model import Sequential, _is_recurrent
+    from .model import Sequential
 
-    if not (isinstance(model, Sequential) and model.is_recurrent) and not _is_recurrent(model):
+    if not getattr(model, "is_recurrent", False) or not (
+            isinstance(model, Sequential) or hasattr(model, "state_names")):
         raise TypeError(f"model must be an rnnx.Sequential with a recurrent layer or an rnnx "
                         f"recurrent layer, got {type(model).__name__}")
     if not isinstance(x, da.Array):

@@ -129,7 +129,7 @@ def test_sequential_many_to_one_and_dense_head():
     assert set(g0) == set(g1)
     for name in g0:
         np.testing.assert_array_equal(g0[name], g1[name], err_msg=name)
-    assert isinstance(cache[0], CheckpointCache)
+    assert isinstance(cache.data[0][0], CheckpointCache)   # (layer cache, pool) per layer
 
 
 @pytest.mark.parametrize("bptt", [None, (10, 15)])
