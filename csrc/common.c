@@ -270,7 +270,6 @@ static void gemm_small_acc(int M, int N, int K, const real* restrict A, int lda,
 #endif
 }
 
-#ifdef RNNX_DOUBLE
 /* C (M,N) += A^T @ Bm over K rows taken in a fixed order: row k of A (M,) and
  * of Bm (N,) is A + k*lda, Bm + k*ldb, k = 0..K-1 when !descending, K-1..0
  * when descending.  Every element adds its K products one after another in
@@ -282,7 +281,7 @@ static void gemm_small_acc(int M, int N, int K, const real* restrict A, int lda,
  * K runs in blocks of ROWS_KBLOCK rows, C in tiles of ROWS_TR x ROWS_TC (8 AVX2
  * registers of accumulators, and no edge columns when N is a multiple of 8: the
  * best of a few shapes measured on a Zen 2 core), each tile's rows of A packed
- * into a stack panel first. */
+ * into a stack panel first.  Only float64 uses it (see input_gradients). */
 enum { ROWS_KBLOCK = 64, ROWS_TR = 4, ROWS_TC = 8 };
 
 /* One tile: c (ROWS_TR, ROWS_TC, row stride ldc) += sum over K rows of a[r] * b[q], rows
@@ -349,7 +348,6 @@ static void gemm_rows_acc(int M, int N, int K, int descending, const real* A, in
         }
     }
 }
-#endif
 
 /* Column sums: sums (G,) += the rows of dg (N, row stride lddg), in the order
  * of gemm_rows_acc (descending or not). */
