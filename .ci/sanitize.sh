@@ -34,6 +34,9 @@ CFLAGS="$flags" LDFLAGS="-fsanitize=address,undefined" "$python" -m pip install 
 
 libasan="$(gcc -print-file-name=libasan.so)"
 libubsan="$(gcc -print-file-name=libubsan.so)"
+for lib in "$libasan" "$libubsan"; do
+    [ -f "$lib" ] || { echo "sanitize: gcc has no $(basename "$lib") (install libasan/libubsan for gcc)"; exit 1; }
+done
 export LD_PRELOAD="$libasan $libubsan"
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1:print_summary=1"
 export UBSAN_OPTIONS="halt_on_error=1:abort_on_error=1:print_stacktrace=1"
