@@ -17,6 +17,33 @@ import traceback
 import numpy as np
 import pytest
 
+# Survey mode (tools/fuzz_survey.sh): RNNX_FUZZ_TALLY names a file that gets one line per case
+# tried and per failed check ("case", "unclear <what>", "wrong <what>", "modified <what>",
+# "crash <test>"), and failed checks are recorded instead of raised, so that every generated
+# case is judged (no shrinking) and the counts are of cases, not of tests.
+_TALLY = os.environ.get("RNNX_FUZZ_TALLY")
+
+
+def _record(line):
+    if _TALLY:
+        with open(_TALLY, "a") as f:
+            f.write(line.replace("\n", " ")[:400] + "\n")
+
+
+def _judged(kind):
+    """Decorator of a check: in survey mode a failure is recorded as `kind`, not raised."""
+    def wrap(check):
+        @functools.wraps(check)
+        def run(*args, **kwargs):
+            try:
+                return check(*args, **kwargs)
+            except AssertionError as error:
+                if not _TALLY:
+                    raise
+                _record(f"{kind} {error}")
+        return run
+    return wrap
+
 # ------------------------------------------------------------------ crash isolation
 
 
@@ -64,6 +91,7 @@ def isolated(test, timeout=300):
             pytest.fail(f"the test did not finish in {timeout} s (killed)")
         if os.WIFSIGNALED(status):
             name = signal.Signals(os.WTERMSIG(status)).name
+            _record(f"crash {test.__name__} {name}")
             pytest.fail(f"the test crashed the interpreter with {name}" + (f"\n{report}" if report else ""))
         if os.WEXITSTATUS(status) != 0:
             pytest.fail(report or f"the child exited with status {os.WEXITSTATUS(status)}",
@@ -100,6 +128,7 @@ def snapshot(obj):
     return ("other", repr(obj))
 
 
+@_judged("modified")
 def assert_unchanged(before, obj, what):
     assert snapshot(obj) == before, f"{what} was modified by the call"
 
@@ -110,8 +139,31 @@ def assert_unchanged(before, obj, what):
 CLEAR = (ValueError, TypeError)
 
 
+class Crashed(Exception):
+    """Survey mode: the call crashed a forked child (recorded as a crash, not judged again)."""
+
+
+def _crashes(fn, args, kwargs):
+    """Survey mode: run the call first in a forked child; True (and a recorded crash) if the
+    child dies by a signal, so that every crashing case is counted and the survey goes on."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            fn(*args, **kwargs)
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        _record(f"crash {getattr(fn, '__qualname__', fn)} {signal.Signals(os.WTERMSIG(status)).name}")
+        return True
+    return False
+
+
+@_judged("unclear")
 def assert_clear_error(error, names, what):
     """error is a ValueError/TypeError whose message names one of `names`."""
+    if isinstance(error, Crashed):
+        return
     assert isinstance(error, CLEAR), (
         f"{what}: unclear error {type(error).__name__}: {error}")
     message = str(error)
@@ -123,6 +175,9 @@ def call(fn, *args, **kwargs):
     """(result, None) or (None, the exception) of fn(*args, **kwargs); warnings are errors, so
     that a silent cast (a ComplexWarning) is seen as what it is."""
     import warnings
+    _record("case")
+    if _TALLY and hasattr(os, "fork") and _crashes(fn, args, kwargs):
+        return None, Crashed()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         try:
@@ -131,8 +186,13 @@ def call(fn, *args, **kwargs):
             return None, error
 
 
+@_judged("wrong")
 def assert_equal_bits(actual, expected, what):
     """Same type, dtype, shape and bits (NaN == NaN): layout must not change the answer."""
+    _equal_bits(actual, expected, what)
+
+
+def _equal_bits(actual, expected, what):
     if expected is None:
         assert actual is None, f"{what}: expected None, got {type(actual).__name__}"
         return
@@ -140,12 +200,12 @@ def assert_equal_bits(actual, expected, what):
         assert isinstance(actual, (tuple, list)) and len(actual) == len(expected), (
             f"{what}: expected a sequence of {len(expected)}, got {type(actual).__name__}")
         for k, (a, e) in enumerate(zip(actual, expected)):
-            assert_equal_bits(a, e, f"{what}[{k}]")
+            _equal_bits(a, e, f"{what}[{k}]")
         return
     if isinstance(expected, dict):
         assert isinstance(actual, dict) and set(actual) == set(expected), f"{what}: keys differ"
         for k in expected:
-            assert_equal_bits(actual[k], expected[k], f"{what}[{k!r}]")
+            _equal_bits(actual[k], expected[k], f"{what}[{k!r}]")
         return
     if isinstance(expected, np.ndarray):
         assert isinstance(actual, np.ndarray), f"{what}: expected an ndarray, got {type(actual).__name__}"
