@@ -38,8 +38,10 @@ for lib in "$libasan" "$libubsan"; do
     [ -f "$lib" ] || { echo "sanitize: gcc has no $(basename "$lib") (install libasan/libubsan for gcc)"; exit 1; }
 done
 export LD_PRELOAD="$libasan $libubsan"
-export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1:print_summary=1"
-export UBSAN_OPTIONS="halt_on_error=1:abort_on_error=1:print_stacktrace=1"
+# Reports go to files ($work/report.<pid>): pytest captures file descriptor 2 during a test, and
+# a process that aborts there would take the report with it.
+export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1:print_summary=1:log_path=$work/report"
+export UBSAN_OPTIONS="halt_on_error=1:abort_on_error=1:print_stacktrace=1:log_path=$work/report"
 export PYTHONMALLOC=malloc
 export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"   # the sanitized rnnx before any installed one
 export RNNX_SANITIZE=1   # tests/conftest.py: skip the known findings still marked xfail
@@ -62,8 +64,13 @@ set +e
 "$python" -m pytest -q -p no:cacheprovider -x -c "$src/pyproject.toml" --rootdir "$src" "$@" 2>&1 | tee "$work/test.log"
 status=${PIPESTATUS[0]}
 set -e
-if grep -qE "ERROR: AddressSanitizer|runtime error:|ERROR: LeakSanitizer|SUMMARY: UndefinedBehaviorSanitizer" \
-        "$work/test.log"; then
+reports=("$work"/report.*)
+if [ -e "${reports[0]}" ]; then
+    cat "${reports[@]}"
+    echo "sanitize: ${#reports[@]} sanitizer report(s), printed above"
+    exit 1
+fi
+if grep -qE "ERROR: AddressSanitizer|runtime error:|SUMMARY: UndefinedBehaviorSanitizer" "$work/test.log"; then
     echo "sanitize: a sanitizer report is in the log above"
     exit 1
 fi
