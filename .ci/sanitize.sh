@@ -38,10 +38,13 @@ for lib in "$libasan" "$libubsan"; do
     [ -f "$lib" ] || { echo "sanitize: gcc has no $(basename "$lib") (install libasan/libubsan for gcc)"; exit 1; }
 done
 export LD_PRELOAD="$libasan $libubsan"
-# Reports go to files ($work/report.<pid>): pytest captures file descriptor 2 during a test, and
-# a process that aborts there would take the report with it.
-export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1:print_summary=1:log_path=$work/report"
-export UBSAN_OPTIONS="halt_on_error=1:abort_on_error=1:print_stacktrace=1:log_path=$work/report"
+# ASan's reports also go to files ($work/report.<pid>); UBSan's go to stderr only (with
+# -fsanitize=address,undefined, gcc 12's UBSan drops a report given a log_path), so pytest
+# runs with --capture=sys: what C code writes to file descriptor 2 reaches the log, not a
+# capture file that an aborting process takes with it. allocator_may_return_null: a huge
+# allocation gives a MemoryError, as without ASan, instead of an abort.
+export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1:print_summary=1:allocator_may_return_null=1:log_path=$work/report"
+export UBSAN_OPTIONS="halt_on_error=1:abort_on_error=1:print_stacktrace=1"
 export PYTHONMALLOC=malloc
 export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"   # the sanitized rnnx before any installed one
 export RNNX_SANITIZE=1   # tests/conftest.py: skip the known findings still marked xfail
@@ -61,7 +64,8 @@ if [ "$#" -eq 0 ]; then
         -k "not torch and not onnx and not leak"
 fi
 set +e
-"$python" -m pytest -q -p no:cacheprovider -x -c "$src/pyproject.toml" --rootdir "$src" "$@" 2>&1 | tee "$work/test.log"
+"$python" -m pytest -q -p no:cacheprovider -x --capture=sys -c "$src/pyproject.toml" --rootdir "$src" "$@" \
+    2>&1 | tee "$work/test.log"
 status=${PIPESTATUS[0]}
 set -e
 reports=("$work"/report.*)

@@ -260,7 +260,7 @@ def test_layer_backward_stale_cache(layer, data, how):
             p *= 0.5
     _, error = call(layer.backward, cache, np.ones_like(y))
     assert error is not None, f"backward ran on a cache made before the weights changed ({how})"
-    assert_clear_error(error, ["cache"], f"stale cache ({how})")
+    assert_clear_error(error, ["cache", "weights", "stale", "forward"], f"stale cache ({how})")
 
 
 @pytest.mark.xfail(strict=False, reason="fixed on branch h-pylayers: the cache keeps a reference to the "
@@ -281,10 +281,31 @@ def test_layer_backward_lengths_snapshot(layer, data):
     assert_equal_bits(layer.backward(cache, dy), expected, "backward after the caller changed lengths")
 
 
+@st.composite
+def dense_layers(draw):
+    return rnnx.Dense(draw(st.integers(1, 3)), draw(st.integers(1, 3)), bias=draw(st.booleans()),
+                      dtype=draw(st.sampled_from([np.float32, np.float64])), seed=draw(st.integers(0, 99)))
+
+
 @isolated
-@given(layers(), st.data(), st.sampled_from(["missing", "extra", "shape", "bad dtype", "nan", "not a dict",
-                                             "float", "strided", "byteswapped"]))
+@given(st.one_of(layers(), dense_layers()), st.data(),
+       st.sampled_from(["missing", "extra", "shape", "bad dtype", "nan", "not a dict", "float", "strided",
+                        "byteswapped"]))
 def test_layer_load_state_dict(layer, data, kind):
+    assume(not (kind == "bad dtype" and isinstance(layer, rnnx.Dense)))   # test_dense_rejects_complex
+    assume(not (kind == "nan" and isinstance(layer, rnnx.Dense)))   # test_dense_load_state_dict_non_finite
+    check_load_state_dict(layer, data, kind)
+
+
+@pytest.mark.xfail(strict=False, reason="reported, owner h-pylayers (dense.py): Dense.load_state_dict "
+                   "loads NaN/Inf weights, which the recurrent layers' load_state_dict refuses")
+@isolated
+@given(dense_layers(), st.data())
+def test_dense_load_state_dict_non_finite(layer, data):
+    check_load_state_dict(layer, data, "nan")
+
+
+def check_load_state_dict(layer, data, kind):
     good = {k: np.random.default_rng(5).uniform(-1, 1, v.shape).astype(v.dtype)
             for k, v in layer.state_dict().items()}
     name = data.draw(st.sampled_from(sorted(good)), label="key")
@@ -306,7 +327,7 @@ def test_layer_load_state_dict(layer, data, kind):
     _, error = call(layer.load_state_dict, bad)
     assert_unchanged(snap, bad, "state_dict")
     if error is not None:
-        assert_clear_error(error, ["state_dict", name], f"load_state_dict with {name} {kind}")
+        assert_clear_error(error, ["state", name], f"load_state_dict with {name} {kind}")
         assert_equal_bits(layer.state_dict(), before, "the parameters after a refused load")
     else:
         clean = {k: clean_twin(v, layer.dtype, None) for k, v in bad.items()}
@@ -507,7 +528,7 @@ def test_loss_bad_dtype(name, which, dtype):
     output, target = loss_inputs(name, (3,), 2, np.random.default_rng(9), np.float64)
     args = {"output": output, "target": target, "mask": np.ones(3)}
     args[which] = with_dtype(args[which], dtype)
-    _, error = call(LOSSES[name](), **args)
+    _, error = call(LOSSES[name](), args["output"], args["target"], args["mask"])
     assert error is not None, f"complex {which} accepted"
     assert_clear_error(error, [which], f"complex {which}")
 
