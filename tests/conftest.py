@@ -1,9 +1,9 @@
 """Suite-wide settings: the hypothesis profiles of the property-based tests (tests/test_fuzz_*.py).
 
 HYPOTHESIS_PROFILE=default (the default): 40 examples per property, so the whole fuzz suite
-stays well under a minute on 2 cores. HYPOTHESIS_PROFILE=ci: 150 examples per property, used
-by the sanitizer job (.ci/sanitize.sh). No deadline: a first call into BLAS, or a run under
-AddressSanitizer, is slow for reasons that are not a bug.
+stays well under a minute on 2 cores. HYPOTHESIS_PROFILE=ci: 250 examples per property, used
+by the sanitizer job (.ci/sanitize.sh). "long": 1000, to hunt. No deadline: a first call into
+BLAS, or a run under AddressSanitizer, is slow for reasons that are not a bug.
 """
 import os
 
@@ -14,7 +14,8 @@ _COMMON = dict(deadline=None, print_blob=True,
                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                       HealthCheck.filter_too_much])
 settings.register_profile("default", max_examples=40, **_COMMON)
-settings.register_profile("ci", max_examples=150, **_COMMON)
+settings.register_profile("ci", max_examples=250, **_COMMON)
+settings.register_profile("long", max_examples=1000, **_COMMON)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 

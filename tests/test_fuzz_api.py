@@ -11,10 +11,7 @@ caller's arrays unchanged; a refused update changes nothing.
 Tests marked xfail are findings fixed on another branch (named in the reason); the lead removes
 the marks when the branches are merged.
 """
-import io
 import json
-import os
-import zipfile
 
 import numpy as np
 import pytest

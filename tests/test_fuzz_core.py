@@ -256,9 +256,9 @@ def test_core_forward_lengths_out_of_range(p, data):
 
 
 @isolated
-@given(st.sampled_from(CELLS), st.integers(-3, 200).filter(lambda c: c not in CELLS),
+@given(st.integers(-3, 200).filter(lambda c: c not in CELLS),
        st.integers(-2, 9).filter(lambda k: k not in PATHS), problems(min_T=1, min_B=1))
-def test_core_bad_cell_or_path(good_cell, bad_cell, bad_path, p):
+def test_core_bad_cell_or_path(bad_cell, bad_path, p):
     args = p.forward_args()
     _, error = call(run_forward, dict(args, cell=bad_cell))
     assert_clear_error(error, ["cell"], f"cell={bad_cell}")
@@ -279,7 +279,6 @@ def test_core_forward_misaligned(p, name):
     assume(args[name] is not None and name != "lengths")
     args[name] = misaligned(args[name])
     check_corrupted_call(forward_outputs, args, name, "misaligned", clean, p)
-    assert_equal_bits(args[name], clean[FORWARD_OUTPUTS.index(name)], name) if name in FORWARD_OUTPUTS else None
 
 
 # --------------------------------------------------------------------- backward
