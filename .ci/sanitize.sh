@@ -8,9 +8,12 @@
 #   bash .ci/sanitize.sh                 # the default test subset
 #   bash .ci/sanitize.sh "$PWD/tests/test_x.py" -k y   # other pytest arguments instead
 #
-# Budget: about 3 min to build and 5 min to test on 2 cores (HYPOTHESIS_PROFILE=ci). The tests
-# that import PyTorch or ONNX Runtime are left out: those libraries are not built with ASan and
-# loading them under an LD_PRELOADed libasan is slow and not what this job checks.
+# Budget: measured 5 min on a loaded 2-core machine, 3 of them the build (HYPOTHESIS_PROFILE=ci,
+# 250 examples per property). Left out: the tests that import PyTorch or ONNX Runtime (not
+# built with ASan; loading them under an LD_PRELOADed libasan is slow and not what this job
+# checks), the RSS leak test (ASan's shadow memory and quarantine make RSS meaningless), and
+# tests marked xfail (known findings fixed on other branches; tests/conftest.py skips them when
+# RNNX_SANITIZE=1, so they run here as soon as their mark is removed).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 python="${PYTHON:-python}"
