@@ -742,9 +742,9 @@ def test_load_corrupt_file(tmp_path_factory, kind, data):
     check_corrupt_load(tmp_path_factory, kind, data)
 
 
-@pytest.mark.xfail(strict=False, reason="fixed on branch h-train: corrupt .npz members escape load as "
-                   "zlib.error/NotImplementedError/UnicodeDecodeError, object arrays as a pickle error, and "
-                   "load builds the model at any declared size (MemoryError) before checking shapes")
+@pytest.mark.xfail(strict=False, reason="fixed on branch h-train: corrupt members of a compressed .npz "
+                   "escape load as zlib.error/NotImplementedError, and load builds the model at any "
+                   "declared size (MemoryError) before checking shapes")
 @isolated
 @given(st.sampled_from(PENDING_CORRUPTIONS), st.data())
 def test_load_corrupt_file_pending(tmp_path_factory, kind, data):
