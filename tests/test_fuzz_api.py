@@ -743,8 +743,8 @@ def test_load_corrupt_file(tmp_path_factory, kind, data):
 
 
 @pytest.mark.xfail(strict=False, reason="fixed on branch h-train: a flipped byte in an .npz (compressed or "
-                   "not) escapes load as zlib.error/NotImplementedError ('zip file version'), and load builds the model at any "
-                   "declared size (MemoryError) before checking shapes")
+                   "not) escapes load as zlib.error/NotImplementedError ('zip file version'), and load "
+                   "builds the model at any declared size (MemoryError) before checking shapes")
 @isolated
 @given(st.sampled_from(PENDING_CORRUPTIONS), st.data())
 def test_load_corrupt_file_pending(tmp_path_factory, kind, data):
