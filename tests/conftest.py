@@ -1,0 +1,31 @@
+"""Suite-wide settings: the hypothesis profiles of the property-based tests (tests/test_fuzz_*.py).
+
+HYPOTHESIS_PROFILE=default (the default): 40 examples per property, so the whole fuzz suite
+stays well under a minute on 2 cores. HYPOTHESIS_PROFILE=ci: 250 examples per property, used
+by the sanitizer job (.ci/sanitize.sh). "long": 1000, to hunt. No deadline: a first call into
+BLAS, or a run under AddressSanitizer, is slow for reasons that are not a bug.
+"""
+import os
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+_COMMON = dict(deadline=None, print_blob=True,
+               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                      HealthCheck.filter_too_much])
+settings.register_profile("default", max_examples=40, **_COMMON)
+settings.register_profile("ci", max_examples=250, **_COMMON)
+settings.register_profile("long", max_examples=1000, **_COMMON)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under the sanitizers (RNNX_SANITIZE=1, set by .ci/sanitize.sh), a test marked xfail is a
+    known finding that is not fixed yet: it would abort the run with a report that is already
+    known, so it is skipped there. Without the xfail mark it runs like any other test."""
+    if os.environ.get("RNNX_SANITIZE") != "1" or os.environ.get("RNNX_FUZZ_TALLY"):
+        return   # (the survey, tools/fuzz_survey.py, runs them all, each call in its own child)
+    skip = pytest.mark.skip(reason="a known finding (xfail) that would abort the sanitizer run")
+    for item in items:
+        if item.get_closest_marker("xfail") is not None:
+            item.add_marker(skip)
