@@ -9,6 +9,7 @@ Shapes (T time, B batch, I input_size, H hidden_size, L num_layers, D 1 or 2):
     y      (T, B, D*H): the forward direction first, then the reverse
     state  h (L*D, B, H) for RNN and GRU, (h, c) for LSTM; layer-major, direction-minor
 """
+import threading
 import warnings
 
 import numpy as np
@@ -412,6 +413,11 @@ class Stream:
                          for k in range(layer.num_layers)]
         self._core = _core.Stream(layer._cell, self._weights, B, layer.dtype)
         self._core_step = self._core.step
+        # One step at a time: a step writes the shared state and buffers with the GIL
+        # released, so threads sharing a stream take turns (each step then follows the
+        # previous one, as if called serially).  Threads with streams of their own run
+        # in parallel.
+        self._lock = threading.Lock()
         self._dtype = layer.dtype
         self.batch_size = B
         self.reset(state)
@@ -439,7 +445,8 @@ class Stream:
         if getattr(x_t, "dtype", None) is not self._dtype:
             x_t = self._coerce(x_t)
         try:
-            return self._core_step(x_t)
+            with self._lock:
+                return self._core_step(x_t)
         except ValueError:
             if np.ndim(x_t) == 3:
                 raise ValueError(f"step takes one time step x_t (B, I), got a chunk of shape "
@@ -478,26 +485,29 @@ class Stream:
         if T == 0:
             return np.zeros((0, H) if unbatched else (0, B, H), self._dtype)
         has_c = "c" in layer.state_names
-        h, c = self._core.get_state()
-        h_n, c_n = np.empty_like(h), np.empty_like(c)
         layer_input = np.ascontiguousarray(x, dtype=self._dtype)
-        for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(self._weights):
-            y = np.empty((T, B, H), self._dtype)
-            _core.forward(layer._cell, layer_input, h[k], c[k] if has_c else None,
-                          w_ih, w_hh, b_ih, b_hh, None, False, y, h_n[k],
-                          c_n[k] if has_c else None, False)
-            layer_input = y
-        self._core.set_state(h_n, c_n if has_c else None)
+        with self._lock:
+            h, c = self._core.get_state()
+            h_n, c_n = np.empty_like(h), np.empty_like(c)
+            for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(self._weights):
+                y = np.empty((T, B, H), self._dtype)
+                _core.forward(layer._cell, layer_input, h[k], c[k] if has_c else None,
+                              w_ih, w_hh, b_ih, b_hh, None, False, y, h_n[k],
+                              c_n[k] if has_c else None, False)
+                layer_input = y
+            self._core.set_state(h_n, c_n if has_c else None)
         return layer_input[:, 0, :] if unbatched else layer_input
 
     def reset(self, state=None):
         """Set the state: None for zeros, or h / (h, c), each (L, B, H) (copied)."""
         parts = self._layer._check_states(state, self.batch_size, True, "state")
-        self._core.set_state(*parts)
+        with self._lock:
+            self._core.set_state(*parts)
 
     @property
     def state(self):
-        h, c = self._core.get_state()
+        with self._lock:
+            h, c = self._core.get_state()
         return self._layer._pack_state([h, c][:len(self._layer.state_names)], True)
 
 

@@ -208,6 +208,9 @@ class Sequential:
         if self.batch_first:
             y = np.swapaxes(y, 0, 1)
         T, B, _ = y.shape
+        if T == 0:
+            raise ValueError("x must have at least one time step (T >= 1) for a many_to_one "
+                             "model, which reads each sequence's last step; got T=0")
         last = np.full(B, T - 1) if lengths is None else np.array(lengths, dtype=np.int64) - 1
         rows = np.arange(B)
         H = layer.hidden_size

@@ -41,7 +41,7 @@ import numpy as np
 
 from . import io as _io
 from ._files import write_atomic
-from .losses import LOSSES, get_loss
+from .losses import LOSSES, SoftmaxCrossEntropy, get_loss
 from .lr_scheduler import SCHEDULERS, LRScheduler
 from .model import Sequential
 from .optim import OPTIMIZERS, Adam, Optimizer, clip_grad_norm, clip_grad_value, global_norm
@@ -281,6 +281,12 @@ class Trainer:
             if y.ndim < 2 or y.shape[time_axis] != x.shape[time_axis]:
                 raise ValueError(f"y must have the {x.shape[time_axis]} steps of x along axis "
                                  f"{time_axis}, got shape {y.shape}")
+        if not isinstance(self.loss, SoftmaxCrossEntropy):   # targets like the output
+            out_axes = 1 if (model.many_to_one or time_axis is None) else 2
+            want = y.shape[:out_axes] + (model.output_size,)
+            if y.shape != want:
+                raise ValueError(f"y must be {want} for this model's {model.output_size} "
+                                 f"outputs and {type(self.loss).__name__}, got shape {y.shape}")
         if lengths is not None:
             if time_axis is None:
                 raise ValueError("lengths applies to recurrent models only, got lengths for a "

@@ -138,8 +138,6 @@ def test_layer_x(layer, data, kind, entry):
     check(fn, {"x": bad}, {"x": clean}, ["x"], f"{layer}.{entry}(x {kind} {np.shape(bad)})")
 
 
-@pytest.mark.xfail(strict=False, reason="fixed on branch h-core: misaligned float arrays reach the C "
-                   "core (misaligned loads, undefined behaviour that UBSan reports)")
 @isolated
 @given(layers(), st.data())
 def test_layer_x_misaligned(layer, data):
@@ -243,8 +241,6 @@ def test_layer_backward_foreign_cache(layer, data, kind):
     assert_clear_error(error, ["cache"], f"backward with a cache from {kind}")
 
 
-@pytest.mark.xfail(strict=False, reason="fixed on branch h-pylayers: backward after load_state_dict "
-                   "or an in-place parameter update mixes old activations with new weights (stale cache)")
 @isolated
 @given(layers(), st.data(), st.sampled_from(["load_state_dict", "in place"]))
 def test_layer_backward_stale_cache(layer, data, how):
@@ -260,8 +256,6 @@ def test_layer_backward_stale_cache(layer, data, how):
     assert_clear_error(error, ["cache", "weights", "stale", "forward"], f"stale cache ({how})")
 
 
-@pytest.mark.xfail(strict=False, reason="fixed on branch h-pylayers: the cache keeps a reference to the "
-                   "caller's lengths, so changing it between forward and backward changes the gradients")
 @isolated
 @given(layers(), st.data())
 def test_layer_backward_lengths_snapshot(layer, data):
@@ -294,8 +288,6 @@ def test_layer_load_state_dict(layer, data, kind):
     check_load_state_dict(layer, data, kind)
 
 
-@pytest.mark.xfail(strict=False, reason="reported, owner h-pylayers (dense.py): Dense.load_state_dict "
-                   "loads NaN/Inf weights, which the recurrent layers' load_state_dict refuses")
 @isolated
 @given(dense_layers(), st.data())
 def test_dense_load_state_dict_non_finite(layer, data):
@@ -342,8 +334,6 @@ def test_layer_stream_run_and_reset(layer, data, kind):
     check_stream_run_and_reset(layer, data, kind)
 
 
-@pytest.mark.xfail(strict=False, reason="fixed on branch h-core: byte-swapped (>f4) x_t takes "
-                   "Stream.step's fast path and is read as garbage")
 @isolated
 @given(layers(bidirectional=False), st.data())
 def test_layer_stream_run_byteswapped(layer, data):
@@ -372,8 +362,6 @@ def check_stream_run_and_reset(layer, data, kind):
         assert_equal_bits(stream.state, twin.state, f"stream.reset(state {kind})")
 
 
-@pytest.mark.xfail(strict=False, reason="fixed on branch h-pylayers: a seed that is not an int or None "
-                   "raises an error that does not name seed")
 @isolated
 @given(st.sampled_from(sorted(VARIANTS) + ["Dense"]), st.sampled_from(["abc", 1.5, -1, [1, "a"], object()]))
 def test_bad_seed_is_named(variant, seed):
@@ -404,7 +392,7 @@ def test_dense(in_features, out_features, activation, dtype, data, kind):
         bad = corrupt_array(x, kind, data)
     clean = clean_twin(bad, dtype, x)
     check(lambda x: dense(x), {"x": bad}, {"x": clean}, ["x"], f"{dense}(x {kind})")
-    y, cache = dense.forward(x)
+    y, _, cache = dense.forward(x)
     dy = np.ones_like(y)
     bad_dy = corrupt_array(dy, kind, data) if kind not in ("int", "bool") else dy.astype(kind)
     clean_dy = clean_twin(bad_dy, dtype, dy)
@@ -412,8 +400,6 @@ def test_dense(in_features, out_features, activation, dtype, data, kind):
           f"{dense}.backward(dy {kind})")
 
 
-@pytest.mark.xfail(strict=False, reason="fixed on branch h-pylayers: a complex dy to Dense.backward "
-                   "(and complex weights to load_state_dict) lose the imaginary part with only a warning")
 @isolated
 @given(st.integers(1, 3), st.integers(1, 3), st.sampled_from(["complex64", "complex128"]),
        st.sampled_from(["dy", "state"]))
@@ -423,7 +409,7 @@ def test_dense_rejects_complex(in_features, out_features, dtype, which):
     _, error = call(dense, x.astype(dtype))
     assert_clear_error(error, ["x"], "complex x")
     if which == "dy":
-        y, cache = dense.forward(x)
+        y, _, cache = dense.forward(x)
         _, error = call(dense.backward, cache, np.ones(y.shape, dtype) * (1 + 1j))
     else:
         _, error = call(dense.load_state_dict, {k: v + 1j for k, v in dense.state_dict().items()})
@@ -444,8 +430,6 @@ def test_sequential_x(dtype, many_to_one, data, kind):
     check_sequential_x(dtype, many_to_one, data, kind)
 
 
-@pytest.mark.xfail(strict=False, reason="reported, owner h-pylayers (model.py): a many_to_one "
-                   "Sequential on T=0 raises IndexError from _last_step")
 @isolated
 @given(st.sampled_from([np.float32, np.float64]), st.data())
 def test_sequential_many_to_one_empty(dtype, data):
@@ -461,8 +445,6 @@ def check_sequential_x(dtype, many_to_one, data, kind):
     check(lambda x: model(x), {"x": bad}, {"x": clean}, ["x"], f"Sequential(x {kind})")
 
 
-@pytest.mark.xfail(strict=False, reason="fixed on branch h-pylayers: Sequential.load_state_dict is not "
-                   "all-or-nothing: a layer's own check (NaN) fails after earlier layers were written")
 @isolated
 @given(st.sampled_from([np.float32, np.float64]), st.sampled_from(["nan", "inf"]))
 def test_sequential_load_state_dict_is_atomic(dtype, bad_value):
@@ -515,9 +497,6 @@ def test_loss(name, reduction, dtype, shape, C, which, kind, data):
     check(fn, bad, clean, [which, "logits"] if which == "output" else [which], f"{loss}({which} {kind})")
 
 
-@pytest.mark.xfail(strict=False, reason="fixed on branch h-train: complex targets (and masks) lose their "
-                   "imaginary part with only a ComplexWarning; reported, owner h-train (losses.py): a text "
-                   "mask/target escapes as an unnamed 'could not convert string to float'")
 @isolated
 @given(st.sampled_from(sorted(LOSSES)), st.sampled_from(["target", "mask"]),
        st.sampled_from(["complex64", "complex128", "U3"]))
@@ -568,8 +547,6 @@ def test_optimizer_step(name, dtype, kind, data):
     assert_equal_bits(model.state_dict(), twin.state_dict(), f"{name}.step(grads {kind})")
 
 
-@pytest.mark.xfail(strict=False, reason="fixed on branch h-train: Optimizer.step is not all-or-nothing: "
-                   "a bad gradient for a later parameter leaves the earlier ones updated")
 @isolated
 @given(st.sampled_from(sorted(OPTIMIZERS)), st.sampled_from(["shape", "ndim", "complex"]))
 def test_optimizer_step_is_atomic(name, kind):
@@ -620,8 +597,6 @@ def test_trainer_fit(dtype, T, N, which, kind, data):
     assert_equal_bits(model.state_dict(), twin.state_dict(), f"the model after fit({which} {kind})")
 
 
-@pytest.mark.xfail(strict=False, reason="reported, owner h-train (trainer.py): fit with a y of the wrong "
-                   "shape is refused by the loss as 'target must have the output's shape', not naming y")
 @isolated
 @given(st.integers(1, 3), st.integers(1, 3))
 def test_trainer_fit_names_y(T, N):
@@ -631,8 +606,6 @@ def test_trainer_fit_names_y(T, N):
     assert_clear_error(error, ["y"], "fit with y (T, N, 3) for 2 outputs")
 
 
-@pytest.mark.xfail(strict=False, reason="fixed on branch h-train: complex x or y for fit loses the "
-                   "imaginary part with only a ComplexWarning")
 @isolated
 @given(st.sampled_from(["x", "y"]))
 def test_trainer_fit_rejects_complex(which):
@@ -644,8 +617,6 @@ def test_trainer_fit_rejects_complex(which):
     assert_clear_error(error, [which], f"complex {which}")
 
 
-@pytest.mark.xfail(strict=False, reason="fixed on branch h-train: fit with T=0 or N=0 raises "
-                   "ZeroDivisionError")
 @isolated
 @given(st.sampled_from([(0, 2), (2, 0), (0, 0)]))
 def test_trainer_fit_empty(shape):
@@ -742,17 +713,12 @@ def test_load_corrupt_file(tmp_path_factory, kind, data):
     check_corrupt_load(tmp_path_factory, kind, data)
 
 
-@pytest.mark.xfail(strict=False, reason="fixed on branch h-train: a flipped byte in an .npz (compressed or "
-                   "not) escapes load as zlib.error/NotImplementedError ('zip file version'), and load "
-                   "builds the model at any declared size (MemoryError) before checking shapes")
 @isolated
 @given(st.sampled_from(PENDING_CORRUPTIONS), st.data())
 def test_load_corrupt_file_pending(tmp_path_factory, kind, data):
     check_corrupt_load(tmp_path_factory, kind, data)
 
 
-@pytest.mark.xfail(strict=False, reason="fixed on branch h-train: rnnx.save truncates the existing file "
-                   "before writing, so a failure mid-save destroys the good model")
 @isolated
 def test_save_failure_keeps_the_old_file(tmp_path):
     path = tmp_path / "model.npz"

@@ -214,9 +214,6 @@ def test_core_forward_bad_argument(p, name, kind, data):
     check_corrupted_call(forward_outputs, args, name, kind, clean, p)
 
 
-@pytest.mark.xfail(strict=False, reason="fixed on branch h-core: None or a list for an array argument "
-                   "of _core.forward/backward gives AttributeError/an unnamed TypeError, or reads "
-                   "PyArray_NDIM(None)")
 @isolated
 @given(problems(min_T=1, min_B=1), st.sampled_from(FORWARD_INPUTS + FORWARD_OUTPUTS),
        st.sampled_from(["None", "list", "scalar"]), st.data())
@@ -230,9 +227,6 @@ def test_core_forward_none_or_list(p, name, kind, data):
     check_corrupted_call(forward_outputs, args, name, kind, clean, p)
 
 
-@pytest.mark.xfail(strict=False, reason="fixed on branch h-core: a wrong-dtype x is blamed on h0 (the "
-                   "dtype is taken from x), or refused as 'rnnx kernels take float32 or float64' without "
-                   "naming x")
 @isolated
 @given(problems(min_T=1, min_B=1), st.sampled_from(BAD_DTYPES + OTHER_FLOATS + [">f4", ">f8"]),
        st.sampled_from(["forward", "backward"]))
@@ -266,8 +260,6 @@ def test_core_bad_cell_or_path(bad_cell, bad_path, p):
     assert_clear_error(error, ["path"], f"path={bad_path}")
 
 
-@pytest.mark.xfail(strict=False, reason="fixed on branch h-core: misaligned float arrays reach the C "
-                   "core (misaligned loads, undefined behaviour that UBSan reports)")
 @isolated
 @given(problems(min_T=1, min_B=1), st.sampled_from(FORWARD_INPUTS + FORWARD_OUTPUTS))
 def test_core_forward_misaligned(p, name):
@@ -299,9 +291,6 @@ def test_core_backward_bad_argument(p, name, kind, data):
     check_corrupted_call(run_backward, args, name, kind, clean, p)
 
 
-@pytest.mark.xfail(strict=False, reason="fixed on branch h-core: None or a list for an array argument "
-                   "of _core.forward/backward gives AttributeError/an unnamed TypeError, or reads "
-                   "PyArray_NDIM(None)")
 @isolated
 @given(problems(min_T=1, min_B=1), st.sampled_from(BACKWARD_INPUTS + BACKWARD_OUTPUTS),
        st.sampled_from(["None", "list", "scalar"]), st.data())
@@ -315,8 +304,6 @@ def test_core_backward_none_or_list(p, name, kind, data):
     check_corrupted_call(run_backward, args, name, kind, clean, p)
 
 
-@pytest.mark.xfail(strict=False, reason="fixed on branch h-core: misaligned float arrays reach the C "
-                   "core (misaligned loads, undefined behaviour that UBSan reports)")
 @isolated
 @given(problems(min_T=1, min_B=1), st.sampled_from(BACKWARD_INPUTS + BACKWARD_OUTPUTS))
 def test_core_backward_misaligned(p, name):
@@ -328,8 +315,6 @@ def test_core_backward_misaligned(p, name):
     check_corrupted_call(run_backward, args, name, "misaligned", clean, p)
 
 
-@pytest.mark.xfail(strict=False, reason="fixed on branch h-core: NaN/Inf in padding past a row's "
-                   "length makes the weight_ih (and GRU reset_after=False weight_hh) gradients NaN")
 @isolated
 @given(problems(min_T=2, min_B=1), st.sampled_from([np.nan, np.inf, -np.inf, 1e30]))
 def test_core_padding_contributes_nothing(p, garbage):
@@ -479,17 +464,12 @@ def test_core_stream_bad_weights(problem, kind, data):
     check_stream_weights(problem, kind, data)
 
 
-@pytest.mark.xfail(strict=False, reason="fixed on branch h-core: _core.Stream with a short weights "
-                   "tuple, a 1-D weight, None, or a layer k>0 w_ih narrower than H overruns the heap")
 @isolated
 @given(stream_problems(), st.sampled_from(STREAM_CRASH_KINDS), st.data())
 def test_core_stream_crashing_weights(problem, kind, data):
     check_stream_weights(problem, kind, data)
 
 
-@pytest.mark.xfail(strict=False, reason="reported, owner h-core (_core.pyx Stream): a weights tuple of 5 "
-                   "gives 'too many values to unpack'; complex weights lose their imaginary part with only "
-                   "a ComplexWarning")
 @isolated
 @given(stream_problems(), st.sampled_from(STREAM_REPORTED_KINDS), st.data())
 def test_core_stream_unclear_weights(problem, kind, data):
@@ -540,25 +520,19 @@ def test_core_stream_step_bad_x(problem, kind, data):
     check_step(problem, kind, data)
 
 
-@pytest.mark.xfail(strict=False, reason="fixed on branch h-core: byte-swapped (>f4) x_t takes "
-                   "Stream.step's fast path and is read as garbage")
 @isolated
 @given(stream_problems())
 def test_core_stream_step_byteswapped(problem):
     check_step(problem, "byteswapped", None, byteswapped)
 
 
-@pytest.mark.xfail(strict=False, reason="fixed on branch h-core: a misaligned x_t takes Stream.step's "
-                   "fast path (misaligned loads that UBSan reports)")
 @isolated
 @given(stream_problems())
 def test_core_stream_step_misaligned(problem):
     check_step(problem, "misaligned", None, misaligned)
 
 
-@pytest.mark.parametrize("which", ["h", pytest.param("c", marks=pytest.mark.xfail(
-    strict=False, reason="reported, owner h-core (_core.pyx): _core.Stream.set_state writes h before it "
-    "checks c, so a refused c leaves h changed (layers.Stream.reset checks both first)"))])
+@pytest.mark.parametrize("which", ["h", "c"])
 @isolated
 @given(stream_problems(), st.sampled_from(["shape", "dtype", "ndim", "strided", "fortran", "byteswapped"]),
        st.data())

@@ -90,10 +90,6 @@ def stream_chain(layer, x_t, steps):
     return ys, stream.state
 
 
-@pytest.mark.xfail(strict=False, reason="reported, owner h-core (rnnx/_core.pyx Stream.step): a Stream "
-                   "shared between threads is neither safe nor refused: step releases the GIL while it "
-                   "writes the shared state planes, ys buffer and args[0].x, and flips the parity after, "
-                   "so two threads stepping together compute from the same state and steps are lost")
 @pytest.mark.parametrize("variant", ["lstm", "gru_reset_after"])
 def test_stream_shared_between_threads_is_safe_or_refused(variant):
     """Every thread steps the same stream with the same x_t. Whatever order the steps run in, a
