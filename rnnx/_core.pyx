@@ -226,7 +226,7 @@ cdef void* _data(object obj, str name, tuple shape, object dtype, bint writable=
     """Pointer to a C-contiguous, aligned array of the given shape and dtype."""
     cdef cnp.ndarray a = _array(obj, name)
     if a.dtype != dtype:
-        raise TypeError(f"{name} must be {np.dtype(dtype).name}, got {a.dtype}")
+        raise TypeError(f"{name} must be {np.dtype(dtype).name} like x (one dtype for every array), got {a.dtype}")
     if (<object>a).shape != shape:
         raise ValueError(f"{name} must have shape {shape}, got {(<object>a).shape}")
     if not a.flags.c_contiguous:
@@ -251,7 +251,7 @@ cdef void* _rows(object obj, str name, int T, int B, int H, object dtype,
     C-contiguous (T,B,W) array is one; *ld receives the row stride."""
     cdef cnp.ndarray a = _array(obj, name)
     if a.dtype != dtype:
-        raise TypeError(f"{name} must be {np.dtype(dtype).name}, got {a.dtype}")
+        raise TypeError(f"{name} must be {np.dtype(dtype).name} like x (one dtype for every array), got {a.dtype}")
     if a.ndim != 3 or a.shape[0] != T or a.shape[1] != B or a.shape[2] != H:
         raise ValueError(f"{name} must have shape {(T, B, H)}, got {(<object>a).shape}")
     if writable and not a.flags.writeable:
@@ -463,8 +463,9 @@ cdef class Stream:
             G = _gate_width(G1, H, 1, batch_size)
             if w_hh.shape != (G, H):
                 raise ValueError(f"{names[1]} must have shape {(G, H)}, got {w_hh.shape}")
-            if w_ih.ndim != 2 or w_ih.shape[0] != G or (k > 0 and w_ih.shape[1] != H):
-                want = f"({G}, {H})" if k > 0 else f"({G}, I)"
+            if (w_ih.ndim != 2 or w_ih.shape[0] != G or w_ih.shape[1] < 1
+                    or (k > 0 and w_ih.shape[1] != H)):
+                want = f"({G}, {H})" if k > 0 else f"({G}, I) with I >= 1"
                 raise ValueError(f"{names[0]} must have shape {want}, got {w_ih.shape}")
             for name, bias in zip(names[2:], (b_ih, b_hh)):
                 if bias is not None and bias.shape != (G,):
@@ -595,13 +596,17 @@ cdef class Stream:
     def set_state(self, h, c=None):
         """Set (L, B, H) states; None means zeros."""
         cur = self.states[self.parity]
+        checked = []   # both checked before either is written: a refused c leaves h as it was
         for name, dst, src in (("h", cur[0], h), ("c", cur[1], c)):
+            if src is not None:
+                src = np.asarray(src)
+                if src.shape != dst.shape:
+                    raise ValueError(f"state {name} must be {dst.shape}, got {src.shape}")
+                if src.dtype.kind != "f":
+                    raise TypeError(f"state {name} must be a real floating array, got dtype {src.dtype}")
+            checked.append((dst, src))
+        for dst, src in checked:
             if src is None:
                 dst[...] = 0
-                continue
-            src = np.asarray(src)
-            if src.shape != dst.shape:
-                raise ValueError(f"state {name} must be {dst.shape}, got {src.shape}")
-            if src.dtype.kind != "f":
-                raise TypeError(f"state {name} must be a real floating array, got dtype {src.dtype}")
-            dst[...] = src
+            else:
+                dst[...] = src

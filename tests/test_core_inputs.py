@@ -62,7 +62,7 @@ def test_wrong_dtype_x_is_blamed_on_x():
         _core.forward(**{**fa, "x": fa["x"].astype(np.int64)})
     with pytest.raises(TypeError, match="^x must be float32 or float64.*>f4"):
         _core.forward(**{**fa, "x": fa["x"].astype(">f4")})
-    with pytest.raises(TypeError, match="^h0 must be float64, got float32"):
+    with pytest.raises(TypeError, match="^h0 must be float64 like x"):
         _core.forward(**{**fa, "x": fa["x"].astype(np.float64)})
 
 

@@ -449,6 +449,12 @@ def check_stream_weights(problem, kind, data):
         assert_clear_error(error, ["weight", "w_ih", "w_hh", "b_ih", "b_hh", f"[{k}]"],
                            f"Stream weights corrupted by {kind} at layer {k}")
         return
+    if kind == "w_ih width" and k == 0:
+        # layer 0's w_ih width is the input size: a valid stream of another input size,
+        # which must refuse the old x_t clearly
+        with pytest.raises(ValueError, match="x_t must be"):
+            stream.step(xs[0])
+        return
     # accepted: it must compute what the values it was given mean
     clean = [tuple(None if w is None else np.ascontiguousarray(w, dtype) for w in layer) for layer in bad]
     ys = np.stack([stream.step(x_t) for x_t in xs])
