@@ -546,8 +546,8 @@ class Trainer:
         """
         x, y, lengths = self._check_data(x, y, lengths)
         _, time_axis, _ = self._axes()
-        output, _, _ = self.model.forward(x, state, lengths,
-                                          logits=self.loss.activation != "identity")
+        # inference: no dropout, no cache (and no draws from the dropout generators)
+        output, _ = self.model(x, state, lengths, logits=self.loss.activation != "identity")
         mask = None
         if time_axis is not None and not self.model.many_to_one:
             mask = self._loss_mask(x.shape[time_axis], x.shape[1 - time_axis], 0, lengths, 0)

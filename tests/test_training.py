@@ -3,6 +3,7 @@ implementation of Williams & Peng's BPTT(k1, k2); carried state; errors; reprodu
 import numpy as np
 import pytest
 
+import rnnx
 from rnnx import reference
 from rnnx.dense import Dense
 from rnnx.layers import GRU, LSTM, RNN
@@ -454,3 +455,18 @@ def test_inference_passes_nan_through(cell):
     y = model.predict(x)
     assert np.isfinite(y[:3]).all() and np.isfinite(y[:, 1]).all()     # before, and other row
     assert np.isnan(y[3:, 0]).all()                                     # from there on, NaN
+
+
+def test_evaluate_is_inference_without_dropout():
+    """evaluate (and validation) runs the model as inference: no dropout mask, no draws."""
+    rng = np.random.default_rng(3)
+    model = rnnx.Sequential(rnnx.LSTM(2, 8, num_layers=2, dropout=0.5, seed=0),
+                            rnnx.Dense(8, 1, seed=1))
+    trainer = rnnx.Trainer(model, rnnx.MSELoss(), rnnx.SGD(model.parameters(), lr=0.1))
+    x = rng.standard_normal((12, 3, 2)).astype(np.float32)
+    y = rng.standard_normal((12, 3, 1)).astype(np.float32)
+    draws = model.layers[0].dropout_rng.bit_generator.state
+    first, second = trainer.evaluate(x, y), trainer.evaluate(x, y)
+    assert first == second
+    assert model.layers[0].dropout_rng.bit_generator.state == draws
+    assert first == pytest.approx(rnnx.MSELoss()(model.predict(x), y)[0], rel=1e-12)
