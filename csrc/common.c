@@ -150,17 +150,16 @@ static ALWAYS_INLINE void tile_row_gates(int NG, int K, const real* restrict a,
 #endif
 }
 
-/* dst (m,nu, row stride ld) := init + a (m,K, row stride K) @ P (K,U)[:, :nu]
- * for m == MR rows; init is dst itself, or bias (nu,) when bias_init (a NULL
- * bias meaning 0). */
-static void panel_product(real* restrict dst, size_t ld, int nu, const real* restrict a,
+/* dst (MR,nu, row stride ld) := init + a (MR,K, row stride lda) @ P (K,U)[:, :nu];
+ * init is dst itself, or bias (nu,) when bias_init (a NULL bias meaning 0). */
+static void panel_product(real* restrict dst, size_t ld, int nu, const real* restrict a, size_t lda,
                           int K, const real* restrict P, int bias_init, const real* restrict bias)
 {
     real acc[MR][U];
     for (int r = 0; r < MR; r++)
         for (int u = 0; u < U; u++)
             acc[r][u] = u >= nu ? 0 : bias_init ? (bias ? bias[u] : 0) : dst[(size_t)r * ld + u];
-    tile_rows(K, a, (size_t)K, P, acc);
+    tile_rows(K, a, lda, P, acc);
     for (int r = 0; r < MR; r++)
         for (int u = 0; u < nu; u++)
             dst[(size_t)r * ld + u] = acc[r][u];
@@ -196,69 +195,83 @@ static void panel_product_row(int NG, real* const dst[4], int nu, const real* re
  * of k, so its value does not depend on M or on where the tiles fall. */
 enum { SMALL_ROWS = 4 };
 
+#ifdef RNNX_VECTORS
+/* c (N,) += a (K,) @ Bm (K,N): one row of gemm_small_acc, in wide tiles (more
+ * independent sums to hide the FMA latency); each element's sum in order of k. */
+static void gemm_small_row(int N, int K, const real* restrict a, const real* restrict Bm, int ldb,
+                           real* restrict c)
+{
+    enum { WIDE_VECS = 4 };
+    int j = 0;
+    for (; j + WIDE_VECS * VL <= N; j += WIDE_VECS * VL) {
+        vec acc[WIDE_VECS];
+        for (int v = 0; v < WIDE_VECS; v++)
+            acc[v] = *(const vec*)(c + j + v * VL);
+        for (int k = 0; k < K; k++) {
+            const vec* b = (const vec*)(Bm + (size_t)k * ldb + j);
+            for (int v = 0; v < WIDE_VECS; v++)
+                acc[v] += a[k] * b[v];
+        }
+        for (int v = 0; v < WIDE_VECS; v++)
+            *(vec*)(c + j + v * VL) = acc[v];
+    }
+    for (; j + VL <= N; j += VL) {
+        vec acc = *(const vec*)(c + j);
+        for (int k = 0; k < K; k++)
+            acc += a[k] * *(const vec*)(Bm + (size_t)k * ldb + j);
+        *(vec*)(c + j) = acc;
+    }
+    for (int k = 0; k < K; k++) {
+        const real* b = Bm + (size_t)k * ldb;
+        for (int q = j; q < N; q++)
+            c[q] += a[k] * b[q];
+    }
+}
+#endif
+
 static void gemm_small_acc(int M, int N, int K, const real* restrict A, int lda,
                            const real* restrict Bm, int ldb, real* restrict C, int ldc)
 {
 #ifdef RNNX_VECTORS
-    enum { TILE_VECS = 2, SMALL_COLS = TILE_VECS * VL, WIDE_VECS = 4 };
-    int i = 0;
-    for (; i + SMALL_ROWS <= M; i += SMALL_ROWS) {
-        const real* a = A + (size_t)i * lda;
-        real* c = C + (size_t)i * ldc;
+    enum { TILE_VECS = 2, SMALL_COLS = TILE_VECS * VL, WIDE_VECS = 4, ROW_BLOCK = 64 };
+    /* Rows in blocks of ROW_BLOCK; in a block, each column strip of Bm (K,SMALL_COLS)
+     * serves every 4-row tile before the next strip is read, so a Bm larger than
+     * the cache is read once per block, not once per tile. */
+    for (int ib = 0; ib < M; ib += ROW_BLOCK) {
+        const int iend = M - ib < ROW_BLOCK ? M : ib + ROW_BLOCK;
+        const int i4end = ib + (iend - ib) / SMALL_ROWS * SMALL_ROWS;
         int j = 0;
-        for (; j + SMALL_COLS <= N; j += SMALL_COLS) {
-            vec acc[SMALL_ROWS][TILE_VECS];
-            for (int r = 0; r < SMALL_ROWS; r++)
-                for (int v = 0; v < TILE_VECS; v++)
-                    acc[r][v] = *(const vec*)(c + (size_t)r * ldc + j + v * VL);
-            for (int k = 0; k < K; k++) {
-                const vec* b = (const vec*)(Bm + (size_t)k * ldb + j);
-                for (int r = 0; r < SMALL_ROWS; r++) {
-                    const real ark = a[(size_t)r * lda + k];
+        for (; j + SMALL_COLS <= N; j += SMALL_COLS)
+            for (int i = ib; i < i4end; i += SMALL_ROWS) {
+                const real* a = A + (size_t)i * lda;
+                real* c = C + (size_t)i * ldc;
+                vec acc[SMALL_ROWS][TILE_VECS];
+                for (int r = 0; r < SMALL_ROWS; r++)
                     for (int v = 0; v < TILE_VECS; v++)
-                        acc[r][v] += ark * b[v];
+                        acc[r][v] = *(const vec*)(c + (size_t)r * ldc + j + v * VL);
+                for (int k = 0; k < K; k++) {
+                    const vec* b = (const vec*)(Bm + (size_t)k * ldb + j);
+                    for (int r = 0; r < SMALL_ROWS; r++) {
+                        const real ark = a[(size_t)r * lda + k];
+                        for (int v = 0; v < TILE_VECS; v++)
+                            acc[r][v] += ark * b[v];
+                    }
                 }
+                for (int r = 0; r < SMALL_ROWS; r++)
+                    for (int v = 0; v < TILE_VECS; v++)
+                        *(vec*)(c + (size_t)r * ldc + j + v * VL) = acc[r][v];
             }
-            for (int r = 0; r < SMALL_ROWS; r++)
-                for (int v = 0; v < TILE_VECS; v++)
-                    *(vec*)(c + (size_t)r * ldc + j + v * VL) = acc[r][v];
-        }
-        for (int r = 0; r < SMALL_ROWS; r++)  /* the columns past the last tile */
+        for (int i = ib; i < i4end; i++) {  /* the columns past the last strip */
+            const real* a = A + (size_t)i * lda;
+            real* c = C + (size_t)i * ldc;
             for (int k = 0; k < K; k++) {
-                const real ark = a[(size_t)r * lda + k];
                 const real* b = Bm + (size_t)k * ldb;
                 for (int q = j; q < N; q++)
-                    c[(size_t)r * ldc + q] += ark * b[q];
+                    c[q] += a[k] * b[q];
             }
-    }
-    for (; i < M; i++) {  /* the rows past the last tile, one at a time, in wider tiles:
-                             more independent sums to hide the FMA latency */
-        const real* a = A + (size_t)i * lda;
-        real* c = C + (size_t)i * ldc;
-        int j = 0;
-        for (; j + WIDE_VECS * VL <= N; j += WIDE_VECS * VL) {
-            vec acc[WIDE_VECS];
-            for (int v = 0; v < WIDE_VECS; v++)
-                acc[v] = *(const vec*)(c + j + v * VL);
-            for (int k = 0; k < K; k++) {
-                const vec* b = (const vec*)(Bm + (size_t)k * ldb + j);
-                for (int v = 0; v < WIDE_VECS; v++)
-                    acc[v] += a[k] * b[v];
-            }
-            for (int v = 0; v < WIDE_VECS; v++)
-                *(vec*)(c + j + v * VL) = acc[v];
         }
-        for (; j + VL <= N; j += VL) {
-            vec acc = *(const vec*)(c + j);
-            for (int k = 0; k < K; k++)
-                acc += a[k] * *(const vec*)(Bm + (size_t)k * ldb + j);
-            *(vec*)(c + j) = acc;
-        }
-        for (int k = 0; k < K; k++) {
-            const real* b = Bm + (size_t)k * ldb;
-            for (int q = j; q < N; q++)
-                c[q] += a[k] * b[q];
-        }
+        for (int i = i4end; i < iend; i++)
+            gemm_small_row(N, K, A + (size_t)i * lda, Bm, ldb, C + (size_t)i * ldc);
     }
 #else
     for (int i = 0; i < M; i++)
@@ -455,8 +468,8 @@ static void carry_row(const step* s, int b, int j0, int j1)
  * chunks, or streamed one step at a time, gives the whole sequence's numbers
  * bit for bit.  BLAS's blocked GEMM does not promise that (its rounding can
  * change with the number of rows), so float32 keeps it for speed, except when
- * the caller hands in w_ih^T: a stream's few rows per call are faster without
- * a BLAS call. */
+ * the caller hands in w_ih^T (a stream's few rows per call are faster without
+ * a BLAS call) and for small products (up to 4M multiply-adds). */
 static void input_projection(const rnnx_blas* blas, int naive, real* slab, const real* x,
                              const real* w_ih, const real* ready_w_ih_t, real* w_ih_t,
                              const real* b1, const real* b2, int G2, int N, int I, int G)
@@ -469,7 +482,8 @@ static void input_projection(const rnnx_blas* blas, int naive, real* slab, const
 #ifdef RNNX_DOUBLE
     const int rowwise = !naive;
 #else
-    const int rowwise = !naive && ready_w_ih_t;
+    /* small projections too: a threaded BLAS's handoff costs more than they do */
+    const int rowwise = !naive && (ready_w_ih_t || (double)N * G * I <= 4194304.0);
 #endif
     if (!rowwise) {
         gemm(blas, naive, 'N', 'T', N, G, I, 1, x, I, w_ih, I, 1, slab, G);  /* slab += x @ w_ih.T */

@@ -66,6 +66,20 @@ static void pack_weights(const rnnx_cell_desc* d, int H, const void* w_hh_v, voi
         }
 }
 
+/* packed (strips of U units, (G,U) each) := W_hh (G,H) by columns:
+ * packed[(q*G + k)*U + u] = W_hh[k][q*U + u], zero past H.  The backward
+ * product dh += dG @ W_hh then reads each strip contiguously. */
+static void pack_weights_by_units(int G, int H, const real* w_hh, real* packed)
+{
+    const int strips = (H + U - 1) / U;
+    for (int q = 0; q < strips; q++)
+        for (int k = 0; k < G; k++)
+            for (int u = 0; u < U; u++) {
+                const int j = q * U + u;
+                packed[((size_t)q * G + k) * U + u] = j < H ? w_hh[(size_t)k * H + j] : 0;
+            }
+}
+
 /* Units lo..hi-1 of task i of n over panels of U units. */
 static void task_units(int H, int n, int i, int* lo, int* hi)
 {
@@ -129,11 +143,11 @@ static void fused_phase_task(void* ctx, int task)
                 for (int g = ph->g0; g < ph->g1; g++) {
                     const real* panel = c->packed + ((size_t)p * c->gates + g) * H * U;  /* (H,U) */
                     if (g == ph->aux_gate)  /* aux[rows, units] = bias_n + rows @ W_g^T */
-                        panel_product(s->aux + (size_t)r0 * H + j0, (size_t)H, nu, rows, H, panel,
-                                      1, s->bias_n ? s->bias_n + j0 : NULL);
+                        panel_product(s->aux + (size_t)r0 * H + j0, (size_t)H, nu, rows, (size_t)H,
+                                      H, panel, 1, s->bias_n ? s->bias_n + j0 : NULL);
                     else                    /* gates[rows, g, units] += rows @ W_g^T */
                         panel_product(s->gates + (size_t)r0 * G + (size_t)g * H + j0, (size_t)G,
-                                      nu, rows, H, panel, 0, NULL);
+                                      nu, rows, (size_t)H, H, panel, 0, NULL);
                 }
             } else {
                 for (int r = r0; r < r0 + m; r++) {  /* the rows past the last tile: all gates at once */
@@ -265,7 +279,7 @@ static int forward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
 typedef struct bwd_task {
     const bwd_stage* stage;
     const bstep* s;
-    const real* w_hh;  /* (G,H) */
+    const real* w_hh;  /* W_hh packed by units (pack_weights_by_units) */
     int n_tasks;
 } bwd_task;
 
@@ -278,7 +292,8 @@ static void stage_grads_task(void* ctx, int task)
         c->stage->grads(c->s, j0, j1);
 }
 
-/* dst[:, j0:j1] (+)= src[:, gates] @ W_hh[gates, j0:j1], by the core's own kernel. */
+/* dst[:, j0:j1] (+)= src[:, gates] @ W_hh[gates, j0:j1], by the core's own
+ * kernel on W_hh packed by units (c->w_hh). */
 static void stage_product_task(void* ctx, int task)
 {
     const bwd_task* c = ctx;
@@ -291,11 +306,25 @@ static void stage_product_task(void* ctx, int task)
         return;
     real* dst = st->dst_drh ? s->drh : s->dh;         /* (B,H) */
     const real* src = st->src_dgh ? s->dgh : s->dg;   /* (B,G) */
+    const int K = (st->g1 - st->g0) * H;
     if (st->dst_drh)
         for (int b = 0; b < B; b++)
             memset(dst + (size_t)b * H + j0, 0, (size_t)(j1 - j0) * sizeof(real));
-    gemm_small_acc(B, j1 - j0, (st->g1 - st->g0) * H, src + (size_t)st->g0 * H, G,
-                   c->w_hh + (size_t)st->g0 * H * H + j0, H, dst + j0, H);
+    for (int u0 = j0; u0 < j1; u0 += U) {
+        const int nu = j1 - u0 < U ? j1 - u0 : U;
+        const real* strip = c->w_hh + ((size_t)(u0 / U) * G + (size_t)st->g0 * H) * U;  /* (K,U) */
+        int r0 = 0;
+        for (; r0 + MR <= B; r0 += MR)   /* dst[rows, units] += src[rows, gates] @ strip */
+            panel_product(dst + (size_t)r0 * H + u0, (size_t)H, nu,
+                          src + (size_t)r0 * G + (size_t)st->g0 * H, (size_t)G, K, strip, 0, NULL);
+        for (; r0 < B; r0++) {
+            real* d[4] = {dst + (size_t)r0 * H + u0, NULL, NULL, NULL};
+            const real* P[4] = {strip, NULL, NULL, NULL};
+            const int bias_init[4] = {0, 0, 0, 0};
+            const real* bias[4] = {NULL, NULL, NULL, NULL};
+            panel_product_row(1, d, nu, src + (size_t)r0 * G + (size_t)st->g0 * H, K, P, bias_init, bias);
+        }
+    }
 }
 
 static int backward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
@@ -328,7 +357,12 @@ static int backward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
     s.dc = work + wl.dc;
     s.drh = work + wl.drh;
     const int n_tasks = own ? step_tasks(blas, B, G, H) : 1;
-    bwd_task task = {NULL, &s, a->w_hh, n_tasks};
+    real* packed = NULL;
+    if (own) {
+        packed = work + wl.packed;
+        pack_weights_by_units(G, H, a->w_hh, packed);
+    }
+    bwd_task task = {NULL, &s, packed, n_tasks};
 
     copy_or_zero(s.dh, a->dh_n, BH);
     if (d->states == 2)

@@ -106,6 +106,8 @@ typedef struct rnnx_backward_work {
     size_t dc;      /* (B,H) LSTM: at the current cell state */
     size_t drh;     /* (B,H) GRU reset before: at r * h_prev */
     size_t x_rows;  /* (B,I) one step's inputs with the rows past their length zeroed */
+    size_t packed;  /* W_hh packed by units for the per-step product: G * H rounded up to
+                       whole strips of RNNX_UNITS_F32 units */
     size_t total;
 } rnnx_backward_work;
 
@@ -120,7 +122,8 @@ static inline rnnx_backward_work rnnx_backward_work_of(const rnnx_cell_desc* d, 
     w.dc = w.dh + BH;
     w.drh = w.dc + BH;
     w.x_rows = w.drh + BH;
-    w.total = w.x_rows + (size_t)B * I;
+    w.packed = w.x_rows + (size_t)B * I;
+    w.total = w.packed + (size_t)d->gates * H * (((size_t)H + RNNX_UNITS_F32 - 1) / RNNX_UNITS_F32 * RNNX_UNITS_F32);
     return w;
 }
 
