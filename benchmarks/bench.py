@@ -73,17 +73,6 @@ def thread_pools():
     ]
 
 
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def start_load():
     """One busy process competing for the CPU, as another user's job would."""
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
@@ -120,7 +109,7 @@ def run_one(args):
         "meta": {
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "machine": f"{platform.system()} {platform.machine()} ({os.cpu_count()} logical CPUs)",
-            "cpu": cpu_model(),
+            "cpu": info["cpu"],
             "isa": info["isa"],
             "available_isas": info["available_isas"],
             "threads": threads,

@@ -5,6 +5,19 @@ import os
 import platform
 
 
+def cpu_model():
+    """The CPU's model name from /proc/cpuinfo (Linux), else what platform says."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
 def describe_cpu():
     """The CPU's model name, core count and vector ISA.
 
@@ -14,16 +27,13 @@ def describe_cpu():
         e.g. ``"AMD EPYC, 2 cores, AVX2+FMA (no AVX-512)"``; "unknown" parts where the OS
         does not say (the ISA is read from /proc/cpuinfo, on Linux only).
     """
-    model, flags = platform.processor() or "unknown CPU", set()
+    model, flags = cpu_model(), set()
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:
                 key, _, value = line.partition(":")
-                if key.strip() == "model name" and value.strip():
-                    model = value.strip()
-                elif key.strip() in ("flags", "Features"):
+                if key.strip() in ("flags", "Features"):
                     flags = set(value.split())
-                if flags and model:
                     break
     except OSError:
         pass

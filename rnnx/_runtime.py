@@ -4,6 +4,7 @@ rnnx.get_num_threads."""
 import os
 
 from . import _core
+from ._machine import cpu_model
 
 
 def _physical_cores():
@@ -33,18 +34,6 @@ def _physical_cores():
     except OSError:
         pass
     return max(1, min(len(cores) or allowed, allowed))
-
-
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    import platform
-    return platform.processor() or platform.machine()
 
 
 def set_num_threads(n):
@@ -92,7 +81,7 @@ def info():
         blas = None
     return {"isa": _core.get_isa(), "available_isas": _core.available_isas(),
             "num_threads": get_num_threads(), "physical_cores": _physical_cores(),
-            "cpu": _cpu_model(), "blas": blas}
+            "cpu": cpu_model(), "blas": blas}
 
 
 def _default_threads():
