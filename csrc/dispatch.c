@@ -44,19 +44,40 @@ static int cpu_runs(const isa_entry* e)
     return 1;
 }
 
-/* The one in use: set by rnnx_set_isa, else the best one the CPU runs, found
- * on first use.  A race between two first uses writes the same value. */
-static const isa_entry* current_isa = NULL;
+/* The one in use: the one rnnx_set_isa chose, else the best one the CPU runs.
+ * The library's only global state is that choice, written by rnnx_set_isa alone
+ * (a process-wide setting, for tests and benchmarks; call it before any thread
+ * runs the core); the best one is found afresh on each call, so nothing is
+ * written behind the caller's back and concurrent first calls do not race. */
+static const isa_entry* forced_isa = NULL;
+
+static const isa_entry* best_isa(void)
+{
+    int i = 0;
+    while (i < N_ISAS - 1 && !cpu_runs(&isas[i]))
+        i++;
+    return &isas[i];
+}
+
+#ifdef RNNX_X86_TARGETS
+/* Found once when the library is loaded, before any caller's thread runs. */
+static const isa_entry* loaded_best_isa = NULL;
+
+__attribute__((constructor)) static void find_best_isa(void)
+{
+    loaded_best_isa = best_isa();
+}
+#endif
 
 static const isa_entry* isa_in_use(void)
 {
-    if (!current_isa) {
-        int i = 0;
-        while (i < N_ISAS - 1 && !cpu_runs(&isas[i]))
-            i++;
-        current_isa = &isas[i];
-    }
-    return current_isa;
+    if (forced_isa)
+        return forced_isa;
+#ifdef RNNX_X86_TARGETS
+    if (loaded_best_isa)
+        return loaded_best_isa;
+#endif
+    return best_isa();
 }
 
 static const isa_entry* find_isa(const char* name)
@@ -78,7 +99,7 @@ int rnnx_set_isa(const char* name)
     const isa_entry* e = find_isa(name);
     if (!e || !cpu_runs(e))
         return RNNX_EISA;
-    current_isa = e;
+    forced_isa = e;
     return RNNX_OK;
 }
 
