@@ -750,7 +750,8 @@ static stream_sizes stream_sizes_of(const rnnx_model* m, int B)
         const size_t G = (size_t)rnnx_gate_count(l->kind) * l->hidden_size;
         for (int k = 0; k < l->num_layers; k++) {
             s.states += 2 * (size_t)B * states_per_row(l);
-            s.transposes += (sub_input(l, k) + (size_t)l->hidden_size) * G;
+            s.transposes += sub_input(l, k) * G +
+                            rnnx_packed_size(l->kind, m->dtype, l->hidden_size);
         }
     }
     return s;
@@ -802,8 +803,8 @@ int rnnx_stream_init(rnnx_stream* s, const rnnx_model* m, const rnnx_blas* blas,
             const size_t I = sub_input(l, k);
             transpose(t, l->tensors[(size_t)k * per], G, I, elem);
             t += I * G * elem;
-            transpose(t, l->tensors[(size_t)k * per + 1], G, H, elem);
-            t += H * G * elem;
+            rnnx_pack_weights(l->kind, m->dtype, (int)H, l->tensors[(size_t)k * per + 1], t);
+            t += rnnx_packed_size(l->kind, m->dtype, (int)H) * elem;
         }
     }
     s->model = m;
@@ -881,7 +882,7 @@ int rnnx_stream_step(rnnx_stream* s, const void* x, void* y)
             a.b_ih = l->bias ? w[2] : NULL;
             a.b_hh = l->bias ? w[3] : NULL;
             a.w_ih_t = t;
-            a.w_hh_t = t + I * G * elem;
+            a.w_hh_packed = t + I * G * elem;   /* packed once, by rnnx_stream_init */
             a.y = out;
             a.ldy = (ptrdiff_t)H;
             a.h_n = then;
@@ -890,7 +891,7 @@ int rnnx_stream_step(rnnx_stream* s, const void* x, void* y)
             int status = rnnx_forward(s->blas, &a);
             if (status != RNNX_OK)
                 return status;
-            t += (I + H) * G * elem;
+            t += I * G * elem + rnnx_packed_size(l->kind, m->dtype, (int)H) * elem;
             state += 2 * half;
             cur = out;
             next = 1 - next;
