@@ -233,3 +233,17 @@ def test_memory_benchmark_quick_run(tmp_path):
         assert ckpt["traced_peak_bytes"] < plain["traced_peak_bytes"] / 2
     if "--plot" in args:
         assert (tmp_path / "r.png").stat().st_size > 1000
+
+
+def test_checkpoint_refuses_dropout_and_stale_weights():
+    """Recomputation would redraw the dropout masks, and would run on changed weights:
+    both are refused with an error that says so."""
+    x = np.random.default_rng(6).standard_normal((12, 2, 3))
+    layer = rnnx.LSTM(3, 4, num_layers=2, dropout=0.3, dtype=np.float64, seed=0)
+    with pytest.raises(ValueError, match="dropout"):
+        layer.forward(x, checkpoint=4)
+    layer = rnnx.GRU(3, 4, dtype=np.float64, seed=0)
+    y, _, cache = layer.forward(x, checkpoint=4)
+    layer.parameters()["weight_hh_l0"][0, 0] += 1.0       # an optimizer step, in place
+    with pytest.raises(ValueError, match="stale cache"):
+        layer.backward(cache, np.ones_like(y))
