@@ -12,8 +12,8 @@
 # 250 examples per property). Left out: the tests that import PyTorch or ONNX Runtime (not
 # built with ASan; loading them under an LD_PRELOADed libasan is slow and not what this job
 # checks), the RSS leak test (ASan's shadow memory and quarantine make RSS meaningless), and
-# tests marked xfail (known findings fixed on other branches; tests/conftest.py skips them when
-# RNNX_SANITIZE=1, so they run here as soon as their mark is removed).
+# tests marked xfail (known, unfixed findings: tests/conftest.py skips them when
+# RNNX_SANITIZE=1, so they run here as soon as their mark is removed; none are marked now).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 python="${PYTHON:-python}"
