@@ -43,3 +43,26 @@ def assert_close_scaled(actual, expected, dtype, rtol, atol, what=""):
     assert actual.dtype == np.dtype(dtype), f"{what}: dtype {actual.dtype} != {np.dtype(dtype)}"
     scale = max(1.0, float(np.max(np.abs(expected)))) if expected.size else 1.0
     assert_allclose(actual, expected, rtol=rtol, atol=atol * scale, err_msg=what)
+
+
+def core_forward_backward(cell, x, h0, c0, weights, lens, reverse, dy, dh_n, dc_n, path):
+    """One direction through the binding, training forward then backward:
+    [y, h_n, (c_n), dx, dh0, (dc0), dw_ih, dw_hh, db_ih, db_hh] (c_n, dc0 for LSTM only)."""
+    from rnnx import _core
+    w_ih, w_hh, b_ih, b_hh = weights
+    T, B, _ = x.shape
+    H = h0.shape[1]
+    lstm = cell == _core.LSTM
+    y = np.empty((T, B, H), x.dtype)
+    h_n = np.empty((B, H), x.dtype)
+    c_n = np.empty((B, H), x.dtype) if lstm else None
+    cache = _core.forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lens, reverse, y, h_n, c_n,
+                          True, path)
+    grads = [np.zeros_like(a) for a in (x, w_ih, w_hh, b_ih, b_hh)]
+    dh0 = np.empty_like(h0)
+    dc0 = np.empty_like(h0) if lstm else None
+    _core.backward(cell, x, w_ih, w_hh, lens, reverse, cache, dy, dh_n, dc_n if lstm else None,
+                   grads[0], dh0, dc0, *grads[1:], path)
+    states = [h_n, c_n] if lstm else [h_n]
+    dstates = [dh0, dc0] if lstm else [dh0]
+    return [y] + states + [grads[0]] + dstates + grads[1:]

@@ -14,7 +14,7 @@ import pytest
 
 from rnnx import _core
 from rnnx import reference as ref
-from shared import assert_close_scaled
+from shared import assert_close_scaled, core_forward_backward
 
 CELLS = {"rnn_tanh": _core.RNN_TANH, "rnn_relu": _core.RNN_RELU, "lstm": _core.LSTM,
          "gru": _core.GRU, "gru_reset_before": _core.GRU_RESET_BEFORE}
@@ -55,23 +55,8 @@ def problem(cell, T, B, I, H, dtype, seed, lengths=False):
 
 def run_core(cell, p, reverse, path=_core.PATH_AUTO):
     """Forward and backward through the binding: [y, h_n, (c_n), dx, dh0, (dc0), dw_ih, dw_hh, db_ih, db_hh]."""
-    x, h0, c0, (w_ih, w_hh, b_ih, b_hh), lens, dy, dh_n, dc_n = p
-    T, B, _ = x.shape
-    H = h0.shape[1]
-    lstm = cell == _core.LSTM
-    y = np.empty((T, B, H), x.dtype)
-    h_n = np.empty((B, H), x.dtype)
-    c_n = np.empty((B, H), x.dtype) if lstm else None
-    cache = _core.forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lens, reverse, y, h_n, c_n,
-                          True, path)
-    grads = [np.zeros_like(a) for a in (x, w_ih, w_hh, b_ih, b_hh)]
-    dh0 = np.empty_like(h0)
-    dc0 = np.empty_like(h0) if lstm else None
-    _core.backward(cell, x, w_ih, w_hh, lens, reverse, cache, dy, dh_n, dc_n, grads[0], dh0, dc0,
-                   *grads[1:], path)
-    states = [h_n, c_n] if lstm else [h_n]
-    dstates = [dh0, dc0] if lstm else [dh0]
-    return [y] + states + [grads[0]] + dstates + grads[1:]
+    x, h0, c0, weights, lens, dy, dh_n, dc_n = p
+    return core_forward_backward(cell, x, h0, c0, weights, lens, reverse, dy, dh_n, dc_n, path)
 
 
 def run_reference(name, p, reverse):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from rnnx import _core
+from shared import core_forward_backward
 
 CELLS = [_core.RNN_TANH, _core.RNN_RELU, _core.LSTM, _core.GRU, _core.GRU_RESET_BEFORE]
 PATHS = [_core.PATH_BLAS, _core.PATH_SMALL, _core.PATH_NAIVE]
@@ -81,21 +82,8 @@ def random_problem(cell, T, B, I, H, dtype, rng, lengths=False):
 
 
 def run_path(cell, problem, path, reverse, dy, dh_n):
-    x, h0, c0, (w_ih, w_hh, b_ih, b_hh), lens = problem
-    T, B, _ = x.shape
-    H = h0.shape[1]
-    lstm = cell == _core.LSTM
-    y = np.empty((T, B, H), x.dtype)
-    h_n = np.empty((B, H), x.dtype)
-    c_n = np.empty((B, H), x.dtype) if lstm else None
-    cache = _core.forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lens, reverse, y, h_n, c_n,
-                          True, path)
-    grads = [np.zeros_like(w) for w in (x, w_ih, w_hh, b_ih, b_hh)]
-    dh0 = np.empty_like(h0)
-    dc0 = np.empty_like(h0) if lstm else None
-    _core.backward(cell, x, w_ih, w_hh, lens, reverse, cache, dy, dh_n, dh_n if lstm else None,
-                   grads[0], dh0, dc0, *grads[1:], path)
-    return [y, h_n] + ([c_n, dc0] if lstm else []) + [dh0] + grads
+    x, h0, c0, weights, lens = problem
+    return core_forward_backward(cell, x, h0, c0, weights, lens, reverse, dy, dh_n, dh_n, path)
 
 
 # Shapes on and off the small kernel's tiles (4 rows x 32 columns, 128-wide rows).
