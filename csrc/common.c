@@ -67,7 +67,7 @@ static void gemm(const rnnx_blas* blas, int naive, char ta, char tb, int M, int 
  * Every element adds its H products one after another in order of k, from the
  * value it starts with, in both tile shapes: its value does not depend on B,
  * on where the tiles fall, or on which thread computes it. */
-enum { MR = 4, U = RNNX_UNITS };
+enum { U = RNNX_UNITS };
 
 /* The kernels below are written on a vector of VBYTES bytes where the
  * compiler has vector extensions (GCC, Clang: SSE2 or NEON for the portable
@@ -83,21 +83,23 @@ enum { MR = 4, U = RNNX_UNITS };
 #  endif
 typedef real vec __attribute__((vector_size(VBYTES), may_alias, aligned(sizeof(real))));
 enum { VL = VBYTES / (int)sizeof(real), NV = U / VL };  /* lanes; vectors per panel row */
+/* Rows per tile: MR * NV = 8 accumulators, independent sums enough to hide the
+ * FMA latency on two FMA pipes, and with the panel row and the broadcast few
+ * enough for 16 registers.  4 rows of 2 vectors on AVX2, 8 rows of one
+ * 64-byte panel row on AVX-512, 2 rows of 4 on SSE2 and NEON. */
+enum { MR = NV >= 8 ? 1 : 8 / NV };
 #define RNNX_VECTORS 1
 #define ALWAYS_INLINE inline __attribute__((always_inline))
 #else
+enum { MR = 4 };
 #define ALWAYS_INLINE inline
 #endif
 
+#ifdef RNNX_VECTORS
 /* acc (MR,U) += A (MR rows, row stride lda, K columns) @ P (K,U) */
 static ALWAYS_INLINE void tile_rows(int K, const real* restrict A, size_t lda,
-                                    const real* restrict P, real acc_out[MR][U])
+                                    const real* restrict P, vec acc[MR][NV])
 {
-#ifdef RNNX_VECTORS
-    vec acc[MR][NV];
-    for (int r = 0; r < MR; r++)
-        for (int v = 0; v < NV; v++)
-            acc[r][v] = *(const vec*)&acc_out[r][v * VL];
     for (int k = 0; k < K; k++) {
         const vec* p = (const vec*)(P + (size_t)k * U);
         for (int r = 0; r < MR; r++) {
@@ -106,28 +108,35 @@ static ALWAYS_INLINE void tile_rows(int K, const real* restrict A, size_t lda,
                 acc[r][v] += ark * p[v];
         }
     }
-    for (int r = 0; r < MR; r++)
-        for (int v = 0; v < NV; v++)
-            *(vec*)&acc_out[r][v * VL] = acc[r][v];
+}
 #else
+static ALWAYS_INLINE void tile_rows(int K, const real* restrict A, size_t lda,
+                                    const real* restrict P, real acc[MR][U])
+{
     for (int k = 0; k < K; k++) {
         const real* p = P + (size_t)k * U;
         for (int r = 0; r < MR; r++) {
             const real ark = A[(size_t)r * lda + k];
             for (int u = 0; u < U; u++)
-                acc_out[r][u] += ark * p[u];
+                acc[r][u] += ark * p[u];
         }
     }
-#endif
 }
+#endif
 
-/* acc[q] (U,) += a (K,) @ P[q] (K,U) for NG gates q of one row at once (their
- * independent sums hide the FMA latency); each element's sum as in tile_rows. */
-static ALWAYS_INLINE void tile_row_gates(int NG, int K, const real* restrict a,
-                                         const real* const P[4], real acc_out[4][U])
+/* One row against several (K,U) blocks at once: the gates of a panel, or
+ * several panels or strips, whose independent sums hide the FMA latency.
+ * ROW_SLOTS blocks fill the 8 accumulators a tile has; a call may take up to
+ * MAX_SLOTS (an LSTM's 4 gates on SSE2 or NEON). */
+enum { ROW_SLOTS = MR < 4 ? 4 : MR, MAX_SLOTS = 8 };
+
+/* acc[q] (U,) += a (K,) @ P[q] (K,U) for NG blocks q; each element's sum as in
+ * tile_rows. */
+static ALWAYS_INLINE void tile_row_blocks(int NG, int K, const real* restrict a,
+                                          const real* const P[MAX_SLOTS], real acc_out[MAX_SLOTS][U])
 {
 #ifdef RNNX_VECTORS
-    vec acc[4][NV];
+    vec acc[MAX_SLOTS][NV];
     for (int q = 0; q < NG; q++)
         for (int v = 0; v < NV; v++)
             acc[q][v] = *(const vec*)&acc_out[q][v * VL];
@@ -151,34 +160,67 @@ static ALWAYS_INLINE void tile_row_gates(int NG, int K, const real* restrict a,
 }
 
 /* dst (MR,nu, row stride ld) := init + a (MR,K, row stride lda) @ P (K,U)[:, :nu];
- * init is dst itself, or bias (nu,) when bias_init (a NULL bias meaning 0). */
+ * init is dst itself, or bias (nu,) when bias_init (a NULL bias meaning 0).
+ * A whole panel (nu == U) loads and stores its tile straight from dst. */
 static void panel_product(real* restrict dst, size_t ld, int nu, const real* restrict a, size_t lda,
                           int K, const real* restrict P, int bias_init, const real* restrict bias)
 {
+#ifdef RNNX_VECTORS
+    if (nu == U) {
+        vec acc[MR][NV];
+        for (int r = 0; r < MR; r++)
+            for (int v = 0; v < NV; v++) {
+                const real* init = bias_init ? bias : dst + (size_t)r * ld;
+                acc[r][v] = init ? *(const vec*)(init + v * VL) : (vec){0};
+            }
+        tile_rows(K, a, lda, P, acc);
+        for (int r = 0; r < MR; r++)
+            for (int v = 0; v < NV; v++)
+                *(vec*)(dst + (size_t)r * ld + v * VL) = acc[r][v];
+        return;
+    }
+    union { vec v[MR][NV]; real x[MR][U]; } acc;
+#  define ACC(r, u) acc.x[r][u]
+#  define ACC_TILE acc.v
+#else
     real acc[MR][U];
+#  define ACC(r, u) acc[r][u]
+#  define ACC_TILE acc
+#endif
     for (int r = 0; r < MR; r++)
         for (int u = 0; u < U; u++)
-            acc[r][u] = u >= nu ? 0 : bias_init ? (bias ? bias[u] : 0) : dst[(size_t)r * ld + u];
-    tile_rows(K, a, lda, P, acc);
+            ACC(r, u) = u >= nu ? 0 : bias_init ? (bias ? bias[u] : 0) : dst[(size_t)r * ld + u];
+    tile_rows(K, a, lda, P, ACC_TILE);
     for (int r = 0; r < MR; r++)
         for (int u = 0; u < nu; u++)
-            dst[(size_t)r * ld + u] = acc[r][u];
+            dst[(size_t)r * ld + u] = ACC(r, u);
+#undef ACC
+#undef ACC_TILE
 }
 
-/* The same for one row and NG <= 4 gates at once: dst[q] (nu,) := init + a (K,) @ P[q]. */
-static void panel_product_row(int NG, real* const dst[4], int nu, const real* restrict a, int K,
-                              const real* const P[4], const int bias_init[4],
-                              const real* const bias[4])
+/* One row and NG <= MAX_SLOTS blocks at once: dst[q] (nu,) := init + a (K,) @ P[q]. */
+static void panel_product_row(int NG, real* const dst[MAX_SLOTS], int nu, const real* restrict a,
+                              int K, const real* const P[MAX_SLOTS],
+                              const int bias_init[MAX_SLOTS], const real* const bias[MAX_SLOTS])
 {
-    real acc[4][U] = {{0}};
+#if defined(RNNX_VECTORS)
+    union { vec v[MAX_SLOTS][NV]; real x[MAX_SLOTS][U]; } tile;
+    real (*acc)[U] = tile.x;
+#else
+    real acc[MAX_SLOTS][U];
+#endif
     for (int q = 0; q < NG; q++)
         for (int u = 0; u < U; u++)
             acc[q][u] = u >= nu ? 0 : bias_init[q] ? (bias[q] ? bias[q][u] : 0) : dst[q][u];
-    switch (NG) {  /* constant gate counts, so the accumulators stay in registers */
-    case 1: tile_row_gates(1, K, a, P, acc); break;
-    case 2: tile_row_gates(2, K, a, P, acc); break;
-    case 3: tile_row_gates(3, K, a, P, acc); break;
-    default: tile_row_gates(4, K, a, P, acc); break;
+    switch (NG) {  /* constant block counts, so the accumulators stay in registers */
+    case 1: tile_row_blocks(1, K, a, P, acc); break;
+    case 2: tile_row_blocks(2, K, a, P, acc); break;
+    case 3: tile_row_blocks(3, K, a, P, acc); break;
+    case 4: tile_row_blocks(4, K, a, P, acc); break;
+    case 5: tile_row_blocks(5, K, a, P, acc); break;
+    case 6: tile_row_blocks(6, K, a, P, acc); break;
+    case 7: tile_row_blocks(7, K, a, P, acc); break;
+    default: tile_row_blocks(8, K, a, P, acc); break;
     }
     for (int q = 0; q < NG; q++)
         for (int u = 0; u < nu; u++)

@@ -124,54 +124,70 @@ typedef struct fwd_task {
     int gates, n_tasks;
 } fwd_task;
 
-/* One task of a fused phase: its panels' products, each followed by finish. */
+/* The products of phase ph for row r and units j0..j1-1 (whole panels but
+ * perhaps the last), by the row kernel: every (panel, gate) block in one call,
+ * so that a cell with fewer gates than ROW_SLOTS still fills the accumulators. */
+static void fused_row_products(const fwd_task* c, const real* in, int r, int j0, int j1)
+{
+    const fwd_phase* ph = c->phase;
+    const step* s = c->s;
+    const int H = s->H, G = s->G, nu = j1 - j0 < U ? j1 - j0 : U;
+    real* dst[MAX_SLOTS];
+    const real* panels[MAX_SLOTS];
+    const real* bias[MAX_SLOTS];
+    int bias_init[MAX_SLOTS];
+    int n = 0;
+    for (int u0 = j0; u0 < j1; u0 += U)
+        for (int g = ph->g0; g < ph->g1; g++, n++) {
+            panels[n] = c->packed + ((size_t)(u0 / U) * c->gates + g) * H * U;
+            bias_init[n] = g == ph->aux_gate;
+            bias[n] = g == ph->aux_gate && s->bias_n ? s->bias_n + u0 : NULL;
+            dst[n] = g == ph->aux_gate ? s->aux + (size_t)r * H + u0
+                                       : s->gates + (size_t)r * G + (size_t)g * H + u0;
+        }
+    panel_product_row(n, dst, nu, in + (size_t)r * H, H, panels, bias_init, bias);
+}
+
+/* One task of a fused phase: its panels' products, each followed by finish.
+ * Rows in whole tiles of MR go panel by panel; the rows past the last tile go
+ * through the row kernel a group of panels at a time (whole panels only: a
+ * short last panel of H is a group of its own). */
 static void fused_phase_task(void* ctx, int task)
 {
     const fwd_task* c = ctx;
     const fwd_phase* ph = c->phase;
     const step* s = c->s;
-    const int B = s->B, H = s->H, G = s->G;
+    const int B = s->B, H = s->H, G = s->G, ng = ph->g1 - ph->g0;
+    const int tiled = B - B % MR;                                   /* rows in whole tiles */
+    const int group = ng >= ROW_SLOTS ? 1 : ROW_SLOTS / ng;         /* panels per row call */
     const real* in = ph->from_aux ? s->aux : s->h_prev;  /* (B,H) */
     int lo, hi;
     task_units(H, c->n_tasks, task, &lo, &hi);
-    for (int j0 = lo; j0 < hi; j0 += U) {
-        const int p = j0 / U, nu = hi - j0 < U ? hi - j0 : U;
-        for (int r0 = 0; r0 < B; r0 += MR) {
-            const int m = B - r0 < MR ? B - r0 : MR;
-            const real* rows = in + (size_t)r0 * H;
-            if (m == MR) {
+    for (int j0 = lo; j0 < hi;) {
+        int j1 = j0 + group * U < hi ? j0 + group * U : hi;
+        if (j1 - j0 > U && (j1 - j0) % U)  /* leave the short last panel to its own group */
+            j1 = j0 + (j1 - j0) / U * U;
+        for (int u0 = j0; u0 < j1; u0 += U) {
+            const int p = u0 / U, nu = j1 - u0 < U ? j1 - u0 : U;
+            for (int r0 = 0; r0 < tiled; r0 += MR) {
+                const real* rows = in + (size_t)r0 * H;
                 for (int g = ph->g0; g < ph->g1; g++) {
                     const real* panel = c->packed + ((size_t)p * c->gates + g) * H * U;  /* (H,U) */
                     if (g == ph->aux_gate)  /* aux[rows, units] = bias_n + rows @ W_g^T */
-                        panel_product(s->aux + (size_t)r0 * H + j0, (size_t)H, nu, rows, (size_t)H,
-                                      H, panel, 1, s->bias_n ? s->bias_n + j0 : NULL);
+                        panel_product(s->aux + (size_t)r0 * H + u0, (size_t)H, nu, rows, (size_t)H,
+                                      H, panel, 1, s->bias_n ? s->bias_n + u0 : NULL);
                     else                    /* gates[rows, g, units] += rows @ W_g^T */
-                        panel_product(s->gates + (size_t)r0 * G + (size_t)g * H + j0, (size_t)G,
+                        panel_product(s->gates + (size_t)r0 * G + (size_t)g * H + u0, (size_t)G,
                                       nu, rows, (size_t)H, H, panel, 0, NULL);
                 }
-            } else {
-                for (int r = r0; r < r0 + m; r++) {  /* the rows past the last tile: all gates at once */
-                    real* dst[4];
-                    const real* panels[4];
-                    const real* bias[4] = {NULL, NULL, NULL, NULL};
-                    int bias_init[4] = {0, 0, 0, 0};
-                    const int ng = ph->g1 - ph->g0;
-                    for (int q = 0; q < ng; q++) {
-                        const int g = ph->g0 + q;
-                        panels[q] = c->packed + ((size_t)p * c->gates + g) * H * U;
-                        if (g == ph->aux_gate) {
-                            dst[q] = s->aux + (size_t)r * H + j0;
-                            bias_init[q] = 1;
-                            bias[q] = s->bias_n ? s->bias_n + j0 : NULL;
-                        } else {
-                            dst[q] = s->gates + (size_t)r * G + (size_t)g * H + j0;
-                        }
-                    }
-                    panel_product_row(ng, dst, nu, in + (size_t)r * H, H, panels, bias_init, bias);
-                }
+                ph->finish(s, r0, r0 + MR, u0, u0 + nu);
             }
-            ph->finish(s, r0, r0 + m, j0, j0 + nu);
         }
+        for (int r = tiled; r < B; r++) {
+            fused_row_products(c, in, r, j0, j1);
+            ph->finish(s, r, r + 1, j0, j1);
+        }
+        j0 = j1;
     }
 }
 
@@ -310,20 +326,33 @@ static void stage_product_task(void* ctx, int task)
     if (st->dst_drh)
         for (int b = 0; b < B; b++)
             memset(dst + (size_t)b * H + j0, 0, (size_t)(j1 - j0) * sizeof(real));
+    const int tiled = B - B % MR;  /* rows in whole tiles */
     for (int u0 = j0; u0 < j1; u0 += U) {
         const int nu = j1 - u0 < U ? j1 - u0 : U;
         const real* strip = c->w_hh + ((size_t)(u0 / U) * G + (size_t)st->g0 * H) * U;  /* (K,U) */
-        int r0 = 0;
-        for (; r0 + MR <= B; r0 += MR)   /* dst[rows, units] += src[rows, gates] @ strip */
+        for (int r0 = 0; r0 < tiled; r0 += MR)   /* dst[rows, units] += src[rows, gates] @ strip */
             panel_product(dst + (size_t)r0 * H + u0, (size_t)H, nu,
                           src + (size_t)r0 * G + (size_t)st->g0 * H, (size_t)G, K, strip, 0, NULL);
-        for (; r0 < B; r0++) {
-            real* d[4] = {dst + (size_t)r0 * H + u0, NULL, NULL, NULL};
-            const real* P[4] = {strip, NULL, NULL, NULL};
-            const int bias_init[4] = {0, 0, 0, 0};
-            const real* bias[4] = {NULL, NULL, NULL, NULL};
-            panel_product_row(1, d, nu, src + (size_t)r0 * G + (size_t)st->g0 * H, K, P, bias_init, bias);
+    }
+    /* The rows past the last tile: ROW_SLOTS strips per call of the row kernel
+     * (whole strips only: a short last strip of H goes alone). */
+    for (int u0 = j0; u0 < j1;) {
+        int n = (j1 - u0) / U < ROW_SLOTS ? (j1 - u0) / U : ROW_SLOTS;
+        const int nu = n ? U : j1 - u0;
+        if (!n)
+            n = 1;
+        for (int r = tiled; r < B; r++) {
+            real* d[MAX_SLOTS];
+            const real* P[MAX_SLOTS];
+            const int bias_init[MAX_SLOTS] = {0};
+            const real* bias[MAX_SLOTS] = {NULL};
+            for (int q = 0; q < n; q++) {
+                d[q] = dst + (size_t)r * H + u0 + (size_t)q * U;
+                P[q] = c->w_hh + ((size_t)(u0 / U + q) * G + (size_t)st->g0 * H) * U;
+            }
+            panel_product_row(n, d, nu, src + (size_t)r * G + (size_t)st->g0 * H, K, P, bias_init, bias);
         }
+        u0 += n * U < j1 - u0 ? n * U : j1 - u0;
     }
 }
 
