@@ -132,14 +132,10 @@ enum { ROW_SLOTS = MR < 4 ? 4 : MR, MAX_SLOTS = 8 };
 
 /* acc[q] (U,) += a (K,) @ P[q] (K,U) for NG blocks q; each element's sum as in
  * tile_rows. */
-static ALWAYS_INLINE void tile_row_blocks(int NG, int K, const real* restrict a,
-                                          const real* const P[MAX_SLOTS], real acc_out[MAX_SLOTS][U])
-{
 #ifdef RNNX_VECTORS
-    vec acc[MAX_SLOTS][NV];
-    for (int q = 0; q < NG; q++)
-        for (int v = 0; v < NV; v++)
-            acc[q][v] = *(const vec*)&acc_out[q][v * VL];
+static ALWAYS_INLINE void tile_row_blocks(int NG, int K, const real* restrict a,
+                                          const real* const P[MAX_SLOTS], vec acc[MAX_SLOTS][NV])
+{
     for (int k = 0; k < K; k++) {
         const real ak = a[k];
         for (int q = 0; q < NG; q++) {
@@ -148,16 +144,17 @@ static ALWAYS_INLINE void tile_row_blocks(int NG, int K, const real* restrict a,
                 acc[q][v] += ak * p[v];
         }
     }
-    for (int q = 0; q < NG; q++)
-        for (int v = 0; v < NV; v++)
-            *(vec*)&acc_out[q][v * VL] = acc[q][v];
+}
 #else
+static ALWAYS_INLINE void tile_row_blocks(int NG, int K, const real* restrict a,
+                                          const real* const P[MAX_SLOTS], real acc[MAX_SLOTS][U])
+{
     for (int k = 0; k < K; k++)
         for (int q = 0; q < NG; q++)
             for (int u = 0; u < U; u++)
-                acc_out[q][u] += a[k] * P[q][(size_t)k * U + u];
-#endif
+                acc[q][u] += a[k] * P[q][(size_t)k * U + u];
 }
+#endif
 
 /* dst (MR,nu, row stride ld) := init + a (MR,K, row stride lda) @ P (K,U)[:, :nu];
  * init is dst itself, or bias (nu,) when bias_init (a NULL bias meaning 0).
@@ -198,33 +195,58 @@ static void panel_product(real* restrict dst, size_t ld, int nu, const real* res
 #undef ACC_TILE
 }
 
-/* One row and NG <= MAX_SLOTS blocks at once: dst[q] (nu,) := init + a (K,) @ P[q]. */
+/* One row and NG <= MAX_SLOTS blocks at once: dst[q] (nu,) := init + a (K,) @ P[q].
+ * Whole panels (nu == U) load and store the accumulators straight from dst. */
+static ALWAYS_INLINE void row_blocks(int NG, real* const dst[MAX_SLOTS], int nu,
+                                     const real* restrict a, int K, const real* const P[MAX_SLOTS],
+                                     const int bias_init[MAX_SLOTS], const real* const bias[MAX_SLOTS])
+{
+#ifdef RNNX_VECTORS
+    union { vec v[MAX_SLOTS][NV]; real x[MAX_SLOTS][U]; } tile;
+    vec (*acc)[NV] = tile.v;
+    if (nu == U) {
+        for (int q = 0; q < NG; q++)
+            for (int v = 0; v < NV; v++) {
+                const real* init = bias_init[q] ? bias[q] : dst[q];
+                acc[q][v] = init ? *(const vec*)(init + v * VL) : (vec){0};
+            }
+        tile_row_blocks(NG, K, a, P, acc);
+        for (int q = 0; q < NG; q++)
+            for (int v = 0; v < NV; v++)
+                *(vec*)(dst[q] + v * VL) = acc[q][v];
+        return;
+    }
+    real (*x)[U] = tile.x;  /* a short panel goes through memory, zero past nu */
+#else
+    real x[MAX_SLOTS][U];
+#endif
+    for (int q = 0; q < NG; q++)
+        for (int u = 0; u < U; u++)
+            x[q][u] = u >= nu ? 0 : bias_init[q] ? (bias[q] ? bias[q][u] : 0) : dst[q][u];
+#ifdef RNNX_VECTORS
+    tile_row_blocks(NG, K, a, P, acc);
+#else
+    tile_row_blocks(NG, K, a, P, x);
+#endif
+    for (int q = 0; q < NG; q++)
+        for (int u = 0; u < nu; u++)
+            dst[q][u] = x[q][u];
+}
+
 static void panel_product_row(int NG, real* const dst[MAX_SLOTS], int nu, const real* restrict a,
                               int K, const real* const P[MAX_SLOTS],
                               const int bias_init[MAX_SLOTS], const real* const bias[MAX_SLOTS])
 {
-#if defined(RNNX_VECTORS)
-    union { vec v[MAX_SLOTS][NV]; real x[MAX_SLOTS][U]; } tile;
-    real (*acc)[U] = tile.x;
-#else
-    real acc[MAX_SLOTS][U];
-#endif
-    for (int q = 0; q < NG; q++)
-        for (int u = 0; u < U; u++)
-            acc[q][u] = u >= nu ? 0 : bias_init[q] ? (bias[q] ? bias[q][u] : 0) : dst[q][u];
     switch (NG) {  /* constant block counts, so the accumulators stay in registers */
-    case 1: tile_row_blocks(1, K, a, P, acc); break;
-    case 2: tile_row_blocks(2, K, a, P, acc); break;
-    case 3: tile_row_blocks(3, K, a, P, acc); break;
-    case 4: tile_row_blocks(4, K, a, P, acc); break;
-    case 5: tile_row_blocks(5, K, a, P, acc); break;
-    case 6: tile_row_blocks(6, K, a, P, acc); break;
-    case 7: tile_row_blocks(7, K, a, P, acc); break;
-    default: tile_row_blocks(8, K, a, P, acc); break;
+    case 1: row_blocks(1, dst, nu, a, K, P, bias_init, bias); break;
+    case 2: row_blocks(2, dst, nu, a, K, P, bias_init, bias); break;
+    case 3: row_blocks(3, dst, nu, a, K, P, bias_init, bias); break;
+    case 4: row_blocks(4, dst, nu, a, K, P, bias_init, bias); break;
+    case 5: row_blocks(5, dst, nu, a, K, P, bias_init, bias); break;
+    case 6: row_blocks(6, dst, nu, a, K, P, bias_init, bias); break;
+    case 7: row_blocks(7, dst, nu, a, K, P, bias_init, bias); break;
+    default: row_blocks(8, dst, nu, a, K, P, bias_init, bias); break;
     }
-    for (int q = 0; q < NG; q++)
-        for (int u = 0; u < nu; u++)
-            dst[q][u] = acc[q][u];
 }
 
 /* C (M,N) += A (M,K) @ Bm (K,N), row-major: the core's own kernel for the
