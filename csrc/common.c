@@ -260,35 +260,47 @@ static void panel_product_row(int NG, real* const dst[MAX_SLOTS], int nu, const 
 enum { SMALL_ROWS = 4 };
 
 #ifdef RNNX_VECTORS
-/* c (N,) += a (K,) @ Bm (K,N): one row of gemm_small_acc, in wide tiles (more
- * independent sums to hide the FMA latency); each element's sum in order of k. */
+/* c (N,) += a (K,) @ Bm (K,N): one row of gemm_small_acc.  A one-row product
+ * is bound by reading Bm, so Bm is read row by row, contiguously, four rows of
+ * k at a time (a walk down its columns would hop ldb elements per k, which
+ * the prefetchers do not follow); each element of c adds its products one
+ * after another in order of k, as in the tiles. */
 static void gemm_small_row(int N, int K, const real* restrict a, const real* restrict Bm, int ldb,
                            real* restrict c)
 {
-    enum { WIDE_VECS = 4 };
-    int j = 0;
-    for (; j + WIDE_VECS * VL <= N; j += WIDE_VECS * VL) {
-        vec acc[WIDE_VECS];
-        for (int v = 0; v < WIDE_VECS; v++)
-            acc[v] = *(const vec*)(c + j + v * VL);
-        for (int k = 0; k < K; k++) {
-            const vec* b = (const vec*)(Bm + (size_t)k * ldb + j);
-            for (int v = 0; v < WIDE_VECS; v++)
-                acc[v] += a[k] * b[v];
+    int k = 0;
+    for (; k + 4 <= K; k += 4) {
+        const real a0 = a[k], a1 = a[k + 1], a2 = a[k + 2], a3 = a[k + 3];
+        const real* b0 = Bm + (size_t)k * ldb;
+        const real* b1 = b0 + ldb;
+        const real* b2 = b1 + ldb;
+        const real* b3 = b2 + ldb;
+        int j = 0;
+        for (; j + VL <= N; j += VL) {
+            vec acc = *(const vec*)(c + j);
+            acc += a0 * *(const vec*)(b0 + j);
+            acc += a1 * *(const vec*)(b1 + j);
+            acc += a2 * *(const vec*)(b2 + j);
+            acc += a3 * *(const vec*)(b3 + j);
+            *(vec*)(c + j) = acc;
         }
-        for (int v = 0; v < WIDE_VECS; v++)
-            *(vec*)(c + j + v * VL) = acc[v];
+        for (; j < N; j++) {
+            real t = c[j];
+            t += a0 * b0[j];
+            t += a1 * b1[j];
+            t += a2 * b2[j];
+            t += a3 * b3[j];
+            c[j] = t;
+        }
     }
-    for (; j + VL <= N; j += VL) {
-        vec acc = *(const vec*)(c + j);
-        for (int k = 0; k < K; k++)
-            acc += a[k] * *(const vec*)(Bm + (size_t)k * ldb + j);
-        *(vec*)(c + j) = acc;
-    }
-    for (int k = 0; k < K; k++) {
+    for (; k < K; k++) {
+        const real ak = a[k];
         const real* b = Bm + (size_t)k * ldb;
-        for (int q = j; q < N; q++)
-            c[q] += a[k] * b[q];
+        int j = 0;
+        for (; j + VL <= N; j += VL)
+            *(vec*)(c + j) += ak * *(const vec*)(b + j);
+        for (; j < N; j++)
+            c[j] += ak * b[j];
     }
 }
 #endif
