@@ -18,22 +18,9 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 python="${PYTHON:-python}"
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/rnnx-sanitize.XXXXXX")"
-trap 'rm -rf "$work"' EXIT
-src="$work/src"    # the sources as git sees them (tracked, plus untracked files not ignored):
-site="$work/site"  # no .so or generated .c of the normal build comes along
-(cd "$root" && git ls-files -z --cached --others --exclude-standard) |
-    (cd "$root" && while IFS= read -r -d '' f; do
-        [ -f "$f" ] && mkdir -p "$src/$(dirname "$f")" && cp -p "$f" "$src/$f"
-    done)
-
-# A wheel (pip's isolated build, as the main install) unpacked into $site: nothing is
-# installed into the environment, and the normal editable install stays as it was.
+source "$root/.ci/scratch_build.sh"
 flags="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -g"
-echo "sanitize: building rnnx._core with $flags"
-CFLAGS="$flags" LDFLAGS="-fsanitize=address,undefined" "$python" -m pip install --quiet \
-    --no-cache-dir --no-deps --target "$site" "$src" >"$work/build.log" 2>&1 ||
-    { cat "$work/build.log"; echo "sanitize: build failed"; exit 1; }
+scratch_build sanitize "$flags" "-fsanitize=address,undefined"
 
 libasan="$(gcc -print-file-name=libasan.so)"
 libubsan="$(gcc -print-file-name=libubsan.so)"
@@ -54,13 +41,7 @@ export RNNX_SANITIZE=1   # tests/conftest.py: skip the known findings still mark
 export HYPOTHESIS_PROFILE="${HYPOTHESIS_PROFILE:-ci}"
 
 cd "$work"   # no rnnx folder here: `python -m` puts the working folder first on sys.path
-"$python" - <<EOF
-import rnnx._core, sys
-where = rnnx._core.__file__
-if not where.startswith("$site"):
-    sys.exit(f"sanitize: imported {where}, not the sanitized build in $site")
-print("sanitize: testing", where)
-EOF
+scratch_check_import sanitize
 
 if [ "$#" -eq 0 ]; then
     set -- "$src"/tests/test_{core,layers,kernels,fuzz_core,fuzz_api,threads_leaks}.py \

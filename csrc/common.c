@@ -78,6 +78,11 @@ enum { U = RNNX_UNITS };
 #    define VBYTES 64
 #  elif defined(RNNX_TARGET_AVX2)
 #    define VBYTES 32
+#  elif defined(RNNX_GENERIC_VBYTES)
+/* CI only (.ci/wide_vectors.sh): the portable build on vectors of the AVX-512
+ * build's width, lowered by the compiler to the baseline ISA, so that every
+ * x86-64 machine runs the tile shapes the AVX-512 build uses. */
+#    define VBYTES RNNX_GENERIC_VBYTES
 #  else
 #    define VBYTES 16
 #  endif
