@@ -1,11 +1,12 @@
 """The C core below the layers: its activations and its three gemm paths.
 
-The float32 sigmoid and tanh are the core's own (branch-free so the gate loops
-vectorize); they must stay within a few ulp of the correctly rounded value over
-the whole float range.  The per-step products run through BLAS, a hand-written
+The sigmoid and tanh of both dtypes are the core's own (branch-free so the gate
+loops vectorize); they must stay within a few ulp of the correctly rounded value
+over the whole float range.  The per-step products run through BLAS, a hand-written
 small kernel or a naive gemm; all three must give the same sequences and
 gradients, on shapes that fall on and off the small kernel's tiles.
 """
+import mpmath
 import numpy as np
 import pytest
 
@@ -69,6 +70,38 @@ def test_float64_activations_match_numpy(name):
     got = _core.activation(name, x)
     # libm's exp and NumPy's differ in the last bit or two
     np.testing.assert_allclose(got, want, rtol=1e-15, atol=1e-300)
+
+
+def float64_sweep(n=4000):
+    """Every decade of the double range (subnormal results included), both signs,
+    the region where the activations bend, and the special values."""
+    rng = np.random.default_rng(1)
+    bend = rng.uniform(-40, 40, n)
+    magnitudes = 2.0 ** rng.uniform(-1074, 1023.9, n // 2)
+    signs = np.where(rng.random(n // 2) < 0.5, -1.0, 1.0)
+    edges = np.array([0.0, -0.0, 0.35 / 2, -0.35 / 2, 0.1749999, -0.1750001, 708.0, -708.0,
+                      -744.0, -745.1, 746.0, np.finfo(np.float64).max, -np.finfo(np.float64).max])
+    return np.concatenate([bend, magnitudes * signs, edges])
+
+
+@pytest.mark.parametrize("name", ["sigmoid", "tanh"])
+def test_float64_activations_within_a_few_ulp(name):
+    """Against mpmath's values rounded to double, in ulp of the result; a result that
+    rounds to a subnormal is held to 4 of the smallest subnormals."""
+    mpmath.mp.dps = 50
+    x = float64_sweep()
+    got = _core.activation(name, x)
+    assert got.dtype == np.float64
+    for v, g in zip(x, got):
+        m = mpmath.mpf(float(v))
+        want = float(1 / (1 + mpmath.exp(-m)) if name == "sigmoid" else mpmath.tanh(m))
+        err = abs(g - want) / np.spacing(abs(want))
+        assert err <= 4, f"{name}({v!r}) = {g!r}, correctly rounded {want!r}: {err} ulp"
+    special = _core.activation(name, np.array([np.nan, np.inf, -np.inf]))
+    assert np.isnan(special[0]) and special[1] == 1.0
+    assert special[2] == (0.0 if name == "sigmoid" else -1.0)
+    if name == "tanh":
+        assert np.array_equal(_core.activation(name, -x), -got)
 
 
 def random_problem(cell, T, B, I, H, dtype, rng, lengths=False):
