@@ -15,10 +15,13 @@
 
 /* One forward phase: gates g0..g1-1 += input @ W_hh[g]^T, then finish.  The
  * input is h_prev, or aux (GRU reset before's r * h_prev); aux_gate's product
- * goes to aux (B,H), starting from bias_n, instead of into the gates. */
+ * goes to aux (B,H), starting from bias_n, instead of into the gates.  A
+ * projection phase (proj_out) is instead h (B,P) := m (B,H) @ W_hr^T, on the
+ * P units. */
 typedef struct fwd_phase {
     int g0, g1, from_aux, aux_gate;
     step_fn finish;
+    int proj_out;
 } fwd_phase;
 
 /* One backward stage: grads on every unit, then
@@ -49,21 +52,31 @@ static const cell_plan cell_plans[] = {
                                    {gru_before_step_backward_reset, 0, 2, 0, 0}}},
 };
 
-/* packed (see rnnx_packed_elems) := W_hh (G,H) in panels of U units. */
-static void pack_weights(const rnnx_cell_desc* d, int H, const void* w_hh_v, void* packed_v)
+/* An LSTM with a projection: phase 1 the gates and m = o * tanh(c) on the H
+ * units (input h_prev, P wide), phase 2 h = m @ W_hr^T on the P units.  Its
+ * backward is written out in backward_sequence. */
+static const cell_plan lstm_proj_plan = {
+    2, {{0, 4, 0, -1, lstm_proj_step_forward, 0}, {0, 1, 0, -1, lstm_proj_step_output, 1}}, 0, {{0}}};
+
+/* packed (see rnnx_panels_elems) := w (gates*N, K) in panels of U units. */
+static void pack_panels(int gates, int N, int K, const real* w, real* packed)
 {
-    const real* w_hh = w_hh_v;
-    real* packed = packed_v;
-    const int panels = (H + U - 1) / U;
+    const int panels = (N + U - 1) / U;
     for (int p = 0; p < panels; p++)
-        for (int g = 0; g < d->gates; g++) {
-            real* block = packed + ((size_t)p * d->gates + g) * H * U;  /* (H,U) */
-            for (int k = 0; k < H; k++)
+        for (int g = 0; g < gates; g++) {
+            real* block = packed + ((size_t)p * gates + g) * K * U;  /* (K,U) */
+            for (int k = 0; k < K; k++)
                 for (int u = 0; u < U; u++) {
                     const int j = p * U + u;
-                    block[(size_t)k * U + u] = j < H ? w_hh[((size_t)g * H + j) * H + k] : 0;
+                    block[(size_t)k * U + u] = j < N ? w[((size_t)g * N + j) * K + k] : 0;
                 }
         }
+}
+
+/* packed (see rnnx_packed_elems) := W_hh (G,H) in panels of U units. */
+static void pack_weights(const rnnx_cell_desc* d, int H, const void* w_hh, void* packed)
+{
+    pack_panels(d->gates, H, H, w_hh, packed);
 }
 
 /* packed (strips of U units, (G,U) each) := W_hh (G,H) by columns:
@@ -122,6 +135,7 @@ typedef struct fwd_task {
     const step* s;
     const real* packed;
     int gates, n_tasks;
+    const real* packed_hr;  /* W_hr packed in panels (pack_panels(1, P, H)), with a projection */
 } fwd_task;
 
 /* One task of a fused phase: its panels' products, each followed by finish. */
@@ -131,23 +145,39 @@ static void fused_phase_task(void* ctx, int task)
     const fwd_phase* ph = c->phase;
     const step* s = c->s;
     const int B = s->B, H = s->H, G = s->G;
-    const real* in = ph->from_aux ? s->aux : s->h_prev;  /* (B,H) */
+    /* the phase's units N and inner dimension K: the gates' H units over h_prev (B,P)
+     * (or aux, (B,H) with P == H), or the projection's P units over m (B,H) */
+    const int N = ph->proj_out ? s->P : H, K = ph->proj_out ? H : s->P;
+    const real* in = ph->proj_out ? s->m : ph->from_aux ? s->aux : s->h_prev;  /* (B,K) */
+    const real* packed = ph->proj_out ? c->packed_hr : c->packed;
+    const int gates = ph->proj_out ? 1 : c->gates;
     int lo, hi;
-    task_units(H, c->n_tasks, task, &lo, &hi);
+    task_units(N, c->n_tasks, task, &lo, &hi);
     for (int j0 = lo; j0 < hi; j0 += U) {
         const int p = j0 / U, nu = hi - j0 < U ? hi - j0 : U;
         for (int r0 = 0; r0 < B; r0 += MR) {
             const int m = B - r0 < MR ? B - r0 : MR;
-            const real* rows = in + (size_t)r0 * H;
-            if (m == MR) {
+            const real* rows = in + (size_t)r0 * K;
+            if (m == MR && ph->proj_out) {  /* h[rows, units] = rows @ W_hr^T */
+                panel_product(s->h + (size_t)r0 * N + j0, (size_t)N, nu, rows, (size_t)K, K,
+                              packed + (size_t)p * K * U, 1, NULL);
+            } else if (m == MR) {
                 for (int g = ph->g0; g < ph->g1; g++) {
-                    const real* panel = c->packed + ((size_t)p * c->gates + g) * H * U;  /* (H,U) */
+                    const real* panel = packed + ((size_t)p * gates + g) * K * U;  /* (K,U) */
                     if (g == ph->aux_gate)  /* aux[rows, units] = bias_n + rows @ W_g^T */
-                        panel_product(s->aux + (size_t)r0 * H + j0, (size_t)H, nu, rows, (size_t)H,
-                                      H, panel, 1, s->bias_n ? s->bias_n + j0 : NULL);
+                        panel_product(s->aux + (size_t)r0 * H + j0, (size_t)H, nu, rows, (size_t)K,
+                                      K, panel, 1, s->bias_n ? s->bias_n + j0 : NULL);
                     else                    /* gates[rows, g, units] += rows @ W_g^T */
                         panel_product(s->gates + (size_t)r0 * G + (size_t)g * H + j0, (size_t)G,
-                                      nu, rows, (size_t)H, H, panel, 0, NULL);
+                                      nu, rows, (size_t)K, K, panel, 0, NULL);
+                }
+            } else if (ph->proj_out) {
+                for (int r = r0; r < r0 + m; r++) {
+                    real* dst[4] = {s->h + (size_t)r * N + j0, NULL, NULL, NULL};
+                    const real* panels[4] = {packed + (size_t)p * K * U, NULL, NULL, NULL};
+                    const real* bias[4] = {NULL, NULL, NULL, NULL};
+                    const int bias_init[4] = {1, 0, 0, 0};
+                    panel_product_row(1, dst, nu, in + (size_t)r * K, K, panels, bias_init, bias);
                 }
             } else {
                 for (int r = r0; r < r0 + m; r++) {  /* the rows past the last tile: all gates at once */
@@ -158,7 +188,7 @@ static void fused_phase_task(void* ctx, int task)
                     const int ng = ph->g1 - ph->g0;
                     for (int q = 0; q < ng; q++) {
                         const int g = ph->g0 + q;
-                        panels[q] = c->packed + ((size_t)p * c->gates + g) * H * U;
+                        panels[q] = packed + ((size_t)p * gates + g) * K * U;
                         if (g == ph->aux_gate) {
                             dst[q] = s->aux + (size_t)r * H + j0;
                             bias_init[q] = 1;
@@ -167,7 +197,7 @@ static void fused_phase_task(void* ctx, int task)
                             dst[q] = s->gates + (size_t)r * G + (size_t)g * H + j0;
                         }
                     }
-                    panel_product_row(ng, dst, nu, in + (size_t)r * H, H, panels, bias_init, bias);
+                    panel_product_row(ng, dst, nu, in + (size_t)r * K, K, panels, bias_init, bias);
                 }
             }
             ph->finish(s, r0, r0 + m, j0, j0 + nu);
@@ -177,13 +207,18 @@ static void fused_phase_task(void* ctx, int task)
 
 /* A phase on the BLAS or naive path: the products by gemm, then finish on everything. */
 static void plain_phase(const rnnx_blas* blas, int naive, const fwd_phase* ph, const step* s,
-                        const real* w_hh)
+                        const real* w_hh, const real* w_hr)
 {
-    const int B = s->B, H = s->H, G = s->G;
+    const int B = s->B, H = s->H, G = s->G, K = s->P;  /* K: the width of h_prev (H but with a projection) */
     const real* in = ph->from_aux ? s->aux : s->h_prev;
+    if (ph->proj_out) {      /* h = m @ W_hr.T */
+        gemm(blas, naive, 'N', 'T', B, s->P, H, 1, s->m, H, w_hr, H, 0, s->h, s->P);
+        ph->finish(s, 0, B, 0, s->P);
+        return;
+    }
     if (ph->aux_gate < 0) {  /* gates[:, g0:g1] += in @ W_hh[g0:g1].T */
-        gemm(blas, naive, 'N', 'T', B, (ph->g1 - ph->g0) * H, H, 1, in, H,
-             w_hh + (size_t)ph->g0 * H * H, H, 1, s->gates + (size_t)ph->g0 * H, G);
+        gemm(blas, naive, 'N', 'T', B, (ph->g1 - ph->g0) * H, K, 1, in, K,
+             w_hh + (size_t)ph->g0 * H * K, K, 1, s->gates + (size_t)ph->g0 * H, G);
     } else {
         for (int g = ph->g0; g < ph->g1; g++) {
             real* dst = g == ph->aux_gate ? s->aux : s->gates + (size_t)g * H;
@@ -202,28 +237,33 @@ static void plain_phase(const rnnx_blas* blas, int naive, const fwd_phase* ph, c
 static int forward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
                             const rnnx_forward_args* a)
 {
-    const cell_plan* plan = &cell_plans[d->cell];
+    const int proj = a->proj;
+    const cell_plan* plan = proj > 0 ? &lstm_proj_plan : &cell_plans[d->cell];
     const int T = a->T, B = a->B, I = a->I, H = a->H, G = d->gates * H, reverse = a->reverse;
-    const size_t BH = (size_t)B * H;
+    const int P = rnnx_state_width(H, proj);  /* the width of h and y */
+    const size_t BH = (size_t)B * H, BP = (size_t)B * P;
     const int train = (a->cache != NULL), has_c = (d->states == 2);
     const int naive = (a->path == RNNX_PATH_NAIVE);
     const int fused = (a->path == RNNX_PATH_AUTO || a->path == RNNX_PATH_SMALL);
     const int after = (d->cell == RNNX_GRU);
-    const rnnx_cache_layout cl = rnnx_cache_layout_of(d, T, B, H);
-    const rnnx_forward_work wl = rnnx_forward_work_of(d, T, B, I, H, train);
+    const rnnx_cache_layout cl = rnnx_cache_layout_of(d, T, B, H, proj);
+    const rnnx_forward_work wl = rnnx_forward_work_of(d, T, B, I, H, proj, train);
     real* work = a->work;
     real* cache = a->cache;
-    real* hs = train ? cache + cl.hs : NULL;                                /* (T+1,B,H) */
+    real* hs = train ? cache + cl.hs : NULL;                                /* (T+1,B,P) */
     real* cs = train && has_c ? cache + cl.cs : NULL;                       /* (T+1,B,H) */
     real* slab = train && d->gates_in_cache ? cache + cl.gates : work + wl.slab;  /* (T,B,G) */
     real* aux_all = train && d->aux_in_cache ? cache + cl.aux : NULL;       /* (T,B,H) */
     const real* b_hh = a->b_hh;
 
+    real* m_all = proj > 0 && train ? cache + cl.m : NULL;                  /* (T,B,H) */
     const real* packed = a->w_hh_packed;
     if (fused && !packed) {
-        pack_weights(d, H, a->w_hh, work + wl.packed);
+        pack_panels(d->gates, H, P, a->w_hh, work + wl.packed);
         packed = work + wl.packed;
     }
+    if (fused && proj > 0)
+        pack_panels(1, P, H, a->w_hr, work + wl.packed_hr);
     /* slab = x @ W_ih^T + b_ih + b_hh, but for GRU reset after's b_hn */
     input_projection(blas, naive, slab, a->x, a->w_ih, a->w_ih_t, work + wl.w_ih_t,
                      a->b_ih, b_hh, after ? 2 * H : G, T * B, I, G);
@@ -232,17 +272,19 @@ static int forward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
     s.B = B;
     s.H = H;
     s.G = G;
+    s.P = P;
     s.relu = (d->cell == RNNX_RNN_RELU);
     s.lengths = a->lengths;
     s.ldy = a->ldy;
     s.bias_n = after && b_hh ? (const real*)b_hh + 2 * H : NULL;
+    s.m = NULL;
     const int n_tasks = fused ? step_tasks(blas, B, G, H) : 1;
-    fwd_task task = {NULL, &s, packed, d->gates, n_tasks};
+    fwd_task task = {NULL, &s, packed, d->gates, n_tasks, work + wl.packed_hr};
 
     const real* h_prev = a->h0;
     const real* c_prev = has_c ? a->c0 : NULL;
     if (train) {
-        memcpy(hs + state_initial_offset(T, reverse, BH), a->h0, BH * sizeof(real));
+        memcpy(hs + state_initial_offset(T, reverse, BP), a->h0, BP * sizeof(real));
         if (has_c)
             memcpy(cs + state_initial_offset(T, reverse, BH), a->c0, BH * sizeof(real));
     }
@@ -251,24 +293,26 @@ static int forward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
         s.t = t;
         s.h_prev = h_prev;
         s.c_prev = c_prev;
-        s.h = train ? hs + state_offset(t, reverse, BH) : work + wl.h_ping + (size_t)(i & 1) * BH;
+        s.h = train ? hs + state_offset(t, reverse, BP) : work + wl.h_ping + (size_t)(i & 1) * BP;
         s.c = !has_c ? NULL
               : train ? cs + state_offset(t, reverse, BH) : work + wl.c_ping + (size_t)(i & 1) * BH;
         s.gates = slab + (size_t)t * B * G;
         s.aux = aux_all ? aux_all + (size_t)t * BH : work + wl.aux;
         s.y = (real*)a->y + (ptrdiff_t)t * B * a->ldy;
+        if (proj > 0)
+            s.m = m_all ? m_all + (size_t)t * BH : work + wl.m;
         for (int q = 0; q < plan->n_phases; q++) {
             if (fused) {
                 task.phase = &plan->phase[q];
                 run_tasks(blas, n_tasks, fused_phase_task, &task);
             } else {
-                plain_phase(blas, naive, &plan->phase[q], &s, a->w_hh);
+                plain_phase(blas, naive, &plan->phase[q], &s, a->w_hh, a->w_hr);
             }
         }
         h_prev = s.h;
         c_prev = s.c;
     }
-    memcpy(a->h_n, h_prev, BH * sizeof(real));
+    memcpy(a->h_n, h_prev, BP * sizeof(real));
     if (has_c)
         memcpy(a->c_n, c_prev, BH * sizeof(real));
     return RNNX_OK;
@@ -281,7 +325,77 @@ typedef struct bwd_task {
     const bstep* s;
     const real* w_hh;  /* W_hh packed by units (pack_weights_by_units) */
     int n_tasks;
+    const bstep* sm;   /* with a projection: s with dh = dm, the gradient at m */
+    const real* w_hr;  /* with a projection: W_hr packed by units */
 } bwd_task;
+
+/* dst[:, j0:j1] (B rows, row stride ldd) += src (B,K, row stride lds) @ W[k0:k0+K, j0:j1],
+ * with W packed by units in strips of (Ks,U) (pack_weights_by_units with G = Ks). */
+static void strips_product(real* dst, size_t ldd, int j0, int j1, int B, const real* src,
+                           size_t lds, int K, const real* strips, int Ks, int k0)
+{
+    for (int u0 = j0; u0 < j1; u0 += U) {
+        const int nu = j1 - u0 < U ? j1 - u0 : U;
+        const real* strip = strips + ((size_t)(u0 / U) * Ks + k0) * U;  /* (K,U) */
+        int r0 = 0;
+        for (; r0 + MR <= B; r0 += MR)
+            panel_product(dst + (size_t)r0 * ldd + u0, ldd, nu, src + (size_t)r0 * lds, lds, K,
+                          strip, 0, NULL);
+        for (; r0 < B; r0++) {
+            real* d[4] = {dst + (size_t)r0 * ldd + u0, NULL, NULL, NULL};
+            const real* P[4] = {strip, NULL, NULL, NULL};
+            const int bias_init[4] = {0, 0, 0, 0};
+            const real* bias[4] = {NULL, NULL, NULL, NULL};
+            panel_product_row(1, d, nu, src + (size_t)r0 * lds, K, P, bias_init, bias);
+        }
+    }
+}
+
+/* Projection, on units j0..j1-1 of H: dm[:, units] = dh @ W_hr[:, units]
+ * (forward was: h = W_hr m), then the LSTM's gradients with dm at its output. */
+static void proj_grads_task(void* ctx, int task)
+{
+    const bwd_task* c = ctx;
+    const bstep* sm = c->sm;
+    const int B = sm->B, H = sm->H, P = c->s->H;
+    int j0, j1;
+    task_units(H, c->n_tasks, task, &j0, &j1);
+    if (j0 >= j1)
+        return;
+    for (int b = 0; b < B; b++)
+        memset(sm->dh + (size_t)b * H + j0, 0, (size_t)(j1 - j0) * sizeof(real));
+    strips_product(sm->dh, (size_t)H, j0, j1, B, c->s->dh, (size_t)P, P, c->w_hr, P, 0);
+    lstm_step_backward(sm, j0, j1);
+}
+
+/* Projection, on units j0..j1-1 of P: dh[:, units] += dg @ W_hh[:, units]. */
+static void proj_product_task(void* ctx, int task)
+{
+    const bwd_task* c = ctx;
+    const bstep* s = c->s;
+    const int P = s->H, G = s->G;
+    int j0, j1;
+    task_units(P, c->n_tasks, task, &j0, &j1);
+    if (j0 < j1)
+        strips_product(s->dh, (size_t)P, j0, j1, s->B, s->dg, (size_t)G, G, c->w_hh, G, 0);
+}
+
+/* With a projection, after dm is computed: dhs_t := dh on the rows in their
+ * sequence (0 on the others: no gradient reaches W_hr there), and dh := 0 on
+ * those rows, whose state gradient now goes through W_hh only; a row past its
+ * length passes dh on to h_prev untouched. */
+static void proj_save_dh(real* dhs_t, real* dh, const int64_t* lengths, int t, int B, int P)
+{
+    for (int b = 0; b < B; b++) {
+        real* row = dh + (size_t)b * P;
+        if (row_active(lengths, t, b)) {
+            memcpy(dhs_t + (size_t)b * P, row, (size_t)P * sizeof(real));
+            memset(row, 0, (size_t)P * sizeof(real));
+        } else {
+            memset(dhs_t + (size_t)b * P, 0, (size_t)P * sizeof(real));
+        }
+    }
+}
 
 static void stage_grads_task(void* ctx, int task)
 {
@@ -327,16 +441,102 @@ static void stage_product_task(void* ctx, int task)
     }
 }
 
+/* The backward of an LSTM with a projection (proj_size P), per step:
+ *   dh (B,P) += dy_t
+ *   dm = dh @ W_hr                 forward was: h = m @ W_hr^T
+ *   LSTM gradients with dm at its output o * tanh(c)
+ *   dh = dg @ W_hh (B,P)           (+ dh itself on rows past their length)
+ * and after the loop dW_hr += dh_t^T m_t over every step, beside the LSTM's. */
+static int backward_proj(const rnnx_cell_desc* d, const rnnx_blas* blas,
+                         const rnnx_backward_args* a)
+{
+    const int T = a->T, B = a->B, I = a->I, H = a->H, G = d->gates * H, reverse = a->reverse;
+    const int P = a->proj;
+    const size_t BH = (size_t)B * H, BP = (size_t)B * P;
+    const int naive = (a->path == RNNX_PATH_NAIVE);
+    const int own = (a->path == RNNX_PATH_AUTO || a->path == RNNX_PATH_SMALL);
+    const rnnx_cache_layout cl = rnnx_cache_layout_of(d, T, B, H, P);
+    const rnnx_backward_work wl = rnnx_backward_work_of(d, T, B, I, H, P);
+    const real* cache = a->cache;
+    const real* hs = cache + cl.hs;        /* (T+1,B,P) */
+    const real* cs = cache + cl.cs;        /* (T+1,B,H) */
+    const real* gates = cache + cl.gates;  /* (T,B,G) */
+    const real* aux = cache + cl.aux;      /* (T,B,H) tanh(c) */
+    const real* ms = cache + cl.m;         /* (T,B,H) o * tanh(c) */
+    real* work = a->work;
+    real* dg = work + wl.dg;               /* (T,B,G) */
+    real* dhs = work + wl.dhs;             /* (T,B,P) */
+    const real* dy = a->dy;
+    const real* w_hh = a->w_hh;            /* (G,P) */
+    const real* w_hr = a->w_hr;            /* (P,H) */
+
+    /* s: the step seen from h (its H field is P, the width of dh); sm: from m */
+    bstep s, sm;
+    memset(&s, 0, sizeof s);
+    s.B = B;
+    s.H = P;
+    s.G = G;
+    s.lengths = a->lengths;
+    s.dh = work + wl.dh;                   /* (B,P) */
+    sm = s;
+    sm.H = H;
+    sm.dh = work + wl.dm;                  /* (B,H) */
+    sm.dc = work + wl.dc;                  /* (B,H) */
+    const int n_tasks = own ? step_tasks(blas, B, G, H) : 1;
+    bwd_task task = {NULL, &s, NULL, n_tasks, &sm, NULL};
+    if (own) {
+        pack_weights_by_units(G, P, w_hh, work + wl.packed);
+        pack_weights_by_units(P, H, w_hr, work + wl.packed_hr);
+        task.w_hh = work + wl.packed;
+        task.w_hr = work + wl.packed_hr;
+    }
+
+    copy_or_zero(s.dh, a->dh_n, BP);
+    copy_or_zero(sm.dc, a->dc_n, BH);
+    for (int i = T - 1; i >= 0; i--) {
+        const int t = step_time(i, T, reverse);
+        s.t = sm.t = t;
+        s.dg = sm.dg = dg + (size_t)t * B * G;
+        sm.gates = gates + (size_t)t * B * G;
+        sm.c_prev = cs + state_prev_offset(t, reverse, BH);
+        sm.aux = aux + (size_t)t * BH;
+        add_output_gradient(s.dh, dy ? dy + (ptrdiff_t)t * B * a->lddy : NULL, a->lddy,
+                            a->lengths, t, B, P);
+        if (own) {
+            run_tasks(blas, n_tasks, proj_grads_task, &task);
+        } else {
+            gemm(blas, naive, 'N', 'N', B, H, P, 1, s.dh, P, w_hr, H, 0, sm.dh, H);  /* dm = dh @ W_hr */
+            lstm_step_backward(&sm, 0, H);
+        }
+        proj_save_dh(dhs + (size_t)t * BP, s.dh, a->lengths, t, B, P);
+        if (own)
+            run_tasks(blas, n_tasks, proj_product_task, &task);
+        else
+            gemm(blas, naive, 'N', 'N', B, P, G, 1, s.dg, G, w_hh, P, 1, s.dh, P);   /* dh += dg @ W_hh */
+    }
+    memcpy(a->dh0, s.dh, BP * sizeof(real));
+    memcpy(a->dc0, sm.dc, BH * sizeof(real));
+
+    input_gradients(blas, naive, reverse, a->dx, a->dw_ih, a->db_ih, dg, a->x, a->w_ih, a->lengths,
+                    work + wl.x_rows, T, B, I, G);
+    recurrent_gradients(blas, naive, reverse, a->dw_hh, a->db_hh, dg, G,
+                        hs + state_prev_offset(0, reverse, BP), T * B, P, 0, G);   /* dW_hh += dg^T h_prev */
+    recurrent_gradients(blas, naive, reverse, a->dw_hr, NULL, dhs, P, ms, T * B, H, 0, P);  /* dW_hr += dh^T m */
+    return RNNX_OK;
+}
+
 static int backward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
                              const rnnx_backward_args* a)
 {
+    if (a->proj > 0)
+        return backward_proj(d, blas, a);
     const cell_plan* plan = &cell_plans[d->cell];
     const int T = a->T, B = a->B, I = a->I, H = a->H, G = d->gates * H, reverse = a->reverse;
     const size_t BH = (size_t)B * H;
     const int naive = (a->path == RNNX_PATH_NAIVE);
     const int own = (a->path == RNNX_PATH_AUTO || a->path == RNNX_PATH_SMALL);
-    const rnnx_cache_layout cl = rnnx_cache_layout_of(d, T, B, H);
-    const rnnx_backward_work wl = rnnx_backward_work_of(d, T, B, I, H);
+    const rnnx_cache_layout cl = rnnx_cache_layout_of(d, T, B, H, 0);
+    const rnnx_backward_work wl = rnnx_backward_work_of(d, T, B, I, H, 0);
     const real* cache = a->cache;
     const real* hs = cache + cl.hs;                                /* (T+1,B,H) */
     const real* cs = d->states == 2 ? cache + cl.cs : NULL;        /* (T+1,B,H) */
@@ -362,7 +562,7 @@ static int backward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
         packed = work + wl.packed;
         pack_weights_by_units(G, H, a->w_hh, packed);
     }
-    bwd_task task = {NULL, &s, packed, n_tasks};
+    bwd_task task = {NULL, &s, packed, n_tasks, NULL, NULL};
 
     copy_or_zero(s.dh, a->dh_n, BH);
     if (d->states == 2)
