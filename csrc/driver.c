@@ -41,13 +41,13 @@ typedef struct cell_plan {
 } cell_plan;
 
 static const cell_plan cell_plans[] = {
-    [RNNX_RNN_TANH] = {1, {{0, 1, 0, -1, rnn_step_forward}}, 1, {{rnn_step_backward, 0, 1, 0, 0}}},
-    [RNNX_RNN_RELU] = {1, {{0, 1, 0, -1, rnn_step_forward}}, 1, {{rnn_step_backward, 0, 1, 0, 0}}},
-    [RNNX_LSTM] = {1, {{0, 4, 0, -1, lstm_step_forward}}, 1, {{lstm_step_backward, 0, 4, 0, 0}}},
-    [RNNX_GRU] = {1, {{0, 3, 0, 2, gru_after_step_forward}},
+    [RNNX_RNN_TANH] = {1, {{0, 1, 0, -1, rnn_step_forward, 0}}, 1, {{rnn_step_backward, 0, 1, 0, 0}}},
+    [RNNX_RNN_RELU] = {1, {{0, 1, 0, -1, rnn_step_forward, 0}}, 1, {{rnn_step_backward, 0, 1, 0, 0}}},
+    [RNNX_LSTM] = {1, {{0, 4, 0, -1, lstm_step_forward, 0}}, 1, {{lstm_step_backward, 0, 4, 0, 0}}},
+    [RNNX_GRU] = {1, {{0, 3, 0, 2, gru_after_step_forward, 0}},
                   1, {{gru_after_step_backward, 0, 3, 1, 0}}},
-    [RNNX_GRU_RESET_BEFORE] = {2, {{0, 2, 0, -1, gru_before_step_gates},
-                                   {2, 3, 1, -1, gru_before_step_output}},
+    [RNNX_GRU_RESET_BEFORE] = {2, {{0, 2, 0, -1, gru_before_step_gates, 0},
+                                   {2, 3, 1, -1, gru_before_step_output, 0}},
                                2, {{gru_before_step_backward_output, 2, 3, 0, 1},
                                    {gru_before_step_backward_reset, 0, 2, 0, 0}}},
 };
@@ -56,7 +56,8 @@ static const cell_plan cell_plans[] = {
  * units (input h_prev, P wide), phase 2 h = m @ W_hr^T on the P units.  Its
  * backward is written out in backward_sequence. */
 static const cell_plan lstm_proj_plan = {
-    2, {{0, 4, 0, -1, lstm_proj_step_forward, 0}, {0, 1, 0, -1, lstm_proj_step_output, 1}}, 0, {{0}}};
+    2, {{0, 4, 0, -1, lstm_proj_step_forward, 0}, {0, 1, 0, -1, lstm_proj_step_output, 1}},
+    0, {{NULL, 0, 0, 0, 0}, {NULL, 0, 0, 0, 0}}};
 
 /* packed (see rnnx_panels_elems) := w (gates*N, K) in panels of U units. */
 static void pack_panels(int gates, int N, int K, const real* w, real* packed)
