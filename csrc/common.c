@@ -492,16 +492,18 @@ static inline size_t state_initial_offset(int T, int reverse, size_t BH)
 /* What one forward time step touches; a cell's elementwise work reads it. */
 typedef struct step {
     int B, H, G, t, relu;
+    int P;                    /* the width of h and y: proj_size with a projection, else H */
     const int64_t* lengths;   /* (B,) or NULL */
-    const real* h_prev;       /* (B,H) IN */
+    const real* h_prev;       /* (B,P) IN */
     const real* c_prev;       /* (B,H) IN, LSTM */
-    real* h;                  /* (B,H) OUT */
+    real* h;                  /* (B,P) OUT */
     real* c;                  /* (B,H) OUT, LSTM */
     real* gates;              /* (B,G) IN pre-activations, OUT activations */
     real* aux;                /* (B,H) see rnnx_cell_desc.aux_in_cache */
     real* y;                  /* (B, row stride ldy) OUT */
     ptrdiff_t ldy;
     const real* bias_n;       /* (H,) GRU reset after: b_hn, the start of W_hn h_prev + b_hn; or NULL */
+    real* m;                  /* (B,H) LSTM with a projection: o * tanh(c), the input of W_hr */
 } step;
 
 /* The elementwise work of a step on rows r0..r1-1 and units j0..j1-1. */

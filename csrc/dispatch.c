@@ -129,28 +129,49 @@ static int dims_fit(const rnnx_cell_desc* d, int T, int B, int I, int H)
            (double)G * (double)(H > I ? H : I) < (double)SIZE_MAX / 16;
 }
 
-size_t rnnx_cache_size(int cell, int T, int B, int H)
+/* A projection of size P: 0 (none), or 0 < P < H on an LSTM. */
+static int proj_ok(const rnnx_cell_desc* d, int H, int P)
+{
+    return P == 0 || (d->cell == RNNX_LSTM && P > 0 && P < H);
+}
+
+size_t rnnx_cache_size_proj(int cell, int T, int B, int H, int P)
 {
     const rnnx_cell_desc* d = rnnx_cell_find(cell);
-    if (!d || !dims_fit(d, T, B, 0, H))
+    if (!d || !dims_fit(d, T, B, 0, H) || !proj_ok(d, H, P))
         return 0;
-    return rnnx_cache_layout_of(d, T, B, H).total;
+    return rnnx_cache_layout_of(d, T, B, H, P).total;
+}
+
+size_t rnnx_forward_work_size_proj(int cell, int T, int B, int I, int H, int P, int train)
+{
+    const rnnx_cell_desc* d = rnnx_cell_find(cell);
+    if (!d || !dims_fit(d, T, B, I, H) || !proj_ok(d, H, P))
+        return 0;
+    return rnnx_forward_work_of(d, T, B, I, H, P, train).total;
+}
+
+size_t rnnx_backward_work_size_proj(int cell, int T, int B, int I, int H, int P)
+{
+    const rnnx_cell_desc* d = rnnx_cell_find(cell);
+    if (!d || !dims_fit(d, T, B, I, H) || !proj_ok(d, H, P))
+        return 0;
+    return rnnx_backward_work_of(d, T, B, I, H, P).total;
+}
+
+size_t rnnx_cache_size(int cell, int T, int B, int H)
+{
+    return rnnx_cache_size_proj(cell, T, B, H, 0);
 }
 
 size_t rnnx_forward_work_size(int cell, int T, int B, int I, int H, int train)
 {
-    const rnnx_cell_desc* d = rnnx_cell_find(cell);
-    if (!d || !dims_fit(d, T, B, I, H))
-        return 0;
-    return rnnx_forward_work_of(d, T, B, I, H, train).total;
+    return rnnx_forward_work_size_proj(cell, T, B, I, H, 0, train);
 }
 
 size_t rnnx_backward_work_size(int cell, int T, int B, int I, int H)
 {
-    const rnnx_cell_desc* d = rnnx_cell_find(cell);
-    if (!d || !dims_fit(d, T, B, I, H))
-        return 0;
-    return rnnx_backward_work_of(d, T, B, I, H).total;
+    return rnnx_backward_work_size_proj(cell, T, B, I, H, 0);
 }
 
 size_t rnnx_packed_size(int cell, int dtype, int H)
@@ -206,9 +227,13 @@ int rnnx_forward(const rnnx_blas* blas, const rnnx_forward_args* a)
     int status = check_dims(d, a->dtype, a->path, a->T, a->B, a->I, a->H, a->lengths);
     if (status != RNNX_OK)
         return status;
-    if (a->ldy < a->H)
+    if (!proj_ok(d, a->H, a->proj))
+        return RNNX_EPROJ;
+    if (a->ldy < rnnx_state_width(a->H, a->proj) || (a->proj > 0 && a->w_hh_packed))
         return RNNX_EINVAL;
     if (!a->x || !a->h0 || !a->w_ih || !a->w_hh || !a->y || !a->h_n || !a->work)
+        return RNNX_ENULL;
+    if (a->proj > 0 && !a->w_hr)
         return RNNX_ENULL;
     if (d->states == 2 && (!a->c0 || !a->c_n))
         return RNNX_ENULL;
@@ -223,8 +248,12 @@ int rnnx_backward(const rnnx_blas* blas, const rnnx_backward_args* a)
     int status = check_dims(d, a->dtype, a->path, a->T, a->B, a->I, a->H, a->lengths);
     if (status != RNNX_OK)
         return status;
-    if (a->dy && a->lddy < a->H)
+    if (!proj_ok(d, a->H, a->proj))
+        return RNNX_EPROJ;
+    if (a->dy && a->lddy < rnnx_state_width(a->H, a->proj))
         return RNNX_EINVAL;
+    if (a->proj > 0 && (!a->w_hr || !a->dw_hr))
+        return RNNX_ENULL;
     if (!a->x || !a->w_ih || !a->w_hh || !a->cache || !a->dx || !a->dh0 || !a->dw_ih ||
         !a->dw_hh || !a->work)
         return RNNX_ENULL;

@@ -15,10 +15,13 @@
 
 /* One forward phase: gates g0..g1-1 += input @ W_hh[g]^T, then finish.  The
  * input is h_prev, or aux (GRU reset before's r * h_prev); aux_gate's product
- * goes to aux (B,H), starting from bias_n, instead of into the gates. */
+ * goes to aux (B,H), starting from bias_n, instead of into the gates.  A
+ * projection phase (proj_out) is instead h (B,P) := m (B,H) @ W_hr^T, on the
+ * P units. */
 typedef struct fwd_phase {
     int g0, g1, from_aux, aux_gate;
     step_fn finish;
+    int proj_out;
 } fwd_phase;
 
 /* One backward stage: grads on every unit, then
@@ -38,32 +41,43 @@ typedef struct cell_plan {
 } cell_plan;
 
 static const cell_plan cell_plans[] = {
-    [RNNX_RNN_TANH] = {1, {{0, 1, 0, -1, rnn_step_forward}}, 1, {{rnn_step_backward, 0, 1, 0, 0}}},
-    [RNNX_RNN_RELU] = {1, {{0, 1, 0, -1, rnn_step_forward}}, 1, {{rnn_step_backward, 0, 1, 0, 0}}},
-    [RNNX_LSTM] = {1, {{0, 4, 0, -1, lstm_step_forward}}, 1, {{lstm_step_backward, 0, 4, 0, 0}}},
-    [RNNX_GRU] = {1, {{0, 3, 0, 2, gru_after_step_forward}},
+    [RNNX_RNN_TANH] = {1, {{0, 1, 0, -1, rnn_step_forward, 0}}, 1, {{rnn_step_backward, 0, 1, 0, 0}}},
+    [RNNX_RNN_RELU] = {1, {{0, 1, 0, -1, rnn_step_forward, 0}}, 1, {{rnn_step_backward, 0, 1, 0, 0}}},
+    [RNNX_LSTM] = {1, {{0, 4, 0, -1, lstm_step_forward, 0}}, 1, {{lstm_step_backward, 0, 4, 0, 0}}},
+    [RNNX_GRU] = {1, {{0, 3, 0, 2, gru_after_step_forward, 0}},
                   1, {{gru_after_step_backward, 0, 3, 1, 0}}},
-    [RNNX_GRU_RESET_BEFORE] = {2, {{0, 2, 0, -1, gru_before_step_gates},
-                                   {2, 3, 1, -1, gru_before_step_output}},
+    [RNNX_GRU_RESET_BEFORE] = {2, {{0, 2, 0, -1, gru_before_step_gates, 0},
+                                   {2, 3, 1, -1, gru_before_step_output, 0}},
                                2, {{gru_before_step_backward_output, 2, 3, 0, 1},
                                    {gru_before_step_backward_reset, 0, 2, 0, 0}}},
 };
 
-/* packed (see rnnx_packed_elems) := W_hh (G,H) in panels of U units. */
-static void pack_weights(const rnnx_cell_desc* d, int H, const void* w_hh_v, void* packed_v)
+/* An LSTM with a projection: phase 1 the gates and m = o * tanh(c) on the H
+ * units (input h_prev, P wide), phase 2 h = m @ W_hr^T on the P units.  Its
+ * backward is written out in backward_sequence. */
+static const cell_plan lstm_proj_plan = {
+    2, {{0, 4, 0, -1, lstm_proj_step_forward, 0}, {0, 1, 0, -1, lstm_proj_step_output, 1}},
+    0, {{NULL, 0, 0, 0, 0}, {NULL, 0, 0, 0, 0}}};
+
+/* packed (see rnnx_panels_elems) := w (gates*N, K) in panels of U units. */
+static void pack_panels(int gates, int N, int K, const real* w, real* packed)
 {
-    const real* w_hh = w_hh_v;
-    real* packed = packed_v;
-    const int panels = (H + U - 1) / U;
+    const int panels = (N + U - 1) / U;
     for (int p = 0; p < panels; p++)
-        for (int g = 0; g < d->gates; g++) {
-            real* block = packed + ((size_t)p * d->gates + g) * H * U;  /* (H,U) */
-            for (int k = 0; k < H; k++)
+        for (int g = 0; g < gates; g++) {
+            real* block = packed + ((size_t)p * gates + g) * K * U;  /* (K,U) */
+            for (int k = 0; k < K; k++)
                 for (int u = 0; u < U; u++) {
                     const int j = p * U + u;
-                    block[(size_t)k * U + u] = j < H ? w_hh[((size_t)g * H + j) * H + k] : 0;
+                    block[(size_t)k * U + u] = j < N ? w[((size_t)g * N + j) * K + k] : 0;
                 }
         }
+}
+
+/* packed (see rnnx_packed_elems) := W_hh (G,H) in panels of U units. */
+static void pack_weights(const rnnx_cell_desc* d, int H, const void* w_hh, void* packed)
+{
+    pack_panels(d->gates, H, H, w_hh, packed);
 }
 
 /* packed (strips of U units, (G,U) each) := W_hh (G,H) by columns:
@@ -122,16 +136,59 @@ typedef struct fwd_task {
     const step* s;
     const real* packed;
     int gates, n_tasks;
+    const real* packed_hr;  /* W_hr packed in panels (pack_panels(1, P, H)), with a projection */
 } fwd_task;
 
-/* The products of phase ph for row r and units j0..j1-1 (whole panels but
- * perhaps the last), by the row kernel: every (panel, gate) block in one call,
- * so that a cell with fewer gates than ROW_SLOTS still fills the accumulators. */
-static void fused_row_products(const fwd_task* c, const real* in, int r, int j0, int j1)
+/* Where the product of phase ph's block g (a gate, or the projection) for row r
+ * and units from u0 goes: *ld is the row stride; the product starts from the
+ * destination itself, or (bias_init) from *bias, a NULL bias meaning 0. */
+static real* block_dst(const fwd_phase* ph, const step* s, int g, int r, int u0, size_t* ld,
+                       int* bias_init, const real** bias)
+{
+    *bias_init = ph->proj_out || g == ph->aux_gate;
+    *bias = !ph->proj_out && g == ph->aux_gate && s->bias_n ? s->bias_n + u0 : NULL;
+    if (ph->proj_out) {       /* h = m @ W_hr^T */
+        *ld = (size_t)s->P;
+        return s->h + (size_t)r * s->P + u0;
+    }
+    if (g == ph->aux_gate) {  /* aux = bias_n + h_prev @ W_g^T */
+        *ld = (size_t)s->H;
+        return s->aux + (size_t)r * s->H + u0;
+    }
+    *ld = (size_t)s->G;       /* gates[:, g] += in @ W_g^T */
+    return s->gates + (size_t)r * s->G + (size_t)g * s->H + u0;
+}
+
+/* A phase's shape: its N units in panels of U, each panel a (K,U) block per
+ * gate of its packed weights, over the input in (B,K).  The gates' phases run
+ * over the H units with h_prev (B,P) (or aux, (B,H), where P == H); a
+ * projection over the P units with m (B,H). */
+typedef struct phase_shape {
+    int N, K, gates;
+    const real* in;
+    const real* packed;
+} phase_shape;
+
+static phase_shape shape_of(const fwd_task* c)
 {
     const fwd_phase* ph = c->phase;
     const step* s = c->s;
-    const int H = s->H, G = s->G, nu = j1 - j0 < U ? j1 - j0 : U;
+    phase_shape sh;
+    sh.N = ph->proj_out ? s->P : s->H;
+    sh.K = ph->proj_out ? s->H : s->P;
+    sh.gates = ph->proj_out ? 1 : c->gates;
+    sh.in = ph->proj_out ? s->m : ph->from_aux ? s->aux : s->h_prev;
+    sh.packed = ph->proj_out ? c->packed_hr : c->packed;
+    return sh;
+}
+
+/* The products of the phase for row r and units j0..j1-1 (whole panels but
+ * perhaps the last), by the row kernel: every (panel, gate) block in one call,
+ * so that a phase with fewer gates than ROW_SLOTS still fills the accumulators. */
+static void fused_row_products(const fwd_task* c, const phase_shape* sh, int r, int j0, int j1)
+{
+    const fwd_phase* ph = c->phase;
+    const int nu = j1 - j0 < U ? j1 - j0 : U;
     real* dst[MAX_SLOTS];
     const real* panels[MAX_SLOTS];
     const real* bias[MAX_SLOTS];
@@ -139,30 +196,28 @@ static void fused_row_products(const fwd_task* c, const real* in, int r, int j0,
     int n = 0;
     for (int u0 = j0; u0 < j1; u0 += U)
         for (int g = ph->g0; g < ph->g1; g++, n++) {
-            panels[n] = c->packed + ((size_t)(u0 / U) * c->gates + g) * H * U;
-            bias_init[n] = g == ph->aux_gate;
-            bias[n] = g == ph->aux_gate && s->bias_n ? s->bias_n + u0 : NULL;
-            dst[n] = g == ph->aux_gate ? s->aux + (size_t)r * H + u0
-                                       : s->gates + (size_t)r * G + (size_t)g * H + u0;
+            size_t ld;
+            panels[n] = sh->packed + ((size_t)(u0 / U) * sh->gates + g) * sh->K * U;
+            dst[n] = block_dst(ph, c->s, g, r, u0, &ld, &bias_init[n], &bias[n]);
         }
-    panel_product_row(n, dst, nu, in + (size_t)r * H, H, panels, bias_init, bias);
+    panel_product_row(n, dst, nu, sh->in + (size_t)r * sh->K, sh->K, panels, bias_init, bias);
 }
 
 /* One task of a fused phase: its panels' products, each followed by finish.
  * Rows in whole tiles of MR go panel by panel; the rows past the last tile go
  * through the row kernel a group of panels at a time (whole panels only: a
- * short last panel of H is a group of its own). */
+ * short last panel is a group of its own). */
 static void fused_phase_task(void* ctx, int task)
 {
     const fwd_task* c = ctx;
     const fwd_phase* ph = c->phase;
     const step* s = c->s;
-    const int B = s->B, H = s->H, G = s->G, ng = ph->g1 - ph->g0;
+    const phase_shape sh = shape_of(c);
+    const int B = s->B, ng = ph->g1 - ph->g0;
     const int tiled = B - B % MR;                                   /* rows in whole tiles */
     const int group = ng >= ROW_SLOTS ? 1 : ROW_SLOTS / ng;         /* panels per row call */
-    const real* in = ph->from_aux ? s->aux : s->h_prev;  /* (B,H) */
     int lo, hi;
-    task_units(H, c->n_tasks, task, &lo, &hi);
+    task_units(sh.N, c->n_tasks, task, &lo, &hi);
     for (int j0 = lo; j0 < hi;) {
         int j1 = j0 + group * U < hi ? j0 + group * U : hi;
         if (j1 - j0 > U && (j1 - j0) % U)  /* leave the short last panel to its own group */
@@ -170,21 +225,20 @@ static void fused_phase_task(void* ctx, int task)
         for (int u0 = j0; u0 < j1; u0 += U) {
             const int p = u0 / U, nu = j1 - u0 < U ? j1 - u0 : U;
             for (int r0 = 0; r0 < tiled; r0 += MR) {
-                const real* rows = in + (size_t)r0 * H;
                 for (int g = ph->g0; g < ph->g1; g++) {
-                    const real* panel = c->packed + ((size_t)p * c->gates + g) * H * U;  /* (H,U) */
-                    if (g == ph->aux_gate)  /* aux[rows, units] = bias_n + rows @ W_g^T */
-                        panel_product(s->aux + (size_t)r0 * H + u0, (size_t)H, nu, rows, (size_t)H,
-                                      H, panel, 1, s->bias_n ? s->bias_n + u0 : NULL);
-                    else                    /* gates[rows, g, units] += rows @ W_g^T */
-                        panel_product(s->gates + (size_t)r0 * G + (size_t)g * H + u0, (size_t)G,
-                                      nu, rows, (size_t)H, H, panel, 0, NULL);
+                    const real* panel = sh.packed + ((size_t)p * sh.gates + g) * sh.K * U;  /* (K,U) */
+                    size_t ld;
+                    int bias_init;
+                    const real* bias;
+                    real* dst = block_dst(ph, s, g, r0, u0, &ld, &bias_init, &bias);
+                    panel_product(dst, ld, nu, sh.in + (size_t)r0 * sh.K, (size_t)sh.K, sh.K, panel,
+                                  bias_init, bias);
                 }
                 ph->finish(s, r0, r0 + MR, u0, u0 + nu);
             }
         }
         for (int r = tiled; r < B; r++) {
-            fused_row_products(c, in, r, j0, j1);
+            fused_row_products(c, &sh, r, j0, j1);
             ph->finish(s, r, r + 1, j0, j1);
         }
         j0 = j1;
@@ -193,13 +247,18 @@ static void fused_phase_task(void* ctx, int task)
 
 /* A phase on the BLAS or naive path: the products by gemm, then finish on everything. */
 static void plain_phase(const rnnx_blas* blas, int naive, const fwd_phase* ph, const step* s,
-                        const real* w_hh)
+                        const real* w_hh, const real* w_hr)
 {
-    const int B = s->B, H = s->H, G = s->G;
+    const int B = s->B, H = s->H, G = s->G, K = s->P;  /* K: the width of h_prev (H but with a projection) */
     const real* in = ph->from_aux ? s->aux : s->h_prev;
+    if (ph->proj_out) {      /* h = m @ W_hr.T */
+        gemm(blas, naive, 'N', 'T', B, s->P, H, 1, s->m, H, w_hr, H, 0, s->h, s->P);
+        ph->finish(s, 0, B, 0, s->P);
+        return;
+    }
     if (ph->aux_gate < 0) {  /* gates[:, g0:g1] += in @ W_hh[g0:g1].T */
-        gemm(blas, naive, 'N', 'T', B, (ph->g1 - ph->g0) * H, H, 1, in, H,
-             w_hh + (size_t)ph->g0 * H * H, H, 1, s->gates + (size_t)ph->g0 * H, G);
+        gemm(blas, naive, 'N', 'T', B, (ph->g1 - ph->g0) * H, K, 1, in, K,
+             w_hh + (size_t)ph->g0 * H * K, K, 1, s->gates + (size_t)ph->g0 * H, G);
     } else {
         for (int g = ph->g0; g < ph->g1; g++) {
             real* dst = g == ph->aux_gate ? s->aux : s->gates + (size_t)g * H;
@@ -218,28 +277,33 @@ static void plain_phase(const rnnx_blas* blas, int naive, const fwd_phase* ph, c
 static int forward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
                             const rnnx_forward_args* a)
 {
-    const cell_plan* plan = &cell_plans[d->cell];
+    const int proj = a->proj;
+    const cell_plan* plan = proj > 0 ? &lstm_proj_plan : &cell_plans[d->cell];
     const int T = a->T, B = a->B, I = a->I, H = a->H, G = d->gates * H, reverse = a->reverse;
-    const size_t BH = (size_t)B * H;
+    const int P = rnnx_state_width(H, proj);  /* the width of h and y */
+    const size_t BH = (size_t)B * H, BP = (size_t)B * P;
     const int train = (a->cache != NULL), has_c = (d->states == 2);
     const int naive = (a->path == RNNX_PATH_NAIVE);
     const int fused = (a->path == RNNX_PATH_AUTO || a->path == RNNX_PATH_SMALL);
     const int after = (d->cell == RNNX_GRU);
-    const rnnx_cache_layout cl = rnnx_cache_layout_of(d, T, B, H);
-    const rnnx_forward_work wl = rnnx_forward_work_of(d, T, B, I, H, train);
+    const rnnx_cache_layout cl = rnnx_cache_layout_of(d, T, B, H, proj);
+    const rnnx_forward_work wl = rnnx_forward_work_of(d, T, B, I, H, proj, train);
     real* work = a->work;
     real* cache = a->cache;
-    real* hs = train ? cache + cl.hs : NULL;                                /* (T+1,B,H) */
+    real* hs = train ? cache + cl.hs : NULL;                                /* (T+1,B,P) */
     real* cs = train && has_c ? cache + cl.cs : NULL;                       /* (T+1,B,H) */
     real* slab = train && d->gates_in_cache ? cache + cl.gates : work + wl.slab;  /* (T,B,G) */
     real* aux_all = train && d->aux_in_cache ? cache + cl.aux : NULL;       /* (T,B,H) */
     const real* b_hh = a->b_hh;
 
+    real* m_all = proj > 0 && train ? cache + cl.m : NULL;                  /* (T,B,H) */
     const real* packed = a->w_hh_packed;
     if (fused && !packed) {
-        pack_weights(d, H, a->w_hh, work + wl.packed);
+        pack_panels(d->gates, H, P, a->w_hh, work + wl.packed);
         packed = work + wl.packed;
     }
+    if (fused && proj > 0)
+        pack_panels(1, P, H, a->w_hr, work + wl.packed_hr);
     /* slab = x @ W_ih^T + b_ih + b_hh, but for GRU reset after's b_hn */
     input_projection(blas, naive, slab, a->x, a->w_ih, a->w_ih_t, work + wl.w_ih_t,
                      a->b_ih, b_hh, after ? 2 * H : G, T * B, I, G);
@@ -248,17 +312,19 @@ static int forward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
     s.B = B;
     s.H = H;
     s.G = G;
+    s.P = P;
     s.relu = (d->cell == RNNX_RNN_RELU);
     s.lengths = a->lengths;
     s.ldy = a->ldy;
     s.bias_n = after && b_hh ? (const real*)b_hh + 2 * H : NULL;
+    s.m = NULL;
     const int n_tasks = fused ? step_tasks(blas, B, G, H) : 1;
-    fwd_task task = {NULL, &s, packed, d->gates, n_tasks};
+    fwd_task task = {NULL, &s, packed, d->gates, n_tasks, work + wl.packed_hr};
 
     const real* h_prev = a->h0;
     const real* c_prev = has_c ? a->c0 : NULL;
     if (train) {
-        memcpy(hs + state_initial_offset(T, reverse, BH), a->h0, BH * sizeof(real));
+        memcpy(hs + state_initial_offset(T, reverse, BP), a->h0, BP * sizeof(real));
         if (has_c)
             memcpy(cs + state_initial_offset(T, reverse, BH), a->c0, BH * sizeof(real));
     }
@@ -267,24 +333,26 @@ static int forward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
         s.t = t;
         s.h_prev = h_prev;
         s.c_prev = c_prev;
-        s.h = train ? hs + state_offset(t, reverse, BH) : work + wl.h_ping + (size_t)(i & 1) * BH;
+        s.h = train ? hs + state_offset(t, reverse, BP) : work + wl.h_ping + (size_t)(i & 1) * BP;
         s.c = !has_c ? NULL
               : train ? cs + state_offset(t, reverse, BH) : work + wl.c_ping + (size_t)(i & 1) * BH;
         s.gates = slab + (size_t)t * B * G;
         s.aux = aux_all ? aux_all + (size_t)t * BH : work + wl.aux;
         s.y = (real*)a->y + (ptrdiff_t)t * B * a->ldy;
+        if (proj > 0)
+            s.m = m_all ? m_all + (size_t)t * BH : work + wl.m;
         for (int q = 0; q < plan->n_phases; q++) {
             if (fused) {
                 task.phase = &plan->phase[q];
                 run_tasks(blas, n_tasks, fused_phase_task, &task);
             } else {
-                plain_phase(blas, naive, &plan->phase[q], &s, a->w_hh);
+                plain_phase(blas, naive, &plan->phase[q], &s, a->w_hh, a->w_hr);
             }
         }
         h_prev = s.h;
         c_prev = s.c;
     }
-    memcpy(a->h_n, h_prev, BH * sizeof(real));
+    memcpy(a->h_n, h_prev, BP * sizeof(real));
     if (has_c)
         memcpy(a->c_n, c_prev, BH * sizeof(real));
     return RNNX_OK;
@@ -297,7 +365,90 @@ typedef struct bwd_task {
     const bstep* s;
     const real* w_hh;  /* W_hh packed by units (pack_weights_by_units) */
     int n_tasks;
+    const bstep* sm;   /* with a projection: s with dh = dm, the gradient at m */
+    const real* w_hr;  /* with a projection: W_hr packed by units */
 } bwd_task;
+
+/* dst[:, j0:j1] (B rows, row stride ldd) += src (B,K, row stride lds) @ W[k0:k0+K, j0:j1],
+ * with W packed by units in strips of (Ks,U) (pack_weights_by_units with G = Ks).  Rows
+ * in whole tiles of MR go strip by strip; the rows past the last tile go through the row
+ * kernel ROW_SLOTS strips per call (whole strips only: a short last strip goes alone). */
+static void strips_product(real* dst, size_t ldd, int j0, int j1, int B, const real* src,
+                           size_t lds, int K, const real* strips, int Ks, int k0)
+{
+    const int tiled = B - B % MR;  /* rows in whole tiles */
+    for (int u0 = j0; u0 < j1; u0 += U) {
+        const int nu = j1 - u0 < U ? j1 - u0 : U;
+        const real* strip = strips + ((size_t)(u0 / U) * Ks + k0) * U;  /* (K,U) */
+        for (int r0 = 0; r0 < tiled; r0 += MR)
+            panel_product(dst + (size_t)r0 * ldd + u0, ldd, nu, src + (size_t)r0 * lds, lds, K,
+                          strip, 0, NULL);
+    }
+    for (int u0 = j0; u0 < j1;) {
+        int n = (j1 - u0) / U < ROW_SLOTS ? (j1 - u0) / U : ROW_SLOTS;
+        const int nu = n ? U : j1 - u0;
+        if (!n)
+            n = 1;
+        for (int r = tiled; r < B; r++) {
+            real* d[MAX_SLOTS];
+            const real* P[MAX_SLOTS];
+            const int bias_init[MAX_SLOTS] = {0};
+            const real* bias[MAX_SLOTS] = {NULL};
+            for (int q = 0; q < n; q++) {
+                d[q] = dst + (size_t)r * ldd + u0 + (size_t)q * U;
+                P[q] = strips + ((size_t)(u0 / U + q) * Ks + k0) * U;
+            }
+            panel_product_row(n, d, nu, src + (size_t)r * lds, K, P, bias_init, bias);
+        }
+        u0 += n * U < j1 - u0 ? n * U : j1 - u0;
+    }
+}
+
+/* Projection, on units j0..j1-1 of H: dm[:, units] = dh @ W_hr[:, units]
+ * (forward was: h = W_hr m), then the LSTM's gradients with dm at its output. */
+static void proj_grads_task(void* ctx, int task)
+{
+    const bwd_task* c = ctx;
+    const bstep* sm = c->sm;
+    const int B = sm->B, H = sm->H, P = c->s->H;
+    int j0, j1;
+    task_units(H, c->n_tasks, task, &j0, &j1);
+    if (j0 >= j1)
+        return;
+    for (int b = 0; b < B; b++)
+        memset(sm->dh + (size_t)b * H + j0, 0, (size_t)(j1 - j0) * sizeof(real));
+    strips_product(sm->dh, (size_t)H, j0, j1, B, c->s->dh, (size_t)P, P, c->w_hr, P, 0);
+    lstm_step_backward(sm, j0, j1);
+}
+
+/* Projection, on units j0..j1-1 of P: dh[:, units] += dg @ W_hh[:, units]. */
+static void proj_product_task(void* ctx, int task)
+{
+    const bwd_task* c = ctx;
+    const bstep* s = c->s;
+    const int P = s->H, G = s->G;
+    int j0, j1;
+    task_units(P, c->n_tasks, task, &j0, &j1);
+    if (j0 < j1)
+        strips_product(s->dh, (size_t)P, j0, j1, s->B, s->dg, (size_t)G, G, c->w_hh, G, 0);
+}
+
+/* With a projection, after dm is computed: dhs_t := dh on the rows in their
+ * sequence (0 on the others: no gradient reaches W_hr there), and dh := 0 on
+ * those rows, whose state gradient now goes through W_hh only; a row past its
+ * length passes dh on to h_prev untouched. */
+static void proj_save_dh(real* dhs_t, real* dh, const int64_t* lengths, int t, int B, int P)
+{
+    for (int b = 0; b < B; b++) {
+        real* row = dh + (size_t)b * P;
+        if (row_active(lengths, t, b)) {
+            memcpy(dhs_t + (size_t)b * P, row, (size_t)P * sizeof(real));
+            memset(row, 0, (size_t)P * sizeof(real));
+        } else {
+            memset(dhs_t + (size_t)b * P, 0, (size_t)P * sizeof(real));
+        }
+    }
+}
 
 static void stage_grads_task(void* ctx, int task)
 {
@@ -326,46 +477,107 @@ static void stage_product_task(void* ctx, int task)
     if (st->dst_drh)
         for (int b = 0; b < B; b++)
             memset(dst + (size_t)b * H + j0, 0, (size_t)(j1 - j0) * sizeof(real));
-    const int tiled = B - B % MR;  /* rows in whole tiles */
-    for (int u0 = j0; u0 < j1; u0 += U) {
-        const int nu = j1 - u0 < U ? j1 - u0 : U;
-        const real* strip = c->w_hh + ((size_t)(u0 / U) * G + (size_t)st->g0 * H) * U;  /* (K,U) */
-        for (int r0 = 0; r0 < tiled; r0 += MR)   /* dst[rows, units] += src[rows, gates] @ strip */
-            panel_product(dst + (size_t)r0 * H + u0, (size_t)H, nu,
-                          src + (size_t)r0 * G + (size_t)st->g0 * H, (size_t)G, K, strip, 0, NULL);
+    /* dst[rows, units] += src[rows, gates] @ W_hh[gates, units] */
+    strips_product(dst, (size_t)H, j0, j1, B, src + (size_t)st->g0 * H, (size_t)G, K, c->w_hh, G,
+                   st->g0 * H);
+}
+
+/* The backward of an LSTM with a projection (proj_size P), per step:
+ *   dh (B,P) += dy_t
+ *   dm = dh @ W_hr                 forward was: h = m @ W_hr^T
+ *   LSTM gradients with dm at its output o * tanh(c)
+ *   dh = dg @ W_hh (B,P)           (+ dh itself on rows past their length)
+ * and after the loop dW_hr += dh_t^T m_t over every step, beside the LSTM's. */
+static int backward_proj(const rnnx_cell_desc* d, const rnnx_blas* blas,
+                         const rnnx_backward_args* a)
+{
+    const int T = a->T, B = a->B, I = a->I, H = a->H, G = d->gates * H, reverse = a->reverse;
+    const int P = a->proj;
+    const size_t BH = (size_t)B * H, BP = (size_t)B * P;
+    const int naive = (a->path == RNNX_PATH_NAIVE);
+    const int own = (a->path == RNNX_PATH_AUTO || a->path == RNNX_PATH_SMALL);
+    const rnnx_cache_layout cl = rnnx_cache_layout_of(d, T, B, H, P);
+    const rnnx_backward_work wl = rnnx_backward_work_of(d, T, B, I, H, P);
+    const real* cache = a->cache;
+    const real* hs = cache + cl.hs;        /* (T+1,B,P) */
+    const real* cs = cache + cl.cs;        /* (T+1,B,H) */
+    const real* gates = cache + cl.gates;  /* (T,B,G) */
+    const real* aux = cache + cl.aux;      /* (T,B,H) tanh(c) */
+    const real* ms = cache + cl.m;         /* (T,B,H) o * tanh(c) */
+    real* work = a->work;
+    real* dg = work + wl.dg;               /* (T,B,G) */
+    real* dhs = work + wl.dhs;             /* (T,B,P) */
+    const real* dy = a->dy;
+    const real* w_hh = a->w_hh;            /* (G,P) */
+    const real* w_hr = a->w_hr;            /* (P,H) */
+
+    /* s: the step seen from h (its H field is P, the width of dh); sm: from m */
+    bstep s, sm;
+    memset(&s, 0, sizeof s);
+    s.B = B;
+    s.H = P;
+    s.G = G;
+    s.lengths = a->lengths;
+    s.dh = work + wl.dh;                   /* (B,P) */
+    sm = s;
+    sm.H = H;
+    sm.dh = work + wl.dm;                  /* (B,H) */
+    sm.dc = work + wl.dc;                  /* (B,H) */
+    const int n_tasks = own ? step_tasks(blas, B, G, H) : 1;
+    bwd_task task = {NULL, &s, NULL, n_tasks, &sm, NULL};
+    if (own) {
+        pack_weights_by_units(G, P, w_hh, work + wl.packed);
+        pack_weights_by_units(P, H, w_hr, work + wl.packed_hr);
+        task.w_hh = work + wl.packed;
+        task.w_hr = work + wl.packed_hr;
     }
-    /* The rows past the last tile: ROW_SLOTS strips per call of the row kernel
-     * (whole strips only: a short last strip of H goes alone). */
-    for (int u0 = j0; u0 < j1;) {
-        int n = (j1 - u0) / U < ROW_SLOTS ? (j1 - u0) / U : ROW_SLOTS;
-        const int nu = n ? U : j1 - u0;
-        if (!n)
-            n = 1;
-        for (int r = tiled; r < B; r++) {
-            real* d[MAX_SLOTS];
-            const real* P[MAX_SLOTS];
-            const int bias_init[MAX_SLOTS] = {0};
-            const real* bias[MAX_SLOTS] = {NULL};
-            for (int q = 0; q < n; q++) {
-                d[q] = dst + (size_t)r * H + u0 + (size_t)q * U;
-                P[q] = c->w_hh + ((size_t)(u0 / U + q) * G + (size_t)st->g0 * H) * U;
-            }
-            panel_product_row(n, d, nu, src + (size_t)r * G + (size_t)st->g0 * H, K, P, bias_init, bias);
+
+    copy_or_zero(s.dh, a->dh_n, BP);
+    copy_or_zero(sm.dc, a->dc_n, BH);
+    for (int i = T - 1; i >= 0; i--) {
+        const int t = step_time(i, T, reverse);
+        s.t = sm.t = t;
+        s.dg = sm.dg = dg + (size_t)t * B * G;
+        sm.gates = gates + (size_t)t * B * G;
+        sm.c_prev = cs + state_prev_offset(t, reverse, BH);
+        sm.aux = aux + (size_t)t * BH;
+        add_output_gradient(s.dh, dy ? dy + (ptrdiff_t)t * B * a->lddy : NULL, a->lddy,
+                            a->lengths, t, B, P);
+        if (own) {
+            run_tasks(blas, n_tasks, proj_grads_task, &task);
+        } else {
+            gemm(blas, naive, 'N', 'N', B, H, P, 1, s.dh, P, w_hr, H, 0, sm.dh, H);  /* dm = dh @ W_hr */
+            lstm_step_backward(&sm, 0, H);
         }
-        u0 += n * U < j1 - u0 ? n * U : j1 - u0;
+        proj_save_dh(dhs + (size_t)t * BP, s.dh, a->lengths, t, B, P);
+        if (own)
+            run_tasks(blas, n_tasks, proj_product_task, &task);
+        else
+            gemm(blas, naive, 'N', 'N', B, P, G, 1, s.dg, G, w_hh, P, 1, s.dh, P);   /* dh += dg @ W_hh */
     }
+    memcpy(a->dh0, s.dh, BP * sizeof(real));
+    memcpy(a->dc0, sm.dc, BH * sizeof(real));
+
+    input_gradients(blas, naive, reverse, a->dx, a->dw_ih, a->db_ih, dg, a->x, a->w_ih, a->lengths,
+                    work + wl.x_rows, T, B, I, G);
+    recurrent_gradients(blas, naive, reverse, a->dw_hh, a->db_hh, dg, G,
+                        hs + state_prev_offset(0, reverse, BP), T * B, P, 0, G);   /* dW_hh += dg^T h_prev */
+    recurrent_gradients(blas, naive, reverse, a->dw_hr, NULL, dhs, P, ms, T * B, H, 0, P);  /* dW_hr += dh^T m */
+    return RNNX_OK;
 }
 
 static int backward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
                              const rnnx_backward_args* a)
 {
+    if (a->proj > 0)
+        return backward_proj(d, blas, a);
     const cell_plan* plan = &cell_plans[d->cell];
     const int T = a->T, B = a->B, I = a->I, H = a->H, G = d->gates * H, reverse = a->reverse;
     const size_t BH = (size_t)B * H;
     const int naive = (a->path == RNNX_PATH_NAIVE);
     const int own = (a->path == RNNX_PATH_AUTO || a->path == RNNX_PATH_SMALL);
-    const rnnx_cache_layout cl = rnnx_cache_layout_of(d, T, B, H);
-    const rnnx_backward_work wl = rnnx_backward_work_of(d, T, B, I, H);
+    const rnnx_cache_layout cl = rnnx_cache_layout_of(d, T, B, H, 0);
+    const rnnx_backward_work wl = rnnx_backward_work_of(d, T, B, I, H, 0);
     const real* cache = a->cache;
     const real* hs = cache + cl.hs;                                /* (T+1,B,H) */
     const real* cs = d->states == 2 ? cache + cl.cs : NULL;        /* (T+1,B,H) */
@@ -391,7 +603,7 @@ static int backward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
         packed = work + wl.packed;
         pack_weights_by_units(G, H, a->w_hh, packed);
     }
-    bwd_task task = {NULL, &s, packed, n_tasks};
+    bwd_task task = {NULL, &s, packed, n_tasks, NULL, NULL};
 
     copy_or_zero(s.dh, a->dh_n, BH);
     if (d->states == 2)

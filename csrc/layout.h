@@ -53,47 +53,81 @@ static inline size_t rnnx_packed_elems(const rnnx_cell_desc* d, int H, int units
     return panels * d->gates * (size_t)H * units;
 }
 
-/* The training cache.  hs, cs are (T+1,B,H) (see state_offset in common.c),
- * gates (T,B,G), aux (T,B,H); a part the cell does not keep has size 0. */
+/* The same for `gates` blocks of N units each over an inner dimension K:
+ * packed[((p*gates + g)*K + k)*U + u] = W[g*N + p*U + u][k].  An LSTM with a
+ * projection (proj_size P) packs W_hh (4H,P) with N = H, K = P, and W_hr (P,H)
+ * with gates = 1, N = P, K = H. */
+static inline size_t rnnx_panels_elems(int gates, int N, int K, int units)
+{
+    const size_t panels = ((size_t)N + units - 1) / units;
+    return panels * gates * (size_t)K * units;
+}
+
+/* A weight (rows, N) packed by units (strips of U units, (rows,U) each) for the
+ * backward per-step product: rows * N rounded up to whole strips. */
+static inline size_t rnnx_strips_elems(int rows, int N)
+{
+    return (size_t)rows * (((size_t)N + RNNX_UNITS_F32 - 1) / RNNX_UNITS_F32 * RNNX_UNITS_F32);
+}
+
+/* The width of the state h and of y: proj_size P for an LSTM with a projection
+ * (h_t = W_hr (o * tanh(c_t)), P < H), else H.  c stays (B,H). */
+static inline int rnnx_state_width(int H, int P)
+{
+    return P > 0 ? P : H;
+}
+
+/* The training cache.  hs is (T+1,B,P) and cs (T+1,B,H) (see state_offset in
+ * common.c; P = rnnx_state_width), gates (T,B,G), aux (T,B,H), and with a
+ * projection m (T,B,H) = o * tanh(c), the input of W_hr; a part the cell does
+ * not keep has size 0. */
 typedef struct rnnx_cache_layout {
-    size_t hs, cs, gates, aux, total;
+    size_t hs, cs, gates, aux, m, total;
 } rnnx_cache_layout;
 
-static inline rnnx_cache_layout rnnx_cache_layout_of(const rnnx_cell_desc* d, int T, int B, int H)
+static inline rnnx_cache_layout rnnx_cache_layout_of(const rnnx_cell_desc* d, int T, int B, int H,
+                                                     int P)
 {
     const size_t BH = (size_t)B * H, TBH = (size_t)T * BH, states = TBH + BH;
+    const size_t BP = (size_t)B * rnnx_state_width(H, P), h_states = (size_t)T * BP + BP;
     rnnx_cache_layout c;
     c.hs = 0;
-    c.cs = c.hs + states;
+    c.cs = c.hs + h_states;
     c.gates = c.cs + (d->states == 2 ? states : 0);
     c.aux = c.gates + (d->gates_in_cache ? TBH * d->gates : 0);
-    c.total = c.aux + (d->aux_in_cache ? TBH : 0);
+    c.m = c.aux + (d->aux_in_cache ? TBH : 0);
+    c.total = c.m + (P > 0 ? TBH : 0);
     return c;
 }
 
 /* The forward scratch. */
 typedef struct rnnx_forward_work {
-    size_t packed;  /* rnnx_packed_elems (for the larger f32 panel): W_hh packed per call */
+    size_t packed;  /* rnnx_panels_elems (for the larger f32 panel): W_hh packed per call */
+    size_t packed_hr; /* the same for W_hr (P,H), with a projection */
     size_t w_ih_t;  /* (I,G) W_ih^T for the float64 row-by-row input projection */
-    size_t h_ping;  /* (2,B,H) inference: the states of two consecutive steps */
+    size_t h_ping;  /* (2,B,P) inference: the states of two consecutive steps */
     size_t c_ping;  /* (2,B,H) inference, LSTM: the same for c */
     size_t aux;     /* (B,H) inference: one step's aux (see rnnx_cell_desc) */
+    size_t m;       /* (B,H) inference with a projection: one step's o * tanh(c) */
     size_t slab;    /* (T,B,G) gate pre-activations, where the cache does not hold them */
     size_t total;
 } rnnx_forward_work;
 
 static inline rnnx_forward_work rnnx_forward_work_of(const rnnx_cell_desc* d, int T, int B, int I,
-                                                     int H, int train)
+                                                     int H, int P, int train)
 {
     const size_t BH = (size_t)B * H, G = (size_t)d->gates * H;
+    const size_t BP = (size_t)B * rnnx_state_width(H, P);
     const int slab_in_cache = train && d->gates_in_cache;
     rnnx_forward_work w;
     w.packed = 0;
-    w.w_ih_t = w.packed + rnnx_packed_elems(d, H, RNNX_UNITS_F32);
+    w.packed_hr = w.packed + rnnx_panels_elems(d->gates, H, rnnx_state_width(H, P), RNNX_UNITS_F32);
+    w.w_ih_t = w.packed_hr + (P > 0 ? rnnx_panels_elems(1, P, H, RNNX_UNITS_F32) : 0);
     w.h_ping = w.w_ih_t + (size_t)I * G;
-    w.c_ping = w.h_ping + 2 * BH;
+    w.c_ping = w.h_ping + 2 * BP;
     w.aux = w.c_ping + (d->states == 2 ? 2 * BH : 0);
-    w.slab = w.aux + BH;
+    w.m = w.aux + BH;
+    w.slab = w.m + (P > 0 ? BH : 0);
     w.total = w.slab + (slab_in_cache ? 0 : (size_t)T * B * G);
     return w;
 }
@@ -102,19 +136,22 @@ static inline rnnx_forward_work rnnx_forward_work_of(const rnnx_cell_desc* d, in
 typedef struct rnnx_backward_work {
     size_t dg;      /* (T,B,G) gradient of the gate pre-activations (input side) */
     size_t dgh;     /* (T,B,G) the same on the W_hh side, GRU reset after */
-    size_t dh;      /* (B,H) gradient at the current state */
+    size_t dh;      /* (B,P) gradient at the current state (P = rnnx_state_width) */
     size_t dc;      /* (B,H) LSTM: at the current cell state */
     size_t drh;     /* (B,H) GRU reset before: at r * h_prev */
     size_t x_rows;  /* (B,I) one step's inputs with the rows past their length zeroed */
-    size_t packed;  /* W_hh packed by units for the per-step product: G * H rounded up to
-                       whole strips of RNNX_UNITS_F32 units */
+    size_t packed;  /* W_hh (G,P) packed by units for the per-step product (rnnx_strips_elems) */
+    size_t dm;      /* (B,H) with a projection: gradient at m = o * tanh(c) */
+    size_t dhs;     /* (T,B,P) with a projection: the gradient at every h_t, for dW_hr */
+    size_t packed_hr; /* with a projection: W_hr (P,H) packed by units */
     size_t total;
 } rnnx_backward_work;
 
 static inline rnnx_backward_work rnnx_backward_work_of(const rnnx_cell_desc* d, int T, int B,
-                                                       int I, int H)
+                                                       int I, int H, int P)
 {
     const size_t BH = (size_t)B * H, TBG = (size_t)T * B * d->gates * H;
+    const size_t BP = (size_t)B * P;
     rnnx_backward_work w;
     w.dg = 0;
     w.dgh = w.dg + TBG;
@@ -123,7 +160,10 @@ static inline rnnx_backward_work rnnx_backward_work_of(const rnnx_cell_desc* d, 
     w.drh = w.dc + BH;
     w.x_rows = w.drh + BH;
     w.packed = w.x_rows + (size_t)B * I;
-    w.total = w.packed + (size_t)d->gates * H * (((size_t)H + RNNX_UNITS_F32 - 1) / RNNX_UNITS_F32 * RNNX_UNITS_F32);
+    w.dm = w.packed + rnnx_strips_elems(d->gates * H, rnnx_state_width(H, P));
+    w.dhs = w.dm + (P > 0 ? BH : 0);
+    w.packed_hr = w.dhs + (P > 0 ? (size_t)T * BP : 0);
+    w.total = w.packed_hr + (P > 0 ? rnnx_strips_elems(P, H) : 0);
     return w;
 }
 

@@ -6,6 +6,10 @@
  *   h_t = o * tanh(c_t)
  * Its elementwise work per step; the products and the time loop are in
  * driver.c.  Compiled through kernels_body.c.  aux is tanh(c_t).
+ *
+ * With a projection (proj_size P): m_t = o * tanh(c_t) (B,H), h_t = W_hr m_t
+ * (B,P).  A step is then two phases: the gates and m (lstm_proj_step_forward,
+ * on the H units), and h = m @ W_hr^T (lstm_proj_step_output, on the P units).
  */
 
 /* One row, n units: the gate pre-activations gi, gf, gg, go (n,) become
@@ -43,6 +47,44 @@ static void lstm_step_forward(const step* s, int r0, int r1, int j0, int j1)
         lstm_row_forward(s->h + row, s->c + row, s->aux + row, gi, gi + H, gi + 2 * H, gi + 3 * H,
                          s->c_prev + row, j1 - j0);
         memcpy(s->y + (ptrdiff_t)b * s->ldy + j0, s->h + row, (size_t)(j1 - j0) * sizeof(real));
+    }
+}
+
+/* Projection, first phase.  gates (B,4H) IN pre-activations, OUT activations;
+ * c, aux = tanh(c), m = o * tanh(c) (B,H) OUT.  A row past its length keeps
+ * c = c_prev and gets m = 0 (its h is carried by the second phase). */
+static void lstm_proj_step_forward(const step* s, int r0, int r1, int j0, int j1)
+{
+    const int H = s->H;
+    const size_t n = (size_t)(j1 - j0) * sizeof(real);
+    for (int b = r0; b < r1; b++) {
+        const size_t row = (size_t)b * H + j0;
+        if (!row_active(s->lengths, s->t, b)) {
+            memcpy(s->c + row, s->c_prev + row, n);
+            memset(s->m + row, 0, n);
+            continue;
+        }
+        real* gi = s->gates + (size_t)b * 4 * H + j0;
+        lstm_row_forward(s->m + row, s->c + row, s->aux + row, gi, gi + H, gi + 2 * H, gi + 3 * H,
+                         s->c_prev + row, j1 - j0);
+    }
+}
+
+/* Projection, second phase, on units j0..j1-1 of P: h (B,P) IN m @ W_hr^T,
+ * copied to y; a row past its length keeps h = h_prev and outputs 0. */
+static void lstm_proj_step_output(const step* s, int r0, int r1, int j0, int j1)
+{
+    const int P = s->P;
+    const size_t n = (size_t)(j1 - j0) * sizeof(real);
+    for (int b = r0; b < r1; b++) {
+        const size_t row = (size_t)b * P + j0;
+        real* y = s->y + (ptrdiff_t)b * s->ldy + j0;
+        if (!row_active(s->lengths, s->t, b)) {
+            memcpy(s->h + row, s->h_prev + row, n);
+            memset(y, 0, n);
+            continue;
+        }
+        memcpy(y, s->h + row, n);
     }
 }
 

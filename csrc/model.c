@@ -37,6 +37,8 @@ const char* rnnx_strerror(int status)
         return "an argument is out of range (a dimension, cell, dtype, length or stride)";
     case RNNX_ENULL:
         return "a required pointer is NULL";
+    case RNNX_EPROJ:
+        return "proj_size must be 0, or 0 < proj_size < hidden_size on an LSTM";
     case RNNX_EMAGIC:
         return "not an .rnnx model: the magic bytes differ";
     case RNNX_EVERSION:

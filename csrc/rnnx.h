@@ -10,6 +10,11 @@
  *   LSTM            4H    i, f, g, o
  *   GRU             3H    r, z, n
  *
+ * An LSTM may have a projection (PyTorch's proj_size, 0 < P < H):
+ * h_t = W_hr (o * tanh(c_t)), so h, h0, h_n, y and the input of W_hh are P
+ * wide (W_hh is (4H,P), W_hr (P,H), no bias) while c stays (B,H).  proj = 0 is
+ * the plain cell, and a zeroed struct has it.
+ *
  * Pointers are typed void so one struct serves float32 and float64; `dtype`
  * says which.  The core never allocates, prints or exits: the caller hands in
  * every buffer (sizes from rnnx_*_size) and gets a status code back.
@@ -78,7 +83,8 @@ enum rnnx_status {
     RNNX_ENULL = 2,       /* a required pointer is NULL */
     RNNX_ECELL = 3,       /* unknown cell code */
     RNNX_ESIZE = 4,       /* T*B, G or a buffer size does not fit the index types */
-    RNNX_EISA = 5         /* the instruction set asked for is not built in or not on this CPU */
+    RNNX_EISA = 5,        /* the instruction set asked for is not built in or not on this CPU */
+    RNNX_EPROJ = 6        /* proj is < 0, >= H, or > 0 for a cell other than LSTM */
 };
 
 typedef struct rnnx_forward_args {
@@ -105,7 +111,12 @@ typedef struct rnnx_forward_args {
     void* work;              /* rnnx_forward_work_size() elements, scratch */
     const void* w_hh_packed; /* rnnx_packed_size() elements IN: W_hh as rnnx_pack_weights
                                 wrote it, for callers that run many calls with the same
-                                weights (a stream), or NULL: packed into work per call */
+                                weights (a stream), or NULL: packed into work per call;
+                                must be NULL with a projection (proj > 0) */
+    /* Fields added later stay at the end, so older callers that zero the struct keep working. */
+    int proj;                /* P: 0 (no projection), or 0 < P < H for an LSTM; then h0, h_n
+                                are (B,P), y (T,B,.) with ldy >= P, w_hh (4H,P) */
+    const void* w_hr;        /* (P,H) IN, the projection, when proj > 0 */
 } rnnx_forward_args;
 
 typedef struct rnnx_backward_args {
@@ -129,6 +140,10 @@ typedef struct rnnx_backward_args {
     void* db_ih;             /* (G,) +=, or NULL: no bias */
     void* db_hh;             /* (G,) +=, or NULL: no bias */
     void* work;              /* rnnx_backward_work_size() elements, scratch */
+    /* Fields added later stay at the end (see rnnx_forward_args). */
+    int proj;                /* as in the forward call; then dy (lddy >= P), dh_n, dh0 are P wide */
+    const void* w_hr;        /* (P,H) IN, when proj > 0 */
+    void* dw_hr;             /* (P,H) +=, when proj > 0 */
 } rnnx_backward_args;
 
 /* Gate width G for a cell: H, 3H or 4H; 0 for an unknown cell. */
@@ -138,6 +153,10 @@ int rnnx_gate_count(int cell);
 size_t rnnx_cache_size(int cell, int T, int B, int H);
 size_t rnnx_forward_work_size(int cell, int T, int B, int I, int H, int train);
 size_t rnnx_backward_work_size(int cell, int T, int B, int I, int H);
+/* The same for a projection of proj_size P (0: the sizes above). */
+size_t rnnx_cache_size_proj(int cell, int T, int B, int H, int P);
+size_t rnnx_forward_work_size_proj(int cell, int T, int B, int I, int H, int P, int train);
+size_t rnnx_backward_work_size_proj(int cell, int T, int B, int I, int H, int P);
 
 /* The recurrent weights in the layout of the core's per-step kernel:
  * rnnx_packed_size() elements of the dtype.  out is OUT, w_hh (G,H) IN.

@@ -51,6 +51,8 @@ cdef extern from "_core_shim.h":
         void* cache
         void* work
         const void* w_hh_packed
+        int proj
+        const void* w_hr
     ctypedef struct rnnx_backward_args:
         int cell, dtype, path
         int T, B, I, H
@@ -72,10 +74,16 @@ cdef extern from "_core_shim.h":
         void* db_ih
         void* db_hh
         void* work
+        int proj
+        const void* w_hr
+        void* dw_hr
     int rnnx_gate_count(int cell) nogil
     size_t rnnx_cache_size(int cell, int T, int B, int H) nogil
     size_t rnnx_forward_work_size(int cell, int T, int B, int I, int H, int train) nogil
     size_t rnnx_backward_work_size(int cell, int T, int B, int I, int H) nogil
+    size_t rnnx_cache_size_proj(int cell, int T, int B, int H, int P) nogil
+    size_t rnnx_forward_work_size_proj(int cell, int T, int B, int I, int H, int P, int train) nogil
+    size_t rnnx_backward_work_size_proj(int cell, int T, int B, int I, int H, int P) nogil
     int rnnx_forward(const rnnx_blas* blas, const rnnx_forward_args* a) nogil
     int rnnx_backward(const rnnx_blas* blas, const rnnx_backward_args* a) nogil
     int rnnx_activation(int which, int dtype, const void* x, void* y, size_t n) nogil
@@ -105,7 +113,8 @@ BLAS.n_threads = 1
 
 _STATUS = {1: "invalid dimension, cell, dtype, path, stride or length", 2: "missing array",
            3: "unknown cell code", 4: "sizes too large for the core's index types",
-           5: "instruction set not available"}
+           5: "instruction set not available",
+           6: "proj_size must be 0, or 0 < proj_size < hidden_size on an LSTM"}
 ISAS = ("avx512", "avx2", "generic")
 _INT_MAX = 2**31 - 1
 
@@ -187,9 +196,24 @@ def activation(str name, x):
     return y
 
 
-def cache_size(int cell, int T, int B, int H):
-    """Number of elements of a training forward's cache."""
-    return rnnx_cache_size(cell, T, B, H)
+def cache_size(int cell, int T, int B, int H, int P=0):
+    """Number of elements of a training forward's cache (P: proj_size, 0 for none)."""
+    return rnnx_cache_size_proj(cell, T, B, H, P)
+
+
+cdef int _proj_size(int cell, object w_hr, str name="w_hr") except -1:
+    """P, the projection's size, from w_hr (P, H) (checked against H later), or 0 for None."""
+    if w_hr is None:
+        return 0
+    _array(w_hr, name)
+    if cell != LSTM:
+        raise ValueError(f"{name} (a projection, proj_size > 0) is for an LSTM only, got cell code {cell}")
+    if w_hr.ndim != 2 or not 0 < w_hr.shape[0] < w_hr.shape[1]:
+        raise ValueError(f"{name} must be (P, H) with 0 < P < H (proj_size < hidden_size), "
+                         f"got shape {w_hr.shape}")
+    if w_hr.shape[0] > _INT_MAX:
+        raise ValueError(f"{name} is too large: {w_hr.shape}")
+    return w_hr.shape[0]
 
 
 cdef int _dtype_code(object dtype, str name="x") except -1:
@@ -287,13 +311,16 @@ cdef const int64_t* _lengths(object lengths, int T, int B) except? NULL:
 
 def forward(int cell, object x, object h0, object c0, object w_ih, object w_hh, object b_ih,
             object b_hh, object lengths, bint reverse, object y, object h_n, object c_n,
-            bint train, int path=PATH_AUTO):
+            bint train, int path=PATH_AUTO, object w_hr=None):
     """Run one direction of one layer over a whole sequence.
 
     x (T,B,I), h0/c0 (B,H), weights (G,I) (G,H) (G,), y (T,B,H) with evenly spaced
     rows (written), h_n/c_n (B,H) (written).  c0/c_n are for LSTM only, biases and
     lengths (B,) int64 may be None.  Returns the cache for backward when train
-    is true, else None."""
+    is true, else None.
+
+    w_hr (P,H): an LSTM's projection (proj_size P, 0 < P < H), or None.  With it,
+    h0, h_n are (B,P), y (T,B,P), w_hh (G,P); c0, c_n stay (B,H)."""
     cdef int G1 = rnnx_gate_count(cell)
     if G1 == 0:
         raise ValueError(f"unknown cell code {cell}")
@@ -307,36 +334,42 @@ def forward(int cell, object x, object h0, object c0, object w_ih, object w_hh, 
     h0 = _aligned(h0, "h0")
     if h0.ndim != 2 or h0.shape[1] < 1:
         raise ValueError(f"h0 must be (B, H) with H >= 1, got shape {h0.shape}")
-    cdef int G = _gate_width(G1, h0.shape[1], x.shape[0], x.shape[1])
+    cdef int P = _proj_size(cell, w_hr)
+    cdef int G = _gate_width(G1, w_hr.shape[1] if P else h0.shape[1], x.shape[0], x.shape[1])
     a.cell = cell
     a.path = path
     a.T = x.shape[0]
     a.B = x.shape[1]
     a.I = x.shape[2]
-    a.H = h0.shape[1]
+    a.H = G // G1
     a.reverse = reverse
+    a.proj = P
     cdef int T = a.T, B = a.B, I = a.I, H = a.H
+    cdef int S = P if P else H   # the width of h and y
     w_ih, w_hh = _aligned(w_ih, "w_ih"), _aligned(w_hh, "w_hh")
     b_ih = None if b_ih is None else _aligned(b_ih, "b_ih")
     b_hh = None if b_hh is None else _aligned(b_hh, "b_hh")
     a.x = _data(x, "x", (T, B, I), dtype)
-    a.h0 = _data(h0, "h0", (B, H), dtype)
+    a.h0 = _data(h0, "h0", (B, S), dtype)
     a.w_ih = _data(w_ih, "w_ih", (G, I), dtype)
-    a.w_hh = _data(w_hh, "w_hh", (G, H), dtype)
+    a.w_hh = _data(w_hh, "w_hh", (G, S), dtype)
+    if P:
+        w_hr = _aligned(w_hr, "w_hr")
+        a.w_hr = _data(w_hr, "w_hr", (P, H), dtype)
     a.b_ih = _opt_data(b_ih, "b_ih", (G,), dtype)
     a.b_hh = _opt_data(b_hh, "b_hh", (G,), dtype)
     a.lengths = _lengths(None if lengths is None else _aligned(lengths, "lengths"), T, B)
-    a.y = _rows(y, "y", T, B, H, dtype, &a.ldy, True)
-    a.h_n = _data(h_n, "h_n", (B, H), dtype, True)
+    a.y = _rows(y, "y", T, B, S, dtype, &a.ldy, True)
+    a.h_n = _data(h_n, "h_n", (B, S), dtype, True)
     if cell == LSTM:
         c0 = _aligned(c0, "c0")
         a.c0 = _data(c0, "c0", (B, H), dtype)
         a.c_n = _data(c_n, "c_n", (B, H), dtype, True)
     cdef cnp.ndarray cache = None
     if train:
-        cache = np.empty(rnnx_cache_size(cell, T, B, H), dtype=dtype)
+        cache = np.empty(rnnx_cache_size_proj(cell, T, B, H, P), dtype=dtype)
         a.cache = cnp.PyArray_DATA(cache)
-    cdef cnp.ndarray work = np.empty(max(<size_t>1, rnnx_forward_work_size(cell, T, B, I, H, train)),
+    cdef cnp.ndarray work = np.empty(max(<size_t>1, rnnx_forward_work_size_proj(cell, T, B, I, H, P, train)),
                                      dtype=dtype)
     a.work = cnp.PyArray_DATA(work)
     cdef int status
@@ -349,11 +382,13 @@ def forward(int cell, object x, object h0, object c0, object w_ih, object w_hh, 
 
 def backward(int cell, object x, object w_ih, object w_hh, object lengths, bint reverse,
              object cache, object dy, object dh_n, object dc_n, object dx, object dh0, object dc0,
-             object dw_ih, object dw_hh, object db_ih, object db_hh, int path=PATH_AUTO):
+             object dw_ih, object dw_hh, object db_ih, object db_hh, int path=PATH_AUTO,
+             object w_hr=None, object dw_hr=None):
     """Full BPTT through the cache of forward(..., train=True) with the same x,
     weights, lengths and reverse.  dy (T,B,H) with evenly spaced rows, dh_n/dc_n
     (B,H) may be None (zero).  Accumulates into dx, dw_ih, dw_hh, db_ih, db_hh;
-    writes dh0, dc0."""
+    writes dh0, dc0.  With a projection (w_hr (P,H) as in forward), dy is
+    (T,B,P), dh_n, dh0 (B,P), and dw_hr (P,H) is accumulated too."""
     cdef int G1 = rnnx_gate_count(cell)
     if G1 == 0:
         raise ValueError(f"unknown cell code {cell}")
@@ -367,40 +402,47 @@ def backward(int cell, object x, object w_ih, object w_hh, object lengths, bint 
     _array(dh0, "dh0")
     if dh0.ndim != 2 or dh0.shape[1] < 1:
         raise ValueError(f"dh0 must be (B, H) with H >= 1, got shape {dh0.shape}")
-    cdef int G = _gate_width(G1, dh0.shape[1], x.shape[0], x.shape[1])
+    cdef int P = _proj_size(cell, w_hr)
+    cdef int G = _gate_width(G1, w_hr.shape[1] if P else dh0.shape[1], x.shape[0], x.shape[1])
     a.cell = cell
     a.path = path
     a.T = x.shape[0]
     a.B = x.shape[1]
     a.I = x.shape[2]
-    a.H = dh0.shape[1]
+    a.H = G // G1
     a.reverse = reverse
+    a.proj = P
     cdef int T = a.T, B = a.B, I = a.I, H = a.H
+    cdef int S = P if P else H   # the width of h and y
     w_ih, w_hh = _aligned(w_ih, "w_ih"), _aligned(w_hh, "w_hh")
     a.x = _data(x, "x", (T, B, I), dtype)
     a.w_ih = _data(w_ih, "w_ih", (G, I), dtype)
-    a.w_hh = _data(w_hh, "w_hh", (G, H), dtype)
+    a.w_hh = _data(w_hh, "w_hh", (G, S), dtype)
+    if P:
+        w_hr = _aligned(w_hr, "w_hr")
+        a.w_hr = _data(w_hr, "w_hr", (P, H), dtype)
+        a.dw_hr = _data(dw_hr, "dw_hr", (P, H), dtype, True)
     a.lengths = _lengths(None if lengths is None else _aligned(lengths, "lengths"), T, B)
-    a.cache = _data(cache, "cache", (rnnx_cache_size(cell, T, B, H),), dtype)
+    a.cache = _data(cache, "cache", (rnnx_cache_size_proj(cell, T, B, H, P),), dtype)
     if dy is None:
         a.dy = NULL
-        a.lddy = H
+        a.lddy = S
     else:
         dy = _aligned(dy, "dy")
-        a.dy = _rows(dy, "dy", T, B, H, dtype, &a.lddy)
+        a.dy = _rows(dy, "dy", T, B, S, dtype, &a.lddy)
     dh_n = None if dh_n is None else _aligned(dh_n, "dh_n")
-    a.dh_n = _opt_data(dh_n, "dh_n", (B, H), dtype)
+    a.dh_n = _opt_data(dh_n, "dh_n", (B, S), dtype)
     a.dx = _data(dx, "dx", (T, B, I), dtype, True)
-    a.dh0 = _data(dh0, "dh0", (B, H), dtype, True)
+    a.dh0 = _data(dh0, "dh0", (B, S), dtype, True)
     a.dw_ih = _data(dw_ih, "dw_ih", (G, I), dtype, True)
-    a.dw_hh = _data(dw_hh, "dw_hh", (G, H), dtype, True)
+    a.dw_hh = _data(dw_hh, "dw_hh", (G, S), dtype, True)
     a.db_ih = _opt_data(db_ih, "db_ih", (G,), dtype, True)
     a.db_hh = _opt_data(db_hh, "db_hh", (G,), dtype, True)
     if cell == LSTM:
         dc_n = None if dc_n is None else _aligned(dc_n, "dc_n")
         a.dc_n = _opt_data(dc_n, "dc_n", (B, H), dtype)
         a.dc0 = _data(dc0, "dc0", (B, H), dtype, True)
-    cdef cnp.ndarray work = np.empty(max(<size_t>1, rnnx_backward_work_size(cell, T, B, I, H)), dtype=dtype)
+    cdef cnp.ndarray work = np.empty(max(<size_t>1, rnnx_backward_work_size_proj(cell, T, B, I, H, P)), dtype=dtype)
     a.work = cnp.PyArray_DATA(work)
     cdef int status
     with nogil:

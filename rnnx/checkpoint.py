@@ -90,7 +90,7 @@ def forward(layer, x, state, lengths, checkpoint):
     init = layer._check_states(state, B, batched, "state")
     final = [np.empty_like(s) for s in init]
     has_c = len(init) == 2
-    H, D = layer.hidden_size, layer.num_directions
+    H, D = layer.output_size // layer.num_directions, layer.num_directions  # H: y's width per direction
     bounds = [(t0, min(t0 + k, T)) for t0 in range(0, T, k)]
     inputs, starts = [], []
     layer_input = x
@@ -99,6 +99,7 @@ def forward(layer, x, state, lengths, checkpoint):
         for d in range(D):
             i = kk * D + d
             weights = layer._weights(kk, d)
+            proj = layer._proj(kk, d)   # an LSTM's projection: {"w_hr": ...}, or {}
             h, c = init[0][i], (init[1][i] if has_c else None)
             saved = [None] * len(bounds)
             # a reverse direction runs from the end: its segments in reverse time order
@@ -110,7 +111,7 @@ def forward(layer, x, state, lengths, checkpoint):
                 c_n = np.empty_like(c) if has_c else None
                 y_seg = y[t0:t1, :, d * H:(d + 1) * H]
                 _core.forward(layer._cell, layer_input[t0:t1], h, c, *weights, seg_lengths,
-                              d == 1, y_seg, h_n, c_n, False)
+                              d == 1, y_seg, h_n, c_n, False, **proj)
                 if ended is not None:  # undo the one step the ended rows were run for
                     y_seg[0, ended] = 0
                     h_n[ended] = h[ended]
@@ -133,7 +134,7 @@ def backward(layer, cache, dy, dstate):
     """layer.backward(cache, dy, dstate) for a CheckpointCache: (dx, dstate0, grads)."""
     layer._check_fresh(cache)
     T, B, batched, has_c = cache.T, cache.B, cache.batched, cache.has_c
-    H, D = layer.hidden_size, layer.num_directions
+    H, D = layer.output_size // layer.num_directions, layer.num_directions
     dy = layer._check_output_grad(dy, T, B, batched)
     dfinal = layer._check_states(dstate, B, batched, "dstate")
     dinit = [np.empty_like(s) for s in dfinal]
@@ -145,8 +146,7 @@ def backward(layer, cache, dy, dstate):
         for d in range(D):
             i = kk * D + d
             w_ih, w_hh, b_ih, b_hh = layer._weights(kk, d)
-            names = layer._param_names(kk, d)
-            dw = [grads[n] for n in names] + [None] * (4 - len(names))
+            dw, proj = layer._grad_args(grads, kk, d)
             dh, dc = dfinal[0][i], (dfinal[1][i] if has_c else None)
             # backward walks the segments in the reverse of the forward's order
             for s in (reversed(range(len(bounds))) if d == 0 else range(len(bounds))):
@@ -158,7 +158,8 @@ def backward(layer, cache, dy, dstate):
                 h_n = np.empty_like(h0)
                 c_n = np.empty_like(c0) if has_c else None
                 core_cache = _core.forward(layer._cell, x_seg, h0, c0, w_ih, w_hh, b_ih, b_hh,
-                                           seg_lengths, d == 1, y_seg, h_n, c_n, True)
+                                           seg_lengths, d == 1, y_seg, h_n, c_n, True,
+                                           w_hr=proj.get("w_hr"))
                 dy_seg = None if dy is None else dy[t0:t1, :, d * H:(d + 1) * H]
                 dh_in, dc_in = dh, dc
                 if ended is not None:  # no gradient into the ended rows' one extra step
@@ -171,9 +172,9 @@ def backward(layer, cache, dy, dstate):
                         dy_seg = dy_seg.copy()
                         dy_seg[0, ended] = 0
                 dh0 = np.empty_like(h0)
-                dc0 = np.empty_like(h0) if has_c else None
+                dc0 = np.empty_like(c0) if has_c else None
                 _core.backward(layer._cell, x_seg, w_ih, w_hh, seg_lengths, d == 1, core_cache,
-                               dy_seg, dh, dc, dx[t0:t1], dh0, dc0, *dw)
+                               dy_seg, dh, dc, dx[t0:t1], dh0, dc0, *dw, **proj)
                 if ended is not None:  # past their length the state gradient passes through
                     dh0[ended] = dh_in[ended]
                     if has_c:

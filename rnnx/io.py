@@ -45,7 +45,7 @@ GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
 # Everything a corrupt or hostile .npz member can raise while being read.
 _CORRUPT = (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, KeyError, TypeError,
             SyntaxError, UnicodeDecodeError, NotImplementedError, MemoryError, RecursionError,
-            OverflowError)
+            OverflowError, RuntimeError)   # RuntimeError: a damaged flag byte reads "encrypted"
 
 
 def _spec(model):
@@ -222,15 +222,22 @@ def _declared_shapes(spec, prefix=""):
         return None
     I, H, G = sizes["input_size"], sizes["hidden_size"], GATES[kind] * sizes["hidden_size"]
     D = 2 if config.get("bidirectional", False) else 1
+    P = config.get("proj_size", 0) if kind == "LSTM" else 0   # an LSTM's projection
+    if isinstance(P, bool) or not isinstance(P, int) or not 0 <= P < H:
+        raise ValueError(f"config['proj_size'] of the LSTM layer must be an int in [0, "
+                         f"hidden_size={H}), got {P!r}")
+    S = P or H   # the width of h and y
     shapes = {}
     for k in range(sizes["num_layers"]):
-        width = I if k == 0 else D * H
+        width = I if k == 0 else D * S
         for suffix in ("", "_reverse")[:D]:
             shapes[f"{prefix}weight_ih_l{k}{suffix}"] = (G, width)
-            shapes[f"{prefix}weight_hh_l{k}{suffix}"] = (G, H)
+            shapes[f"{prefix}weight_hh_l{k}{suffix}"] = (G, S)
             if bias:
                 shapes[f"{prefix}bias_ih_l{k}{suffix}"] = (G,)
                 shapes[f"{prefix}bias_hh_l{k}{suffix}"] = (G,)
+            if P:
+                shapes[f"{prefix}weight_hr_l{k}{suffix}"] = (P, H)
     return shapes
 
 

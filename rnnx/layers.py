@@ -8,6 +8,8 @@ Shapes (T time, B batch, I input_size, H hidden_size, L num_layers, D 1 or 2):
     x      (T, B, I), or (B, T, I) with batch_first, or (T, I) unbatched
     y      (T, B, D*H): the forward direction first, then the reverse
     state  h (L*D, B, H) for RNN and GRU, (h, c) for LSTM; layer-major, direction-minor
+An LSTM with proj_size P > 0 has h and y P wide per direction ((L*D, B, P), (T, B, D*P));
+its c stays (L*D, B, H).
 """
 import threading
 import warnings
@@ -121,20 +123,34 @@ class _Recurrent(Module):
 
     # ------------------------------------------------------------ parameters
 
+    proj_size = 0   # an LSTM's projection (LSTM sets it); 0: none
+
+    @property
+    def _state_width(self):
+        """The width of h and of y per direction: proj_size if an LSTM projects, else H."""
+        return self.proj_size or self.hidden_size
+
     def _param_names(self, k, d):
         suffix = f"_l{k}" + ("_reverse" if d == 1 else "")
         names = [f"weight_ih{suffix}", f"weight_hh{suffix}"]
         if self.bias:
             names += [f"bias_ih{suffix}", f"bias_hh{suffix}"]
+        if self.proj_size:
+            names.append(f"weight_hr{suffix}")
         return names
 
     def _param_shapes(self):
         G, H, D = self._gates * self.hidden_size, self.hidden_size, self.num_directions
+        S = self._state_width
         shapes = {}
         for k in range(self.num_layers):
-            inputs = self.input_size if k == 0 else D * H
+            inputs = self.input_size if k == 0 else D * S
             for d in range(D):
-                for name, shape in zip(self._param_names(k, d), [(G, inputs), (G, H), (G,), (G,)]):
+                names = self._param_names(k, d)
+                kinds = [(G, inputs), (G, S)] + ([(G,), (G,)] if self.bias else [])
+                if self.proj_size:
+                    kinds.append((self.proj_size, H))
+                for name, shape in zip(names, kinds):
                     shapes[name] = shape
         return shapes
 
@@ -147,12 +163,29 @@ class _Recurrent(Module):
     def _weights(self, k, d):
         """(w_ih, w_hh, b_ih, b_hh) of layer k, direction d; biases None without bias."""
         w = [self._params[name] for name in self._param_names(k, d)]
-        return tuple(w) if self.bias else (w[0], w[1], None, None)
+        return tuple(w[:4]) if self.bias else (w[0], w[1], None, None)
+
+    def _proj(self, k, d):
+        """{"w_hr": weight_hr of layer k, direction d} for an LSTM that projects, else {}:
+        the keyword argument of _core.forward."""
+        if not self.proj_size:
+            return {}
+        return {"w_hr": self._params[f"weight_hr_l{k}" + ("_reverse" if d == 1 else "")]}
+
+    def _grad_args(self, grads, k, d):
+        """(dw_ih, dw_hh, db_ih, db_hh) and {"w_hr", "dw_hr"} for _core.backward."""
+        names = self._param_names(k, d)
+        dw = [grads[n] for n in names[:4 if self.bias else 2]]
+        dw += [None] * (4 - len(dw))
+        extra = self._proj(k, d)
+        if extra:
+            extra["dw_hr"] = grads[names[-1]]
+        return dw, extra
 
     @property
     def output_size(self):
-        """int: D*H, the number of features of y."""
-        return self.num_directions * self.hidden_size
+        """int: D*H (D*proj_size for an LSTM that projects), the number of features of y."""
+        return self.num_directions * self._state_width
 
     # ---------------------------------------------------------------- checks
 
@@ -178,15 +211,17 @@ class _Recurrent(Module):
             lengths = check_lengths(lengths, T, B)
         return x, batched, lengths
 
-    def _state_shape(self, B):
-        return (self.num_layers * self.num_directions, B, self.hidden_size)
+    def _state_shape(self, B, name="h"):
+        """(L*D, B, width) of a state tensor: h is P wide for an LSTM that projects."""
+        width = self._state_width if name == "h" else self.hidden_size
+        return (self.num_layers * self.num_directions, B, width)
 
     def _check_states(self, state, B, batched, name):
-        """state as a list of C-contiguous (L*D, B, H) copies, one per state name."""
-        shape = self._state_shape(B)
+        """state as a list of C-contiguous (L*D, B, width) copies, one per state name."""
         names = self.state_names
+        shapes = [self._state_shape(B, n) for n in names]
         if state is None:
-            return [np.zeros(shape, self.dtype) for _ in names]
+            return [np.zeros(shape, self.dtype) for shape in shapes]
         if len(names) > 1:
             if not isinstance(state, (tuple, list)) or len(state) != len(names):
                 raise TypeError(f"{name} of an {type(self).__name__} must be a tuple "
@@ -195,7 +230,7 @@ class _Recurrent(Module):
         else:
             parts = [(name, state)]
         out = []
-        for label, s in parts:
+        for (label, s), shape in zip(parts, shapes):
             s = as_layer_dtype(s, self.dtype, label, f"this {type(self).__name__}")
             want = shape if batched else (shape[0], shape[2])
             if s.shape != want:
@@ -254,7 +289,7 @@ class _Recurrent(Module):
         init = self._check_states(state, B, batched, "state")
         final = [np.empty_like(s) for s in init]
         has_c = "c" in self.state_names
-        H, D = self.hidden_size, self.num_directions
+        H, D = self._state_width, self.num_directions   # H: y's width per direction (P if projected)
         inputs, cores, masks = [], [], []
         layer_input = x
         for k in range(self.num_layers):
@@ -271,7 +306,7 @@ class _Recurrent(Module):
                 cores.append(_core.forward(
                     self._cell, layer_input, init[0][i], init[1][i] if has_c else None,
                     w_ih, w_hh, b_ih, b_hh, lengths, d == 1, y[:, :, d * H:(d + 1) * H],
-                    final[0][i], final[1][i] if has_c else None, train))
+                    final[0][i], final[1][i] if has_c else None, train, **self._proj(k, d)))
             inputs.append(layer_input)
             layer_input = y
         cache = None
@@ -313,7 +348,7 @@ class _Recurrent(Module):
         self._check_fresh(cache)
         c = cache.data
         T, B, batched = c["T"], c["B"], c["batched"]
-        H, D = self.hidden_size, self.num_directions
+        H, D = self._state_width, self.num_directions   # H: y's width per direction
         dy = self._check_output_grad(dy, T, B, batched)
         dfinal = self._check_states(dstate, B, batched, "dstate")
         dinit = [np.empty_like(s) for s in dfinal]
@@ -325,13 +360,12 @@ class _Recurrent(Module):
             for d in range(D):
                 i = k * D + d
                 w_ih, w_hh, _, _ = self._weights(k, d)
-                names = self._param_names(k, d)
-                dw = [grads[n] for n in names] + [None] * (4 - len(names))
+                dw, proj = self._grad_args(grads, k, d)
                 _core.backward(
                     self._cell, layer_input, w_ih, w_hh, c["lengths"], d == 1, c["cores"][i],
                     None if dy is None else dy[:, :, d * H:(d + 1) * H],
                     dfinal[0][i], dfinal[1][i] if has_c else None,
-                    dx, dinit[0][i], dinit[1][i] if has_c else None, *dw)
+                    dx, dinit[0][i], dinit[1][i] if has_c else None, *dw, **proj)
             if k > 0 and c["masks"]:
                 dx *= c["masks"][k - 1]      # forward: layer_input = y_{k-1} * mask
             dy = dx
@@ -341,7 +375,7 @@ class _Recurrent(Module):
         if dy is None:
             return None
         dy = as_layer_dtype(dy, self.dtype, "dy", f"this {type(self).__name__}")
-        DH = self.num_directions * self.hidden_size
+        DH = self.output_size
         want = (T, B, DH) if not self.batch_first else (B, T, DH)
         if not batched:
             want = (T, DH)
@@ -359,8 +393,8 @@ class _Recurrent(Module):
         """The zero state for a batch of batch_size: h, or (h, c) for LSTM, each
         (L*D, batch_size, H)."""
         B = positive_int(batch_size, "batch_size")
-        return self._pack_state([np.zeros(self._state_shape(B), self.dtype)
-                                 for _ in self.state_names], True)
+        return self._pack_state([np.zeros(self._state_shape(B, n), self.dtype)
+                                 for n in self.state_names], True)
 
     def stream(self, batch_size=1, state=None):
         """A Stream: step-by-step inference on a unidirectional layer.
@@ -411,7 +445,13 @@ class Stream:
         self._layer = layer
         self._weights = [tuple(None if w is None else w.copy() for w in layer._weights(k, 0))
                          for k in range(layer.num_layers)]
-        self._core = _core.Stream(layer._cell, self._weights, B, layer.dtype)
+        # an LSTM's projection, {"w_hr": copy} per layer, or {} (the keyword of _core.forward)
+        self._projections = [{n: w.copy() for n, w in layer._proj(k, 0).items()}
+                             for k in range(layer.num_layers)]
+        if layer.proj_size:
+            self._core = _ProjectedStreamCore(layer, self._weights, self._projections, B)
+        else:
+            self._core = _core.Stream(layer._cell, self._weights, B, layer.dtype)
         self._core_step = self._core.step
         # One step at a time: a step writes the shared state and buffers with the GIL
         # released, so threads sharing a stream take turns (each step then follows the
@@ -473,7 +513,7 @@ class Stream:
         C per layer instead of one per step.
         """
         layer = self._layer
-        B, I, H = self.batch_size, layer.input_size, layer.hidden_size
+        B, I, H = self.batch_size, layer.input_size, layer._state_width
         x = as_layer_dtype(x, self._dtype, "x", "this stream")
         unbatched = x.ndim == 2 and B == 1
         if unbatched:
@@ -487,15 +527,8 @@ class Stream:
         has_c = "c" in layer.state_names
         layer_input = np.ascontiguousarray(x, dtype=self._dtype)
         with self._lock:
-            h, c = self._core.get_state()
-            h_n, c_n = np.empty_like(h), np.empty_like(c)
-            for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(self._weights):
-                y = np.empty((T, B, H), self._dtype)
-                _core.forward(layer._cell, layer_input, h[k], c[k] if has_c else None,
-                              w_ih, w_hh, b_ih, b_hh, None, False, y, h_n[k],
-                              c_n[k] if has_c else None, False)
-                layer_input = y
-            self._core.set_state(h_n, c_n if has_c else None)
+            layer_input = _stream_layers(layer, self._core, self._weights, self._projections,
+                                         layer_input, has_c)
         return layer_input[:, 0, :] if unbatched else layer_input
 
     def reset(self, state=None):
@@ -509,6 +542,57 @@ class Stream:
         with self._lock:
             h, c = self._core.get_state()
         return self._layer._pack_state([h, c][:len(self._layer.state_names)], True)
+
+
+def _stream_layers(layer, core, weights, projections, x, has_c):
+    """Run x (T, B, I) through every layer of a stream from core's state, which becomes the
+    state after the last step; returns the last layer's y (T, B, width)."""
+    T, B = x.shape[0], x.shape[1]
+    h, c = core.get_state()
+    h_n, c_n = np.empty_like(h), np.empty_like(c)
+    for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(weights):
+        y = np.empty((T, B, layer._state_width), layer.dtype)
+        _core.forward(layer._cell, x, h[k], c[k] if has_c else None, w_ih, w_hh, b_ih, b_hh,
+                      None, False, y, h_n[k], c_n[k] if has_c else None, False,
+                      **projections[k])
+        x = y
+    core.set_state(h_n, c_n if has_c else None)
+    return x
+
+
+class _ProjectedStreamCore:
+    """The state and step of a Stream over an LSTM with a projection: one call of the core
+    per layer and step (_core.Stream, which keeps W_hh packed, has no projection).  Same
+    interface as _core.Stream: step, get_state, set_state."""
+
+    def __init__(self, layer, weights, projections, batch_size):
+        self._layer, self._weights, self._projections = layer, weights, projections
+        self.B = batch_size
+        L, H, P = layer.num_layers, layer.hidden_size, layer._state_width
+        self._h = np.zeros((L, batch_size, P), layer.dtype)
+        self._c = np.zeros((L, batch_size, H), layer.dtype)
+
+    def step(self, x_t):
+        layer, B, I = self._layer, self.B, self._layer.input_size
+        a = np.asarray(x_t)
+        unbatched = a.ndim == 1 and B == 1
+        if unbatched:
+            a = a[None, :]
+        if a.ndim != 2 or a.shape != (B, I):
+            want = f"({B}, {I})" + (f" or ({I},)" if B == 1 else "")
+            raise ValueError(f"x_t must be {want} for batch_size={B}, input_size={I}, "
+                             f"got {np.shape(x_t)}")
+        x = np.ascontiguousarray(a, dtype=layer.dtype)[None]
+        y = _stream_layers(layer, self, self._weights, self._projections, x, True)[0]
+        return y[0] if unbatched else y
+
+    def get_state(self):
+        return self._h.copy(), self._c.copy()
+
+    def set_state(self, h, c=None):
+        # h, c come checked (layer._check_states) and are copied here
+        self._h = np.zeros_like(self._h) if h is None else np.array(h, self._layer.dtype)
+        self._c = np.zeros_like(self._c) if c is None else np.array(c, self._layer.dtype)
 
 
 class RNN(_Recurrent):
@@ -539,23 +623,43 @@ class LSTM(_Recurrent):
     """LSTM with PyTorch's gate order i, f, g, o; its state is (h, c).
 
     ``rnnx.LSTM(input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
-    dropout=0.0, bidirectional=False, dtype=np.float32, seed=None)``::
+    dropout=0.0, bidirectional=False, dtype=np.float32, seed=None, proj_size=0)``::
 
         [i f g o] = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh
         i, f, o = sigmoid(.)   g = tanh(.)
         c_t = f * c_{t-1} + i * g      h_t = o * tanh(c_t)
+
+    With ``proj_size`` P > 0 (PyTorch's LSTM with projections), h_t = W_hr (o * tanh(c_t)):
+    h and y are P wide, c stays H wide.
     """
 
     _gates = 4
     _cell = _core.LSTM
     cell_name = "lstm"
     state_names = ("h", "c")
+    _config_keys = _Recurrent._config_keys + ("proj_size",)
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, dtype=np.float32, seed=None):
+                 dropout=0.0, bidirectional=False, dtype=np.float32, seed=None, proj_size=0):
         """Build the layer, weights uniform in +-1/sqrt(hidden_size); see help(rnnx.LSTM)."""
+        if isinstance(proj_size, (bool, np.bool_)) or not isinstance(proj_size, (int, np.integer)):
+            raise TypeError(f"proj_size must be an int, got {type(proj_size).__name__}")
+        H = positive_int(hidden_size, "hidden_size")
+        if not 0 <= proj_size < H:
+            raise ValueError(f"proj_size must lie in [0, hidden_size) = [0, {H}) (0: no "
+                             f"projection), got {proj_size}")
+        self.proj_size = int(proj_size)
         self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                     bidirectional, dtype, seed)
+
+    def config(self):
+        """dict: the constructor's keyword arguments (see Module.config); ``proj_size`` only
+        when it is not 0, so a plain LSTM's config (and saved file) is as it was before
+        projections existed."""
+        out = super().config()
+        if not self.proj_size:
+            del out["proj_size"]
+        return out
 
 
 class GRU(_Recurrent):
@@ -589,8 +693,12 @@ class GRU(_Recurrent):
 RNN.__doc__ += _COMMON_DOC.format(
     extra="    nonlinearity : 'tanh' (default) or 'relu'\n        The activation act.\n",
     state_names="('h',)", gates=1, state_form="h")
-LSTM.__doc__ += _COMMON_DOC.format(extra="", state_names="('h', 'c')", gates=4,
-                                   state_form="(h, c)")
+LSTM.__doc__ += _COMMON_DOC.format(
+    extra="    proj_size : int in [0, hidden_size), default 0\n        P > 0: an LSTM with "
+          "projections (PyTorch's): h_t = W_hr (o * tanh(c_t)), with\n        ``weight_hr_l{k}`` "
+          "(P, H), no bias; h, h0, h_n and y per direction are P wide,\n        weight_hh is "
+          "(G, P), and layer k > 0 takes D*P inputs; c stays H wide.\n",
+    state_names="('h', 'c')", gates=4, state_form="(h, c)")
 GRU.__doc__ += _COMMON_DOC.format(
     extra="    reset_after : bool, default True\n        True applies the reset gate after the "
           "recurrent product (PyTorch, cuDNN, ONNX\n        linear_before_reset=1); False before "

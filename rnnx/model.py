@@ -213,7 +213,7 @@ class Sequential:
                              "model, which reads each sequence's last step; got T=0")
         last = np.full(B, T - 1) if lengths is None else np.array(lengths, dtype=np.int64) - 1
         rows = np.arange(B)
-        H = layer.hidden_size
+        H = layer.output_size // layer.num_directions   # y's width per direction
         pooled = np.empty((B, y.shape[2]), dtype=y.dtype)
         pooled[:, :H] = y[last, rows, :H]
         if layer.num_directions == 2:
@@ -224,7 +224,7 @@ class Sequential:
         shape, last = pool
         dy = np.zeros(shape, dtype=dpooled.dtype)
         rows = np.arange(shape[1])
-        H = layer.hidden_size
+        H = layer.output_size // layer.num_directions
         dy[last, rows, :H] = dpooled[:, :H]
         if layer.num_directions == 2:
             dy[0, :, H:] = dpooled[:, H:]

@@ -20,6 +20,10 @@ Backward takes dy (T,B,H) and the gradients of the final state (each may be None
 and returns the gradients of x, the initial state and every weight.
 
 The state is handed over explicitly: the caller passes h_n of one chunk as h0 of the next.
+
+An LSTM may have a projection (PyTorch's proj_size P, 0 < P < H): w_hr (P,H), no bias, and
+h_t = W_hr (o * tanh(c_t)); then h0, h_n, y are P wide, w_hh is (4H,P), c stays (B,H), and
+backward also returns dw_hr.
 """
 import numpy as np
 
@@ -146,15 +150,16 @@ def rnn_backward(dy, dh_n, cache):
 # LSTM:  [i f g o] = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh
 #        i, f, o = sigma(.)   g = tanh(.)   c_t = f*c_{t-1} + i*g   h_t = o*tanh(c_t)
 
-def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=None, reverse=False):
-    """Returns y (T,B,H), h_n (B,H), c_n (B,H), cache."""
-    x, h0, c0, w_ih, w_hh, b_ih, b_hh = _in_dtype_of(x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=None, reverse=False, w_hr=None):
+    """Returns y (T,B,P), h_n (B,P), c_n (B,H), cache; P = H without a projection w_hr (P,H)."""
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr = _in_dtype_of(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
     T, B, _ = x.shape
-    H = w_hh.shape[1]
+    H = w_hh.shape[0] // 4
+    P = H if w_hr is None else w_hr.shape[0]
     lengths = check_lengths(lengths, T, B)
     bias_ih, bias_hh = _bias_or_zeros(b_ih, 4 * H, x.dtype), _bias_or_zeros(b_hh, 4 * H, x.dtype)
 
-    y = np.zeros((T, B, H), x.dtype)
+    y = np.zeros((T, B, P), x.dtype)
     h, c = h0, c0
     steps = []
     for t in _time_order(T, reverse):
@@ -164,31 +169,42 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=None, reverse=False)
         i, f, g, o = sigmoid(a_i), sigmoid(a_f), np.tanh(a_g), sigmoid(a_o)
         c_new = f * c + i * g
         tanh_c = np.tanh(c_new)
-        h_new = o * tanh_c
-        steps.append(dict(t=t, valid=valid, h_prev=h, c_prev=c, i=i, f=f, g=g, o=o, tanh_c=tanh_c))
+        m = o * tanh_c                                               # (B,H)
+        h_new = m if w_hr is None else m @ w_hr.T                    # the projection: (B,P)
+        steps.append(dict(t=t, valid=valid, h_prev=h, c_prev=c, i=i, f=f, g=g, o=o, tanh_c=tanh_c,
+                          m=m))
         h = np.where(valid, h_new, h)
         c = np.where(valid, c_new, c)
         y[t] = np.where(valid, h_new, 0)
-    cache = dict(cell="lstm", x=x, h0=h0, w_ih=w_ih, w_hh=w_hh, has_bias=b_ih is not None, steps=steps)
+    cache = dict(cell="lstm", x=x, h0=h0, c0=c0, w_ih=w_ih, w_hh=w_hh, w_hr=w_hr,
+                 has_bias=b_ih is not None, steps=steps)
     return y, h, c, cache
 
 
 def lstm_backward(dy, dh_n, dc_n, cache):
-    """Returns dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh (bias grads None without bias)."""
-    x, w_ih, w_hh = cache["x"], cache["w_ih"], cache["w_hh"]
-    dy = _zeros_if_none(dy, x.shape[:2] + (w_hh.shape[1],), x.dtype)
+    """Returns dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh (bias grads None without bias),
+    and dw_hr last when the forward had a projection."""
+    x, w_ih, w_hh, w_hr = cache["x"], cache["w_ih"], cache["w_hh"], cache["w_hr"]
+    dy = _zeros_if_none(dy, x.shape[:2] + (cache["h0"].shape[1],), x.dtype)
     dh = _zeros_if_none(dh_n, cache["h0"].shape, x.dtype)
-    dc = _zeros_if_none(dc_n, cache["h0"].shape, x.dtype)
+    dc = _zeros_if_none(dc_n, cache["c0"].shape, x.dtype)
     dx = np.zeros_like(x)
     dw_ih, dw_hh, db_ih, db_hh = _weight_grads(cache)
+    dw_hr = None if w_hr is None else np.zeros_like(w_hr)
     for s in reversed(cache["steps"]):
         t, valid, i, f, g, o, tanh_c = s["t"], s["valid"], s["i"], s["f"], s["g"], s["o"], s["tanh_c"]
         # forward: y_t = h_new, h_t = where(valid, h_new, h_prev), c_t = where(valid, c_new, c_prev)
         dh_new = np.where(valid, dh + dy[t], 0)
         dc_new = np.where(valid, dc, 0)
-        # forward: h_new = o * tanh_c, tanh_c = tanh(c_new)
-        do = dh_new * tanh_c
-        dc_new = dc_new + dh_new * o * (1 - tanh_c * tanh_c)
+        if w_hr is None:
+            dm = dh_new
+        else:
+            # forward: h_new = m @ W_hr^T
+            dw_hr += dh_new.T @ s["m"]
+            dm = dh_new @ w_hr
+        # forward: m = o * tanh_c, tanh_c = tanh(c_new)
+        do = dm * tanh_c
+        dc_new = dc_new + dm * o * (1 - tanh_c * tanh_c)
         # forward: c_new = f * c_prev + i * g
         df = dc_new * s["c_prev"]
         di = dc_new * g
@@ -203,7 +219,8 @@ def lstm_backward(dy, dh_n, dc_n, cache):
         db_ih += dgates.sum(axis=0)
         db_hh += dgates.sum(axis=0)
         dh = np.where(valid, 0, dh) + dgates @ w_hh     # padded rows pass dh through
-    return (dx, dh, dc, dw_ih, dw_hh) + _bias_grads(cache, db_ih, db_hh)
+    out = (dx, dh, dc, dw_ih, dw_hh) + _bias_grads(cache, db_ih, db_hh)
+    return out if w_hr is None else out + (dw_hr,)
 
 
 # ---------------------------------------------------------------------------------------
@@ -310,21 +327,26 @@ def _check_cell(cell):
     return cell
 
 
-def forward(cell, x, state, w_ih, w_hh, b_ih, b_hh, lengths=None, reverse=False):
+def forward(cell, x, state, w_ih, w_hh, b_ih, b_hh, lengths=None, reverse=False, w_hr=None):
     """Forward of one direction of one layer of any cell.
 
     cell: one of CELLS (a layer's ``cell_name``); state: a tuple of (B,H) arrays named by
-    STATE_NAMES[cell] ((h0,) or (h0, c0)), or None for zeros.
+    STATE_NAMES[cell] ((h0,) or (h0, c0)), or None for zeros.  w_hr: an LSTM's projection
+    (P,H), or None.
     Returns y (T,B,H), the final state as a tuple like state, and the cache for backward."""
     cell = _check_cell(cell)
     x = np.asarray(x)
+    if w_hr is not None and cell != "lstm":
+        raise ValueError(f"w_hr (a projection, proj_size > 0) is for an LSTM only, got cell {cell!r}")
     if state is None:
-        zeros = np.zeros((x.shape[1], np.shape(w_hh)[1]), x.dtype)
-        state = (zeros,) * len(STATE_NAMES[cell])
+        H = np.shape(w_hh)[0] // (4 if cell == "lstm" else 3 if cell.startswith("gru") else 1)
+        zeros = np.zeros((x.shape[1], H), x.dtype)
+        state = (zeros[:, :np.shape(w_hh)[1]], zeros)[:len(STATE_NAMES[cell])]
     if len(state) != len(STATE_NAMES[cell]):
         raise ValueError(f"state of {cell} must be a tuple {STATE_NAMES[cell]}, got {len(state)} arrays")
     if cell == "lstm":
-        y, h, c, cache = lstm_forward(x, state[0], state[1], w_ih, w_hh, b_ih, b_hh, lengths, reverse)
+        y, h, c, cache = lstm_forward(x, state[0], state[1], w_ih, w_hh, b_ih, b_hh, lengths, reverse,
+                                      w_hr)
         return y, (h, c), cache
     if cell.startswith("rnn"):
         y, h, cache = rnn_forward(x, state[0], w_ih, w_hh, b_ih, b_hh, cell[4:], lengths, reverse)
@@ -337,7 +359,8 @@ def forward(cell, x, state, w_ih, w_hh, b_ih, b_hh, lengths=None, reverse=False)
 def backward(cell, cache, dy, dstate=None):
     """Backward of forward(cell, ...): dy (T,B,H) or None, dstate a tuple like the state
     (entries may be None) or None. Returns dx, the initial state's gradient as a tuple,
-    and (dw_ih, dw_hh, db_ih, db_hh) (bias gradients None without bias)."""
+    and (dw_ih, dw_hh, db_ih, db_hh) (bias gradients None without bias), with dw_hr appended
+    for an LSTM with a projection."""
     cell = _check_cell(cell)
     names = STATE_NAMES[cell]
     dstate = (None,) * len(names) if dstate is None else tuple(dstate)

@@ -84,6 +84,10 @@ def _descriptor_and_tensors(layer):
         fields = (DENSE, layer.in_features, layer.out_features, 1, 1, int(layer.bias),
                   ACTIVATIONS.index(layer.activation), 0)
         return fields, [params[n] for n in names]
+    if getattr(layer, "proj_size", 0):
+        raise ValueError(f"an LSTM with proj_size={layer.proj_size} cannot be stored in the .rnnx "
+                         f"format (the bare C library has no LSTM projection yet): save it with "
+                         f"rnnx.save to a .npz path instead")
     names = []
     for k in range(layer.num_layers):
         for d in range(layer.num_directions):

@@ -143,7 +143,7 @@ def test_one_load_state_dict_validation(layer):
 def test_constructor_options_are_keyword_only_in_one_order():
     common = ["input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout",
               "bidirectional", "dtype", "seed"]
-    own = {"RNN": ["nonlinearity"], "LSTM": [], "GRU": ["reset_after"]}
+    own = {"RNN": ["nonlinearity"], "LSTM": ["proj_size"], "GRU": ["reset_after"]}
     for name, cls in RECURRENT.items():
         params = inspect.signature(cls).parameters
         assert list(params) == common + own[name], name
@@ -167,9 +167,12 @@ def test_constructor_errors_name_the_class(name):
                                         r"argument: 'hidden_size'") as info:
         cls(32)
     assert "_Recurrent" not in str(info.value)
-    with pytest.raises(TypeError, match=rf"^{name}\.__init__\(\) got an unexpected keyword "
-                                        r"argument 'proj_size'"):
-        cls(8, 32, proj_size=4)
+    if name == "LSTM":   # PyTorch's LSTM with projections (tests/test_proj.py)
+        assert cls(8, 32, proj_size=4).proj_size == 4
+    else:
+        with pytest.raises(TypeError, match=rf"^{name}\.__init__\(\) got an unexpected keyword "
+                                            r"argument 'proj_size'"):
+            cls(8, 32, proj_size=4)
     with pytest.raises(TypeError, match="hidden_size must be an int"):
         cls(8, 2.5)
 

@@ -58,6 +58,16 @@ def as_layers(model):
                     f"got {type(model).__name__}")
 
 
+def refuse_projection(layers, target):
+    """ValueError if an LSTM of layers has a projection (proj_size > 0), which target lacks."""
+    for index, layer in enumerate(layers):
+        if getattr(layer, "proj_size", 0):
+            raise ValueError(f"layer {index} ({type(layer).__name__}) has proj_size="
+                             f"{layer.proj_size}: {target} has no projection (h = W_hr "
+                             f"(o * tanh(c))), so it cannot be exported; only proj_size=0 "
+                             f"converts")
+
+
 def build(layers, many_to_one):
     """A single layer as itself, several as rnnx.Sequential."""
     from ..model import Sequential

@@ -20,7 +20,7 @@ state after t=0).
 import numpy as np
 
 from ._common import KERAS_TO_TORCH, TORCH_TO_KERAS, as_layers, build, cell_name, \
-    is_recurrent, permute_gates, require
+    is_recurrent, permute_gates, refuse_projection, require
 
 _KERAS_ACTIVATIONS = {"linear": "identity", "sigmoid": "sigmoid", "softmax": "softmax",
                       "tanh": "tanh", "relu": "relu"}
@@ -251,8 +251,9 @@ def to_keras(model):
         backend float64 needs ``jax.config.update("jax_enable_x64", True)`` before use, or
         JAX computes in float32.
     """
-    keras = require("keras")
     layers, many_to_one = as_layers(model)
+    refuse_projection(layers, "Keras's LSTM")
+    keras = require("keras")
     dtype = np.dtype(layers[0].dtype).name
     recurrent = [i for i, layer in enumerate(layers) if is_recurrent(layer)]
     first = layers[0]

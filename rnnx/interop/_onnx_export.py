@@ -15,7 +15,8 @@ Transposes at the input and the output (onnxruntime rejects the nodes' layout=1)
 """
 import numpy as np
 
-from ._common import TORCH_TO_ONNX, as_layers, cell_name, is_recurrent, permute_gates, require
+from ._common import TORCH_TO_ONNX, as_layers, cell_name, is_recurrent, permute_gates, \
+    refuse_projection, require
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 14          # the RNN/LSTM/GRU definitions with `layout`; Reshape, Squeeze as today
@@ -126,8 +127,9 @@ def to_onnx(model, path=None, opset=DEFAULT_OPSET, lengths=False):
         ``c_n_{j}`` for the j-th recurrent layer of a Sequential), described in
         ``rnnx.interop._onnx_export``'s docstring.
     """
-    onnx = require("onnx")
     layers, many_to_one = as_layers(model)
+    refuse_projection(layers, "ONNX's LSTM operator")
+    onnx = require("onnx")
     if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)) \
             or not MIN_OPSET <= opset <= onnx.defs.onnx_opset_version():
         raise ValueError(f"opset must be an int in [{MIN_OPSET}, "

@@ -29,15 +29,14 @@ def _dtype(module, name):
 def _recurrent(module, name):
     from .. import layers
     kind = type(module).__name__
-    if getattr(module, "proj_size", 0):
-        raise ValueError(f"{name}: nn.LSTM with proj_size={module.proj_size} is not supported "
-                         "(rnnx has no LSTM projection yet); proj_size must be 0")
     cls = {"RNN": layers.RNN, "LSTM": layers.LSTM, "GRU": layers.GRU}[kind]
     kwargs = dict(input_size=module.input_size, hidden_size=module.hidden_size,
                   num_layers=module.num_layers, bias=module.bias, batch_first=module.batch_first,
                   bidirectional=module.bidirectional, dtype=_dtype(module, name))
     if kind == "RNN":
         kwargs["nonlinearity"] = module.nonlinearity
+    if kind == "LSTM" and getattr(module, "proj_size", 0):
+        kwargs["proj_size"] = int(module.proj_size)   # LSTM with projections: weight_hr_l{k}
     if module.dropout:
         if "dropout" in inspect.signature(cls).parameters:
             kwargs["dropout"] = float(module.dropout)
@@ -65,7 +64,8 @@ def from_torch(module):
     ----------
     module : torch.nn.Module or a list of them
         An ``nn.RNN``, ``nn.LSTM`` or ``nn.GRU`` (with ``nonlinearity``, ``bias``,
-        ``batch_first``, ``bidirectional``, ``num_layers``; ``dropout`` when rnnx has it), an
+        ``batch_first``, ``bidirectional``, ``num_layers``, an LSTM's ``proj_size``;
+        ``dropout`` when rnnx has it), an
         ``nn.Linear``, or an ``nn.Sequential`` / ``nn.ModuleList`` / list of those, run in
         order.  The rule for a chain: a recurrent module's output is the first element of the
         tuple it returns (the sequence ``y``), as in ``y, _ = rnn(x); out = head(y)``; an
@@ -80,8 +80,7 @@ def from_torch(module):
     Raises
     ------
     ValueError
-        ``proj_size > 0`` (not in rnnx yet), an activation not after a Linear, a softmax over
-        another dimension than the last.
+        An activation not after a Linear, a softmax over another dimension than the last.
     TypeError
         A module rnnx has no counterpart for, or parameters that are not float32/float64.
     """

@@ -248,6 +248,89 @@ static void test_arguments(const char* dir)
     free(mem);
 }
 
+/* The core refuses a bad projection (proj_size) with a status, never a crash. */
+static void test_core_projection(void)
+{
+    enum { T = 2, B = 2, I = 3, H = 5, P = 2, G = 4 * H };
+    double x[T * B * I] = {0}, h0[B * H] = {0}, c0[B * H] = {0}, w_ih[G * I] = {0};
+    double w_hh[G * H] = {0}, w_hr[H * H] = {0}, y[T * B * H], h_n[B * H], c_n[B * H];
+    double dx[T * B * I], dh0[B * H], dc0[B * H], dw_ih[G * I], dw_hh[G * H], dw_hr[H * H];
+    static double cache[4096], work[8192];
+    CHECK(rnnx_cache_size_proj(RNNX_LSTM, T, B, H, P) <= 4096, "cache size");
+    CHECK(rnnx_forward_work_size_proj(RNNX_LSTM, T, B, I, H, P, 1) <= 8192, "forward work size");
+    CHECK(rnnx_backward_work_size_proj(RNNX_LSTM, T, B, I, H, P) <= 8192, "backward work size");
+    CHECK(rnnx_cache_size_proj(RNNX_LSTM, T, B, H, H) == 0 &&
+          rnnx_cache_size_proj(RNNX_GRU, T, B, H, P) == 0, "sizes of a bad projection are 0");
+    rnnx_forward_args a;
+    memset(&a, 0, sizeof a);
+    a.cell = RNNX_LSTM;
+    a.dtype = RNNX_FLOAT64;
+    a.T = T;
+    a.B = B;
+    a.I = I;
+    a.H = H;
+    a.x = x;
+    a.h0 = h0;
+    a.c0 = c0;
+    a.w_ih = w_ih;
+    a.w_hh = w_hh;
+    a.y = y;
+    a.ldy = P;
+    a.h_n = h_n;
+    a.c_n = c_n;
+    a.cache = cache;
+    a.work = work;
+    a.proj = P;
+    a.w_hr = w_hr;
+    CHECK_STATUS(rnnx_forward(NULL, &a), RNNX_OK);
+    rnnx_backward_args g;
+    memset(&g, 0, sizeof g);
+    g.cell = RNNX_LSTM;
+    g.dtype = RNNX_FLOAT64;
+    g.T = T;
+    g.B = B;
+    g.I = I;
+    g.H = H;
+    g.x = x;
+    g.w_ih = w_ih;
+    g.w_hh = w_hh;
+    g.cache = cache;
+    g.dx = dx;
+    g.dh0 = dh0;
+    g.dc0 = dc0;
+    g.dw_ih = dw_ih;
+    g.dw_hh = dw_hh;
+    g.work = work;
+    g.proj = P;
+    g.w_hr = w_hr;
+    g.dw_hr = dw_hr;
+    CHECK_STATUS(rnnx_backward(NULL, &g), RNNX_OK);
+    const int bad[] = {-1, H, H + 1};
+    for (int i = 0; i < 3; i++) {
+        a.proj = g.proj = bad[i];
+        CHECK_STATUS(rnnx_forward(NULL, &a), RNNX_EPROJ);
+        CHECK_STATUS(rnnx_backward(NULL, &g), RNNX_EPROJ);
+    }
+    a.proj = g.proj = P;
+    a.cell = g.cell = RNNX_GRU;
+    CHECK_STATUS(rnnx_forward(NULL, &a), RNNX_EPROJ);
+    CHECK_STATUS(rnnx_backward(NULL, &g), RNNX_EPROJ);
+    a.cell = g.cell = RNNX_LSTM;
+    a.w_hr = g.w_hr = NULL;
+    CHECK_STATUS(rnnx_forward(NULL, &a), RNNX_ENULL);
+    CHECK_STATUS(rnnx_backward(NULL, &g), RNNX_ENULL);
+    a.w_hr = g.w_hr = w_hr;
+    g.dw_hr = NULL;
+    CHECK_STATUS(rnnx_backward(NULL, &g), RNNX_ENULL);
+    a.ldy = P - 1;   /* y's rows are P wide */
+    CHECK_STATUS(rnnx_forward(NULL, &a), RNNX_EINVAL);
+    a.ldy = P;
+    a.w_hh_packed = w_hh;   /* packed weights have no projection */
+    CHECK_STATUS(rnnx_forward(NULL, &a), RNNX_EINVAL);
+    CHECK(strcmp(rnnx_strerror(RNNX_EPROJ), rnnx_strerror(-1)) != 0,
+          "rnnx_strerror(RNNX_EPROJ) is not named");
+}
+
 int main(int argc, char** argv)
 {
     if (argc != 2) {
@@ -256,6 +339,7 @@ int main(int argc, char** argv)
     }
     test_strings();
     test_arguments(argv[1]);
+    test_core_projection();
     if (failures)
         fprintf(stderr, "test_errors: %d checks failed\n", failures);
     return failures ? 1 : 0;
