@@ -280,8 +280,8 @@ cdef const int64_t* _lengths(object lengths, int T, int B) except? NULL:
         return NULL
     cdef cnp.ndarray a = _array(lengths, "lengths")
     _data(a, "lengths", (B,), np.int64)
-    if B and (a.min() < 1 or a.max() > T):
-        raise ValueError(f"lengths must lie in [1, {T}], got min {a.min()} and max {a.max()}")
+    if B and (a.min() < 0 or a.max() > T):
+        raise ValueError(f"lengths must lie in [0, {T}], got min {a.min()} and max {a.max()}")
     return <const int64_t*>cnp.PyArray_DATA(a)
 
 

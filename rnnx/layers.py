@@ -50,6 +50,14 @@ _COMMON_DOC = """
         ``np.random.Generator`` seeded from ``seed`` (replace it to choose the draws).
     bidirectional : bool, default False
         D = 2: a reverse direction too, its output after the forward one in y.
+    go_backwards : bool, default False
+        Run the reverse direction only (D = 1): time runs from each row's last valid
+        step to t = 0, as in the reverse half of a bidirectional layer and ONNX's
+        ``direction="reverse"``; the final state is the state at t = 0. Unlike Keras's
+        ``go_backwards``, which returns the outputs in the order it computed them
+        (reversed), y stays in time order: y[t] is the output at input step t (Keras's
+        output is ``y[::-1]`` without lengths). Its parameters keep the forward names
+        (``weight_ih_l{{k}}``, ...). It cannot stream.
     dtype : np.float32 (default) or np.float64
         The dtype of the parameters and of every computation. x of a lower or equal
         precision is converted; float64 x into a float32 layer raises TypeError (see
@@ -79,9 +87,11 @@ _COMMON_DOC = """
 
     x : (T, B, I), (B, T, I) with batch_first, or unbatched (T, I).
     state : {state_form}, each (L*D, B, H) ((L*D, H) unbatched); None means zeros.
-    lengths : None or B ints in [1, T]: row b is lengths[b] steps long; its outputs
+    lengths : None or B ints in [0, T]: row b is lengths[b] steps long; its outputs
         past that are 0, its final state is its state at its own last step, and its
         padded steps get zero gradient (PyTorch's packed sequences, without packing).
+        A row of length 0 runs no step: its outputs are all 0 and its final state is
+        its initial state (zeros when none is given), which passes its gradient on.
     y : (T, B, D*H), like x's layout.
 """
 
@@ -91,7 +101,8 @@ class _Recurrent(Module):
 
     _gates = 1
     _config_keys = ("input_size", "hidden_size", "num_layers", "bias", "batch_first",
-                    "dropout", "bidirectional", "dtype")
+                    "dropout", "bidirectional", "go_backwards", "dtype")
+    go_backwards = False
 
     def _setup(self, input_size, hidden_size, num_layers, bias, batch_first, dropout,
                bidirectional, dtype, seed):
@@ -111,6 +122,9 @@ class _Recurrent(Module):
                           f"layers, so it does nothing with num_layers=1 (as in PyTorch)",
                           UserWarning, stacklevel=3)
         self.bidirectional = bool(bidirectional)
+        if self.bidirectional and self.go_backwards:
+            raise ValueError("go_backwards=True runs the reverse direction only; it cannot be "
+                             "combined with bidirectional=True, which runs both")
         self.num_directions = 2 if self.bidirectional else 1
         self.dtype = check_dtype(dtype)
         self.seed = check_seed(seed)
@@ -143,6 +157,11 @@ class _Recurrent(Module):
         bound = 1.0 / np.sqrt(self.hidden_size)
         return {name: rng.uniform(-bound, bound, size=shape).astype(self.dtype)
                 for name, shape in self._param_shapes().items()}
+
+    def _reverse(self, d):
+        """Whether direction d runs backward in time: a bidirectional layer's second one,
+        or the only one of a go_backwards layer."""
+        return d == 1 or self.go_backwards
 
     def _weights(self, k, d):
         """(w_ih, w_hh, b_ih, b_hh) of layer k, direction d; biases None without bias."""
@@ -230,7 +249,7 @@ class _Recurrent(Module):
         ----------
         x : array_like, (T, B, I) ((B, T, I) with batch_first) or unbatched (T, I)
         state : None, or the initial state like the final one (h, or (h, c) for LSTM)
-        lengths : None or array_like of B ints in [1, T]
+        lengths : None or array_like of B ints in [0, T]
         checkpoint : None, int >= 1 or "sqrt"
             Checkpointed BPTT (see rnnx.checkpoint): keep only the state every
             ``checkpoint`` steps and recompute each segment's activations in backward,
@@ -270,7 +289,7 @@ class _Recurrent(Module):
                 w_ih, w_hh, b_ih, b_hh = self._weights(k, d)
                 cores.append(_core.forward(
                     self._cell, layer_input, init[0][i], init[1][i] if has_c else None,
-                    w_ih, w_hh, b_ih, b_hh, lengths, d == 1, y[:, :, d * H:(d + 1) * H],
+                    w_ih, w_hh, b_ih, b_hh, lengths, self._reverse(d), y[:, :, d * H:(d + 1) * H],
                     final[0][i], final[1][i] if has_c else None, train))
             inputs.append(layer_input)
             layer_input = y
@@ -328,7 +347,7 @@ class _Recurrent(Module):
                 names = self._param_names(k, d)
                 dw = [grads[n] for n in names] + [None] * (4 - len(names))
                 _core.backward(
-                    self._cell, layer_input, w_ih, w_hh, c["lengths"], d == 1, c["cores"][i],
+                    self._cell, layer_input, w_ih, w_hh, c["lengths"], self._reverse(d), c["cores"][i],
                     None if dy is None else dy[:, :, d * H:(d + 1) * H],
                     dfinal[0][i], dfinal[1][i] if has_c else None,
                     dx, dinit[0][i], dinit[1][i] if has_c else None, *dw)
@@ -377,9 +396,9 @@ class _Recurrent(Module):
             Holding a copy of the weights as they are now (make a new one after
             training), the state and every buffer a step needs.
         """
-        if self.bidirectional:
-            raise ValueError("a bidirectional layer cannot stream: its reverse direction "
-                             "needs the whole sequence")
+        if self.bidirectional or self.go_backwards:
+            raise ValueError(f"a {'bidirectional' if self.bidirectional else 'go_backwards'} "
+                             "layer cannot stream: its reverse direction needs the whole sequence")
         return Stream(self, batch_size, state)
 
 
@@ -515,7 +534,8 @@ class RNN(_Recurrent):
     """Elman RNN: h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), act = tanh or relu.
 
     ``rnnx.RNN(input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
-    dropout=0.0, bidirectional=False, dtype=np.float32, seed=None, nonlinearity="tanh")``
+    dropout=0.0, bidirectional=False, go_backwards=False, dtype=np.float32, seed=None,
+    nonlinearity="tanh")``
     """
 
     _gates = 1
@@ -523,14 +543,15 @@ class RNN(_Recurrent):
     _config_keys = _Recurrent._config_keys + ("nonlinearity",)
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, dtype=np.float32, seed=None,
-                 nonlinearity="tanh"):
+                 dropout=0.0, bidirectional=False, go_backwards=False, dtype=np.float32,
+                 seed=None, nonlinearity="tanh"):
         """Build the layer, weights uniform in +-1/sqrt(hidden_size); see help(rnnx.RNN)."""
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
         self._cell = _core.RNN_TANH if nonlinearity == "tanh" else _core.RNN_RELU
         self.cell_name = "rnn_" + nonlinearity
+        self.go_backwards = bool(go_backwards)
         self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                     bidirectional, dtype, seed)
 
@@ -539,7 +560,7 @@ class LSTM(_Recurrent):
     """LSTM with PyTorch's gate order i, f, g, o; its state is (h, c).
 
     ``rnnx.LSTM(input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
-    dropout=0.0, bidirectional=False, dtype=np.float32, seed=None)``::
+    dropout=0.0, bidirectional=False, go_backwards=False, dtype=np.float32, seed=None)``::
 
         [i f g o] = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh
         i, f, o = sigmoid(.)   g = tanh(.)
@@ -552,8 +573,10 @@ class LSTM(_Recurrent):
     state_names = ("h", "c")
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, dtype=np.float32, seed=None):
+                 dropout=0.0, bidirectional=False, go_backwards=False, dtype=np.float32,
+                 seed=None):
         """Build the layer, weights uniform in +-1/sqrt(hidden_size); see help(rnnx.LSTM)."""
+        self.go_backwards = bool(go_backwards)
         self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                     bidirectional, dtype, seed)
 
@@ -562,7 +585,8 @@ class GRU(_Recurrent):
     """GRU with PyTorch's gate order r, z, n; its state is h.
 
     ``rnnx.GRU(input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
-    dropout=0.0, bidirectional=False, dtype=np.float32, seed=None, reset_after=True)``::
+    dropout=0.0, bidirectional=False, go_backwards=False, dtype=np.float32, seed=None,
+    reset_after=True)``::
 
         r = sigmoid(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)
         z = sigmoid(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz)
@@ -576,12 +600,13 @@ class GRU(_Recurrent):
     _config_keys = _Recurrent._config_keys + ("reset_after",)
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, dtype=np.float32, seed=None,
-                 reset_after=True):
+                 dropout=0.0, bidirectional=False, go_backwards=False, dtype=np.float32,
+                 seed=None, reset_after=True):
         """Build the layer, weights uniform in +-1/sqrt(hidden_size); see help(rnnx.GRU)."""
         self.reset_after = bool(reset_after)
         self._cell = _core.GRU if self.reset_after else _core.GRU_RESET_BEFORE
         self.cell_name = "gru_reset_after" if self.reset_after else "gru_reset_before"
+        self.go_backwards = bool(go_backwards)
         self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                     bidirectional, dtype, seed)
 

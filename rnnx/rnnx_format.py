@@ -84,6 +84,10 @@ def _descriptor_and_tensors(layer):
         fields = (DENSE, layer.in_features, layer.out_features, 1, 1, int(layer.bias),
                   ACTIVATIONS.index(layer.activation), 0)
         return fields, [params[n] for n in names]
+    if getattr(layer, "go_backwards", False):
+        raise ValueError("the .rnnx format (the C library's) has no reverse-only layer: a "
+                         "go_backwards=True layer can be saved as .npz (rnnx.save(model, "
+                         "'model.npz'))")
     names = []
     for k in range(layer.num_layers):
         for d in range(layer.num_directions):

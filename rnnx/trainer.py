@@ -79,10 +79,10 @@ def _time_slice(a, t0, t1, axis):
 
 def _segment_lengths(lengths, t0, t1):
     """Lengths of the rows inside [t0, t1): None when every row is valid throughout. Rows
-    that ended before t0 get length 1 (the layers need >= 1); the loss mask hides them."""
+    that ended before t0 get length 0: they run no step and carry their state."""
     if lengths is None or lengths.min() >= t1:
         return None
-    return np.clip(lengths - t0, 1, t1 - t0)
+    return np.clip(lengths - t0, 0, t1 - t0)
 
 
 class _Progress:
@@ -296,8 +296,8 @@ class Trainer:
             if lengths.shape != (N,) or lengths.dtype.kind not in "iu":
                 raise ValueError(f"lengths must be integers of shape ({N},), got "
                                  f"{lengths.dtype} {lengths.shape}")
-            if N and (lengths.min() < 1 or lengths.max() > T):
-                raise ValueError(f"lengths must lie in [1, T={T}], got min {lengths.min()}, "
+            if N and (lengths.min() < 0 or lengths.max() > T):
+                raise ValueError(f"lengths must lie in [0, T={T}], got min {lengths.min()}, "
                                  f"max {lengths.max()}")
         return x, y, lengths
 
@@ -390,7 +390,7 @@ class Trainer:
             Targets: (T, N, O) for a many-to-many model ((T, N) class indices for
             SoftmaxCrossEntropy), (N, O) or (N,) for a many-to-one model.
         lengths : array of int, optional
-            (N,) valid steps of each sequence, in [1, T]; steps past them carry no loss.
+            (N,) valid steps of each sequence, in [0, T]; steps past them carry no loss.
         epochs : int, default 1
             Passes over the data in this call.
         batch_size : int, optional

@@ -142,7 +142,7 @@ def test_one_load_state_dict_validation(layer):
 
 def test_constructor_options_are_keyword_only_in_one_order():
     common = ["input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout",
-              "bidirectional", "dtype", "seed"]
+              "bidirectional", "go_backwards", "dtype", "seed"]
     own = {"RNN": ["nonlinearity"], "LSTM": [], "GRU": ["reset_after"]}
     for name, cls in RECURRENT.items():
         params = inspect.signature(cls).parameters
@@ -221,8 +221,8 @@ def test_one_lengths_check_everywhere():
     lengths = np.array([3, 1], dtype=np.int32)
     checked = reference.check_lengths(lengths, 3, 2)
     assert checked.dtype == np.int64 and not np.may_share_memory(checked, lengths)
-    cases = [(np.array([0, 1]), ValueError, r"lengths must lie in \[1, T=3\]"),
-             (np.array([4, 1]), ValueError, r"lengths must lie in \[1, T=3\]"),
+    cases = [(np.array([-1, 1]), ValueError, r"lengths must lie in \[0, T=3\]"),
+             (np.array([4, 1]), ValueError, r"lengths must lie in \[0, T=3\]"),
              (np.array([1.0, 2.0]), TypeError, "lengths must be integers"),
              (np.array([1, 2, 3]), ValueError, r"lengths must have shape \(2,\)")]
     x = np.zeros((3, 2, 2), np.float32)
