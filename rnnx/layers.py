@@ -9,6 +9,7 @@ Shapes (T time, B batch, I input_size, H hidden_size, L num_layers, D 1 or 2):
     y      (T, B, D*H): the forward direction first, then the reverse
     state  h (L*D, B, H) for RNN and GRU, (h, c) for LSTM; layer-major, direction-minor
 """
+import contextlib
 import threading
 import warnings
 
@@ -27,6 +28,27 @@ from .reference import check_lengths
 from . import checkpoint as _checkpoint  # noqa: E402 (needs _core, imported above)
 
 __all__ = ["RNN", "LSTM", "GRU", "Stream"]
+
+# The Workspace (rnnx._core) the layers' calls into the core reuse on this thread, or None
+# (each call allocates its own).  Set by using_workspace, which the Trainer wraps around its
+# updates; a thread-local, so other threads running the same layers are not affected.
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def using_workspace(workspace):
+    """Within the block, this thread's layer calls reuse ``workspace`` (an
+    ``rnnx._core.Workspace``) for their work and training caches instead of allocating."""
+    previous = getattr(_local, "workspace", None)
+    _local.workspace = workspace
+    try:
+        yield workspace
+    finally:
+        _local.workspace = previous
+
+
+def _workspace():
+    return getattr(_local, "workspace", None)
 
 _COMMON_DOC = """
     Parameters
@@ -290,7 +312,8 @@ class _Recurrent(Module):
                 cores.append(_core.forward(
                     self._cell, layer_input, init[0][i], init[1][i] if has_c else None,
                     w_ih, w_hh, b_ih, b_hh, lengths, self._reverse(d), y[:, :, d * H:(d + 1) * H],
-                    final[0][i], final[1][i] if has_c else None, train))
+                    final[0][i], final[1][i] if has_c else None, train,
+                    workspace=_workspace()))
             inputs.append(layer_input)
             layer_input = y
         cache = None
@@ -350,7 +373,8 @@ class _Recurrent(Module):
                     self._cell, layer_input, w_ih, w_hh, c["lengths"], self._reverse(d), c["cores"][i],
                     None if dy is None else dy[:, :, d * H:(d + 1) * H],
                     dfinal[0][i], dfinal[1][i] if has_c else None,
-                    dx, dinit[0][i], dinit[1][i] if has_c else None, *dw)
+                    dx, dinit[0][i], dinit[1][i] if has_c else None, *dw,
+                    workspace=_workspace())
             if k > 0 and c["masks"]:
                 dx *= c["masks"][k - 1]      # forward: layer_input = y_{k-1} * mask
             dy = dx
@@ -431,6 +455,7 @@ class Stream:
         self._weights = [tuple(None if w is None else w.copy() for w in layer._weights(k, 0))
                          for k in range(layer.num_layers)]
         self._core = _core.Stream(layer._cell, self._weights, B, layer.dtype)
+        self._workspace = _core.Workspace()     # run()'s scratch, reused chunk after chunk
         self._core_step = self._core.step
         # One step at a time: a step writes the shared state and buffers with the GIL
         # released, so threads sharing a stream take turns (each step then follows the
@@ -503,19 +528,11 @@ class Stream:
         T = x.shape[0]
         if T == 0:
             return np.zeros((0, H) if unbatched else (0, B, H), self._dtype)
-        has_c = "c" in layer.state_names
-        layer_input = np.ascontiguousarray(x, dtype=self._dtype)
+        # native byte order too: the core reads the bytes as they are
+        x = np.require(x, dtype=self._dtype.newbyteorder("="), requirements=("C", "A"))
         with self._lock:
-            h, c = self._core.get_state()
-            h_n, c_n = np.empty_like(h), np.empty_like(c)
-            for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(self._weights):
-                y = np.empty((T, B, H), self._dtype)
-                _core.forward(layer._cell, layer_input, h[k], c[k] if has_c else None,
-                              w_ih, w_hh, b_ih, b_hh, None, False, y, h_n[k],
-                              c_n[k] if has_c else None, False)
-                layer_input = y
-            self._core.set_state(h_n, c_n if has_c else None)
-        return layer_input[:, 0, :] if unbatched else layer_input
+            y = self._core.run(x, self._workspace)
+        return y[:, 0, :] if unbatched else y
 
     def reset(self, state=None):
         """Set the state: None for zeros, or h / (h, c), each (L, B, H) (copied)."""

@@ -43,6 +43,7 @@ from . import io as _io
 from ._files import write_atomic
 from .losses import LOSSES, SoftmaxCrossEntropy, get_loss
 from .lr_scheduler import SCHEDULERS, LRScheduler
+from .layers import using_workspace
 from .model import Sequential
 from .optim import OPTIMIZERS, Adam, Optimizer, clip_grad_norm, clip_grad_value, global_norm
 
@@ -314,6 +315,15 @@ class Trainer:
 
     # -- one update ----------------------------------------------------------------------
 
+    def _workspace(self):
+        """The core's work and cache memory, kept from one update to the next (made on
+        first use, so a trainer built by from_checkpoint has one too)."""
+        workspace = self.__dict__.get("_core_workspace")
+        if workspace is None:
+            from ._core import Workspace
+            workspace = self._core_workspace = Workspace()
+        return workspace
+
     def _update(self, x, y, lengths, state, a, b, overlap, where):
         """Forward over the window [max(0, a - overlap), b) from state (the state at the
         window's start), loss on [a, b), backward, clip, step. Returns (loss, the state at
@@ -492,8 +502,9 @@ class Trainer:
                         where = f"epoch {epoch + 1}, batch {batch + 1}"
                         if time_axis is not None:
                             where += f", time steps {a}..{b - 1}"
-                        value, state, norm, grads, count = self._update(
-                            xb, yb, lb, state, a, b, overlap, where)
+                        with using_workspace(self._workspace()):   # reused update after update
+                            value, state, norm, grads, count = self._update(
+                                xb, yb, lb, state, a, b, overlap, where)
                         history["step_loss"].append(value)
                         history["grad_norm"].append(norm)
                         total += value * count if mean_reduction else value
