@@ -177,6 +177,8 @@ def test_a_fully_masked_row_keeps_its_initial_state_as_rnnx_length_zero():
     mine.load_state_dict(rnnx.from_keras(forward_twin).state_dict())
     assert_allclose(mine(x)[0], np.asarray(backwards(x))[:, ::-1], rtol=TOL["float64"],
                     atol=TOL["float64"])
+    with pytest.raises(ValueError, match="go_backwards=True layer is not converted"):
+        rnnx.to_keras(mine)
 
 
 def test_what_rnnx_cannot_express_is_refused():

@@ -53,7 +53,8 @@ def _check_rnn(layer, name, kind, backwards=False):
                          "explicitly: rnnx layers take and return it)")
     if bool(getattr(layer, "go_backwards", False)) != backwards:
         raise ValueError(f"{name}: go_backwards={layer.go_backwards} is not supported by rnnx "
-                         "(no reverse-only layer; use Bidirectional)")
+                         "(Keras returns its outputs reversed in time, rnnx's go_backwards in "
+                         "time order; use Bidirectional)")
 
 
 def _direction_params(layer, kind, reverse, k=0):
