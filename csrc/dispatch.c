@@ -214,7 +214,7 @@ static int check_dims(const rnnx_cell_desc* d, int dtype, int path, int T, int B
         return RNNX_ESIZE;
     if (lengths)
         for (int b = 0; b < B; b++)
-            if (lengths[b] < 1 || lengths[b] > T)
+            if (lengths[b] < 0 || lengths[b] > T)  /* 0: the row runs no step */
                 return RNNX_EINVAL;
     return RNNX_OK;
 }

@@ -575,13 +575,14 @@ size_t rnnx_model_run_work_size(const rnnx_model* m, int T, int B)
 
 /* Each row's output at its last valid step: the forward half at
  * lengths[b]-1 (or T-1), the reverse half at t = 0, where the reverse
- * direction ends.  y is (T,B,D*H), pooled (B,D*H). */
+ * direction ends; zeros for a row of length 0.  y is (T,B,D*H), pooled (B,D*H). */
 static void last_step(unsigned char* pooled, const unsigned char* y, int T, int B, int H, int D,
                       const int64_t* lengths, size_t elem)
 {
     const size_t row = (size_t)D * H * elem, half = (size_t)H * elem;
     for (int b = 0; b < B; b++) {
-        const size_t last = lengths ? (size_t)(lengths[b] - 1) : (size_t)(T - 1);
+        /* a row of length 0 has no last step: its y is 0 everywhere, t = 0 reads a 0 */
+        const size_t last = !lengths ? (size_t)(T - 1) : lengths[b] ? (size_t)(lengths[b] - 1) : 0;
         memcpy(pooled + b * row, y + (last * B + b) * row, half);
         if (D == 2)
             memcpy(pooled + b * row + half, y + (size_t)b * row + half, half);
@@ -661,7 +662,7 @@ int rnnx_model_run(const rnnx_model* m, const rnnx_blas* blas, const void* x, in
         return RNNX_EINVAL;
     if (lengths)
         for (int b = 0; b < B; b++)
-            if (lengths[b] < 1 || lengths[b] > T)
+            if (lengths[b] < 0 || lengths[b] > T)  /* 0: the row runs no step */
                 return RNNX_EINVAL;
     if ((uintptr_t)work % 8)
         return RNNX_EALIGN;

@@ -91,7 +91,8 @@ typedef struct rnnx_forward_args {
     int cell, dtype, path;
     int T, B, I, H;
     int reverse;             /* process t = T-1 .. 0 */
-    const int64_t* lengths;  /* (B,) IN, 1 <= lengths[b] <= T, or NULL: every row has T steps */
+    const int64_t* lengths;  /* (B,) IN, 0 <= lengths[b] <= T, or NULL: every row has T steps;
+                                a row of length 0 runs no step: y 0, h_n = h0 (c_n = c0) */
     const void* x;           /* (T,B,I) IN */
     const void* h0;          /* (B,H) IN */
     const void* c0;          /* (B,H) IN, LSTM only */

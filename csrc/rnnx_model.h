@@ -119,8 +119,8 @@ int rnnx_model_from_file(rnnx_model* m, const char* path, void* mem, size_t mem_
 /* Bytes of work rnnx_model_run needs for T steps of B rows. */
 size_t rnnx_model_run_work_size(const rnnx_model* m, int T, int B);
 
-/* Runs x (T,B,I) from zero initial states.  lengths (B,), 1 <= lengths[b] <= T,
- * or NULL: every row has T steps.  y is (T,B,out), rows past their length 0
+/* Runs x (T,B,I) from zero initial states.  lengths (B,), 0 <= lengths[b] <= T,
+ * or NULL: every row has T steps; a row of length 0 runs no step (y 0).  y is (T,B,out), rows past their length 0
  * where the last layer is recurrent (Dense heads see those zeros), or (B,out)
  * for a many-to-one model.  blas may be NULL (the core's own gemm).  work:
  * work_bytes >= rnnx_model_run_work_size(m, T, B), aligned to 8 bytes. */

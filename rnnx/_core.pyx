@@ -10,6 +10,7 @@ from libc.stdint cimport int64_t
 from libc.stddef cimport ptrdiff_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
+from cpython.ref cimport Py_REFCNT
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 cimport numpy as cnp
@@ -304,14 +305,78 @@ cdef const int64_t* _lengths(object lengths, int T, int B) except? NULL:
         return NULL
     cdef cnp.ndarray a = _array(lengths, "lengths")
     _data(a, "lengths", (B,), np.int64)
-    if B and (a.min() < 1 or a.max() > T):
-        raise ValueError(f"lengths must lie in [1, {T}], got min {a.min()} and max {a.max()}")
+    if B and (a.min() < 0 or a.max() > T):
+        raise ValueError(f"lengths must lie in [0, {T}], got min {a.min()} and max {a.max()}")
     return <const int64_t*>cnp.PyArray_DATA(a)
+
+
+cdef class Workspace:
+    """Memory that forward and backward reuse from one call to the next.
+
+    The work (scratch) of a call lives only during that call: the workspace keeps one
+    buffer per dtype, grown (never shrunk) when a call needs more.  A training
+    forward's cache outlives the call, so caches come from a pool: a pooled array is
+    handed out again only once nothing but the pool refers to it (the caller dropped
+    every cache made from it), so a cache still held is never overwritten, whatever
+    the later calls' shapes, dtypes or weights.  One call at a time: a second call
+    while one runs (another thread) raises RuntimeError."""
+    cdef dict _work        # dtype number -> 1-D ndarray
+    cdef list _caches      # 1-D ndarrays, each handed out as views
+    cdef int _max_caches
+    cdef bint _busy
+
+    def __cinit__(self, int max_caches=64):
+        self._work = {}
+        self._caches = []
+        self._max_caches = max_caches
+        self._busy = False
+
+    @property
+    def nbytes(self):
+        """int: the bytes held (work buffers and pooled caches)."""
+        return sum(a.nbytes for a in self._work.values()) + sum(a.nbytes for a in self._caches)
+
+    cdef void* work(self, object dtype, size_t n) except NULL:
+        """A pointer to n elements of dtype, valid until the next call that uses this workspace."""
+        cdef cnp.ndarray buf = self._work.get(dtype.num)
+        if buf is None or <size_t>buf.shape[0] < n:
+            buf = np.empty(max(<size_t>1, n), dtype=dtype)
+            self._work[dtype.num] = buf
+        return cnp.PyArray_DATA(buf)
+
+    cdef cnp.ndarray cache(self, object dtype, size_t n):
+        """A (n,) array of dtype for a training forward's cache: a view of a pooled array
+        that nothing else refers to, else a new pooled array."""
+        cdef Py_ssize_t i, best = -1
+        cdef object a
+        for i in range(len(self._caches)):
+            a = self._caches[i]
+            # free: referred to by the pool and by `a` only (no cache made from it is alive)
+            if Py_REFCNT(a) == 2 and a.dtype == dtype and <size_t>a.shape[0] >= n and (
+                    best < 0 or a.shape[0] < self._caches[best].shape[0]):
+                best = i
+        if best < 0:
+            a = np.empty(max(<size_t>1, n), dtype=dtype)
+            if len(self._caches) >= self._max_caches:
+                return a[:n]                 # the pool is full: a plain array
+            self._caches.append(a)
+        else:
+            a = self._caches[best]
+        return a[:n]
+
+    cdef void enter(self) except *:
+        if self._busy:
+            raise RuntimeError("this Workspace is in use by another call (one call at a time: "
+                               "give each thread its own)")
+        self._busy = True
+
+    cdef void leave(self) noexcept:
+        self._busy = False
 
 
 def forward(int cell, object x, object h0, object c0, object w_ih, object w_hh, object b_ih,
             object b_hh, object lengths, bint reverse, object y, object h_n, object c_n,
-            bint train, int path=PATH_AUTO, object w_hr=None):
+            bint train, int path=PATH_AUTO, object w_hr=None, Workspace workspace=None):
     """Run one direction of one layer over a whole sequence.
 
     x (T,B,I), h0/c0 (B,H), weights (G,I) (G,H) (G,), y (T,B,H) with evenly spaced
@@ -320,7 +385,9 @@ def forward(int cell, object x, object h0, object c0, object w_ih, object w_hh, 
     is true, else None.
 
     w_hr (P,H): an LSTM's projection (proj_size P, 0 < P < H), or None.  With it,
-    h0, h_n are (B,P), y (T,B,P), w_hh (G,P); c0, c_n stay (B,H)."""
+    h0, h_n are (B,P), y (T,B,P), w_hh (G,P); c0, c_n stay (B,H).
+    workspace: a Workspace whose memory this call reuses, or None (this call
+    allocates its own)."""
     cdef int G1 = rnnx_gate_count(cell)
     if G1 == 0:
         raise ValueError(f"unknown cell code {cell}")
@@ -366,15 +433,29 @@ def forward(int cell, object x, object h0, object c0, object w_ih, object w_hh, 
         a.c0 = _data(c0, "c0", (B, H), dtype)
         a.c_n = _data(c_n, "c_n", (B, H), dtype, True)
     cdef cnp.ndarray cache = None
-    if train:
-        cache = np.empty(rnnx_cache_size_proj(cell, T, B, H, P), dtype=dtype)
-        a.cache = cnp.PyArray_DATA(cache)
-    cdef cnp.ndarray work = np.empty(max(<size_t>1, rnnx_forward_work_size_proj(cell, T, B, I, H, P, train)),
-                                     dtype=dtype)
-    a.work = cnp.PyArray_DATA(work)
+    cdef cnp.ndarray work = None
+    cdef size_t work_size = rnnx_forward_work_size_proj(cell, T, B, I, H, P, train)
+    cdef size_t cache_size = rnnx_cache_size_proj(cell, T, B, H, P)
     cdef int status
-    with nogil:
-        status = rnnx_forward(&BLAS, &a)
+    if workspace is None:
+        if train:
+            cache = np.empty(cache_size, dtype=dtype)
+            a.cache = cnp.PyArray_DATA(cache)
+        work = np.empty(max(<size_t>1, work_size), dtype=dtype)
+        a.work = cnp.PyArray_DATA(work)
+        with nogil:
+            status = rnnx_forward(&BLAS, &a)
+    else:
+        workspace.enter()   # before its buffers are handed out: a running call may hold them
+        try:
+            if train:
+                cache = workspace.cache(dtype, cache_size)
+                a.cache = cnp.PyArray_DATA(cache)
+            a.work = workspace.work(dtype, work_size)
+            with nogil:
+                status = rnnx_forward(&BLAS, &a)
+        finally:
+            workspace.leave()
     if status:
         raise ValueError(f"rnnx_forward: {_STATUS.get(status, status)}")
     return cache
@@ -383,12 +464,13 @@ def forward(int cell, object x, object h0, object c0, object w_ih, object w_hh, 
 def backward(int cell, object x, object w_ih, object w_hh, object lengths, bint reverse,
              object cache, object dy, object dh_n, object dc_n, object dx, object dh0, object dc0,
              object dw_ih, object dw_hh, object db_ih, object db_hh, int path=PATH_AUTO,
-             object w_hr=None, object dw_hr=None):
+             object w_hr=None, object dw_hr=None, Workspace workspace=None):
     """Full BPTT through the cache of forward(..., train=True) with the same x,
     weights, lengths and reverse.  dy (T,B,H) with evenly spaced rows, dh_n/dc_n
     (B,H) may be None (zero).  Accumulates into dx, dw_ih, dw_hh, db_ih, db_hh;
     writes dh0, dc0.  With a projection (w_hr (P,H) as in forward), dy is
-    (T,B,P), dh_n, dh0 (B,P), and dw_hr (P,H) is accumulated too."""
+    (T,B,P), dh_n, dh0 (B,P), and dw_hr (P,H) is accumulated too.  workspace: as
+    in forward (its work is reused)."""
     cdef int G1 = rnnx_gate_count(cell)
     if G1 == 0:
         raise ValueError(f"unknown cell code {cell}")
@@ -442,11 +524,22 @@ def backward(int cell, object x, object w_ih, object w_hh, object lengths, bint 
         dc_n = None if dc_n is None else _aligned(dc_n, "dc_n")
         a.dc_n = _opt_data(dc_n, "dc_n", (B, H), dtype)
         a.dc0 = _data(dc0, "dc0", (B, H), dtype, True)
-    cdef cnp.ndarray work = np.empty(max(<size_t>1, rnnx_backward_work_size_proj(cell, T, B, I, H, P)), dtype=dtype)
-    a.work = cnp.PyArray_DATA(work)
+    cdef cnp.ndarray work = None
+    cdef size_t work_size = rnnx_backward_work_size_proj(cell, T, B, I, H, P)
     cdef int status
-    with nogil:
-        status = rnnx_backward(&BLAS, &a)
+    if workspace is None:
+        work = np.empty(max(<size_t>1, work_size), dtype=dtype)
+        a.work = cnp.PyArray_DATA(work)
+        with nogil:
+            status = rnnx_backward(&BLAS, &a)
+    else:
+        workspace.enter()   # before its buffer is handed out: a running call may hold it
+        try:
+            a.work = workspace.work(dtype, work_size)
+            with nogil:
+                status = rnnx_backward(&BLAS, &a)
+        finally:
+            workspace.leave()
     if status:
         raise ValueError(f"rnnx_backward: {_STATUS.get(status, status)}")
 
@@ -615,6 +708,64 @@ cdef class Stream:
         memcpy(cnp.PyArray_DATA(y), <char*>cnp.PyArray_DATA(self.ys) + (self.L - 1) * layer_bytes,
                layer_bytes)
         return y
+
+    def run(self, cnp.ndarray x, Workspace workspace):
+        """y = run(x, workspace): x (T, B, I) C-contiguous, aligned, of the stream's dtype ->
+        y (T, B, H), the last layer's output at every step, from the current state, which
+        it advances.  Runs on the stream's packed weights, one call into C per layer, its
+        work from workspace: the same numbers as T calls of step."""
+        if (cnp.PyArray_TYPE(x) != self.typenum or not cnp.PyArray_ISNOTSWAPPED(x)
+                or not cnp.PyArray_ISALIGNED(x) or not cnp.PyArray_IS_C_CONTIGUOUS(x)
+                or x.ndim != 3 or x.shape[1] != self.B or x.shape[2] != self.I):
+            raise ValueError(f"x must be a C-contiguous ({'T'}, {self.B}, {self.I}) array of "
+                             f"{self.dtype}, got {x.dtype} {np.shape(x)}")
+        cdef int T = x.shape[0]
+        if T < 1:
+            raise ValueError(f"x must have at least one step, got shape {np.shape(x)}")
+        _gate_width(rnnx_gate_count(self.cell), self.H, T, self.B)   # T*B within the core's ints
+        cdef size_t size, work_size = 0
+        cdef int k
+        for k in range(self.L):
+            size = rnnx_forward_work_size(self.cell, T, self.B, self.args[k].I, self.H, 0)
+            work_size = size if size > work_size else work_size
+        outputs = [np.empty((T, self.B, self.H), dtype=self.dtype) for _ in range(min(self.L, 2))]
+        cdef Py_ssize_t plane = self.L * self.B * self.H * self.dtype.itemsize
+        cdef Py_ssize_t layer_bytes = self.B * self.H * self.dtype.itemsize
+        cdef char* base = <char*>cnp.PyArray_DATA(self.states)
+        cdef char* cur = base + self.parity * 2 * plane
+        cdef char* nxt = base + (1 - self.parity) * 2 * plane
+        cdef rnnx_forward_args* a = <rnnx_forward_args*>calloc(self.L, sizeof(rnnx_forward_args))
+        if a == NULL:
+            raise MemoryError()
+        cdef int status = 0
+        cdef void* work = NULL
+        workspace.enter()
+        try:
+            work = workspace.work(self.dtype, work_size)
+            for k in range(self.L):
+                a[k] = self.args[k]          # the packed weights, with T steps of this chunk
+                a[k].T = T
+                a[k].x = cnp.PyArray_DATA(x) if k == 0 else \
+                    cnp.PyArray_DATA(<cnp.ndarray>outputs[(k - 1) % 2])
+                a[k].y = cnp.PyArray_DATA(<cnp.ndarray>outputs[k % 2])
+                a[k].ldy = self.H
+                a[k].work = work
+                a[k].h0 = cur + k * layer_bytes
+                a[k].c0 = cur + plane + k * layer_bytes
+                a[k].h_n = nxt + k * layer_bytes
+                a[k].c_n = nxt + plane + k * layer_bytes
+            with nogil:
+                for k in range(self.L):
+                    status = rnnx_forward(&BLAS, &a[k])
+                    if status:
+                        break
+        finally:
+            workspace.leave()
+            free(a)
+        if status:
+            raise ValueError(f"rnnx_forward: {_STATUS.get(status, status)}")
+        self.parity = 1 - self.parity
+        return outputs[(self.L - 1) % 2]
 
     def _coerce(self, x):
         a = np.asarray(x)

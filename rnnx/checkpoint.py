@@ -103,7 +103,7 @@ def forward(layer, x, state, lengths, checkpoint):
             h, c = init[0][i], (init[1][i] if has_c else None)
             saved = [None] * len(bounds)
             # a reverse direction runs from the end: its segments in reverse time order
-            for s in (range(len(bounds)) if d == 0 else reversed(range(len(bounds)))):
+            for s in (reversed(range(len(bounds))) if layer._reverse(d) else range(len(bounds))):
                 t0, t1 = bounds[s]
                 saved[s] = (h, c)
                 seg_lengths, ended = _segment_lengths(lengths, t0, t1)
@@ -111,7 +111,7 @@ def forward(layer, x, state, lengths, checkpoint):
                 c_n = np.empty_like(c) if has_c else None
                 y_seg = y[t0:t1, :, d * H:(d + 1) * H]
                 _core.forward(layer._cell, layer_input[t0:t1], h, c, *weights, seg_lengths,
-                              d == 1, y_seg, h_n, c_n, False, **proj)
+                              layer._reverse(d), y_seg, h_n, c_n, False, **proj)
                 if ended is not None:  # undo the one step the ended rows were run for
                     y_seg[0, ended] = 0
                     h_n[ended] = h[ended]
@@ -149,7 +149,7 @@ def backward(layer, cache, dy, dstate):
             dw, proj = layer._grad_args(grads, kk, d)
             dh, dc = dfinal[0][i], (dfinal[1][i] if has_c else None)
             # backward walks the segments in the reverse of the forward's order
-            for s in (reversed(range(len(bounds))) if d == 0 else range(len(bounds))):
+            for s in (range(len(bounds)) if layer._reverse(d) else reversed(range(len(bounds)))):
                 t0, t1 = bounds[s]
                 h0, c0 = cache.starts[i][s]
                 seg_lengths, ended = _segment_lengths(lengths, t0, t1)
@@ -158,7 +158,7 @@ def backward(layer, cache, dy, dstate):
                 h_n = np.empty_like(h0)
                 c_n = np.empty_like(c0) if has_c else None
                 core_cache = _core.forward(layer._cell, x_seg, h0, c0, w_ih, w_hh, b_ih, b_hh,
-                                           seg_lengths, d == 1, y_seg, h_n, c_n, True,
+                                           seg_lengths, layer._reverse(d), y_seg, h_n, c_n, True,
                                            w_hr=proj.get("w_hr"))
                 dy_seg = None if dy is None else dy[t0:t1, :, d * H:(d + 1) * H]
                 dh_in, dc_in = dh, dc
@@ -173,7 +173,7 @@ def backward(layer, cache, dy, dstate):
                         dy_seg[0, ended] = 0
                 dh0 = np.empty_like(h0)
                 dc0 = np.empty_like(c0) if has_c else None
-                _core.backward(layer._cell, x_seg, w_ih, w_hh, seg_lengths, d == 1, core_cache,
+                _core.backward(layer._cell, x_seg, w_ih, w_hh, seg_lengths, layer._reverse(d), core_cache,
                                dy_seg, dh, dc, dx[t0:t1], dh0, dc0, *dw, **proj)
                 if ended is not None:  # past their length the state gradient passes through
                     dh0[ended] = dh_in[ended]

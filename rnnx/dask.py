@@ -122,8 +122,8 @@ def predict(model, x, lengths=None, batch_first=None):
             raise ValueError(f"lengths must be integers of shape ({N},), got {lengths.dtype} "
                              f"{lengths.shape}")
         if not isinstance(lengths, da.Array):
-            if N and (lengths.min() < 1 or lengths.max() > T):
-                raise ValueError(f"lengths must lie in [1, T={T}], got min {lengths.min()}, "
+            if N and (lengths.min() < 0 or lengths.max() > T):
+                raise ValueError(f"lengths must lie in [0, T={T}], got min {lengths.min()}, "
                                  f"max {lengths.max()}")
             lengths = da.from_array(lengths, chunks=(batch_chunks,))
         else:

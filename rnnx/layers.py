@@ -11,6 +11,7 @@ Shapes (T time, B batch, I input_size, H hidden_size, L num_layers, D 1 or 2):
 An LSTM with proj_size P > 0 has h and y P wide per direction ((L*D, B, P), (T, B, D*P));
 its c stays (L*D, B, H).
 """
+import contextlib
 import threading
 import warnings
 
@@ -29,6 +30,27 @@ from .reference import check_lengths
 from . import checkpoint as _checkpoint  # noqa: E402 (needs _core, imported above)
 
 __all__ = ["RNN", "LSTM", "GRU", "Stream"]
+
+# The Workspace (rnnx._core) the layers' calls into the core reuse on this thread, or None
+# (each call allocates its own).  Set by using_workspace, which the Trainer wraps around its
+# updates; a thread-local, so other threads running the same layers are not affected.
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def using_workspace(workspace):
+    """Within the block, this thread's layer calls reuse ``workspace`` (an
+    ``rnnx._core.Workspace``) for their work and training caches instead of allocating."""
+    previous = getattr(_local, "workspace", None)
+    _local.workspace = workspace
+    try:
+        yield workspace
+    finally:
+        _local.workspace = previous
+
+
+def _workspace():
+    return getattr(_local, "workspace", None)
 
 _COMMON_DOC = """
     Parameters
@@ -52,6 +74,14 @@ _COMMON_DOC = """
         ``np.random.Generator`` seeded from ``seed`` (replace it to choose the draws).
     bidirectional : bool, default False
         D = 2: a reverse direction too, its output after the forward one in y.
+    go_backwards : bool, default False
+        Run the reverse direction only (D = 1): time runs from each row's last valid
+        step to t = 0, as in the reverse half of a bidirectional layer and ONNX's
+        ``direction="reverse"``; the final state is the state at t = 0. Unlike Keras's
+        ``go_backwards``, which returns the outputs in the order it computed them
+        (reversed), y stays in time order: y[t] is the output at input step t (Keras's
+        output is ``y[::-1]`` without lengths). Its parameters keep the forward names
+        (``weight_ih_l{{k}}``, ...). It cannot stream.
     dtype : np.float32 (default) or np.float64
         The dtype of the parameters and of every computation. x of a lower or equal
         precision is converted; float64 x into a float32 layer raises TypeError (see
@@ -81,9 +111,11 @@ _COMMON_DOC = """
 
     x : (T, B, I), (B, T, I) with batch_first, or unbatched (T, I).
     state : {state_form}, each (L*D, B, H) ((L*D, H) unbatched); None means zeros.
-    lengths : None or B ints in [1, T]: row b is lengths[b] steps long; its outputs
+    lengths : None or B ints in [0, T]: row b is lengths[b] steps long; its outputs
         past that are 0, its final state is its state at its own last step, and its
         padded steps get zero gradient (PyTorch's packed sequences, without packing).
+        A row of length 0 runs no step: its outputs are all 0 and its final state is
+        its initial state (zeros when none is given), which passes its gradient on.
     y : (T, B, D*H), like x's layout.
 """
 
@@ -93,7 +125,8 @@ class _Recurrent(Module):
 
     _gates = 1
     _config_keys = ("input_size", "hidden_size", "num_layers", "bias", "batch_first",
-                    "dropout", "bidirectional", "dtype")
+                    "dropout", "bidirectional", "go_backwards", "dtype")
+    go_backwards = False
 
     def _setup(self, input_size, hidden_size, num_layers, bias, batch_first, dropout,
                bidirectional, dtype, seed):
@@ -113,6 +146,9 @@ class _Recurrent(Module):
                           f"layers, so it does nothing with num_layers=1 (as in PyTorch)",
                           UserWarning, stacklevel=3)
         self.bidirectional = bool(bidirectional)
+        if self.bidirectional and self.go_backwards:
+            raise ValueError("go_backwards=True runs the reverse direction only; it cannot be "
+                             "combined with bidirectional=True, which runs both")
         self.num_directions = 2 if self.bidirectional else 1
         self.dtype = check_dtype(dtype)
         self.seed = check_seed(seed)
@@ -159,6 +195,11 @@ class _Recurrent(Module):
         bound = 1.0 / np.sqrt(self.hidden_size)
         return {name: rng.uniform(-bound, bound, size=shape).astype(self.dtype)
                 for name, shape in self._param_shapes().items()}
+
+    def _reverse(self, d):
+        """Whether direction d runs backward in time: a bidirectional layer's second one,
+        or the only one of a go_backwards layer."""
+        return d == 1 or self.go_backwards
 
     def _weights(self, k, d):
         """(w_ih, w_hh, b_ih, b_hh) of layer k, direction d; biases None without bias."""
@@ -265,7 +306,7 @@ class _Recurrent(Module):
         ----------
         x : array_like, (T, B, I) ((B, T, I) with batch_first) or unbatched (T, I)
         state : None, or the initial state like the final one (h, or (h, c) for LSTM)
-        lengths : None or array_like of B ints in [1, T]
+        lengths : None or array_like of B ints in [0, T]
         checkpoint : None, int >= 1 or "sqrt"
             Checkpointed BPTT (see rnnx.checkpoint): keep only the state every
             ``checkpoint`` steps and recompute each segment's activations in backward,
@@ -305,8 +346,9 @@ class _Recurrent(Module):
                 w_ih, w_hh, b_ih, b_hh = self._weights(k, d)
                 cores.append(_core.forward(
                     self._cell, layer_input, init[0][i], init[1][i] if has_c else None,
-                    w_ih, w_hh, b_ih, b_hh, lengths, d == 1, y[:, :, d * H:(d + 1) * H],
-                    final[0][i], final[1][i] if has_c else None, train, **self._proj(k, d)))
+                    w_ih, w_hh, b_ih, b_hh, lengths, self._reverse(d), y[:, :, d * H:(d + 1) * H],
+                    final[0][i], final[1][i] if has_c else None, train, **self._proj(k, d),
+                    workspace=_workspace()))
             inputs.append(layer_input)
             layer_input = y
         cache = None
@@ -362,10 +404,11 @@ class _Recurrent(Module):
                 w_ih, w_hh, _, _ = self._weights(k, d)
                 dw, proj = self._grad_args(grads, k, d)
                 _core.backward(
-                    self._cell, layer_input, w_ih, w_hh, c["lengths"], d == 1, c["cores"][i],
+                    self._cell, layer_input, w_ih, w_hh, c["lengths"], self._reverse(d), c["cores"][i],
                     None if dy is None else dy[:, :, d * H:(d + 1) * H],
                     dfinal[0][i], dfinal[1][i] if has_c else None,
-                    dx, dinit[0][i], dinit[1][i] if has_c else None, *dw, **proj)
+                    dx, dinit[0][i], dinit[1][i] if has_c else None, *dw, **proj,
+                    workspace=_workspace())
             if k > 0 and c["masks"]:
                 dx *= c["masks"][k - 1]      # forward: layer_input = y_{k-1} * mask
             dy = dx
@@ -411,9 +454,9 @@ class _Recurrent(Module):
             Holding a copy of the weights as they are now (make a new one after
             training), the state and every buffer a step needs.
         """
-        if self.bidirectional:
-            raise ValueError("a bidirectional layer cannot stream: its reverse direction "
-                             "needs the whole sequence")
+        if self.bidirectional or self.go_backwards:
+            raise ValueError(f"a {'bidirectional' if self.bidirectional else 'go_backwards'} "
+                             "layer cannot stream: its reverse direction needs the whole sequence")
         return Stream(self, batch_size, state)
 
 
@@ -452,6 +495,7 @@ class Stream:
             self._core = _ProjectedStreamCore(layer, self._weights, self._projections, B)
         else:
             self._core = _core.Stream(layer._cell, self._weights, B, layer.dtype)
+        self._workspace = _core.Workspace()     # run()'s scratch, reused chunk after chunk
         self._core_step = self._core.step
         # One step at a time: a step writes the shared state and buffers with the GIL
         # released, so threads sharing a stream take turns (each step then follows the
@@ -524,12 +568,15 @@ class Stream:
         T = x.shape[0]
         if T == 0:
             return np.zeros((0, H) if unbatched else (0, B, H), self._dtype)
-        has_c = "c" in layer.state_names
-        layer_input = np.ascontiguousarray(x, dtype=self._dtype)
+        # native byte order too: the core reads the bytes as they are
+        x = np.require(x, dtype=self._dtype.newbyteorder("="), requirements=("C", "A"))
         with self._lock:
-            layer_input = _stream_layers(layer, self._core, self._weights, self._projections,
-                                         layer_input, has_c)
-        return layer_input[:, 0, :] if unbatched else layer_input
+            if any(self._projections):    # the core's Stream has no projection
+                y = _stream_layers(layer, self._core, self._weights, self._projections, x,
+                                   "c" in layer.state_names)
+            else:
+                y = self._core.run(x, self._workspace)
+        return y[:, 0, :] if unbatched else y
 
     def reset(self, state=None):
         """Set the state: None for zeros, or h / (h, c), each (L, B, H) (copied)."""
@@ -599,7 +646,8 @@ class RNN(_Recurrent):
     """Elman RNN: h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), act = tanh or relu.
 
     ``rnnx.RNN(input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
-    dropout=0.0, bidirectional=False, dtype=np.float32, seed=None, nonlinearity="tanh")``
+    dropout=0.0, bidirectional=False, go_backwards=False, dtype=np.float32, seed=None,
+    nonlinearity="tanh")``
     """
 
     _gates = 1
@@ -607,14 +655,15 @@ class RNN(_Recurrent):
     _config_keys = _Recurrent._config_keys + ("nonlinearity",)
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, dtype=np.float32, seed=None,
-                 nonlinearity="tanh"):
+                 dropout=0.0, bidirectional=False, go_backwards=False, dtype=np.float32,
+                 seed=None, nonlinearity="tanh"):
         """Build the layer, weights uniform in +-1/sqrt(hidden_size); see help(rnnx.RNN)."""
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
         self._cell = _core.RNN_TANH if nonlinearity == "tanh" else _core.RNN_RELU
         self.cell_name = "rnn_" + nonlinearity
+        self.go_backwards = bool(go_backwards)
         self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                     bidirectional, dtype, seed)
 
@@ -623,7 +672,8 @@ class LSTM(_Recurrent):
     """LSTM with PyTorch's gate order i, f, g, o; its state is (h, c).
 
     ``rnnx.LSTM(input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
-    dropout=0.0, bidirectional=False, dtype=np.float32, seed=None, proj_size=0)``::
+    dropout=0.0, bidirectional=False, go_backwards=False, dtype=np.float32, seed=None,
+    proj_size=0)``::
 
         [i f g o] = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh
         i, f, o = sigmoid(.)   g = tanh(.)
@@ -640,8 +690,10 @@ class LSTM(_Recurrent):
     _config_keys = _Recurrent._config_keys + ("proj_size",)
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, dtype=np.float32, seed=None, proj_size=0):
+                 dropout=0.0, bidirectional=False, go_backwards=False, dtype=np.float32,
+                 seed=None, proj_size=0):
         """Build the layer, weights uniform in +-1/sqrt(hidden_size); see help(rnnx.LSTM)."""
+        self.go_backwards = bool(go_backwards)
         if isinstance(proj_size, (bool, np.bool_)) or not isinstance(proj_size, (int, np.integer)):
             raise TypeError(f"proj_size must be an int, got {type(proj_size).__name__}")
         H = positive_int(hidden_size, "hidden_size")
@@ -666,7 +718,8 @@ class GRU(_Recurrent):
     """GRU with PyTorch's gate order r, z, n; its state is h.
 
     ``rnnx.GRU(input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
-    dropout=0.0, bidirectional=False, dtype=np.float32, seed=None, reset_after=True)``::
+    dropout=0.0, bidirectional=False, go_backwards=False, dtype=np.float32, seed=None,
+    reset_after=True)``::
 
         r = sigmoid(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)
         z = sigmoid(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz)
@@ -680,12 +733,13 @@ class GRU(_Recurrent):
     _config_keys = _Recurrent._config_keys + ("reset_after",)
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, dtype=np.float32, seed=None,
-                 reset_after=True):
+                 dropout=0.0, bidirectional=False, go_backwards=False, dtype=np.float32,
+                 seed=None, reset_after=True):
         """Build the layer, weights uniform in +-1/sqrt(hidden_size); see help(rnnx.GRU)."""
         self.reset_after = bool(reset_after)
         self._cell = _core.GRU if self.reset_after else _core.GRU_RESET_BEFORE
         self.cell_name = "gru_reset_after" if self.reset_after else "gru_reset_before"
+        self.go_backwards = bool(go_backwards)
         self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                     bidirectional, dtype, seed)
 

@@ -9,9 +9,10 @@ Many-to-many (default): every layer sees the whole sequence; a Dense layer is ap
 step at once (one GEMM over all T*B rows), so y is (T, B, out) (or (B, T, out) batch_first).
 
 Many-to-one (many_to_one=True): the output of the last recurrent layer is taken at each row's
-last valid step (lengths[b] - 1, or T - 1) and the layers after it see (B, features), so y is
-(B, out). For a bidirectional last layer the reverse half is taken at t = 0, where the
-reverse direction ends: the concatenation of both directions' final states, as h_n.
+last valid step (lengths[b] - 1, or T - 1; zeros for a row of length 0, which has none) and
+the layers after it see (B, features), so y is (B, out). For a bidirectional last layer the
+reverse half is taken at t = 0, where the reverse direction ends: the concatenation of both
+directions' final states, as h_n; a go_backwards last layer is taken at t = 0 too.
 
 The model's state is a tuple with one entry per recurrent layer, each in that layer's form
 (an array (L*D, B, H), or (h, c) for an LSTM); None, or a None entry, means zeros. It is
@@ -211,9 +212,13 @@ class Sequential:
         if T == 0:
             raise ValueError("x must have at least one time step (T >= 1) for a many_to_one "
                              "model, which reads each sequence's last step; got T=0")
-        last = np.full(B, T - 1) if lengths is None else np.array(lengths, dtype=np.int64) - 1
+        # a row of length 0 has no last step: its y is 0 at every step, t = 0 reads a 0
+        last = np.full(B, T - 1) if lengths is None else \
+            np.maximum(np.array(lengths, dtype=np.int64) - 1, 0)
         rows = np.arange(B)
         H = layer.output_size // layer.num_directions   # y's width per direction
+        if getattr(layer, "go_backwards", False):      # its only direction ends at t = 0
+            last = np.zeros(B, np.int64)
         pooled = np.empty((B, y.shape[2]), dtype=y.dtype)
         pooled[:, :H] = y[last, rows, :H]
         if layer.num_directions == 2:

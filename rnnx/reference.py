@@ -11,9 +11,10 @@ Conventions (shared with the C core):
     gate order as in PyTorch: RNN -, LSTM i,f,g,o, GRU r,z,n
 Everything is computed in the dtype of x (float32 or float64).
 
-lengths (B,) ints with 1 <= len <= T, or None (every row is T steps long). A step t >= len[b]
+lengths (B,) ints with 0 <= len <= T, or None (every row is T steps long). A step t >= len[b]
 is padding for row b: its output is 0, the state goes through unchanged, and it gets no
-gradient. With reverse=True time runs T-1 .. 0, so the padded steps come first and each
+gradient. A row of length 0 runs no step: its outputs are 0, its final state is its initial
+state, and the gradient of its final state passes to its initial state untouched. With reverse=True time runs T-1 .. 0, so the padded steps come first and each
 row effectively starts at its own last valid step, from h0.
 
 Backward takes dy (T,B,H) and the gradients of the final state (each may be None: zeros)
@@ -50,7 +51,7 @@ def _bias_or_zeros(b, rows, dtype):
 
 
 def check_lengths(lengths, T, B, name="lengths"):
-    """lengths as a new int64 (B,) array with every entry in [1, T], or None for None.
+    """lengths as a new int64 (B,) array with every entry in [0, T], or None for None.
 
     The one check of a batch's lengths (the layers use it too). It always copies, so a
     cache that keeps the result does not see later changes to the caller's array."""
@@ -61,8 +62,8 @@ def check_lengths(lengths, T, B, name="lengths"):
         raise TypeError(f"{name} must be integers, got dtype {a.dtype}")
     if a.shape != (B,):
         raise ValueError(f"{name} must have shape ({B},) for a batch of {B}, got {a.shape}")
-    if B and (a.min() < 1 or a.max() > T):
-        raise ValueError(f"{name} must lie in [1, T={T}], got min {a.min()} and max {a.max()}")
+    if B and (a.min() < 0 or a.max() > T):
+        raise ValueError(f"{name} must lie in [0, T={T}], got min {a.min()} and max {a.max()}")
     return np.array(a, dtype=np.int64, order="C", copy=True)
 
 

@@ -88,6 +88,10 @@ def _descriptor_and_tensors(layer):
         raise ValueError(f"an LSTM with proj_size={layer.proj_size} cannot be stored in the .rnnx "
                          f"format (the bare C library has no LSTM projection yet): save it with "
                          f"rnnx.save to a .npz path instead")
+    if getattr(layer, "go_backwards", False):
+        raise ValueError("the .rnnx format (the C library's) has no reverse-only layer: a "
+                         "go_backwards=True layer can be saved as .npz (rnnx.save(model, "
+                         "'model.npz'))")
     names = []
     for k in range(layer.num_layers):
         for d in range(layer.num_directions):

@@ -43,6 +43,7 @@ from . import io as _io
 from ._files import write_atomic
 from .losses import LOSSES, SoftmaxCrossEntropy, get_loss
 from .lr_scheduler import SCHEDULERS, LRScheduler
+from .layers import using_workspace
 from .model import Sequential
 from .optim import OPTIMIZERS, Adam, Optimizer, clip_grad_norm, clip_grad_value, global_norm
 
@@ -79,10 +80,10 @@ def _time_slice(a, t0, t1, axis):
 
 def _segment_lengths(lengths, t0, t1):
     """Lengths of the rows inside [t0, t1): None when every row is valid throughout. Rows
-    that ended before t0 get length 1 (the layers need >= 1); the loss mask hides them."""
+    that ended before t0 get length 0: they run no step and carry their state."""
     if lengths is None or lengths.min() >= t1:
         return None
-    return np.clip(lengths - t0, 1, t1 - t0)
+    return np.clip(lengths - t0, 0, t1 - t0)
 
 
 class _Progress:
@@ -296,8 +297,8 @@ class Trainer:
             if lengths.shape != (N,) or lengths.dtype.kind not in "iu":
                 raise ValueError(f"lengths must be integers of shape ({N},), got "
                                  f"{lengths.dtype} {lengths.shape}")
-            if N and (lengths.min() < 1 or lengths.max() > T):
-                raise ValueError(f"lengths must lie in [1, T={T}], got min {lengths.min()}, "
+            if N and (lengths.min() < 0 or lengths.max() > T):
+                raise ValueError(f"lengths must lie in [0, T={T}], got min {lengths.min()}, "
                                  f"max {lengths.max()}")
         return x, y, lengths
 
@@ -313,6 +314,15 @@ class Trainer:
         return mask.T if self.model.batch_first else mask
 
     # -- one update ----------------------------------------------------------------------
+
+    def _workspace(self):
+        """The core's work and cache memory, kept from one update to the next (made on
+        first use, so a trainer built by from_checkpoint has one too)."""
+        workspace = self.__dict__.get("_core_workspace")
+        if workspace is None:
+            from ._core import Workspace
+            workspace = self._core_workspace = Workspace()
+        return workspace
 
     def _update(self, x, y, lengths, state, a, b, overlap, where):
         """Forward over the window [max(0, a - overlap), b) from state (the state at the
@@ -390,7 +400,7 @@ class Trainer:
             Targets: (T, N, O) for a many-to-many model ((T, N) class indices for
             SoftmaxCrossEntropy), (N, O) or (N,) for a many-to-one model.
         lengths : array of int, optional
-            (N,) valid steps of each sequence, in [1, T]; steps past them carry no loss.
+            (N,) valid steps of each sequence, in [0, T]; steps past them carry no loss.
         epochs : int, default 1
             Passes over the data in this call.
         batch_size : int, optional
@@ -492,8 +502,9 @@ class Trainer:
                         where = f"epoch {epoch + 1}, batch {batch + 1}"
                         if time_axis is not None:
                             where += f", time steps {a}..{b - 1}"
-                        value, state, norm, grads, count = self._update(
-                            xb, yb, lb, state, a, b, overlap, where)
+                        with using_workspace(self._workspace()):   # reused update after update
+                            value, state, norm, grads, count = self._update(
+                                xb, yb, lb, state, a, b, overlap, where)
                         history["step_loss"].append(value)
                         history["grad_norm"].append(norm)
                         total += value * count if mean_reduction else value

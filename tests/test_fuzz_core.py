@@ -130,11 +130,11 @@ def corrupt(value, kind, problem, data):
         out = value.copy()
         out.setflags(write=False)
         return out
-    if kind == "range":   # lengths out of [1, T]
+    if kind == "range":   # lengths out of [0, T]
         out = np.array(value, copy=True)
         if out.size:
             out[data.draw(st.integers(0, out.size - 1), label="row")] = data.draw(
-                st.sampled_from([0, -1, problem.T + 1, 2**40]), label="bad length")
+                st.sampled_from([-1, -2**40, problem.T + 1, 2**40]), label="bad length")
         return out
     raise AssertionError(kind)
 

@@ -149,6 +149,38 @@ def test_mask_semantics_stated_in_the_readme():
     assert_allclose(h[0], keras_y[:, [4, 2]][np.arange(2), np.arange(2)], rtol=TOL["float64"])
 
 
+def test_a_fully_masked_row_keeps_its_initial_state_as_rnnx_length_zero():
+    # rnnx's length 0 (no step: the final state is the initial state) is Keras's fully
+    # masked row; and rnnx's go_backwards y is Keras's go_backwards output reversed in time.
+    layer = L.LSTM(3, return_sequences=True, return_state=True, dtype="float64")
+    x = x_for(2, "float64", B=3, T=4, seed=2)
+    layer.build(x.shape)
+    randomize(layer, 6)
+    rng = np.random.default_rng(3)
+    h0, c0 = rng.standard_normal((3, 3)), rng.standard_normal((3, 3))
+    mask = np.ones((3, 4), bool)
+    mask[1] = False
+    mask[2, 2:] = False
+    _, keras_h, keras_c = (np.asarray(v) for v in layer(x, mask=mask, initial_state=[h0, c0]))
+    converted = rnnx.from_keras(layer)
+    _, (h, c) = converted(x, (h0[None], c0[None]), lengths=np.array([4, 0, 2]))
+    assert np.array_equal(h[0, 1], h0[1]) and np.array_equal(c[0, 1], c0[1])
+    assert_allclose(h[0], keras_h, rtol=TOL["float64"], atol=TOL["float64"])
+    assert_allclose(c[0], keras_c, rtol=TOL["float64"], atol=TOL["float64"])
+    backwards = L.GRU(3, return_sequences=True, go_backwards=True, dtype="float64")
+    backwards.build(x.shape)
+    randomize(backwards, 7)
+    forward_twin = L.GRU(3, return_sequences=True, dtype="float64")
+    forward_twin.build(x.shape)
+    forward_twin.set_weights(backwards.get_weights())
+    mine = rnnx.GRU(2, 3, batch_first=True, go_backwards=True, dtype=np.float64)
+    mine.load_state_dict(rnnx.from_keras(forward_twin).state_dict())
+    assert_allclose(mine(x)[0], np.asarray(backwards(x))[:, ::-1], rtol=TOL["float64"],
+                    atol=TOL["float64"])
+    with pytest.raises(ValueError, match="go_backwards=True layer is not converted"):
+        rnnx.to_keras(mine)
+
+
 def test_what_rnnx_cannot_express_is_refused():
     def built(layer, size=2):
         layer.build((None, None, size))

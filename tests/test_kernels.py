@@ -173,7 +173,7 @@ def test_binding_rejects_bad_arrays_before_calling_c():
     with pytest.raises(ValueError, match="w_ih must be C-contiguous"):
         _core.forward(**{**args, "w_ih": np.asfortranarray(w_ih)})
     with pytest.raises(ValueError, match="lengths must lie in"):
-        _core.forward(**{**args, "lengths": np.array([0, 4], np.int64)})
+        _core.forward(**{**args, "lengths": np.array([-1, 4], np.int64)})
     with pytest.raises(ValueError, match="y must have contiguous, evenly spaced rows"):
         _core.forward(**{**args, "y": np.empty((4, 2, 10), np.float32)[:, :, ::2]})
     with pytest.raises(ValueError, match="unknown cell code"):

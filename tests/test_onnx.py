@@ -361,7 +361,6 @@ def one_node_graph(op="LSTM", inputs=None, dtype=np.float32, extra_inputs=(), **
     ({"activation_alpha": [0.5]}, "'activation_alpha'"),
     ({"activation_beta": [0.5]}, "'activation_beta'"),
     ({"layout": 1}, "layout=1"),
-    ({"direction": "reverse"}, "direction='reverse'"),
 ])
 def test_unsupported_lstm_attributes_are_named(attrs, match):
     with pytest.raises(ValueError, match=match):
@@ -408,25 +407,184 @@ def test_glue_that_rnnx_does_not_do_fails_verification():
     assert isinstance(rnnx.from_onnx(model), rnnx.GRU)   # the right glue imports
 
 
-def test_zero_length_rows_onnxruntime_gives_zeros_and_rnnx_refuses_them():
-    # The documented semantics: onnxruntime returns zeros for Y and Y_h of a row whose
-    # sequence_lens is 0; rnnx's lengths lie in [1, T] and a 0 is a ValueError naming lengths.
-    # The other rows agree.
-    model = rnnx.Sequential(rnnx.GRU(3, 4, bidirectional=True, seed=1), rnnx.Dense(8, 2))
-    proto = rnnx.to_onnx(model, lengths=True)
-    x = np.random.default_rng(0).standard_normal((4, 3, 3)).astype(np.float32)
-    lengths = np.array([4, 0, 2])
+# ------------------------------------------------------- length 0 and lone reverse nodes
+
+NODE_CELLS = [("RNN", {}), ("LSTM", {}), ("GRU", {"linear_before_reset": 0}),
+              ("GRU", {"linear_before_reset": 1})]
+
+
+def lone_node_graph(op, direction, dtype=np.float32, lengths=False, initial=False, seed=0,
+                    **attrs):
+    """x (T, B, I) [, lengths (B,) int32] [, h0, c0 (D, B, H)] -> one node -> y (T, B, D*H),
+    then Y_h (and Y_c): the glue rnnx.to_onnx writes (Transpose + Reshape)."""
+    G = {"RNN": 1, "LSTM": 4, "GRU": 3}[op]
+    D = 2 if direction == "bidirectional" else 1
+    rng = np.random.default_rng(seed)
+    inits = [onnx.numpy_helper.from_array(rng.uniform(-1, 1, s).astype(dtype), n)
+             for n, s in (("W", (D, G * H, I)), ("R", (D, G * H, H)), ("B", (D, 2 * G * H)))]
+    inits.append(onnx.numpy_helper.from_array(np.array([0, 0, -1]), "shape"))
+    elem = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    graph_inputs = [onnx.helper.make_tensor_value_info("x", elem, ["T", "B", I])]
+    node_inputs = ["x", "W", "R", "B", "lengths" if lengths else ""]
+    if lengths:
+        graph_inputs.append(onnx.helper.make_tensor_value_info("lengths", onnx.TensorProto.INT32,
+                                                               ["B"]))
+    if initial:
+        states = ["h0", "c0"] if op == "LSTM" else ["h0"]
+        node_inputs += states
+        graph_inputs += [onnx.helper.make_tensor_value_info(n, elem, [D, "B", H]) for n in states]
+    outs = ["Y", "Y_h"] + (["Y_c"] if op == "LSTM" else [])
+    nodes = [onnx.helper.make_node(op, node_inputs, outs, hidden_size=H, direction=direction,
+                                   **attrs),
+             onnx.helper.make_node("Transpose", ["Y"], ["Yt"], perm=[0, 2, 1, 3]),
+             onnx.helper.make_node("Reshape", ["Yt", "shape"], ["y"])]
+    graph = onnx.helper.make_graph(
+        nodes, "lone", graph_inputs,
+        [onnx.helper.make_tensor_value_info(n, elem, None) for n in ["y"] + outs[1:]], inits)
+    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)],
+                                  ir_version=8)
+
+
+def node_feeds(op, direction, dtype=np.float32, T=5, B=4, seed=1):
+    D = 2 if direction == "bidirectional" else 1
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((T, B, I)).astype(dtype)
+    states = [rng.standard_normal((D, B, H)).astype(dtype) + 2
+              for _ in range(2 if op == "LSTM" else 1)]
+    return x, np.array([0, T, 2, 0][:B]), states
+
+
+@pytest.mark.parametrize("initial", [False, True])
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+@pytest.mark.parametrize("op, attrs", NODE_CELLS)
+def test_onnxruntime_zeros_a_length_zero_row_even_from_a_given_initial_state(op, attrs, direction,
+                                                                          initial):
+    """What onnxruntime does with sequence_lens 0, as the README states it: zeros for Y, Y_h
+    and Y_c, with or without initial_h/initial_c.  rnnx gives zeros for y and the initial
+    state as the final state, so the two agree from zero states (what from_onnx imports) and
+    differ, on those rows' final states only, from a non-zero one."""
+    proto = lone_node_graph(op, direction, lengths=True, initial=initial, **attrs)
+    x, lengths, states = node_feeds(op, direction)
+    feeds = {"x": x, "lengths": lengths.astype(np.int32)}
+    if initial:
+        feeds.update(zip(["h0", "c0"], states))
+    y_ort, *finals_ort = run_ort(proto, feeds)[0]
+    zero = lengths == 0
+    assert not y_ort[:, zero].any()
+    for f in finals_ort:
+        assert not f[:, zero].any()
+    clean = lone_node_graph(op, direction, lengths=True, **attrs)  # the same, from zero states
+    layer = rnnx.from_onnx(clean)
+    assert layer.go_backwards == (direction == "reverse")
+    assert layer.bidirectional == (direction == "bidirectional")
+    state = None
+    if initial:
+        state = tuple(states) if op == "LSTM" else states[0]
+    y, final = layer(x, state, lengths)
+    final = list(final) if isinstance(final, tuple) else [final]
+    assert_allclose(y, y_ort, rtol=1e-5, atol=1e-6)
+    for ours, theirs, given in zip(final, finals_ort, states):
+        assert_allclose(ours[:, ~zero], theirs[:, ~zero], rtol=1e-5, atol=1e-6)
+        assert np.array_equal(ours[:, zero], given[:, zero] if initial else 0 * given[:, zero])
+
+
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+@pytest.mark.parametrize("op, attrs", NODE_CELLS)
+def test_import_with_length_zero_rows_equals_onnxruntime(op, attrs, direction):
+    proto = lone_node_graph(op, direction, lengths=True, seed=3, **attrs)
+    x, lengths, _ = node_feeds(op, direction, seed=4)
     outputs, _ = run_ort(proto, {"x": x, "lengths": lengths.astype(np.int32)})
-    y_ort, h_ort = outputs
-    assert not np.any(h_ort[:, 1])
-    imported = rnnx.from_onnx(proto)
-    with pytest.raises(ValueError, match="lengths"):
-        imported(x, lengths=lengths)
-    keep = lengths > 0
-    y, (h,) = imported(x[:, keep], lengths=lengths[keep])
-    assert_allclose(h, h_ort[:, keep], rtol=1e-5, atol=1e-6)
-    # Y's Dense head sees the zeros of the padded steps: its output is the bias there
-    assert_allclose(y, y_ort[:, keep], rtol=1e-5, atol=1e-6)
+    model = rnnx.from_onnx(proto)
+    y, final = model(x, lengths=lengths)
+    final = list(final) if isinstance(final, tuple) else [final]
+    for ours, theirs in zip([y] + final, outputs):
+        assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_export_with_length_zero_rows_runs_in_onnxruntime_like_rnnx(seed):
+    """rnnx -> ONNX -> onnxruntime with rows of length 0: y, the heads on it, many_to_one
+    and every final state agree (the graph starts from zero states)."""
+    model = random_model(seed, np.float32)
+    layers = model.layers if isinstance(model, rnnx.Sequential) else [model]
+    for layer in layers:
+        if seed % 2 == 0 and getattr(layer, "bidirectional", True) is False:
+            layer.go_backwards = True                      # a direction="reverse" node
+    proto = rnnx.to_onnx(model, lengths=True)
+    x, lengths = probe(model, seed, B=4)
+    lengths[1:3] = 0
+    outputs, names = run_ort(proto, {"x": x, "lengths": lengths.astype(np.int32)})
+    y, state = model(x, lengths=lengths)
+    for name, got, want in zip(names, outputs, [y] + flat_states(model, state)):
+        scale = max(1.0, float(np.max(np.abs(want))))
+        assert_allclose(got, want, rtol=1e-5, atol=1e-5 * scale, err_msg=name)
+
+
+@pytest.mark.parametrize("with_lengths", [False, True])
+@pytest.mark.parametrize("op, attrs", NODE_CELLS)
+def test_lone_reverse_node_imports_as_go_backwards(op, attrs, with_lengths):
+    """float32 against onnxruntime (1e-5 relative), from zero and from given initial states
+    (the rows of length > 0: see the test above for length 0)."""
+    proto = lone_node_graph(op, "reverse", lengths=with_lengths, initial=True, seed=5, **attrs)
+    layer = rnnx.from_onnx(lone_node_graph(op, "reverse", lengths=with_lengths, seed=5, **attrs))
+    assert layer.go_backwards and not layer.bidirectional and layer.num_directions == 1
+    assert all("reverse" not in name for name in layer.state_dict())
+    x, lengths, states = node_feeds(op, "reverse", seed=6)
+    lengths[lengths == 0] = 3
+    lengths = lengths if with_lengths else None
+    feeds = {"x": x, **dict(zip(["h0", "c0"], states))}
+    if with_lengths:
+        feeds["lengths"] = lengths.astype(np.int32)
+    y_ort, *finals_ort = run_ort(proto, feeds)[0]
+    y, final = layer(x, tuple(states) if op == "LSTM" else states[0], lengths)
+    final = list(final) if isinstance(final, tuple) else [final]
+    for ours, theirs in zip([y] + final, [y_ort] + finals_ort):
+        scale = max(1.0, float(np.max(np.abs(theirs))))
+        assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5 * scale)
+    # it is the reverse half of a bidirectional layer on its own
+    both = rnnx.from_onnx(lone_node_graph(op, "bidirectional", lengths=with_lengths, seed=5,
+                                          **attrs))
+    both.load_state_dict({**{k: v for k, v in both.state_dict().items() if "reverse" not in k},
+                          **{k + "_reverse": v for k, v in layer.state_dict().items()}})
+    assert np.array_equal(both(x, None, lengths)[0][:, :, H:], layer(x, None, lengths)[0])
+
+
+@pytest.mark.parametrize("op, attrs", NODE_CELLS)
+def test_lone_reverse_node_float64_equals_onnx_reference_evaluator(op, attrs):
+    """onnx's own evaluator (its cells, not rnnx.reference) runs direction="reverse"; it
+    ignores sequence_lens, so this graph has none."""
+    from onnx.reference import ReferenceEvaluator
+    proto = lone_node_graph(op, "reverse", dtype=np.float64, initial=True, seed=7, **attrs)
+    layer = rnnx.from_onnx(lone_node_graph(op, "reverse", dtype=np.float64, seed=7, **attrs))
+    assert layer.dtype == np.float64 and layer.go_backwards
+    x, _, states = node_feeds(op, "reverse", dtype=np.float64, seed=8)
+    expected = ReferenceEvaluator(proto).run(None, {"x": x, **dict(zip(["h0", "c0"], states))})
+    y, final = layer(x, tuple(states) if op == "LSTM" else states[0])
+    final = list(final) if isinstance(final, tuple) else [final]
+    for ours, theirs in zip([y] + final, expected):
+        assert_allclose(ours, theirs, rtol=1e-12, atol=1e-13)
+
+
+def test_reverse_stacks_fold_and_round_trip():
+    """Two reverse nodes chained fold into one go_backwards stack; rnnx -> ONNX -> rnnx keeps
+    go_backwards, weights and outputs; a many_to_one head reads t = 0, like ONNX's Y_h."""
+    for dtype in (np.float32, np.float64):
+        model = rnnx.Sequential(rnnx.GRU(3, 4, num_layers=2, go_backwards=True, dtype=dtype,
+                                         seed=2, reset_after=False),
+                                rnnx.Dense(4, 2, dtype=dtype, seed=3), many_to_one=True)
+        proto = rnnx.to_onnx(model, lengths=True)
+        directions = [a.s for n in proto.graph.node for a in n.attribute if a.name == "direction"]
+        assert directions == [b"reverse", b"reverse"]
+        back = rnnx.from_onnx(proto)
+        assert back.config() == model.config()
+        for name, value in model.state_dict().items():
+            assert np.array_equal(back.state_dict()[name], value), name
+        x, lengths = probe(model, 2, B=4)
+        lengths[1] = 0
+        assert np.array_equal(back(x, lengths=lengths)[0], model(x, lengths=lengths)[0])
+        if dtype == np.float32:
+            y_ort = run_ort(proto, {"x": x, "lengths": lengths.astype(np.int32)})[0][0]
+            assert_allclose(y_ort, model(x, lengths=lengths)[0], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("variant", ["concat_directions", "concat_features", "reverse_first"])

@@ -53,7 +53,8 @@ def _check_rnn(layer, name, kind, backwards=False):
                          "explicitly: rnnx layers take and return it)")
     if bool(getattr(layer, "go_backwards", False)) != backwards:
         raise ValueError(f"{name}: go_backwards={layer.go_backwards} is not supported by rnnx "
-                         "(no reverse-only layer; use Bidirectional)")
+                         "(Keras returns its outputs reversed in time, rnnx's go_backwards in "
+                         "time order; use Bidirectional)")
 
 
 def _direction_params(layer, kind, reverse, k=0):
@@ -204,6 +205,10 @@ def from_keras(layer_or_model):
 
 def _keras_rnn(keras, layer, k, return_sequences, dtype):
     """The Keras layer for layer k of an rnnx recurrent layer, with its weights."""
+    if getattr(layer, "go_backwards", False):
+        raise ValueError("to_keras: a go_backwards=True layer is not converted (Keras's "
+                         "go_backwards returns its outputs reversed in time, rnnx's in time "
+                         "order)")
     cell = cell_name(layer)
     H, D = layer.hidden_size, layer.num_directions
     params = layer.state_dict()

@@ -71,7 +71,8 @@ def _recurrent(b, layer, x, lengths, index):
         else:
             inputs.append("")
         inputs.append(lengths or "")
-        attrs = {"hidden_size": H, "direction": "bidirectional" if D == 2 else "forward"}
+        attrs = {"hidden_size": H, "direction": "bidirectional" if D == 2 else
+                 "reverse" if layer.go_backwards else "forward"}
         if cell == "RNN":
             attrs["activations"] = ["Tanh" if layer.nonlinearity == "tanh" else "Relu"] * D
         if cell == "GRU":
@@ -108,8 +109,9 @@ def to_onnx(model, path=None, opset=DEFAULT_OPSET, lengths=False):
     ----------
     model : rnnx.RNN, LSTM, GRU, Dense or Sequential
         RNN (tanh or relu), LSTM, GRU (``reset_after`` becomes ``linear_before_reset``),
-        stacked and bidirectional, ``batch_first``, Dense heads with any activation, and a
-        Sequential's ``many_to_one``.
+        stacked and bidirectional (``go_backwards`` becomes ``direction="reverse"``),
+        ``batch_first``, Dense heads with any activation, and a Sequential's
+        ``many_to_one``.
     path : str or path-like, optional
         Where to write the ``.onnx`` file; None writes nothing.
     opset : int
@@ -117,7 +119,9 @@ def to_onnx(model, path=None, opset=DEFAULT_OPSET, lengths=False):
     lengths : bool
         Add a graph input ``lengths`` (int32, (B,)) fed to every node's ``sequence_lens``:
         the same semantics as rnnx's ``lengths`` (zeros at padded steps, final states at
-        each row's last valid step).
+        each row's last valid step).  A row of length 0: onnxruntime returns zeros for its
+        Y, Y_h and Y_c, which is what rnnx returns from the zero initial state the graph
+        starts from (rnnx's final state of such a row is its initial state).
 
     Returns
     -------

@@ -4,8 +4,8 @@ What is read: the RNN/LSTM/GRU nodes on the way to the graph's first output, in 
 order.  Consecutive nodes of one kind and signature (hidden_size, direction, activation,
 linear_before_reset, bias) whose X is computed from the previous node's Y fold into one rnnx
 layer with num_layers; a forward and a reverse node reading the same X are one bidirectional
-layer; MatMul or Gemm with a constant weight, a constant Add after it, and a
-Sigmoid/Softmax/Tanh/Relu become rnnx.Dense layers.  The glue between them (Transpose,
+layer, a lone reverse node a go_backwards layer; MatMul or Gemm with a constant weight, a
+constant Add after it, and a Sigmoid/Softmax/Tanh/Relu become rnnx.Dense layers.  The glue between them (Transpose,
 Reshape, Squeeze, Unsqueeze, Concat, Slice, Gather, Shape, Expand, Constant, Cast, ...) is
 what torch.onnx.export and rnnx.to_onnx emit; it is not matched op by op: instead the
 imported model is checked against the graph itself, run by onnx's reference evaluator (its
@@ -214,10 +214,9 @@ def _cell_spec(graph, node):
 
 
 def _pair_reverse_nodes(graph, cells):
-    """{id(reverse node): its forward partner}.  rnnx has no reverse-only layer, but a
-    forward and a reverse node of one signature reading the same X are the two halves of a
-    bidirectional layer (how tf2onnx writes a Keras Bidirectional); a lone reverse node is
-    refused."""
+    """{id(reverse node): its forward partner}.  A forward and a reverse node of one
+    signature reading the same X are the two halves of a bidirectional layer (how tf2onnx
+    writes a Keras Bidirectional); a lone reverse node is a go_backwards layer."""
     partners = {}
     for node in cells:
         if _attributes(graph.onnx, node).get("direction") != "reverse":
@@ -232,11 +231,6 @@ def _pair_reverse_nodes(graph, cells):
                     other_spec["sequence_lens"] == spec["sequence_lens"]:
                 partners[id(node)] = other
                 break
-        else:
-            raise ValueError(f"{node.op_type} node {node.name!r}: direction='reverse' alone is not "
-                             "supported: rnnx has no reverse-only layer (a reverse node imports "
-                             "as the backward half of a bidirectional layer, paired with a "
-                             "forward node of the same kind reading the same X)")
     return partners
 
 
@@ -251,7 +245,8 @@ def _recurrent_layer(specs, batch_first):
     from .. import layers
     cell, H, D, nonlinearity, linear_before_reset, bias, dtype = specs[0]["signature"]
     kwargs = dict(input_size=int(specs[0]["input_size"]), hidden_size=H, num_layers=len(specs),
-                  bias=bias, batch_first=batch_first, bidirectional=D == 2, dtype=dtype)
+                  bias=bias, batch_first=batch_first, bidirectional=D == 2, dtype=dtype,
+                  go_backwards=specs[0]["direction"] == "reverse")
     if cell == "RNN":
         layer = layers.RNN(nonlinearity=nonlinearity, **kwargs)
     elif cell == "LSTM":
@@ -362,6 +357,7 @@ def _structure(graph):
             spec["lengths"] = spec["sequence_lens"] and graph.source(spec["sequence_lens"])[0]
             fold = (items and items[-1][0] == "cell" and previous
                     and items[-1][1][-1]["signature"] == spec["signature"]
+                    and items[-1][1][-1]["direction"] == spec["direction"]
                     and items[-1][1][-1]["lengths"] == spec["lengths"]
                     and any(id(p) in graph.ancestors(node.input[0])[0] for p in previous))
             if fold:
@@ -440,8 +436,7 @@ def from_onnx(path_or_model, verify=True):
     Raises
     ------
     ValueError
-        What rnnx cannot express, named: a lone ``direction='reverse'`` node (one paired
-        with a forward node on the same X is a bidirectional layer), LSTM ``clip``,
+        What rnnx cannot express, named: LSTM ``clip``,
         ``input_forget``, peepholes ``P``, non-default ``activations``,
         ``activation_alpha``/``activation_beta``, ``layout=1``, a non-zero initial state,
         an operator or graph input with no rnnx counterpart, glue that does not verify.
@@ -450,9 +445,15 @@ def from_onnx(path_or_model, verify=True):
 
     Notes
     -----
-    Sequence length 0: ONNX Runtime returns zeros for Y, Y_h and Y_c of a row whose
-    ``sequence_lens`` is 0.  rnnx's layers take lengths in [1, T], so
-    ``rnnx.interop.run_onnx_lengths`` gives the ONNX semantics on an imported model.
+    A ``direction="reverse"`` node imports as a ``go_backwards=True`` layer (y in time
+    order, as ONNX's Y), unless a forward node of the same kind reads the same X: the two
+    are then one bidirectional layer.
+
+    Sequence length 0: onnxruntime returns zeros for Y, Y_h and Y_c of a row whose
+    ``sequence_lens`` is 0, whether or not the node has an initial state.  rnnx returns
+    zeros for its y and its initial state as its final state; the graphs imported start
+    from zero states (a non-zero initial state is refused), so the imported model returns
+    onnxruntime's zeros.
     """
     onnx = require("onnx")
     if isinstance(path_or_model, onnx.ModelProto):

@@ -105,11 +105,11 @@ def _cases():
     return {
         "lstm2_f32": (rnnx.LSTM(3, 8, num_layers=2, seed=1), 6, 2, None),
         "lstm_dense_f64": (rnnx.Sequential(rnnx.LSTM(2, 5, dtype=f64, seed=2),
-                                           rnnx.Dense(5, 3, dtype=f64, seed=3)), 5, 3, [5, 2, 4]),
+                                           rnnx.Dense(5, 3, dtype=f64, seed=3)), 5, 3, [5, 0, 4]),
         "gru_bi_softmax_m2o_f32": (rnnx.Sequential(
             rnnx.GRU(4, 6, num_layers=2, bidirectional=True, seed=4),
             rnnx.Dense(12, 7, activation="relu", seed=5),
-            rnnx.Dense(7, 3, activation="softmax", seed=6), many_to_one=True), 7, 3, [7, 3, 1]),
+            rnnx.Dense(7, 3, activation="softmax", seed=6), many_to_one=True), 7, 3, [7, 0, 1]),
         "gru_before_nobias_f64": (rnnx.GRU(3, 4, reset_after=False, bias=False, dtype=f64, seed=7),
                                   4, 2, None),
         "rnn_relu_sigmoid_f32": (rnnx.Sequential(rnnx.Dense(2, 4, activation="tanh", seed=8),

@@ -182,8 +182,10 @@ static void test_arguments(const char* dir)
     CHECK(rnnx_model_run_work_size(&m, 0, B) == 0 && rnnx_model_run_work_size(NULL, T, B) == 0,
           "a work size for a bad call");
     CHECK_STATUS(rnnx_model_run(&m, NULL, x, T, B, lengths, y, work, wb), RNNX_EINVAL);
-    lengths[1] = 0;
+    lengths[1] = -1;
     CHECK_STATUS(rnnx_model_run(&m, NULL, x, T, B, lengths, y, work, wb), RNNX_EINVAL);
+    lengths[1] = 0;   /* a row of length 0 runs no step */
+    CHECK_STATUS(rnnx_model_run(&m, NULL, x, T, B, lengths, y, work, wb), RNNX_OK);
     lengths[1] = 2;
     CHECK_STATUS(rnnx_model_run(&m, NULL, x, T, B, lengths, y, work, wb), RNNX_OK);
     CHECK_STATUS(rnnx_model_run(&m, NULL, x, 0, B, NULL, y, work, wb), RNNX_EINVAL);
