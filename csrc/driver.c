@@ -8,8 +8,9 @@
  * packed W_hh's layout) and, for each panel, computes the panel's columns of
  * every gate (MR rows at a time) and then the cell's elementwise work on those
  * units while they are in cache.  Panels are independent within a phase, so a
- * step is cut into tasks of whole panels, one per thread; a task's result is
- * the same whoever runs it, so results do not depend on the thread count.
+ * step is cut into tasks of whole panels (and, forward, of whole row tiles
+ * where panels are few), claimed by the threads as they come; a task's result
+ * is the same whoever runs it, so results do not depend on the thread count.
  * Compiled through kernels_body.c.
  */
 
@@ -97,22 +98,46 @@ static void run_tasks(const rnnx_blas* blas, int n, rnnx_task_fn task, void* ctx
         task(ctx, 0);
 }
 
+/* Rows lo..hi-1 of row task i of n: whole MR-row tiles, and the rows past
+ * the last whole tile always in the last task, so every row goes through the
+ * same kernel (tile or single row) as in a serial step. */
+static void task_rows(int B, int n, int i, int* lo, int* hi)
+{
+    const int tiles = B / MR;
+    *lo = (int)((long long)tiles * i / n) * MR;
+    *hi = i == n - 1 ? B : (int)((long long)tiles * (i + 1) / n) * MR;
+}
+
 /* How many tasks a step is cut into, when the step is worth more than a
  * handoff (a few microseconds): TASKS_PER_THREAD per thread, each of whole
  * panels.  Threads claim tasks as they come, so on a busy machine a thread
  * that is not running leaves its share to the others, and one that is
- * preempted inside a task holds up the step by a small task only. */
-enum { TASKS_PER_THREAD = 4 };
+ * preempted inside a task holds up the step by a small task only.  Where
+ * there are fewer panels than that, a forward step (row_tasks not NULL) also
+ * cuts the batch into *row_tasks blocks of at least ROWS_PER_TASK rows. */
+enum { TASKS_PER_THREAD = 4, ROWS_PER_TASK = 16 };
 
-static int step_tasks(const rnnx_blas* blas, int B, int G, int H)
+/* Below this many multiply-adds per step (B*G*H) a step runs serially: the
+ * handoff and barrier (about 2 us on the 2-core EPYC) outweigh the split. */
+#define STEP_SERIAL_BELOW 32768.0
+
+static int step_tasks(const rnnx_blas* blas, int B, int G, int H, int* row_tasks)
 {
+    if (row_tasks)
+        *row_tasks = 1;
     if (!blas || !blas->parallel_for || blas->n_threads <= 1)
         return 1;
-    if ((double)B * G * H < 32768.0)
+    if ((double)B * G * H < STEP_SERIAL_BELOW)
         return 1;
     const int panels = (H + U - 1) / U;
     const int tasks = blas->n_threads * TASKS_PER_THREAD;
-    return tasks < panels ? tasks : panels;
+    if (tasks <= panels)
+        return tasks;
+    if (row_tasks) {
+        const int most = B / ROWS_PER_TASK, want = (tasks + panels - 1) / panels;
+        *row_tasks = want < most ? want : most > 1 ? most : 1;
+    }
+    return panels;
 }
 
 /* ------------------------------------------------------------- forward --- */
@@ -121,7 +146,7 @@ typedef struct fwd_task {
     const fwd_phase* phase;
     const step* s;
     const real* packed;
-    int gates, n_tasks;
+    int gates, n_tasks, row_tasks;  /* task i: panel task i / row_tasks, row block i % row_tasks */
 } fwd_task;
 
 /* One task of a fused phase: its panels' products, each followed by finish. */
@@ -132,12 +157,13 @@ static void fused_phase_task(void* ctx, int task)
     const step* s = c->s;
     const int B = s->B, H = s->H, G = s->G;
     const real* in = ph->from_aux ? s->aux : s->h_prev;  /* (B,H) */
-    int lo, hi;
-    task_units(H, c->n_tasks, task, &lo, &hi);
+    int lo, hi, row_lo, row_hi;
+    task_units(H, c->n_tasks, task / c->row_tasks, &lo, &hi);
+    task_rows(B, c->row_tasks, task % c->row_tasks, &row_lo, &row_hi);
     for (int j0 = lo; j0 < hi; j0 += U) {
         const int p = j0 / U, nu = hi - j0 < U ? hi - j0 : U;
-        for (int r0 = 0; r0 < B; r0 += MR) {
-            const int m = B - r0 < MR ? B - r0 : MR;
+        for (int r0 = row_lo; r0 < row_hi; r0 += MR) {
+            const int m = row_hi - r0 < MR ? row_hi - r0 : MR;
             const real* rows = in + (size_t)r0 * H;
             if (m == MR) {
                 for (int g = ph->g0; g < ph->g1; g++) {
@@ -236,8 +262,9 @@ static int forward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
     s.lengths = a->lengths;
     s.ldy = a->ldy;
     s.bias_n = after && b_hh ? (const real*)b_hh + 2 * H : NULL;
-    const int n_tasks = fused ? step_tasks(blas, B, G, H) : 1;
-    fwd_task task = {NULL, &s, packed, d->gates, n_tasks};
+    int row_tasks = 1;
+    const int n_tasks = fused ? step_tasks(blas, B, G, H, &row_tasks) : 1;
+    fwd_task task = {NULL, &s, packed, d->gates, n_tasks, row_tasks};
 
     const real* h_prev = a->h0;
     const real* c_prev = has_c ? a->c0 : NULL;
@@ -260,7 +287,7 @@ static int forward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
         for (int q = 0; q < plan->n_phases; q++) {
             if (fused) {
                 task.phase = &plan->phase[q];
-                run_tasks(blas, n_tasks, fused_phase_task, &task);
+                run_tasks(blas, n_tasks * row_tasks, fused_phase_task, &task);
             } else {
                 plain_phase(blas, naive, &plan->phase[q], &s, a->w_hh);
             }
@@ -356,7 +383,7 @@ static int backward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
     s.dh = work + wl.dh;
     s.dc = work + wl.dc;
     s.drh = work + wl.drh;
-    const int n_tasks = own ? step_tasks(blas, B, G, H) : 1;
+    const int n_tasks = own ? step_tasks(blas, B, G, H, NULL) : 1;
     real* packed = NULL;
     if (own) {
         packed = work + wl.packed;

@@ -21,13 +21,14 @@ void rnnx_pool_destroy(rnnx_pool* pool);
  * workers; returns when all are done.  A second caller while the pool is busy
  * runs its tasks itself, serially, so concurrent calls are safe.  Tasks are
  * claimed one at a time by whichever thread runs, so a descheduled worker
- * leaves its share to the others; a job that still had to wait long for a
- * preempted worker makes the next jobs run on the caller alone for a while
- * (doubling on each such stall), so a busy machine degrades to one thread. */
+ * leaves its share to the others.  The pool times alike jobs run pooled and
+ * run by the caller alone, and runs the faster way (re-measured now and
+ * then), so a busy machine degrades to one thread's speed, not below. */
 void rnnx_pool_parallel_for(void* pool, int n_tasks, rnnx_task_fn task, void* ctx);
 
-/* Pooled jobs run so far and how many of them stalled (for tests and tuning). */
-void rnnx_pool_stats(const rnnx_pool* pool, long long* jobs, long long* stalls);
+/* Jobs the pool took so far, and how many of them it ran on the caller alone
+ * (for tests and tuning). */
+void rnnx_pool_stats(const rnnx_pool* pool, long long* jobs, long long* serial_jobs);
 
 /* Make blas's sgemm/dgemm wrappers that cut a large product into column or
  * row blocks fixed by its shape alone (never by the thread count, so results
