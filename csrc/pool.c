@@ -15,12 +15,16 @@
  * task holds up the step for a time slice, and a spinning worker takes CPU
  * time from the caller.  So the pool measures: per kind of job (its task
  * function and task count; a time loop runs hundreds of alike jobs), it
- * times MEASURE jobs pooled and MEASURE jobs run by the caller alone, then
- * runs the faster way (pooled only if 5% faster) for a stretch of jobs
- * that doubles while the verdict holds (EXPLORE_MIN to EXPLORE_MAX), and
- * measures again.  Measured on the 2-core EPYC with other processes busy,
- * LSTM (16,128,64,200) took 12.2 ms serially and 14.3 ms pooled with no
- * stall counted: the loss was the spinning, not preemption inside tasks.
+ * runs 2 * MEASURE jobs alternately by the caller alone and pooled (a
+ * pooled job 3x slower than its serial twin ends the measuring at once),
+ * then runs them pooled only if pooling was at least 5% faster both in total
+ * and in the median job (serial, the safe choice, when noise leaves it in
+ * doubt), for a stretch of jobs that grows while the verdict holds (x2
+ * pooled, x4 serial, from STRETCH_MIN to STRETCH_POOLED or STRETCH_SERIAL),
+ * and measures again.
+ * Measured on the 2-core EPYC shared with other busy processes, LSTM
+ * (16,128,64,200) took 12.2 ms serially and 14.3 ms pooled with no stall
+ * inside a task: the loss was the threads' contention, not preemption alone.
  *
  * BLAS: rnnx_pool_wrap_blas wraps the hoisted products (input projection,
  * weight and input gradients), see pool.h.  Every product large enough for
@@ -35,6 +39,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -49,9 +54,10 @@
 
 enum {
     SPIN_NS = 50000,       /* a worker, or the caller waiting, spins this long before sleeping */
-    MEASURE = 8,           /* jobs timed each way before a verdict */
-    EXPLORE_MIN = 64,      /* jobs run the chosen way after a verdict ... */
-    EXPLORE_MAX = 8192,    /* ... doubling while verdicts agree, up to this */
+    MEASURE = 16,          /* jobs timed each way before a verdict */
+    STRETCH_MIN = 64,      /* jobs run the chosen way after a verdict, doubling while */
+    STRETCH_POOLED = 1024, /* verdicts agree, up to this when pooled */
+    STRETCH_SERIAL = 8192, /* ... and this when serial */
     KINDS = 8              /* kinds of job tracked at once */
 };
 
@@ -60,11 +66,11 @@ typedef struct job_kind {
     rnnx_task_fn task;
     int n_tasks;
     long long used;        /* the pool's job count when last seen (least recently used goes) */
-    int phase;             /* 0: timing pooled jobs, 1: timing serial jobs, 2: running the verdict */
+    int measuring;         /* 1: timing jobs, alternately pooled and serial; 0: running the verdict */
     int count;             /* jobs in this phase */
     int serial;            /* the verdict: 1 run on the caller alone */
-    int stretch;           /* jobs phase 2 lasts */
-    int64_t ns[2];         /* pooled and serial time of this round */
+    int stretch;           /* jobs the verdict runs for */
+    int64_t ns[2][MEASURE];  /* [serial][i]: the times of the measured jobs */
 } job_kind;
 
 struct rnnx_pool {
@@ -205,31 +211,61 @@ static job_kind* kind_of(rnnx_pool* p, rnnx_task_fn task, int n_tasks)
         if (k->used < oldest->used)
             oldest = k;
     }
-    *oldest = (job_kind){task, n_tasks, p->jobs, 0, 0, 0, EXPLORE_MIN / 2, {0, 0}};
+    memset(oldest, 0, sizeof *oldest);
+    oldest->task = task;
+    oldest->n_tasks = n_tasks;
+    oldest->used = p->jobs;
+    oldest->measuring = 1;
+    oldest->serial = 1;
+    oldest->stretch = STRETCH_MIN / 2;
     return oldest;
+}
+
+/* Whether the next job of kind k runs on the caller alone. */
+static int runs_serially(const job_kind* k)
+{
+    return k->measuring ? !(k->count & 1) : k->serial;  /* measuring: serial first */
+}
+
+static int64_t median(int64_t* v, int n)
+{
+    for (int i = 1; i < n; i++)  /* insertion sort: n is MEASURE */
+        for (int j = i; j > 0 && v[j - 1] > v[j]; j--) {
+            const int64_t t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
+    return v[n / 2];
 }
 
 /* After a job of kind k that ran serially or not and took ns. */
 static void measured(job_kind* k, int serial, int64_t ns)
 {
-    if (k->phase == 2) {
+    if (!k->measuring) {
         if (++k->count >= k->stretch)
-            k->phase = k->count = 0, k->ns[0] = k->ns[1] = 0;
+            k->measuring = 1, k->count = 0;
         return;
     }
-    k->ns[serial] += ns;
-    if (++k->count < MEASURE)
+    k->ns[serial][k->count / 2] = ns;
+    /* a pooled job 3x slower than the serial one before it (a worker preempted
+     * inside a task costs a time slice): serial, without measuring on */
+    const int stalled = !serial && ns > 3 * k->ns[1][k->count / 2];
+    if (!stalled && ++k->count < 2 * MEASURE)
         return;
+    int64_t total[2] = {0, 0};
+    for (int i = 0; i < MEASURE; i++)
+        total[0] += k->ns[0][i], total[1] += k->ns[1][i];
+    const int pooled = !stalled && (double)total[0] * 1.05 < (double)total[1] &&
+                       (double)median(k->ns[0], MEASURE) * 1.05 < (double)median(k->ns[1], MEASURE);
+    const int most = pooled ? STRETCH_POOLED : STRETCH_SERIAL;
+    k->stretch = pooled != k->serial && k->stretch < most ? (pooled ? 2 : 4) * k->stretch : STRETCH_MIN;
+    if (k->stretch > most)
+        k->stretch = most;
+    k->serial = !pooled;
+    k->measuring = 0;
     k->count = 0;
-    if (k->phase == 0) {
-        k->phase = 1;
-        return;
-    }
-    const int verdict = !((double)k->ns[0] * 1.05 < (double)k->ns[1]);
-    k->stretch = verdict == k->serial && k->stretch < EXPLORE_MAX ? 2 * k->stretch : EXPLORE_MIN;
-    k->serial = verdict;
-    k->phase = 2;
 }
+
 
 void rnnx_pool_parallel_for(void* pool, int n_tasks, rnnx_task_fn task, void* ctx)
 {
@@ -244,7 +280,7 @@ void rnnx_pool_parallel_for(void* pool, int n_tasks, rnnx_task_fn task, void* ct
     }
     p->jobs++;
     job_kind* kind = kind_of(p, task, n_tasks);
-    const int serial = kind->phase == 1 || (kind->phase == 2 && kind->serial);
+    const int serial = runs_serially(kind);
     const int64_t start = now_ns();
     if (serial) {
         p->serial_jobs++;
