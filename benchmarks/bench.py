@@ -153,6 +153,28 @@ def run_each_thread_count(args):
     return merged
 
 
+def thread_scaling(result):
+    """rnnx's own time at each thread count against its time at the first count, per
+    grid point (the text under the tables when --threads lists several counts)."""
+    counts = result["meta"]["threads"]
+    if not isinstance(counts, list) or len(counts) < 2:
+        return ""
+    times = {}
+    for row in result["rows"]:
+        key = (row["kind"], row["cell"], row["mode"], row["B"], row["H"], row["I"], row["T"])
+        times.setdefault(key, {})[row["threads"]] = row["seconds"]["rnnx"]
+    first = counts[0]
+    lines = [f"rnnx at {', '.join(map(str, counts[1:]))} threads against {first} "
+             f"(time at {first} / time at n, above 1 means faster)"
+             + (", next to one busy process" if result["meta"].get("under_load") else "") + ":"]
+    for (kind, cell, mode, B, H, I, T), by_count in times.items():
+        if first not in by_count:
+            continue
+        ratios = ", ".join(f"{n}: {by_count[first] / by_count[n]:.2f}x" for n in counts[1:] if n in by_count)
+        lines.append(f"  {cell} {mode} (B={B}, H={H}, I={I}, T={T}): {ratios}")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     args = parse_args(argv)
     import report
@@ -168,6 +190,10 @@ def main(argv=None):
             load.kill()
             load.wait()
     print(report.table(result))
+    scaling = thread_scaling(result)
+    if scaling:
+        print()
+        print(scaling)
     if args.json:
         report.write_json(result, args.json)
     if args.plot:

@@ -8,8 +8,9 @@
  * packed W_hh's layout) and, for each panel, computes the panel's columns of
  * every gate (MR rows at a time) and then the cell's elementwise work on those
  * units while they are in cache.  Panels are independent within a phase, so a
- * step is cut into tasks of whole panels, one per thread; a task's result is
- * the same whoever runs it, so results do not depend on the thread count.
+ * step is cut into tasks of whole panels (and, forward, of whole row tiles
+ * where panels are few), claimed by the threads as they come; a task's result
+ * is the same whoever runs it, so results do not depend on the thread count.
  * Compiled through kernels_body.c.
  */
 
@@ -111,22 +112,46 @@ static void run_tasks(const rnnx_blas* blas, int n, rnnx_task_fn task, void* ctx
         task(ctx, 0);
 }
 
+/* Rows lo..hi-1 of row task i of n: whole MR-row tiles, and the rows past
+ * the last whole tile always in the last task, so every row goes through the
+ * same kernel (tile or single row) as in a serial step. */
+static void task_rows(int B, int n, int i, int* lo, int* hi)
+{
+    const int tiles = B / MR;
+    *lo = (int)((long long)tiles * i / n) * MR;
+    *hi = i == n - 1 ? B : (int)((long long)tiles * (i + 1) / n) * MR;
+}
+
 /* How many tasks a step is cut into, when the step is worth more than a
  * handoff (a few microseconds): TASKS_PER_THREAD per thread, each of whole
  * panels.  Threads claim tasks as they come, so on a busy machine a thread
  * that is not running leaves its share to the others, and one that is
- * preempted inside a task holds up the step by a small task only. */
-enum { TASKS_PER_THREAD = 4 };
+ * preempted inside a task holds up the step by a small task only.  Where
+ * there are fewer panels than that, a forward step (row_tasks not NULL) also
+ * cuts the batch into *row_tasks blocks of at least ROWS_PER_TASK rows. */
+enum { TASKS_PER_THREAD = 4, ROWS_PER_TASK = 16 };
 
-static int step_tasks(const rnnx_blas* blas, int B, int G, int H)
+/* Below this many multiply-adds per step (B*G*H) a step runs serially: the
+ * handoff and barrier (about 2 us on the 2-core EPYC) outweigh the split. */
+#define STEP_SERIAL_BELOW 32768.0
+
+static int step_tasks(const rnnx_blas* blas, int B, int G, int H, int* row_tasks)
 {
+    if (row_tasks)
+        *row_tasks = 1;
     if (!blas || !blas->parallel_for || blas->n_threads <= 1)
         return 1;
-    if ((double)B * G * H < 32768.0)
+    if ((double)B * G * H < STEP_SERIAL_BELOW)
         return 1;
     const int panels = (H + U - 1) / U;
     const int tasks = blas->n_threads * TASKS_PER_THREAD;
-    return tasks < panels ? tasks : panels;
+    if (tasks <= panels)
+        return tasks;
+    if (row_tasks) {
+        const int most = B / ROWS_PER_TASK, want = (tasks + panels - 1) / panels;
+        *row_tasks = want < most ? want : most > 1 ? most : 1;
+    }
+    return panels;
 }
 
 /* ------------------------------------------------------------- forward --- */
@@ -135,7 +160,7 @@ typedef struct fwd_task {
     const fwd_phase* phase;
     const step* s;
     const real* packed;
-    int gates, n_tasks;
+    int gates, n_tasks, row_tasks;  /* task i: panel task i / row_tasks, row block i % row_tasks */
     const real* packed_hr;  /* W_hr packed in panels (pack_panels(1, P, H)), with a projection */
 } fwd_task;
 
@@ -213,18 +238,19 @@ static void fused_phase_task(void* ctx, int task)
     const fwd_phase* ph = c->phase;
     const step* s = c->s;
     const phase_shape sh = shape_of(c);
-    const int B = s->B, ng = ph->g1 - ph->g0;
-    const int tiled = B - B % MR;                                   /* rows in whole tiles */
+    const int ng = ph->g1 - ph->g0;
     const int group = ng >= ROW_SLOTS ? 1 : ROW_SLOTS / ng;         /* panels per row call */
-    int lo, hi;
-    task_units(sh.N, c->n_tasks, task, &lo, &hi);
+    int lo, hi, row_lo, row_hi;
+    task_units(sh.N, c->n_tasks, task / c->row_tasks, &lo, &hi);
+    task_rows(s->B, c->row_tasks, task % c->row_tasks, &row_lo, &row_hi);
+    const int tiled = row_lo + (row_hi - row_lo) / MR * MR;         /* rows in whole tiles */
     for (int j0 = lo; j0 < hi;) {
         int j1 = j0 + group * U < hi ? j0 + group * U : hi;
         if (j1 - j0 > U && (j1 - j0) % U)  /* leave the short last panel to its own group */
             j1 = j0 + (j1 - j0) / U * U;
         for (int u0 = j0; u0 < j1; u0 += U) {
             const int p = u0 / U, nu = j1 - u0 < U ? j1 - u0 : U;
-            for (int r0 = 0; r0 < tiled; r0 += MR) {
+            for (int r0 = row_lo; r0 < tiled; r0 += MR) {
                 for (int g = ph->g0; g < ph->g1; g++) {
                     const real* panel = sh.packed + ((size_t)p * sh.gates + g) * sh.K * U;  /* (K,U) */
                     size_t ld;
@@ -237,7 +263,7 @@ static void fused_phase_task(void* ctx, int task)
                 ph->finish(s, r0, r0 + MR, u0, u0 + nu);
             }
         }
-        for (int r = tiled; r < B; r++) {
+        for (int r = tiled; r < row_hi; r++) {
             fused_row_products(c, &sh, r, j0, j1);
             ph->finish(s, r, r + 1, j0, j1);
         }
@@ -318,8 +344,9 @@ static int forward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
     s.ldy = a->ldy;
     s.bias_n = after && b_hh ? (const real*)b_hh + 2 * H : NULL;
     s.m = NULL;
-    const int n_tasks = fused ? step_tasks(blas, B, G, H) : 1;
-    fwd_task task = {NULL, &s, packed, d->gates, n_tasks, work + wl.packed_hr};
+    int row_tasks = 1;
+    const int n_tasks = fused ? step_tasks(blas, B, G, H, &row_tasks) : 1;
+    fwd_task task = {NULL, &s, packed, d->gates, n_tasks, row_tasks, work + wl.packed_hr};
 
     const real* h_prev = a->h0;
     const real* c_prev = has_c ? a->c0 : NULL;
@@ -344,7 +371,7 @@ static int forward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
         for (int q = 0; q < plan->n_phases; q++) {
             if (fused) {
                 task.phase = &plan->phase[q];
-                run_tasks(blas, n_tasks, fused_phase_task, &task);
+                run_tasks(blas, n_tasks * row_tasks, fused_phase_task, &task);
             } else {
                 plain_phase(blas, naive, &plan->phase[q], &s, a->w_hh, a->w_hr);
             }
@@ -523,7 +550,7 @@ static int backward_proj(const rnnx_cell_desc* d, const rnnx_blas* blas,
     sm.H = H;
     sm.dh = work + wl.dm;                  /* (B,H) */
     sm.dc = work + wl.dc;                  /* (B,H) */
-    const int n_tasks = own ? step_tasks(blas, B, G, H) : 1;
+    const int n_tasks = own ? step_tasks(blas, B, G, H, NULL) : 1;
     bwd_task task = {NULL, &s, NULL, n_tasks, &sm, NULL};
     if (own) {
         pack_weights_by_units(G, P, w_hh, work + wl.packed);
@@ -597,7 +624,7 @@ static int backward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
     s.dh = work + wl.dh;
     s.dc = work + wl.dc;
     s.drh = work + wl.drh;
-    const int n_tasks = own ? step_tasks(blas, B, G, H) : 1;
+    const int n_tasks = own ? step_tasks(blas, B, G, H, NULL) : 1;
     real* packed = NULL;
     if (own) {
         packed = work + wl.packed;

@@ -1,5 +1,6 @@
 /*
- * pool.h: a small pthread pool that implements rnnx.h's parallel-for hook.
+ * pool.h: a small pthread pool that implements rnnx.h's parallel-for hook,
+ * and a BLAS wrapper that runs the hoisted products on it.
  * Not part of the core: the Python build links it and hands
  * rnnx_pool_parallel_for and a pool to the core through rnnx_blas; a bare C
  * build may use it, another pool, or none (serial).
@@ -18,7 +19,28 @@ void rnnx_pool_destroy(rnnx_pool* pool);
 
 /* rnnx_parallel_fn: task(ctx, i) for i in [0, n_tasks), on the caller and the
  * workers; returns when all are done.  A second caller while the pool is busy
- * runs its tasks itself, serially, so concurrent calls are safe. */
+ * runs its tasks itself, serially, so concurrent calls are safe.  Tasks are
+ * claimed one at a time by whichever thread runs, so a descheduled worker
+ * leaves its share to the others.  The pool times alike jobs run pooled and
+ * run by the caller alone, and runs the faster way (re-measured now and
+ * then), so a busy machine degrades to one thread's speed, not below. */
 void rnnx_pool_parallel_for(void* pool, int n_tasks, rnnx_task_fn task, void* ctx);
+
+/* Jobs the pool took so far, and how many of them it ran on the caller alone
+ * (for tests and tuning). */
+void rnnx_pool_stats(const rnnx_pool* pool, long long* jobs, long long* serial_jobs);
+
+/* Make blas's sgemm/dgemm wrappers that cut a large product into column or
+ * row blocks fixed by its shape alone (never by the thread count, so results
+ * do not depend on it) and run the blocks on blas->pool when blas->n_threads
+ * > 1, serially otherwise.  While a product OpenBLAS would thread runs, an
+ * OpenBLAS found behind the original sgemm is limited to one thread (and
+ * restored after the last concurrent one), so an rnnx call uses rnnx's
+ * threads and no others.  Call once, before any use of blas; blas must
+ * outlive every call. */
+void rnnx_pool_wrap_blas(rnnx_blas* blas);
+
+/* 1 if rnnx_pool_wrap_blas found a BLAS thread control (OpenBLAS), else 0. */
+int rnnx_pool_blas_limitable(void);
 
 #endif /* RNNX_POOL_H */

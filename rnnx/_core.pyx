@@ -99,6 +99,9 @@ cdef extern from "pool.h":
         pass
     rnnx_pool* rnnx_pool_create(int n_threads) nogil
     void rnnx_pool_parallel_for(void* pool, int n_tasks, rnnx_task_fn task, void* ctx) noexcept nogil
+    void rnnx_pool_stats(const rnnx_pool* pool, long long* jobs, long long* serial_jobs) nogil
+    void rnnx_pool_wrap_blas(rnnx_blas* blas) nogil
+    int rnnx_pool_blas_limitable() nogil
 
 # Cell codes, as in enum rnnx_cell.
 RNN_TANH, RNN_RELU, LSTM, GRU, GRU_RESET_BEFORE = 0, 1, 2, 3, 4
@@ -111,6 +114,7 @@ BLAS.dgemm = <rnnx_dgemm_fn>dgemm
 BLAS.parallel_for = rnnx_pool_parallel_for
 BLAS.pool = NULL
 BLAS.n_threads = 1
+rnnx_pool_wrap_blas(&BLAS)  # hoisted products in blocks on the pool, BLAS threads capped meanwhile
 
 _STATUS = {1: "invalid dimension, cell, dtype, path, stride or length", 2: "missing array",
            3: "unknown cell code", 4: "sizes too large for the core's index types",
@@ -162,6 +166,16 @@ def set_num_threads(int n):
 def get_num_threads():
     """Threads the recurrent loop may use."""
     return BLAS.n_threads
+
+
+def _pool_diagnostics():
+    """The current pool's jobs so far and how many it ran on the caller alone
+    (it measured them faster so), and whether the BLAS's threads can be capped
+    while the pool runs (for tests)."""
+    cdef long long jobs = 0, serial_jobs = 0
+    rnnx_pool_stats(<rnnx_pool*>BLAS.pool, &jobs, &serial_jobs)
+    return {"jobs": jobs, "serial_jobs": serial_jobs,
+            "blas_limitable": bool(rnnx_pool_blas_limitable())}
 
 
 def _isa_from_environment():

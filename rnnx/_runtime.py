@@ -1,6 +1,9 @@
 """How rnnx computes on this machine: the kernels' instruction set, the threads of
 the recurrent loop, the BLAS.  Re-exported as rnnx.info, rnnx.set_num_threads and
-rnnx.get_num_threads."""
+rnnx.get_num_threads.  When threadpoolctl (>= 3.5) is installed, rnnx's pool is
+registered with it, so ``threadpool_limits(1)`` limits rnnx too and
+``threadpool_info()`` lists it (user_api "rnnx")."""
+import operator
 import os
 
 from . import _core
@@ -36,17 +39,37 @@ def _physical_cores():
     return max(1, min(len(cores) or allowed, allowed))
 
 
+MAX_THREADS = 1024
+
+
 def set_num_threads(n):
     """Set the number of threads of the recurrent loop (forward and backward steps).
 
     Parameters
     ----------
     n : int
-        Threads, >= 1.  1 runs every step on the calling thread.  A step is cut
-        across hidden units, so results are the same for every n.
+        Threads, 1 to MAX_THREADS.  1 runs every step on the calling thread.  A
+        step is cut into tasks of whole panels of hidden units, and the hoisted
+        products into blocks fixed by their shapes, so results are the same for
+        every n.  More threads than cores is allowed but never faster.
+
+    Raises
+    ------
+    TypeError
+        If n is not an integer.
+    ValueError
+        If n is not between 1 and MAX_THREADS.
+    RuntimeError
+        If the worker threads cannot be started (the count is then unchanged).
     """
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"n must be an int, got {type(n).__name__}")
+    if isinstance(n, bool):
+        raise TypeError("n must be an int, got bool")
+    try:
+        n = operator.index(n)
+    except TypeError:
+        raise TypeError(f"n must be an int, got {type(n).__name__}") from None
+    if not 1 <= n <= MAX_THREADS:
+        raise ValueError(f"n must be between 1 and {MAX_THREADS}, got {n}")
     _core.set_num_threads(n)
 
 
@@ -100,6 +123,41 @@ def _default_threads():
 
 
 try:
-    _core.set_num_threads(_default_threads())
+    _core.set_num_threads(min(_default_threads(), MAX_THREADS))
 except RuntimeError:  # no worker threads could start: run serially
     _core.set_num_threads(1)
+
+
+def _register_with_threadpoolctl():
+    """Make rnnx's pool a threadpoolctl library (user_api and internal_api
+    "rnnx"), found by its extension module, when threadpoolctl >= 3.5 is there."""
+    try:
+        import threadpoolctl
+        register, LibController = threadpoolctl.register, threadpoolctl.LibController
+    except (ImportError, AttributeError):
+        return False
+
+    core_name = os.path.basename(os.path.realpath(_core.__file__))
+
+    class RnnxController(LibController):
+        """threadpoolctl's handle on rnnx's thread pool (rnnx.set_num_threads)."""
+        user_api = "rnnx"
+        internal_api = "rnnx"
+        filename_prefixes = (core_name.split(".")[0] + ".",)  # "_core.": the symbol tells it is rnnx's
+        check_symbols = ("rnnx_pool_parallel_for",)
+
+        def get_num_threads(self):
+            return get_num_threads()
+
+        def set_num_threads(self, num_threads):
+            set_num_threads(max(1, min(int(num_threads), MAX_THREADS)))
+
+        def get_version(self):
+            from . import __version__
+            return __version__
+
+    register(RnnxController)
+    return True
+
+
+_register_with_threadpoolctl()

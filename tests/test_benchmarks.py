@@ -115,6 +115,9 @@ def test_several_thread_counts_forced_isa_and_load_merge_into_one_result(tmp_pat
     counts = [row["threads"] for row in result["rows"]]
     assert counts.count(1) == counts.count(2) == len(counts) // 2 > 0
     assert "1,2 thread(s)" in completed.stdout and "next to one busy process" in completed.stdout
+    # rnnx's own scaling, one line per grid point: time at 1 thread / time at 2
+    assert "rnnx at 2 threads against 1" in completed.stdout
+    assert completed.stdout.count("): 2: ") == len(counts) // 2
     if installed("matplotlib"):
         assert plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -9,6 +9,8 @@ thread split (1 to 80), in float32 and float64.  Every output, final state and
 gradient is compared, so a kernel that skips a k, drops a term or overwrites
 instead of adding fails here.
 """
+import os
+
 import numpy as np
 import pytest
 
@@ -127,23 +129,53 @@ def test_every_path_agrees_in_both_dtypes(name, dtype, isa_and_threads):
         assert_all_close(name, ours, theirs, dtype, path)
 
 
-@pytest.mark.parametrize("name", list(CELLS))
+# (name, T, B, I, H): the step's task split (panels of 16/8 units, H 1..300), the batch
+# (B 1..80, on and off the 4-row tiles; cut into row blocks where B >= 32 and panels are
+# fewer than 4 tasks per thread) and the hoisted products' blocks (T*B*G*I past 2^20
+# multiply-adds: cut by columns, or by rows where I > G as in the rnn_tanh case)
+THREAD_CASES = [("lstm", 3, 1, 5, 1), ("gru_reset_before", 4, 9, 12, 70), ("gru", 5, 17, 9, 33),
+                ("lstm", 8, 80, 40, 129), ("rnn_tanh", 10, 20, 300, 20), ("rnn_relu", 2, 3, 7, 300),
+                ("gru_reset_before", 3, 70, 6, 16), ("lstm", 4, 66, 5, 20)]
+THREAD_COUNTS = (1, 2, 3, 5)   # 5: more threads than this machine's cores
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_thread_counts_give_equal_results(name, dtype, isa_and_threads):
-    """Forward outputs bit for bit at 1, 2 and 3 threads; gradients to 1e-6 (they are
-    in fact equal too: every element is computed by the same code whoever runs it)."""
+@pytest.mark.parametrize("name,T,B,I,H", THREAD_CASES)
+def test_thread_counts_give_equal_results(name, T, B, I, H, dtype, isa_and_threads):
+    """Forward outputs and states bit for bit at 1, 2, 3 and 5 threads; float64 gradients
+    bit for bit, float32 gradients to 1e-6 relative.  Every element is computed by the
+    same code whoever runs it (whole panels per task, hoisted products in blocks fixed by
+    their shapes), so all of them are in fact equal."""
     cell = CELLS[name]
-    p = problem(cell, 4, 9, 12, 70, dtype, seed=3, lengths=True)
+    p = problem(cell, T, B, I, H, dtype, seed=T + B + H, lengths=B > 2)
     results = {}
-    for n in (1, 2, 3):
+    for n in THREAD_COUNTS:
         _core.set_num_threads(n)
-        results[n] = run_core(cell, p, False)
+        results[n] = run_core(cell, p, reverse=(H % 2 == 1))
     nfwd = 3 if name == "lstm" else 2
-    for n in (2, 3):
-        for a, b in zip(results[1][:nfwd], results[n][:nfwd]):
-            assert np.array_equal(a, b), f"{n} threads changed the forward result"
-        for a, b in zip(results[1][nfwd:], results[n][nfwd:]):
-            np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6 * max(1.0, np.abs(a).max()))
+    for n in THREAD_COUNTS[1:]:
+        for k, (a, b) in enumerate(zip(results[1][:nfwd], results[n][:nfwd])):
+            assert np.array_equal(a, b), f"{n} threads changed forward output {k}"
+        for k, (a, b) in enumerate(zip(results[1][nfwd:], results[n][nfwd:])):
+            if dtype == np.float64:
+                assert np.array_equal(a, b), f"{n} threads changed float64 gradient {k}"
+            else:
+                np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6 * max(1.0, np.abs(a).max()),
+                                           err_msg=f"{n} threads, float32 gradient {k}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name,T,B,I,H", [c for c in THREAD_CASES if c[3] * c[1] * c[2] > 2**13])
+def test_threaded_products_match_the_reference(name, T, B, I, H, dtype, isa_and_threads):
+    """The cases whose hoisted products are cut into blocks and run on the pool (float32's
+    gradient products too; float64's run the core's own ordered kernels), at 2 threads,
+    against the NumPy reference: the equality above would not see a block misplaced at
+    every thread count alike."""
+    _core.set_num_threads(2)
+    cell = CELLS[name]
+    p = problem(cell, T, B, I, H, dtype, seed=9, lengths=True)
+    assert_all_close(name, run_core(cell, p, False), run_reference(name, p, False), dtype,
+                     f"{name} 2 threads")
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -203,23 +235,75 @@ def test_rnnx_isa_environment_variable():
 
 
 def test_num_threads_is_checked(isa_and_threads):
+    import rnnx
     with pytest.raises(ValueError, match="n must be >= 1, got 0"):
         _core.set_num_threads(0)
-    _core.set_num_threads(3)
-    assert _core.get_num_threads() == 3
+    for bad in (0, -1, rnnx._runtime.MAX_THREADS + 1, 10**30):
+        with pytest.raises(ValueError, match=f"n must be between 1 and 1024, got {bad}"):
+            rnnx.set_num_threads(bad)
+    for bad, kind in ((2.0, "float"), (True, "bool"), ("2", "str"), (None, "NoneType")):
+        with pytest.raises(TypeError, match=f"n must be an int, got {kind}"):
+            rnnx.set_num_threads(bad)
+    assert rnnx.get_num_threads() == _core.get_num_threads()  # unchanged by the refusals
+    rnnx.set_num_threads(np.int64(3))
+    assert rnnx.get_num_threads() == 3
 
 
-def test_public_info_and_threads(isa_and_threads):
+def test_threadpoolctl_sees_and_limits_rnnx(isa_and_threads):
+    """rnnx's pool is a threadpoolctl library: listed by threadpool_info, limited by
+    threadpool_limits (all libraries, or user_api="rnnx" alone) and restored after."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")   # a dependency of CI's test extra
     import rnnx
-    info = rnnx.info()
-    assert info["isa"] == _core.get_isa() and info["available_isas"] == ISAS
-    assert info["num_threads"] == rnnx.get_num_threads() >= 1
-    assert info["physical_cores"] >= 1 and isinstance(info["cpu"], str)
-    assert info["blas"] is None or all(entry["user_api"] == "blas" for entry in info["blas"])
-    rnnx.set_num_threads(2)
-    assert rnnx.get_num_threads() == 2 == rnnx.info()["num_threads"]
-    with pytest.raises(TypeError, match="n must be an int, got float"):
-        rnnx.set_num_threads(2.0)
+    rnnx.set_num_threads(3)
+    entries = [e for e in threadpoolctl.threadpool_info() if e["user_api"] == "rnnx"]
+    assert len(entries) == 1 and entries[0]["num_threads"] == 3
+    assert entries[0]["version"] == rnnx.__version__
+    with threadpoolctl.threadpool_limits(1):
+        assert rnnx.get_num_threads() == 1
+    assert rnnx.get_num_threads() == 3
+    blas_before = [e["num_threads"] for e in threadpoolctl.threadpool_info() if e["user_api"] == "blas"]
+    with threadpoolctl.threadpool_limits(limits=2, user_api="rnnx"):
+        assert rnnx.get_num_threads() == 2
+        assert [e["num_threads"] for e in threadpoolctl.threadpool_info()
+                if e["user_api"] == "blas"] == blas_before
+    assert rnnx.get_num_threads() == 3
+    controller = threadpoolctl.ThreadpoolController().select(user_api="rnnx")
+    with controller.limit(limits=1):
+        assert rnnx.get_num_threads() == 1
+    assert rnnx.get_num_threads() == 3
+
+
+def test_blas_threads_are_capped_during_a_call_and_restored(isa_and_threads):
+    """While a call's hoisted products run, the BLAS behind them runs on one thread (rnnx's
+    pool is the only one busy); afterwards its thread count is what it was."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import threading
+    assert _core._pool_diagnostics()["blas_limitable"], "OpenBLAS's thread control was not found"
+    # SciPy's OpenBLAS (rnnx calls scipy.linalg.cython_blas), not NumPy's
+    blas = [c for c in threadpoolctl.ThreadpoolController().select(internal_api="openblas").lib_controllers
+            if "scipy" in os.path.basename(os.path.dirname(c.filepath))]
+    assert blas, "SciPy's OpenBLAS was not found by threadpoolctl"
+    _core.set_num_threads(2)
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        before = [c.num_threads for c in blas]
+        cell = _core.LSTM   # a large input projection: T*B = 2048 rows, I = 1024
+        p = problem(cell, 8, 256, 1024, 16, np.float32, seed=0)
+        seen, done = set(), threading.Event()
+
+        def call():
+            try:
+                for _ in range(3):
+                    run_core(cell, p, False)
+            finally:
+                done.set()
+
+        worker = threading.Thread(target=call)
+        worker.start()
+        while not done.is_set():
+            seen.update(c.num_threads for c in blas)
+        worker.join()
+        assert 1 in seen, f"the BLAS kept {seen} threads during the call"
+        assert [c.num_threads for c in blas] == before == [2] * len(blas)
 
 
 def _forward_in_child(queue):

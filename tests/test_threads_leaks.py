@@ -184,3 +184,75 @@ def test_no_leak_over_many_small_calls():
     growth = rss_bytes() - before
     print(f"RSS growth over 10^5 calls: {growth / 2**20:.2f} MB")
     assert growth < 5 * 2**20, f"RSS grew by {growth / 2**20:.1f} MB over 10^5 calls"
+
+
+# ------------------------------------------------------------- rnnx's pool
+
+
+def os_threads():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("Threads:"))
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="counts threads from /proc (Linux only)")
+def test_no_thread_leak_over_calls_and_thread_count_changes():
+    """One pool per thread count, kept for the process: cycling set_num_threads over
+    1, 2, 3, 5 and calling in between adds no OS thread after the first cycle."""
+    before_n = rnnx.get_num_threads()
+    layer = rnnx.LSTM(16, 64, seed=0)
+    x = np.random.default_rng(0).standard_normal((20, 24, 16)).astype(np.float32)
+    dy = np.ones((20, 24, 64), np.float32)
+    try:
+        def cycle():
+            for n in (1, 2, 3, 5):
+                rnnx.set_num_threads(n)
+                layer(x)
+                _, _, cache = layer.forward(x)
+                layer.backward(cache, dy)
+
+        cycle()
+        threads = os_threads()
+        for _ in range(25):
+            cycle()
+        assert os_threads() == threads, f"{threads} OS threads grew to {os_threads()}"
+    finally:
+        rnnx.set_num_threads(before_n)
+
+
+def test_stress_calls_from_python_threads_while_the_count_changes():
+    """N_THREADS Python threads run forward + backward at sizes that use the pool and the
+    blocked hoisted products (the pool is busy for one of them at a time; the others run
+    serially), while another thread keeps changing set_num_threads: every result equals
+    the serial one bit for bit, and nothing crashes or hangs."""
+    before_n = rnnx.get_num_threads()
+    layer = rnnx.GRU(40, 80, num_layers=2, bidirectional=True, seed=3, dtype=np.float64)
+    rng = np.random.default_rng(4)
+    items = [(rng.standard_normal((8 + i, 32, 40)), rng.standard_normal((8 + i, 32, 160)))
+             for i in range(2 * N_THREADS)]
+
+    def work(item):
+        x, dy = item
+        y, _, cache = layer.forward(x)
+        return y, layer.backward(cache, dy)
+
+    rnnx.set_num_threads(1)
+    serial = [work(item) for item in items]
+    stop = threading.Event()
+
+    def flip():
+        counts = (2, 1, 3, 2, 5)
+        i = 0
+        while not stop.is_set():
+            rnnx.set_num_threads(counts[i % len(counts)])
+            i += 1
+            stop.wait(0.002)
+
+    flipper = threading.Thread(target=flip)
+    flipper.start()
+    try:
+        for attempt in range(2):
+            assert_same(run_threads(work, items), serial, f"attempt {attempt}")
+    finally:
+        stop.set()
+        flipper.join()
+        rnnx.set_num_threads(before_n)
