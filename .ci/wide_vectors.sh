@@ -4,9 +4,9 @@
 # that the AVX2 (MR = 4) and SSE2 (MR = 2) builds never take, so a CI machine without
 # AVX-512 would not run them.  This job builds the core in a scratch copy with the portable
 # kernels on 64-byte GCC vectors (-DRNNX_GENERIC_VBYTES=64, lowered by the compiler to the
-# baseline ISA: slower, the same arithmetic) and runs the kernel, core, ISA/thread, layer and
-# checkpoint tests with RNNX_ISA=generic, i.e. on those kernels, against the NumPy
-# reference, PyTorch and finite differences.
+# baseline ISA: slower, the same arithmetic) and runs the kernel, core, ISA/thread, layer,
+# checkpoint, projection and length-0 tests with RNNX_ISA=generic, i.e. on those kernels,
+# against the NumPy reference, PyTorch and finite differences.
 #
 #   bash .ci/wide_vectors.sh                 # the default test subset
 #   bash .ci/wide_vectors.sh "$PWD/tests/test_x.py" -k y   # other pytest arguments instead
@@ -23,7 +23,7 @@ cd "$work"
 scratch_check_import wide_vectors
 
 if [ "$#" -eq 0 ]; then
-    set -- "$src"/tests/test_{kernels,core,isa_threads,layers,checkpoint}.py
+    set -- "$src"/tests/test_{kernels,core,isa_threads,layers,checkpoint,proj,zero_lengths}.py
 fi
 "$python" -m pytest -q -p no:cacheprovider -x -c "$src/pyproject.toml" --rootdir "$src" "$@"
 echo "wide_vectors: passed"
