@@ -13,11 +13,13 @@ if sys.platform == "win32":
     compile_args = ["/O2"]
 else:
     # Warnings on and clean; no -ffast-math/-Ofast: NaN, Inf and rounding stay IEEE.
-    # -ffp-contract=fast lets a*b+c be one FMA (one rounding instead of two);
+    # -ffp-contract=off: the compiler fuses no a*b+c on its own; the kernels ask for
+    # every FMA they want (csrc/common.c, MADD and vmadd), so each value is computed
+    # the same way in every loop shape and with every compiler.
     # -fno-trapping-math only lets the compiler assume no FP exception traps (we
     # never enable any), so the branch-free activations vectorize.  Neither changes
     # NaN or Inf handling.
-    compile_args = ["-std=c99", "-O3", "-ffp-contract=fast", "-fno-trapping-math",
+    compile_args = ["-std=c99", "-O3", "-ffp-contract=off", "-fno-trapping-math",
                     "-Wall", "-Wextra", "-Wno-unused-function", "-pthread"]
 
 # The kernels are compiled once per instruction set (csrc/kernels_body.c); the

@@ -7,6 +7,24 @@
  * instruction set), so every function here is static.
  */
 
+/* Every multiply-add that should be one FMA says so: MADD for scalars, vmadd
+ * for vectors (explicit FMA instructions where the ISA has them, a*b+c with
+ * two roundings where it does not), and the core is built with
+ * -ffp-contract=off, so the compiler fuses nothing on its own.  A value is then
+ * computed the same way in every loop shape, vectorized or not, tile or row,
+ * whatever the compiler: GCC 13 left some a*b+c of the one-row kernel unfused
+ * where GCC 12 fused them, and results depended on how a step was cut into
+ * tasks, i.e. on the thread count. */
+#if defined(RNNX_TARGET_AVX2) || defined(RNNX_TARGET_AVX512)
+#  ifdef RNNX_DOUBLE
+#    define MADD(a, b, c) __builtin_fma((a), (b), (c))
+#  else
+#    define MADD(a, b, c) __builtin_fmaf((a), (b), (c))
+#  endif
+#else
+#  define MADD(a, b, c) ((a) * (b) + (c))
+#endif
+
 /* ---------------------------------------------------------------- gemm --- */
 
 /* C (M,N) := alpha * op(A) @ op(B) + beta * C, all row-major; op(A) is (M,K).
@@ -22,7 +40,7 @@ static void gemm_naive(char ta, char tb, int M, int N, int K, real alpha,
             for (int k = 0; k < K; k++) {
                 real a = (ta == 'N') ? A[(size_t)i * lda + k] : A[(size_t)k * lda + i];
                 real b = (tb == 'N') ? Bm[(size_t)k * ldb + j] : Bm[(size_t)j * ldb + k];
-                sum += a * b;
+                sum = MADD(a, b, sum);
             }
             real* c = &C[(size_t)i * ldc + j];
             *c = (beta == 0) ? alpha * sum : alpha * sum + beta * *c;
@@ -72,7 +90,7 @@ enum { U = RNNX_UNITS };
 /* The kernels below are written on a vector of VBYTES bytes where the
  * compiler has vector extensions (GCC, Clang: SSE2 or NEON for the portable
  * build, AVX2 or AVX-512 for the others), so each ISA gets registers of its
- * width and FMA where it has one (-ffp-contract=fast); plain loops elsewhere. */
+ * width, with FMA where it has one (vmadd); plain loops elsewhere. */
 #if defined(__GNUC__) || defined(__clang__)
 #  if defined(RNNX_TARGET_AVX512)
 #    define VBYTES 64
@@ -101,6 +119,24 @@ enum { MR = 4 };
 #endif
 
 #ifdef RNNX_VECTORS
+/* a * b + c for a scalar a */
+static ALWAYS_INLINE vec vmadd(real a, vec b, vec c)
+{
+#  if defined(RNNX_TARGET_AVX512) && defined(RNNX_DOUBLE)
+    return (vec)_mm512_fmadd_pd(_mm512_set1_pd(a), (__m512d)b, (__m512d)c);
+#  elif defined(RNNX_TARGET_AVX512)
+    return (vec)_mm512_fmadd_ps(_mm512_set1_ps(a), (__m512)b, (__m512)c);
+#  elif defined(RNNX_TARGET_AVX2) && defined(RNNX_DOUBLE)
+    return (vec)_mm256_fmadd_pd(_mm256_set1_pd(a), (__m256d)b, (__m256d)c);
+#  elif defined(RNNX_TARGET_AVX2)
+    return (vec)_mm256_fmadd_ps(_mm256_set1_ps(a), (__m256)b, (__m256)c);
+#  else
+    return a * b + c;
+#  endif
+}
+#endif
+
+#ifdef RNNX_VECTORS
 /* acc (MR,U) += A (MR rows, row stride lda, K columns) @ P (K,U) */
 static ALWAYS_INLINE void tile_rows(int K, const real* restrict A, size_t lda,
                                     const real* restrict P, vec acc[MR][NV])
@@ -110,7 +146,7 @@ static ALWAYS_INLINE void tile_rows(int K, const real* restrict A, size_t lda,
         for (int r = 0; r < MR; r++) {
             const real ark = A[(size_t)r * lda + k];
             for (int v = 0; v < NV; v++)
-                acc[r][v] += ark * p[v];
+                acc[r][v] = vmadd(ark, p[v], acc[r][v]);
         }
     }
 }
@@ -123,7 +159,7 @@ static ALWAYS_INLINE void tile_rows(int K, const real* restrict A, size_t lda,
         for (int r = 0; r < MR; r++) {
             const real ark = A[(size_t)r * lda + k];
             for (int u = 0; u < U; u++)
-                acc[r][u] += ark * p[u];
+                acc[r][u] = MADD(ark, p[u], acc[r][u]);
         }
     }
 }
@@ -146,7 +182,7 @@ static ALWAYS_INLINE void tile_row_blocks(int NG, int K, const real* restrict a,
         for (int q = 0; q < NG; q++) {
             const vec* p = (const vec*)(P[q] + (size_t)k * U);
             for (int v = 0; v < NV; v++)
-                acc[q][v] += ak * p[v];
+                acc[q][v] = vmadd(ak, p[v], acc[q][v]);
         }
     }
 }
@@ -157,7 +193,7 @@ static ALWAYS_INLINE void tile_row_blocks(int NG, int K, const real* restrict a,
     for (int k = 0; k < K; k++)
         for (int q = 0; q < NG; q++)
             for (int u = 0; u < U; u++)
-                acc[q][u] += a[k] * P[q][(size_t)k * U + u];
+                acc[q][u] = MADD(a[k], P[q][(size_t)k * U + u], acc[q][u]);
 }
 #endif
 
@@ -283,18 +319,18 @@ static void gemm_small_row(int N, int K, const real* restrict a, const real* res
         int j = 0;
         for (; j + VL <= N; j += VL) {
             vec acc = *(const vec*)(c + j);
-            acc += a0 * *(const vec*)(b0 + j);
-            acc += a1 * *(const vec*)(b1 + j);
-            acc += a2 * *(const vec*)(b2 + j);
-            acc += a3 * *(const vec*)(b3 + j);
+            acc = vmadd(a0, *(const vec*)(b0 + j), acc);
+            acc = vmadd(a1, *(const vec*)(b1 + j), acc);
+            acc = vmadd(a2, *(const vec*)(b2 + j), acc);
+            acc = vmadd(a3, *(const vec*)(b3 + j), acc);
             *(vec*)(c + j) = acc;
         }
         for (; j < N; j++) {
             real t = c[j];
-            t += a0 * b0[j];
-            t += a1 * b1[j];
-            t += a2 * b2[j];
-            t += a3 * b3[j];
+            t = MADD(a0, b0[j], t);
+            t = MADD(a1, b1[j], t);
+            t = MADD(a2, b2[j], t);
+            t = MADD(a3, b3[j], t);
             c[j] = t;
         }
     }
@@ -303,9 +339,9 @@ static void gemm_small_row(int N, int K, const real* restrict a, const real* res
         const real* b = Bm + (size_t)k * ldb;
         int j = 0;
         for (; j + VL <= N; j += VL)
-            *(vec*)(c + j) += ak * *(const vec*)(b + j);
+            *(vec*)(c + j) = vmadd(ak, *(const vec*)(b + j), *(const vec*)(c + j));
         for (; j < N; j++)
-            c[j] += ak * b[j];
+            c[j] = MADD(ak, b[j], c[j]);
     }
 }
 #endif
@@ -335,7 +371,7 @@ static void gemm_small_acc(int M, int N, int K, const real* restrict A, int lda,
                     for (int r = 0; r < SMALL_ROWS; r++) {
                         const real ark = a[(size_t)r * lda + k];
                         for (int v = 0; v < TILE_VECS; v++)
-                            acc[r][v] += ark * b[v];
+                            acc[r][v] = vmadd(ark, b[v], acc[r][v]);
                     }
                 }
                 for (int r = 0; r < SMALL_ROWS; r++)
@@ -348,7 +384,7 @@ static void gemm_small_acc(int M, int N, int K, const real* restrict A, int lda,
             for (int k = 0; k < K; k++) {
                 const real* b = Bm + (size_t)k * ldb;
                 for (int q = j; q < N; q++)
-                    c[q] += a[k] * b[q];
+                    c[q] = MADD(a[k], b[q], c[q]);
             }
         }
         for (int i = i4end; i < iend; i++)
@@ -359,7 +395,7 @@ static void gemm_small_acc(int M, int N, int K, const real* restrict A, int lda,
         for (int k = 0; k < K; k++) {
             const real aik = A[(size_t)i * lda + k];
             for (int j = 0; j < N; j++)
-                C[(size_t)i * ldc + j] += aik * Bm[(size_t)k * ldb + j];
+                C[(size_t)i * ldc + j] = MADD(aik, Bm[(size_t)k * ldb + j], C[(size_t)i * ldc + j]);
         }
 #endif
 }
@@ -390,7 +426,7 @@ static void rows_tile(int K, const real* a, ptrdiff_t sa, const real* b, ptrdiff
     for (int k = 0; k < K; k++, a += sa, b += sb)
         for (int r = 0; r < ROWS_TR; r++)
             for (int q = 0; q < ROWS_TC; q++)
-                acc[r][q] += a[r] * b[q];
+                acc[r][q] = MADD(a[r], b[q], acc[r][q]);
     for (int r = 0; r < ROWS_TR; r++)
         for (int q = 0; q < ROWS_TC; q++)
             c[(size_t)r * ldc + q] = acc[r][q];
@@ -405,7 +441,7 @@ static void rows_edge(int rows, int cols, int K, const real* a, ptrdiff_t sa, co
             const real* ak = a;
             const real* bk = b;
             for (int k = 0; k < K; k++, ak += sa, bk += sb)
-                acc += ak[r] * bk[q];
+                acc = MADD(ak[r], bk[q], acc);
             c[(size_t)r * ldc + q] = acc;
         }
 }
@@ -734,19 +770,19 @@ static inline double exp_nonpositive(double y)
     const double r = (y - n * 6.93147180369123816490e-01) - n * 1.90821492927058770002e-10;
     /* e^r by its Taylor series to r^13: the remainder is below 2^-57 for |r| <= ln2/2 */
     double p = 1.0 / 6227020800.0;
-    p = p * r + 1.0 / 479001600.0;
-    p = p * r + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;
-    p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    p = p * r + 1.0;
-    p = p * r + 1.0;
+    p = MADD(p, r, 1.0 / 479001600.0);
+    p = MADD(p, r, 1.0 / 39916800.0);
+    p = MADD(p, r, 1.0 / 3628800.0);
+    p = MADD(p, r, 1.0 / 362880.0);
+    p = MADD(p, r, 1.0 / 40320.0);
+    p = MADD(p, r, 1.0 / 5040.0);
+    p = MADD(p, r, 1.0 / 720.0);
+    p = MADD(p, r, 1.0 / 120.0);
+    p = MADD(p, r, 1.0 / 24.0);
+    p = MADD(p, r, 1.0 / 6.0);
+    p = MADD(p, r, 0.5);
+    p = MADD(p, r, 1.0);
+    p = MADD(p, r, 1.0);
     /* 2^n as two normal factors, so results down in the subnormal range round once */
     const double n1 = (n * 0.5 + magic) - magic, n2 = n - n1;
     return p * exp2_integer(n1) * exp2_integer(n2);
@@ -757,19 +793,19 @@ static inline double expm1_nonpositive(double y)
 {
     /* Taylor series to y^14 for |y| < 0.35 (remainder below 2^-58 relative) */
     double p = 1.0 / 87178291200.0;
-    p = p * y + 1.0 / 6227020800.0;
-    p = p * y + 1.0 / 479001600.0;
-    p = p * y + 1.0 / 39916800.0;
-    p = p * y + 1.0 / 3628800.0;
-    p = p * y + 1.0 / 362880.0;
-    p = p * y + 1.0 / 40320.0;
-    p = p * y + 1.0 / 5040.0;
-    p = p * y + 1.0 / 720.0;
-    p = p * y + 1.0 / 120.0;
-    p = p * y + 1.0 / 24.0;
-    p = p * y + 1.0 / 6.0;
-    p = p * y + 0.5;
-    p = p * y + 1.0;
+    p = MADD(p, y, 1.0 / 6227020800.0);
+    p = MADD(p, y, 1.0 / 479001600.0);
+    p = MADD(p, y, 1.0 / 39916800.0);
+    p = MADD(p, y, 1.0 / 3628800.0);
+    p = MADD(p, y, 1.0 / 362880.0);
+    p = MADD(p, y, 1.0 / 40320.0);
+    p = MADD(p, y, 1.0 / 5040.0);
+    p = MADD(p, y, 1.0 / 720.0);
+    p = MADD(p, y, 1.0 / 120.0);
+    p = MADD(p, y, 1.0 / 24.0);
+    p = MADD(p, y, 1.0 / 6.0);
+    p = MADD(p, y, 0.5);
+    p = MADD(p, y, 1.0);
     const double near0 = p * y;
     const double far = exp_nonpositive(y) - 1.0;
     return y > -0.35 ? near0 : far;
@@ -817,13 +853,13 @@ static inline float exp_nonpositive(float y)
     const float r = (y - n * 0.693145751953125f) - n * 1.42860682030941723212e-6f;  /* ln2 hi + lo */
     /* e^r by its Taylor series to r^7: the remainder is below 2^-27 for |r| <= ln2/2 */
     float p = 1.0f / 5040;
-    p = p * r + 1.0f / 720;
-    p = p * r + 1.0f / 120;
-    p = p * r + 1.0f / 24;
-    p = p * r + 1.0f / 6;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
+    p = MADD(p, r, 1.0f / 720);
+    p = MADD(p, r, 1.0f / 120);
+    p = MADD(p, r, 1.0f / 24);
+    p = MADD(p, r, 1.0f / 6);
+    p = MADD(p, r, 0.5f);
+    p = MADD(p, r, 1.0f);
+    p = MADD(p, r, 1.0f);
     /* 2^n as two normal factors, so results down in the subnormal range round once, gradually */
     const int32_t n1 = ni / 2, n2 = ni - n1;
     return p * bits_to_float((uint32_t)(n1 + 127) << 23) * bits_to_float((uint32_t)(n2 + 127) << 23);
@@ -834,13 +870,13 @@ static inline float expm1_nonpositive(float y)
 {
     /* Taylor series to y^8 for |y| < 0.35 (remainder below 2^-31 relative) */
     float p = 1.0f / 40320;
-    p = p * y + 1.0f / 5040;
-    p = p * y + 1.0f / 720;
-    p = p * y + 1.0f / 120;
-    p = p * y + 1.0f / 24;
-    p = p * y + 1.0f / 6;
-    p = p * y + 0.5f;
-    p = p * y + 1.0f;
+    p = MADD(p, y, 1.0f / 5040);
+    p = MADD(p, y, 1.0f / 720);
+    p = MADD(p, y, 1.0f / 120);
+    p = MADD(p, y, 1.0f / 24);
+    p = MADD(p, y, 1.0f / 6);
+    p = MADD(p, y, 0.5f);
+    p = MADD(p, y, 1.0f);
     const float near0 = p * y;
     const float far = exp_nonpositive(y) - 1.0f;
     return y > -0.35f ? near0 : far;

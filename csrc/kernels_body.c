@@ -9,6 +9,10 @@
 #include <stdint.h>
 #include <string.h>
 
+#if defined(RNNX_TARGET_AVX2) || defined(RNNX_TARGET_AVX512)
+#include <immintrin.h>  /* the FMA intrinsics of common.c's vmadd */
+#endif
+
 #include "kernels.h"
 #include "layout.h"
 #include "rnnx.h"
