@@ -174,15 +174,17 @@ size_t rnnx_backward_work_size(int cell, int T, int B, int I, int H)
     return rnnx_backward_work_size_proj(cell, T, B, I, H, 0);
 }
 
-size_t rnnx_packed_size(int cell, int dtype, int H)
+size_t rnnx_packed_size_proj(int cell, int dtype, int H, int P)
 {
     const rnnx_cell_desc* d = rnnx_cell_find(cell);
-    if (!d || !dims_fit(d, 0, 0, 0, H) || (dtype != RNNX_FLOAT32 && dtype != RNNX_FLOAT64))
+    if (!d || !dims_fit(d, 0, 0, 0, H) || (dtype != RNNX_FLOAT32 && dtype != RNNX_FLOAT64) ||
+        !proj_ok(d, H, P))
         return 0;
-    return rnnx_packed_elems(d, H, dtype == RNNX_FLOAT64 ? RNNX_UNITS_F64 : RNNX_UNITS_F32);
+    return rnnx_packed_elems_proj(d, H, P, dtype == RNNX_FLOAT64 ? RNNX_UNITS_F64 : RNNX_UNITS_F32);
 }
 
-int rnnx_pack_weights(int cell, int dtype, int H, const void* w_hh, void* out)
+int rnnx_pack_weights_proj(int cell, int dtype, int H, int P, const void* w_hh, const void* w_hr,
+                           void* out)
 {
     const rnnx_cell_desc* d = rnnx_cell_find(cell);
     if (!d)
@@ -191,10 +193,22 @@ int rnnx_pack_weights(int cell, int dtype, int H, const void* w_hh, void* out)
         return RNNX_EINVAL;
     if (!dims_fit(d, 0, 0, 0, H))
         return RNNX_ESIZE;
-    if (!w_hh || !out)
+    if (!proj_ok(d, H, P))
+        return RNNX_EPROJ;
+    if (!w_hh || !out || (P > 0 && !w_hr))
         return RNNX_ENULL;
-    isa_in_use()->kernels[dtype]->pack(d, H, w_hh, out);
+    isa_in_use()->kernels[dtype]->pack(d, H, P, w_hh, w_hr, out);
     return RNNX_OK;
+}
+
+size_t rnnx_packed_size(int cell, int dtype, int H)
+{
+    return rnnx_packed_size_proj(cell, dtype, H, 0);
+}
+
+int rnnx_pack_weights(int cell, int dtype, int H, const void* w_hh, void* out)
+{
+    return rnnx_pack_weights_proj(cell, dtype, H, 0, w_hh, NULL, out);
 }
 
 /* ---------------------------------------------------------- entry points --- */
@@ -229,7 +243,7 @@ int rnnx_forward(const rnnx_blas* blas, const rnnx_forward_args* a)
         return status;
     if (!proj_ok(d, a->H, a->proj))
         return RNNX_EPROJ;
-    if (a->ldy < rnnx_state_width(a->H, a->proj) || (a->proj > 0 && a->w_hh_packed))
+    if (a->ldy < rnnx_state_width(a->H, a->proj))
         return RNNX_EINVAL;
     if (!a->x || !a->h0 || !a->w_ih || !a->w_hh || !a->y || !a->h_n || !a->work)
         return RNNX_ENULL;

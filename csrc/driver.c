@@ -75,10 +75,14 @@ static void pack_panels(int gates, int N, int K, const real* w, real* packed)
         }
 }
 
-/* packed (see rnnx_packed_elems) := W_hh (G,H) in panels of U units. */
-static void pack_weights(const rnnx_cell_desc* d, int H, const void* w_hh, void* packed)
+/* packed (see rnnx_packed_elems_proj) := W_hh (G,S) in panels of U units, then
+ * with a projection (P > 0) W_hr (P,H) in panels of U of its P units. */
+static void pack_weights(const rnnx_cell_desc* d, int H, int P, const void* w_hh, const void* w_hr,
+                         void* packed)
 {
-    pack_panels(d->gates, H, H, w_hh, packed);
+    pack_panels(d->gates, H, rnnx_state_width(H, P), w_hh, packed);
+    if (P > 0)
+        pack_panels(1, P, H, w_hr, (real*)packed + rnnx_panels_elems(d->gates, H, P, U));
 }
 
 /* packed (strips of U units, (G,U) each) := W_hh (G,H) by columns:
@@ -323,13 +327,15 @@ static int forward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
     const real* b_hh = a->b_hh;
 
     real* m_all = proj > 0 && train ? cache + cl.m : NULL;                  /* (T,B,H) */
-    const real* packed = a->w_hh_packed;
+    const real* packed = a->w_hh_packed;  /* the caller's, laid out by pack_weights */
+    const real* packed_hr = packed && proj > 0 ? packed + rnnx_panels_elems(d->gates, H, P, U)
+                                               : work + wl.packed_hr;
     if (fused && !packed) {
         pack_panels(d->gates, H, P, a->w_hh, work + wl.packed);
         packed = work + wl.packed;
+        if (proj > 0)
+            pack_panels(1, P, H, a->w_hr, work + wl.packed_hr);
     }
-    if (fused && proj > 0)
-        pack_panels(1, P, H, a->w_hr, work + wl.packed_hr);
     /* slab = x @ W_ih^T + b_ih + b_hh, but for GRU reset after's b_hn */
     input_projection(blas, naive, slab, a->x, a->w_ih, a->w_ih_t, work + wl.w_ih_t,
                      a->b_ih, b_hh, after ? 2 * H : G, T * B, I, G);
@@ -346,7 +352,7 @@ static int forward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
     s.m = NULL;
     int row_tasks = 1;
     const int n_tasks = fused ? step_tasks(blas, B, G, H, &row_tasks) : 1;
-    fwd_task task = {NULL, &s, packed, d->gates, n_tasks, row_tasks, work + wl.packed_hr};
+    fwd_task task = {NULL, &s, packed, d->gates, n_tasks, row_tasks, packed_hr};
 
     const real* h_prev = a->h0;
     const real* c_prev = has_c ? a->c0 : NULL;

@@ -17,7 +17,8 @@ typedef struct rnnx_dtype_kernels {
     int (*forward)(const rnnx_cell_desc* d, const rnnx_blas* blas, const rnnx_forward_args* a);
     int (*backward)(const rnnx_cell_desc* d, const rnnx_blas* blas, const rnnx_backward_args* a);
     int (*activation)(int which, const void* x, void* y, size_t n);
-    void (*pack)(const rnnx_cell_desc* d, int H, const void* w_hh, void* packed);
+    void (*pack)(const rnnx_cell_desc* d, int H, int P, const void* w_hh, const void* w_hr,
+                 void* packed);
 } rnnx_dtype_kernels;
 
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(RNNX_NO_ISA)

@@ -77,6 +77,14 @@ static inline int rnnx_state_width(int H, int P)
     return P > 0 ? P : H;
 }
 
+/* What rnnx_pack_weights_proj writes: W_hh (G,S) in panels of `units` (S the
+ * state width), then, with a projection, W_hr (P,H) in panels of P units. */
+static inline size_t rnnx_packed_elems_proj(const rnnx_cell_desc* d, int H, int P, int units)
+{
+    return rnnx_panels_elems(d->gates, H, rnnx_state_width(H, P), units) +
+           (P > 0 ? rnnx_panels_elems(1, P, H, units) : 0);
+}
+
 /* The training cache.  hs is (T+1,B,P) and cs (T+1,B,H) (see state_offset in
  * common.c; P = rnnx_state_width), gates (T,B,G), aux (T,B,H), and with a
  * projection m (T,B,H) = o * tanh(c), the input of W_hr; a part the cell does

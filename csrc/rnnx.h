@@ -113,7 +113,7 @@ typedef struct rnnx_forward_args {
     const void* w_hh_packed; /* rnnx_packed_size() elements IN: W_hh as rnnx_pack_weights
                                 wrote it, for callers that run many calls with the same
                                 weights (a stream), or NULL: packed into work per call;
-                                must be NULL with a projection (proj > 0) */
+                                with a projection (proj > 0), rnnx_pack_weights_proj's */
     /* Fields added later stay at the end, so older callers that zero the struct keep working. */
     int proj;                /* P: 0 (no projection), or 0 < P < H for an LSTM; then h0, h_n
                                 are (B,P), y (T,B,.) with ldy >= P, w_hh (4H,P) */
@@ -164,6 +164,11 @@ size_t rnnx_backward_work_size_proj(int cell, int T, int B, int I, int H, int P)
  * The layout depends on cell, dtype and H only (not on the instruction set). */
 size_t rnnx_packed_size(int cell, int dtype, int H);
 int rnnx_pack_weights(int cell, int dtype, int H, const void* w_hh, void* out);
+/* The same for an LSTM with a projection of size P (0: the two above): W_hh (4H,P)
+ * then W_hr (P,H), both IN, into one buffer of rnnx_packed_size_proj() elements. */
+size_t rnnx_packed_size_proj(int cell, int dtype, int H, int P);
+int rnnx_pack_weights_proj(int cell, int dtype, int H, int P, const void* w_hh, const void* w_hr,
+                           void* out);
 
 /* The instruction set of the kernels: "avx512", "avx2" or "generic".
  * rnnx_isa_available says whether a name is built in and runs on this CPU;

@@ -90,6 +90,9 @@ cdef extern from "_core_shim.h":
     int rnnx_activation(int which, int dtype, const void* x, void* y, size_t n) nogil
     size_t rnnx_packed_size(int cell, int dtype, int H) nogil
     int rnnx_pack_weights(int cell, int dtype, int H, const void* w_hh, void* out) nogil
+    size_t rnnx_packed_size_proj(int cell, int dtype, int H, int P) nogil
+    int rnnx_pack_weights_proj(int cell, int dtype, int H, int P, const void* w_hh,
+                               const void* w_hr, void* out) nogil
     int rnnx_isa_available(const char* name) nogil
     int rnnx_set_isa(const char* name) nogil
     const char* rnnx_get_isa() nogil
@@ -390,7 +393,8 @@ cdef class Workspace:
 
 def forward(int cell, object x, object h0, object c0, object w_ih, object w_hh, object b_ih,
             object b_hh, object lengths, bint reverse, object y, object h_n, object c_n,
-            bint train, int path=PATH_AUTO, object w_hr=None, Workspace workspace=None):
+            bint train, int path=PATH_AUTO, object w_hr=None, object w_hh_packed=None,
+            object w_ih_t=None, Workspace workspace=None):
     """Run one direction of one layer over a whole sequence.
 
     x (T,B,I), h0/c0 (B,H), weights (G,I) (G,H) (G,), y (T,B,H) with evenly spaced
@@ -400,6 +404,9 @@ def forward(int cell, object x, object h0, object c0, object w_ih, object w_hh, 
 
     w_hr (P,H): an LSTM's projection (proj_size P, 0 < P < H), or None.  With it,
     h0, h_n are (B,P), y (T,B,P), w_hh (G,P); c0, c_n stay (B,H).
+    w_hh_packed: pack_weights(cell, w_hh, w_hr) of these weights, and w_ih_t: w_ih.T
+    C-contiguous, for a caller that runs many short calls with the same weights (a
+    stream); None: done per call.
     workspace: a Workspace whose memory this call reuses, or None (this call
     allocates its own)."""
     cdef int G1 = rnnx_gate_count(cell)
@@ -439,6 +446,9 @@ def forward(int cell, object x, object h0, object c0, object w_ih, object w_hh, 
         a.w_hr = _data(w_hr, "w_hr", (P, H), dtype)
     a.b_ih = _opt_data(b_ih, "b_ih", (G,), dtype)
     a.b_hh = _opt_data(b_hh, "b_hh", (G,), dtype)
+    a.w_hh_packed = _opt_data(w_hh_packed, "w_hh_packed",
+                              (rnnx_packed_size_proj(cell, a.dtype, H, P),), dtype)
+    a.w_ih_t = _opt_data(w_ih_t, "w_ih_t", (I, G), dtype)
     a.lengths = _lengths(None if lengths is None else _aligned(lengths, "lengths"), T, B)
     a.y = _rows(y, "y", T, B, S, dtype, &a.ldy, True)
     a.h_n = _data(h_n, "h_n", (B, S), dtype, True)
@@ -473,6 +483,32 @@ def forward(int cell, object x, object h0, object c0, object w_ih, object w_hh, 
     if status:
         raise ValueError(f"rnnx_forward: {_STATUS.get(status, status)}")
     return cache
+
+
+def pack_weights(int cell, object w_hh, object w_hr=None):
+    """W_hh (G,S), and an LSTM's projection w_hr (P,H) or None, in the layout of the
+    core's per-step kernel: forward's w_hh_packed (S = P with a projection, else H)."""
+    if rnnx_gate_count(cell) == 0:
+        raise ValueError(f"unknown cell code {cell}")
+    w_hh = _aligned(w_hh, "w_hh")
+    cdef int code = _dtype_code(w_hh.dtype, "w_hh")
+    cdef int P = _proj_size(cell, w_hr)
+    if w_hh.ndim != 2:
+        raise ValueError(f"w_hh must be (G, S), got shape {w_hh.shape}")
+    cdef int G1 = rnnx_gate_count(cell)
+    cdef int H = w_hr.shape[1] if P else w_hh.shape[1]
+    _data(w_hh, "w_hh", (_gate_width(G1, H, 1, 1), P if P else H), w_hh.dtype)
+    if P:
+        w_hr = _aligned(w_hr, "w_hr")
+        _data(w_hr, "w_hr", (P, H), w_hh.dtype)
+    cdef cnp.ndarray out = np.empty(max(<size_t>1, rnnx_packed_size_proj(cell, code, H, P)),
+                                    dtype=w_hh.dtype)
+    cdef int status = rnnx_pack_weights_proj(cell, code, H, P, cnp.PyArray_DATA(w_hh),
+                                             NULL if not P else cnp.PyArray_DATA(w_hr),
+                                             cnp.PyArray_DATA(out))
+    if status:
+        raise ValueError(f"rnnx_pack_weights: {_STATUS.get(status, status)}")
+    return out
 
 
 def backward(int cell, object x, object w_ih, object w_hh, object lengths, bint reverse,

@@ -613,7 +613,11 @@ class _ProjectedStreamCore:
     interface as _core.Stream: step, get_state, set_state."""
 
     def __init__(self, layer, weights, projections, batch_size):
-        self._layer, self._weights, self._projections = layer, weights, projections
+        self._layer, self._weights = layer, weights
+        # with each layer's projection: its weights packed once, and W_ih^T
+        self._projections = [dict(p, w_hh_packed=_core.pack_weights(layer._cell, w[1], p["w_hr"]),
+                                  w_ih_t=np.ascontiguousarray(w[0].T))
+                             for w, p in zip(weights, projections)]
         self.B = batch_size
         L, H, P = layer.num_layers, layer.hidden_size, layer._state_width
         self._h = np.zeros((L, batch_size, P), layer.dtype)

@@ -174,6 +174,28 @@ def test_core_refuses_bad_projections():
                       False, w_hr=p["w_hr"])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_core_packed_weights_give_the_same_bits(dtype):
+    """forward with the weights packed once (what a stream does) equals packing per call."""
+    p = problem(3, 5, 4, 17, 5, dtype, seed=4)
+    expected = run_core(p, False)[:3]
+    y, h_n, c_n = (np.empty_like(a) for a in expected)
+    packed = _core.pack_weights(_core.LSTM, p["w_hh"], p["w_hr"])
+    assert packed.dtype == dtype and packed.ndim == 1
+    _core.forward(_core.LSTM, p["x"], p["h0"], p["c0"], p["w_ih"], p["w_hh"], p["b_ih"],
+                  p["b_hh"], p["lengths"], False, y, h_n, c_n, False, w_hr=p["w_hr"],
+                  w_hh_packed=packed, w_ih_t=np.ascontiguousarray(p["w_ih"].T))
+    for a, b in zip((y, h_n, c_n), expected):
+        assert np.array_equal(a, b)
+    with pytest.raises(ValueError, match="w_hh_packed must have shape"):
+        _core.forward(_core.LSTM, p["x"], p["h0"], p["c0"], p["w_ih"], p["w_hh"], None, None,
+                      None, False, y, h_n, c_n, False, w_hr=p["w_hr"], w_hh_packed=packed[1:])
+    with pytest.raises(ValueError, match=r"w_hh must have shape \(68, 5\)"):
+        _core.pack_weights(_core.LSTM, p["w_hh"][:, :4], p["w_hr"])
+    with pytest.raises(ValueError, match="for an LSTM only"):
+        _core.pack_weights(_core.GRU, p["w_hh"], p["w_hr"])
+
+
 # ---------------------------------------------------------------------- against torch ---
 
 CONFIGS = [  # num_layers, bidirectional, batch_first, lengths, (T, B, I, H, P)

@@ -327,8 +327,10 @@ static void test_core_projection(void)
     a.ldy = P - 1;   /* y's rows are P wide */
     CHECK_STATUS(rnnx_forward(NULL, &a), RNNX_EINVAL);
     a.ldy = P;
-    a.w_hh_packed = w_hh;   /* packed weights have no projection */
-    CHECK_STATUS(rnnx_forward(NULL, &a), RNNX_EINVAL);
+    CHECK(rnnx_packed_size_proj(RNNX_LSTM, RNNX_FLOAT64, H, H) == 0, "packed size of a bad P");
+    CHECK_STATUS(rnnx_pack_weights_proj(RNNX_LSTM, RNNX_FLOAT64, H, H, w_hh, w_hr, work), RNNX_EPROJ);
+    CHECK_STATUS(rnnx_pack_weights_proj(RNNX_GRU, RNNX_FLOAT64, H, P, w_hh, w_hr, work), RNNX_EPROJ);
+    CHECK_STATUS(rnnx_pack_weights_proj(RNNX_LSTM, RNNX_FLOAT64, H, P, w_hh, NULL, work), RNNX_ENULL);
     CHECK(strcmp(rnnx_strerror(RNNX_EPROJ), rnnx_strerror(-1)) != 0,
           "rnnx_strerror(RNNX_EPROJ) is not named");
 }
