@@ -21,7 +21,8 @@
  * and in the median job (serial, the safe choice, when noise leaves it in
  * doubt), for a stretch of jobs that grows while the verdict holds (x2
  * pooled, x4 serial, from STRETCH_MIN to STRETCH_POOLED or STRETCH_SERIAL),
- * and measures again.
+ * and measures again.  A product hoisted out of the loop comes once per
+ * call and runs long enough to time well: two jobs each way make its trial.
  * Measured on the 2-core EPYC shared with other busy processes, LSTM
  * (16,128,64,200) took 12.2 ms serially and 14.3 ms pooled with no stall
  * inside a task: the loss was the threads' contention, not preemption alone.
@@ -66,6 +67,7 @@ typedef struct job_kind {
     rnnx_task_fn task;
     int n_tasks;
     uint64_t key;          /* what else tells alike jobs apart (a product's shape) */
+    int trials;            /* jobs timed each way before a verdict (MEASURE at most) */
     long long used;        /* the pool's job count when last seen (least recently used goes) */
     int measuring;         /* 1: timing jobs, alternately pooled and serial; 0: running the verdict */
     int count;             /* jobs in this phase */
@@ -201,7 +203,7 @@ void rnnx_pool_destroy(rnnx_pool* p)
 }
 
 /* The kind of job (task, n_tasks), found or made (replacing the least recently used). */
-static job_kind* kind_of(rnnx_pool* p, rnnx_task_fn task, int n_tasks, uint64_t key)
+static job_kind* kind_of(rnnx_pool* p, rnnx_task_fn task, int n_tasks, uint64_t key, int trials)
 {
     job_kind* oldest = &p->kinds[0];
     for (int i = 0; i < KINDS; i++) {
@@ -217,6 +219,7 @@ static job_kind* kind_of(rnnx_pool* p, rnnx_task_fn task, int n_tasks, uint64_t 
     oldest->task = task;
     oldest->n_tasks = n_tasks;
     oldest->key = key;
+    oldest->trials = trials;
     oldest->used = p->jobs;
     oldest->measuring = 1;
     oldest->serial = 1;
@@ -255,13 +258,14 @@ static void measured(job_kind* k, int serial, int64_t ns)
     /* a pooled job 3x slower than the last serial one (a worker preempted
      * inside a task costs a time slice): serial, without measuring on */
     const int stalled = !serial && ns > 3 * k->ns[1][k->filled[1] - 1];
-    if (!stalled && ++k->count < 2 * MEASURE)
+    if (!stalled && ++k->count < 2 * k->trials)
         return;
     int64_t total[2] = {0, 0};
-    for (int i = 0; i < MEASURE; i++)
+    for (int i = 0; i < k->trials; i++)
         total[0] += k->ns[0][i], total[1] += k->ns[1][i];
     const int pooled = !stalled && (double)total[0] * 1.05 < (double)total[1] &&
-                       (double)median(k->ns[0], MEASURE) * 1.05 < (double)median(k->ns[1], MEASURE);
+                       (double)median(k->ns[0], k->trials) * 1.05 <
+                           (double)median(k->ns[1], k->trials);
     const int most = pooled ? STRETCH_POOLED : STRETCH_SERIAL;
     k->stretch = pooled != k->serial && k->stretch < most ? (pooled ? 2 : 4) * k->stretch : STRETCH_MIN;
     if (k->stretch > most)
@@ -272,8 +276,10 @@ static void measured(job_kind* k, int serial, int64_t ns)
 }
 
 
-/* rnnx_pool_parallel_for, with jobs of one task function and count told apart by key. */
-static void run_job(void* pool, int n_tasks, rnnx_task_fn task, void* ctx, uint64_t key)
+/* rnnx_pool_parallel_for, with jobs of one task function and count told apart by
+ * key, and `trials` jobs timed each way per trial. */
+static void run_job(void* pool, int n_tasks, rnnx_task_fn task, void* ctx, uint64_t key,
+                    int trials)
 {
     rnnx_pool* p = pool;
     int expected = 0;
@@ -285,7 +291,7 @@ static void run_job(void* pool, int n_tasks, rnnx_task_fn task, void* ctx, uint6
         return;
     }
     p->jobs++;
-    job_kind* kind = kind_of(p, task, n_tasks, key);
+    job_kind* kind = kind_of(p, task, n_tasks, key, trials);
     const int serial = runs_serially(kind);
     const int64_t start = now_ns();
     if (serial) {
@@ -329,7 +335,7 @@ static void run_job(void* pool, int n_tasks, rnnx_task_fn task, void* ctx, uint6
 
 void rnnx_pool_parallel_for(void* pool, int n_tasks, rnnx_task_fn task, void* ctx)
 {
-    run_job(pool, n_tasks, task, ctx, 0);
+    run_job(pool, n_tasks, task, ctx, 0, MEASURE);
 }
 
 void rnnx_pool_stats(const rnnx_pool* p, long long* jobs, long long* serial_jobs)
@@ -436,8 +442,11 @@ static void run_gemm(gemm_job* g)
     if (blocks == 1)
         gemm_block(g, -1);
     else if (LOAD(&blas->n_threads) > 1 && pool)
-        run_job(pool, blocks, gemm_block, g,  /* products of other shapes are other kinds */
-                (uint64_t)g->m << 42 ^ (uint64_t)g->n << 21 ^ (uint64_t)g->k ^ (uint64_t)g->elem << 60);
+        /* products of other shapes are other kinds; one comes per call and lasts long
+         * enough to time well, so two of each way make the trial */
+        run_job(pool, blocks, gemm_block, g,
+                (uint64_t)g->m << 42 ^ (uint64_t)g->n << 21 ^ (uint64_t)g->k ^ (uint64_t)g->elem << 60,
+                2);
     else
         for (int i = 0; i < blocks; i++)
             gemm_block(g, i);
