@@ -21,7 +21,8 @@
  * and in the median job (serial, the safe choice, when noise leaves it in
  * doubt), for a stretch of jobs that grows while the verdict holds (x2
  * pooled, x4 serial, from STRETCH_MIN to STRETCH_POOLED or STRETCH_SERIAL),
- * and measures again.
+ * and measures again.  A product hoisted out of the loop comes once per
+ * call and runs long enough to time well: two jobs each way make its trial.
  * Measured on the 2-core EPYC shared with other busy processes, LSTM
  * (16,128,64,200) took 12.2 ms serially and 14.3 ms pooled with no stall
  * inside a task: the loss was the threads' contention, not preemption alone.
@@ -58,16 +59,19 @@ enum {
     STRETCH_MIN = 64,      /* jobs run the chosen way after a verdict, doubling while */
     STRETCH_POOLED = 1024, /* verdicts agree, up to this when pooled */
     STRETCH_SERIAL = 8192, /* ... and this when serial */
-    KINDS = 8              /* kinds of job tracked at once */
+    KINDS = 16             /* kinds of job tracked at once */
 };
 
 /* The adaptive state of one kind of job. */
 typedef struct job_kind {
     rnnx_task_fn task;
     int n_tasks;
+    uint64_t key;          /* what else tells alike jobs apart (a product's shape) */
+    int trials;            /* jobs timed each way before a verdict (MEASURE at most) */
     long long used;        /* the pool's job count when last seen (least recently used goes) */
     int measuring;         /* 1: timing jobs, alternately pooled and serial; 0: running the verdict */
     int count;             /* jobs in this phase */
+    int filled[2];         /* [serial]: measured jobs run each way */
     int serial;            /* the verdict: 1 run on the caller alone */
     int stretch;           /* jobs the verdict runs for */
     int64_t ns[2][MEASURE];  /* [serial][i]: the times of the measured jobs */
@@ -199,12 +203,12 @@ void rnnx_pool_destroy(rnnx_pool* p)
 }
 
 /* The kind of job (task, n_tasks), found or made (replacing the least recently used). */
-static job_kind* kind_of(rnnx_pool* p, rnnx_task_fn task, int n_tasks)
+static job_kind* kind_of(rnnx_pool* p, rnnx_task_fn task, int n_tasks, uint64_t key, int trials)
 {
     job_kind* oldest = &p->kinds[0];
     for (int i = 0; i < KINDS; i++) {
         job_kind* k = &p->kinds[i];
-        if (k->task == task && k->n_tasks == n_tasks) {
+        if (k->task == task && k->n_tasks == n_tasks && k->key == key) {
             k->used = p->jobs;
             return k;
         }
@@ -214,6 +218,8 @@ static job_kind* kind_of(rnnx_pool* p, rnnx_task_fn task, int n_tasks)
     memset(oldest, 0, sizeof *oldest);
     oldest->task = task;
     oldest->n_tasks = n_tasks;
+    oldest->key = key;
+    oldest->trials = trials;
     oldest->used = p->jobs;
     oldest->measuring = 1;
     oldest->serial = 1;
@@ -224,7 +230,9 @@ static job_kind* kind_of(rnnx_pool* p, rnnx_task_fn task, int n_tasks)
 /* Whether the next job of kind k runs on the caller alone. */
 static int runs_serially(const job_kind* k)
 {
-    return k->measuring ? !(k->count & 1) : k->serial;  /* measuring: serial first */
+    /* measuring: serial, pooled, pooled, serial, ...: a job kind whose jobs alternate
+     * (two phases of a step) meets both ways alike */
+    return k->measuring ? (k->count & 3) == 0 || (k->count & 3) == 3 : k->serial;
 }
 
 static int64_t median(int64_t* v, int n)
@@ -246,28 +254,32 @@ static void measured(job_kind* k, int serial, int64_t ns)
             k->measuring = 1, k->count = 0;
         return;
     }
-    k->ns[serial][k->count / 2] = ns;
-    /* a pooled job 3x slower than the serial one before it (a worker preempted
+    k->ns[serial][k->filled[serial]++] = ns;
+    /* a pooled job 3x slower than the last serial one (a worker preempted
      * inside a task costs a time slice): serial, without measuring on */
-    const int stalled = !serial && ns > 3 * k->ns[1][k->count / 2];
-    if (!stalled && ++k->count < 2 * MEASURE)
+    const int stalled = !serial && ns > 3 * k->ns[1][k->filled[1] - 1];
+    if (!stalled && ++k->count < 2 * k->trials)
         return;
     int64_t total[2] = {0, 0};
-    for (int i = 0; i < MEASURE; i++)
+    for (int i = 0; i < k->trials; i++)
         total[0] += k->ns[0][i], total[1] += k->ns[1][i];
     const int pooled = !stalled && (double)total[0] * 1.05 < (double)total[1] &&
-                       (double)median(k->ns[0], MEASURE) * 1.05 < (double)median(k->ns[1], MEASURE);
+                       (double)median(k->ns[0], k->trials) * 1.05 <
+                           (double)median(k->ns[1], k->trials);
     const int most = pooled ? STRETCH_POOLED : STRETCH_SERIAL;
     k->stretch = pooled != k->serial && k->stretch < most ? (pooled ? 2 : 4) * k->stretch : STRETCH_MIN;
     if (k->stretch > most)
         k->stretch = most;
     k->serial = !pooled;
     k->measuring = 0;
-    k->count = 0;
+    k->count = k->filled[0] = k->filled[1] = 0;
 }
 
 
-void rnnx_pool_parallel_for(void* pool, int n_tasks, rnnx_task_fn task, void* ctx)
+/* rnnx_pool_parallel_for, with jobs of one task function and count told apart by
+ * key, and `trials` jobs timed each way per trial. */
+static void run_job(void* pool, int n_tasks, rnnx_task_fn task, void* ctx, uint64_t key,
+                    int trials)
 {
     rnnx_pool* p = pool;
     int expected = 0;
@@ -279,7 +291,7 @@ void rnnx_pool_parallel_for(void* pool, int n_tasks, rnnx_task_fn task, void* ct
         return;
     }
     p->jobs++;
-    job_kind* kind = kind_of(p, task, n_tasks);
+    job_kind* kind = kind_of(p, task, n_tasks, key, trials);
     const int serial = runs_serially(kind);
     const int64_t start = now_ns();
     if (serial) {
@@ -319,6 +331,11 @@ void rnnx_pool_parallel_for(void* pool, int n_tasks, rnnx_task_fn task, void* ct
     }
     measured(kind, 0, now_ns() - start);
     STORE(&p->busy, 0);
+}
+
+void rnnx_pool_parallel_for(void* pool, int n_tasks, rnnx_task_fn task, void* ctx)
+{
+    run_job(pool, n_tasks, task, ctx, 0, MEASURE);
 }
 
 void rnnx_pool_stats(const rnnx_pool* p, long long* jobs, long long* serial_jobs)
@@ -425,7 +442,11 @@ static void run_gemm(gemm_job* g)
     if (blocks == 1)
         gemm_block(g, -1);
     else if (LOAD(&blas->n_threads) > 1 && pool)
-        rnnx_pool_parallel_for(pool, blocks, gemm_block, g);
+        /* products of other shapes are other kinds; one comes per call and lasts long
+         * enough to time well, so two of each way make the trial */
+        run_job(pool, blocks, gemm_block, g,
+                (uint64_t)g->m << 42 ^ (uint64_t)g->n << 21 ^ (uint64_t)g->k ^ (uint64_t)g->elem << 60,
+                2);
     else
         for (int i = 0; i < blocks; i++)
             gemm_block(g, i);
