@@ -119,21 +119,23 @@ enum { MR = 4 };
 #endif
 
 #ifdef RNNX_VECTORS
-/* a * b + c for a scalar a */
+/* vmadd(a, b, c) = a * b + c for a scalar a */
+#  if defined(RNNX_TARGET_AVX512) || defined(RNNX_TARGET_AVX2)
 static ALWAYS_INLINE vec vmadd(real a, vec b, vec c)
 {
-#  if defined(RNNX_TARGET_AVX512) && defined(RNNX_DOUBLE)
+#    if defined(RNNX_TARGET_AVX512) && defined(RNNX_DOUBLE)
     return (vec)_mm512_fmadd_pd(_mm512_set1_pd(a), (__m512d)b, (__m512d)c);
-#  elif defined(RNNX_TARGET_AVX512)
+#    elif defined(RNNX_TARGET_AVX512)
     return (vec)_mm512_fmadd_ps(_mm512_set1_ps(a), (__m512)b, (__m512)c);
-#  elif defined(RNNX_TARGET_AVX2) && defined(RNNX_DOUBLE)
+#    elif defined(RNNX_DOUBLE)
     return (vec)_mm256_fmadd_pd(_mm256_set1_pd(a), (__m256d)b, (__m256d)c);
-#  elif defined(RNNX_TARGET_AVX2)
+#    else
     return (vec)_mm256_fmadd_ps(_mm256_set1_ps(a), (__m256)b, (__m256)c);
-#  else
-    return a * b + c;
-#  endif
+#    endif
 }
+#  else
+#    define vmadd(a, b, c) ((a) * (b) + (c))
+#  endif
 #endif
 
 #ifdef RNNX_VECTORS
@@ -163,6 +165,65 @@ static ALWAYS_INLINE void tile_rows(int K, const real* restrict A, size_t lda,
         }
     }
 }
+#endif
+
+#ifdef RNNX_VECTORS
+/* Tiles across gates, where a panel row is one vector (NV == 1: AVX-512, and the
+ * wide-vector CI build): a tile of MRG rows x NG <= 4 gates keeps MRG*NG
+ * accumulators (16 for an LSTM) and loads, per k, NG panel vectors and MRG
+ * broadcasts for MRG*NG FMAs, where a one-gate tile of MR rows loads one vector
+ * and MR broadcasts for MR FMAs: the loads, not the FMAs, bounded it.  Each
+ * element's sum as in tile_rows. */
+enum { MRG = 4, GATE_TILES = NV == 1 };
+
+static ALWAYS_INLINE void tile_gates(int NG, int K, const real* restrict A, size_t lda,
+                                     const real* const P[4], vec acc[MRG][4])
+{
+    for (int k = 0; k < K; k++) {
+        vec p[4];
+        for (int q = 0; q < NG; q++)
+            p[q] = *(const vec*)(P[q] + (size_t)k * U);
+        for (int r = 0; r < MRG; r++) {
+            const real ark = A[(size_t)r * lda + k];
+            for (int q = 0; q < NG; q++)
+                acc[r][q] = vmadd(ark, p[q], acc[r][q]);
+        }
+    }
+}
+
+/* dst[q] (MRG rows of row stride ld[q], U) := init + a (MRG,K, row stride lda) @ P[q]
+ * (K,U) for NG gates of a whole panel; init is dst[q] itself, or (bias_init[q])
+ * bias[q] (U,), a NULL bias meaning 0. */
+static ALWAYS_INLINE void gates_product_n(int NG, real* const dst[4], const size_t ld[4],
+                                          const real* restrict a, size_t lda, int K,
+                                          const real* const P[4], const int bias_init[4],
+                                          const real* const bias[4])
+{
+    vec acc[MRG][4];
+    for (int q = 0; q < NG; q++)
+        for (int r = 0; r < MRG; r++) {
+            const real* init = bias_init[q] ? bias[q] : dst[q] + (size_t)r * ld[q];
+            acc[r][q] = init ? *(const vec*)init : (vec){0};
+        }
+    tile_gates(NG, K, a, lda, P, acc);
+    for (int q = 0; q < NG; q++)
+        for (int r = 0; r < MRG; r++)
+            *(vec*)(dst[q] + (size_t)r * ld[q]) = acc[r][q];
+}
+
+static void gates_product(int NG, real* const dst[4], const size_t ld[4], const real* restrict a,
+                          size_t lda, int K, const real* const P[4], const int bias_init[4],
+                          const real* const bias[4])
+{
+    switch (NG) {  /* constant gate counts, so the accumulators stay in registers */
+    case 1: gates_product_n(1, dst, ld, a, lda, K, P, bias_init, bias); break;
+    case 2: gates_product_n(2, dst, ld, a, lda, K, P, bias_init, bias); break;
+    case 3: gates_product_n(3, dst, ld, a, lda, K, P, bias_init, bias); break;
+    default: gates_product_n(4, dst, ld, a, lda, K, P, bias_init, bias); break;
+    }
+}
+#else
+enum { MRG = 4, GATE_TILES = 0 };
 #endif
 
 /* One row against several (K,U) blocks at once: the gates of a panel, or

@@ -233,9 +233,9 @@ static void fused_row_products(const fwd_task* c, const phase_shape* sh, int r, 
 }
 
 /* One task of a fused phase: its panels' products, each followed by finish.
- * Rows in whole tiles of MR go panel by panel; the rows past the last tile go
- * through the row kernel a group of panels at a time (whole panels only: a
- * short last panel is a group of its own). */
+ * Rows in whole tiles of MR (or of MRG rows across gates, see tile_gates) go panel by
+ * panel; the rows past the last tile go through the row kernel a group of panels at a
+ * time (whole panels only: a short last panel is a group of its own). */
 static void fused_phase_task(void* ctx, int task)
 {
     const fwd_task* c = ctx;
@@ -244,27 +244,49 @@ static void fused_phase_task(void* ctx, int task)
     const phase_shape sh = shape_of(c);
     const int ng = ph->g1 - ph->g0;
     const int group = ng >= ROW_SLOTS ? 1 : ROW_SLOTS / ng;         /* panels per row call */
+    /* several gates per tile where a panel row is one vector (see tile_gates) */
+    const int gate_tiles = GATE_TILES && ng > 1, R = gate_tiles ? MRG : MR;
     int lo, hi, row_lo, row_hi;
     task_units(sh.N, c->n_tasks, task / c->row_tasks, &lo, &hi);
     task_rows(s->B, c->row_tasks, task % c->row_tasks, &row_lo, &row_hi);
-    const int tiled = row_lo + (row_hi - row_lo) / MR * MR;         /* rows in whole tiles */
+    const int tiled = row_lo + (row_hi - row_lo) / R * R;           /* rows in whole tiles */
     for (int j0 = lo; j0 < hi;) {
         int j1 = j0 + group * U < hi ? j0 + group * U : hi;
         if (j1 - j0 > U && (j1 - j0) % U)  /* leave the short last panel to its own group */
             j1 = j0 + (j1 - j0) / U * U;
         for (int u0 = j0; u0 < j1; u0 += U) {
             const int p = u0 / U, nu = j1 - u0 < U ? j1 - u0 : U;
-            for (int r0 = row_lo; r0 < tiled; r0 += MR) {
-                for (int g = ph->g0; g < ph->g1; g++) {
-                    const real* panel = sh.packed + ((size_t)p * sh.gates + g) * sh.K * U;  /* (K,U) */
-                    size_t ld;
-                    int bias_init;
-                    const real* bias;
-                    real* dst = block_dst(ph, s, g, r0, u0, &ld, &bias_init, &bias);
-                    panel_product(dst, ld, nu, sh.in + (size_t)r0 * sh.K, (size_t)sh.K, sh.K, panel,
-                                  bias_init, bias);
+            for (int r0 = row_lo; r0 < tiled; r0 += R) {
+                if (gate_tiles && nu < U) {         /* a short panel: row by row */
+                    for (int r = r0; r < r0 + R; r++)
+                        fused_row_products(c, &sh, r, u0, u0 + nu);
+                } else if (gate_tiles) {
+                    for (int g0 = ph->g0; g0 < ph->g1; g0 += 4) {
+                        const int nq = ph->g1 - g0 < 4 ? ph->g1 - g0 : 4;
+                        real* dst[4];
+                        size_t ld[4];
+                        const real* P[4];
+                        const real* bias[4];
+                        int bias_init[4];
+                        for (int q = 0; q < nq; q++) {
+                            P[q] = sh.packed + ((size_t)p * sh.gates + g0 + q) * sh.K * U;
+                            dst[q] = block_dst(ph, s, g0 + q, r0, u0, &ld[q], &bias_init[q], &bias[q]);
+                        }
+                        gates_product(nq, dst, ld, sh.in + (size_t)r0 * sh.K, (size_t)sh.K, sh.K, P,
+                                      bias_init, bias);
+                    }
+                } else {
+                    for (int g = ph->g0; g < ph->g1; g++) {
+                        const real* panel = sh.packed + ((size_t)p * sh.gates + g) * sh.K * U;  /* (K,U) */
+                        size_t ld;
+                        int bias_init;
+                        const real* bias;
+                        real* dst = block_dst(ph, s, g, r0, u0, &ld, &bias_init, &bias);
+                        panel_product(dst, ld, nu, sh.in + (size_t)r0 * sh.K, (size_t)sh.K, sh.K,
+                                      panel, bias_init, bias);
+                    }
                 }
-                ph->finish(s, r0, r0 + MR, u0, u0 + nu);
+                ph->finish(s, r0, r0 + R, u0, u0 + nu);
             }
         }
         for (int r = tiled; r < row_hi; r++) {
