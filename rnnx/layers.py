@@ -12,6 +12,7 @@ An LSTM with proj_size P > 0 has h and y P wide per direction ((L*D, B, P), (T, 
 its c stays (L*D, B, H).
 """
 import contextlib
+import os
 import threading
 import warnings
 
@@ -51,6 +52,45 @@ def using_workspace(workspace):
 
 def _workspace():
     return getattr(_local, "workspace", None)
+
+# The two directions of a bidirectional layer's forward run at the same time, the reverse
+# one on a helper thread (the core releases the GIL), where the pool has at most
+# _CONCURRENT_THREADS threads: there each direction gets a core of its own, and on the
+# 2-core machine LSTM (16, 128, 64, 200) went from 15.4-17.2 ms (one direction after the
+# other, 2 threads each) to 13.0-13.3 ms.  With more threads each direction in turn takes the
+# whole pool, since a second caller of a busy pool runs its step alone.  Only where a
+# direction's recurrent work (T*B*G*H multiply-adds) is over _CONCURRENT_WORK, which pays
+# for the handoff.  The results are the same either way: each direction writes its own part
+# of y and of the final state.  Backward stays one direction after the other: both add into
+# the same dx, in an order that checkpointed BPTT reproduces bit for bit in float64.
+_CONCURRENT_THREADS = 2
+_CONCURRENT_WORK = 1 << 22
+_direction_pool = None
+_direction_lock = threading.Lock()
+
+
+def _direction_executor():
+    global _direction_pool
+    with _direction_lock:
+        if _direction_pool is None:
+            import concurrent.futures
+            _direction_pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="rnnx-direction")
+        return _direction_pool
+
+
+def _forget_direction_executor():  # a forked child has none of the parent's threads
+    global _direction_pool, _direction_lock
+    _direction_pool, _direction_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_direction_executor)
+
+
+def _concurrent_directions(T, B, G, H):
+    return 1 < _core.get_num_threads() <= _CONCURRENT_THREADS and T * B * G * H > _CONCURRENT_WORK
+
 
 _COMMON_DOC = """
     Parameters
@@ -341,14 +381,28 @@ class _Recurrent(Module):
                 masks.append(mask)
                 layer_input = layer_input * mask
             y = np.empty((T, B, D * H), self.dtype)
-            for d in range(D):
+
+            def direction(d, workspace, k=k, layer_input=layer_input, y=y):
                 i = k * D + d
                 w_ih, w_hh, b_ih, b_hh = self._weights(k, d)
-                cores.append(_core.forward(
+                return _core.forward(
                     self._cell, layer_input, init[0][i], init[1][i] if has_c else None,
                     w_ih, w_hh, b_ih, b_hh, lengths, self._reverse(d), y[:, :, d * H:(d + 1) * H],
                     final[0][i], final[1][i] if has_c else None, train, **self._proj(k, d),
-                    workspace=_workspace()))
+                    workspace=workspace)
+
+            if D == 2 and _concurrent_directions(T, B, self._gates * self.hidden_size,
+                                                 self.hidden_size):
+                # the reverse direction on the helper thread, with memory of its own
+                reverse = _direction_executor().submit(direction, 1, None)
+                try:
+                    forward_core = direction(0, _workspace())
+                finally:
+                    reverse_core = reverse.result()
+                cores += [forward_core, reverse_core]
+            else:
+                for d in range(D):
+                    cores.append(direction(d, _workspace()))
             inputs.append(layer_input)
             layer_input = y
         cache = None
