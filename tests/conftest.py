@@ -29,3 +29,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("xfail") is not None:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def isa_and_threads():
+    """Restores the kernels' instruction set and rnnx's thread count that a test changes."""
+    from rnnx import _core
+    isa, threads = _core.get_isa(), _core.get_num_threads()
+    yield
+    _core.set_isa(isa)
+    _core.set_num_threads(threads)

@@ -30,15 +30,6 @@ SIZES = [(2, 1, 3, 1), (3, 5, 7, 17), (3, 4, 16, 16), (2, 3, 5, 33), (3, 17, 9, 
          (2, 80, 6, 129), (2, 2, 4, 300), (3, 33, 40, 64), (4, 1, 8, 15), (2, 6, 3, 31)]
 
 
-@pytest.fixture
-def isa_and_threads():
-    """Restores the ISA and thread count a test changes."""
-    isa, threads = _core.get_isa(), _core.get_num_threads()
-    yield
-    _core.set_isa(isa)
-    _core.set_num_threads(threads)
-
-
 def problem(cell, T, B, I, H, dtype, seed, lengths=False):
     rng = np.random.default_rng(seed)
     G = _core.gate_count(cell) * H

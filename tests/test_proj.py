@@ -29,15 +29,6 @@ SIZES = [(3, 1, 2, 2, 1), (4, 5, 3, 17, 5), (3, 4, 6, 33, 16), (2, 7, 4, 40, 31)
          (3, 20, 5, 16, 15), (2, 3, 3, 9, 8), (2, 13, 2, 70, 33)]
 
 
-@pytest.fixture
-def isa_and_threads():
-    """Restores the ISA and thread count a test changes."""
-    isa, threads = _core.get_isa(), _core.get_num_threads()
-    yield
-    _core.set_isa(isa)
-    _core.set_num_threads(threads)
-
-
 def problem(T, B, I, H, P, dtype, seed, lengths=True):
     """Random inputs, weights and output gradients of one direction of one layer."""
     rng = np.random.default_rng(seed)
