@@ -249,3 +249,43 @@ def test_equals_torch_embedding_then_recurrent_then_linear(dtype, cell):
             assert_allclose(grads[f"{index}.{name}"], param.grad.numpy(), rtol=tol,
                             atol=tol * scale, err_msg=f"{index}.{name}")
     assert np.all(grads["0.weight"][1] == 0)
+
+
+def test_rnnx_file_is_version_2_with_the_embedding_descriptor(tmp_path):
+    import struct
+    import zlib
+
+    from rnnx import rnnx_format
+    model = rnnx.Sequential(rnnx.Embedding(9, 4, padding_idx=-1, seed=0), rnnx.LSTM(4, 5, seed=1),
+                            rnnx.Dense(5, 9, activation="softmax", seed=2))
+    image = rnnx_format.dumps(model)
+    assert struct.unpack_from("<I", image, 8)[0] == 2                        # the version
+    assert struct.unpack_from("<II", image, 32) == (9, 9)                    # ids in [0, 9)
+    assert struct.unpack_from("<8I", image, 64) == (17, 9, 4, 1, 1, 0, 0, 9)  # padding_idx 8 + 1
+    table = model[0].parameters()["weight"]
+    np.testing.assert_array_equal(np.frombuffer(image, "<f4", table.size, 192), table.ravel())
+    rnnx.save(model, tmp_path / "m.rnnx")
+    loaded = rnnx.load(tmp_path / "m.rnnx")
+    assert loaded.config() == model.config()
+    ids = np.random.default_rng(0).integers(0, 9, (6, 2))
+    assert_array_equal(loaded(ids)[0], model(ids)[0])
+    bare = rnnx.Embedding(3, 2, dtype=np.float64, seed=0)
+    assert rnnx_format.loads(rnnx_format.dumps(bare)).config() == bare.config()
+    assert struct.unpack_from("<I", rnnx_format.dumps(rnnx.GRU(2, 2)), 8)[0] == 1  # no Embedding
+
+    def resealed(edit):
+        bad = bytearray(image)
+        edit(bad)
+        bad[-4:] = struct.pack("<I", zlib.crc32(bytes(bad[:-4])))
+        return bytes(bad)
+    with pytest.raises(ValueError, match="Embedding layer 0 has fields .* in a version 1 file"):
+        rnnx_format.loads(resealed(lambda b: b.__setitem__(slice(8, 12), struct.pack("<I", 1))))
+    with pytest.raises(ValueError, match="Embedding layer 0 has fields"):       # padding > V
+        rnnx_format.loads(resealed(lambda b: b.__setitem__(slice(92, 96), struct.pack("<I", 10))))
+    second = rnnx_format.dumps(rnnx.Sequential(rnnx.Dense(3, 3, seed=0), rnnx.Dense(3, 3, seed=1)))
+    bad = bytearray(second)
+    bad[8:12] = struct.pack("<I", 2)
+    bad[96:128] = struct.pack("<8I", 17, 3, 3, 1, 1, 0, 0, 0)     # an Embedding as layer 1
+    bad[-4:] = struct.pack("<I", zlib.crc32(bytes(bad[:-4])))
+    with pytest.raises(ValueError, match="Embedding layer 1"):
+        rnnx_format.loads(bytes(bad))

@@ -111,11 +111,16 @@ static void test_image(const unsigned char* image, size_t len)
         else if (i < 12)
             CHECK(status == RNNX_EVERSION, "version byte %zu altered: status %d", i, status);
     }
-    /* a wrong version, resealed: EVERSION */
+    /* an unknown version, resealed: EVERSION; a version-1 body is also valid
+     * as version 2, but an Embedding (kind 17) is not valid in version 1 */
     memcpy(bad, image, len);
-    put_u32(bad + 8, 2);
+    put_u32(bad + 8, 3);
     reseal(bad, len);
     CHECK_STATUS(parse_and_run(bad, len), RNNX_EVERSION);
+    const int version = image[8];
+    put_u32(bad + 8, version == 1 ? 2 : 1);
+    reseal(bad, len);
+    CHECK_STATUS(parse_and_run(bad, len), version == 1 ? RNNX_OK : RNNX_ECORRUPT);
     /* hostile: random header and descriptor bytes with a valid CRC.  Each must
      * give a status; those that parse must run without a read out of bounds. */
     int parsed = 0;
@@ -240,6 +245,13 @@ static void test_arguments(const char* dir)
     CHECK_STATUS(parse_and_run(text, sizeof text), RNNX_EMAGIC);
 
     test_image(image, len);
+    /* and a token model's (version 2: an Embedding first) */
+    snprintf(path, sizeof path, "%s/embed_gru_dense_f32.rnnx", dir);
+    size_t embed_len = 0;
+    unsigned char* embed_image = read_all(path, &embed_len);
+    CHECK(embed_image && embed_image[8] == 2, "%s: not a version-2 file", path);
+    test_image(embed_image, embed_len);
+    free(embed_image);
     free(bmem);
     free(smem);
     free(x);
