@@ -289,3 +289,79 @@ def test_rnnx_file_is_version_2_with_the_embedding_descriptor(tmp_path):
     bad[-4:] = struct.pack("<I", zlib.crc32(bytes(bad[:-4])))
     with pytest.raises(ValueError, match="Embedding layer 1"):
         rnnx_format.loads(bytes(bad))
+
+
+def test_from_torch_converts_nn_embedding_in_every_container():
+    torch = torch_or_skip()
+    nn = torch.nn
+    torch.manual_seed(1)
+    modules = [nn.Embedding(12, 5, padding_idx=-2), nn.LSTM(5, 7, num_layers=2), nn.Linear(7, 3)]
+    ids = np.random.default_rng(1).integers(0, 12, (8, 4))
+    with torch.no_grad():
+        want = modules[2](modules[1](modules[0](torch.from_numpy(ids)))[0]).numpy()
+    for container in (modules, nn.Sequential(*modules), nn.ModuleList(modules)):
+        model = rnnx.from_torch(container)
+        assert model.takes_ids and model[0].padding_idx == 10
+        assert_allclose(model(ids)[0], want, rtol=1e-5, atol=1e-6)
+    alone = rnnx.from_torch(nn.Embedding(4, 2).double())
+    assert isinstance(alone, rnnx.Embedding) and alone.dtype == np.float64
+    with pytest.raises(ValueError, match="max_norm=1.0 renormalises"):
+        rnnx.from_torch(nn.Embedding(4, 2, max_norm=1.0))
+    with pytest.warns(UserWarning, match="scale_grad_by_freq=True is not carried over"):
+        rnnx.from_torch(nn.Embedding(4, 2, scale_grad_by_freq=True))
+    with pytest.raises(ValueError, match="must be the first layer"):
+        rnnx.from_torch([nn.Linear(3, 4), nn.Embedding(4, 4)])
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_to_onnx_gather_runs_in_onnxruntime_and_imports_back(batch_first):
+    ort = pytest.importorskip("onnxruntime") if not os.environ.get("CI") else \
+        importlib.import_module("onnxruntime")
+    model = rnnx.Sequential(rnnx.Embedding(10, 4, seed=0),
+                            rnnx.GRU(4, 8, num_layers=2, batch_first=batch_first, seed=1),
+                            rnnx.Dense(8, 3, activation="softmax", seed=2))
+    proto = rnnx.to_onnx(model)
+    assert proto.graph.node[0].op_type == "Gather"
+    assert proto.graph.input[0].type.tensor_type.elem_type == 7          # int64
+    ids = np.random.default_rng(0).integers(0, 10, (5, 3))
+    session = ort.InferenceSession(proto.SerializeToString())
+    y = session.run(["y"], {"x": ids.astype(np.int64)})[0]
+    assert_allclose(y, model(ids)[0], rtol=1e-5, atol=1e-6)
+    back = rnnx.from_onnx(proto)
+    assert back.takes_ids and back.config() == {**model.config()}
+    assert_array_equal(back(ids)[0], model(ids)[0])
+    with pytest.raises(ValueError, match="to_keras does not convert an rnnx.Embedding"):
+        rnnx.to_keras(model)
+
+
+def test_from_onnx_reads_torch_export_of_nn_embedding(tmp_path):
+    torch = torch_or_skip()
+    onnx = pytest.importorskip("onnx") if not os.environ.get("CI") else importlib.import_module("onnx")
+    nn = torch.nn
+
+    class Tagger(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(10, 4, padding_idx=0)
+            self.lstm = nn.LSTM(4, 6, batch_first=True)
+            self.head = nn.Linear(6, 2)
+
+        def forward(self, x):
+            return self.head(self.lstm(self.embed(x))[0])
+
+    torch.manual_seed(0)
+    tagger = Tagger()
+    torch.onnx.export(tagger, (torch.zeros(2, 5, dtype=torch.long),), str(tmp_path / "t.onnx"),
+                      dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "B", 1: "T"}})
+    model = rnnx.from_onnx(str(tmp_path / "t.onnx"))
+    assert model.takes_ids and model.batch_first
+    ids = np.random.default_rng(0).integers(0, 10, (3, 7))
+    with torch.no_grad():
+        want = tagger(torch.from_numpy(ids)).numpy()
+    assert_allclose(model(ids)[0], want, rtol=1e-5, atol=1e-6)
+    proto = onnx.load(str(tmp_path / "t.onnx"))
+    gather = next(n for n in proto.graph.node if n.op_type == "Gather")
+    gather.attribute.append(onnx.helper.make_attribute("axis", 1))
+    del gather.attribute[0:len(gather.attribute) - 1]
+    with pytest.raises(ValueError, match="must look up rows \\(axis 0\\)"):
+        rnnx.from_onnx(proto)

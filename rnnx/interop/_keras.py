@@ -258,6 +258,9 @@ def to_keras(model):
     """
     layers, many_to_one = as_layers(model)
     refuse_projection(layers, "Keras's LSTM")
+    if type(layers[0]).__name__ == "Embedding":
+        raise ValueError("to_keras does not convert an rnnx.Embedding (yet): export the model "
+                         "with rnnx.to_onnx, or the layers after the Embedding with to_keras")
     keras = require("keras")
     dtype = np.dtype(layers[0].dtype).name
     recurrent = [i for i, layer in enumerate(layers) if is_recurrent(layer)]

@@ -14,6 +14,10 @@ something rnnx does not do is refused instead of imported wrong.  Whatever is co
 constants alone (weights that torch.onnx.export(do_constant_folding=False) slices and
 concatenates in the graph) is evaluated first.
 
+A Gather (axis 0) of a constant 2-D table by an integer graph input, in front of the first
+recurrent node (torch.onnx.export's nn.Embedding, rnnx.to_onnx's rnnx.Embedding), becomes an
+rnnx.Embedding first layer: the model then takes ids.
+
 The first output's last recurrent node decides many_to_one: an output computed from that
 node's Y_h rather than its Y, or from its Y at the last step (Gather -1), is one output per
 sequence.
@@ -264,6 +268,13 @@ def _recurrent_layer(specs, batch_first):
     return layer
 
 
+def _embedding_layer(table, dtype):
+    from ..embedding import Embedding
+    layer = Embedding(table.shape[0], table.shape[1], dtype=dtype)
+    layer.load_state_dict({"weight": table})
+    return layer
+
+
 def _dense_layer(spec, dtype):
     from ..dense import Dense
     weight = spec["weight"]
@@ -382,6 +393,16 @@ def _structure(graph):
                              "expected x itself or Transpose(perm=[1, 0, 2]) for batch-first x")
         source, producer = graph.source(producer.input[0])
         batch_first = True
+    if producer is not None and producer.op_type == "Gather" and \
+            graph.fold(producer.input[0]) is not None:      # a lookup table: an Embedding
+        table = graph.fold(producer.input[0])
+        axis = _attributes(graph.onnx, producer).get("axis", 0)
+        if table.ndim != 2 or axis != 0 or table.dtype.kind != "f":
+            raise ValueError(f"Gather node {producer.name!r} in front of the first recurrent node "
+                             f"must look up rows (axis 0) of a 2-D float table to be an "
+                             f"Embedding, got axis {axis} of a {table.dtype} {table.shape} table")
+        items.insert(0, ("embedding", table))
+        source, producer = graph.source(producer.input[1])
     if producer is not None or source not in data_inputs:
         raise ValueError("the first recurrent node's X must be a graph input (time-major), or one "
                          "Transpose(perm=[1, 0, 2]) of it (batch-first)")
@@ -471,7 +492,8 @@ def from_onnx(path_or_model, verify=True):
                             "and float64 only")
     items, many_to_one, x_name, lengths_name, batch_first = _structure(graph)
     dtype = next(specs[0]["signature"][-1] for kind, specs in items if kind == "cell")
-    layers = [_recurrent_layer(specs, batch_first) if kind == "cell" else _dense_layer(specs, dtype)
+    layers = [_recurrent_layer(specs, batch_first) if kind == "cell" else
+              _embedding_layer(specs, dtype) if kind == "embedding" else _dense_layer(specs, dtype)
               for kind, specs in items]
     model = build(layers, many_to_one)
     if verify:

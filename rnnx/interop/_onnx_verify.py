@@ -86,15 +86,21 @@ def verify_import(onnx, proto, graph, model, x_name, lengths_name, batch_first, 
     from onnx.reference.op_run import OpRun
     x_info = next(i for i in graph.inputs if i.name == x_name)
     dims = [d.dim_value if d.dim_value > 0 else None for d in x_info.type.tensor_type.shape.dim]
-    if len(dims) != 3:
-        raise ValueError(f"graph input {x_name!r} must be 3-D (a sequence batch), got {len(dims)}"
-                         " dimensions")
+    ids = getattr(model, "takes_ids", False)         # an Embedding first: x is (T, B) ids
+    if len(dims) != 3 - ids:
+        raise ValueError(f"graph input {x_name!r} must be {3 - ids}-D (a sequence batch"
+                         f"{' of ids' if ids else ''}), got {len(dims)} dimensions")
     time_axis, batch_axis = (1, 0) if batch_first else (0, 1)
     T, B = dims[time_axis] or 4, dims[batch_axis] or 3
-    shape = [0, 0, model.input_size]
+    shape = [0, 0] if ids else [0, 0, model.input_size]
     shape[time_axis], shape[batch_axis] = T, B
     rng = np.random.default_rng(0)
-    x = rng.standard_normal(shape).astype(dtype)
+    if ids:
+        elem = x_info.type.tensor_type.elem_type
+        x = rng.integers(0, model.input_size, shape).astype(
+            onnx.helper.tensor_dtype_to_np_dtype(elem))
+    else:
+        x = rng.standard_normal(shape).astype(dtype)
     feeds = {x_name: x}
     lengths = None
     if lengths_name is not None:

@@ -1,4 +1,4 @@
-"""PyTorch modules -> rnnx: nn.RNN/LSTM/GRU, nn.Linear heads and their activations.
+"""PyTorch modules -> rnnx: nn.Embedding, nn.RNN/LSTM/GRU, nn.Linear heads and their activations.
 
 rnnx keeps PyTorch's parameter names, shapes and gate orders, so a recurrent module's
 state_dict loads as it is; nn.Linear's weight (out, in) and bias (out,) are rnnx.Dense's.
@@ -57,13 +57,29 @@ def _linear(module, name, activation):
     return layer
 
 
+def _embedding(module, name):
+    from ..embedding import Embedding
+    if module.max_norm is not None:
+        raise ValueError(f"{name}: max_norm={module.max_norm} renormalises the looked-up rows "
+                         "in place at every call, which rnnx.Embedding does not do; only "
+                         "max_norm=None converts")
+    if module.scale_grad_by_freq:
+        warnings.warn(f"{name}: scale_grad_by_freq=True is not carried over (rnnx sums the "
+                      "gradient of repeated ids); inference is unaffected", stacklevel=3)
+    layer = Embedding(module.num_embeddings, module.embedding_dim,
+                      padding_idx=module.padding_idx, dtype=_dtype(module, name))
+    layer.load_state_dict(_numpy_state(module))
+    return layer
+
+
 def from_torch(module):
     """Convert a PyTorch module to rnnx.
 
     Parameters
     ----------
     module : torch.nn.Module or a list of them
-        An ``nn.RNN``, ``nn.LSTM`` or ``nn.GRU`` (with ``nonlinearity``, ``bias``,
+        An ``nn.Embedding`` (first only: the model then takes ids; ``padding_idx`` kept,
+        ``max_norm`` refused), an ``nn.RNN``, ``nn.LSTM`` or ``nn.GRU`` (with ``nonlinearity``, ``bias``,
         ``batch_first``, ``bidirectional``, ``num_layers``, an LSTM's ``proj_size``;
         ``dropout`` when rnnx has it), an
         ``nn.Linear``, or an ``nn.Sequential`` / ``nn.ModuleList`` / list of those, run in
@@ -75,7 +91,7 @@ def from_torch(module):
 
     Returns
     -------
-    rnnx.RNN, LSTM, GRU or Dense for a single module, else rnnx.Sequential.
+    rnnx.RNN, LSTM, GRU, Dense or Embedding for a single module, else rnnx.Sequential.
 
     Raises
     ------
@@ -106,6 +122,8 @@ def from_torch(module):
             raise TypeError(f"{name} must be a torch.nn.Module")
         if isinstance(m, (nn.RNN, nn.LSTM, nn.GRU)):
             layers.append(_recurrent(m, name))
+        elif isinstance(m, nn.Embedding):
+            layers.append(_embedding(m, name))
         elif isinstance(m, nn.Linear):
             activation = "identity"
             following = modules[index] if index < len(modules) else None
@@ -122,8 +140,8 @@ def from_torch(module):
         elif kind in _SKIPPED_MODULES:
             continue
         else:
-            raise TypeError(f"{name} has no rnnx counterpart: expected nn.RNN, nn.LSTM, "
-                            "nn.GRU, nn.Linear, nn.Sigmoid, nn.Tanh, nn.ReLU, nn.Softmax, "
+            raise TypeError(f"{name} has no rnnx counterpart: expected nn.Embedding, nn.RNN, "
+                            "nn.LSTM, nn.GRU, nn.Linear, nn.Sigmoid, nn.Tanh, nn.ReLU, nn.Softmax, "
                             "nn.Identity or nn.Dropout")
     if not layers:
         raise ValueError("module holds no layer rnnx can convert (only Identity/Dropout)")
