@@ -132,6 +132,17 @@ def _python_stream(model, x):
     return np.array(twin), np.array(python)
 
 
+def _compile_pedantic(build, tmp_path, data):
+    """tmp_path/main.c and tmp_path/<data> (export_c's output) linked with the library into
+    tmp_path/main, -std=c99 -pedantic with every warning an error."""
+    library = build / "build" / "librnnx.a"
+    result = subprocess.run(["cc", "-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror",
+                             "-I", os.path.join(ROOT, "csrc"), str(tmp_path / "main.c"),
+                             str(tmp_path / data), str(library), "-lm", "-pthread",
+                             "-o", str(tmp_path / "main")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_exported_source_compiles_pedantic_and_checks(build, tmp_path, dtype):
     """export_c's output is -std=c99 -pedantic clean for both dtypes and every layer kind, and
@@ -154,12 +165,7 @@ int main(void) {
     return 0;
 }
 ''')
-    library = build / "build" / "librnnx.a"
-    result = subprocess.run(["cc", "-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror",
-                             "-I", os.path.join(ROOT, "csrc"), str(tmp_path / "main.c"),
-                             str(tmp_path / "data.c"), str(library), "-lm", "-pthread",
-                             "-o", str(tmp_path / "main")], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    _compile_pedantic(build, tmp_path, "data.c")
     out = subprocess.run([str(tmp_path / "main")], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["0", str(int(dtype == np.float64)), "1", "4", "2", "5"]
 
@@ -256,12 +262,7 @@ int main(void) {
 }
 ''' % (T * B, T * B, T, B, "double" if dtype == np.float64 else "float", want.size, T, B,
        want.size, T, B))
-    library = build / "build" / "librnnx.a"
-    result = subprocess.run(["cc", "-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror",
-                             "-I", os.path.join(ROOT, "csrc"), str(tmp_path / "main.c"),
-                             str(tmp_path / "token_data.c"), str(library), "-lm", "-pthread",
-                             "-o", str(tmp_path / "main")], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    _compile_pedantic(build, tmp_path, "token_data.c")
     out = subprocess.run([str(tmp_path / "main")], input=" ".join(map(str, ids.ravel())),
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

@@ -198,7 +198,7 @@ def test_sequential_gradient_equals_finite_differences(cell):
         assert_allclose(grads[name], expected, rtol=1e-7, atol=1e-8, err_msg=name)
 
 
-def test_trainer_fits_ids_with_truncation_and_batches():
+def test_trainer_fits_ids_with_truncation_batches_and_checkpoints(tmp_path):
     rng = np.random.default_rng(0)
     ids = rng.integers(0, 5, (40, 6))
     targets = (ids + 1) % 5                                # next id: learnable from x alone
@@ -209,6 +209,10 @@ def test_trainer_fits_ids_with_truncation_and_batches():
     before = trainer.evaluate(ids, targets)
     history = trainer.fit(ids, targets, epochs=15, batch_size=3)
     assert history["loss"][-1] < 0.2 * before
+    trainer.save_checkpoint(tmp_path / "ckpt.npz")
+    resumed = rnnx.Trainer.from_checkpoint(tmp_path / "ckpt.npz")
+    assert resumed.fit(ids, targets, epochs=2, batch_size=3)["loss"] == \
+        trainer.fit(ids, targets, epochs=2, batch_size=3)["loss"]
     with pytest.raises(ValueError, match=r"x must be \(T, N\) integer ids, got shape"):
         trainer.fit(ids[..., None], targets)
     with pytest.raises(ValueError, match=r"ids in \[0, 5\)"):
@@ -365,3 +369,27 @@ def test_from_onnx_reads_torch_export_of_nn_embedding(tmp_path):
     del gather.attribute[0:len(gather.attribute) - 1]
     with pytest.raises(ValueError, match="must look up rows \\(axis 0\\)"):
         rnnx.from_onnx(proto)
+
+
+@pytest.mark.parametrize("many_to_one", [False, True])
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_dask_predict_scores_ids_chunk_by_chunk(batch_first, many_to_one):
+    da = pytest.importorskip("dask.array") if not os.environ.get("CI") else \
+        importlib.import_module("dask.array")
+    import dask
+
+    import rnnx.dask
+    rng = np.random.default_rng(0)
+    model = rnnx.Sequential(rnnx.Embedding(9, 4, seed=0),
+                            rnnx.LSTM(4, 5, batch_first=batch_first, seed=1),
+                            rnnx.Dense(5, 3, seed=2), many_to_one=many_to_one)
+    ids = rng.integers(0, 9, (10, 7) if batch_first else (7, 10))     # N = 10, T = 7
+    lengths = rng.integers(0, 8, 10)
+    chunks = (4, 7) if batch_first else (7, 4)
+    with dask.config.set(scheduler="synchronous"):
+        y = rnnx.dask.predict(model, da.from_array(ids, chunks=chunks), lengths=lengths).compute()
+    assert_allclose(y, model.predict(ids, lengths=lengths), rtol=1e-6, atol=1e-7)
+    with pytest.raises(TypeError, match="x must be an integer array of ids"):
+        rnnx.dask.predict(model, da.from_array(ids.astype(np.float32), chunks=chunks))
+    with pytest.raises(ValueError, match="integer ids for a model that begins with an Embedding"):
+        rnnx.dask.predict(model, da.from_array(ids[..., None], chunks=chunks + (1,)))
