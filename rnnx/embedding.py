@@ -123,6 +123,13 @@ class Embedding(Module):
     def _param_shapes(self):
         return {"weight": (self.num_embeddings, self.embedding_dim)}
 
+    def _snapshot(self):
+        """(version, no copies): the backward reads only the ids and dy, never the table,
+        so an in-place change of the table between forward and backward cannot make its
+        gradient wrong, and a (V, D) copy per forward (megabytes for a large vocabulary)
+        would buy nothing. load_state_dict() still makes older caches stale."""
+        return self._version, []
+
     @property
     def input_size(self):
         """int: num_embeddings, the width of the one-hot input the lookup stands for."""

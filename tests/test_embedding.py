@@ -111,6 +111,7 @@ def test_inputs_are_not_modified_and_the_cache_keeps_the_ids():
     kept = ids.copy()
     y, _, cache = emb.forward(ids)
     ids[:] = 0                                  # changed after the forward: backward unaffected
+    emb.parameters()["weight"][:] += 1          # so is the table (the backward never reads it)
     dy = np.ones_like(y)
     kept_dy = dy.copy()
     _, _, grads = emb.backward(cache, dy)
