@@ -294,6 +294,9 @@ def test_bad_input_is_reported(build, tmp_path):
         result = subprocess.run([binary, str(tmp_path / "token.rnnx")], input=line,
                                 capture_output=True, text=True)
         assert result.returncode == 1 and message in result.stderr, result.stderr
+    info = subprocess.run([binary, "--info", str(tmp_path / "token.rnnx")], capture_output=True,
+                          text=True, check=True).stdout
+    assert "input 13 ids (one int32 per line), output 13" in info
 
 
 def _dump(command):

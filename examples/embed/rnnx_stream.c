@@ -182,8 +182,9 @@ int main(int argc, char** argv)
 #endif
     const size_t stream_bytes = rnnx_stream_size(m, 1);
     if (info) {
-        printf("rnnx %s, model: %s, %d layers, input %d, output %d\n", rnnx_version(),
+        printf("rnnx %s, model: %s, %d layers, input %d%s, output %d\n", rnnx_version(),
                m->dtype == RNNX_FLOAT64 ? "float64" : "float32", m->num_layers, m->input_size,
+               m->layers[0].kind == RNNX_EMBEDDING ? " ids (one int32 per line)" : "",
                m->output_size);
 #ifndef RNNX_STATIC_MODEL
         printf("model memory (file + layer table): %zu bytes\n", model_bytes);
