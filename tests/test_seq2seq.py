@@ -1,0 +1,225 @@
+"""rnnx.Seq2Seq against PyTorch (an encoder with packed source lengths, its final state handed
+to the decoder by hand, nn.Linear head): outputs and every gradient; float64 central
+differences; greedy generate against a step-by-step loop over the decoder's layer stream;
+the hand-over's errors; save/load and state_dict."""
+import numpy as np
+import pytest
+
+import rnnx
+from shared import assert_close_scaled, central_difference
+
+TOL = {np.float32: 1e-5, np.float64: 1e-9}
+V = 5          # target vocabulary: one-hot decoder inputs, V logits out
+
+
+def build(cell, bidirectional, dtype, encoder_dense=False, seed=0, num_layers=2, I=3, H=4):
+    """A Seq2Seq: [Dense tanh] + cell encoder (num_layers, bidirectional?), decoder cell of the
+    handed-over width + Dense head."""
+    Cell = getattr(rnnx, cell)
+    width = 2 * H if bidirectional else H
+    encoder = [Cell(I if not encoder_dense else 4, H, num_layers=num_layers,
+                    bidirectional=bidirectional, dtype=dtype, seed=seed)]
+    if encoder_dense:
+        encoder.insert(0, rnnx.Dense(I, 4, "tanh", dtype=dtype, seed=seed + 1))
+    decoder = rnnx.Sequential(Cell(V, width, num_layers=num_layers, dtype=dtype, seed=seed + 2),
+                              rnnx.Dense(width, V, dtype=dtype, seed=seed + 3))
+    return rnnx.Seq2Seq(rnnx.Sequential(*encoder), decoder)
+
+
+def data(dtype, rng, T_src=6, T_tgt=5, B=4, I=3):
+    src = rng.standard_normal((T_src, B, I)).astype(dtype)
+    tokens = rng.integers(0, V, (T_tgt, B))
+    tgt_in = np.eye(V, dtype=dtype)[tokens]
+    lengths = np.array([T_src, 2, T_src - 1, 1][:B])
+    return src, tgt_in, lengths
+
+
+def torch_twin(model, torch):
+    """The PyTorch modules with model's weights: (encoder Linear or None, encoder rnn,
+    decoder rnn, head)."""
+    nn = torch.nn
+    tensor = lambda a: torch.from_numpy(np.array(a))      # noqa: E731
+    enc_layers, dec_layers = model.encoder.layers, model.decoder.layers
+    dense = enc_layers[0] if len(enc_layers) == 2 else None
+    enc, dec, head = enc_layers[-1], dec_layers[0], dec_layers[1]
+    dtype = torch.float64 if model.dtype == np.float64 else torch.float32
+
+    def make(layer):
+        module = getattr(nn, type(layer).__name__)(layer.input_size, layer.hidden_size,
+                                                   layer.num_layers,
+                                                   bidirectional=layer.bidirectional).to(dtype)
+        module.load_state_dict({k: tensor(v) for k, v in layer.state_dict().items()})
+        return module
+
+    linear = None
+    if dense is not None:
+        linear = nn.Linear(dense.in_features, dense.out_features).to(dtype)
+        linear.load_state_dict({k: tensor(v) for k, v in dense.state_dict().items()})
+    out = nn.Linear(head.in_features, head.out_features).to(dtype)
+    out.load_state_dict({k: tensor(v) for k, v in head.state_dict().items()})
+    return linear, make(enc), make(dec), out
+
+
+def torch_forward(twin, src, tgt_in, lengths, torch):
+    """PyTorch as its users write a seq2seq: packed source, the final state handed over
+    (bidirectional: torch.cat((h_n[0::2], h_n[1::2]), dim=2))."""
+    linear, enc, dec, out = twin
+    x = torch.tanh(linear(src)) if linear is not None else src
+    packed = torch.nn.utils.rnn.pack_padded_sequence(x, torch.from_numpy(lengths),
+                                                     enforce_sorted=False)
+    _, state = enc(packed)
+    parts = state if isinstance(state, tuple) else (state,)
+    if enc.bidirectional:
+        parts = tuple(torch.cat((p[0::2], p[1::2]), dim=2) for p in parts)
+    y, _ = dec(tgt_in, parts if len(parts) > 1 else parts[0])
+    return out(y)
+
+
+CASES = [("LSTM", True, False), ("GRU", False, True), ("RNN", True, True), ("LSTM", False, False)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cell, bidirectional, encoder_dense", CASES)
+def test_outputs_and_every_gradient_equal_pytorch(cell, bidirectional, encoder_dense, dtype):
+    torch = pytest.importorskip("torch", reason="PyTorch, the test extra; CI installs it")
+    rng = np.random.default_rng(1)
+    model = build(cell, bidirectional, dtype, encoder_dense, seed=3)
+    src, tgt_in, lengths = data(dtype, rng)
+    weights = rng.standard_normal((5, 4, V)).astype(dtype)     # loss = sum(y * weights)
+
+    y, _, cache = model.forward(src, tgt_in, lengths)
+    dsrc, dtgt, grads = model.backward(cache, weights)
+    assert np.array_equal(model(src, tgt_in, lengths), y), "inference equals the training forward"
+
+    twin = torch_twin(model, torch)
+    t_src = torch.from_numpy(src).requires_grad_()
+    t_tgt = torch.from_numpy(tgt_in).requires_grad_()
+    t_y = torch_forward(twin, t_src, t_tgt, lengths, torch)
+    (t_y * torch.from_numpy(weights)).sum().backward()
+    tol = TOL[dtype]
+    assert_close_scaled(y, t_y.detach().numpy(), dtype, tol, tol, "y")
+    assert_close_scaled(dsrc, t_src.grad.numpy(), dtype, tol, tol, "dsrc")
+    assert_close_scaled(dtgt, t_tgt.grad.numpy(), dtype, tol, tol, "dtgt")
+    linear, enc, dec, out = twin
+    expected = {}
+    offset = 1 if linear is not None else 0
+    for prefix, modules in (("encoder", [linear, enc][1 - offset:]), ("decoder", [dec, out])):
+        for index, module in enumerate(modules):
+            for name, p in module.named_parameters():
+                expected[f"{prefix}.{index}.{name}"] = p.grad.numpy()
+    assert set(grads) == set(expected) == set(model.state_dict())
+    for name, grad in grads.items():
+        assert_close_scaled(grad, expected[name], dtype, tol, tol, name)
+    assert model.gradients() is grads
+
+
+@pytest.mark.parametrize("cell, bidirectional, encoder_dense", CASES[:3])
+def test_gradients_pass_central_differences_in_float64(cell, bidirectional, encoder_dense):
+    rng = np.random.default_rng(2)
+    model = build(cell, bidirectional, np.float64, encoder_dense, seed=5, H=3)
+    src, tgt_in, lengths = data(np.float64, rng, T_src=4, T_tgt=3, B=3)
+    lengths = np.array([4, 1, 2])
+    weights = rng.standard_normal((3, 3, V))
+    _, _, cache = model.forward(src, tgt_in, lengths)
+    dsrc, dtgt, grads = model.backward(cache, weights)
+
+    def loss():
+        return float(np.sum(model(src, tgt_in, lengths) * weights))
+
+    for name, param in model.parameters().items():
+        assert_close_scaled(grads[name], central_difference(loss, param), np.float64, 1e-6, 1e-7,
+                            name)
+    assert_close_scaled(dsrc, central_difference(loss, src), np.float64, 1e-6, 1e-7, "dsrc")
+    assert_close_scaled(dtgt, central_difference(loss, tgt_in), np.float64, 1e-6, 1e-7, "dtgt")
+    assert np.all(dsrc[1:, 1] == 0) and np.all(dsrc[2:, 2] == 0), \
+        "the padded source steps get no gradient"
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("with_end", [False, True])
+def test_generate_equals_a_step_by_step_loop_over_the_decoder_stream(bidirectional, with_end):
+    rng = np.random.default_rng(3)
+    model = build("LSTM", bidirectional, np.float64, seed=7)
+    src, _, lengths = data(np.float64, rng)
+    start = np.array([0, 1, 3, 4])
+    steps = 9
+    # end: a token row 1 writes at step 2 without one, so that rows do reach it
+    end = int(model.generate(src, start, steps, src_lengths=lengths)[2, 1]) if with_end else None
+    ids = model.generate(src, start, steps, src_lengths=lengths, end=end)
+    assert ids.shape == (steps, 4) and ids.dtype == np.int64
+
+    # by hand: the encoder's final state, its directions side by side, the decoder's LSTM
+    # stream and its Dense head one step at a time, the argmax fed back one-hot
+    _, (state,) = model.encoder(src, None, lengths)
+    if bidirectional:
+        state = tuple(np.concatenate([p[0::2], p[1::2]], axis=2) for p in state)
+    lstm, head = model.decoder.layers
+    stream = lstm.stream(batch_size=4, state=state)
+    token, done, expected = start, np.zeros(4, bool), []
+    for _ in range(steps):
+        token = np.argmax(head(stream.step(np.eye(V)[token])), axis=-1)
+        if end is not None:
+            token = np.where(done, end, token)
+            done |= token == end
+        expected.append(token)
+    assert np.array_equal(ids, np.stack(expected))
+    if end is not None:
+        assert done[1]
+        for b in range(4):                       # after a row's first `end`, only `end`
+            hits = np.flatnonzero(ids[:, b] == end)
+            if hits.size:
+                assert np.all(ids[hits[0]:, b] == end)
+
+
+def test_state_shapes_that_do_not_match_name_both_layers():
+    encoder = rnnx.LSTM(3, 4, num_layers=2, bidirectional=True)
+    with pytest.raises(ValueError, match=r"LSTM\(input_size=3.*h \(L=2, B, 8\).*LSTM\(input_size"
+                                         r"=5.*h \(L=2, B, 4\).*2\*hidden_size"):
+        rnnx.Seq2Seq(encoder, rnnx.Sequential(rnnx.LSTM(5, 4, num_layers=2), rnnx.Dense(4, 5)))
+    with pytest.raises(ValueError, match=r"h \(L=1, B, 4\).*h \(L=2, B, 4\)"):
+        rnnx.Seq2Seq(rnnx.GRU(3, 4), rnnx.GRU(5, 4, num_layers=2))
+    with pytest.raises(ValueError, match=r"hands over a state h .*, c .*takes h "):
+        rnnx.Seq2Seq(rnnx.LSTM(3, 4), rnnx.GRU(5, 4))
+    with pytest.raises(ValueError, match="must end in its recurrent layer"):
+        rnnx.Seq2Seq(rnnx.Sequential(rnnx.GRU(3, 4), rnnx.Dense(4, 2)), rnnx.GRU(5, 4))
+    with pytest.raises(ValueError, match="unidirectional"):
+        rnnx.Seq2Seq(rnnx.GRU(3, 4), rnnx.GRU(5, 2, bidirectional=True))
+    with pytest.raises(TypeError, match="one dtype"):
+        rnnx.Seq2Seq(rnnx.GRU(3, 4), rnnx.GRU(5, 4, dtype=np.float64))
+    with pytest.raises(TypeError, match="encoder must be an rnnx.Sequential"):
+        rnnx.Seq2Seq("lstm", rnnx.GRU(5, 4))
+    model = rnnx.Seq2Seq(rnnx.GRU(3, 4), rnnx.Sequential(rnnx.GRU(5, 4), rnnx.Dense(4, 5)))
+    src = np.zeros((3, 2, 3), np.float32)
+    with pytest.raises(ValueError, match=r"same batch.*B=2.*B=3"):
+        model(src, np.zeros((4, 3, 5), np.float32))
+    with pytest.raises(ValueError, match=r"start must lie in \[0, 5\)"):
+        model.generate(src, 5, 3)
+    with pytest.raises(ValueError, match=r"start must be an int or 2 ints"):
+        model.generate(src, [0, 1, 2], 3)
+    with pytest.raises(ValueError, match=r"steps must be >= 1"):
+        model.generate(src, 0, 0)
+
+
+def test_save_load_and_state_dict_round_trip(tmp_path):
+    rng = np.random.default_rng(4)
+    model = build("GRU", True, np.float32, encoder_dense=True, seed=9)
+    src, tgt_in, lengths = data(np.float32, rng)
+    path = tmp_path / "seq2seq.npz"
+    rnnx.save(model, path)
+    loaded = rnnx.load(path)
+    assert isinstance(loaded, rnnx.Seq2Seq) and loaded.config() == model.config()
+    assert np.array_equal(loaded(src, tgt_in, lengths), model(src, tgt_in, lengths))
+    other = build("GRU", True, np.float32, encoder_dense=True, seed=10)
+    assert not np.array_equal(other(src, tgt_in), model(src, tgt_in))
+    rnnx.load(path, into=other)
+    assert np.array_equal(other(src, tgt_in), model(src, tgt_in))
+
+    before = other.state_dict()
+    bad = {name: value + 1 for name, value in before.items()}
+    bad["decoder.1.bias"] = np.zeros(3)          # the last key is wrong, after the encoder's
+    with pytest.raises(ValueError, match=r"decoder\.1\.bias.*shape"):
+        other.load_state_dict(bad)
+    after = other.state_dict()                   # all or nothing: the encoder was not loaded
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+    with pytest.raises(ValueError, match="'encoder.' or 'decoder.'"):
+        other.load_state_dict(dict(before, extra=np.zeros(1)))
