@@ -45,6 +45,8 @@ from .losses import LOSSES, SoftmaxCrossEntropy, get_loss
 from .lr_scheduler import SCHEDULERS, LRScheduler
 from .layers import using_workspace
 from .model import Sequential
+from .seq2seq import Seq2Seq
+from . import seq2seq_training
 from .optim import OPTIMIZERS, Adam, Optimizer, clip_grad_norm, clip_grad_value, global_norm
 
 RESET_STATES = ("sequence", "never", "chunk")
@@ -114,8 +116,10 @@ class Trainer:
 
     Parameters
     ----------
-    model : rnnx.Sequential or rnnx layer
-        The model; a single layer is wrapped into a Sequential (``trainer.model``).
+    model : rnnx.Sequential, rnnx.Seq2Seq or rnnx layer
+        The model; a single layer is wrapped into a Sequential (``trainer.model``). A
+        Seq2Seq trains on pairs: ``fit((src, tgt_in), tgt_out, lengths=(src_lengths,
+        tgt_lengths))``, target padding masked out of the loss (see rnnx.seq2seq_training).
     loss : loss object or str, default "mse"
         ``rnnx.MSELoss()``, ``rnnx.SoftmaxCrossEntropy()``, ... or a name ("mse",
         "softmax_cross_entropy", "sigmoid_binary_cross_entropy").
@@ -168,7 +172,7 @@ class Trainer:
     def __init__(self, model, loss="mse", optimizer=None, bptt=None, clip_norm=None,
                  clip_value=None, reset_state="sequence", seed=None, progress=None,
                  scheduler=None, checkpoint=None, comm=None):
-        bare = not isinstance(model, Sequential)
+        bare = not isinstance(model, (Sequential, Seq2Seq))
         if bare:
             model = Sequential(model)
         self.model = model
@@ -206,6 +210,9 @@ class Trainer:
         if comm is not None:
             from . import mpi
             mpi.broadcast_parameters(model.parameters(), mpi.check_comm(comm))
+        if self.bptt is not None and isinstance(model, Seq2Seq):
+            raise ValueError(f"bptt must be None for a Seq2Seq (it trains on whole sequences, "
+                             f"teacher forced), got {bptt!r}")
         if self.bptt is not None and model.many_to_one:
             raise ValueError("bptt must be None for a many_to_one model (its loss is at the last "
                              f"step only), got {bptt!r}")
@@ -233,6 +240,9 @@ class Trainer:
         self.epochs = 0
 
     def __repr__(self):
+        if isinstance(self.model, Seq2Seq):
+            model = repr(self.model).replace("\n", " ")
+            return f"Trainer({model}, loss={self.loss!r}, optimizer={self.optimizer!r})"
         model = ", ".join(repr(layer).replace("\n", " ") for layer in self.model.layers)
         options = [f"loss={self.loss!r}", f"optimizer={self.optimizer!r}"]
         options += [f"{name}={getattr(self, name)!r}" for name in
@@ -353,9 +363,7 @@ class Trainer:
             mask = self._loss_mask(b - w0, x.shape[1 - time_axis], a - w0, lengths, w0)
         value, grad = self.loss(output, target, mask)
         count = int(np.prod(output.shape[:-1])) if mask is None else int(mask.sum())
-        if not np.isfinite(value) and self.comm is None:
-            raise NonFiniteLossError(f"the loss became {value} at update {self.updates + 1} "
-                                     f"({where}); lower the learning rate or set clip_norm")
+        self._check_loss(value, where)
         grads = {}
         dstate = None
         for (t0, t1), cache in zip(reversed(segments), reversed(caches)):
@@ -366,6 +374,19 @@ class Trainer:
                 if g is None:
                     continue
                 grads[name] = g if name not in grads else grads[name] + g
+        value, grads, norm, count = self._step(value, grads, count, where)
+        return value, carried, norm, grads, count
+
+    def _check_loss(self, value, where):
+        if not np.isfinite(value) and self.comm is None:
+            raise NonFiniteLossError(f"the loss became {value} at update {self.updates + 1} "
+                                     f"({where}); lower the learning rate or set clip_norm")
+
+    def _step(self, value, grads, count, where):
+        """One update from the gradients of a batch's loss: combined over the ranks, checked,
+        clipped, applied. Returns (loss, gradients, gradient norm before clipping, positions
+        in the loss), the loss, gradients and count over all ranks."""
+        model = self.model
         if self.comm is not None:  # every rank's part, one collective: the whole batch's
             from .mpi import combine
             value, grads, count = combine(self.comm, value, grads, count, getattr(
@@ -383,7 +404,7 @@ class Trainer:
             clip_grad_value(grads, self.clip_value)
         self.optimizer.step(grads)
         self.updates += 1
-        return value, carried, norm, grads, int(count)
+        return value, grads, norm, int(count)
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -437,9 +458,15 @@ class Trainer:
             When the loss or the gradient norm becomes NaN or infinite (that update is not
             applied).
         """
-        x, y, lengths = self._check_data(x, y, lengths)
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
             raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
+        if isinstance(self.model, Seq2Seq):
+            if early_stopping is not None:
+                raise ValueError("early_stopping is not available for a Seq2Seq yet; watch "
+                                 "history['val_loss'] and stop with a callback")
+            return seq2seq_training.fit(self, x, y, lengths, epochs, batch_size, shuffle,
+                                        callback, validation)
+        x, y, lengths = self._check_data(x, y, lengths)
         if validation is not None:
             if not isinstance(validation, (tuple, list)) or len(validation) not in (2, 3):
                 raise TypeError("validation must be a tuple (x_val, y_val) or (x_val, y_val, "
@@ -555,6 +582,11 @@ class Trainer:
         -------
         float
         """
+        if isinstance(self.model, Seq2Seq):
+            if state is not None:
+                raise ValueError("state must be None for a Seq2Seq: the encoder makes the "
+                                 "decoder's initial state")
+            return seq2seq_training.evaluate(self, x, y, lengths)
         x, y, lengths = self._check_data(x, y, lengths)
         _, time_axis, _ = self._axes()
         # inference: no dropout, no cache (and no draws from the dropout generators)
@@ -587,6 +619,9 @@ class Trainer:
         TypeError
             If the loss is not an rnnx loss (it could not be rebuilt).
         """
+        if isinstance(self.model, Seq2Seq):
+            raise TypeError("save_checkpoint does not save a Seq2Seq's trainer yet; save the "
+                            "model with rnnx.save(trainer.model, path)")
         loss_classes = {cls.__name__: cls for cls in LOSSES.values()}
         if type(self.loss).__name__ not in loss_classes or type(self.loss) is not \
                 loss_classes[type(self.loss).__name__]:

@@ -223,3 +223,55 @@ def test_save_load_and_state_dict_round_trip(tmp_path):
     assert all(np.array_equal(before[k], after[k]) for k in before)
     with pytest.raises(ValueError, match="'encoder.' or 'decoder.'"):
         other.load_state_dict(dict(before, extra=np.zeros(1)))
+
+
+def test_the_trainer_masks_target_padding_and_steps_like_a_hand_written_update():
+    rng = np.random.default_rng(6)
+    src, tgt_in, src_lengths = data(np.float64, rng)
+    tgt_out = rng.integers(0, V, (5, 4))
+    tgt_lengths = np.array([5, 3, 1, 4])
+    trained, by_hand = (build("GRU", True, np.float64, seed=11) for _ in range(2))
+    trainer = rnnx.Trainer(trained, rnnx.SoftmaxCrossEntropy(), rnnx.SGD(trained.parameters(),
+                                                                         lr=0.5))
+    history = trainer.fit((src, tgt_in), tgt_out, lengths=(src_lengths, tgt_lengths))
+
+    mask = np.arange(5)[:, None] < tgt_lengths[None, :]
+    logits, _, cache = by_hand.forward(src, tgt_in, src_lengths, tgt_lengths, logits=True)
+    loss, dlogits = rnnx.SoftmaxCrossEntropy()(logits, tgt_out, mask)
+    _, _, grads = by_hand.backward(cache, dlogits)
+    assert history["loss"] == [loss] and trainer.updates == 1
+    for name, value in by_hand.parameters().items():
+        assert np.array_equal(trained.parameters()[name], value - 0.5 * grads[name]), name
+    assert any(np.any(grads[name] != 0) for name in grads if name.startswith("encoder."))
+
+    # padding is padding: other target ids past tgt_lengths, other source steps past
+    # src_lengths, and the result is the same
+    noisy_out = np.where(mask, tgt_out, (tgt_out + 1) % V)
+    noisy_src = np.where((np.arange(6)[:, None] < src_lengths[None, :])[:, :, None], src, 9.0)
+    again = build("GRU", True, np.float64, seed=11)
+    rnnx.Trainer(again, rnnx.SoftmaxCrossEntropy(), rnnx.SGD(again.parameters(), lr=0.5)).fit(
+        (noisy_src, tgt_in), noisy_out, lengths=(src_lengths, tgt_lengths))
+    for name, value in again.parameters().items():
+        assert np.array_equal(value, trained.parameters()[name]), name
+    assert trainer.evaluate((src, tgt_in), tgt_out, (src_lengths, tgt_lengths)) < loss
+
+
+def test_the_trainer_fits_mini_batches_and_names_bad_data():
+    rng = np.random.default_rng(7)
+    model = build("LSTM", False, np.float32, seed=12, num_layers=1)
+    src, tgt_in, _ = data(np.float32, rng, B=4)
+    tgt_out = rng.integers(0, V, (5, 4))
+    trainer = rnnx.Trainer(model, "softmax_cross_entropy", rnnx.Adam(model.parameters(),
+                                                                     lr=0.05), seed=0)
+    history = trainer.fit((src, tgt_in), tgt_out, epochs=30, batch_size=2,
+                          validation=((src, tgt_in), tgt_out))
+    assert trainer.updates == 60 and len(history["val_loss"]) == 30
+    assert history["val_loss"][-1] < 0.5 * history["val_loss"][0]
+    with pytest.raises(TypeError, match=r"x must be the pair \(src, tgt_in\)"):
+        trainer.fit(src, tgt_out)
+    with pytest.raises(ValueError, match="same N=4 pairs"):
+        trainer.fit((src, tgt_in[:, :3]), tgt_out)
+    with pytest.raises(ValueError, match=r"lengths\[1\] \(tgt_lengths\) must lie in \[0, 5\]"):
+        trainer.fit((src, tgt_in), tgt_out, lengths=(None, [1, 2, 3, 6]))
+    with pytest.raises(ValueError, match="bptt must be None for a Seq2Seq"):
+        rnnx.Trainer(model, bptt=2)
