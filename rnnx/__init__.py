@@ -5,6 +5,7 @@ time with BLAS for the matrix products, under a NumPy-native API; models,
 losses, optimizers and a trainer with full and truncated BPTT on top."""
 from . import data
 from .dense import Dense
+from .embedding import Embedding
 from .interop import from_keras, from_onnx, from_torch, to_keras, to_onnx
 from .io import load, save
 from .layers import GRU, LSTM, RNN, Stream
@@ -18,8 +19,8 @@ from ._runtime import get_num_threads, info, set_num_threads
 from .trainer import NonFiniteLossError, Trainer
 
 __version__ = "0.1.0"
-__all__ = ["RNN", "LSTM", "GRU", "Stream", "Dense", "Sequential", "Seq2Seq", "MSELoss",
-           "SoftmaxCrossEntropy", "SigmoidBinaryCrossEntropy", "SGD", "Adam", "Adagrad",
+__all__ = ["RNN", "LSTM", "GRU", "Stream", "Dense", "Embedding", "Sequential", "Seq2Seq",
+           "MSELoss", "SoftmaxCrossEntropy", "SigmoidBinaryCrossEntropy", "SGD", "Adam", "Adagrad",
            "clip_grad_norm", "clip_grad_value", "StepLR", "CosineAnnealingLR", "Trainer",
            "NonFiniteLossError", "save", "load", "export_c", "data", "to_onnx", "from_onnx",
            "to_keras", "from_keras", "from_torch", "info", "set_num_threads", "get_num_threads"]

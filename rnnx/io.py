@@ -83,7 +83,7 @@ def save(model, path):
 
     Parameters
     ----------
-    model : rnnx.Sequential, rnnx.Seq2Seq or rnnx layer (RNN, LSTM, GRU, Dense)
+    model : rnnx.Sequential, rnnx.Seq2Seq or rnnx layer (RNN, LSTM, GRU, Dense, Embedding)
         The model to save.
     path : str or os.PathLike
         The file to write (an existing file is replaced only once the new one is complete).
@@ -220,7 +220,8 @@ def _declared_shapes(spec, prefix=""):
             shapes.update(inner)
         return shapes
     sizes = {}
-    keys = ("in_features", "out_features") if kind == "Dense" else ("input_size", "hidden_size")
+    keys = {"Dense": ("in_features", "out_features"),
+            "Embedding": ("num_embeddings", "embedding_dim")}.get(kind, ("input_size", "hidden_size"))
     for key in keys + (("num_layers",) if kind in GATES else ()):
         if key not in config:      # a config this check does not know: load_state_dict checks
             return None
@@ -234,6 +235,8 @@ def _declared_shapes(spec, prefix=""):
         if bias:
             shapes[f"{prefix}bias"] = (sizes["out_features"],)
         return shapes
+    if kind == "Embedding":
+        return {f"{prefix}weight": (sizes["num_embeddings"], sizes["embedding_dim"])}
     if kind not in GATES:
         return None
     I, H, G = sizes["input_size"], sizes["hidden_size"], GATES[kind] * sizes["hidden_size"]

@@ -19,6 +19,10 @@ The model's state is a tuple with one entry per recurrent layer, each in that la
 (an array (L*D, B, H), or (h, c) for an LSTM); None, or a None entry, means zeros. It is
 handed over explicitly between chunks, as the layers do: no gradient crosses it.
 
+An rnnx.Embedding may come first: the model then takes integer ids, x (T, B) ((B, T)
+batch_first, (T,) unbatched, (...) for Embedding and Dense layers only), and backward gives
+no dx (None in its place).
+
 Parameter names are "<index>.<layer name>" as in PyTorch's nn.Sequential: "0.weight_ih_l0",
 "1.weight", ... parameters() gives the live arrays (optimizers update them in place),
 gradients() the gradients of the last backward, state_dict()/load_state_dict() copies.
@@ -26,6 +30,7 @@ gradients() the gradients of the last backward, state_dict()/load_state_dict() c
 import numpy as np
 
 from .dense import Dense
+from .embedding import Embedding
 from .module import Cache, Module
 
 
@@ -33,7 +38,8 @@ def _layer_classes():
     """{type name: class} of every layer a config can name (layers is imported late: it
     needs the compiled core, and this module imports without it)."""
     from . import layers
-    return {"RNN": layers.RNN, "LSTM": layers.LSTM, "GRU": layers.GRU, "Dense": Dense}
+    return {"RNN": layers.RNN, "LSTM": layers.LSTM, "GRU": layers.GRU, "Dense": Dense,
+            "Embedding": Embedding}
 
 
 def layer_from_spec(spec):
@@ -66,7 +72,7 @@ class Sequential:
     Parameters
     ----------
     *layers : rnnx layers (any rnnx.module.Module), input first
-        Each layer's input_size must equal the previous layer's output_size (D*H for a
+        An rnnx.Embedding may be the first layer (and only the first). Each layer's input_size must equal the previous layer's output_size (D*H for a
         recurrent layer, out_features for Dense); all share one dtype and, among the
         recurrent ones, one batch_first.
     many_to_one : bool, default False
@@ -80,7 +86,8 @@ class Sequential:
     ``dx, dstate0, grads = model.backward(cache, dy, dstate=None)``.
 
     x is (T, B, I) ((B, T, I) batch_first, (T, I) unbatched), or (..., I) for a model of
-    Dense layers only; the state is a tuple with one entry per recurrent layer.
+    Dense layers only; with an Embedding first, integer ids of those shapes without the I
+    axis (``takes_ids`` is then True, and backward's dx is None); the state is a tuple with one entry per recurrent layer.
     """
 
     def __init__(self, *layers, many_to_one=False):
@@ -91,8 +98,11 @@ class Sequential:
             raise ValueError("Sequential needs at least one layer, got none")
         for index, layer in enumerate(layers):
             if not isinstance(layer, Module):
-                raise TypeError(f"layers[{index}] must be an rnnx layer (RNN, LSTM, GRU or Dense), "
-                                f"got {type(layer).__name__}")
+                raise TypeError(f"layers[{index}] must be an rnnx layer (RNN, LSTM, GRU, Dense or "
+                                f"Embedding), got {type(layer).__name__}")
+            if index and isinstance(layer, Embedding):
+                raise ValueError(f"an Embedding takes integer ids, so it must be the first layer, "
+                                 f"got one at layers[{index}]")
         self.layers = list(layers)
         self.many_to_one = bool(many_to_one)
         self._recurrent = [i for i, layer in enumerate(self.layers) if layer.is_recurrent]
@@ -113,6 +123,8 @@ class Sequential:
                                  f"layers[{index - 1}] gives {width}")
             width = layer.output_size
         self.input_size = self.layers[0].input_size
+        #: True when x is integer ids (an Embedding first), False when x is (..., I) floats.
+        self.takes_ids = isinstance(self.layers[0], Embedding)
         self.output_size = width
         self._grads = None
 
@@ -154,7 +166,7 @@ class Sequential:
         and y is (T, out), or (out,) for many-to-one. logits=True leaves out the last
         Dense layer's activation."""
         x = np.asarray(x)
-        unbatched = self.is_recurrent and x.ndim == 2
+        unbatched = self.is_recurrent and x.ndim == (1 if self.takes_ids else 2)
         if unbatched:
             axis = 0 if self.batch_first else 1
             x = np.expand_dims(x, axis)
@@ -252,6 +264,7 @@ class Sequential:
         ``dx, dstate0, grads = model.backward(cache, dy, dstate=None)``.
 
         dy: gradient of the forward output (of the logits if forward had logits=True).
+        dx: the gradient of x, or None for a model that takes ids (an Embedding first).
         dstate: gradient of the final state, like the state (None: zeros).
         grads: {"<index>.<name>": array}, the keys of state_dict(); also kept for gradients().
         Raises ValueError if a layer's parameters changed since the forward (stale cache).

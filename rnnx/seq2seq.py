@@ -42,11 +42,6 @@ def _parts(state):
     return state if isinstance(state, tuple) else (state,)
 
 
-def _takes_tokens(model):
-    """Whether the model's first layer looks tokens up (an Embedding): it then takes ids."""
-    return getattr(model.layers[0], "num_embeddings", None) is not None
-
-
 class Seq2Seq:
     """Encoder-decoder with the encoder's final state handed to the decoder.
 
@@ -229,7 +224,7 @@ class Seq2Seq:
         steps = positive_int(steps, "steps")
         init = self.encode(src, src_lengths)
         B = np.shape(src)[1]
-        vocabulary = self.decoder.layers[0].num_embeddings if _takes_tokens(self.decoder) \
+        vocabulary = self.decoder.layers[0].num_embeddings if self.decoder.takes_ids \
             else self.decoder.input_size
         token = self._check_tokens(start, "start", B, vocabulary)
         if end is not None:
@@ -251,7 +246,7 @@ class Seq2Seq:
         return ids
 
     def _decoder_input(self, token, vocabulary):
-        if _takes_tokens(self.decoder):
+        if self.decoder.takes_ids:
             return token
         one_hot = np.zeros((token.shape[0], vocabulary), self.dtype)
         one_hot[np.arange(token.shape[0]), token] = 1

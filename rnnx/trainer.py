@@ -269,15 +269,23 @@ class Trainer:
             if value.dtype.kind not in "biuf":
                 raise TypeError(f"{name} must be a real (float, int or bool) array, got dtype "
                                 f"{value.dtype}")
-        x = x.astype(model.dtype, copy=False)
         batch_axis, time_axis, y_batch_axis = self._axes()
-        want = 3 if model.is_recurrent else 2
+        ids = getattr(model, "takes_ids", False)      # an Embedding first: x is integer ids
+        want = (3 if model.is_recurrent else 2) - ids
         if x.ndim != want:
             layout = ("(N, T, I)" if model.batch_first else "(T, N, I)") if model.is_recurrent \
                 else "(N, I)"
-            raise ValueError(f"x must be {layout} with I={model.input_size}, got shape {x.shape}")
-        if x.shape[-1] != model.input_size:
-            raise ValueError(f"x must have {model.input_size} features in its last axis, got {x.shape}")
+            if ids:
+                layout = layout.replace(", I)", ")") + " integer ids"
+            raise ValueError(f"x must be {layout} with I={model.input_size}, got shape {x.shape}"
+                             if not ids else f"x must be {layout}, got shape {x.shape}")
+        if ids:
+            x = model.layers[0].check_ids(x)             # integers in [0, num_embeddings)
+        else:
+            x = x.astype(model.dtype, copy=False)
+            if x.shape[-1] != model.input_size:
+                raise ValueError(f"x must have {model.input_size} features in its last axis, "
+                                 f"got {x.shape}")
         N = x.shape[batch_axis]
         if N == 0:
             raise ValueError(f"x must hold at least one sequence (N >= 1 along axis {batch_axis}), "
@@ -416,7 +424,8 @@ class Trainer:
         ----------
         x : ndarray
             Inputs, (T, N, I) time-major ((N, T, I) for batch_first layers; (N, I) for a model
-            of Dense layers only). Cast to the model's dtype; real values only.
+            of Dense layers only). Cast to the model's dtype; real values only. A model that
+            begins with an rnnx.Embedding takes integer ids, (T, N) ((N, T); (N,)).
         y : ndarray
             Targets: (T, N, O) for a many-to-many model ((T, N) class indices for
             SoftmaxCrossEntropy), (N, O) or (N,) for a many-to-one model.
