@@ -123,3 +123,20 @@ def test_refusals_and_bad_input_name_the_problem():
         stream.step(np.zeros((2, 4), np.float32))
     with pytest.raises(TypeError, match="float64"):
         stream.step(np.zeros((2, 3), np.float64))
+
+
+def test_a_model_with_an_embedding_first_streams_token_ids():
+    model = rnnx.Sequential(rnnx.Embedding(11, 4, dtype=np.float64, seed=1),
+                            rnnx.LSTM(4, 5, num_layers=2, dtype=np.float64, seed=2),
+                            rnnx.Dense(5, 11, "softmax", dtype=np.float64, seed=3))
+    ids = np.random.default_rng(5).integers(0, 11, (7, 3))
+    y, state = model(ids)
+    stream = model.stream(batch_size=3)
+    assert np.array_equal(np.stack([stream.step(ids[t]) for t in range(7)]), y)
+    assert all(np.array_equal(a, b) for a, b in zip(flat(stream.state), flat(state)))
+    stream.reset()
+    assert np.array_equal(stream.run(ids), y)
+    one = model.stream()                                  # unbatched: one id per step
+    assert np.array_equal(np.stack([one.step(ids[t, 0]) for t in range(7)]), y[:, 0])
+    with pytest.raises(ValueError, match=r"ids in \[0, 11\)"):
+        stream.step(np.array([0, 11, 2]))

@@ -275,3 +275,63 @@ def test_the_trainer_fits_mini_batches_and_names_bad_data():
         trainer.fit((src, tgt_in), tgt_out, lengths=(None, [1, 2, 3, 6]))
     with pytest.raises(ValueError, match="bptt must be None for a Seq2Seq"):
         rnnx.Trainer(model, bptt=2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_token_models_with_embeddings_equal_pytorch(dtype):
+    """nn.Embedding + bidirectional nn.LSTM encoder over packed ids, its directions handed
+    over concatenated to nn.Embedding + nn.LSTM decoder, nn.Linear head."""
+    torch = pytest.importorskip("torch", reason="PyTorch, the test extra; CI installs it")
+    nn = torch.nn
+    rng = np.random.default_rng(8)
+    S, E, H, T_src, T_tgt, B = 7, 3, 4, 6, 5, 4
+    model = rnnx.Seq2Seq(
+        rnnx.Sequential(rnnx.Embedding(S, E, padding_idx=0, dtype=dtype, seed=1),
+                        rnnx.LSTM(E, H, num_layers=2, bidirectional=True, dtype=dtype, seed=2)),
+        rnnx.Sequential(rnnx.Embedding(V, E, dtype=dtype, seed=3),
+                        rnnx.LSTM(E, 2 * H, num_layers=2, dtype=dtype, seed=4),
+                        rnnx.Dense(2 * H, V, dtype=dtype, seed=5)))
+    src = rng.integers(1, S, (T_src, B))
+    lengths = np.array([6, 2, 5, 1])
+    src[np.arange(T_src)[:, None] >= lengths[None, :]] = 0        # padding id
+    tgt_in = rng.integers(0, V, (T_tgt, B))
+    weights = rng.standard_normal((T_tgt, B, V)).astype(dtype)
+    y, _, cache = model.forward(src, tgt_in, lengths)
+    dsrc, dtgt, grads = model.backward(cache, weights)
+    assert dsrc is None and dtgt is None                           # ids have no gradient
+
+    torch_dtype = torch.float64 if dtype == np.float64 else torch.float32
+    modules = {"encoder": [nn.Embedding(S, E, padding_idx=0), nn.LSTM(E, H, 2, bidirectional=True)],
+               "decoder": [nn.Embedding(V, E), nn.LSTM(E, 2 * H, 2), nn.Linear(2 * H, V)]}
+    for part, mods in modules.items():
+        for index, module in enumerate(mods):
+            module.to(torch_dtype).load_state_dict({k: torch.from_numpy(v) for k, v in getattr(
+                model, part).layers[index].state_dict().items()})
+    embed, enc = modules["encoder"]
+    packed = nn.utils.rnn.pack_padded_sequence(embed(torch.from_numpy(src)),
+                                               torch.from_numpy(lengths), enforce_sorted=False)
+    _, (h_n, c_n) = enc(packed)
+    state = tuple(torch.cat((p[0::2], p[1::2]), dim=2) for p in (h_n, c_n))
+    dec_embed, dec, head = modules["decoder"]
+    t_y = head(dec(dec_embed(torch.from_numpy(tgt_in)), state)[0])
+    (t_y * torch.from_numpy(weights)).sum().backward()
+    tol = TOL[dtype]
+    assert_close_scaled(y, t_y.detach().numpy(), dtype, tol, tol, "y")
+    for part, mods in modules.items():
+        for index, module in enumerate(mods):
+            for name, p in module.named_parameters():
+                key = f"{part}.{index}.{name}"
+                assert_close_scaled(grads[key], p.grad.numpy(), dtype, tol, tol, key)
+    assert np.all(grads["encoder.0.weight"][0] == 0), "the padding row gets no gradient"
+
+    ids = model.generate(src, 1, 6, src_lengths=lengths, end=V - 1)
+    _, (enc_state,) = model.encoder(src, None, lengths)            # by hand, ids fed back
+    state = tuple(np.concatenate([p[0::2], p[1::2]], axis=2) for p in enc_state)
+    table, lstm, dense = model.decoder.layers
+    stream = lstm.stream(batch_size=B, state=state)
+    token, done, expected = np.ones(B, np.int64), np.zeros(B, bool), []
+    for _ in range(6):
+        token = np.where(done, V - 1, np.argmax(dense(stream.step(table(token))), axis=-1))
+        done |= token == V - 1
+        expected.append(token)
+    assert np.array_equal(ids, np.stack(expected))
