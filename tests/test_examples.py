@@ -44,15 +44,23 @@ def test_pulse_example(tmp_path, capsys):
     module = load_example("pulse")
     results = module.main(quick=True, plot=str(tmp_path / "p.png"))
     assert "GRU 5-3" in capsys.readouterr().out
-    # the lecture's weight counts (one bias per gate): 41, 131, 146, 252, 190
+    # the lecture's weight counts (one bias per gate): 41, 131, 146, 252, 190; inverse 2726
     assert {name: r["lecture_count"] for name, r in results.items()} == {
-        "simple RNN 5": 41, "simple RNN 10": 131, "LSTM 5": 146, "LSTM 5-3": 252, "GRU 5-3": 190}
+        "simple RNN 5": 41, "simple RNN 10": 131, "LSTM 5": 146, "LSTM 5-3": 252, "GRU 5-3": 190,
+        "LSTM 25": 2726}
     x, y = module.pulse_streams(np.random.default_rng(0), 100, 2)
     for b in range(2):                                      # each input pulse -> one output pulse
         starts = np.flatnonzero(x[:, b, 0])
         for t in starts[starts + module.DELAY + module.WIDTH <= 100]:
             assert y[t + module.DELAY:t + module.DELAY + module.WIDTH, b, 0].all()
+    x, y = module.inverse_streams(np.random.default_rng(0), 100, 2)
+    for b in range(2):                      # each wide input pulse -> one one-step pulse
+        starts = np.flatnonzero(np.diff(np.r_[0, x[:, b, 0]]) == 1)
+        assert all(x[t:t + module.WIDTH, b, 0].all() for t in starts)
+        assert np.array_equal(np.flatnonzero(y[:, b, 0]),
+                              starts[starts + module.DELAY < 100] + module.DELAY)
     check_plot(tmp_path / "p.png")
+    check_plot(tmp_path / "p_inverse.png")
 
 
 def test_char_model_example(tmp_path, capsys):
