@@ -34,9 +34,13 @@ def test_sunspots_example(tmp_path, capsys):
     results = load_example("sunspots").main(quick=True, plot=str(tmp_path / "s.png"))
     out = capsys.readouterr().out
     assert "time-delay MLP 5-4-1" in out and "persistence" in out
-    assert set(results) == {"MLP", "RNN", "LSTM", "persistence"}
+    assert set(results) == {"MLP", "RNN", "LSTM", "persistence", "trainings"}
+    assert "(a) Elman online, bptt=(1, 1)" in out
+    trainings = results["trainings"]
+    assert [t["updates"] for t in trainings.values()] == [2 * 220, 2 * 44, 2]   # 220 years
+    assert all(np.isfinite(t["test_nmse"]) for t in trainings.values())
     assert results["MLP"]["parameters"] == 5 * 4 + 4 + 4 + 1
-    assert all(np.isfinite(results[name]["test_nmse"]) for name in results)
+    assert all(np.isfinite(results[name]["test_nmse"]) for name in ("MLP", "RNN", "LSTM"))
     check_plot(tmp_path / "s.png")
 
 
@@ -148,7 +152,7 @@ def test_sunspots_reproduces_the_readme_figures(capsys):
     within the spread the README states for it (or 0.005, whichever is larger)."""
     from threadpoolctl import threadpool_limits
     with threadpool_limits(1):             # a threaded BLAS can crawl on a loaded machine
-        results = load_example("sunspots").main(plot="")
+        results = load_example("sunspots").main(plot="", trainings=False)
     capsys.readouterr()
     text = readme_text()
     names = {"MLP": "MLP", "RNN": "Elman RNN", "LSTM": "LSTM"}
