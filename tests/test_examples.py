@@ -67,6 +67,36 @@ def test_pulse_example(tmp_path, capsys):
     check_plot(tmp_path / "p_inverse.png")
 
 
+def test_seq2seq_example(tmp_path, capsys):
+    module = load_example("seq2seq")
+    results = module.main(quick=True, plot=str(tmp_path / "q.png"))
+    out = capsys.readouterr().out
+    assert "exact-sequence accuracy on held-out pairs" in out and out.count("  ->  ") == 4
+    assert 0 <= results["accuracy"][0] <= 1
+    src, src_lengths, tgt_in, tgt_out, tgt_lengths = module.make_pairs(np.random.default_rng(0),
+                                                                       50)
+    for b in range(50):                      # target: the digits reversed, END; input: shifted
+        n = src_lengths[b]
+        assert np.array_equal(tgt_out[:n + 1, b], np.r_[src[:n, b][::-1], module.END])
+        assert tgt_in[0, b] == module.START and np.array_equal(tgt_in[1:, b], tgt_out[:-1, b])
+        assert tgt_lengths[b] == n + 1 and module.MIN_LENGTH <= n <= module.MAX_LENGTH
+    pairs = (src, src_lengths, tgt_in, tgt_out, tgt_lengths)
+
+    class Decoder:                            # the scorer: exact up to END, blind after it
+        def __init__(self, ids):
+            self.ids = ids
+
+        def generate(self, *args, **options):
+            return self.ids
+
+    after_end = np.where(np.arange(len(tgt_out))[:, None] < tgt_lengths, tgt_out, 7)
+    assert module.exact_accuracy(Decoder(after_end), pairs)[0] == 1
+    one_wrong = tgt_out.copy()
+    one_wrong[0, 3] = (one_wrong[0, 3] + 1) % 10
+    assert module.exact_accuracy(Decoder(one_wrong), pairs)[0] == 49 / 50
+    check_plot(tmp_path / "q.png")
+
+
 def test_char_model_example(tmp_path, capsys):
     results = load_example("char_model").main(quick=True, plot=str(tmp_path / "c.png"))
     out = capsys.readouterr().out
