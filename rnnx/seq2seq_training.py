@@ -99,12 +99,7 @@ def fit(trainer, x, y, lengths, epochs, batch_size, shuffle, callback, validatio
         validation = tuple(validation) + (None,) * (3 - len(validation))
         check_data(trainer, *validation)
     N = data[0].shape[1]
-    if batch_size is None or batch_size >= N:
-        batch_size = N
-    elif isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-            or batch_size < 1:
-        raise ValueError(f"batch_size must be None or an int >= 1, got {batch_size!r}")
-    n_batches = -(-N // batch_size)
+    batch_size, n_batches = trainer._batches(batch_size, N)
     history = {"loss": [], "step_loss": [], "grad_norm": [], "lr": []}
     if validation is not None:
         history["val_loss"] = []
@@ -118,23 +113,15 @@ def fit(trainer, x, y, lengths, epochs, batch_size, shuffle, callback, validatio
             with using_workspace(trainer._workspace()):
                 value, grads, norm, count = _update(trainer, _rows(data, rows),
                                                     f"epoch {epoch + 1}, batch {batch + 1}")
-            history["step_loss"].append(value)
-            history["grad_norm"].append(norm)
             total += value * count if mean_reduction else value
             weight += count
-            if callback is not None:
-                stop = callback({"epoch": epoch, "update": trainer.updates, "loss": value,
-                                 "grad_norm": norm, "grads": grads}) is True
-                if stop:
-                    break
+            stop = trainer._record(history, epoch, value, norm, grads, callback)
+            if stop:
+                break
         history["loss"].append(total / max(weight, 1) if mean_reduction else total)
         if stop:
             break
-        trainer.epochs += 1
-        if trainer.scheduler is not None:
-            trainer.scheduler.step()
-        if validation is not None:
-            history["val_loss"].append(evaluate(trainer, *validation))
+        trainer._end_epoch(history, validation)
     return history
 
 

@@ -495,12 +495,7 @@ class Trainer:
                                  "validation loss")
         batch_axis, time_axis, y_batch_axis = self._axes()
         N = x.shape[batch_axis]
-        if batch_size is None or batch_size >= N:
-            batch_size = N
-        elif isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-                or batch_size < 1:
-            raise ValueError(f"batch_size must be None or an int >= 1, got {batch_size!r}")
-        n_batches = -(-N // batch_size)
+        batch_size, n_batches = self._batches(batch_size, N)
         if self.reset_state == "never" and n_batches > 1:
             raise ValueError("reset_state='never' carries the state of one batch of streams across "
                              f"epochs, so batch_size must be None or >= N={N}, got {batch_size}")
@@ -541,27 +536,19 @@ class Trainer:
                         with using_workspace(self._workspace()):   # reused update after update
                             value, state, norm, grads, count = self._update(
                                 xb, yb, lb, state, a, b, overlap, where)
-                        history["step_loss"].append(value)
-                        history["grad_norm"].append(norm)
                         total += value * count if mean_reduction else value
                         weight += count
                         bar.update(epoch + 1, epochs, value)
-                        if callback is not None:
-                            stop = callback({"epoch": epoch, "update": self.updates, "loss": value,
-                                             "grad_norm": norm, "grads": grads}) is True
-                            if stop:
-                                break
+                        stop = self._record(history, epoch, value, norm, grads, callback)
+                        if stop:
+                            break
                     self.state = state
                     if stop:
                         break
                 history["loss"].append(total / max(weight, 1) if mean_reduction else total)
                 if stop:
                     break
-                self.epochs += 1
-                if self.scheduler is not None:
-                    self.scheduler.step()
-                if validation is not None:
-                    history["val_loss"].append(self.evaluate(*validation))
+                self._end_epoch(history, validation)
                 if early_stopping is not None:
                     if best is None or history["val_loss"][-1] < best[0]:
                         best = (history["val_loss"][-1], epoch, {
@@ -576,6 +563,32 @@ class Trainer:
             history["best_epoch"] = best[1]
             history["stopped_early"] = stopped_early
         return history
+
+    @staticmethod
+    def _batches(batch_size, N):
+        """(batch_size, number of mini-batches) for N sequences; None means all N at once."""
+        if batch_size is None or batch_size >= N:
+            return N, 1
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+                or batch_size < 1:
+            raise ValueError(f"batch_size must be None or an int >= 1, got {batch_size!r}")
+        return batch_size, -(-N // batch_size)
+
+    def _record(self, history, epoch, value, norm, grads, callback):
+        """Note an update in history; True when the callback asks to stop."""
+        history["step_loss"].append(value)
+        history["grad_norm"].append(norm)
+        return callback is not None and callback({
+            "epoch": epoch, "update": self.updates, "loss": value, "grad_norm": norm,
+            "grads": grads}) is True
+
+    def _end_epoch(self, history, validation):
+        """Count a complete epoch, step the schedule, note the validation loss."""
+        self.epochs += 1
+        if self.scheduler is not None:
+            self.scheduler.step()
+        if validation is not None:
+            history["val_loss"].append(self.evaluate(*validation))
 
     def evaluate(self, x, y, lengths=None, state=None):
         """The loss of the model on (x, y): forward only, over whole sequences.
