@@ -147,11 +147,18 @@ class Seq2Seq:
         dstate[-1] = tuple(parts) if len(parts) > 1 else parts[0]
         return tuple(dstate)
 
+    @staticmethod
+    def _check_layout(value, name, model):
+        """The shape of a batched, time-major input of model: (T, B) ids or (T, B, I)."""
+        shape = np.shape(value)
+        want = "(T, B) token ids" if model.takes_ids else f"(T, B, {model.input_size})"
+        if len(shape) != (2 if model.takes_ids else 3):
+            raise ValueError(f"{name} must be batched and time-major, {want}, got shape {shape}")
+        return shape
+
     def _check_batch(self, src, tgt_in):
-        src_shape, tgt_shape = np.shape(src), np.shape(tgt_in)
-        if len(src_shape) < 2 or len(tgt_shape) < 2:
-            raise ValueError(f"src and tgt_in must be batched and time-major, (T, B, ...), got "
-                             f"src {src_shape} and tgt_in {tgt_shape}")
+        src_shape = self._check_layout(src, "src", self.encoder)
+        tgt_shape = self._check_layout(tgt_in, "tgt_in", self.decoder)
         if src_shape[1] != tgt_shape[1]:
             raise ValueError(f"src and tgt_in must hold the same batch along axis 1, got src "
                              f"{src_shape} (B={src_shape[1]}) and tgt_in {tgt_shape} "
@@ -162,9 +169,7 @@ class Seq2Seq:
     def encode(self, src, src_lengths=None):
         """The decoder's initial state from the source (inference): a Sequential state, one
         entry per decoder recurrent layer (the first one handed over, the others None)."""
-        if np.ndim(src) < 2:
-            raise ValueError(f"src must be batched and time-major, (T, B, ...), got "
-                             f"{np.shape(src)}")
+        self._check_layout(src, "src", self.encoder)
         _, state = self.encoder(src, None, src_lengths)
         return self._to_decoder(state[-1])
 

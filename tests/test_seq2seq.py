@@ -192,6 +192,11 @@ def test_state_shapes_that_do_not_match_name_both_layers():
     src = np.zeros((3, 2, 3), np.float32)
     with pytest.raises(ValueError, match=r"same batch.*B=2.*B=3"):
         model(src, np.zeros((4, 3, 5), np.float32))
+    with pytest.raises(ValueError, match=r"src must be batched and time-major, \(T, B, 3\), got "
+                                         r"shape \(3, 3\)"):
+        model.generate(src[:, 0], 0, 3)
+    with pytest.raises(ValueError, match=r"tgt_in must be batched and time-major, \(T, B, 5\)"):
+        model.forward(src, np.zeros((4, 5), np.float32))
     with pytest.raises(ValueError, match=r"start must lie in \[0, 5\)"):
         model.generate(src, 5, 3)
     with pytest.raises(ValueError, match=r"start must be an int or 2 ints"):
