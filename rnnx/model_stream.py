@@ -14,8 +14,6 @@ are also the bits of ``model(x)`` (tested), as for the layers' own streams.
 """
 import threading
 
-import numpy as np
-
 from .module import positive_int
 
 __all__ = ["SequentialStream"]
