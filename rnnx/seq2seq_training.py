@@ -100,6 +100,9 @@ def fit(trainer, x, y, lengths, epochs, batch_size, shuffle, callback, validatio
         check_data(trainer, *validation)
     N = data[0].shape[1]
     batch_size, n_batches = trainer._batches(batch_size, N)
+    if trainer.comm is not None:    # a rank with more updates would wait for the others forever
+        from .mpi import check_same
+        check_same(trainer.comm, batches=n_batches, epochs=epochs)
     history = {"loss": [], "step_loss": [], "grad_norm": [], "lr": []}
     if validation is not None:
         history["val_loss"] = []

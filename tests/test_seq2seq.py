@@ -340,3 +340,24 @@ def test_token_models_with_embeddings_equal_pytorch(dtype):
         done |= token == V - 1
         expected.append(token)
     assert np.array_equal(ids, np.stack(expected))
+
+
+def test_a_one_rank_comm_trains_a_seq2seq_as_without():
+    """The Trainer's MPI hooks (broadcast, combine, the update-count check) on a Seq2Seq,
+    in-process with a one-rank communicator."""
+    pytest.importorskip("mpi4py", reason="the optional extra rnnx[mpi]; CI installs it")
+    from test_mpi import FakeComm
+    rng = np.random.default_rng(9)
+    src, tgt_in, src_lengths = data(np.float64, rng)
+    tgt_out = rng.integers(0, V, (5, 4))
+    runs = []
+    for comm in (None, FakeComm()):
+        model = build("LSTM", True, np.float64, seed=13)
+        trainer = rnnx.Trainer(model, rnnx.SoftmaxCrossEntropy(),
+                               rnnx.Adam(model.parameters(), lr=0.01), comm=comm, seed=0)
+        history = trainer.fit((src, tgt_in), tgt_out, lengths=(src_lengths, None), epochs=3,
+                              batch_size=2)
+        runs.append((history["step_loss"], model.state_dict()))
+    np.testing.assert_allclose(runs[1][0], runs[0][0], rtol=1e-12)
+    for name, value in runs[0][1].items():
+        np.testing.assert_allclose(runs[1][1][name], value, rtol=1e-10, atol=1e-12, err_msg=name)
