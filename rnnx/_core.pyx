@@ -33,7 +33,7 @@ cdef extern from "_core_shim.h":
         int n_threads
     ctypedef struct rnnx_forward_args:
         int cell, dtype, path
-        int T, B, I, H
+        int T, B, input_size, H
         int reverse
         const int64_t* lengths
         const void* x
@@ -56,7 +56,7 @@ cdef extern from "_core_shim.h":
         const void* w_hr
     ctypedef struct rnnx_backward_args:
         int cell, dtype, path
-        int T, B, I, H
+        int T, B, input_size, H
         int reverse
         const int64_t* lengths
         const void* x
@@ -428,11 +428,11 @@ def forward(int cell, object x, object h0, object c0, object w_ih, object w_hh, 
     a.path = path
     a.T = x.shape[0]
     a.B = x.shape[1]
-    a.I = x.shape[2]
+    a.input_size = x.shape[2]
     a.H = G // G1
     a.reverse = reverse
     a.proj = P
-    cdef int T = a.T, B = a.B, I = a.I, H = a.H
+    cdef int T = a.T, B = a.B, I = a.input_size, H = a.H
     cdef int S = P if P else H   # the width of h and y
     w_ih, w_hh = _aligned(w_ih, "w_ih"), _aligned(w_hh, "w_hh")
     b_ih = None if b_ih is None else _aligned(b_ih, "b_ih")
@@ -540,11 +540,11 @@ def backward(int cell, object x, object w_ih, object w_hh, object lengths, bint 
     a.path = path
     a.T = x.shape[0]
     a.B = x.shape[1]
-    a.I = x.shape[2]
+    a.input_size = x.shape[2]
     a.H = G // G1
     a.reverse = reverse
     a.proj = P
-    cdef int T = a.T, B = a.B, I = a.I, H = a.H
+    cdef int T = a.T, B = a.B, I = a.input_size, H = a.H
     cdef int S = P if P else H   # the width of h and y
     w_ih, w_hh = _aligned(w_ih, "w_ih"), _aligned(w_hh, "w_hh")
     a.x = _data(x, "x", (T, B, I), dtype)
@@ -690,7 +690,7 @@ cdef class Stream:
             a.path = PATH_AUTO
             a.T = 1
             a.B = self.B
-            a.I = I_k
+            a.input_size = I_k
             a.H = self.H
             a.reverse = 0
             a.lengths = NULL
@@ -776,7 +776,7 @@ cdef class Stream:
         cdef size_t size, work_size = 0
         cdef int k
         for k in range(self.L):
-            size = rnnx_forward_work_size(self.cell, T, self.B, self.args[k].I, self.H, 0)
+            size = rnnx_forward_work_size(self.cell, T, self.B, self.args[k].input_size, self.H, 0)
             work_size = size if size > work_size else work_size
         outputs = [np.empty((T, self.B, self.H), dtype=self.dtype) for _ in range(min(self.L, 2))]
         cdef Py_ssize_t plane = self.L * self.B * self.H * self.dtype.itemsize
