@@ -136,7 +136,8 @@ class Trainer:
         Show a progress bar on stderr; None: only when stderr is a terminal.
     comm : None or mpi4py communicator, default None
         ``MPI.COMM_WORLD``: data-parallel training, each rank fitting its own shard of the
-        sequences, gradients combined at every update with one collective (see rnnx.mpi);
+        sequences, gradients summed over the ranks at every update in a fixed order, with
+        O(parameters) bytes per rank (a reduce-scatter and an allgather, see rnnx.mpi);
         rank 0's parameters are broadcast at construction.
     checkpoint : None, int or "sqrt", default None
         Checkpointed BPTT with segments of k steps: memory O(T/k + k) steps instead of
@@ -366,7 +367,7 @@ class Trainer:
                 if g is None:
                     continue
                 grads[name] = g if name not in grads else grads[name] + g
-        if self.comm is not None:  # every rank's part, one collective: the whole batch's
+        if self.comm is not None:  # every rank's part, summed in rank order: the whole batch's
             from .mpi import combine
             value, grads, count = combine(self.comm, value, grads, count, getattr(
                 self.loss, "reduction", "mean") == "mean")
