@@ -36,6 +36,7 @@ import json
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -45,11 +46,12 @@ from .losses import LOSSES, SoftmaxCrossEntropy, get_loss
 from .lr_scheduler import SCHEDULERS, LRScheduler
 from .layers import using_workspace
 from .model import Sequential
+from .module import as_array
 from .optim import OPTIMIZERS, Adam, Optimizer, clip_grad_norm, clip_grad_value, global_norm
 
 RESET_STATES = ("sequence", "never", "chunk")
 CHECKPOINT_FORMAT = "rnnx-checkpoint"
-CHECKPOINT_KEY = "__checkpoint__"        # members of a checkpoint .npz besides "param/<name>":
+CHECKPOINT_KEY = _io.CHECKPOINT_KEY      # members of a checkpoint .npz besides "param/<name>":
 OPTIMIZER_PREFIX = "optimizer/"          # "optimizer/<slot>/<parameter name>"
 CARRIED_PREFIX = "carried/"              # "carried/<recurrent layer>/<part>"
 
@@ -255,7 +257,7 @@ class Trainer:
 
     def _check_data(self, x, y, lengths):
         model = self.model
-        x, y = np.asarray(x), np.asarray(y)
+        x, y = as_array(x, "x"), as_array(y, "y")
         for name, value in (("x", x), ("y", y)):
             if value.dtype.kind not in "biuf":
                 raise TypeError(f"{name} must be a real (float, int or bool) array, got dtype "
@@ -471,6 +473,10 @@ class Trainer:
                              f"epochs, so batch_size must be None or >= N={N}, got {batch_size}")
         T = x.shape[time_axis] if time_axis is not None else 1
         k1, k2 = self.bptt if (self.bptt is not None and time_axis is not None) else (T, T)
+        if self.bptt is not None and time_axis is not None and k2 > T:
+            warnings.warn(f"bptt={self.bptt!r} backpropagates through up to {k2} steps but the "
+                          f"sequences have T={T}: no gradient is truncated (bptt=None says so; "
+                          f"a k2 < {T} truncates)", UserWarning, stacklevel=2)
         overlap = k2 - k1
         n_windows = -(-T // k1)
         if self.comm is not None:
@@ -648,7 +654,7 @@ class Trainer:
             If the file is not a readable checkpoint or its parts do not match each other
             (naming the file and the part). Nothing is left half-built.
         """
-        path = os.fspath(path)
+        path = _io.check_path(path)
         header, arrays = _io._read(path, CHECKPOINT_KEY,
                                    (_io.PARAM_PREFIX, OPTIMIZER_PREFIX, CARRIED_PREFIX),
                                    CHECKPOINT_FORMAT, "checkpoint")
