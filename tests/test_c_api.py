@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 import rnnx
+from test_embed import _require   # skips where a tool is missing, fails in CI
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "README.md")
@@ -29,14 +30,6 @@ C_HEADERS = ["assert.h", "complex.h", "ctype.h", "errno.h", "fenv.h", "float.h",
              "stdbool.h", "stddef.h", "stdint.h", "stdio.h", "stdlib.h", "string.h", "tgmath.h",
              "time.h", "wchar.h", "wctype.h"]
 RNNX_HEADERS = ["rnnx.h", "rnnx_model.h", "rnnx_version.h"]
-
-
-def _require(*tools):
-    missing = [tool for tool in tools if shutil.which(tool) is None]
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must have {missing} (.ci/run installs them)")
-        pytest.skip(f"needs {missing}")
 
 
 def _unit(rnnx_first):
