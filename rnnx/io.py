@@ -102,7 +102,10 @@ def save(model, path):
     Raises
     ------
     TypeError
-        If model is not an rnnx model or layer.
+        If model is not an rnnx model or layer (checked before the file is touched), or path
+        is not a str, bytes or os.PathLike.
+    ValueError
+        If path is a directory.
     OSError
         If the file cannot be written; the previous file at path, if any, is unchanged.
     """
@@ -326,9 +329,13 @@ def load(path, into=None):
     ------
     FileNotFoundError
         If there is no file at path.
+    TypeError
+        If path is not a str, bytes or os.PathLike.
     ValueError
-        If the file is not an rnnx model file, is corrupt (naming the member), or its
-        weights or architecture do not match (each other, or `into`). Nothing is changed.
+        If path is a directory or a Trainer checkpoint (the message says to use
+        ``Trainer.from_checkpoint``), or the file is not an rnnx model file, is corrupt
+        (naming the member), or its weights or architecture do not match (each other, or
+        `into`). Nothing is changed.
     """
     path = check_path(path)
     reader = FORMATS.get(os.path.splitext(path)[1].lower(), FORMATS[".npz"])[1]
