@@ -31,7 +31,7 @@ import numpy as np
 
 from .dense import Dense
 from .embedding import Embedding
-from .module import Cache, Module
+from .module import Cache, Module, as_array
 
 
 def _layer_classes():
@@ -165,7 +165,7 @@ class Sequential:
         x may be unbatched, (T, I): then the state too is unbatched, (L*D, H) per layer,
         and y is (T, out), or (out,) for many-to-one. logits=True leaves out the last
         Dense layer's activation."""
-        x = np.asarray(x)
+        x = as_array(x, "x")
         unbatched = self.is_recurrent and x.ndim == (1 if self.takes_ids else 2)
         if unbatched:
             axis = 0 if self.batch_first else 1

@@ -36,6 +36,7 @@ import json
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -45,13 +46,14 @@ from .losses import LOSSES, SoftmaxCrossEntropy, get_loss
 from .lr_scheduler import SCHEDULERS, LRScheduler
 from .layers import using_workspace
 from .model import Sequential
+from .module import as_array
 from .seq2seq import Seq2Seq
 from . import seq2seq_training
 from .optim import OPTIMIZERS, Adam, Optimizer, clip_grad_norm, clip_grad_value, global_norm
 
 RESET_STATES = ("sequence", "never", "chunk")
 CHECKPOINT_FORMAT = "rnnx-checkpoint"
-CHECKPOINT_KEY = "__checkpoint__"        # members of a checkpoint .npz besides "param/<name>":
+CHECKPOINT_KEY = _io.CHECKPOINT_KEY      # members of a checkpoint .npz besides "param/<name>":
 OPTIMIZER_PREFIX = "optimizer/"          # "optimizer/<slot>/<parameter name>"
 CARRIED_PREFIX = "carried/"              # "carried/<recurrent layer>/<part>"
 
@@ -140,7 +142,8 @@ class Trainer:
         Show a progress bar on stderr; None: only when stderr is a terminal.
     comm : None or mpi4py communicator, default None
         ``MPI.COMM_WORLD``: data-parallel training, each rank fitting its own shard of the
-        sequences, gradients combined at every update with one collective (see rnnx.mpi);
+        sequences, gradients summed over the ranks at every update in a fixed order, with
+        O(parameters) bytes per rank (a reduce-scatter and an allgather, see rnnx.mpi);
         rank 0's parameters are broadcast at construction.
     checkpoint : None, int or "sqrt", default None
         Checkpointed BPTT with segments of k steps: memory O(T/k + k) steps instead of
@@ -264,7 +267,7 @@ class Trainer:
 
     def _check_data(self, x, y, lengths):
         model = self.model
-        x, y = np.asarray(x), np.asarray(y)
+        x, y = as_array(x, "x"), as_array(y, "y")
         for name, value in (("x", x), ("y", y)):
             if value.dtype.kind not in "biuf":
                 raise TypeError(f"{name} must be a real (float, int or bool) array, got dtype "
@@ -395,7 +398,7 @@ class Trainer:
         clipped, applied. Returns (loss, gradients, gradient norm before clipping, positions
         in the loss), the loss, gradients and count over all ranks."""
         model = self.model
-        if self.comm is not None:  # every rank's part, one collective: the whole batch's
+        if self.comm is not None:  # every rank's part, summed in rank order: the whole batch's
             from .mpi import combine
             value, grads, count = combine(self.comm, value, grads, count, getattr(
                 self.loss, "reduction", "mean") == "mean")
@@ -501,6 +504,10 @@ class Trainer:
                              f"epochs, so batch_size must be None or >= N={N}, got {batch_size}")
         T = x.shape[time_axis] if time_axis is not None else 1
         k1, k2 = self.bptt if (self.bptt is not None and time_axis is not None) else (T, T)
+        if self.bptt is not None and time_axis is not None and k2 > T:
+            warnings.warn(f"bptt={self.bptt!r} backpropagates through up to {k2} steps but the "
+                          f"sequences have T={T}: no gradient is truncated (bptt=None says so; "
+                          f"a k2 < {T} truncates)", UserWarning, stacklevel=2)
         overlap = k2 - k1
         n_windows = -(-T // k1)
         if self.comm is not None:
@@ -704,7 +711,7 @@ class Trainer:
             If the file is not a readable checkpoint or its parts do not match each other
             (naming the file and the part). Nothing is left half-built.
         """
-        path = os.fspath(path)
+        path = _io.check_path(path)
         header, arrays = _io._read(path, CHECKPOINT_KEY,
                                    (_io.PARAM_PREFIX, OPTIMIZER_PREFIX, CARRIED_PREFIX),
                                    CHECKPOINT_FORMAT, "checkpoint")
