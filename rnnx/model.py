@@ -4,6 +4,7 @@
     y, state = model(x)                                   # inference
     y, state, cache = model.forward(x, state, lengths)    # training forward
     dx, dstate0, grads = model.backward(cache, dy, dstate)
+    stream = model.stream(batch_size=1)                   # step-by-step inference
 
 Many-to-many (default): every layer sees the whole sequence; a Dense layer is applied at every
 step at once (one GEMM over all T*B rows), so y is (T, B, out) (or (B, T, out) batch_first).
@@ -30,7 +31,7 @@ import numpy as np
 
 from .dense import Dense
 from .embedding import Embedding
-from .module import Cache, Module
+from .module import Cache, Module, as_array
 
 
 def _layer_classes():
@@ -164,7 +165,7 @@ class Sequential:
         x may be unbatched, (T, I): then the state too is unbatched, (L*D, H) per layer,
         and y is (T, out), or (out,) for many-to-one. logits=True leaves out the last
         Dense layer's activation."""
-        x = np.asarray(x)
+        x = as_array(x, "x")
         unbatched = self.is_recurrent and x.ndim == (1 if self.takes_ids else 2)
         if unbatched:
             axis = 0 if self.batch_first else 1
@@ -176,6 +177,17 @@ class Sequential:
             y = y[0] if self.many_to_one else np.squeeze(y, axis)
             state = tuple(_map_state(s, lambda a: a[:, 0]) for s in state)
         return y, state
+
+    def stream(self, batch_size=1, state=None):
+        """Step-by-step inference through every layer (rnnx.model_stream.SequentialStream):
+        ``y_t = model.stream(batch_size=1).step(x_t)``, with ``run(x)``, ``reset(state)`` and
+        ``state`` as a layer's Stream, the state in the model's form (one entry per recurrent
+        layer). Recurrent layers run through their own streams, Dense heads (and an
+        Embedding first) are applied per step. It holds a copy of the weights as they are
+        now. A many_to_one model, or one with a bidirectional or go_backwards layer, cannot
+        stream (ValueError)."""
+        from .model_stream import SequentialStream
+        return SequentialStream(self, batch_size, state)
 
     def predict(self, x, state=None, lengths=None):
         """The output only, with the output activation applied (inference)."""
@@ -307,20 +319,29 @@ class Sequential:
         """Load {"<index>.<name>": array} into every layer: strict (the keys and shapes of
         state_dict()) and all-or-nothing: every layer's part is checked, with the layers'
         one validation, before a single parameter is written."""
+        self._commit_state(self._stage_state(state))
+
+    def _stage_state(self, state, prefix=""):
+        """Every layer's part of state, checked and converted (nothing written): what
+        load_state_dict commits, and a model holding this one (rnnx.Seq2Seq) checks first.
+        prefix: the one its keys carry in that model ("encoder.")."""
         if not hasattr(state, "keys") or not hasattr(state, "__getitem__"):
             raise TypeError(f"state must be a mapping {{name: array}}, got {type(state).__name__}")
         own = [f"{index}.{name}" for index, layer in enumerate(self.layers)
                for name in layer.parameters()]
-        missing = [k for k in own if k not in state]
-        unexpected = sorted(str(k) for k in state.keys() if k not in set(own))
+        missing = [prefix + k for k in own if k not in state]
+        unexpected = sorted(prefix + str(k) for k in state.keys() if k not in set(own))
         if missing or unexpected:
             raise ValueError(f"state keys do not match the model: missing {missing}, "
                              f"unexpected {unexpected}")
         staged = []
         for index, layer in enumerate(self.layers):
-            prefix = f"{index}."
-            part = {name[len(prefix):]: state[name] for name in own if name.startswith(prefix)}
-            staged.append(layer._stage(part, what="state", prefix=prefix))
+            part = {name[len(f"{index}."):]: state[name] for name in own
+                    if name.startswith(f"{index}.")}
+            staged.append(layer._stage(part, what="state", prefix=f"{prefix}{index}."))
+        return staged
+
+    def _commit_state(self, staged):
         for layer, layer_staged in zip(self.layers, staged):
             layer._commit(layer_staged)
 

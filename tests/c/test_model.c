@@ -77,7 +77,7 @@ static void check_case(const char* dir, const char* name)
     for (int which = 0; which < 2; which++) {
         memset(y, 0xff, c.ny * elem);  /* NaN: an output left unwritten shows */
         CHECK_STATUS(rnnx_model_run(models[which], NULL, x, T, B, c.has_lengths ? c.lengths : NULL,
-                                    y, work, work_bytes), RNNX_OK);
+                                    NULL, NULL, y, work, work_bytes), RNNX_OK);
         double err = scaled_error(y, dtype, c.y, c.ny);
         CHECK(err <= tolerance(dtype), "%s: run (%s) differs from the reference by %g", name,
               which ? "buffer" : "file", err);
@@ -114,7 +114,8 @@ static void check_case(const char* dir, const char* name)
             double err = scaled_error(s_out, dtype, c.s, (size_t)B * m.output_size);
             CHECK(err <= tolerance(dtype), "%s: a refused step changed the state (%g)", name, err);
             ((int32_t*)x)[0] = m.input_size;
-            CHECK_STATUS(rnnx_model_run(&m, NULL, x, T, B, NULL, y, work, work_bytes), RNNX_EINVAL);
+            CHECK_STATUS(rnnx_model_run(&m, NULL, x, T, B, NULL, NULL, NULL, y, work, work_bytes),
+                         RNNX_EINVAL);
             ((int32_t*)x)[0] = (int32_t)c.x[0];
         }
         free(smem);
