@@ -83,6 +83,8 @@ def test_bad_arguments_name_what_was_expected():
         emb(np.array([0, 5]))
     with pytest.raises(ValueError, match=r"got min -1"):
         emb([-1, 2])
+    with pytest.raises(ValueError, match="x must be an integer array of ids, got .*inhomogeneous"):
+        emb([[1], [1, 2]])
     with pytest.raises(ValueError, match="state must be None"):
         emb.forward([1], state=np.zeros(2))
     with pytest.raises(ValueError, match=r"padding_idx must lie in \[-5, 5\).*got 5"):
