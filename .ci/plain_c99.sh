@@ -4,11 +4,12 @@
 # and refuses (#pragma GCC poison) every GNU name the fallback must do without: the kernels'
 # vector type becomes one scalar and the thread pool runs every task on the caller
 # (csrc/pool_serial.c).  This job
-#   1. compiles every core source so, -std=c99 -pedantic -Werror -Wvla (MSVC has no VLAs);
-#   2. builds and runs the C library and its C tests (ctest) so;
-#   3. builds rnnx._core so in a scratch copy, and runs the kernel, core, ISA/thread, layer,
-#      projection and length-0 tests on it, against the NumPy reference, PyTorch and finite
-#      differences: the scalar kernels and the serial pool give what the others give.
+#   1. builds rnnx._core so in a scratch copy (-std=c99 -pedantic);
+#   2. compiles every core source so, -std=c99 -pedantic -Werror -Wvla (MSVC has no VLAs);
+#   3. builds and runs the C library and its C tests (ctest) so;
+#   4. runs the kernel, core, ISA/thread, layer, projection and length-0 tests on the build
+#      of 1, against the NumPy reference, PyTorch and finite differences: the scalar kernels
+#      and the serial pool give what the others give.
 # About 4 min on 2 cores, most of it the build.
 #
 #   bash .ci/plain_c99.sh                 # the default test subset
@@ -19,33 +20,30 @@ python="${PYTHON:-python}"
 cc="${CC:-gcc}"
 strict=(-std=c99 -pedantic -Werror -Wall -Wextra -Wvla -Wno-unused-function -DRNNX_PLAIN_C99)
 
-objects="$(mktemp -d "${TMPDIR:-/tmp}/rnnx-plain-obj.XXXXXX")"
-for source in "$root"/csrc/dispatch.c "$root"/csrc/pool.c "$root"/csrc/model.c \
-              "$root"/csrc/kernels_f*_*.c; do
-    "$cc" "${strict[@]}" -O2 -I"$root/csrc" -c "$source" -o "$objects/$(basename "$source").o"
+source "$root/.ci/scratch_build.sh"
+scratch_build plain_c99 "-pedantic -DRNNX_PLAIN_C99"
+
+mkdir "$work/obj"
+for source in "$src"/csrc/dispatch.c "$src"/csrc/pool.c "$src"/csrc/model.c \
+              "$src"/csrc/kernels_f*_*.c; do
+    "$cc" "${strict[@]}" -O2 -I"$src/csrc" -c "$source" -o "$work/obj/$(basename "$source").o"
 done
 # no GNU vector code and no thread in what came out: no AVX kernels, no pthread symbols
-if for object in "$objects"/*.o; do nm "$object"; done | grep -E "pthread_|_avx2|_avx512|dlopen"; then
+if for object in "$work"/obj/*.o; do nm "$object"; done | grep -E "pthread_|_avx2|_avx512|dlopen"; then
     echo "plain_c99: the objects above still use pthreads, dlopen or an AVX build"; exit 1
 fi
-rm -rf "$objects"
 echo "plain_c99: every core source compiles as plain C99 (-pedantic -Werror, GNU names poisoned)"
 
 if command -v cmake > /dev/null; then
-    build="$(mktemp -d "${TMPDIR:-/tmp}/rnnx-plain-cmake.XXXXXX")"
-    CC="$cc" cmake -S "$root" -B "$build" -DRNNX_WARNINGS_AS_ERRORS=ON \
+    CC="$cc" cmake -S "$src" -B "$work/cmake" -DRNNX_WARNINGS_AS_ERRORS=ON \
         -DCMAKE_C_FLAGS="-DRNNX_PLAIN_C99" > /dev/null
-    cmake --build "$build" -j "$(nproc)" > /dev/null
-    (cd "$build" && ctest --output-on-failure > /dev/null) ||
-        { (cd "$build" && ctest --output-on-failure); exit 1; }
-    rm -rf "$build"
+    cmake --build "$work/cmake" -j "$(nproc)" > /dev/null
+    (cd "$work/cmake" && ctest --output-on-failure > "$work/ctest.log") ||
+        { cat "$work/ctest.log"; exit 1; }
     echo "plain_c99: the C library and its C tests pass"
 elif [ -n "${CI:-}" ]; then
     echo "plain_c99: CI must have cmake (.ci/run installs it)"; exit 1
 fi
-
-source "$root/.ci/scratch_build.sh"
-scratch_build plain_c99 "-pedantic -DRNNX_PLAIN_C99"
 
 export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
 cd "$work"

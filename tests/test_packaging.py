@@ -1,6 +1,6 @@
 """Packaging: the LICENSE, what the wheel leaves out, and a stripped extension on Linux.
-(Building a wheel takes minutes; the wheel's contents were checked by hand with
-`pip wheel . --no-deps -w /tmp/whl`, and these tests pin the settings that give them.)"""
+(Building a wheel takes minutes: CI builds the sdist and the wheel, repairs, installs and
+tests it in .ci/wheel.sh; these tests pin the settings that give them.)"""
 import os
 import struct
 import sys
