@@ -8,9 +8,9 @@
  *   RNNX_PTHREADS    POSIX threads, GCC's __atomic builtins and dlfcn: the
  *                    thread pool of pool.c.
  *
- * Where they are missing (MSVC), the kernels run their plain C99 loops
- * (common.c's #else branches: the same arithmetic, one element at a time) and
- * the pool runs every task on the caller (pool.c: serial).
+ * Where they are missing (MSVC), the kernels' vector type is one scalar
+ * (common.c: the same loops, one element at a time, the same arithmetic) and
+ * the pool runs every task on the caller (pool_serial.c).
  *
  * RNNX_PLAIN_C99 pretends both are missing, so that GCC builds what MSVC
  * builds; CI does (.ci/plain_c99.sh, -std=c99 -pedantic -Werror) and runs the
@@ -19,6 +19,15 @@
  */
 #ifndef RNNX_COMPILER_H
 #define RNNX_COMPILER_H
+
+/* The system headers the core uses, read before anything below redefines or
+ * poisons a name they may use (UCRT's <stdlib.h> has __declspec(restrict)). */
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #if (defined(__GNUC__) || defined(__clang__)) && !defined(RNNX_PLAIN_C99)
 #  define RNNX_GNU_C 1
@@ -34,16 +43,9 @@
 #  define inline __inline
 #endif
 
-/* The proof build: the system headers the core uses are read first (they may
- * use the GNU names themselves), then every GNU name that the plain path must
- * do without is refused. */
+/* The proof build: every GNU name that the plain path must do without is
+ * refused from here on. */
 #if defined(RNNX_PLAIN_C99) && defined(__GNUC__)
-#  include <math.h>
-#  include <stddef.h>
-#  include <stdint.h>
-#  include <stdio.h>
-#  include <stdlib.h>
-#  include <string.h>
 #  pragma GCC poison vector_size always_inline may_alias constructor
 #  pragma GCC poison __builtin_cpu_init __builtin_cpu_supports __builtin_fma __builtin_fmaf
 #  pragma GCC poison __atomic_load_n __atomic_store_n __atomic_compare_exchange_n
