@@ -8,7 +8,8 @@
 File layout (an ordinary NumPy .npz, readable with np.load(path, allow_pickle=False)):
     "__rnnx__"       0-d unicode array: JSON {"format": "rnnx", "version": 1,
                      "architecture": {"type": ..., "config": ...}}; for a Sequential the
-                     config holds every layer's {"type", "config"} (layer.config()).
+                     config holds every layer's {"type", "config"} (layer.config()), for
+                     a Seq2Seq its "encoder" and "decoder" Sequential configs.
     "param/<name>"   one array per entry of model.state_dict(), in its dtype.
 
 Saving is atomic: the file is written to a temporary file in the same folder, flushed to
@@ -49,8 +50,11 @@ _CORRUPT = (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, KeyEr
 
 
 def _spec(model):
+    from .seq2seq import Seq2Seq
     if isinstance(model, Sequential):
         return {"type": "Sequential", "config": model.config()}
+    if isinstance(model, Seq2Seq):
+        return {"type": "Seq2Seq", "config": model.config()}
     if not (hasattr(model, "config") and hasattr(model, "state_dict")):
         raise TypeError(f"model must be an rnnx.Sequential or an rnnx layer, got {type(model).__name__}")
     return layer_spec(model)
@@ -59,6 +63,9 @@ def _spec(model):
 def _build(spec):
     if spec.get("type") == "Sequential":
         return Sequential.from_config(spec["config"])
+    if spec.get("type") == "Seq2Seq":
+        from .seq2seq import Seq2Seq
+        return Seq2Seq.from_config(spec["config"])
     return layer_from_spec(spec)
 
 
@@ -76,7 +83,7 @@ def save(model, path):
 
     Parameters
     ----------
-    model : rnnx.Sequential or rnnx layer (RNN, LSTM, GRU, Dense)
+    model : rnnx.Sequential, rnnx.Seq2Seq or rnnx layer (RNN, LSTM, GRU, Dense, Embedding)
         The model to save.
     path : str or os.PathLike
         The file to write (an existing file is replaced only once the new one is complete).
@@ -192,6 +199,15 @@ def _declared_shapes(spec, prefix=""):
     if not isinstance(spec, dict) or not isinstance(spec.get("config"), dict):
         return None
     kind, config = spec.get("type"), spec["config"]
+    if kind == "Seq2Seq":           # {"encoder": Sequential config, "decoder": ...}
+        shapes = {}
+        for part in ("encoder", "decoder"):
+            inner = _declared_shapes({"type": "Sequential", "config": config.get(part)},
+                                     f"{prefix}{part}.")
+            if inner is None:
+                return None
+            shapes.update(inner)
+        return shapes
     if kind == "Sequential":
         layers = config.get("layers")
         if not isinstance(layers, list):
@@ -204,7 +220,8 @@ def _declared_shapes(spec, prefix=""):
             shapes.update(inner)
         return shapes
     sizes = {}
-    keys = ("in_features", "out_features") if kind == "Dense" else ("input_size", "hidden_size")
+    keys = {"Dense": ("in_features", "out_features"),
+            "Embedding": ("num_embeddings", "embedding_dim")}.get(kind, ("input_size", "hidden_size"))
     for key in keys + (("num_layers",) if kind in GATES else ()):
         if key not in config:      # a config this check does not know: load_state_dict checks
             return None
@@ -218,6 +235,8 @@ def _declared_shapes(spec, prefix=""):
         if bias:
             shapes[f"{prefix}bias"] = (sizes["out_features"],)
         return shapes
+    if kind == "Embedding":
+        return {f"{prefix}weight": (sizes["num_embeddings"], sizes["embedding_dim"])}
     if kind not in GATES:
         return None
     I, H, G = sizes["input_size"], sizes["hidden_size"], GATES[kind] * sizes["hidden_size"]
