@@ -17,9 +17,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = os.path.join(ROOT, "tests")
 
 # imported by the tests or the README, but not optional: rnnx's own dependencies, pytest,
-# and the test helpers beside this file
-REQUIRED = {"rnnx", "numpy", "scipy", "pytest", "_pytest", "extras", "shared", "conftest",
-            "mpi_worker", "fuzzing"}
+# and the project's own scripts (tests/, benchmarks/, examples/, tools/ put them on sys.path)
+REQUIRED = {"rnnx", "numpy", "scipy", "pytest", "_pytest"} | {
+    name[:-3] for folder in ("tests", "benchmarks", "examples", "tools")
+    if os.path.isdir(os.path.join(ROOT, folder))
+    for name in os.listdir(os.path.join(ROOT, folder)) if name.endswith(".py")}
 
 
 def pyproject_extras():
