@@ -44,9 +44,9 @@ def ci_failure(module):
             f"add its install step to .ci/run")
 
 
-def missing(module):
+def missing(module, where=""):
     """Skip the running test (or module) for the optional `module` that is not installed,
-    or, under CI, fail it."""
+    or, under CI, fail it; `where` (e.g. "README.md:155: ") starts the message."""
     if in_ci():
-        pytest.fail(ci_failure(module), pytrace=False)
-    pytest.skip(reason(module), allow_module_level=True)
+        pytest.fail(where + ci_failure(module), pytrace=False)
+    pytest.skip(where + reason(module), allow_module_level=True)

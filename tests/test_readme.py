@@ -92,7 +92,7 @@ def run_chain(chain):
         except ModuleNotFoundError as error:
             if extras.extra_of(error.name) is None:
                 raise                          # rnnx's own modules, or a typo: a failure
-            extras.missing(error.name)
+            extras.missing(error.name, f"README.md:{line}: ")
 
 
 @pytest.mark.parametrize("chain", CHAINS, ids=[f"line{chain[0][0]}" for chain in CHAINS])
@@ -119,7 +119,8 @@ def test_a_block_needing_a_missing_optional_package_skips_naming_its_extra(monke
     monkeypatch.setitem(sys.modules, "torch", None)          # `import torch` now fails
     block = [(1, "import numpy as np\nx = np.zeros(3)\nimport torch\n")]
     monkeypatch.delenv("CI", raising=False)
-    with pytest.raises(pytest.skip.Exception, match=r"needs the `torch` extra .*'\.\[torch\]'"):
+    with pytest.raises(pytest.skip.Exception,
+                       match=r"^README.md:1: needs the `torch` extra .*'\.\[torch\]'"):
         run_chain(block)
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="CI installs every extra"):
