@@ -28,11 +28,12 @@ start=$SECONDS
     { cat "$work/build.log"; echo "wheel: python -m build failed"; exit 1; }
 echo "wheel: built $(cd "$work/dist" && ls) in $((SECONDS - start)) s"
 sdist=("$work"/dist/*.tar.gz)
-if tar -tzf "${sdist[0]}" | grep -E "\.so$|\.o$|/build/|__pycache__"; then
+tar -tzf "${sdist[0]}" > "$work/sdist.txt"
+if grep -E "\.so$|\.o$|/build/|__pycache__" "$work/sdist.txt"; then
     echo "wheel: the sdist holds the build outputs above"; exit 1
 fi
 for file in rnnx/_core.pyx csrc/pool_serial.c CMakeLists.txt tests/conftest.py tests/c/CMakeLists.txt; do
-    tar -tzf "${sdist[0]}" | grep -q "^rnnx-[^/]*/$file$" || { echo "wheel: the sdist lacks $file"; exit 1; }
+    grep -q "^rnnx-[^/]*/$file$" "$work/sdist.txt" || { echo "wheel: the sdist lacks $file"; exit 1; }
 done
 auditwheel repair --wheel-dir "$work/wheelhouse" "$work"/dist/*.whl > "$work/repair.log" 2>&1 ||
     { cat "$work/repair.log"; echo "wheel: auditwheel repair failed"; exit 1; }
