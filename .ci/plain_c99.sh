@@ -10,7 +10,7 @@
 #   4. runs the kernel, core, ISA/thread, layer, projection and length-0 tests on the build
 #      of 1, against the NumPy reference, PyTorch and finite differences: the scalar kernels
 #      and the serial pool give what the others give.
-# About 4 min on 2 cores, most of it the build.
+# About 3 min on 2 cores, most of it the build.
 #
 #   bash .ci/plain_c99.sh                 # the default test subset
 #   bash .ci/plain_c99.sh "$PWD/tests/test_x.py" -k y   # other pytest arguments instead

@@ -2,7 +2,7 @@
 
 A test of an optional integration imports its package with plain
 ``pytest.importorskip("torch")``; tests/conftest.py turns that skip into one whose reason
-names the extra ("needs the `torch` extra: pip install -e '.[torch]'"), and, under CI
+names the extra ("needs the `torch` extra (torch): pip install -e '.[torch]'"), and, under CI
 (CI=true: .ci/run installs every extra), into a failure, so a missing install step cannot
 hide behind a skip.  tests/test_readme.py does the same for a README block that imports one.
 """
