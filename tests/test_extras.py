@@ -74,6 +74,24 @@ def test_every_optional_package_the_tests_and_the_readme_import_is_in_the_table(
     assert not unknown, f"optional packages missing from tests/extras.py EXTRAS: {unknown}"
 
 
+def test_no_importorskip_of_an_optional_package_gives_its_own_reason():
+    """conftest.py recognises pytest.importorskip's own message; a reason of the test's own
+    would hide which extra is missing, and the skip would not fail under CI."""
+    offenders = []
+    for name in sorted(os.listdir(TESTS)):
+        if not name.endswith(".py"):
+            continue
+        with open(os.path.join(TESTS, name), encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "importorskip"
+                    and node.args and isinstance(node.args[0], ast.Constant)
+                    and extras.extra_of(node.args[0].value) is not None
+                    and any(keyword.arg == "reason" for keyword in node.keywords)):
+                offenders.append(f"tests/{name}:{node.lineno}")
+    assert not offenders, f"importorskip with a reason of its own: {offenders}"
+
+
 def run_pytest(fake_missing, *args, ci=None):
     """pytest on this suite's files in a child where the packages named in fake_missing cannot
     be imported (a folder first on sys.path holds stand-ins that raise ModuleNotFoundError)."""
