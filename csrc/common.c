@@ -87,11 +87,13 @@ static void gemm(const rnnx_blas* blas, int naive, char ta, char tb, int M, int 
  * on where the tiles fall, or on which thread computes it. */
 enum { U = RNNX_UNITS };
 
-/* The kernels below are written on a vector of VBYTES bytes where the
- * compiler has vector extensions (GCC, Clang: SSE2 or NEON for the portable
- * build, AVX2 or AVX-512 for the others), so each ISA gets registers of its
- * width, with FMA where it has one (vmadd); plain loops elsewhere. */
-#if defined(__GNUC__) || defined(__clang__)
+/* The kernels below are written once, on a vector `vec` of VBYTES bytes: where
+ * the compiler has vector extensions (GCC, Clang: SSE2 or NEON for the portable
+ * build, AVX2 or AVX-512 for the others), each ISA gets registers of its width,
+ * with FMA where it has one (vmadd).  Elsewhere (MSVC, or RNNX_PLAIN_C99: see
+ * compiler.h) vec is one scalar, so the same loops are plain C99.  Each element
+ * adds the same products in the same order of k whatever the width. */
+#ifdef RNNX_GNU_C
 #  if defined(RNNX_TARGET_AVX512)
 #    define VBYTES 64
 #  elif defined(RNNX_TARGET_AVX2)
@@ -105,22 +107,26 @@ enum { U = RNNX_UNITS };
 #    define VBYTES 16
 #  endif
 typedef real vec __attribute__((vector_size(VBYTES), may_alias, aligned(sizeof(real))));
+#  define VZERO ((vec){0})
+#  define ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+/* The scalar fallback: a "vector" of one lane.  Loads and stores through
+ * (vec*) are then plain element accesses. */
+#  define VBYTES ((int)sizeof(real))
+typedef real vec;
+#  define VZERO ((real)0)
+#  define ALWAYS_INLINE inline
+#endif
 enum { VL = VBYTES / (int)sizeof(real), NV = U / VL };  /* lanes; vectors per panel row */
 /* Rows per tile: MR * NV = 8 accumulators, independent sums enough to hide the
  * FMA latency on two FMA pipes, and with the panel row and the broadcast few
  * enough for 16 registers.  4 rows of 2 vectors on AVX2, 8 rows of one
- * 64-byte panel row on AVX-512, 2 rows of 4 on SSE2 and NEON. */
+ * 64-byte panel row on AVX-512, 2 rows of 4 on SSE2 and NEON; one row of U
+ * scalars in the scalar fallback. */
 enum { MR = NV >= 8 ? 1 : 8 / NV };
-#define RNNX_VECTORS 1
-#define ALWAYS_INLINE inline __attribute__((always_inline))
-#else
-enum { MR = 4 };
-#define ALWAYS_INLINE inline
-#endif
 
-#ifdef RNNX_VECTORS
 /* vmadd(a, b, c) = a * b + c for a scalar a */
-#  if defined(RNNX_TARGET_AVX512) || defined(RNNX_TARGET_AVX2)
+#if defined(RNNX_TARGET_AVX512) || defined(RNNX_TARGET_AVX2)
 static ALWAYS_INLINE vec vmadd(real a, vec b, vec c)
 {
 #    if defined(RNNX_TARGET_AVX512) && defined(RNNX_DOUBLE)
@@ -133,12 +139,10 @@ static ALWAYS_INLINE vec vmadd(real a, vec b, vec c)
     return (vec)_mm256_fmadd_ps(_mm256_set1_ps(a), (__m256)b, (__m256)c);
 #    endif
 }
-#  else
-#    define vmadd(a, b, c) ((a) * (b) + (c))
-#  endif
+#else
+#  define vmadd(a, b, c) ((a) * (b) + (c))
 #endif
 
-#ifdef RNNX_VECTORS
 /* acc (MR,U) += A (MR rows, row stride lda, K columns) @ P (K,U) */
 static ALWAYS_INLINE void tile_rows(int K, const real* restrict A, size_t lda,
                                     const real* restrict P, vec acc[MR][NV])
@@ -152,22 +156,7 @@ static ALWAYS_INLINE void tile_rows(int K, const real* restrict A, size_t lda,
         }
     }
 }
-#else
-static ALWAYS_INLINE void tile_rows(int K, const real* restrict A, size_t lda,
-                                    const real* restrict P, real acc[MR][U])
-{
-    for (int k = 0; k < K; k++) {
-        const real* p = P + (size_t)k * U;
-        for (int r = 0; r < MR; r++) {
-            const real ark = A[(size_t)r * lda + k];
-            for (int u = 0; u < U; u++)
-                acc[r][u] = MADD(ark, p[u], acc[r][u]);
-        }
-    }
-}
-#endif
 
-#ifdef RNNX_VECTORS
 /* Tiles across gates, where a panel row is one vector (NV == 1: AVX-512, and the
  * wide-vector CI build): a tile of MRG rows x NG <= 4 gates keeps MRG*NG
  * accumulators (16 for an LSTM) and loads, per k, NG panel vectors and MRG
@@ -203,7 +192,7 @@ static ALWAYS_INLINE void gates_product_n(int NG, real* const dst[4], const size
     for (int q = 0; q < NG; q++)
         for (int r = 0; r < MRG; r++) {
             const real* init = bias_init[q] ? bias[q] : dst[q] + (size_t)r * ld[q];
-            acc[r][q] = init ? *(const vec*)init : (vec){0};
+            acc[r][q] = init ? *(const vec*)init : VZERO;
         }
     tile_gates(NG, K, a, lda, P, acc);
     for (int q = 0; q < NG; q++)
@@ -222,9 +211,6 @@ static void gates_product(int NG, real* const dst[4], const size_t ld[4], const 
     default: gates_product_n(4, dst, ld, a, lda, K, P, bias_init, bias); break;
     }
 }
-#else
-enum { MRG = 4, GATE_TILES = 0 };
-#endif
 
 /* One row against several (K,U) blocks at once: the gates of a panel, or
  * several panels or strips, whose independent sums hide the FMA latency.
@@ -234,7 +220,6 @@ enum { ROW_SLOTS = MR < 4 ? 4 : MR, MAX_SLOTS = 8 };
 
 /* acc[q] (U,) += a (K,) @ P[q] (K,U) for NG blocks q; each element's sum as in
  * tile_rows. */
-#ifdef RNNX_VECTORS
 static ALWAYS_INLINE void tile_row_blocks(int NG, int K, const real* restrict a,
                                           const real* const P[MAX_SLOTS], vec acc[MAX_SLOTS][NV])
 {
@@ -247,16 +232,6 @@ static ALWAYS_INLINE void tile_row_blocks(int NG, int K, const real* restrict a,
         }
     }
 }
-#else
-static ALWAYS_INLINE void tile_row_blocks(int NG, int K, const real* restrict a,
-                                          const real* const P[MAX_SLOTS], real acc[MAX_SLOTS][U])
-{
-    for (int k = 0; k < K; k++)
-        for (int q = 0; q < NG; q++)
-            for (int u = 0; u < U; u++)
-                acc[q][u] = MADD(a[k], P[q][(size_t)k * U + u], acc[q][u]);
-}
-#endif
 
 /* dst (MR,nu, row stride ld) := init + a (MR,K, row stride lda) @ P (K,U)[:, :nu];
  * init is dst itself, or bias (nu,) when bias_init (a NULL bias meaning 0).
@@ -264,13 +239,12 @@ static ALWAYS_INLINE void tile_row_blocks(int NG, int K, const real* restrict a,
 static void panel_product(real* restrict dst, size_t ld, int nu, const real* restrict a, size_t lda,
                           int K, const real* restrict P, int bias_init, const real* restrict bias)
 {
-#ifdef RNNX_VECTORS
     if (nu == U) {
         vec acc[MR][NV];
         for (int r = 0; r < MR; r++)
             for (int v = 0; v < NV; v++) {
                 const real* init = bias_init ? bias : dst + (size_t)r * ld;
-                acc[r][v] = init ? *(const vec*)(init + v * VL) : (vec){0};
+                acc[r][v] = init ? *(const vec*)(init + v * VL) : VZERO;
             }
         tile_rows(K, a, lda, P, acc);
         for (int r = 0; r < MR; r++)
@@ -279,22 +253,13 @@ static void panel_product(real* restrict dst, size_t ld, int nu, const real* res
         return;
     }
     union { vec v[MR][NV]; real x[MR][U]; } acc;
-#  define ACC(r, u) acc.x[r][u]
-#  define ACC_TILE acc.v
-#else
-    real acc[MR][U];
-#  define ACC(r, u) acc[r][u]
-#  define ACC_TILE acc
-#endif
     for (int r = 0; r < MR; r++)
         for (int u = 0; u < U; u++)
-            ACC(r, u) = u >= nu ? 0 : bias_init ? (bias ? bias[u] : 0) : dst[(size_t)r * ld + u];
-    tile_rows(K, a, lda, P, ACC_TILE);
+            acc.x[r][u] = u >= nu ? 0 : bias_init ? (bias ? bias[u] : 0) : dst[(size_t)r * ld + u];
+    tile_rows(K, a, lda, P, acc.v);
     for (int r = 0; r < MR; r++)
         for (int u = 0; u < nu; u++)
-            dst[(size_t)r * ld + u] = ACC(r, u);
-#undef ACC
-#undef ACC_TILE
+            dst[(size_t)r * ld + u] = acc.x[r][u];
 }
 
 /* One row and NG <= MAX_SLOTS blocks at once: dst[q] (nu,) := init + a (K,) @ P[q].
@@ -303,14 +268,13 @@ static ALWAYS_INLINE void row_blocks(int NG, real* const dst[MAX_SLOTS], int nu,
                                      const real* restrict a, int K, const real* const P[MAX_SLOTS],
                                      const int bias_init[MAX_SLOTS], const real* const bias[MAX_SLOTS])
 {
-#ifdef RNNX_VECTORS
     union { vec v[MAX_SLOTS][NV]; real x[MAX_SLOTS][U]; } tile;
     vec (*acc)[NV] = tile.v;
     if (nu == U) {
         for (int q = 0; q < NG; q++)
             for (int v = 0; v < NV; v++) {
                 const real* init = bias_init[q] ? bias[q] : dst[q];
-                acc[q][v] = init ? *(const vec*)(init + v * VL) : (vec){0};
+                acc[q][v] = init ? *(const vec*)(init + v * VL) : VZERO;
             }
         tile_row_blocks(NG, K, a, P, acc);
         for (int q = 0; q < NG; q++)
@@ -319,17 +283,10 @@ static ALWAYS_INLINE void row_blocks(int NG, real* const dst[MAX_SLOTS], int nu,
         return;
     }
     real (*x)[U] = tile.x;  /* a short panel goes through memory, zero past nu */
-#else
-    real x[MAX_SLOTS][U];
-#endif
     for (int q = 0; q < NG; q++)
         for (int u = 0; u < U; u++)
             x[q][u] = u >= nu ? 0 : bias_init[q] ? (bias[q] ? bias[q][u] : 0) : dst[q][u];
-#ifdef RNNX_VECTORS
     tile_row_blocks(NG, K, a, P, acc);
-#else
-    tile_row_blocks(NG, K, a, P, x);
-#endif
     for (int q = 0; q < NG; q++)
         for (int u = 0; u < nu; u++)
             dst[q][u] = x[q][u];
@@ -361,7 +318,6 @@ static void panel_product_row(int NG, real* const dst[MAX_SLOTS], int nu, const 
  * of k, so its value does not depend on M or on where the tiles fall. */
 enum { SMALL_ROWS = 4 };
 
-#ifdef RNNX_VECTORS
 /* c (N,) += a (K,) @ Bm (K,N): one row of gemm_small_acc.  A one-row product
  * is bound by reading Bm, so Bm is read row by row, contiguously, four rows of
  * k at a time (a walk down its columns would hop ldb elements per k, which
@@ -405,12 +361,10 @@ static void gemm_small_row(int N, int K, const real* restrict a, const real* res
             c[j] = MADD(ak, b[j], c[j]);
     }
 }
-#endif
 
 static void gemm_small_acc(int M, int N, int K, const real* restrict A, int lda,
                            const real* restrict Bm, int ldb, real* restrict C, int ldc)
 {
-#ifdef RNNX_VECTORS
     enum { TILE_VECS = 2, SMALL_COLS = TILE_VECS * VL, WIDE_VECS = 4, ROW_BLOCK = 64 };
     /* Rows in blocks of ROW_BLOCK; in a block, each column strip of Bm (K,SMALL_COLS)
      * serves every 4-row tile before the next strip is read, so a Bm larger than
@@ -451,14 +405,6 @@ static void gemm_small_acc(int M, int N, int K, const real* restrict A, int lda,
         for (int i = i4end; i < iend; i++)
             gemm_small_row(N, K, A + (size_t)i * lda, Bm, ldb, C + (size_t)i * ldc);
     }
-#else
-    for (int i = 0; i < M; i++)
-        for (int k = 0; k < K; k++) {
-            const real aik = A[(size_t)i * lda + k];
-            for (int j = 0; j < N; j++)
-                C[(size_t)i * ldc + j] = MADD(aik, Bm[(size_t)k * ldb + j], C[(size_t)i * ldc + j]);
-        }
-#endif
 }
 
 /* C (M,N) += A^T @ Bm over K rows taken in a fixed order: row k of A (M,) and

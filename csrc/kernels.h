@@ -10,6 +10,7 @@
 #ifndef RNNX_KERNELS_H
 #define RNNX_KERNELS_H
 
+#include "compiler.h"
 #include "layout.h"
 #include "rnnx.h"
 
@@ -21,7 +22,7 @@ typedef struct rnnx_dtype_kernels {
                  void* packed);
 } rnnx_dtype_kernels;
 
-#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(RNNX_NO_ISA)
+#if defined(RNNX_GNU_C) && defined(__x86_64__) && !defined(RNNX_NO_ISA)
 #define RNNX_X86_TARGETS 1
 #endif
 

@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 
+#include "compiler.h"
 #include "rnnx.h"
 
 /* One cell's shape. */

@@ -36,6 +36,12 @@
  * two-thread OpenBLAS calls made one LSTM call 20x slower under load).
  */
 #define _GNU_SOURCE
+#include "compiler.h"
+
+#ifndef RNNX_PTHREADS
+#include "pool_serial.c"   /* no POSIX threads (MSVC): every job on the caller */
+#else
+
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -513,3 +519,10 @@ int rnnx_pool_blas_limitable(void)
 {
     return blas_set_threads != NULL;
 }
+
+int rnnx_pool_threaded(void)
+{
+    return 1;
+}
+
+#endif /* RNNX_PTHREADS */

@@ -1,6 +1,9 @@
 /*
  * pool.h: a small pthread pool that implements rnnx.h's parallel-for hook,
- * and a BLAS wrapper that runs the hoisted products on it.
+ * and a BLAS wrapper that runs the hoisted products on it.  Where the
+ * platform has no POSIX threads (MSVC, see compiler.h) the same functions run
+ * every task on the caller (pool_serial.c): the results are the same, since
+ * the core's never depend on the thread count.
  * Not part of the core: the Python build links it and hands
  * rnnx_pool_parallel_for and a pool to the core through rnnx_blas; a bare C
  * build may use it, another pool, or none (serial).
@@ -42,5 +45,8 @@ void rnnx_pool_wrap_blas(rnnx_blas* blas);
 
 /* 1 if rnnx_pool_wrap_blas found a BLAS thread control (OpenBLAS), else 0. */
 int rnnx_pool_blas_limitable(void);
+
+/* 1 if pools run tasks on worker threads, 0 in the serial build. */
+int rnnx_pool_threaded(void);
 
 #endif /* RNNX_POOL_H */

@@ -107,6 +107,7 @@ cdef extern from "pool.h":
     void rnnx_pool_stats(const rnnx_pool* pool, long long* jobs, long long* serial_jobs) nogil
     void rnnx_pool_wrap_blas(rnnx_blas* blas) nogil
     int rnnx_pool_blas_limitable() nogil
+    int rnnx_pool_threaded() nogil
 
 # Cell codes, as in enum rnnx_cell.
 RNN_TANH, RNN_RELU, LSTM, GRU, GRU_RESET_BEFORE = 0, 1, 2, 3, 4
@@ -188,12 +189,14 @@ def get_num_threads():
 
 def _pool_diagnostics():
     """The current pool's jobs so far and how many it ran on the caller alone
-    (it measured them faster so), and whether the BLAS's threads can be capped
-    while the pool runs (for tests)."""
+    (it measured them faster so), whether the BLAS's threads can be capped
+    while the pool runs, and whether pools have worker threads at all (False in
+    a build without POSIX threads, csrc/pool_serial.c) (for tests)."""
     cdef long long jobs = 0, serial_jobs = 0
     rnnx_pool_stats(<rnnx_pool*>BLAS.pool, &jobs, &serial_jobs)
     return {"jobs": jobs, "serial_jobs": serial_jobs,
-            "blas_limitable": bool(rnnx_pool_blas_limitable())}
+            "blas_limitable": bool(rnnx_pool_blas_limitable()),
+            "threaded": bool(rnnx_pool_threaded())}
 
 
 def _isa_from_environment():

@@ -93,9 +93,12 @@ def info():
         "generic"; the environment variable RNNX_ISA forces one at import),
         ``available_isas``, ``num_threads`` (set_num_threads; the default is the
         physical cores, or RNNX_NUM_THREADS), ``physical_cores``, ``cpu`` (the
-        model name), and ``blas``: threadpoolctl's description of the loaded
-        BLAS libraries, or None when threadpoolctl is not installed.  BLAS runs
-        only the big products hoisted out of the time loop.
+        model name), ``blas``: threadpoolctl's description of the loaded
+        BLAS libraries, or None when threadpoolctl is not installed (BLAS runs
+        only the big products hoisted out of the time loop), and
+        ``thread_pool``: "threads", or "serial" in a build without POSIX
+        threads (MSVC: Windows wheels), where every call runs on the calling
+        thread whatever num_threads says (with the same results).
     """
     try:
         from threadpoolctl import threadpool_info
@@ -104,7 +107,8 @@ def info():
         blas = None
     return {"isa": _core.get_isa(), "available_isas": _core.available_isas(),
             "num_threads": get_num_threads(), "physical_cores": _physical_cores(),
-            "cpu": cpu_model(), "blas": blas}
+            "cpu": cpu_model(), "blas": blas,
+            "thread_pool": "threads" if _core._pool_diagnostics()["threaded"] else "serial"}
 
 
 def _default_threads():

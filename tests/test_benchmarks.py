@@ -98,8 +98,7 @@ def test_table_has_a_line_per_row(quick_run):
 
 def test_plot_is_a_png_when_matplotlib_is_installed(quick_run):
     _, _, plot_path = quick_run
-    if not installed("matplotlib"):
-        pytest.skip("matplotlib not installed")
+    pytest.importorskip("matplotlib")    # the `plot` extra (tests/extras.py)
     assert plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -3,8 +3,8 @@ equals model.predict on the whole array, and the model travels once to each work
 import numpy as np
 import pytest
 
-da = pytest.importorskip("dask.array", reason="the optional extra rnnx[dask]; CI installs it")
-distributed = pytest.importorskip("distributed", reason="the optional extra rnnx[dask]")
+da = pytest.importorskip("dask.array")           # the `dask` extra (tests/extras.py)
+distributed = pytest.importorskip("distributed")
 
 import rnnx  # noqa: E402
 import rnnx.dask  # noqa: E402

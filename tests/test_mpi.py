@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("mpi4py", reason="the optional extra rnnx[mpi]; CI installs it")
+pytest.importorskip("mpi4py")    # the `mpi` extra (tests/extras.py)
 MPIRUN = shutil.which("mpirun")
 WORKER = Path(__file__).with_name("mpi_worker.py")
 

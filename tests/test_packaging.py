@@ -1,6 +1,6 @@
 """Packaging: the LICENSE, what the wheel leaves out, and a stripped extension on Linux.
-(Building a wheel takes minutes; the wheel's contents were checked by hand with
-`pip wheel . --no-deps -w /tmp/whl`, and these tests pin the settings that give them.)"""
+(Building a wheel takes minutes: CI builds the sdist and the wheel, repairs, installs and
+tests it in .ci/wheel.sh; these tests pin the settings that give them.)"""
 import os
 import struct
 import sys
@@ -56,3 +56,19 @@ def test_extension_is_stripped_on_linux():
     names = elf_section_names(rnnx._core.__file__)
     assert ".text" in names and ".dynsym" in names       # a real shared object
     assert ".symtab" not in names and ".debug_info" not in names
+
+
+def test_sdist_and_cibuildwheel_settings():
+    """The sdist carries what the build reads (its wheel is built from it by .ci/wheel.sh,
+    which failed when _core.pyx was left out); cibuildwheel builds Linux x86-64 and aarch64,
+    macOS and Windows, and tests each wheel where it was built."""
+    tomllib = pytest.importorskip("tomllib")          # Python >= 3.11
+    with open(os.path.join(ROOT, "MANIFEST.in"), encoding="utf-8") as f:
+        manifest = f.read().split()
+    assert {"rnnx/_core.pyx", "rnnx/_core_shim.h", "CMakeLists.txt"} <= set(manifest)
+    assert "csrc" in manifest[manifest.index("graft") + 1:]
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        cibw = tomllib.load(f)["tool"]["cibuildwheel"]
+    assert set(cibw["linux"]["archs"]) == {"x86_64", "aarch64"}
+    assert set(cibw["macos"]["archs"]) == {"x86_64", "arm64"} and cibw["windows"]["archs"] == ["AMD64"]
+    assert "-m rnnx" in " ".join(cibw["test-command"]) and cibw["test-extras"] == ["test"]

@@ -10,13 +10,18 @@ marked, by an HTML comment on the line just before its opening fence:
     <!-- skip: <reason> -->         the block is not run, for a reason given in the README
                                     (only for what cannot exist on a CI machine).
 
-Blocks that need PyTorch, ONNX or matplotlib run too: CI installs them (see .ci/run). Other
-fenced blocks (```bash, plain ```) are not run.
+Blocks that need PyTorch, ONNX, dask or matplotlib run too where those are installed (CI
+installs them, see .ci/run); where one is not, such a block skips, naming the extra that
+installs it, as the other tests of optional integrations do (tests/extras.py; under CI it
+fails instead). Other fenced blocks (```bash, plain ```) are not run.
 """
 import os
 import re
+import sys
 
 import pytest
+
+import extras
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "README.md")
@@ -76,13 +81,24 @@ def test_the_readme_has_python_blocks_and_valid_markers():
     assert sum(len(chain) for chain in CHAINS) == sum(marker != "skip" for _, _, marker in blocks)
 
 
-@pytest.mark.parametrize("chain", CHAINS, ids=[f"line{chain[0][0]}" for chain in CHAINS])
-def test_readme_block_runs(chain, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+def run_chain(chain):
+    """Runs the blocks of a chain in one namespace; a block that imports an optional package
+    that is not installed skips (or under CI fails) naming the extra, see tests/extras.py."""
     namespace = {"__name__": "__readme__"}
     for line, source in chain:
         code = compile(source, f"README.md:{line}", "exec")
-        exec(code, namespace)
+        try:
+            exec(code, namespace)
+        except ModuleNotFoundError as error:
+            if extras.extra_of(error.name) is None:
+                raise                          # rnnx's own modules, or a typo: a failure
+            extras.missing(error.name, f"README.md:{line}: ")
+
+
+@pytest.mark.parametrize("chain", CHAINS, ids=[f"line{chain[0][0]}" for chain in CHAINS])
+def test_readme_block_runs(chain, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run_chain(chain)
 
 
 def test_markers_are_parsed(tmp_path):
@@ -94,3 +110,20 @@ def test_markers_are_parsed(tmp_path):
     readme.write_text("```python\nx = 1\n")
     with pytest.raises(ValueError, match="never closed"):
         python_blocks(readme)
+
+
+def test_a_block_needing_a_missing_optional_package_skips_naming_its_extra(monkeypatch):
+    """The README's test command on a fresh machine (no extras): a block that imports an
+    optional package skips, naming the extra; under CI the same block fails; a module that
+    is no optional package is an error either way."""
+    monkeypatch.setitem(sys.modules, "torch", None)          # `import torch` now fails
+    block = [(1, "import numpy as np\nx = np.zeros(3)\nimport torch\n")]
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception,
+                       match=r"^README.md:1: needs the `torch` extra .*'\.\[torch\]'"):
+        run_chain(block)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI installs every extra"):
+        run_chain(block)
+    with pytest.raises(ModuleNotFoundError):
+        run_chain([(1, "import rnnx.no_such_module\n")])

@@ -81,7 +81,7 @@ CASES = [("LSTM", True, False), ("GRU", False, True), ("RNN", True, True), ("LST
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("cell, bidirectional, encoder_dense", CASES)
 def test_outputs_and_every_gradient_equal_pytorch(cell, bidirectional, encoder_dense, dtype):
-    torch = pytest.importorskip("torch", reason="PyTorch, the test extra; CI installs it")
+    torch = pytest.importorskip("torch")   # the `torch` extra (tests/extras.py)
     rng = np.random.default_rng(1)
     model = build(cell, bidirectional, dtype, encoder_dense, seed=3)
     src, tgt_in, lengths = data(dtype, rng)
@@ -286,7 +286,7 @@ def test_the_trainer_fits_mini_batches_and_names_bad_data():
 def test_token_models_with_embeddings_equal_pytorch(dtype):
     """nn.Embedding + bidirectional nn.LSTM encoder over packed ids, its directions handed
     over concatenated to nn.Embedding + nn.LSTM decoder, nn.Linear head."""
-    torch = pytest.importorskip("torch", reason="PyTorch, the test extra; CI installs it")
+    torch = pytest.importorskip("torch")   # the `torch` extra (tests/extras.py)
     nn = torch.nn
     rng = np.random.default_rng(8)
     S, E, H, T_src, T_tgt, B = 7, 3, 4, 6, 5, 4
@@ -345,7 +345,7 @@ def test_token_models_with_embeddings_equal_pytorch(dtype):
 def test_a_one_rank_comm_trains_a_seq2seq_as_without():
     """The Trainer's MPI hooks (broadcast, combine, the update-count check) on a Seq2Seq,
     in-process with a one-rank communicator."""
-    pytest.importorskip("mpi4py", reason="the optional extra rnnx[mpi]; CI installs it")
+    pytest.importorskip("mpi4py")   # the `mpi` extra (tests/extras.py)
     from test_mpi import FakeComm
     rng = np.random.default_rng(9)
     src, tgt_in, src_lengths = data(np.float64, rng)
