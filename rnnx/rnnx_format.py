@@ -38,6 +38,10 @@ MAX_STACK = 64
 MAX_SIZE = 1 << 24
 FLAG_MANY_TO_ONE = 1
 FLAG_BARE_LAYER = 2
+FLAG_LAST_OUTPUT = 4     # with FLAG_MANY_TO_ONE: many_to_one="output" (else "state")
+KNOWN_FLAGS = FLAG_MANY_TO_ONE | FLAG_BARE_LAYER | FLAG_LAST_OUTPUT
+# rnnx_model.many_to_one in C: 0, RNNX_MANY_TO_ONE_STATE or RNNX_MANY_TO_ONE_OUTPUT
+C_MANY_TO_ONE = {False: 0, "state": 1, "output": 2}
 DENSE = 16
 # cell codes, as csrc/rnnx.h's enum rnnx_cell
 RNN_TANH, RNN_RELU, LSTM, GRU, GRU_RESET_BEFORE = 0, 1, 2, 3, 4
@@ -133,12 +137,27 @@ def dumps(model):
     output_size = last.out_features if isinstance(last, Dense) else \
         last.num_directions * last.hidden_size
     input_size = layers[0].in_features if isinstance(layers[0], Dense) else layers[0].input_size
-    flags = (FLAG_MANY_TO_ONE if many_to_one else 0) | (FLAG_BARE_LAYER if bare else 0)
+    flags = _flags(many_to_one) | (FLAG_BARE_LAYER if bare else 0)
     header = _HEADER.pack(MAGIC, VERSION, code, len(layers), flags, offset + 4, input_size,
                           output_size, data_offset)
     descriptors = b"".join(_DESCRIPTOR.pack(*fields) for fields, _ in described)
     image = header + descriptors + bytes(data_offset - len(header) - len(descriptors)) + body
     return image + struct.pack("<I", zlib.crc32(image))
+
+
+def _flags(many_to_one):
+    """The header's many-to-one bits: none, FLAG_MANY_TO_ONE ("state"), or both it and
+    FLAG_LAST_OUTPUT ("output")."""
+    if not many_to_one:
+        return 0
+    return FLAG_MANY_TO_ONE | (FLAG_LAST_OUTPUT if many_to_one == "output" else 0)
+
+
+def _many_to_one(flags):
+    """many_to_one from the header's flags (the inverse of _flags)."""
+    if not flags & FLAG_MANY_TO_ONE:
+        return False
+    return "output" if flags & FLAG_LAST_OUTPUT else "state"
 
 
 def save_rnnx(model, path):
@@ -181,8 +200,10 @@ def _parse(image, name):
         fail(f"corrupt: dtype code {code} (0 float32 or 1 float64)")
     if not 1 <= count <= MAX_LAYERS:
         fail(f"corrupt: {count} layers (1 to {MAX_LAYERS})")
-    if flags & ~3:
+    if flags & ~KNOWN_FLAGS:
         fail(f"corrupt: unknown flags {flags:#x}")
+    if flags & FLAG_LAST_OUTPUT and not flags & FLAG_MANY_TO_ONE:
+        fail("corrupt: the last-output flag without the many-to-one flag")
     if any(image[44:HEADER_BYTES]):
         fail("corrupt: reserved header bytes are not zero")
     if data_offset != _align(HEADER_BYTES + DESCRIPTOR_BYTES * count):
@@ -231,7 +252,7 @@ def _parse(image, name):
         fail(f"corrupt: {size - 4 - offset} bytes after the last tensor")
     if width != output_size:
         fail(f"corrupt: the header says {output_size} output features, the layers give {width}")
-    many_to_one, bare = bool(flags & FLAG_MANY_TO_ONE), bool(flags & FLAG_BARE_LAYER)
+    many_to_one, bare = _many_to_one(flags), bool(flags & FLAG_BARE_LAYER)
     if many_to_one and not any(f[0] != DENSE for f, _ in layers):
         fail("corrupt: many_to_one without a recurrent layer")
     if bare and (count != 1 or many_to_one):
@@ -383,6 +404,7 @@ def export_c(model, path, name="rnnx_exported_model"):
     lines.append("")
     lines.append(f"/* dtype, many_to_one, num_layers, input_size, output_size, layers */")
     lines.append(f"const rnnx_model {name} = {{{1 if dtype == np.float64 else 0}, "
-                 f"{int(many_to_one)}, {len(layers)}, {input_size}, {output_size}, {name}_layers}};")
+                 f"{C_MANY_TO_ONE[many_to_one]}, {len(layers)}, {input_size}, {output_size}, "
+                 f"{name}_layers}};")
     with open(os.fspath(path), "w") as f:
         f.write("\n".join(lines) + "\n")

@@ -18,7 +18,7 @@ import rnnx
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(ROOT, "tests", "c", "data")
 CASES = ["lstm2_f32", "lstm_dense_f64", "gru_bi_softmax_m2o_f32", "gru_before_nobias_f64",
-         "rnn_relu_sigmoid_f32", "lstm_m2o_f32"]
+         "rnn_relu_sigmoid_f32", "lstm_m2o_f32", "lstm_bi_output_m2o_f64"]
 
 
 def _require(*tools):

@@ -79,7 +79,7 @@ def model_reference(model, x, lengths=None, many_to_one=None):
             last = np.full(B, T - 1) if lengths is None else np.asarray(lengths) - 1
             H = layer.hidden_size
             pooled = h[last, np.arange(B)].copy()
-            if layer.num_directions == 2:
+            if layer.num_directions == 2 and many_to_one != "output":
                 pooled[:, H:] = h[0, :, H:]
             h = pooled
     return h
@@ -120,6 +120,9 @@ def _cases():
         "lstm_m2o_f32": (rnnx.Sequential(rnnx.LSTM(3, 7, seed=12),
                                          rnnx.Dense(7, 2, activation="identity", seed=13),
                                          many_to_one=True), 6, 2, [3, 6]),
+        "lstm_bi_output_m2o_f64": (rnnx.Sequential(
+            rnnx.LSTM(3, 4, bidirectional=True, dtype=f64, seed=14),
+            rnnx.Dense(8, 2, dtype=f64, seed=15), many_to_one="output"), 5, 3, [2, 5, 0]),
     }
 
 
