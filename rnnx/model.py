@@ -34,7 +34,7 @@ gradients() the gradients of the last backward, state_dict()/load_state_dict() c
 import numpy as np
 
 from .dense import Dense
-from .module import Cache, Module
+from .module import Cache, Module, unpack_sequence
 
 
 def _layer_classes():
@@ -164,6 +164,37 @@ class Sequential:
         """The last layer's activation ("identity" if it is a recurrent layer)."""
         return getattr(self.layers[-1], "activation", "identity")
 
+    # -- modes and dtype (PyTorch's habits) ----------------------------------------------
+
+    @property
+    def training(self):
+        """True in training mode (the default): forward() applies the layers' dropout."""
+        return all(layer.training for layer in self.layers)
+
+    def train(self, mode=True):
+        """Training mode (``mode=True``) or evaluation mode for every layer; returns the model."""
+        for layer in self.layers:
+            layer.train(mode)
+        return self
+
+    def eval(self):
+        """Evaluation mode, ``train(False)``: forward() applies no dropout; returns the model."""
+        return self.train(False)
+
+    def double(self):
+        """Every layer's parameters as float64 (new arrays, the same values); returns the model."""
+        return self._to_dtype(np.float64)
+
+    def float(self):
+        """Every layer's parameters as float32 (new arrays, values rounded); returns the model."""
+        return self._to_dtype(np.float32)
+
+    def _to_dtype(self, dtype):
+        for layer in self.layers:
+            layer._to_dtype(dtype)
+        self.dtype = np.dtype(dtype)
+        return self
+
     # -- computation ---------------------------------------------------------------------
 
     def _check_state(self, state):
@@ -180,7 +211,8 @@ class Sequential:
 
         x may be unbatched, (T, I): then the state too is unbatched, (L*D, H) per layer,
         and y is (T, out), or (out,) for many-to-one. logits=True leaves out the last
-        Dense layer's activation."""
+        Dense layer's activation. A torch PackedSequence x is unpacked into x and lengths."""
+        x, lengths = unpack_sequence(x, lengths, self.batch_first)
         x = np.asarray(x)
         unbatched = self.is_recurrent and x.ndim == 2
         if unbatched:
@@ -208,6 +240,7 @@ class Sequential:
         return self._run(x, state, lengths, logits, train=True, checkpoint=checkpoint)
 
     def _run(self, x, state, lengths, logits, train, checkpoint=None):
+        x, lengths = unpack_sequence(x, lengths, self.batch_first)
         states_in = self._check_state(state)
         states_out = []
         caches = []

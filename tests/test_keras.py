@@ -81,7 +81,7 @@ def test_keras_models_import_and_export_back(dtype):
         assert all(w.dtype == dtype for w in back.weights)
         assert_allclose(np.asarray(back(x)), want, rtol=TOL[dtype], atol=TOL[dtype])
     assert converted.many_to_one is False
-    assert rnnx.from_keras(keras_models(dtype)[0]).many_to_one is True
+    assert rnnx.from_keras(keras_models(dtype)[0]).many_to_one == "state"
 
 
 def test_single_layers_and_the_gate_mapping():

@@ -41,7 +41,16 @@ _GLUE = {"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Concat", "Slice", "Gat
 _HEAD = {"MatMul", "Gemm", "Add"}
 
 
+def _integer_types(onnx):
+    tp = onnx.TensorProto
+    return {tp.INT8, tp.INT16, tp.INT32, tp.INT64, tp.UINT8, tp.UINT16, tp.UINT32, tp.UINT64}
+
+
 def _check_operators(graph, nodes):
+    """ValueError naming a node whose operator rnnx has no counterpart for.  Arithmetic on
+    sizes or on integer inputs (lengths - 1) is index work, checked by the verification."""
+    integer = {i.name for i in graph.inputs
+               if i.type.tensor_type.elem_type in _integer_types(graph.onnx)}
     for node in nodes:
         if node.domain not in ("", "ai.onnx"):
             raise ValueError(f"node {node.name!r} is in domain {node.domain!r}; rnnx imports the "
@@ -49,8 +58,9 @@ def _check_operators(graph, nodes):
         if node.op_type in _GLUE or node.op_type in CELLS or node.op_type in _HEAD or \
                 node.op_type in ACTIVATIONS:
             continue
-        if all(graph.shape_only(out) for out in node.output if out):
-            continue     # arithmetic on sizes (the dynamo exporter's Mul of Shape outputs)
+        if all(graph.shape_only(out) or graph.data_sources(out) <= integer
+               for out in node.output if out):
+            continue     # the dynamo exporter's Mul of Shape outputs, to_onnx's lengths - 1
         raise ValueError(f"node {node.name!r}: operator {node.op_type!r} has no rnnx "
                          "counterpart")
 
