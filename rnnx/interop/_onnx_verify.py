@@ -157,7 +157,12 @@ def verify_import(onnx, proto, graph, model, x_name, lengths_name, states, batch
                          " dimensions")
     time_axis, batch_axis = (1, 0) if batch_first else (0, 1)
     T = dims[time_axis] if isinstance(dims[time_axis], int) else 4
-    B = dims[batch_axis] if isinstance(dims[batch_axis], int) else 3
+    # a fixed batch size: x's, or that of an initial-state input (torch's h0 without its
+    # own dynamic axis), else 3
+    fixed = [dims[batch_axis]] + [_dims(infos[name])[1 - layer["layout"]]
+                                  for layer in states for names in layer["inputs"].values()
+                                  for name in names if len(_dims(infos[name])) == 3]
+    B = next((d for d in fixed if isinstance(d, int)), 3)
     sizes = {"B": B, dims[time_axis]: T, dims[batch_axis]: B}
     shape = [0, 0, model.input_size]
     shape[time_axis], shape[batch_axis] = T, B
