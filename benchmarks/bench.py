@@ -4,12 +4,15 @@
     python benchmarks/bench.py --quick             # CI-sized subset, under a minute
     python benchmarks/bench.py --threads 4 --json results.json --plot results.png
     python benchmarks/bench.py --threads 1,2 --isa generic --under-load
+    python benchmarks/bench.py --suite published   # DeepBench and GNMT shapes
 
-Every peer runs in this one process with the same thread count, on the same weights and
-data. PyTorch and ONNX Runtime are used when installed and skipped (and said so) when not.
-Several thread counts run one process each (the BLAS reads its thread count once, at
-load), merged into one result.  --isa forces rnnx's kernels (RNNX_ISA); --under-load
-starts one competing busy process for the whole run.
+Every engine runs in a process of its own, one per thread count (one engine's idle or
+spinning workers never slow another, and the BLAS reads its thread count once, at load),
+on the same weights and data, with the same thread count; the results are merged into
+one.  --same-process runs them all in one process instead (to see what sharing costs).
+PyTorch and ONNX Runtime are used when installed and skipped (and said so) when not.
+--isa forces rnnx's kernels (RNNX_ISA); --under-load starts one competing busy process
+for the whole run.
 """
 
 import argparse
@@ -25,6 +28,7 @@ import tempfile
 # so they are set before anything imports numpy.
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 CELL_CHOICES = ("rnn", "lstm", "gru")
+ENGINES = ("rnnx", "reference", "torch", "onnxruntime")  # as peers.PEER_NAMES, rnnx first
 
 
 def parse_args(argv):
@@ -38,7 +42,15 @@ def parse_args(argv):
     parser.add_argument("--quick", action="store_true", help="small grid subset and short timings, for CI")
     parser.add_argument("--cells", default=",".join(CELL_CHOICES),
                         help="comma-separated subset of rnn,lstm,gru (default all)")
+    parser.add_argument("--suite", choices=("grid", "published", "all"), default="grid",
+                        help="rnnx's own grid (default), the published DeepBench and GNMT shapes, or both")
+    parser.add_argument("--same-process", action="store_true",
+                        help="every engine in one process (default: each in its own)")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
+    # a child's own arguments (see run_engines): which engine, and rnnx's outputs to write or check
+    parser.add_argument("--engine", choices=("all",) + ENGINES, help=argparse.SUPPRESS)
+    parser.add_argument("--outputs", help=argparse.SUPPRESS)
+    parser.add_argument("--expect", help=argparse.SUPPRESS)
     parser.add_argument("--plot", metavar="PATH", help="write a PNG chart to PATH (needs matplotlib)")
     args = parser.parse_args(argv)
     try:
@@ -78,8 +90,9 @@ def start_load():
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 
-def run_one(args):
-    """One thread count, in this process: returns the result dict."""
+def run_child(args):
+    """A child process: one thread count, one engine (all with --engine all); writes
+    {"meta", "rows"} to --json and, for rnnx, its outputs to --outputs."""
     threads = args.threads[0]
     pin_threads(threads)
     if args.isa:
@@ -95,62 +108,104 @@ def run_one(args):
     info = rnnx.info()
     if args.isa and info["isa"] != args.isa:
         raise SystemExit(f"--isa {args.isa}: this CPU runs only {info['available_isas']}")
-    peers, missing = available_peers(threads)
-    versions = {"python": platform.python_version(), "numpy": numpy.__version__, "scipy": scipy.__version__}
-    versions.update({peer.name: peer.version for peer in peers if peer.name != "reference"})
+    names = ENGINES if args.engine == "all" else (args.engine,)
+    peers, missing = available_peers(threads, names)
+    meta = {
+        "cpu": info["cpu"], "isa": info["isa"], "available_isas": info["available_isas"],
+        "versions": {"python": platform.python_version(), "numpy": numpy.__version__,
+                     "scipy": scipy.__version__},
+        "missing_peers": missing,
+    }
+    meta["versions"].update({peer.name: peer.version for peer in peers if peer.name != "reference"})
+    if "rnnx" in names:  # the peaks, measured in rnnx's process before any engine runs
+        import fma_peak
+
+        budget = runner.QUICK_BUDGET if args.quick else runner.FULL_BUDGET
+        meta["sgemm_gflops"] = runner.sgemm_peak(**budget)
+        meta["fma_gflops"], meta["fma_note"] = fma_peak.peaks(info["available_isas"], threads)
 
     def progress(entry):
-        print("running", *entry, f"threads={threads}", file=sys.stderr, flush=True)
+        print("running", args.engine, *entry, f"threads={threads}", file=sys.stderr, flush=True)
 
-    peak_gflops, rows = runner.run(peers, args.quick, args.cells, progress)
+    expected = dict(numpy.load(args.expect)) if args.expect else None
+    rows, rnnx_outputs = runner.run(peers, runner.grid(args.quick, args.cells, args.suite),
+                                    args.quick, expected, progress)
+    meta["thread_pools"] = thread_pools()  # after the runs: the pools the engines started
+    if args.outputs:
+        numpy.savez(args.outputs, **rnnx_outputs)
     for row in rows:
         row["threads"] = threads
-    return {
-        "meta": {
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "machine": f"{platform.system()} {platform.machine()} ({os.cpu_count()} logical CPUs)",
-            "cpu": info["cpu"],
-            "isa": info["isa"],
-            "available_isas": info["available_isas"],
-            "threads": threads,
-            "under_load": args.under_load,
-            "quick": args.quick,
-            "dtype": "float32",
-            "sgemm_size": runner.SGEMM_SIZE,
-            "sgemm_gflops": peak_gflops,
-            "peers": [peer.name for peer in peers],
-            "missing_peers": missing,
-            "versions": versions,
-            "thread_pools": thread_pools(),
-            "units": "seconds per call (sequence) or per step (stream)",
-        },
-        "rows": rows,
-    }
+    with open(args.json, "w") as f:
+        json.dump({"meta": meta, "rows": rows}, f)
 
 
-def run_each_thread_count(args):
-    """One child process per thread count; their results merged (meta of the first,
-    threads and sgemm peak per count, every row tagged with its thread count)."""
-    results = []
-    with tempfile.TemporaryDirectory() as directory:
-        for n in args.threads:
-            path = os.path.join(directory, f"threads{n}.json")
+def run_engines(args, directory):
+    """One child per thread count and engine (rnnx first: the others check their outputs
+    against its), merged into one result."""
+    engines = ("all",) if args.same_process else ENGINES
+    parts = []
+    for n in args.threads:
+        outputs = os.path.join(directory, f"rnnx-{n}.npz")
+        for engine in engines:
+            path = os.path.join(directory, f"{engine}-{n}.json")
             child = [sys.executable, os.path.abspath(__file__), "--threads", str(n),
-                     "--cells", ",".join(args.cells), "--json", path]
+                     "--cells", ",".join(args.cells), "--suite", args.suite,
+                     "--engine", engine, "--json", path]
+            child += ["--outputs", outputs] if engine in ("rnnx", "all") else ["--expect", outputs]
             child += ["--quick"] if args.quick else []
             child += ["--isa", args.isa] if args.isa else []
             completed = subprocess.run(child, stdout=subprocess.DEVNULL)
             if completed.returncode != 0:
-                raise SystemExit(f"the run with --threads {n} failed ({completed.returncode})")
+                raise SystemExit(f"the {engine} run with --threads {n} failed ({completed.returncode})")
             with open(path) as f:
-                results.append(json.load(f))
-    merged = results[0]
-    merged["meta"]["threads"] = args.threads
-    merged["meta"]["under_load"] = args.under_load
-    merged["meta"]["sgemm_gflops_per_threads"] = {str(n): r["meta"]["sgemm_gflops"]
-                                                  for n, r in zip(args.threads, results)}
-    merged["rows"] = [row for r in results for row in r["rows"]]
-    return merged
+                parts.append((n, engine, json.load(f)))
+    return merge(args, parts)
+
+
+def merge(args, parts):
+    """The children's results as one: a row per grid entry and thread count holding every
+    engine's time, ratios and shares of the peaks measured at that thread count."""
+    import runner
+
+    first = next(part for n, engine, part in parts if engine in ("rnnx", "all"))["meta"]
+    meta = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.system()} {platform.machine()} ({os.cpu_count()} logical CPUs)",
+        "cpu": first["cpu"], "isa": first["isa"], "available_isas": first["available_isas"],
+        "threads": args.threads[0] if len(args.threads) == 1 else args.threads,
+        "under_load": args.under_load, "quick": args.quick, "suite": args.suite,
+        "same_process": args.same_process, "dtype": "float32",
+        "sgemm_size": 1024, "versions": {}, "missing_peers": {}, "thread_pools": {},
+        "sgemm_gflops_per_threads": {}, "fma_gflops_per_threads": {},
+        "units": "seconds per call (sequence) or per step (stream)",
+    }
+    rows = {}
+    for n, engine, part in parts:
+        child_meta = part["meta"]
+        meta["versions"].update(child_meta["versions"])
+        meta["missing_peers"].update(child_meta["missing_peers"])
+        meta["thread_pools"][f"{engine}@{n}"] = child_meta["thread_pools"]
+        if "sgemm_gflops" in child_meta:
+            meta["sgemm_gflops_per_threads"][str(n)] = child_meta["sgemm_gflops"]
+            meta["fma_gflops_per_threads"][str(n)] = child_meta["fma_gflops"]
+            if child_meta["fma_note"]:
+                meta["fma_note"] = child_meta["fma_note"]
+        for row in part["rows"]:
+            key = (row["source"], row["kind"], row["cell"], row["mode"],
+                   row["B"], row["H"], row["I"], row["T"], n)
+            merged = rows.setdefault(key, dict(row, seconds={}, repeats_x_number={}))
+            merged["seconds"].update(row["seconds"])
+            merged["repeats_x_number"].update(row["repeats_x_number"])
+    first_count = str(args.threads[0])
+    meta["sgemm_gflops"] = meta["sgemm_gflops_per_threads"][first_count]
+    meta["fma_gflops"] = meta["fma_gflops_per_threads"][first_count]
+    present = {name for row in rows.values() for name in row["seconds"]}
+    meta["peers"] = [name for name in ENGINES if name in present]
+    for row in rows.values():
+        count = str(row["threads"])
+        runner.add_ratios(row, meta["sgemm_gflops_per_threads"][count],
+                          meta["fma_gflops_per_threads"][count].get(meta["isa"]))
+    return {"meta": meta, "rows": list(rows.values())}
 
 
 def thread_scaling(result):
@@ -177,14 +232,14 @@ def thread_scaling(result):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.engine:
+        return run_child(args)
     import report
 
     load = start_load() if args.under_load else None
     try:
-        if len(args.threads) == 1:
-            result = run_one(args)
-        else:
-            result = run_each_thread_count(args)
+        with tempfile.TemporaryDirectory() as directory:
+            result = run_engines(args, directory)
     finally:
         if load is not None:
             load.kill()

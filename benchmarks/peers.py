@@ -316,18 +316,32 @@ class OnnxRuntime:
         return run
 
 
-def available_peers(threads):
-    """([peers], {name: reason}) for the peers that import; rnnx and the reference must."""
-    peers = [Rnnx(), Reference()]
-    missing = {}
-    try:
-        torch_peer = Torch(threads)
-    except ImportError as error:
-        missing["torch"] = missing["onnxruntime"] = f"torch not installed ({error})"
+PEER_NAMES = ("rnnx", "reference", "torch", "onnxruntime")
+
+
+def available_peers(threads, names=PEER_NAMES):
+    """([peers], {name: reason}) for the named peers that import; rnnx and the reference
+    must.  ONNX Runtime's models are exported by torch: in a process of ONNX Runtime alone
+    torch runs on one thread, so no idle torch worker competes with ONNX Runtime's own."""
+    peers, missing = [], {}
+    if "rnnx" in names:
+        peers.append(Rnnx())
+    if "reference" in names:
+        peers.append(Reference())
+    if "torch" not in names and "onnxruntime" not in names:
         return peers, missing
-    peers.append(torch_peer)
     try:
-        peers.append(OnnxRuntime(threads, torch_peer))
+        torch_peer = Torch(threads if "torch" in names else 1)
     except ImportError as error:
-        missing["onnxruntime"] = f"not installed ({error})"
+        for name in ("torch", "onnxruntime"):
+            if name in names:
+                missing[name] = f"torch not installed ({error})"
+        return peers, missing
+    if "torch" in names:
+        peers.append(torch_peer)
+    if "onnxruntime" in names:
+        try:
+            peers.append(OnnxRuntime(threads, torch_peer))
+        except ImportError as error:
+            missing["onnxruntime"] = f"not installed ({error})"
     return peers, missing

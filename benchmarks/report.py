@@ -44,35 +44,45 @@ def table(result):
         f"CPU: {meta.get('cpu', '?')}; rnnx kernels: {meta.get('isa', '?')} "
         f"(available: {', '.join(meta.get('available_isas', []))})",
         f"sgemm peak ({meta['sgemm_size']}^3, scipy BLAS, same threads): {meta['sgemm_gflops']:.1f} GFLOP/s",
+        "FMA peak (register-only loop, benchmarks/fma_peak.c, same threads): "
+        + (", ".join(f"{isa} {gflops:.1f}" for isa, gflops in meta["fma_gflops"].items() if gflops)
+           or "not measured") + " GFLOP/s" + (f" ({meta['fma_note']})" if meta.get("fma_note") else ""),
+        ("every engine in one process" if meta.get("same_process")
+         else "each engine in its own process"),
         f"versions: {versions}",
     ]
     for name, reason in meta["missing_peers"].items():
         out.append(f"skipped {name}: {reason}")
     out.append("(Nx) = peer time / rnnx time, above 1 means rnnx is faster. GFLOP/s counts "
-               "2 * multiply-adds of the matrix products, training = 3 x forward; % peak = of the sgemm peak.")
-
-    sequence = [row for row in result["rows"] if row["kind"] == "sequence"]
-    if sequence:
-        header = ["cell", "mode", "B", "H", "I", "T", "threads"] + [f"{p} ms" for p in peers] + ["rnnx GFLOP/s", "% peak"]
+               "2 * multiply-adds of the matrix products, training = 3 x forward; % FMA = of the FMA "
+               f"peak of rnnx's ISA ({meta.get('isa', '?')}), % sgemm = of the sgemm peak.")
+    shares = [p for p in ("rnnx", "torch") if p in peers]
+    for kind, title, unit, scale in (
+            ("sequence", "Sequences: median milliseconds per call", "ms", 1e3),
+            ("stream", "Streaming: median microseconds per step (one step per call)", "us", 1e6)):
+        rows = [row for row in result["rows"] if row["kind"] == kind]
+        if not rows:
+            continue
+        shape = ["cell", "mode", "B", "H", "I", "T"] if kind == "sequence" else ["cell", "B", "H", "I"]
+        header = (["shapes"] + shape + ["threads"] + [f"{p} {unit}" for p in peers] + ["rnnx GFLOP/s"]
+                  + [f"{p} % FMA" for p in shares] + ["rnnx % sgemm"])
         lines = [
-            [CELL_LABELS[row["cell"]], row["mode"], row["B"], row["H"], row["I"], row["T"], row.get("threads", "")]
-            + [_time_cell(row, peer, 1e3) for peer in peers]
-            + [f"{row['gflops']['rnnx']:.2f}", f"{100 * row['peak_fraction']['rnnx']:.1f}%"]
-            for row in sequence
+            [row.get("source", "grid"), CELL_LABELS[row["cell"]]]
+            + [row[field] for field in shape[1:]] + [row.get("threads", "")]
+            + [_time_cell(row, peer, scale) for peer in peers]
+            + [f"{row['gflops']['rnnx']:.2f}"]
+            + [_share(row.get("fma_peak_fraction"), p) for p in shares]
+            + [_share(row["peak_fraction"], "rnnx")]
+            for row in rows
         ]
-        out += ["", "Sequences: median milliseconds per call", _markdown(header, lines)]
-
-    stream = [row for row in result["rows"] if row["kind"] == "stream"]
-    if stream:
-        header = ["cell", "B", "H", "I", "threads"] + [f"{p} us" for p in peers] + ["rnnx GFLOP/s", "% peak"]
-        lines = [
-            [CELL_LABELS[row["cell"]], row["B"], row["H"], row["I"], row.get("threads", "")]
-            + [_time_cell(row, peer, 1e6) for peer in peers]
-            + [f"{row['gflops']['rnnx']:.2f}", f"{100 * row['peak_fraction']['rnnx']:.1f}%"]
-            for row in stream
-        ]
-        out += ["", "Streaming: median microseconds per step (one step per call)", _markdown(header, lines)]
+        out += ["", title, _markdown(header, lines)]
     return "\n".join(out)
+
+
+def _share(fractions, peer):
+    if not fractions or peer not in fractions:
+        return "-"
+    return f"{100 * fractions[peer]:.1f}%"
 
 
 def write_json(result, path):
@@ -84,7 +94,7 @@ def write_json(result, path):
 def _row_label(row):
     threads = f" @{row['threads']}t" if "threads" in row else ""
     if row["kind"] == "stream":
-        return f"{CELL_LABELS[row['cell']]} stream H={row['H']}{threads}"
+        return f"{CELL_LABELS[row['cell']]} stream H={row['H']} I={row['I']}{threads}"
     shape = f"{row['B']}x{row['H']}x{row['I']}x{row['T']}"
     return f"{CELL_LABELS[row['cell']]} {row['mode'][:5]} {shape}{threads}"
 

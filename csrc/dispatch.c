@@ -238,7 +238,7 @@ int rnnx_forward(const rnnx_blas* blas, const rnnx_forward_args* a)
     if (!a)
         return RNNX_ENULL;
     const rnnx_cell_desc* d = rnnx_cell_find(a->cell);
-    int status = check_dims(d, a->dtype, a->path, a->T, a->B, a->I, a->H, a->lengths);
+    int status = check_dims(d, a->dtype, a->path, a->T, a->B, a->input_size, a->H, a->lengths);
     if (status != RNNX_OK)
         return status;
     if (!proj_ok(d, a->H, a->proj))
@@ -259,7 +259,7 @@ int rnnx_backward(const rnnx_blas* blas, const rnnx_backward_args* a)
     if (!a)
         return RNNX_ENULL;
     const rnnx_cell_desc* d = rnnx_cell_find(a->cell);
-    int status = check_dims(d, a->dtype, a->path, a->T, a->B, a->I, a->H, a->lengths);
+    int status = check_dims(d, a->dtype, a->path, a->T, a->B, a->input_size, a->H, a->lengths);
     if (status != RNNX_OK)
         return status;
     if (!proj_ok(d, a->H, a->proj))

@@ -331,7 +331,7 @@ static int forward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
 {
     const int proj = a->proj;
     const cell_plan* plan = proj > 0 ? &lstm_proj_plan : &cell_plans[d->cell];
-    const int T = a->T, B = a->B, I = a->I, H = a->H, G = d->gates * H, reverse = a->reverse;
+    const int T = a->T, B = a->B, I = a->input_size, H = a->H, G = d->gates * H, reverse = a->reverse;
     const int P = rnnx_state_width(H, proj);  /* the width of h and y */
     const size_t BH = (size_t)B * H, BP = (size_t)B * P;
     const int train = (a->cache != NULL), has_c = (d->states == 2);
@@ -546,7 +546,7 @@ static void stage_product_task(void* ctx, int task)
 static int backward_proj(const rnnx_cell_desc* d, const rnnx_blas* blas,
                          const rnnx_backward_args* a)
 {
-    const int T = a->T, B = a->B, I = a->I, H = a->H, G = d->gates * H, reverse = a->reverse;
+    const int T = a->T, B = a->B, I = a->input_size, H = a->H, G = d->gates * H, reverse = a->reverse;
     const int P = a->proj;
     const size_t BH = (size_t)B * H, BP = (size_t)B * P;
     const int naive = (a->path == RNNX_PATH_NAIVE);
@@ -627,7 +627,7 @@ static int backward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
     if (a->proj > 0)
         return backward_proj(d, blas, a);
     const cell_plan* plan = &cell_plans[d->cell];
-    const int T = a->T, B = a->B, I = a->I, H = a->H, G = d->gates * H, reverse = a->reverse;
+    const int T = a->T, B = a->B, I = a->input_size, H = a->H, G = d->gates * H, reverse = a->reverse;
     const size_t BH = (size_t)B * H;
     const int naive = (a->path == RNNX_PATH_NAIVE);
     const int own = (a->path == RNNX_PATH_AUTO || a->path == RNNX_PATH_SMALL);

@@ -608,22 +608,29 @@ static void transpose(unsigned char* dst, const unsigned char* src, size_t rows,
 }
 
 /* One recurrent layer (a stack, both directions) over a whole sequence:
- * x (T,B,I) -> y (T,B,D*H), from zero states.  Sub-layer k < L-1 writes
- * inter[k % 2]; neither inter may be y, and inter[0] may not be x.
+ * x (T,B,I) -> y (T,B,D*H).  Sub-layer k < L-1 writes inter[k % 2]; neither
+ * inter may be y, and inter[0] may not be x.  state0 and state_n are this
+ * layer's part of rnnx_model_run's (h (L*D,B,H), then c (L*D,B,H) for an
+ * LSTM), or NULL: zero initial states (zeros) / final states not wanted.  The
+ * core writes each final state into h_n, c_n (scratch) and it is copied from
+ * there, so state_n may be state0: sub-layer (k,d) alone reads its slot.
  * w_ih_t has room for one W_ih^T, handed to the core so that its input
  * projection runs its own row kernel rather than the naive gemm when there
  * is no BLAS (the same kernel as a stream's steps). */
 static int run_recurrent(const rnnx_layer* l, int dtype, const rnnx_blas* blas, const void* x,
                          void* y, void* const* inter, int T, int B, const int64_t* lengths,
-                         void* zeros, void* h_n, void* c_n, unsigned char* w_ih_t, void* core_work)
+                         const unsigned char* state0, unsigned char* state_n, void* zeros,
+                         void* h_n, void* c_n, unsigned char* w_ih_t, void* core_work)
 {
     const int H = l->hidden_size, D = l->num_directions, per = l->bias ? 4 : 2;
-    const size_t elem = elem_size(dtype);
+    const size_t elem = elem_size(dtype), slot = (size_t)B * H * elem;
+    const size_t c_part = (size_t)l->num_layers * D * slot;  /* where the c half begins */
     const void* in = x;
     for (int k = 0; k < l->num_layers; k++) {
         void* out = k == l->num_layers - 1 ? y : inter[k % 2];
         for (int d = 0; d < D; d++) {
             const void* const* t = l->tensors + (size_t)(k * D + d) * per;
+            const size_t at = (size_t)(k * D + d) * slot;  /* sub-layer (k,d)'s state slot */
             const int I = k == 0 ? l->input_size : D * H;
             transpose(w_ih_t, t[0], (size_t)rnnx_gate_count(l->kind) * H, (size_t)I, elem);
             rnnx_forward_args a;
@@ -633,13 +640,13 @@ static int run_recurrent(const rnnx_layer* l, int dtype, const rnnx_blas* blas, 
             a.path = path_for(blas, dtype);
             a.T = T;
             a.B = B;
-            a.I = I;
+            a.input_size = I;
             a.H = H;
             a.reverse = d;
             a.lengths = lengths;
             a.x = in;
-            a.h0 = zeros;
-            a.c0 = zeros;
+            a.h0 = state0 ? state0 + at : zeros;
+            a.c0 = state0 ? state0 + c_part + at : zeros;
             a.w_ih = t[0];
             a.w_hh = t[1];
             a.b_ih = l->bias ? t[2] : NULL;
@@ -653,14 +660,39 @@ static int run_recurrent(const rnnx_layer* l, int dtype, const rnnx_blas* blas, 
             int status = rnnx_forward(blas, &a);
             if (status != RNNX_OK)
                 return status;
+            if (state_n) {
+                memcpy(state_n + at, h_n, slot);
+                if (l->kind == RNNX_LSTM)
+                    memcpy(state_n + c_part + at, c_n, slot);
+            }
         }
         in = out;
     }
     return RNNX_OK;
 }
 
+/* Elements of one recurrent layer's part of the state: h (L*D,B,H), and c for an LSTM. */
+static size_t layer_state_size(const rnnx_layer* l, int B)
+{
+    if (!is_recurrent(l->kind))
+        return 0;
+    return (size_t)(l->kind == RNNX_LSTM ? 2 : 1) * l->num_layers * l->num_directions * B *
+           l->hidden_size;
+}
+
+size_t rnnx_model_state_size(const rnnx_model* m, int B)
+{
+    if (rnnx_model_check(m) != RNNX_OK || B < 1)
+        return 0;
+    size_t n = 0;
+    for (int i = 0; i < m->num_layers; i++)
+        n += layer_state_size(&m->layers[i], B);
+    return n * elem_size(m->dtype);
+}
+
 int rnnx_model_run(const rnnx_model* m, const rnnx_blas* blas, const void* x, int T, int B,
-                   const int64_t* lengths, void* y, void* work, size_t work_bytes)
+                   const int64_t* lengths, const void* state0, void* state_n, void* y,
+                   void* work, size_t work_bytes)
 {
     int status = rnnx_model_check(m);
     if (status != RNNX_OK)
@@ -673,12 +705,13 @@ int rnnx_model_run(const rnnx_model* m, const rnnx_blas* blas, const void* x, in
         for (int b = 0; b < B; b++)
             if (lengths[b] < 0 || lengths[b] > T)  /* 0: the row runs no step */
                 return RNNX_EINVAL;
-    if ((uintptr_t)work % 8)
+    const size_t elem = elem_size(m->dtype);
+    if ((uintptr_t)work % 8 || (uintptr_t)state0 % elem || (uintptr_t)state_n % elem)
         return RNNX_EALIGN;
     if (work_bytes < rnnx_model_run_work_size(m, T, B))
         return RNNX_ENOMEM;
     const model_dims d = dims_of(m, T, B);
-    const size_t elem = elem_size(m->dtype), TB = (size_t)T * B, BH = (size_t)B * d.hidden;
+    const size_t TB = (size_t)T * B, BH = (size_t)B * d.hidden;
     unsigned char* buffers[3];
     buffers[0] = (unsigned char*)work;
     buffers[1] = buffers[0] + TB * d.width * elem;
@@ -691,6 +724,8 @@ int rnnx_model_run(const rnnx_model* m, const rnnx_blas* blas, const void* x, in
     memset(zeros, 0, BH * elem);
 
     const void* cur = x;
+    const unsigned char* layer_state0 = (const unsigned char*)state0;
+    unsigned char* layer_state_n = (unsigned char*)state_n;
     int rows = (int)TB;
     for (int i = 0; i < m->num_layers; i++) {
         const rnnx_layer* l = &m->layers[i];
@@ -714,10 +749,13 @@ int rnnx_model_run(const rnnx_model* m, const rnnx_blas* blas, const void* x, in
         for (int j = 0; j < 3; j++)
             if (buffers[j] != out && buffers[j] == cur)
                 inter[n++] = buffers[j];
-        status = run_recurrent(l, m->dtype, blas, cur, out, inter, T, B, lengths, zeros, h_n, c_n,
-                               w_ih_t, core_work);
+        status = run_recurrent(l, m->dtype, blas, cur, out, inter, T, B, lengths, layer_state0,
+                               layer_state_n, zeros, h_n, c_n, w_ih_t, core_work);
         if (status != RNNX_OK)
             return status;
+        const size_t state_bytes = layer_state_size(l, B) * elem;
+        layer_state0 = layer_state0 ? layer_state0 + state_bytes : NULL;
+        layer_state_n = layer_state_n ? layer_state_n + state_bytes : NULL;
         cur = out;
         if (pool) {
             void* pooled = last ? y : buffers[out == buffers[0] ? 1 : 0];
@@ -885,7 +923,7 @@ int rnnx_stream_step(rnnx_stream* s, const void* x, void* y)
             a.path = path_for(s->blas, m->dtype);
             a.T = 1;
             a.B = B;
-            a.I = (int)I;
+            a.input_size = (int)I;
             a.H = (int)H;
             a.x = cur;
             a.h0 = now;

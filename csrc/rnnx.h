@@ -89,7 +89,9 @@ enum rnnx_status {
 
 typedef struct rnnx_forward_args {
     int cell, dtype, path;
-    int T, B, I, H;
+    int T, B;
+    int input_size;          /* I; not named I, which <complex.h> defines as a macro */
+    int H;
     int reverse;             /* process t = T-1 .. 0 */
     const int64_t* lengths;  /* (B,) IN, 0 <= lengths[b] <= T, or NULL: every row has T steps;
                                 a row of length 0 runs no step: y 0, h_n = h0 (c_n = c0) */
@@ -122,7 +124,9 @@ typedef struct rnnx_forward_args {
 
 typedef struct rnnx_backward_args {
     int cell, dtype, path;
-    int T, B, I, H;
+    int T, B;
+    int input_size;          /* I, as in the forward call */
+    int H;
     int reverse;
     const int64_t* lengths;  /* as in the forward call */
     const void* x;           /* (T,B,I) IN, as in the forward call */
@@ -152,12 +156,13 @@ int rnnx_gate_count(int cell);
 
 /* Sizes in elements of the given dtype (not bytes). */
 size_t rnnx_cache_size(int cell, int T, int B, int H);
-size_t rnnx_forward_work_size(int cell, int T, int B, int I, int H, int train);
-size_t rnnx_backward_work_size(int cell, int T, int B, int I, int H);
+size_t rnnx_forward_work_size(int cell, int T, int B, int input_size, int H, int train);
+size_t rnnx_backward_work_size(int cell, int T, int B, int input_size, int H);
 /* The same for a projection of proj_size P (0: the sizes above). */
 size_t rnnx_cache_size_proj(int cell, int T, int B, int H, int P);
-size_t rnnx_forward_work_size_proj(int cell, int T, int B, int I, int H, int P, int train);
-size_t rnnx_backward_work_size_proj(int cell, int T, int B, int I, int H, int P);
+size_t rnnx_forward_work_size_proj(int cell, int T, int B, int input_size, int H, int P,
+                                   int train);
+size_t rnnx_backward_work_size_proj(int cell, int T, int B, int input_size, int H, int P);
 
 /* The recurrent weights in the layout of the core's per-step kernel:
  * rnnx_packed_size() elements of the dtype.  out is OUT, w_hh (G,H) IN.

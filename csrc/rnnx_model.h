@@ -128,13 +128,37 @@ int rnnx_model_from_file(rnnx_model* m, const char* path, void* mem, size_t mem_
 /* Bytes of work rnnx_model_run needs for T steps of B rows. */
 size_t rnnx_model_run_work_size(const rnnx_model* m, int T, int B);
 
-/* Runs x (T,B,I) from zero initial states.  lengths (B,), 0 <= lengths[b] <= T,
- * or NULL: every row has T steps; a row of length 0 runs no step (y 0).  y is (T,B,out), rows past their length 0
- * where the last layer is recurrent (Dense heads see those zeros), or (B,out)
- * for a many-to-one model.  blas may be NULL (the core's own gemm).  work:
- * work_bytes >= rnnx_model_run_work_size(m, T, B), aligned to 8 bytes. */
+/* Bytes of the recurrent state of B rows (rnnx_model_run's state0 and state_n),
+ * elements of the model's dtype laid out, recurrent layer after recurrent layer
+ * in model order (Dense layers have none), as each layer's state in Python:
+ *   h (L*D,B,H)                   RNN, GRU  (row k*D+d: sub-layer k, direction d)
+ *   h (L*D,B,H), then c (L*D,B,H) LSTM
+ * so Sequential's state tuple, each array raveled and concatenated in order (h
+ * before c), is this buffer.  0 if m fails rnnx_model_check or B < 1. */
+size_t rnnx_model_state_size(const rnnx_model* m, int B);
+
+/* Runs x (T,B,I).  lengths (B,), 0 <= lengths[b] <= T, or NULL: every row has
+ * T steps; a row of length 0 runs no step (y 0, its final state = its initial
+ * one).  y is (T,B,out), rows past their length 0 where the last layer is
+ * recurrent (Dense heads see those zeros), or (B,out) for a many-to-one model.
+ *
+ * state0 (IN) is the initial state, laid out as rnnx_model_state_size says, or
+ * NULL: zeros.  state_n (OUT) receives each row's state after its last valid
+ * step (a reverse direction's after t = 0), or NULL: not wanted.  state_n may
+ * be state0 (updated in place); neither may overlap x, y or work.  So a long
+ * signal runs in chunks, each call's state_n the next call's state0, and
+ * equals one call bit for bit (no bidirectional layer, lengths NULL):
+ *
+ *   rnnx_model_run(&m, NULL, x, T1, B, NULL, NULL, state, y, work, wb);
+ *   rnnx_model_run(&m, NULL, x + T1*B*I, T2, B, NULL, state, state, y + T1*B*out, work, wb);
+ *
+ * blas may be NULL (the core's own gemm).  work: work_bytes >=
+ * rnnx_model_run_work_size(m, T, B), aligned to 8 bytes; state0 and state_n
+ * aligned to their element size.  A failed run may have written part of y and
+ * state_n. */
 int rnnx_model_run(const rnnx_model* m, const rnnx_blas* blas, const void* x, int T, int B,
-                   const int64_t* lengths, void* y, void* work, size_t work_bytes);
+                   const int64_t* lengths, const void* state0, void* state_n, void* y,
+                   void* work, size_t work_bytes);
 
 /* ------------------------------------------------------------- streaming --- */
 

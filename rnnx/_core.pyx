@@ -14,6 +14,8 @@ from cpython.ref cimport Py_REFCNT
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 cimport numpy as cnp
+import operator
+
 import numpy as np
 
 cnp.import_array()
@@ -33,7 +35,7 @@ cdef extern from "_core_shim.h":
         int n_threads
     ctypedef struct rnnx_forward_args:
         int cell, dtype, path
-        int T, B, I, H
+        int T, B, input_size, H
         int reverse
         const int64_t* lengths
         const void* x
@@ -56,7 +58,7 @@ cdef extern from "_core_shim.h":
         const void* w_hr
     ctypedef struct rnnx_backward_args:
         int cell, dtype, path
-        int T, B, I, H
+        int T, B, input_size, H
         int reverse
         const int64_t* lengths
         const void* x
@@ -126,6 +128,18 @@ _STATUS = {1: "invalid dimension, cell, dtype, path, stride or length", 2: "miss
 ISAS = ("avx512", "avx2", "generic")
 _INT_MAX = 2**31 - 1
 
+
+def _int_arg(value, str name):
+    """value as a Python int that fits a C int, or a TypeError/ValueError naming the argument
+    (rather than Cython's OverflowError, which names none)."""
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
+    if not -_INT_MAX - 1 <= v <= _INT_MAX:
+        raise ValueError(f"{name} must fit a C int (-2**31 <= {name} < 2**31), got {v}")
+    return v
+
 # ---------------------------------------------------------------- ISA, threads
 
 def available_isas():
@@ -150,8 +164,9 @@ def set_isa(name):
 _pools = {}  # n -> address of a pool, kept for the life of the process (a call may still use one)
 
 
-def set_num_threads(int n):
+def set_num_threads(n):
     """Threads for the recurrent loop of every later call (1: the calling thread only)."""
+    n = _int_arg(n, "n")
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     cdef rnnx_pool* pool = NULL
@@ -197,13 +212,15 @@ def _isa_from_environment():
 _isa_from_environment()
 
 
-def gate_count(int cell):
-    """G / H for a cell code: 1, 3 or 4."""
-    return rnnx_gate_count(cell)
+def gate_count(cell):
+    """G / H for a cell code: 1, 3 or 4 (0 for an unknown code)."""
+    return rnnx_gate_count(_int_arg(cell, "cell"))
 
 
-def activation(str name, x):
+def activation(name, x):
     """The core's own sigmoid or tanh of a float32/float64 array (for tests)."""
+    if name not in ("sigmoid", "tanh"):
+        raise ValueError(f"name must be 'sigmoid' or 'tanh', got {name!r}")
     cdef int which = {"sigmoid": 0, "tanh": 1}[name]
     cdef cnp.ndarray xa = np.ascontiguousarray(x)
     cdef int code = _dtype_code(xa.dtype)
@@ -214,9 +231,20 @@ def activation(str name, x):
     return y
 
 
-def cache_size(int cell, int T, int B, int H, int P=0):
-    """Number of elements of a training forward's cache (P: proj_size, 0 for none)."""
-    return rnnx_cache_size_proj(cell, T, B, H, P)
+def cache_size(cell, T, B, H, P=0):
+    """Number of elements of a training forward's cache (P: proj_size, 0 for none).
+    ValueError (never a wrapped size) where it does not fit the core's index types."""
+    cell, T, B, H, P = (_int_arg(cell, "cell"), _int_arg(T, "T"), _int_arg(B, "B"),
+                        _int_arg(H, "H"), _int_arg(P, "P"))
+    if rnnx_gate_count(cell) == 0:
+        raise ValueError(f"unknown cell code {cell}")
+    if T < 0 or B < 0 or H < 1 or P < 0:
+        raise ValueError(f"T, B and P must be >= 0 and H >= 1, got T={T}, B={B}, H={H}, P={P}")
+    cdef size_t n = rnnx_cache_size_proj(cell, T, B, H, P)
+    if n == 0 and T > 0 and B > 0:
+        raise ValueError(f"the cache of T={T}, B={B}, H={H}, P={P} is too large for the "
+                         f"core's index types (T*B and G*H must fit a C int)")
+    return n
 
 
 cdef int _proj_size(int cell, object w_hr, str name="w_hr") except -1:
@@ -342,7 +370,8 @@ cdef class Workspace:
     cdef int _max_caches
     cdef bint _busy
 
-    def __cinit__(self, int max_caches=64):
+    def __cinit__(self, object max_caches=64):
+        max_caches = _int_arg(max_caches, "max_caches")
         self._work = {}
         self._caches = []
         self._max_caches = max_caches
@@ -391,9 +420,9 @@ cdef class Workspace:
         self._busy = False
 
 
-def forward(int cell, object x, object h0, object c0, object w_ih, object w_hh, object b_ih,
+def forward(object cell, object x, object h0, object c0, object w_ih, object w_hh, object b_ih,
             object b_hh, object lengths, bint reverse, object y, object h_n, object c_n,
-            bint train, int path=PATH_AUTO, object w_hr=None, object w_hh_packed=None,
+            bint train, object path=PATH_AUTO, object w_hr=None, object w_hh_packed=None,
             object w_ih_t=None, Workspace workspace=None):
     """Run one direction of one layer over a whole sequence.
 
@@ -409,6 +438,7 @@ def forward(int cell, object x, object h0, object c0, object w_ih, object w_hh, 
     stream); None: done per call.
     workspace: a Workspace whose memory this call reuses, or None (this call
     allocates its own)."""
+    cell, path = _int_arg(cell, "cell"), _int_arg(path, "path")
     cdef int G1 = rnnx_gate_count(cell)
     if G1 == 0:
         raise ValueError(f"unknown cell code {cell}")
@@ -428,11 +458,11 @@ def forward(int cell, object x, object h0, object c0, object w_ih, object w_hh, 
     a.path = path
     a.T = x.shape[0]
     a.B = x.shape[1]
-    a.I = x.shape[2]
+    a.input_size = x.shape[2]
     a.H = G // G1
     a.reverse = reverse
     a.proj = P
-    cdef int T = a.T, B = a.B, I = a.I, H = a.H
+    cdef int T = a.T, B = a.B, I = a.input_size, H = a.H
     cdef int S = P if P else H   # the width of h and y
     w_ih, w_hh = _aligned(w_ih, "w_ih"), _aligned(w_hh, "w_hh")
     b_ih = None if b_ih is None else _aligned(b_ih, "b_ih")
@@ -485,9 +515,10 @@ def forward(int cell, object x, object h0, object c0, object w_ih, object w_hh, 
     return cache
 
 
-def pack_weights(int cell, object w_hh, object w_hr=None):
+def pack_weights(object cell, object w_hh, object w_hr=None):
     """W_hh (G,S), and an LSTM's projection w_hr (P,H) or None, in the layout of the
     core's per-step kernel: forward's w_hh_packed (S = P with a projection, else H)."""
+    cell = _int_arg(cell, "cell")
     if rnnx_gate_count(cell) == 0:
         raise ValueError(f"unknown cell code {cell}")
     w_hh = _aligned(w_hh, "w_hh")
@@ -511,9 +542,9 @@ def pack_weights(int cell, object w_hh, object w_hr=None):
     return out
 
 
-def backward(int cell, object x, object w_ih, object w_hh, object lengths, bint reverse,
+def backward(object cell, object x, object w_ih, object w_hh, object lengths, bint reverse,
              object cache, object dy, object dh_n, object dc_n, object dx, object dh0, object dc0,
-             object dw_ih, object dw_hh, object db_ih, object db_hh, int path=PATH_AUTO,
+             object dw_ih, object dw_hh, object db_ih, object db_hh, object path=PATH_AUTO,
              object w_hr=None, object dw_hr=None, Workspace workspace=None):
     """Full BPTT through the cache of forward(..., train=True) with the same x,
     weights, lengths and reverse.  dy (T,B,H) with evenly spaced rows, dh_n/dc_n
@@ -521,6 +552,7 @@ def backward(int cell, object x, object w_ih, object w_hh, object lengths, bint 
     writes dh0, dc0.  With a projection (w_hr (P,H) as in forward), dy is
     (T,B,P), dh_n, dh0 (B,P), and dw_hr (P,H) is accumulated too.  workspace: as
     in forward (its work is reused)."""
+    cell, path = _int_arg(cell, "cell"), _int_arg(path, "path")
     cdef int G1 = rnnx_gate_count(cell)
     if G1 == 0:
         raise ValueError(f"unknown cell code {cell}")
@@ -540,11 +572,11 @@ def backward(int cell, object x, object w_ih, object w_hh, object lengths, bint 
     a.path = path
     a.T = x.shape[0]
     a.B = x.shape[1]
-    a.I = x.shape[2]
+    a.input_size = x.shape[2]
     a.H = G // G1
     a.reverse = reverse
     a.proj = P
-    cdef int T = a.T, B = a.B, I = a.I, H = a.H
+    cdef int T = a.T, B = a.B, I = a.input_size, H = a.H
     cdef int S = P if P else H   # the width of h and y
     w_ih, w_hh = _aligned(w_ih, "w_ih"), _aligned(w_hh, "w_hh")
     a.x = _data(x, "x", (T, B, I), dtype)
@@ -612,8 +644,10 @@ cdef class Stream:
     cdef cnp.ndarray ys       # (L, B, H) each layer's output of the last step
     cdef int parity
 
-    def __cinit__(self, int cell, list weights, int batch_size, object dtype):
+    def __cinit__(self, object cell, list weights, object batch_size, object dtype):
         self.args = NULL
+        cell = _int_arg(cell, "cell")
+        batch_size = _int_arg(batch_size, "batch_size")
         cdef int G1 = rnnx_gate_count(cell)
         if G1 == 0:
             raise ValueError(f"unknown cell code {cell}")
@@ -690,7 +724,7 @@ cdef class Stream:
             a.path = PATH_AUTO
             a.T = 1
             a.B = self.B
-            a.I = I_k
+            a.input_size = I_k
             a.H = self.H
             a.reverse = 0
             a.lengths = NULL
@@ -776,7 +810,7 @@ cdef class Stream:
         cdef size_t size, work_size = 0
         cdef int k
         for k in range(self.L):
-            size = rnnx_forward_work_size(self.cell, T, self.B, self.args[k].I, self.H, 0)
+            size = rnnx_forward_work_size(self.cell, T, self.B, self.args[k].input_size, self.H, 0)
             work_size = size if size > work_size else work_size
         outputs = [np.empty((T, self.B, self.H), dtype=self.dtype) for _ in range(min(self.L, 2))]
         cdef Py_ssize_t plane = self.L * self.B * self.H * self.dtype.itemsize

@@ -8,7 +8,8 @@
 File layout (an ordinary NumPy .npz, readable with np.load(path, allow_pickle=False)):
     "__rnnx__"       0-d unicode array: JSON {"format": "rnnx", "version": 1,
                      "architecture": {"type": ..., "config": ...}}; for a Sequential the
-                     config holds every layer's {"type", "config"} (layer.config()).
+                     config holds every layer's {"type", "config"} (layer.config()), for
+                     a Seq2Seq its "encoder" and "decoder" Sequential configs.
     "param/<name>"   one array per entry of model.state_dict(), in its dtype.
 
 Saving is atomic: the file is written to a temporary file in the same folder, flushed to
@@ -35,11 +36,12 @@ import zlib
 import numpy as np
 
 from ._files import write_atomic
-from .model import Sequential, layer_from_spec, layer_spec
+from .model import Sequential, _layer_classes, layer_from_spec, layer_spec
 
 FORMAT = "rnnx"
 VERSION = 1
 HEADER_KEY = "__rnnx__"
+CHECKPOINT_KEY = "__checkpoint__"   # the header of a Trainer checkpoint (rnnx.trainer)
 PARAM_PREFIX = "param/"
 GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
 # Everything a corrupt or hostile .npz member can raise while being read.
@@ -49,16 +51,37 @@ _CORRUPT = (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, KeyEr
 
 
 def _spec(model):
+    from .seq2seq import Seq2Seq
     if isinstance(model, Sequential):
         return {"type": "Sequential", "config": model.config()}
-    if not (hasattr(model, "config") and hasattr(model, "state_dict")):
-        raise TypeError(f"model must be an rnnx.Sequential or an rnnx layer, got {type(model).__name__}")
+    if isinstance(model, Seq2Seq):
+        return {"type": "Seq2Seq", "config": model.config()}
+    # an instance of a layer class a file can name, not anything with config(): what is saved
+    # must load again
+    if not isinstance(model, tuple(_layer_classes().values())):
+        raise TypeError(f"model must be an rnnx.Sequential, an rnnx.Seq2Seq or an rnnx layer "
+                        f"({', '.join(sorted(_layer_classes()))}), got {type(model).__name__}")
     return layer_spec(model)
+
+
+def check_path(path):
+    """path as a str (a bytes path decoded as os.fsdecode does), or a TypeError naming it, or
+    a ValueError if it is a directory."""
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"path must be a str, bytes or os.PathLike file name, got "
+                        f"{type(path).__name__}")
+    path = os.fsdecode(os.fspath(path))
+    if os.path.isdir(path):
+        raise ValueError(f"path must be a file, got the directory {path!r}")
+    return path
 
 
 def _build(spec):
     if spec.get("type") == "Sequential":
         return Sequential.from_config(spec["config"])
+    if spec.get("type") == "Seq2Seq":
+        from .seq2seq import Seq2Seq
+        return Seq2Seq.from_config(spec["config"])
     return layer_from_spec(spec)
 
 
@@ -76,7 +99,7 @@ def save(model, path):
 
     Parameters
     ----------
-    model : rnnx.Sequential or rnnx layer (RNN, LSTM, GRU, Dense)
+    model : rnnx.Sequential, rnnx.Seq2Seq or rnnx layer (RNN, LSTM, GRU, Dense, Embedding)
         The model to save.
     path : str or os.PathLike
         The file to write (an existing file is replaced only once the new one is complete).
@@ -86,11 +109,14 @@ def save(model, path):
     Raises
     ------
     TypeError
-        If model is not an rnnx model or layer.
+        If model is not an rnnx model or layer (checked before the file is touched), or path
+        is not a str, bytes or os.PathLike.
+    ValueError
+        If path is a directory.
     OSError
         If the file cannot be written; the previous file at path, if any, is unchanged.
     """
-    path = os.fspath(path)
+    path = check_path(path)
     writer = FORMATS.get(os.path.splitext(path)[1].lower(), FORMATS[".npz"])[0]
     writer(model, path)
 
@@ -160,8 +186,13 @@ def _read(path, header_key=HEADER_KEY, prefixes=(PARAM_PREFIX,), fmt=FORMAT, wha
         extra = [name for name in names
                  if name != header_key and not name.startswith(tuple(prefixes))]
         if header_key not in names:
+            hint = "not saved by rnnx"
+            if what == "model" and CHECKPOINT_KEY in names:
+                hint = "it is a Trainer checkpoint: use rnnx.Trainer.from_checkpoint(path)"
+            elif what == "checkpoint" and HEADER_KEY in names:
+                hint = "it is a model file: use rnnx.load(path)"
             raise ValueError(f"{path!r} is not a readable rnnx {what} file: it has no "
-                             f"{header_key!r} entry (not saved by rnnx)")
+                             f"{header_key!r} entry ({hint})")
         if odd or extra:
             raise ValueError(f"{path!r} has entries that are not rnnx parameters: {odd + extra}")
         header_array = _read_member(zf, infos[names.index(header_key)], path)
@@ -192,6 +223,15 @@ def _declared_shapes(spec, prefix=""):
     if not isinstance(spec, dict) or not isinstance(spec.get("config"), dict):
         return None
     kind, config = spec.get("type"), spec["config"]
+    if kind == "Seq2Seq":           # {"encoder": Sequential config, "decoder": ...}
+        shapes = {}
+        for part in ("encoder", "decoder"):
+            inner = _declared_shapes({"type": "Sequential", "config": config.get(part)},
+                                     f"{prefix}{part}.")
+            if inner is None:
+                return None
+            shapes.update(inner)
+        return shapes
     if kind == "Sequential":
         layers = config.get("layers")
         if not isinstance(layers, list):
@@ -204,7 +244,8 @@ def _declared_shapes(spec, prefix=""):
             shapes.update(inner)
         return shapes
     sizes = {}
-    keys = ("in_features", "out_features") if kind == "Dense" else ("input_size", "hidden_size")
+    keys = {"Dense": ("in_features", "out_features"),
+            "Embedding": ("num_embeddings", "embedding_dim")}.get(kind, ("input_size", "hidden_size"))
     for key in keys + (("num_layers",) if kind in GATES else ()):
         if key not in config:      # a config this check does not know: load_state_dict checks
             return None
@@ -218,6 +259,8 @@ def _declared_shapes(spec, prefix=""):
         if bias:
             shapes[f"{prefix}bias"] = (sizes["out_features"],)
         return shapes
+    if kind == "Embedding":
+        return {f"{prefix}weight": (sizes["num_embeddings"], sizes["embedding_dim"])}
     if kind not in GATES:
         return None
     I, H, G = sizes["input_size"], sizes["hidden_size"], GATES[kind] * sizes["hidden_size"]
@@ -305,11 +348,15 @@ def load(path, into=None):
     ------
     FileNotFoundError
         If there is no file at path.
+    TypeError
+        If path is not a str, bytes or os.PathLike.
     ValueError
-        If the file is not an rnnx model file, is corrupt (naming the member), or its
-        weights or architecture do not match (each other, or `into`). Nothing is changed.
+        If path is a directory or a Trainer checkpoint (the message says to use
+        ``Trainer.from_checkpoint``), or the file is not an rnnx model file, is corrupt
+        (naming the member), or its weights or architecture do not match (each other, or
+        `into`). Nothing is changed.
     """
-    path = os.fspath(path)
+    path = check_path(path)
     reader = FORMATS.get(os.path.splitext(path)[1].lower(), FORMATS[".npz"])[1]
     return reader(path, into)
 

@@ -4,6 +4,7 @@
     y, state = model(x)                                   # inference
     y, state, cache = model.forward(x, state, lengths)    # training forward
     dx, dstate0, grads = model.backward(cache, dy, dstate)
+    stream = model.stream(batch_size=1)                   # step-by-step inference
 
 Many-to-many (default): every layer sees the whole sequence; a Dense layer is applied at every
 step at once (one GEMM over all T*B rows), so y is (T, B, out) (or (B, T, out) batch_first).
@@ -27,6 +28,10 @@ The model's state is a tuple with one entry per recurrent layer, each in that la
 (an array (L*D, B, H), or (h, c) for an LSTM); None, or a None entry, means zeros. It is
 handed over explicitly between chunks, as the layers do: no gradient crosses it.
 
+An rnnx.Embedding may come first: the model then takes integer ids, x (T, B) ((B, T)
+batch_first, (T,) unbatched, (...) for Embedding and Dense layers only), and backward gives
+no dx (None in its place).
+
 Parameter names are "<index>.<layer name>" as in PyTorch's nn.Sequential: "0.weight_ih_l0",
 "1.weight", ... parameters() gives the live arrays (optimizers update them in place),
 gradients() the gradients of the last backward, state_dict()/load_state_dict() copies.
@@ -34,14 +39,16 @@ gradients() the gradients of the last backward, state_dict()/load_state_dict() c
 import numpy as np
 
 from .dense import Dense
-from .module import Cache, Module, unpack_sequence
+from .embedding import Embedding
+from .module import Cache, Module, as_array, unpack_sequence
 
 
 def _layer_classes():
     """{type name: class} of every layer a config can name (layers is imported late: it
     needs the compiled core, and this module imports without it)."""
     from . import layers
-    return {"RNN": layers.RNN, "LSTM": layers.LSTM, "GRU": layers.GRU, "Dense": Dense}
+    return {"RNN": layers.RNN, "LSTM": layers.LSTM, "GRU": layers.GRU, "Dense": Dense,
+            "Embedding": Embedding}
 
 
 def layer_from_spec(spec):
@@ -89,7 +96,7 @@ class Sequential:
     Parameters
     ----------
     *layers : rnnx layers (any rnnx.module.Module), input first
-        Each layer's input_size must equal the previous layer's output_size (D*H for a
+        An rnnx.Embedding may be the first layer (and only the first). Each layer's input_size must equal the previous layer's output_size (D*H for a
         recurrent layer, out_features for Dense); all share one dtype and, among the
         recurrent ones, one batch_first.
     many_to_one : False (default), "output", "state" or True
@@ -107,7 +114,8 @@ class Sequential:
     ``dx, dstate0, grads = model.backward(cache, dy, dstate=None)``.
 
     x is (T, B, I) ((B, T, I) batch_first, (T, I) unbatched), or (..., I) for a model of
-    Dense layers only; the state is a tuple with one entry per recurrent layer.
+    Dense layers only; with an Embedding first, integer ids of those shapes without the I
+    axis (``takes_ids`` is then True, and backward's dx is None); the state is a tuple with one entry per recurrent layer.
     """
 
     def __init__(self, *layers, many_to_one=False):
@@ -118,8 +126,11 @@ class Sequential:
             raise ValueError("Sequential needs at least one layer, got none")
         for index, layer in enumerate(layers):
             if not isinstance(layer, Module):
-                raise TypeError(f"layers[{index}] must be an rnnx layer (RNN, LSTM, GRU or Dense), "
-                                f"got {type(layer).__name__}")
+                raise TypeError(f"layers[{index}] must be an rnnx layer (RNN, LSTM, GRU, Dense or "
+                                f"Embedding), got {type(layer).__name__}")
+            if index and isinstance(layer, Embedding):
+                raise ValueError(f"an Embedding takes integer ids, so it must be the first layer, "
+                                 f"got one at layers[{index}]")
         self.layers = list(layers)
         self.many_to_one = check_many_to_one(many_to_one)
         self._recurrent = [i for i, layer in enumerate(self.layers) if layer.is_recurrent]
@@ -141,6 +152,8 @@ class Sequential:
                                  f"layers[{index - 1}] gives {width}")
             width = layer.output_size
         self.input_size = self.layers[0].input_size
+        #: True when x is integer ids (an Embedding first), False when x is (..., I) floats.
+        self.takes_ids = isinstance(self.layers[0], Embedding)
         self.output_size = width
         self._grads = None
 
@@ -213,8 +226,8 @@ class Sequential:
         and y is (T, out), or (out,) for many-to-one. logits=True leaves out the last
         Dense layer's activation. A torch PackedSequence x is unpacked into x and lengths."""
         x, lengths = unpack_sequence(x, lengths, self.batch_first)
-        x = np.asarray(x)
-        unbatched = self.is_recurrent and x.ndim == 2
+        x = as_array(x, "x")
+        unbatched = self.is_recurrent and x.ndim == (1 if self.takes_ids else 2)
         if unbatched:
             axis = 0 if self.batch_first else 1
             x = np.expand_dims(x, axis)
@@ -225,6 +238,17 @@ class Sequential:
             y = y[0] if self.many_to_one else np.squeeze(y, axis)
             state = tuple(_map_state(s, lambda a: a[:, 0]) for s in state)
         return y, state
+
+    def stream(self, batch_size=1, state=None):
+        """Step-by-step inference through every layer (rnnx.model_stream.SequentialStream):
+        ``y_t = model.stream(batch_size=1).step(x_t)``, with ``run(x)``, ``reset(state)`` and
+        ``state`` as a layer's Stream, the state in the model's form (one entry per recurrent
+        layer). Recurrent layers run through their own streams, Dense heads (and an
+        Embedding first) are applied per step. It holds a copy of the weights as they are
+        now. A many_to_one model, or one with a bidirectional or go_backwards layer, cannot
+        stream (ValueError)."""
+        from .model_stream import SequentialStream
+        return SequentialStream(self, batch_size, state)
 
     def predict(self, x, state=None, lengths=None):
         """The output only, with the output activation applied (inference)."""
@@ -310,6 +334,7 @@ class Sequential:
         ``dx, dstate0, grads = model.backward(cache, dy, dstate=None)``.
 
         dy: gradient of the forward output (of the logits if forward had logits=True).
+        dx: the gradient of x, or None for a model that takes ids (an Embedding first).
         dstate: gradient of the final state, like the state (None: zeros).
         grads: {"<index>.<name>": array}, the keys of state_dict(); also kept for gradients().
         Raises ValueError if a layer's parameters changed since the forward (stale cache).
@@ -364,20 +389,29 @@ class Sequential:
         """Load {"<index>.<name>": array} into every layer: strict (the keys and shapes of
         state_dict()) and all-or-nothing: every layer's part is checked, with the layers'
         one validation, before a single parameter is written."""
+        self._commit_state(self._stage_state(state))
+
+    def _stage_state(self, state, prefix=""):
+        """Every layer's part of state, checked and converted (nothing written): what
+        load_state_dict commits, and a model holding this one (rnnx.Seq2Seq) checks first.
+        prefix: the one its keys carry in that model ("encoder.")."""
         if not hasattr(state, "keys") or not hasattr(state, "__getitem__"):
             raise TypeError(f"state must be a mapping {{name: array}}, got {type(state).__name__}")
         own = [f"{index}.{name}" for index, layer in enumerate(self.layers)
                for name in layer.parameters()]
-        missing = [k for k in own if k not in state]
-        unexpected = sorted(str(k) for k in state.keys() if k not in set(own))
+        missing = [prefix + k for k in own if k not in state]
+        unexpected = sorted(prefix + str(k) for k in state.keys() if k not in set(own))
         if missing or unexpected:
             raise ValueError(f"state keys do not match the model: missing {missing}, "
                              f"unexpected {unexpected}")
         staged = []
         for index, layer in enumerate(self.layers):
-            prefix = f"{index}."
-            part = {name[len(prefix):]: state[name] for name in own if name.startswith(prefix)}
-            staged.append(layer._stage(part, what="state", prefix=prefix))
+            part = {name[len(f"{index}."):]: state[name] for name in own
+                    if name.startswith(f"{index}.")}
+            staged.append(layer._stage(part, what="state", prefix=f"{prefix}{index}."))
+        return staged
+
+    def _commit_state(self, staged):
         for layer, layer_staged in zip(self.layers, staged):
             layer._commit(layer_staged)
 

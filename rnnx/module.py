@@ -61,11 +61,23 @@ def check_seed(seed, name="seed"):
     return int(seed)
 
 
+def as_array(value, name="x"):
+    """np.asarray(value), or a ValueError naming the argument where nested lists are ragged
+    (rows of different lengths), which NumPy reports without saying which argument."""
+    if isinstance(value, np.ndarray):
+        return value
+    try:
+        return np.asarray(value)
+    except ValueError as error:
+        raise ValueError(f"{name} must be an array or nested lists of one shape (every row "
+                         f"the same length), got ragged {type(value).__name__}s: {error}") from None
+
+
 def as_layer_dtype(value, dtype, name="x", layer="the layer"):
     """value as an array of dtype under the dtype policy (module docstring), not copied
     when it already is one.  Checks the dtype only, not the shape."""
     if not isinstance(value, (np.ndarray, np.generic)):
-        a = np.asarray(value)
+        a = as_array(value, name)
         if a.dtype.kind in "fiu":          # a Python list or scalar: the layer's dtype
             return a.astype(dtype, copy=False)
     else:

@@ -236,8 +236,12 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
         super().__init__(params, lr)
-        if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
-            raise ValueError(f"betas must be two numbers in [0, 1), got {betas}")
+        numbers = (int, float, np.integer, np.floating)
+        if not isinstance(betas, (tuple, list, np.ndarray)) or len(betas) != 2 or not all(
+                isinstance(b, numbers) and not isinstance(b, bool) for b in betas):
+            raise TypeError(f"betas must be a pair of numbers (beta1, beta2), got {betas!r}")
+        if not all(0 <= b < 1 for b in betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
         self.betas = (float(betas[0]), float(betas[1]))
         self.eps = _check_positive("eps", eps, allow_zero=True)
         self.m, self.v = {}, {}
@@ -310,6 +314,21 @@ def global_norm(grads):
     return float(np.sqrt(total))
 
 
+def _check_clippable(grads):
+    """grads must be a {name: floating ndarray or None} mapping, which clipping changes in
+    place; checked whole before anything is changed."""
+    if not hasattr(grads, "items"):
+        raise TypeError(f"grads must be a dict {{name: array}} (clipping changes the arrays "
+                        f"in place), got {type(grads).__name__}")
+    for name, grad in grads.items():
+        if grad is None:
+            continue
+        if not isinstance(grad, np.ndarray) or grad.dtype.kind != "f":
+            what = f"dtype {grad.dtype}" if isinstance(grad, np.ndarray) else type(grad).__name__
+            raise TypeError(f"grads[{name!r}] must be a floating ndarray (changed in place), "
+                            f"got {what}")
+
+
 def clip_grad_norm(grads, max_norm):
     """Rescale all gradients together, in place, by min(1, max_norm / global_norm).
 
@@ -327,6 +346,7 @@ def clip_grad_norm(grads, max_norm):
         nothing is changed).
     """
     max_norm = _check_positive("max_norm", max_norm)
+    _check_clippable(grads)
     norm = global_norm(grads)
     if np.isfinite(norm) and norm > max_norm:
         scale = max_norm / norm
@@ -352,6 +372,7 @@ def clip_grad_value(grads, max_value):
         `grads`.
     """
     max_value = _check_positive("max_value", max_value)
+    _check_clippable(grads)
     for grad in grads.values():
         if grad is not None:
             np.clip(grad, -max_value, max_value, out=grad)

@@ -36,6 +36,7 @@ import json
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -45,11 +46,14 @@ from .losses import LOSSES, SoftmaxCrossEntropy, get_loss
 from .lr_scheduler import SCHEDULERS, LRScheduler
 from .layers import using_workspace
 from .model import Sequential
+from .module import as_array
+from .seq2seq import Seq2Seq
+from . import seq2seq_training
 from .optim import OPTIMIZERS, Adam, Optimizer, clip_grad_norm, clip_grad_value, global_norm
 
 RESET_STATES = ("sequence", "never", "chunk")
 CHECKPOINT_FORMAT = "rnnx-checkpoint"
-CHECKPOINT_KEY = "__checkpoint__"        # members of a checkpoint .npz besides "param/<name>":
+CHECKPOINT_KEY = _io.CHECKPOINT_KEY      # members of a checkpoint .npz besides "param/<name>":
 OPTIMIZER_PREFIX = "optimizer/"          # "optimizer/<slot>/<parameter name>"
 CARRIED_PREFIX = "carried/"              # "carried/<recurrent layer>/<part>"
 
@@ -114,8 +118,10 @@ class Trainer:
 
     Parameters
     ----------
-    model : rnnx.Sequential or rnnx layer
-        The model; a single layer is wrapped into a Sequential (``trainer.model``).
+    model : rnnx.Sequential, rnnx.Seq2Seq or rnnx layer
+        The model; a single layer is wrapped into a Sequential (``trainer.model``). A
+        Seq2Seq trains on pairs: ``fit((src, tgt_in), tgt_out, lengths=(src_lengths,
+        tgt_lengths))``, target padding masked out of the loss (see rnnx.seq2seq_training).
     loss : loss object or str, default "mse"
         ``rnnx.MSELoss()``, ``rnnx.SoftmaxCrossEntropy()``, ... or a name ("mse",
         "softmax_cross_entropy", "sigmoid_binary_cross_entropy").
@@ -136,7 +142,8 @@ class Trainer:
         Show a progress bar on stderr; None: only when stderr is a terminal.
     comm : None or mpi4py communicator, default None
         ``MPI.COMM_WORLD``: data-parallel training, each rank fitting its own shard of the
-        sequences, gradients combined at every update with one collective (see rnnx.mpi);
+        sequences, gradients summed over the ranks at every update in a fixed order, with
+        O(parameters) bytes per rank (a reduce-scatter and an allgather, see rnnx.mpi);
         rank 0's parameters are broadcast at construction.
     checkpoint : None, int or "sqrt", default None
         Checkpointed BPTT with segments of k steps: memory O(T/k + k) steps instead of
@@ -168,7 +175,7 @@ class Trainer:
     def __init__(self, model, loss="mse", optimizer=None, bptt=None, clip_norm=None,
                  clip_value=None, reset_state="sequence", seed=None, progress=None,
                  scheduler=None, checkpoint=None, comm=None):
-        bare = not isinstance(model, Sequential)
+        bare = not isinstance(model, (Sequential, Seq2Seq))
         if bare:
             model = Sequential(model)
         self.model = model
@@ -206,6 +213,9 @@ class Trainer:
         if comm is not None:
             from . import mpi
             mpi.broadcast_parameters(model.parameters(), mpi.check_comm(comm))
+        if self.bptt is not None and isinstance(model, Seq2Seq):
+            raise ValueError(f"bptt must be None for a Seq2Seq (it trains on whole sequences, "
+                             f"teacher forced), got {bptt!r}")
         if self.bptt is not None and model.many_to_one:
             raise ValueError("bptt must be None for a many_to_one model (its loss is at the last "
                              f"step only), got {bptt!r}")
@@ -233,6 +243,9 @@ class Trainer:
         self.epochs = 0
 
     def __repr__(self):
+        if isinstance(self.model, Seq2Seq):
+            model = repr(self.model).replace("\n", " ")
+            return f"Trainer({model}, loss={self.loss!r}, optimizer={self.optimizer!r})"
         model = ", ".join(repr(layer).replace("\n", " ") for layer in self.model.layers)
         options = [f"loss={self.loss!r}", f"optimizer={self.optimizer!r}"]
         options += [f"{name}={getattr(self, name)!r}" for name in
@@ -254,20 +267,28 @@ class Trainer:
 
     def _check_data(self, x, y, lengths):
         model = self.model
-        x, y = np.asarray(x), np.asarray(y)
+        x, y = as_array(x, "x"), as_array(y, "y")
         for name, value in (("x", x), ("y", y)):
             if value.dtype.kind not in "biuf":
                 raise TypeError(f"{name} must be a real (float, int or bool) array, got dtype "
                                 f"{value.dtype}")
-        x = x.astype(model.dtype, copy=False)
         batch_axis, time_axis, y_batch_axis = self._axes()
-        want = 3 if model.is_recurrent else 2
+        ids = getattr(model, "takes_ids", False)      # an Embedding first: x is integer ids
+        want = (3 if model.is_recurrent else 2) - ids
         if x.ndim != want:
             layout = ("(N, T, I)" if model.batch_first else "(T, N, I)") if model.is_recurrent \
                 else "(N, I)"
-            raise ValueError(f"x must be {layout} with I={model.input_size}, got shape {x.shape}")
-        if x.shape[-1] != model.input_size:
-            raise ValueError(f"x must have {model.input_size} features in its last axis, got {x.shape}")
+            if ids:
+                layout = layout.replace(", I)", ")") + " integer ids"
+            raise ValueError(f"x must be {layout} with I={model.input_size}, got shape {x.shape}"
+                             if not ids else f"x must be {layout}, got shape {x.shape}")
+        if ids:
+            x = model.layers[0].check_ids(x)             # integers in [0, num_embeddings)
+        else:
+            x = x.astype(model.dtype, copy=False)
+            if x.shape[-1] != model.input_size:
+                raise ValueError(f"x must have {model.input_size} features in its last axis, "
+                                 f"got {x.shape}")
         N = x.shape[batch_axis]
         if N == 0:
             raise ValueError(f"x must hold at least one sequence (N >= 1 along axis {batch_axis}), "
@@ -353,9 +374,7 @@ class Trainer:
             mask = self._loss_mask(b - w0, x.shape[1 - time_axis], a - w0, lengths, w0)
         value, grad = self.loss(output, target, mask)
         count = int(np.prod(output.shape[:-1])) if mask is None else int(mask.sum())
-        if not np.isfinite(value) and self.comm is None:
-            raise NonFiniteLossError(f"the loss became {value} at update {self.updates + 1} "
-                                     f"({where}); lower the learning rate or set clip_norm")
+        self._check_loss(value, where)
         grads = {}
         dstate = None
         for (t0, t1), cache in zip(reversed(segments), reversed(caches)):
@@ -366,7 +385,20 @@ class Trainer:
                 if g is None:
                     continue
                 grads[name] = g if name not in grads else grads[name] + g
-        if self.comm is not None:  # every rank's part, one collective: the whole batch's
+        value, grads, norm, count = self._step(value, grads, count, where)
+        return value, carried, norm, grads, count
+
+    def _check_loss(self, value, where):
+        if not np.isfinite(value) and self.comm is None:
+            raise NonFiniteLossError(f"the loss became {value} at update {self.updates + 1} "
+                                     f"({where}); lower the learning rate or set clip_norm")
+
+    def _step(self, value, grads, count, where):
+        """One update from the gradients of a batch's loss: combined over the ranks, checked,
+        clipped, applied. Returns (loss, gradients, gradient norm before clipping, positions
+        in the loss), the loss, gradients and count over all ranks."""
+        model = self.model
+        if self.comm is not None:  # every rank's part, summed in rank order: the whole batch's
             from .mpi import combine
             value, grads, count = combine(self.comm, value, grads, count, getattr(
                 self.loss, "reduction", "mean") == "mean")
@@ -383,7 +415,7 @@ class Trainer:
             clip_grad_value(grads, self.clip_value)
         self.optimizer.step(grads)
         self.updates += 1
-        return value, carried, norm, grads, int(count)
+        return value, grads, norm, int(count)
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -395,7 +427,8 @@ class Trainer:
         ----------
         x : ndarray
             Inputs, (T, N, I) time-major ((N, T, I) for batch_first layers; (N, I) for a model
-            of Dense layers only). Cast to the model's dtype; real values only.
+            of Dense layers only). Cast to the model's dtype; real values only. A model that
+            begins with an rnnx.Embedding takes integer ids, (T, N) ((N, T); (N,)).
         y : ndarray
             Targets: (T, N, O) for a many-to-many model ((T, N) class indices for
             SoftmaxCrossEntropy), (N, O) or (N,) for a many-to-one model.
@@ -437,9 +470,15 @@ class Trainer:
             When the loss or the gradient norm becomes NaN or infinite (that update is not
             applied).
         """
-        x, y, lengths = self._check_data(x, y, lengths)
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
             raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
+        if isinstance(self.model, Seq2Seq):
+            if early_stopping is not None:
+                raise ValueError("early_stopping is not available for a Seq2Seq yet; watch "
+                                 "history['val_loss'] and stop with a callback")
+            return seq2seq_training.fit(self, x, y, lengths, epochs, batch_size, shuffle,
+                                        callback, validation)
+        x, y, lengths = self._check_data(x, y, lengths)
         if validation is not None:
             if not isinstance(validation, (tuple, list)) or len(validation) not in (2, 3):
                 raise TypeError("validation must be a tuple (x_val, y_val) or (x_val, y_val, "
@@ -459,17 +498,16 @@ class Trainer:
                                  "validation loss")
         batch_axis, time_axis, y_batch_axis = self._axes()
         N = x.shape[batch_axis]
-        if batch_size is None or batch_size >= N:
-            batch_size = N
-        elif isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-                or batch_size < 1:
-            raise ValueError(f"batch_size must be None or an int >= 1, got {batch_size!r}")
-        n_batches = -(-N // batch_size)
+        batch_size, n_batches = self._batches(batch_size, N)
         if self.reset_state == "never" and n_batches > 1:
             raise ValueError("reset_state='never' carries the state of one batch of streams across "
                              f"epochs, so batch_size must be None or >= N={N}, got {batch_size}")
         T = x.shape[time_axis] if time_axis is not None else 1
         k1, k2 = self.bptt if (self.bptt is not None and time_axis is not None) else (T, T)
+        if self.bptt is not None and time_axis is not None and k2 > T:
+            warnings.warn(f"bptt={self.bptt!r} backpropagates through up to {k2} steps but the "
+                          f"sequences have T={T}: no gradient is truncated (bptt=None says so; "
+                          f"a k2 < {T} truncates)", UserWarning, stacklevel=2)
         overlap = k2 - k1
         n_windows = -(-T // k1)
         if self.comm is not None:
@@ -505,27 +543,19 @@ class Trainer:
                         with using_workspace(self._workspace()):   # reused update after update
                             value, state, norm, grads, count = self._update(
                                 xb, yb, lb, state, a, b, overlap, where)
-                        history["step_loss"].append(value)
-                        history["grad_norm"].append(norm)
                         total += value * count if mean_reduction else value
                         weight += count
                         bar.update(epoch + 1, epochs, value)
-                        if callback is not None:
-                            stop = callback({"epoch": epoch, "update": self.updates, "loss": value,
-                                             "grad_norm": norm, "grads": grads}) is True
-                            if stop:
-                                break
+                        stop = self._record(history, epoch, value, norm, grads, callback)
+                        if stop:
+                            break
                     self.state = state
                     if stop:
                         break
                 history["loss"].append(total / max(weight, 1) if mean_reduction else total)
                 if stop:
                     break
-                self.epochs += 1
-                if self.scheduler is not None:
-                    self.scheduler.step()
-                if validation is not None:
-                    history["val_loss"].append(self.evaluate(*validation))
+                self._end_epoch(history, validation)
                 if early_stopping is not None:
                     if best is None or history["val_loss"][-1] < best[0]:
                         best = (history["val_loss"][-1], epoch, {
@@ -541,6 +571,32 @@ class Trainer:
             history["stopped_early"] = stopped_early
         return history
 
+    @staticmethod
+    def _batches(batch_size, N):
+        """(batch_size, number of mini-batches) for N sequences; None means all N at once."""
+        if batch_size is None or batch_size >= N:
+            return N, 1
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+                or batch_size < 1:
+            raise ValueError(f"batch_size must be None or an int >= 1, got {batch_size!r}")
+        return batch_size, -(-N // batch_size)
+
+    def _record(self, history, epoch, value, norm, grads, callback):
+        """Note an update in history; True when the callback asks to stop."""
+        history["step_loss"].append(value)
+        history["grad_norm"].append(norm)
+        return callback is not None and callback({
+            "epoch": epoch, "update": self.updates, "loss": value, "grad_norm": norm,
+            "grads": grads}) is True
+
+    def _end_epoch(self, history, validation):
+        """Count a complete epoch, step the schedule, note the validation loss."""
+        self.epochs += 1
+        if self.scheduler is not None:
+            self.scheduler.step()
+        if validation is not None:
+            history["val_loss"].append(self.evaluate(*validation))
+
     def evaluate(self, x, y, lengths=None, state=None):
         """The loss of the model on (x, y): forward only, over whole sequences.
 
@@ -555,6 +611,11 @@ class Trainer:
         -------
         float
         """
+        if isinstance(self.model, Seq2Seq):
+            if state is not None:
+                raise ValueError("state must be None for a Seq2Seq: the encoder makes the "
+                                 "decoder's initial state")
+            return seq2seq_training.evaluate(self, x, y, lengths)
         x, y, lengths = self._check_data(x, y, lengths)
         _, time_axis, _ = self._axes()
         # inference: no dropout, no cache (and no draws from the dropout generators)
@@ -587,6 +648,9 @@ class Trainer:
         TypeError
             If the loss is not an rnnx loss (it could not be rebuilt).
         """
+        if isinstance(self.model, Seq2Seq):
+            raise TypeError("save_checkpoint does not save a Seq2Seq's trainer yet; save the "
+                            "model with rnnx.save(trainer.model, path)")
         loss_classes = {cls.__name__: cls for cls in LOSSES.values()}
         if type(self.loss).__name__ not in loss_classes or type(self.loss) is not \
                 loss_classes[type(self.loss).__name__]:
@@ -647,7 +711,7 @@ class Trainer:
             If the file is not a readable checkpoint or its parts do not match each other
             (naming the file and the part). Nothing is left half-built.
         """
-        path = os.fspath(path)
+        path = _io.check_path(path)
         header, arrays = _io._read(path, CHECKPOINT_KEY,
                                    (_io.PARAM_PREFIX, OPTIMIZER_PREFIX, CARRIED_PREFIX),
                                    CHECKPOINT_FORMAT, "checkpoint")

@@ -89,7 +89,8 @@ def test_table_has_a_line_per_row(quick_run):
     stdout, result, _ = quick_run
     assert "Sequences: median milliseconds per call" in stdout
     assert "Streaming: median microseconds per step" in stdout
-    table_lines = [line for line in stdout.splitlines() if line.startswith(tuple(f"| {c} " for c in CELLS))]
+    table_lines = [line for line in stdout.splitlines()
+                   if line.startswith("| grid ") and any(f"| {c} " in line for c in CELLS)]
     assert len(table_lines) == len(result["rows"])
     for peer in result["meta"]["peers"]:
         assert f"{peer} ms" in stdout and f"{peer} us" in stdout
@@ -128,3 +129,69 @@ def test_bad_arguments_are_refused(args):
     completed = run_bench(*args)
     assert completed.returncode == 2
     assert args[0] in completed.stderr
+
+
+def test_each_engine_runs_in_its_own_process(quick_run):
+    """By default every engine is timed in a child of its own: the thread pools each child
+    saw are recorded per engine, and ONNX Runtime's child never started torch's threads."""
+    _, result, _ = quick_run
+    meta = result["meta"]
+    assert meta["same_process"] is False
+    assert set(meta["thread_pools"]) == {f"{engine}@1" for engine in ("rnnx", "reference", "torch", "onnxruntime")}
+    assert "each engine in its own process" in quick_run[0]
+
+
+def test_fma_peak_is_measured_for_rnnx_isa(quick_run):
+    stdout, result, _ = quick_run
+    meta = result["meta"]
+    assert finite_positive(meta["fma_gflops"][meta["isa"]])
+    for row in result["rows"]:
+        share = row["fma_peak_fraction"]["rnnx"]
+        assert finite_positive(share)
+        assert math.isclose(share, row["gflops"]["rnnx"] / meta["fma_gflops"][meta["isa"]])
+    assert "FMA peak (register-only loop" in stdout and "rnnx % FMA" in stdout
+
+
+def test_published_shapes_and_same_process(tmp_path):
+    """--suite published times DeepBench's and GNMT's shapes (quick: the first two);
+    --same-process runs every engine in one child."""
+    json_path = tmp_path / "r.json"
+    completed = run_bench("--quick", "--cells", "lstm", "--suite", "published", "--same-process",
+                          "--json", str(json_path))
+    assert completed.returncode == 0, f"bench.py failed:\n{completed.stdout}\n{completed.stderr}"
+    result = json.loads(json_path.read_text())
+    assert result["meta"]["same_process"] is True and set(result["meta"]["thread_pools"]) == {"all@1"}
+    shapes = {(row["source"], row["kind"], row["B"], row["H"], row["I"], row["T"]) for row in result["rows"]}
+    assert shapes == {("DeepBench", "sequence", 1, 512, 512, 25), ("GNMT", "stream", 1, 512, 1024, 1)}
+    assert "| DeepBench |" in completed.stdout and "| GNMT " in completed.stdout
+
+
+def test_an_engine_that_disagrees_with_rnnx_fails_the_run(tmp_path):
+    """A peer in its own process checks its outputs against rnnx's, saved by rnnx's
+    process: a wrong expectation (here zeros) stops the run instead of being timed."""
+    import numpy as np
+
+    sys.path.insert(0, str(BENCH.parent))
+    try:
+        import runner
+    finally:
+        sys.path.remove(str(BENCH.parent))
+    entry = runner.grid(True, ["rnn"])[0]
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **{runner.entry_key(entry): np.zeros((entry[-1], entry[4], entry[5]), np.float32)})
+    completed = run_bench("--quick", "--cells", "rnn", "--engine", "reference", "--expect", str(bad),
+                          "--json", str(tmp_path / "r.json"))
+    assert completed.returncode != 0
+    assert "reference disagrees with rnnx" in completed.stderr
+
+
+def test_fma_peak_without_a_compiler_says_why(monkeypatch):
+    sys.path.insert(0, str(BENCH.parent))
+    try:
+        import fma_peak
+    finally:
+        sys.path.remove(str(BENCH.parent))
+    monkeypatch.setattr(fma_peak, "_library", None)
+    monkeypatch.setenv("CC", "/nonexistent/cc")
+    peaks, note = fma_peak.peaks(["generic"])
+    assert peaks == {"generic": None} and "generic" in note

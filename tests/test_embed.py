@@ -300,3 +300,17 @@ int main(int argc, char** argv) {
     out = subprocess.run([str(tmp_path / "use"), str(build / "head.rnnx")], capture_output=True,
                          text=True, check=True, env=run_env).stdout.split()
     assert out == [rnnx.__version__, "0", "3", "3", "4"]
+
+
+def test_help_prints_the_usage(build):
+    """--help is not read as a model path: the usage and the options, on stdout, status 0;
+    an unknown option is refused with the usage (status 2)."""
+    embed = build / "build" / "examples" / "embed"
+    for binary, model_arg in ((embed / "rnnx_stream", "MODEL.rnnx"),
+                              (embed / "rnnx_stream_static", "compiled in")):
+        result = subprocess.run([str(binary), "--help"], capture_output=True, text=True)
+        assert result.returncode == 0 and result.stderr == ""
+        assert result.stdout.startswith("usage: ") and model_arg in result.stdout
+        assert all(option in result.stdout for option in ("--hex", "--time", "--info"))
+        result = subprocess.run([str(binary), "--bogus"], capture_output=True, text=True)
+        assert result.returncode == 2 and "unknown option --bogus" in result.stderr

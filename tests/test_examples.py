@@ -34,9 +34,13 @@ def test_sunspots_example(tmp_path, capsys):
     results = load_example("sunspots").main(quick=True, plot=str(tmp_path / "s.png"))
     out = capsys.readouterr().out
     assert "time-delay MLP 5-4-1" in out and "persistence" in out
-    assert set(results) == {"MLP", "RNN", "LSTM", "persistence"}
+    assert set(results) == {"MLP", "RNN", "LSTM", "persistence", "trainings"}
+    assert "(a) Elman online, bptt=(1, 1)" in out
+    trainings = results["trainings"]
+    assert [t["updates"] for t in trainings.values()] == [2 * 220, 2 * 44, 2]   # 220 years
+    assert all(np.isfinite(t["test_nmse"]) for t in trainings.values())
     assert results["MLP"]["parameters"] == 5 * 4 + 4 + 4 + 1
-    assert all(np.isfinite(results[name]["test_nmse"]) for name in results)
+    assert all(np.isfinite(results[name]["test_nmse"]) for name in ("MLP", "RNN", "LSTM"))
     check_plot(tmp_path / "s.png")
 
 
@@ -44,15 +48,53 @@ def test_pulse_example(tmp_path, capsys):
     module = load_example("pulse")
     results = module.main(quick=True, plot=str(tmp_path / "p.png"))
     assert "GRU 5-3" in capsys.readouterr().out
-    # the lecture's weight counts (one bias per gate): 41, 131, 146, 252, 190
+    # the lecture's weight counts (one bias per gate): 41, 131, 146, 252, 190; inverse 2726
     assert {name: r["lecture_count"] for name, r in results.items()} == {
-        "simple RNN 5": 41, "simple RNN 10": 131, "LSTM 5": 146, "LSTM 5-3": 252, "GRU 5-3": 190}
+        "simple RNN 5": 41, "simple RNN 10": 131, "LSTM 5": 146, "LSTM 5-3": 252, "GRU 5-3": 190,
+        "LSTM 25": 2726}
     x, y = module.pulse_streams(np.random.default_rng(0), 100, 2)
     for b in range(2):                                      # each input pulse -> one output pulse
         starts = np.flatnonzero(x[:, b, 0])
         for t in starts[starts + module.DELAY + module.WIDTH <= 100]:
             assert y[t + module.DELAY:t + module.DELAY + module.WIDTH, b, 0].all()
+    x, y = module.inverse_streams(np.random.default_rng(0), 100, 2)
+    for b in range(2):                      # each wide input pulse -> one one-step pulse
+        starts = np.flatnonzero(np.diff(np.r_[0, x[:, b, 0]]) == 1)
+        assert all(x[t:t + module.WIDTH, b, 0].all() for t in starts)
+        assert np.array_equal(np.flatnonzero(y[:, b, 0]),
+                              starts[starts + module.DELAY < 100] + module.DELAY)
     check_plot(tmp_path / "p.png")
+    check_plot(tmp_path / "p_inverse.png")
+
+
+def test_seq2seq_example(tmp_path, capsys):
+    module = load_example("seq2seq")
+    results = module.main(quick=True, plot=str(tmp_path / "q.png"))
+    out = capsys.readouterr().out
+    assert "exact-sequence accuracy on held-out pairs" in out and out.count("  ->  ") == 4
+    assert 0 <= results["accuracy"][0] <= 1
+    src, src_lengths, tgt_in, tgt_out, tgt_lengths = module.make_pairs(np.random.default_rng(0),
+                                                                       50)
+    for b in range(50):                      # target: the digits reversed, END; input: shifted
+        n = src_lengths[b]
+        assert np.array_equal(tgt_out[:n + 1, b], np.r_[src[:n, b][::-1], module.END])
+        assert tgt_in[0, b] == module.START and np.array_equal(tgt_in[1:, b], tgt_out[:-1, b])
+        assert tgt_lengths[b] == n + 1 and module.MIN_LENGTH <= n <= module.MAX_LENGTH
+    pairs = (src, src_lengths, tgt_in, tgt_out, tgt_lengths)
+
+    class Decoder:                            # the scorer: exact up to END, blind after it
+        def __init__(self, ids):
+            self.ids = ids
+
+        def generate(self, *args, **options):
+            return self.ids
+
+    after_end = np.where(np.arange(len(tgt_out))[:, None] < tgt_lengths, tgt_out, 7)
+    assert module.exact_accuracy(Decoder(after_end), pairs)[0] == 1
+    one_wrong = tgt_out.copy()
+    one_wrong[0, 3] = (one_wrong[0, 3] + 1) % 10
+    assert module.exact_accuracy(Decoder(one_wrong), pairs)[0] == 49 / 50
+    check_plot(tmp_path / "q.png")
 
 
 def test_char_model_example(tmp_path, capsys):
@@ -140,7 +182,7 @@ def test_sunspots_reproduces_the_readme_figures(capsys):
     within the spread the README states for it (or 0.005, whichever is larger)."""
     from threadpoolctl import threadpool_limits
     with threadpool_limits(1):             # a threaded BLAS can crawl on a loaded machine
-        results = load_example("sunspots").main(plot="")
+        results = load_example("sunspots").main(plot="", trainings=False)
     capsys.readouterr()
     text = readme_text()
     names = {"MLP": "MLP", "RNN": "Elman RNN", "LSTM": "LSTM"}

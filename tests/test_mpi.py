@@ -73,8 +73,12 @@ class FakeComm:
     def Bcast(self, buf, root=0):
         pass
 
-    def Allgather(self, send, recv):
-        recv[0] = send
+    def Alltoallv(self, send, recv):
+        (data, (counts, starts)), (out, _) = send, recv
+        out.reshape(-1)[:counts[0]] = data[starts[0]:starts[0] + counts[0]]
+
+    def Allgatherv(self, send, recv):
+        recv[0][:send.size] = send
 
     def allgather(self, value):
         return [value]
@@ -132,3 +136,27 @@ def test_trainer_with_a_one_rank_comm_trains_as_without(bptt):
     np.testing.assert_allclose(h1["loss"], h0["loss"], rtol=1e-14)
     for name in p0:
         np.testing.assert_allclose(p1[name], p0[name], rtol=1e-13, atol=1e-15, err_msg=name)
+
+
+EXCHANGE = Path(__file__).with_name("mpi_exchange_worker.py")
+
+
+@pytest.mark.parametrize("ranks", [2, 4, 8])
+def test_exchange_moves_o_parameters_per_rank_and_keeps_the_bits(ranks):
+    """The reduce-scatter + allgather exchange: every rank gets the same bits, the bits the
+    Allgather of whole buffers gave, and sends/receives under 2x the buffer whatever the
+    number of ranks (the Allgather received ranks-1 buffers)."""
+    lines = [line for line in mpirun(ranks, EXCHANGE).splitlines() if line.startswith("RESULT ")]
+    assert len(lines) == 1, "rank 0 prints one RESULT line"
+    r = json.loads(lines[0][len("RESULT "):])
+    assert r["size"] == ranks
+    assert r["ranks_identical"] and r["same_bits_as_allgather"]
+    assert r["count"] == r["want_count"]
+    n = r["buffer_bytes"]
+    # each rank: (P-1)/P of the buffer out in the Alltoallv and again in the Allgatherv (the
+    # slices differ by at most one element), and as much in
+    expected = 2 * (ranks - 1) / ranks * n
+    for traffic in (r["sent"], r["received"]):
+        assert len(traffic) == ranks
+        assert all(abs(t - expected) <= 16 * ranks for t in traffic), (traffic, expected)
+        assert all(t < 2 * n for t in traffic)

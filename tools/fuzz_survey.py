@@ -35,7 +35,8 @@ def main():
         tally = os.path.join(tmp, "tally")
         env = dict(os.environ, RNNX_FUZZ_TALLY=tally, HYPOTHESIS_PROFILE=args.profile)
         tests = rest or [os.path.join(ROOT, "tests", "test_fuzz_core.py"),
-                         os.path.join(ROOT, "tests", "test_fuzz_api.py")]
+                         os.path.join(ROOT, "tests", "test_fuzz_api.py"),
+                         os.path.join(ROOT, "tests", "test_fuzz_edges.py")]
         subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--runxfail",
                         *tests], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
         summarize(open(tally).read().splitlines() if os.path.exists(tally) else [])

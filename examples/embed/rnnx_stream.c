@@ -1,8 +1,9 @@
 /*
  * rnnx_stream: stream samples through an rnnx model, one line per time step.
  *
- *   rnnx_stream [--hex] [--time] MODEL.rnnx     the model from a file
- *   rnnx_stream_static [--hex] [--time]         the model compiled in (rnnx.export_c)
+ *   rnnx_stream [--hex] [--time] [--info] MODEL.rnnx   the model from a file
+ *   rnnx_stream_static [--hex] [--time] [--info]       the model compiled in (rnnx.export_c)
+ *   rnnx_stream --help                                 the usage
  *
  * Reads one sample per line of stdin: input_size whitespace-separated numbers
  * (batch 1).  Writes the model's output for that step as one line: %.9g per
@@ -128,6 +129,21 @@ static int stream_lines(const rnnx_model* m, size_t stream_bytes, int hex, int t
     return rc;
 }
 
+#ifdef RNNX_STATIC_MODEL
+#define RNNX_STREAM_ARGS "[--hex] [--time] [--info]  (the model is compiled in)"
+#else
+#define RNNX_STREAM_ARGS "[--hex] [--time] [--info] MODEL.rnnx"
+#endif
+
+static const char help_text[] =
+    "Streams samples through an rnnx model: one line of stdin per time step, input_size\n"
+    "whitespace-separated numbers (batch 1), and one line of output per step.\n"
+    "\n"
+    "  --hex    print outputs as %a (exact hexadecimal) rather than %.9g (float32) / %.17g\n"
+    "  --time   print the mean time of one step (without the I/O) to stderr\n"
+    "  --info   print the model's sizes and the memory it and a stream take, and exit\n"
+    "  --help   print this help and exit\n";
+
 int main(int argc, char** argv)
 {
     int hex = 0, timing = 0, info = 0, argi = 1;
@@ -138,14 +154,20 @@ int main(int argc, char** argv)
             timing = 1;
         else if (strcmp(argv[argi], "--info") == 0)
             info = 1;
-        else
-            break;
+        else if (strcmp(argv[argi], "--help") == 0 || strcmp(argv[argi], "-h") == 0) {
+            printf("usage: %s " RNNX_STREAM_ARGS "\n\n%s", argv[0], help_text);
+            return 0;
+        } else {
+            fprintf(stderr, "%s: unknown option %s\nusage: %s " RNNX_STREAM_ARGS "\n", argv[0],
+                    argv[argi], argv[0]);
+            return 2;
+        }
     }
     const rnnx_model* m;
     void* model_mem = NULL;
 #ifdef RNNX_STATIC_MODEL
     if (argi != argc) {
-        fprintf(stderr, "usage: %s [--hex] [--time] [--info]  (the model is compiled in)\n", argv[0]);
+        fprintf(stderr, "usage: %s " RNNX_STREAM_ARGS "\n", argv[0]);
         return 2;
     }
     m = &RNNX_STATIC_MODEL;
@@ -154,7 +176,7 @@ int main(int argc, char** argv)
         return fail("the compiled-in model", status);
 #else
     if (argi != argc - 1) {
-        fprintf(stderr, "usage: %s [--hex] [--time] [--info] MODEL.rnnx\n", argv[0]);
+        fprintf(stderr, "usage: %s " RNNX_STREAM_ARGS "\n", argv[0]);
         return 2;
     }
     static rnnx_model file_model;

@@ -53,7 +53,7 @@ static int parse_and_run(const unsigned char* buf, size_t len)
             void* x = calloc((size_t)T * B * m.input_size, elem);
             void* y = malloc((size_t)T * B * m.output_size * elem);
             void* work = malloc(wb ? wb : 1);
-            CHECK_STATUS(rnnx_model_run(&m, NULL, x, T, B, NULL, y, work, wb), RNNX_OK);
+            CHECK_STATUS(rnnx_model_run(&m, NULL, x, T, B, NULL, NULL, NULL, y, work, wb), RNNX_OK);
             const size_t sb = rnnx_stream_size(&m, B);
             if (sb) {
                 void* smem = malloc(sb);
@@ -181,20 +181,20 @@ static void test_arguments(const char* dir)
     int64_t lengths[2] = {4, 5};
     CHECK(rnnx_model_run_work_size(&m, 0, B) == 0 && rnnx_model_run_work_size(NULL, T, B) == 0,
           "a work size for a bad call");
-    CHECK_STATUS(rnnx_model_run(&m, NULL, x, T, B, lengths, y, work, wb), RNNX_EINVAL);
+    CHECK_STATUS(rnnx_model_run(&m, NULL, x, T, B, lengths, NULL, NULL, y, work, wb), RNNX_EINVAL);
     lengths[1] = -1;
-    CHECK_STATUS(rnnx_model_run(&m, NULL, x, T, B, lengths, y, work, wb), RNNX_EINVAL);
+    CHECK_STATUS(rnnx_model_run(&m, NULL, x, T, B, lengths, NULL, NULL, y, work, wb), RNNX_EINVAL);
     lengths[1] = 0;   /* a row of length 0 runs no step */
-    CHECK_STATUS(rnnx_model_run(&m, NULL, x, T, B, lengths, y, work, wb), RNNX_OK);
+    CHECK_STATUS(rnnx_model_run(&m, NULL, x, T, B, lengths, NULL, NULL, y, work, wb), RNNX_OK);
     lengths[1] = 2;
-    CHECK_STATUS(rnnx_model_run(&m, NULL, x, T, B, lengths, y, work, wb), RNNX_OK);
-    CHECK_STATUS(rnnx_model_run(&m, NULL, x, 0, B, NULL, y, work, wb), RNNX_EINVAL);
-    CHECK_STATUS(rnnx_model_run(&m, NULL, x, T, -1, NULL, y, work, wb), RNNX_EINVAL);
-    CHECK_STATUS(rnnx_model_run(&m, NULL, NULL, T, B, NULL, y, work, wb), RNNX_ENULL);
-    CHECK_STATUS(rnnx_model_run(&m, NULL, x, T, B, NULL, NULL, work, wb), RNNX_ENULL);
-    CHECK_STATUS(rnnx_model_run(NULL, NULL, x, T, B, NULL, y, work, wb), RNNX_ENULL);
-    CHECK_STATUS(rnnx_model_run(&m, NULL, x, T, B, NULL, y, work, wb - 1), RNNX_ENOMEM);
-    CHECK_STATUS(rnnx_model_run(&m, NULL, x, T, B, NULL, y, (char*)work + 4, wb), RNNX_EALIGN);
+    CHECK_STATUS(rnnx_model_run(&m, NULL, x, T, B, lengths, NULL, NULL, y, work, wb), RNNX_OK);
+    CHECK_STATUS(rnnx_model_run(&m, NULL, x, 0, B, NULL, NULL, NULL, y, work, wb), RNNX_EINVAL);
+    CHECK_STATUS(rnnx_model_run(&m, NULL, x, T, -1, NULL, NULL, NULL, y, work, wb), RNNX_EINVAL);
+    CHECK_STATUS(rnnx_model_run(&m, NULL, NULL, T, B, NULL, NULL, NULL, y, work, wb), RNNX_ENULL);
+    CHECK_STATUS(rnnx_model_run(&m, NULL, x, T, B, NULL, NULL, NULL, NULL, work, wb), RNNX_ENULL);
+    CHECK_STATUS(rnnx_model_run(NULL, NULL, x, T, B, NULL, NULL, NULL, y, work, wb), RNNX_ENULL);
+    CHECK_STATUS(rnnx_model_run(&m, NULL, x, T, B, NULL, NULL, NULL, y, work, wb - 1), RNNX_ENOMEM);
+    CHECK_STATUS(rnnx_model_run(&m, NULL, x, T, B, NULL, NULL, NULL, y, (char*)work + 4, wb), RNNX_EALIGN);
 
     /* a hand-made model with inconsistent sizes */
     rnnx_layer broken = m.layers[1];
@@ -205,7 +205,7 @@ static void test_arguments(const char* dir)
     rnnx_model bad = m;
     bad.layers = pair;
     CHECK_STATUS(rnnx_model_check(&bad), RNNX_EINVAL);
-    CHECK_STATUS(rnnx_model_run(&bad, NULL, x, T, B, NULL, y, work, wb), RNNX_EINVAL);
+    CHECK_STATUS(rnnx_model_run(&bad, NULL, x, T, B, NULL, NULL, NULL, y, work, wb), RNNX_EINVAL);
     pair[1] = m.layers[1];
     pair[1].tensors = NULL;
     CHECK_STATUS(rnnx_model_check(&bad), RNNX_ENULL);
@@ -269,7 +269,7 @@ static void test_core_projection(void)
     a.dtype = RNNX_FLOAT64;
     a.T = T;
     a.B = B;
-    a.I = I;
+    a.input_size = I;
     a.H = H;
     a.x = x;
     a.h0 = h0;
@@ -291,7 +291,7 @@ static void test_core_projection(void)
     g.dtype = RNNX_FLOAT64;
     g.T = T;
     g.B = B;
-    g.I = I;
+    g.input_size = I;
     g.H = H;
     g.x = x;
     g.w_ih = w_ih;

@@ -34,7 +34,7 @@ static void* work_job(void* arg)
             j->status = rnnx_stream_step(&s, j->x + (size_t)t * B * m->input_size,
                                          j->out + (size_t)t * B * m->output_size);
         if (j->status == RNNX_OK)
-            j->status = rnnx_model_run(m, NULL, j->x, STEPS, B, NULL, j->run_out, wmem, wb);
+            j->status = rnnx_model_run(m, NULL, j->x, STEPS, B, NULL, NULL, NULL, j->run_out, wmem, wb);
     }
     free(smem);
     free(wmem);

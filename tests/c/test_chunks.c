@@ -1,0 +1,181 @@
+/*
+ * test_chunks.c: rnnx_model_run with an initial and a final state.  A long
+ * sequence run in chunks of uneven lengths, each chunk starting from the state
+ * the previous one ended in, equals one call over the whole sequence bit for
+ * bit (outputs and final state); state0 of zeros equals state0 NULL; state_n
+ * may be state0; a row of length 0 keeps its state; a bidirectional model
+ * takes a state too (its reverse half ends at t = 0, so it does not chunk).
+ *
+ *   test_chunks DATA_DIR NAME...    exits 1 on any failure
+ */
+#include "testutil.h"
+
+enum { T_LONG = 61, B_ROWS = 3 };
+
+/* uneven chunk lengths, adding up to T_LONG: a chunk of one step included */
+static const int chunk_lengths[] = {1, 7, 16, 2, 35};
+
+static int load(const char* dir, const char* name, rnnx_model* m, void** mem)
+{
+    char path[1024];
+    size_t bytes = 0;
+    snprintf(path, sizeof path, "%s/%s.rnnx", dir, name);
+    int status = rnnx_model_file_size(path, &bytes);
+    *mem = malloc(bytes ? bytes : 1);
+    if (status == RNNX_OK)
+        status = rnnx_model_from_file(m, path, *mem, bytes);
+    CHECK_STATUS(status, RNNX_OK);
+    return status == RNNX_OK;
+}
+
+static int bidirectional(const rnnx_model* m)
+{
+    for (int i = 0; i < m->num_layers; i++)
+        if (m->layers[i].num_directions == 2)
+            return 1;
+    return 0;
+}
+
+/* x (T_LONG,B,I) of the model's dtype: a fixed pseudo-random signal in [-2, 2) */
+static void* make_signal(const rnnx_model* m, size_t n)
+{
+    double* v = malloc(n * sizeof(double));
+    uint32_t state = 12345u;
+    for (size_t k = 0; k < n; k++) {
+        state = state * 1664525u + 1013904223u;
+        v[k] = (double)(state >> 8) / (double)(1u << 24) * 4.0 - 2.0;
+    }
+    void* x = as_dtype(v, n, m->dtype);
+    free(v);
+    return x;
+}
+
+static void check_case(const char* dir, const char* name)
+{
+    rnnx_model m;
+    void* mem;
+    if (!load(dir, name, &m, &mem)) {
+        free(mem);
+        return;
+    }
+    const int B = B_ROWS, I = m.input_size, out = m.output_size;
+    const size_t elem = m.dtype == RNNX_FLOAT64 ? 8 : 4;
+    const size_t sbytes = rnnx_model_state_size(&m, B);
+    CHECK(sbytes > 0 && sbytes % elem == 0, "%s: state size %zu", name, sbytes);
+    const size_t rows_out = m.many_to_one ? 1 : (size_t)T_LONG;  /* y of one call: rows_out*B*out */
+    const size_t wb = rnnx_model_run_work_size(&m, T_LONG, B);
+    void* work = malloc(wb);
+    void* x = make_signal(&m, (size_t)T_LONG * B * I);
+    void* y_one = malloc(rows_out * B * out * elem);
+    void* y_chunks = malloc((size_t)T_LONG * B * out * elem);
+    void* state_one = malloc(sbytes);
+    void* state = malloc(sbytes);
+    void* zeros = calloc(1, sbytes);
+    void* y_zero = malloc(rows_out * B * out * elem);
+
+    /* one call from zeros, with state0 NULL and with state0 of zeros */
+    CHECK_STATUS(rnnx_model_run(&m, NULL, x, T_LONG, B, NULL, NULL, state_one, y_one, work, wb),
+                 RNNX_OK);
+    CHECK_STATUS(rnnx_model_run(&m, NULL, x, T_LONG, B, NULL, zeros, state, y_zero, work, wb),
+                 RNNX_OK);
+    CHECK(memcmp(y_one, y_zero, rows_out * B * out * elem) == 0 &&
+              memcmp(state_one, state, sbytes) == 0,
+          "%s: state0 of zeros differs from state0 NULL", name);
+    int nonzero = 0;
+    for (size_t k = 0; k < sbytes; k++)
+        nonzero |= ((unsigned char*)state_one)[k] != 0;
+    CHECK(nonzero, "%s: the final state is all zeros", name);
+
+    /* in chunks, the state updated in place */
+    if (!bidirectional(&m)) {
+        memset(state, 0, sbytes);
+        int t = 0;
+        for (size_t c = 0; c < sizeof chunk_lengths / sizeof chunk_lengths[0]; c++) {
+            const int n = chunk_lengths[c];
+            const size_t y_at = m.many_to_one ? 0 : (size_t)t * B * out;  /* m2o: the last wins */
+            CHECK_STATUS(rnnx_model_run(&m, NULL, (const char*)x + (size_t)t * B * I * elem, n, B,
+                                        NULL, state, state, (char*)y_chunks + y_at * elem, work,
+                                        wb),
+                         RNNX_OK);
+            t += n;
+        }
+        CHECK(t == T_LONG, "chunks add up to %d", t);
+        CHECK(memcmp(y_chunks, y_one, rows_out * B * out * elem) == 0,
+              "%s: the outputs in chunks differ from one call", name);
+        CHECK(memcmp(state, state_one, sbytes) == 0,
+              "%s: the final state in chunks differs from one call", name);
+    } else {
+        /* the reverse direction reads state0 too: a second run from state_one differs */
+        CHECK_STATUS(rnnx_model_run(&m, NULL, x, T_LONG, B, NULL, state_one, state, y_zero, work,
+                                    wb),
+                     RNNX_OK);
+        CHECK(memcmp(y_zero, y_one, rows_out * B * out * elem) != 0,
+              "%s: the initial state changed nothing", name);
+    }
+
+    /* lengths {T, 0, 5}: row 0 ends as a run of T steps does, row 1 keeps its state, row 2
+     * ends as a run of 5 steps does, each from state_one */
+    int64_t lengths[B_ROWS] = {T_LONG, 0, 5};
+    const int row_steps[B_ROWS] = {T_LONG, 0, 5};
+    CHECK_STATUS(rnnx_model_run(&m, NULL, x, T_LONG, B, lengths, state_one, state, y_zero, work,
+                                wb),
+                 RNNX_OK);
+    for (int b = 0; b < B; b++) {
+        void* want = state_one;
+        if (row_steps[b]) {
+            want = zeros;  /* reused: zeros is not read again */
+            CHECK_STATUS(rnnx_model_run(&m, NULL, x, row_steps[b], B, NULL, state_one, want,
+                                        y_chunks, work, wb),
+                         RNNX_OK);
+        }
+        /* each sub-layer's h (and c) is a (B,H) block: compare row b of every block */
+        size_t at = 0;
+        int same = 1;
+        for (int i = 0; i < m.num_layers; i++) {
+            const rnnx_layer* l = &m.layers[i];
+            if (l->kind == RNNX_DENSE)
+                continue;
+            const size_t blocks = (size_t)(l->kind == RNNX_LSTM ? 2 : 1) * l->num_layers *
+                                  l->num_directions;
+            const size_t row = (size_t)l->hidden_size * elem;
+            for (size_t k = 0; k < blocks; k++, at += B * row)
+                same &= memcmp((char*)state + at + b * row, (char*)want + at + b * row, row) == 0;
+        }
+        CHECK(at == sbytes, "%s: the state blocks add up to %zu, not %zu bytes", name, at, sbytes);
+        CHECK(same, "%s: with lengths, row %d's final state is not that of %d steps", name, b,
+              row_steps[b]);
+    }
+
+    /* misaligned states are refused */
+    CHECK_STATUS(rnnx_model_run(&m, NULL, x, T_LONG, B, NULL, (char*)state + 1, NULL, y_zero, work,
+                                wb),
+                 RNNX_EALIGN);
+    CHECK_STATUS(rnnx_model_run(&m, NULL, x, T_LONG, B, NULL, NULL, (char*)state + 2, y_zero, work,
+                                wb),
+                 RNNX_EALIGN);
+    CHECK(rnnx_model_state_size(&m, 0) == 0 && rnnx_model_state_size(NULL, B) == 0,
+          "%s: state size of B = 0 or no model", name);
+
+    free(work);
+    free(x);
+    free(y_one);
+    free(y_chunks);
+    free(state_one);
+    free(state);
+    free(zeros);
+    free(y_zero);
+    free(mem);
+}
+
+int main(int argc, char** argv)
+{
+    if (argc < 3) {
+        fprintf(stderr, "usage: test_chunks DATA_DIR NAME...\n");
+        return 2;
+    }
+    for (int k = 2; k < argc; k++)
+        check_case(argv[1], argv[k]);
+    if (failures)
+        fprintf(stderr, "%d check(s) failed\n", failures);
+    return failures ? 1 : 0;
+}
