@@ -169,3 +169,16 @@ def test_torch_export_of_a_last_step_head_on_a_bidirectional_layer_imports_as_ou
     assert model.many_to_one == "output"
     with torch.no_grad():
         assert_allclose(model(x.numpy())[0], module(x).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_to_keras_refuses_output_on_a_bidirectional_layer_and_keeps_state():
+    import os
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    peer("keras")
+    layers = [rnnx.GRU(3, 4, bidirectional=True, batch_first=True, seed=0),
+              rnnx.Dense(8, 2, seed=1)]
+    with pytest.raises(ValueError, match="many_to_one='output'.*Keras"):
+        rnnx.to_keras(rnnx.Sequential(*layers, many_to_one="output"))
+    model = rnnx.Sequential(*layers, many_to_one="state")
+    x = np.random.default_rng(0).standard_normal((2, 5, 3)).astype(np.float32)
+    assert_allclose(np.asarray(rnnx.to_keras(model)(x)), model(x)[0], rtol=1e-5, atol=1e-6)

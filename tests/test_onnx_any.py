@@ -162,7 +162,8 @@ def test_every_torch_export_variant_imports_and_matches(tmp_path):
     results = {}
     for cell, exporter, h0, dynamic, config, head in _variants():
         tag = (f"{cell} {exporter} {'h0' if h0 else 'no h0'} "
-               f"{'dynamic' if dynamic else 'fixed'} {config}{' +Linear(last step)' if head else ''}")
+               f"{'dynamic' if dynamic else 'fixed'} {config}"
+               f"{' +Linear(last step)' if head else ''}")
         torch.manual_seed(len(results))
         rnn = getattr(torch.nn, cell)(3, 4, **config)
         D, L = (2 if rnn.bidirectional else 1), rnn.num_layers
