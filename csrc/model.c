@@ -579,11 +579,9 @@ size_t rnnx_model_run_work_size(const rnnx_model* m, int T, int B)
            elem_size(m->dtype);
 }
 
-/* Each row's output at its last valid step: the forward half at
- * lengths[b]-1 (or T-1), the reverse half at t = 0, where the reverse
- * direction ends; zeros for a row of length 0.  y is (T,B,D*H), pooled (B,D*H). */
-/* pooled (B,D*H) := y (T,B,D*H) at each row's last valid step; with
- * RNNX_MANY_TO_ONE_STATE the reverse half at t = 0, where that direction ends. */
+/* Each row's output at its last valid step: pooled (B,D*H) := y (T,B,D*H) at
+ * lengths[b]-1 (or T-1); with RNNX_MANY_TO_ONE_STATE the reverse half at t = 0,
+ * where that direction ends; zeros for a row of length 0. */
 static void last_step(unsigned char* pooled, const unsigned char* y, int T, int B, int H, int D,
                       const int64_t* lengths, int many_to_one, size_t elem)
 {

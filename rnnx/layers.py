@@ -111,9 +111,10 @@ _COMMON_DOC = """
         Dropout on the output of every layer of the stack except the last, in the
         training forward only (inverted: kept values are scaled by 1/(1-dropout)), and
         only in training mode (``layer.training``, PyTorch's flag: ``layer.eval()`` turns
-        it off, ``layer.train()`` back on); ``layer(x)`` (inference) applies none. The mask is kept in the cache, so
-        backward uses the forward's draws. Draws come from ``layer.dropout_rng``, a
-        ``np.random.Generator`` seeded from ``seed`` (replace it to choose the draws).
+        it off, ``layer.train()`` back on); ``layer(x)`` (inference) applies none. The
+        mask is kept in the cache, so backward uses the forward's draws. Draws come from
+        ``layer.dropout_rng``, a ``np.random.Generator`` seeded from ``seed`` (replace it
+        to choose the draws).
     bidirectional : bool, default False
         D = 2: a reverse direction too, its output after the forward one in y.
     go_backwards : bool, default False
