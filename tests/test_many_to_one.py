@@ -182,3 +182,14 @@ def test_to_keras_refuses_output_on_a_bidirectional_layer_and_keeps_state():
     model = rnnx.Sequential(*layers, many_to_one="state")
     x = np.random.default_rng(0).standard_normal((2, 5, 3)).astype(np.float32)
     assert_allclose(np.asarray(rnnx.to_keras(model)(x)), model(x)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_export_c_writes_the_convention(tmp_path):
+    """rnnx_model.many_to_one: RNNX_MANY_TO_ONE_STATE = 1, RNNX_MANY_TO_ONE_OUTPUT = 2 (the
+    C library runs both: tests/c/data/lstm_bi_output_m2o_f64 in tests/test_embed.py)."""
+    for convention, code in ((False, 0), ("state", 1), ("output", 2)):
+        model = rnnx.Sequential(rnnx.GRU(2, 3, bidirectional=True, seed=0),
+                                rnnx.Dense(6, 1, seed=1), many_to_one=convention)
+        rnnx.export_c(model, tmp_path / "m.c", name="m")
+        last = (tmp_path / "m.c").read_text().strip().splitlines()[-1]
+        assert last.startswith(f"const rnnx_model m = {{0, {code}, 2, 2, 1, "), last

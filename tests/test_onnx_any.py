@@ -361,3 +361,51 @@ def test_state_true_single_layer_names_and_lengths_last():
     dims = [d.dim_value or d.dim_param for d in proto.graph.input[1].type.tensor_type.shape.dim]
     assert dims == [4, "B", 3]
     assert [o.name for o in proto.graph.output] == ["y", "h_n"]
+
+
+def _zero_state_glue(kind, H=4):
+    """Nodes making a zero initial_h (1, B, H) the way exporters do, B read from x's shape."""
+    make, const = onnx.helper.make_node, onnx.helper.make_tensor
+    i64 = onnx.TensorProto.INT64
+    nodes = [make("Shape", ["x"], ["x_shape"]),
+             make("Gather", ["x_shape", "one"], ["batch"], axis=0),
+             make("Unsqueeze", ["batch", "zero_axis"], ["batch_1"])]
+    consts = [onnx.numpy_helper.from_array(np.array(1, np.int64), "one"),
+              onnx.numpy_helper.from_array(np.array([0], np.int64), "zero_axis"),
+              onnx.numpy_helper.from_array(np.array([2], np.int64), "two"),
+              onnx.numpy_helper.from_array(np.array([H], np.int64), "hidden"),
+              onnx.numpy_helper.from_array(np.array([1], np.int64), "one_1"),
+              onnx.numpy_helper.from_array(np.zeros((), np.float32), "zero")]
+    if kind == "ConstantOfShape+Slice":      # torch legacy with dynamic_axes: (2, B, H)[0:1]
+        nodes += [make("Concat", ["two", "batch_1", "hidden"], ["shape"], axis=0),
+                  make("ConstantOfShape", ["shape"], ["zeros"],
+                       value=const("v", onnx.TensorProto.FLOAT, [1], [0.0])),
+                  make("Slice", ["zeros", "zero_axis", "one_1", "zero_axis"], ["h0"])]
+    elif kind == "Expand+Unsqueeze":         # zeros (B, H), then a direction axis
+        nodes += [make("Concat", ["batch_1", "hidden"], ["shape"], axis=0),
+                  make("Expand", ["zero", "shape"], ["zeros"]),
+                  make("Unsqueeze", ["zeros", "zero_axis"], ["h0"])]
+    else:                                    # dynamo: Mul of sizes, Expand, Reshape
+        nodes += [make("Mul", ["batch_1", "hidden"], ["size"]),
+                  make("Expand", ["zero", "size"], ["flat"]),
+                  make("Concat", ["one_1", "batch_1", "hidden"], ["shape"], axis=0),
+                  make("Reshape", ["flat", "shape"], ["h0"])]
+    return nodes, consts
+
+
+@pytest.mark.parametrize("kind", ["ConstantOfShape+Slice", "Expand+Unsqueeze", "Mul+Reshape"])
+def test_zero_state_glue_imports_as_zeros(kind):
+    proto = _node_graph("GRU", "forward", 0, lengths=False, initial=False)
+    nodes, consts = _zero_state_glue(kind)
+    graph = proto.graph
+    recurrent = graph.node.pop()
+    recurrent.input.extend(["", "h0"])
+    graph.node.extend(nodes + [recurrent])
+    graph.initializer.extend(consts)
+    layer = rnnx.from_onnx(proto)
+    x = np.random.default_rng(3).standard_normal((5, 3, 2)).astype(np.float32)
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    y, h = session.run(None, {"x": x})
+    got = layer(x)
+    assert_allclose(got[0].reshape(5, 3, 1, 4).transpose(0, 2, 1, 3), y, rtol=1e-5, atol=1e-6)
+    assert_allclose(got[1], h, rtol=1e-5, atol=1e-6)
