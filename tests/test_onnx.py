@@ -308,9 +308,10 @@ def test_torch_heads_on_the_final_state_import_as_many_to_one(dtype, tmp_path):
         assert_allclose(model(x.numpy())[0], want, rtol=tol, atol=tol)
 
 
-def test_torch_dynamo_exporter_graphs_import_and_its_unrolled_rnn_is_refused(tmp_path):
+def test_torch_dynamo_exporter_graphs_import_its_unrolled_rnn_too(tmp_path):
     # torch 2.13's default exporter (dynamo=True, needs onnxscript) keeps LSTM and GRU nodes
-    # with their own glue, and unrolls nn.RNN into MatMul/Tanh steps, which rnnx refuses.
+    # with their own glue, and unrolls nn.RNN into MatMul/Tanh steps, read back as an RNN
+    # (tests/test_onnx_any.py has every variant)
     peer("onnxscript")
     torch.manual_seed(3)
     modules = [torch.nn.LSTM(3, 4, num_layers=2, bidirectional=True),
@@ -321,11 +322,8 @@ def test_torch_dynamo_exporter_graphs_import_and_its_unrolled_rnn_is_refused(tmp
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(module, (x,), str(path), dynamo=True)
-        if isinstance(module, torch.nn.RNN):
-            with pytest.raises(ValueError, match="unrolls nn.RNN"):
-                rnnx.from_onnx(path)
-            continue
         model = rnnx.from_onnx(path)
+        assert type(model).__name__ == type(module).__name__
         assert (model.num_layers, model.bidirectional, model.batch_first) == \
             (module.num_layers, module.bidirectional, module.batch_first)
         with torch.no_grad():

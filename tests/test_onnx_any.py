@@ -4,7 +4,8 @@ and without h0, fixed and dynamic shapes), layout=1, sequence_lens and initial s
 inputs against onnxruntime, and to_onnx(state=True) streamed in onnxruntime step by step.
 
 The counts the issue asks for are asserted exactly (and printed with -s): a change that
-imports more, or fewer, shows here."""
+imports more, or fewer, shows here.  The dynamo exporter unrolls nn.RNN into MatMul/Tanh
+steps; those are read back too (rnnx/interop/_onnx_unrolled.py)."""
 import contextlib
 import io
 import itertools
@@ -204,13 +205,62 @@ def test_every_torch_export_variant_imports_and_matches(tmp_path):
         if result != "matched":
             print(f"  {tag}: {result}")
     assert len(results) == 54
-    assert counts["imported"] == 0         # nothing imports wrong
-    # what is refused is the dynamo exporter's nn.RNN, which it unrolls into MatMul/Tanh
-    # steps (no RNN node), and names it
-    refused = [tag for tag, r in results.items() if r.startswith("refused")]
-    assert refused == [tag for tag in results if tag.startswith("RNN dynamo")]
-    assert all("unrolls nn.RNN" in results[tag] for tag in refused)
-    assert counts["matched"] == 54 - 9
+    assert counts == {"matched": 54, "imported": 0, "refused": 0}
+
+
+class _Head(torch.nn.Module):
+    """A Linear (and an activation) on the last step or on the final state."""
+
+    def __init__(self, rnn, activation=None, on_state=False):
+        super().__init__()
+        D = 2 if rnn.bidirectional else 1
+        self.rnn, self.fc = rnn, torch.nn.Linear(D * rnn.hidden_size, 2)
+        self.activation, self.on_state = activation, on_state
+
+    def forward(self, x):
+        out, h_n = self.rnn(x)
+        if self.on_state:
+            z = torch.cat([h_n[-2], h_n[-1]], -1) if self.rnn.bidirectional else h_n[-1]
+        else:
+            z = out[:, -1] if self.rnn.batch_first else out[-1]
+        z = self.fc(z)
+        return z if self.activation is None else self.activation(z)
+
+
+@pytest.mark.parametrize("config, head", [
+    (dict(num_layers=3, bidirectional=True, nonlinearity="relu", bias=False), None),
+    (dict(num_layers=2, batch_first=True), "last step, tanh"),
+    (dict(bidirectional=True), "state"),
+    (dict(nonlinearity="relu"), "state, sigmoid"),
+])
+def test_the_dynamo_exporters_unrolled_rnn_imports_with_its_head(config, head, tmp_path):
+    """dynamo unrolls nn.RNN into MatMul/Add/Tanh (Relu) steps: the weights are read back from
+    the steps, the Linear head after them too, and checked against the graph."""
+    peer("onnxscript")
+    torch.manual_seed(5)
+    rnn = torch.nn.RNN(3, 4, **config)
+    module = rnn
+    if head is not None:
+        activation = {"tanh": torch.nn.Tanh(), "sigmoid": torch.nn.Sigmoid()}.get(
+            head.split(", ")[-1])
+        module = _Head(rnn, activation, on_state=head.startswith("state"))
+    x = torch.randn(2, 5, 3) if rnn.batch_first else torch.randn(5, 2, 3)
+    _export(module, (x,), ["x"], "dynamo", False, rnn.batch_first, tmp_path / "u.onnx")
+    model = rnnx.from_onnx(tmp_path / "u.onnx")
+    with torch.no_grad():
+        want = module(x)
+    if head is None:
+        assert (model.num_layers, model.bidirectional, model.nonlinearity, model.bias) == \
+            (rnn.num_layers, rnn.bidirectional, rnn.nonlinearity, rnn.bias)
+        params = {k: v.numpy() for k, v in rnn.state_dict().items()}
+        for name, value in model.state_dict().items():
+            assert np.array_equal(value, params[name]), name
+        y, h = model(x.numpy())
+        assert_allclose(y, want[0].numpy(), rtol=1e-5, atol=1e-6)
+        assert_allclose(h, want[1].numpy(), rtol=1e-5, atol=1e-6)
+    else:
+        assert model.many_to_one == ("state" if rnn.bidirectional else "output")
+        assert_allclose(model(x.numpy())[0], want.numpy(), rtol=1e-5, atol=1e-6)
 
 
 # ----------------------------------------------- hand-made graphs against onnxruntime

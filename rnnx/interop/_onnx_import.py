@@ -46,6 +46,10 @@ def _integer_types(onnx):
     return {tp.INT8, tp.INT16, tp.INT32, tp.INT64, tp.UINT8, tp.UINT16, tp.UINT32, tp.UINT64}
 
 
+class _NoCells(ValueError):
+    """The graph has no recurrent node (it may be an unrolled nn.RNN)."""
+
+
 def _check_operators(graph, nodes):
     """ValueError naming a node whose operator rnnx has no counterpart for.  Arithmetic on
     sizes or on integer inputs (lengths - 1) is index work, checked by the verification."""
@@ -156,9 +160,8 @@ def _structure(graph):
     _check_operators(graph, nodes)
     cells = [n for n in nodes if n.op_type in CELLS]
     if not cells:
-        raise ValueError("the graph has no RNN, LSTM or GRU node on the way to its outputs "
-                         f"{graph.outputs} (torch.onnx.export's dynamo exporter unrolls nn.RNN "
-                         "into MatMul/Tanh steps: export an nn.RNN with dynamo=False)")
+        raise _NoCells(f"the graph has no RNN, LSTM or GRU node on the way to its outputs "
+                       f"{graph.outputs}")
     data_inputs = [i.name for i in graph.inputs]
     items, lengths_name = _items(graph, nodes, cells, data_inputs)
     x_name, batch_first = _input(graph, cells[0], data_inputs)
@@ -275,7 +278,10 @@ def from_onnx(path_or_model, verify=True):
         if elem in (onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16):
             raise TypeError(f"graph input {info.name!r} is float16/bfloat16; rnnx imports float32 "
                             "and float64 only")
-    items, candidates, x_name, lengths_name, states, batch_first = _structure(graph)
+    try:
+        items, candidates, x_name, lengths_name, states, batch_first = _structure(graph)
+    except _NoCells as error:
+        return _from_unrolled(onnx, proto, graph, error, verify)
     dtype = next(specs[0]["signature"][-1] for kind, specs in items if kind == "cell")
     failures = []
     for many_to_one in candidates:
@@ -292,3 +298,25 @@ def from_onnx(path_or_model, verify=True):
     raise ValueError(f"the graph computes something the imported rnnx model does not "
                      f"({failures[0]} on a probe): its glue between the recurrent nodes is not "
                      "the stacking, layout and heads rnnx expresses")
+
+
+def _from_unrolled(onnx, proto, graph, error, verify):
+    """The rnnx.RNN of a graph that torch.onnx.export's dynamo exporter unrolled from an
+    nn.RNN (rnnx/interop/_onnx_unrolled.py), verified like any import, or a ValueError."""
+    from ._onnx_unrolled import unrolled_rnn
+    try:
+        layers, x_name, states, heads = unrolled_rnn(graph, [i.name for i in graph.inputs])
+    except ValueError as why:
+        raise ValueError(f"{error}, and it is not an nn.RNN unrolled into MatMul/Add/Tanh "
+                         f"steps by torch.onnx.export's dynamo exporter ({why})") from None
+    models = layers
+    if heads:     # a head on the last step, or on the final state: the same for a forward RNN
+        models = [build([layer] + [dense_layer(spec, layer.dtype) for spec in heads],
+                        many_to_one) for many_to_one in ("output", "state", False)
+                  for layer in layers]
+    for model in models if verify else models[:1]:
+        if not verify or verify_import(onnx, proto, graph, model, x_name, None, states,
+                                       model.batch_first, model.dtype) is None:
+            return model
+    raise ValueError(f"{error}; read as an nn.RNN unrolled by torch.onnx.export's dynamo "
+                     "exporter it does not compute what the graph does (on a probe)")
