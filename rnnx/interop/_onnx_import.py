@@ -20,6 +20,9 @@ layout=1: batch-first), lengths (every node's sequence_lens) and the state: a gr
 behind a node's initial_h / initial_c becomes that layer's state h / c (one input holding
 the whole (L*D, B, H) of a stack, as torch's h0, or one (D, B, H) per node, concatenated).
 
+A graph without recurrent nodes may be an nn.RNN that torch.onnx.export's dynamo exporter
+unrolled into MatMul/Add/Tanh steps: rnnx/interop/_onnx_unrolled.py reads it back.
+
 The first output's last recurrent node decides many_to_one: an output computed from that
 node's Y_h rather than its Y is "state" (or no many_to_one at all: the layer returns its
 final state anyway); one taken from its Y at the last step (Gather -1, Slice -1, GatherND of
@@ -219,8 +222,9 @@ def from_onnx(path_or_model, verify=True):
     path_or_model : str, path-like or onnx.ModelProto
         A graph of RNN/LSTM/GRU nodes, as any exporter writes it (``rnnx.to_onnx``,
         ``torch.onnx.export`` of ``nn.RNN/LSTM/GRU`` stacks and ``nn.Linear`` heads, onnx's
-        own node tests): x time-major, batch-first through one ``Transpose(perm=[1, 0,
-        2])`` or ``layout=1``; an optional int ``sequence_lens`` graph input fed to every
+        own node tests), or an ``nn.RNN`` the dynamo exporter unrolled into steps: x
+        time-major, batch-first through one ``Transpose(perm=[1, 0, 2])`` or
+        ``layout=1``; an optional int ``sequence_lens`` graph input fed to every
         node (rnnx's ``lengths``); initial states zero (built by any glue: Expand,
         ConstantOfShape, Slice, ...), absent, or graph inputs (rnnx's ``state``); any of Y,
         Y_h, Y_c as outputs.

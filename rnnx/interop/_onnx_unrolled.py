@@ -70,7 +70,8 @@ def _chains(graph):
 
 
 def _chain_weights(graph, chain):
-    """(w_ih, w_hh, b_ih, b_hh, nonlinearity, h_prev names) of one chain, PyTorch's shapes."""
+    """(w_ih, w_hh, b_ih, b_hh, nonlinearity, [h_{t-1} names], the projection's input) of one
+    chain, weights in PyTorch's shapes (b_ih, b_hh None where the graph adds none)."""
     proj = chain["proj"]
     b_ih = None
     if proj.op_type == "Add":
