@@ -385,6 +385,9 @@ def test_state_true_file_streams_in_onnxruntime_like_rnnx(batch_first, tmp_path)
         x_t = x[t:t + 1].swapaxes(0, 1) if batch_first else x[t:t + 1]
         y_t, *stream = session.run(None, {"x": x_t, **dict(zip(names, stream))})
         steps.append(y_t.swapaxes(0, 1) if batch_first else y_t)
+    rnnx_stream = model.stream(batch_size=B)      # rnnx's own stream, step by step
+    assert_allclose(np.concatenate(steps), np.stack([rnnx_stream.step(x_t) for x_t in x]),
+                    rtol=1e-5, atol=1e-6)
     whole = model(x.swapaxes(0, 1) if batch_first else x)
     y = whole[0].swapaxes(0, 1) if batch_first else whole[0]
     assert_allclose(np.concatenate(steps), y, rtol=1e-5, atol=1e-6)
