@@ -1,6 +1,7 @@
 /*
  * model.c: the model layer (rnnx_model.h): the .rnnx reader, whole-sequence
- * runs and streams of stacked recurrent layers and Dense layers, built only on
+ * runs and streams of an optional Embedding (a table lookup of int32 ids, the
+ * first layer only), stacked recurrent layers and Dense layers, built only on
  * the core's public entry points (rnnx_forward, rnnx_forward_work_size,
  * rnnx_activation).
  *
@@ -34,7 +35,7 @@ const char* rnnx_strerror(int status)
     case RNNX_OK:
         return "ok";
     case RNNX_EINVAL:
-        return "an argument is out of range (a dimension, cell, dtype, length or stride)";
+        return "an argument is out of range (a dimension, cell, dtype, length, stride or id)";
     case RNNX_ENULL:
         return "a required pointer is NULL";
     case RNNX_EPROJ:
@@ -66,7 +67,9 @@ const char* rnnx_strerror(int status)
 /* ----------------------------------------------------------- the format --- */
 
 enum {
-    FORMAT_VERSION = 1,
+    FORMAT_VERSION_MIN = 1,   /* versions read: 1, and 2 (which adds the Embedding kind and
+                                 FLAG_LAST_OUTPUT) */
+    FORMAT_VERSION = 2,
     HEADER_BYTES = 64,
     DESCRIPTOR_BYTES = 32,
     TENSOR_ALIGN = 64,
@@ -75,7 +78,7 @@ enum {
     MAX_SIZE = 1 << 24,       /* any one dimension */
     FLAG_MANY_TO_ONE = 1,
     FLAG_BARE_LAYER = 2,      /* Python only: load returns the layer, not a Sequential */
-    FLAG_LAST_OUTPUT = 4,     /* with FLAG_MANY_TO_ONE: RNNX_MANY_TO_ONE_OUTPUT */
+    FLAG_LAST_OUTPUT = 4,     /* with FLAG_MANY_TO_ONE: RNNX_MANY_TO_ONE_OUTPUT; version 2 */
     KNOWN_FLAGS = 7
 };
 
@@ -117,10 +120,17 @@ static int is_recurrent(int kind)
     return rnnx_gate_count(kind) > 0;
 }
 
+static int takes_ids(const rnnx_model* m)
+{
+    return m->layers[0].kind == RNNX_EMBEDDING;
+}
+
 /* Number of tensors of a layer (see rnnx_layer). */
 static int tensor_count(const rnnx_layer* l)
 {
     const int per = l->bias ? 2 : 1;
+    if (l->kind == RNNX_EMBEDDING)
+        return 1;
     if (l->kind == RNNX_DENSE)
         return per;
     return l->num_layers * l->num_directions * 2 * per;
@@ -130,6 +140,8 @@ static int tensor_count(const rnnx_layer* l)
 static uint64_t tensor_elements(const rnnx_layer* l, int t)
 {
     const uint64_t H = (uint64_t)l->hidden_size;
+    if (l->kind == RNNX_EMBEDDING)
+        return H * (uint64_t)l->input_size;  /* the table (num_embeddings, embedding_dim) */
     if (l->kind == RNNX_DENSE)
         return t == 0 ? H * (uint64_t)l->input_size : H;
     const int per = l->bias ? 4 : 2;
@@ -148,20 +160,26 @@ static uint64_t tensor_elements(const rnnx_layer* l, int t)
 
 static int layer_output_size(const rnnx_layer* l)
 {
-    return l->kind == RNNX_DENSE ? l->hidden_size : l->num_directions * l->hidden_size;
+    return is_recurrent(l->kind) ? l->num_directions * l->hidden_size : l->hidden_size;
 }
 
-/* The fields of one layer, alone and against the width that feeds it. */
-static int check_layer(const rnnx_layer* l, int width_in)
+/* The fields of one layer, alone and against the width that feeds it (the
+ * model's input size for the first; an Embedding may only be the first). */
+static int check_layer(const rnnx_layer* l, int width_in, int first)
 {
-    if (l->kind != RNNX_DENSE && !is_recurrent(l->kind))
+    if (l->kind != RNNX_DENSE && l->kind != RNNX_EMBEDDING && !is_recurrent(l->kind))
+        return RNNX_ECORRUPT;
+    if (l->kind == RNNX_EMBEDDING && (!first || l->num_layers != 1 || l->num_directions != 1 ||
+                                      l->bias != 0 || l->activation != 0))
         return RNNX_ECORRUPT;
     if (l->input_size < 1 || l->input_size > MAX_SIZE || l->hidden_size < 1 ||
         l->hidden_size > MAX_SIZE || l->input_size != width_in)
         return RNNX_ECORRUPT;
     if (l->bias != 0 && l->bias != 1)
         return RNNX_ECORRUPT;
-    if (l->kind == RNNX_DENSE) {
+    if (l->kind == RNNX_EMBEDDING) {
+        /* checked above */
+    } else if (l->kind == RNNX_DENSE) {
         if (l->num_layers != 1 || l->num_directions != 1 || l->activation < RNNX_ACT_IDENTITY ||
             l->activation > RNNX_ACT_RELU)
             return RNNX_ECORRUPT;
@@ -183,7 +201,7 @@ static int check_chain(int dtype, int many_to_one, int n, int input_size, int ou
         return RNNX_ECORRUPT;
     int width = input_size, recurrent = 0;
     for (int i = 0; i < n; i++) {
-        int status = check_layer(&layers[i], width);
+        int status = check_layer(&layers[i], width, i == 0);
         if (status != RNNX_OK)
             return status;
         recurrent += is_recurrent(layers[i].kind);
@@ -252,7 +270,8 @@ static int parse_image(const unsigned char* buf, size_t len, image_info* info,
         return len < sizeof MAGIC && memcmp(buf, MAGIC, len) == 0 ? RNNX_ETRUNCATED : RNNX_EMAGIC;
     if (len < 12)
         return RNNX_ETRUNCATED;
-    if (read_u32(buf + 8) != FORMAT_VERSION)
+    const uint32_t version = read_u32(buf + 8);
+    if (version < FORMAT_VERSION_MIN || version > FORMAT_VERSION)
         return RNNX_EVERSION;
     if (len < HEADER_BYTES)
         return RNNX_ETRUNCATED;
@@ -266,7 +285,7 @@ static int parse_image(const unsigned char* buf, size_t len, image_info* info,
         return RNNX_ECHECKSUM;
     const uint32_t dtype = read_u32(buf + 12), count = read_u32(buf + 16), flags = read_u32(buf + 20);
     if (dtype > 1 || count < 1 || count > MAX_LAYERS || (flags & ~(uint32_t)KNOWN_FLAGS) ||
-        ((flags & FLAG_LAST_OUTPUT) && !(flags & FLAG_MANY_TO_ONE)))
+        ((flags & FLAG_LAST_OUTPUT) && (!(flags & FLAG_MANY_TO_ONE) || version < 2)))
         return RNNX_ECORRUPT;
     for (size_t k = 44; k < HEADER_BYTES; k++)
         if (buf[k])
@@ -292,9 +311,12 @@ static int parse_image(const unsigned char* buf, size_t len, image_info* info,
         rnnx_layer* l = layers ? &layers[i] : &local;
         const unsigned char* d = buf + HEADER_BYTES + (size_t)DESCRIPTOR_BYTES * i;
         read_descriptor(l, d);
-        if (read_u32(d + 28) != 0)
+        /* the last field: an Embedding's padding_idx + 1 (0: none; Python's, C ignores
+         * it), reserved (0) for every other layer; the Embedding is version 2's */
+        const uint32_t last = read_u32(d + 28);
+        if (l->kind == RNNX_EMBEDDING ? version < 2 || last > (uint32_t)l->input_size : last != 0)
             return RNNX_ECORRUPT;
-        int status = check_layer(l, width);
+        int status = check_layer(l, width, i == 0);
         if (status != RNNX_OK)
             return status;
         recurrent += is_recurrent(l->kind);
@@ -408,7 +430,7 @@ static int file_mem_size(const unsigned char* head, size_t got, size_t len, size
         return got < sizeof MAGIC && memcmp(head, MAGIC, got) == 0 ? RNNX_ETRUNCATED : RNNX_EMAGIC;
     if (got < 12)
         return RNNX_ETRUNCATED;
-    if (read_u32(head + 8) != FORMAT_VERSION)
+    if (read_u32(head + 8) < FORMAT_VERSION_MIN || read_u32(head + 8) > FORMAT_VERSION)
         return RNNX_EVERSION;
     if (got < HEADER_BYTES)
         return RNNX_ETRUNCATED;
@@ -533,6 +555,26 @@ static void dense(int dtype, void* out, const void* x, const rnnx_layer* l, int 
         dense_f32(out, x, l->tensors[0], b, N, l->input_size, l->hidden_size, l->activation);
 }
 
+/* ------------------------------------------------------------- Embedding --- */
+
+/* RNNX_EINVAL unless every one of the n ids lies in [0, num). */
+static int check_ids(const int32_t* ids, size_t n, int num)
+{
+    for (size_t k = 0; k < n; k++)
+        if (ids[k] < 0 || ids[k] >= num)
+            return RNNX_EINVAL;
+    return RNNX_OK;
+}
+
+/* out (N,E) := table[ids[n]] row by row; table (V,E), ids checked in [0, V). */
+static void embed(int dtype, void* out, const int32_t* ids, const rnnx_layer* l, size_t N)
+{
+    const size_t row = (size_t)l->hidden_size * elem_size(dtype);
+    const unsigned char* table = (const unsigned char*)l->tensors[0];
+    for (size_t n = 0; n < N; n++)
+        memcpy((unsigned char*)out + n * row, table + (size_t)ids[n] * row, row);
+}
+
 /* ---------------------------------------------------------- whole sequences --- */
 
 /* The widest activation any layer reads or writes, and the recurrent needs. */
@@ -547,7 +589,8 @@ typedef struct model_dims {
 
 static model_dims dims_of(const rnnx_model* m, int T, int B)
 {
-    model_dims d = {(size_t)m->input_size, 0, 0, 0, -1, 0};
+    /* a token model's x is ids: no activation is input_size (the vocabulary) wide */
+    model_dims d = {takes_ids(m) ? 0 : (size_t)m->input_size, 0, 0, 0, -1, 0};
     for (int i = 0; i < m->num_layers; i++) {
         const rnnx_layer* l = &m->layers[i];
         const size_t out = (size_t)layer_output_size(l);
@@ -708,6 +751,8 @@ int rnnx_model_run(const rnnx_model* m, const rnnx_blas* blas, const void* x, in
         return RNNX_EALIGN;
     if (work_bytes < rnnx_model_run_work_size(m, T, B))
         return RNNX_ENOMEM;
+    if (takes_ids(m) && check_ids(x, (size_t)T * B, m->input_size) != RNNX_OK)
+        return RNNX_EINVAL;
     const model_dims d = dims_of(m, T, B);
     const size_t TB = (size_t)T * B, BH = (size_t)B * d.hidden;
     unsigned char* buffers[3];
@@ -733,6 +778,11 @@ int rnnx_model_run(const rnnx_model* m, const rnnx_blas* blas, const void* x, in
         void* out = y;
         if (!last || pool)
             out = buffers[cur == buffers[0] ? 1 : 0];
+        if (l->kind == RNNX_EMBEDDING) {  /* layer 0: cur is x, (T,B) int32 ids */
+            embed(m->dtype, out, cur, l, (size_t)rows);
+            cur = out;
+            continue;
+        }
         if (l->kind == RNNX_DENSE) {
             dense(m->dtype, out, cur, l, rows);
             cur = out;
@@ -882,6 +932,8 @@ int rnnx_stream_step(rnnx_stream* s, const void* x, void* y)
     const int B = s->B;
     if (B < 1 || s->parity < 0 || s->parity > 1 || s->mem_bytes < rnnx_stream_size(m, B))
         return RNNX_EINVAL;
+    if (takes_ids(m) && check_ids(x, (size_t)B, m->input_size) != RNNX_OK)
+        return RNNX_EINVAL;  /* before anything is written: the state stays as it was */
     const size_t elem = elem_size(m->dtype);
     const stream_sizes sz = stream_sizes_of(m, B);
     unsigned char* state = (unsigned char*)s->mem;
@@ -898,9 +950,12 @@ int rnnx_stream_step(rnnx_stream* s, const void* x, void* y)
     for (int i = 0; i < m->num_layers; i++) {
         const rnnx_layer* l = &m->layers[i];
         const int last = i == m->num_layers - 1;
-        if (l->kind == RNNX_DENSE) {
+        if (l->kind == RNNX_DENSE || l->kind == RNNX_EMBEDDING) {
             void* out = last ? y : act[next];
-            dense(m->dtype, out, cur, l, B);
+            if (l->kind == RNNX_EMBEDDING)  /* layer 0: cur is x, (B,) int32 ids */
+                embed(m->dtype, out, cur, l, (size_t)B);
+            else
+                dense(m->dtype, out, cur, l, B);
             cur = out;
             next = 1 - next;
             continue;

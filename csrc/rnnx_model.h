@@ -15,6 +15,12 @@
  *
  * Layouts are those of rnnx.h: time-major, row-major, x (T,B,I), y (T,B,out)
  * or (B,out) for a many-to-one model; elements of the model's dtype.
+ *
+ * Token models: a model whose first layer is an Embedding (RNNX_EMBEDDING, a
+ * table lookup, rnnx.Embedding) takes int32 ids instead of features: x is
+ * (T,B) int32_t for rnnx_model_run and (B,) int32_t for rnnx_stream_step, each
+ * id in [0, input_size) (input_size is then the number of embeddings); an id
+ * out of range gives RNNX_EINVAL before anything is computed or changed.
  */
 #ifndef RNNX_MODEL_H
 #define RNNX_MODEL_H
@@ -42,8 +48,9 @@ enum rnnx_model_status {
                               stream; an .rnnx buffer on a big-endian host) */
 };
 
-/* A Dense layer's kind, beside enum rnnx_cell's recurrent cells. */
-enum { RNNX_DENSE = 16 };
+/* A Dense layer's and an Embedding's kinds, beside enum rnnx_cell's
+ * recurrent cells.  An Embedding may only be the first layer. */
+enum { RNNX_DENSE = 16, RNNX_EMBEDDING = 17 };
 
 /* Dense activations, as rnnx.Dense names them. */
 enum rnnx_activation_kind {
@@ -63,16 +70,19 @@ enum rnnx_many_to_one {
     RNNX_MANY_TO_ONE_OUTPUT = 2   /* y at each row's last valid step, both halves ("output") */
 };
 
-/* One layer of a model: a recurrent stack (rnnx.RNN/LSTM/GRU) or a Dense.
+/* One layer of a model: a recurrent stack (rnnx.RNN/LSTM/GRU), a Dense or an
+ * Embedding (the first layer only).
  *
  * tensors lists the layer's arrays in the order of its Python state_dict:
  *   recurrent: for k in 0..num_layers-1, for d in 0..num_directions-1:
  *              w_ih (G, k ? D*H : input_size), w_hh (G,H), then b_ih (G,), b_hh (G,) if bias
- *   Dense:     weight (hidden_size, input_size), then bias (hidden_size,) if bias */
+ *   Dense:     weight (hidden_size, input_size), then bias (hidden_size,) if bias
+ *   Embedding: weight (input_size, hidden_size): row i is id i's vector;
+ *              num_layers 1, num_directions 1, bias 0, activation 0 */
 typedef struct rnnx_layer {
-    int kind;             /* enum rnnx_cell, or RNNX_DENSE */
-    int input_size;       /* features in */
-    int hidden_size;      /* H; a Dense layer's out_features */
+    int kind;             /* enum rnnx_cell, RNNX_DENSE or RNNX_EMBEDDING */
+    int input_size;       /* features in; an Embedding's num_embeddings */
+    int hidden_size;      /* H; a Dense layer's out_features; an Embedding's embedding_dim */
     int num_layers;       /* L of the stack; 1 for Dense */
     int num_directions;   /* 1, or 2 for bidirectional; 1 for Dense */
     int bias;             /* 1: the layer has biases */
@@ -84,7 +94,7 @@ typedef struct rnnx_model {
     int dtype;            /* RNNX_FLOAT32 or RNNX_FLOAT64 */
     int many_to_one;      /* enum rnnx_many_to_one; not 0: y is (B,out), one row a sequence */
     int num_layers;       /* entries of layers */
-    int input_size;       /* I of x */
+    int input_size;       /* I of x; the number of ids if layers[0] is an Embedding */
     int output_size;      /* features of y */
     const rnnx_layer* layers;
 } rnnx_model;
@@ -137,9 +147,9 @@ size_t rnnx_model_run_work_size(const rnnx_model* m, int T, int B);
  * before c), is this buffer.  0 if m fails rnnx_model_check or B < 1. */
 size_t rnnx_model_state_size(const rnnx_model* m, int B);
 
-/* Runs x (T,B,I).  lengths (B,), 0 <= lengths[b] <= T, or NULL: every row has
- * T steps; a row of length 0 runs no step (y 0, its final state = its initial
- * one).  y is (T,B,out), rows past their length 0 where the last layer is
+/* Runs x (T,B,I) (int32 ids (T,B) for a token model).  lengths (B,),
+ * 0 <= lengths[b] <= T, or NULL: every row has T steps; a row of length 0
+ * runs no step (y 0, its final state = its initial one).  y is (T,B,out), rows past their length 0 where the last layer is
  * recurrent (Dense heads see those zeros), or (B,out) for a many-to-one model.
  *
  * state0 (IN) is the initial state, laid out as rnnx_model_state_size says, or
@@ -187,7 +197,7 @@ int rnnx_stream_init(rnnx_stream* s, const rnnx_model* m, const rnnx_blas* blas,
 /* Sets the state back to zeros. */
 int rnnx_stream_reset(rnnx_stream* s);
 
-/* One step: x (B,I) in, y (B,out) out (the model's output if the sequence
+/* One step: x (B,I) in (int32 ids (B,) for a token model), y (B,out) out (the model's output if the sequence
  * ended at this step, for a many-to-one model).  Never allocates. */
 int rnnx_stream_step(rnnx_stream* s, const void* x, void* y);
 

@@ -4,8 +4,9 @@ truncated BPTT, and then writes C of its own from a seed such as "void ".
     python examples/char_model.py [--quick] [--corpus bundled|csrc|PATH] [--plot char_model.png]
 
 As in the lecture (a model of TensorFlow's C++ source, sampled from the seed "void "), on a
-smaller scale: one LSTM layer of 128 units and a softmax output over the characters of the
-corpus, 32 parallel streams, truncated BPTT in chunks of 32 steps with the state carried
+smaller scale: the characters through an rnnx.Embedding of 32 (a learned vector per
+character, instead of one-hot), one LSTM layer of 128 units and a softmax output over the
+characters of the corpus, 32 parallel streams, truncated BPTT in chunks of 32 steps with the state carried
 across chunks, Adam with gradient clipping, for a fixed number of updates (600 by default;
 the training is rnnx.charmodel.train_char_model, shared with `python -m rnnx`). Corpus: the
 head of sqlite3.h bundled with rnnx (public domain), or this project's own csrc/*.c

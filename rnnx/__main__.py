@@ -154,7 +154,7 @@ def train(args):
                               seed=args.seed, sample_length=args.sample_length,
                               temperatures=(args.temperature,),
                               log=lambda line: print(line, flush=True))
-    return result["model"][0]
+    return next(layer for layer in result["model"].layers if layer.is_recurrent)
 
 
 # How far rnnx may be from rnnx.reference, relative to the largest magnitude compared: the

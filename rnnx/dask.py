@@ -45,7 +45,8 @@ class _Shipped:
 
 
 def _score_block(x, lengths, shipped, model_batch_first, batch_first):
-    """One chunk: x (T, b, I) or (b, T, I) as the data is laid out; lengths (b,) or None."""
+    """One chunk: x (T, b, I) or (b, T, I) as the data is laid out ((T, b) or (b, T) ids);
+    lengths (b,) or None."""
     model = shipped.model
     swap = batch_first != model_batch_first
     if swap:
@@ -75,8 +76,9 @@ def predict(model, x, lengths=None, batch_first=None):
     Parameters
     ----------
     model : rnnx.Sequential or an rnnx recurrent layer (RNN, LSTM, GRU).
-    x : dask.array.Array, (T, N, I) time-major or (N, T, I) batch-first. Chunked along N;
-        chunks along T or I are merged (a sequence must be scored in one piece).
+    x : dask.array.Array, (T, N, I) time-major or (N, T, I) batch-first; integer ids (T, N)
+        or (N, T) for a model that begins with an rnnx.Embedding. Chunked along N; chunks
+        along T or I are merged (a sequence must be scored in one piece).
     lengths : None, or integers (N,) as a NumPy or dask array: the valid steps of each
         sequence. Rechunked to x's chunks along N.
     batch_first : bool or None. The layout of x; None takes the model's batch_first.
@@ -105,14 +107,22 @@ def predict(model, x, lengths=None, batch_first=None):
     if not isinstance(batch_first, (bool, np.bool_)):
         raise TypeError(f"batch_first must be None or a bool, got {type(batch_first).__name__}")
     batch_first = bool(batch_first)
-    if x.ndim != 3 or x.shape[2] != model.input_size:
-        layout = "(N, T, {0})" if batch_first else "(T, N, {0})"
-        raise ValueError(f"x must be {layout.format(model.input_size)} for input_size="
-                         f"{model.input_size}, got shape {x.shape}")
-    if x.dtype.kind != "f":
-        raise TypeError(f"x must be a floating array, got dtype {x.dtype}")
+    ids = getattr(model, "takes_ids", False)        # an Embedding first: x is (T, N) ids
+    if ids:
+        if x.ndim != 2:
+            raise ValueError(f"x must be {'(N, T)' if batch_first else '(T, N)'} integer ids for "
+                             f"a model that begins with an Embedding, got shape {x.shape}")
+        if x.dtype.kind not in "iu":
+            raise TypeError(f"x must be an integer array of ids, got dtype {x.dtype}")
+    else:
+        if x.ndim != 3 or x.shape[2] != model.input_size:
+            layout = "(N, T, {0})" if batch_first else "(T, N, {0})"
+            raise ValueError(f"x must be {layout.format(model.input_size)} for input_size="
+                             f"{model.input_size}, got shape {x.shape}")
+        if x.dtype.kind != "f":
+            raise TypeError(f"x must be a floating array, got dtype {x.dtype}")
     batch_axis, time_axis = (0, 1) if batch_first else (1, 0)
-    x = x.rechunk({time_axis: -1, 2: -1})
+    x = x.rechunk({time_axis: -1} if ids else {time_axis: -1, 2: -1})
     N, T = x.shape[batch_axis], x.shape[time_axis]
     batch_chunks = x.chunks[batch_axis]
     if lengths is not None:
@@ -130,6 +140,8 @@ def predict(model, x, lengths=None, batch_first=None):
             lengths = lengths.rechunk((batch_chunks,))
         # (1, N, 1) or (N, 1, 1): map_blocks pairs its chunks with x's along the batch axis
         lengths = lengths[None, :, None] if batch_axis == 1 else lengths[:, None, None]
+        if ids:                                      # (1, N) or (N, 1), like x's 2 axes
+            lengths = lengths[..., 0]
 
     client = _current_client()
     if client is not None:
@@ -139,13 +151,15 @@ def predict(model, x, lengths=None, batch_first=None):
 
     out = getattr(model, "output_size", None) or model.num_directions * model.hidden_size
     many_to_one = getattr(model, "many_to_one", False)
+    new = []                                         # ids: the output's feature axis is new
     if many_to_one:
         chunks, drop = (batch_chunks, (out,)), time_axis
+        new = [1] if ids else []
     else:
-        chunks = list(x.chunks)
-        chunks[2] = (out,)
+        chunks = list(x.chunks)[:2] + [(out,)]
         chunks, drop = tuple(chunks), []
+        new = [2] if ids else []
     args = [x, lengths] if lengths is not None else [x, None]
     return da.map_blocks(_score_block, *args, shipped, model_batch_first, batch_first,
-                         chunks=chunks, drop_axis=drop, dtype=model.dtype,
+                         chunks=chunks, drop_axis=drop, new_axis=new or None, dtype=model.dtype,
                          meta=np.empty((0,) * (2 if many_to_one else 3), model.dtype))

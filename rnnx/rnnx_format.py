@@ -12,9 +12,12 @@ CRC-32 of everything before it. The C reader (csrc/model.c) uses the tensors in 
 microcontroller can keep the file in flash.
 
 What it holds: a Sequential of RNN/LSTM/GRU (stacked, bidirectional, with or without bias,
-either GRU form) and Dense layers, many-to-many or many-to-one, float32 or float64; or one bare
-layer. batch_first is not stored (the C library is time-major): a loaded model has
-batch_first=False. A file that is truncated, altered, of another version or not an .rnnx file
+either GRU form) and Dense layers, many-to-many or many-to-one, float32 or float64, optionally
+after an Embedding (a token model: the C library then takes int32 ids); or one bare layer.
+Version 2 of the format adds the Embedding layer kind and the last-output flag
+(many_to_one="output"); a file is written as version 1 when it uses neither (the bytes
+earlier rnnx wrote, readable by older C libraries), as version 2 otherwise; both are read.
+batch_first is not stored (the C library is time-major): a loaded model has batch_first=False. A file that is truncated, altered, of another version or not an .rnnx file
 raises ValueError naming the file and what is wrong.
 """
 import os
@@ -25,11 +28,13 @@ import numpy as np
 
 from ._files import write_atomic
 from .dense import ACTIVATIONS, Dense
+from .embedding import Embedding
 
 __all__ = ["save_rnnx", "load_rnnx", "export_c", "dumps", "loads"]
 
 MAGIC = b"RNNX\r\n\x1a\n"
-VERSION = 1
+VERSION = 2                 # the newest version written and read
+VERSIONS = (1, 2)           # 2 adds the Embedding layer kind and FLAG_LAST_OUTPUT
 HEADER_BYTES = 64
 DESCRIPTOR_BYTES = 32
 TENSOR_ALIGN = 64
@@ -43,6 +48,7 @@ KNOWN_FLAGS = FLAG_MANY_TO_ONE | FLAG_BARE_LAYER | FLAG_LAST_OUTPUT
 # rnnx_model.many_to_one in C: 0, RNNX_MANY_TO_ONE_STATE or RNNX_MANY_TO_ONE_OUTPUT
 C_MANY_TO_ONE = {False: 0, "state": 1, "output": 2}
 DENSE = 16
+EMBEDDING = 17              # first layer only; its last descriptor field is padding_idx + 1
 # cell codes, as csrc/rnnx.h's enum rnnx_cell
 RNN_TANH, RNN_RELU, LSTM, GRU, GRU_RESET_BEFORE = 0, 1, 2, 3, 4
 _DTYPES = {0: np.dtype("<f4"), 1: np.dtype("<f8")}
@@ -55,7 +61,7 @@ def _align(offset):
 
 
 def _is_recurrent(layer):
-    return not isinstance(layer, Dense) and hasattr(layer, "hidden_size")
+    return not isinstance(layer, (Dense, Embedding)) and hasattr(layer, "hidden_size")
 
 
 def _layers_of(model):
@@ -63,9 +69,9 @@ def _layers_of(model):
     from .model import Sequential
     if isinstance(model, Sequential):
         return list(model.layers), model.many_to_one, False
-    if isinstance(model, Dense) or _is_recurrent(model):
+    if isinstance(model, (Dense, Embedding)) or _is_recurrent(model):
         return [model], False, True
-    raise TypeError(f"model must be an rnnx.Sequential, RNN, LSTM, GRU or Dense, "
+    raise TypeError(f"model must be an rnnx.Sequential, RNN, LSTM, GRU, Dense or Embedding, "
                     f"got {type(model).__name__}")
 
 
@@ -83,6 +89,10 @@ def _cell_code(layer):
 def _descriptor_and_tensors(layer):
     """(8 descriptor fields, [tensors in file order]) of one layer."""
     params = layer.parameters()
+    if isinstance(layer, Embedding):
+        padding = 0 if layer.padding_idx is None else layer.padding_idx + 1
+        fields = (EMBEDDING, layer.num_embeddings, layer.embedding_dim, 1, 1, 0, 0, padding)
+        return fields, [params["weight"]]
     if isinstance(layer, Dense):
         names = ["weight"] + (["bias"] if layer.bias else [])
         fields = (DENSE, layer.in_features, layer.out_features, 1, 1, int(layer.bias),
@@ -113,7 +123,7 @@ def dumps(model):
 
     Parameters
     ----------
-    model : rnnx.Sequential, RNN, LSTM, GRU or Dense
+    model : rnnx.Sequential, RNN, LSTM, GRU, Dense or Embedding
 
     Returns
     -------
@@ -133,12 +143,11 @@ def dumps(model):
             raw = np.ascontiguousarray(tensor, dtype=_DTYPES[code]).tobytes()
             body += raw
             offset += pad + len(raw)
-    last = layers[-1]
-    output_size = last.out_features if isinstance(last, Dense) else \
-        last.num_directions * last.hidden_size
-    input_size = layers[0].in_features if isinstance(layers[0], Dense) else layers[0].input_size
+    input_size, output_size = layers[0].input_size, layers[-1].output_size
     flags = _flags(many_to_one) | (FLAG_BARE_LAYER if bare else 0)
-    header = _HEADER.pack(MAGIC, VERSION, code, len(layers), flags, offset + 4, input_size,
+    # 1 where 1 can say it: 2 only for what version 2 added
+    version = 2 if isinstance(layers[0], Embedding) or flags & FLAG_LAST_OUTPUT else 1
+    header = _HEADER.pack(MAGIC, version, code, len(layers), flags, offset + 4, input_size,
                           output_size, data_offset)
     descriptors = b"".join(_DESCRIPTOR.pack(*fields) for fields, _ in described)
     image = header + descriptors + bytes(data_offset - len(header) - len(descriptors)) + body
@@ -165,7 +174,7 @@ def save_rnnx(model, path):
 
     Parameters
     ----------
-    model : rnnx.Sequential, RNN, LSTM, GRU or Dense
+    model : rnnx.Sequential, RNN, LSTM, GRU, Dense or Embedding
     path : str or os.PathLike
     """
     image = dumps(model)
@@ -183,8 +192,9 @@ def _parse(image, name):
     if size < 12:
         fail(f"truncated: {size} bytes, shorter than the header")
     version = struct.unpack_from("<I", image, 8)[0]
-    if version != VERSION:
-        fail(f"format version {version} is not supported (this rnnx reads version {VERSION})")
+    if version not in VERSIONS:
+        fail(f"format version {version} is not supported (this rnnx reads versions "
+             f"{', '.join(map(str, VERSIONS))})")
     if size < HEADER_BYTES:
         fail(f"truncated: {size} bytes, shorter than the {HEADER_BYTES}-byte header")
     (_, _, code, count, flags, file_size, input_size, output_size,
@@ -204,6 +214,8 @@ def _parse(image, name):
         fail(f"corrupt: unknown flags {flags:#x}")
     if flags & FLAG_LAST_OUTPUT and not flags & FLAG_MANY_TO_ONE:
         fail("corrupt: the last-output flag without the many-to-one flag")
+    if flags & FLAG_LAST_OUTPUT and version < 2:
+        fail("corrupt: the last-output flag in a version 1 file (version 2 added it)")
     if any(image[44:HEADER_BYTES]):
         fail("corrupt: reserved header bytes are not zero")
     if data_offset != _align(HEADER_BYTES + DESCRIPTOR_BYTES * count):
@@ -216,12 +228,21 @@ def _parse(image, name):
         fields = _DESCRIPTOR.unpack_from(image, HEADER_BYTES + DESCRIPTOR_BYTES * i)
         kind, size_in, hidden, stack, directions, bias, activation, reserved = fields
         where = f"layer {i}"
+        if kind == EMBEDDING:           # version 2, first layer; reserved is padding_idx + 1
+            if version < 2 or i or (stack, directions, bias, activation) != (1, 1, 0, 0) \
+                    or reserved > size_in:
+                fail(f"corrupt: Embedding {where} has fields {fields} in a version "
+                     f"{version} file")
+            reserved = 0
         if reserved or bias not in (0, 1) or not 1 <= size_in <= MAX_SIZE \
                 or not 1 <= hidden <= MAX_SIZE:
             fail(f"corrupt: {where} has out-of-range fields {fields}")
         if size_in != width:
             fail(f"corrupt: {where} takes {size_in} features but gets {width}")
-        if kind == DENSE:
+        if kind == EMBEDDING:
+            shapes = [(size_in, hidden)]
+            width = hidden
+        elif kind == DENSE:
             if stack != 1 or directions != 1 or activation >= len(ACTIVATIONS):
                 fail(f"corrupt: Dense {where} has fields {fields}")
             shapes = [(hidden, size_in)] + [(hidden,)] * bias
@@ -253,7 +274,7 @@ def _parse(image, name):
     if width != output_size:
         fail(f"corrupt: the header says {output_size} output features, the layers give {width}")
     many_to_one, bare = _many_to_one(flags), bool(flags & FLAG_BARE_LAYER)
-    if many_to_one and not any(f[0] != DENSE for f, _ in layers):
+    if many_to_one and not any(f[0] not in (DENSE, EMBEDDING) for f, _ in layers):
         fail("corrupt: many_to_one without a recurrent layer")
     if bare and (count != 1 or many_to_one):
         fail("corrupt: a bare layer file must hold exactly one layer")
@@ -264,7 +285,12 @@ def _build_layer(fields, tensors, dtype):
     from . import layers as recurrent
     kind, size_in, hidden, stack, directions, bias, activation, _ = fields
     dtype = np.dtype(dtype.newbyteorder("="))
-    if kind == DENSE:
+    if kind == EMBEDDING:
+        padding = fields[7]
+        layer = Embedding(size_in, hidden, padding_idx=padding - 1 if padding else None,
+                          dtype=dtype)
+        names = ["weight"]
+    elif kind == DENSE:
         layer = Dense(size_in, hidden, activation=ACTIVATIONS[activation], bias=bool(bias),
                       dtype=dtype)
         names = ["weight"] + (["bias"] if bias else [])
@@ -365,12 +391,14 @@ def export_c(model, path, name="rnnx_exported_model"):
 
     Parameters
     ----------
-    model : rnnx.Sequential, RNN, LSTM, GRU or Dense
+    model : rnnx.Sequential, RNN, LSTM, GRU, Dense or Embedding
     path : str or os.PathLike, the .c file to write
     name : str, a C identifier: the model's symbol (others in the file are prefixed by it)
 
     The values are written as hexadecimal floating constants (``0x1.8p-1f``), so the C
     arrays hold exactly the model's weights. A bare layer is exported as a one-layer model.
+    A model that begins with an rnnx.Embedding takes int32 ids in C (x (T,B) for
+    rnnx_model_run, (B,) for rnnx_stream_step; see csrc/rnnx_model.h).
     """
     if not isinstance(name, str) or not name.isidentifier() or not name.isascii():
         raise ValueError(f"name must be a C identifier, got {name!r}")
@@ -397,10 +425,7 @@ def export_c(model, path, name="rnnx_exported_model"):
         lines.append(f"    {{{kind}, {size_in}, {hidden}, {stack}, {directions}, {bias}, "
                      f"{activation}, {name}_l{i}_tensors}},")
     lines.append("};")
-    last = layers[-1]
-    output_size = last.out_features if isinstance(last, Dense) else \
-        last.num_directions * last.hidden_size
-    input_size = layers[0].in_features if isinstance(layers[0], Dense) else layers[0].input_size
+    input_size, output_size = layers[0].input_size, layers[-1].output_size
     lines.append("")
     lines.append(f"/* dtype, many_to_one, num_layers, input_size, output_size, layers */")
     lines.append(f"const rnnx_model {name} = {{{1 if dtype == np.float64 else 0}, "

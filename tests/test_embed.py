@@ -18,7 +18,8 @@ import rnnx
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(ROOT, "tests", "c", "data")
 CASES = ["lstm2_f32", "lstm_dense_f64", "gru_bi_softmax_m2o_f32", "gru_before_nobias_f64",
-         "rnn_relu_sigmoid_f32", "lstm_m2o_f32", "lstm_bi_output_m2o_f64"]
+         "rnn_relu_sigmoid_f32", "lstm_m2o_f32", "embed_gru_dense_f32",
+         "embed_lstm_m2o_f64", "lstm_bi_output_m2o_f64"]
 
 
 def _require(*tools):
@@ -132,6 +133,17 @@ def _python_stream(model, x):
     return np.array(twin), np.array(python)
 
 
+def _compile_pedantic(build, tmp_path, data):
+    """tmp_path/main.c and tmp_path/<data> (export_c's output) linked with the library into
+    tmp_path/main, -std=c99 -pedantic with every warning an error."""
+    library = build / "build" / "librnnx.a"
+    result = subprocess.run(["cc", "-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror",
+                             "-I", os.path.join(ROOT, "csrc"), str(tmp_path / "main.c"),
+                             str(tmp_path / data), str(library), "-lm", "-pthread",
+                             "-o", str(tmp_path / "main")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_exported_source_compiles_pedantic_and_checks(build, tmp_path, dtype):
     """export_c's output is -std=c99 -pedantic clean for both dtypes and every layer kind, and
@@ -154,12 +166,7 @@ int main(void) {
     return 0;
 }
 ''')
-    library = build / "build" / "librnnx.a"
-    result = subprocess.run(["cc", "-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror",
-                             "-I", os.path.join(ROOT, "csrc"), str(tmp_path / "main.c"),
-                             str(tmp_path / "data.c"), str(library), "-lm", "-pthread",
-                             "-o", str(tmp_path / "main")], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    _compile_pedantic(build, tmp_path, "data.c")
     out = subprocess.run([str(tmp_path / "main")], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["0", str(int(dtype == np.float64)), "1", "4", "2", "5"]
 
@@ -210,6 +217,60 @@ def test_model_with_heads_file_and_static_equal_python(build):
     np.testing.assert_allclose(from_file[-1], model(x)[0], rtol=1e-5, atol=1e-6)
 
 
+def token_model(dtype=np.float32):
+    """A token model: an Embedding first, so the C library takes int32 ids."""
+    return rnnx.Sequential(rnnx.Embedding(13, 5, padding_idx=0, dtype=dtype, seed=31),
+                           rnnx.LSTM(5, 16, num_layers=2, dtype=dtype, seed=32),
+                           rnnx.Dense(16, 13, activation="softmax", dtype=dtype, seed=33))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_token_model_from_c_equals_python(build, tmp_path, dtype):
+    """A token model saved as .rnnx streams ids through rnnx_stream, and exported as C source
+    runs whole sequences of int32 ids through rnnx_model_run (-std=c99 -pedantic clean): both
+    equal the Python model to float32's/float64's rounding."""
+    _require("cc")
+    model = token_model(dtype)
+    ids = np.random.default_rng(4).integers(0, 13, (25, 3))
+    want = model(ids)[0]                                              # (T, B, 13)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    rnnx.save(model, tmp_path / "token.rnnx")
+    streamed = _stream_c(str(build / "build" / "examples" / "embed" / "rnnx_stream"),
+                         ids[:, :1], str(tmp_path / "token.rnnx"))
+    np.testing.assert_allclose(streamed, want[:, 0], rtol=tol, atol=tol)
+    rnnx.export_c(model, tmp_path / "token_data.c", name="token")
+    T, B = ids.shape
+    (tmp_path / "main.c").write_text(r'''
+#include <stdio.h>
+#include <stdlib.h>
+#include "rnnx_model.h"
+extern const rnnx_model token;
+int main(void) {
+    int32_t ids[%d];
+    for (int k = 0; k < %d; k++)
+        if (scanf("%%d", &ids[k]) != 1)
+            return 3;
+    size_t bytes = rnnx_model_run_work_size(&token, %d, %d);
+    void* work = malloc(bytes);
+    static %s y[%d];
+    int status = rnnx_model_run(&token, NULL, ids, %d, %d, NULL, NULL, NULL, y, work, bytes);
+    for (int k = 0; status == RNNX_OK && k < %d; k++)
+        printf("%%a\n", (double)y[k]);
+    ids[0] = 13;   /* out of range: refused */
+    int refused = rnnx_model_run(&token, NULL, ids, %d, %d, NULL, NULL, NULL, y, work, bytes);
+    free(work);
+    return status != RNNX_OK ? 1 : refused != RNNX_EINVAL ? 2 : 0;
+}
+''' % (T * B, T * B, T, B, "double" if dtype == np.float64 else "float", want.size, T, B,
+       want.size, T, B))
+    _compile_pedantic(build, tmp_path, "token_data.c")
+    out = subprocess.run([str(tmp_path / "main")], input=" ".join(map(str, ids.ravel())),
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    got = np.array([float.fromhex(v) for v in out.stdout.split()]).reshape(want.shape)
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
 def test_bad_input_is_reported(build, tmp_path):
     binary = str(build / "build" / "examples" / "embed" / "rnnx_stream")
     result = subprocess.run([binary, str(build / "head.rnnx")], input="1 2\n", capture_output=True,
@@ -227,6 +288,16 @@ def test_bad_input_is_reported(build, tmp_path):
     result = subprocess.run([binary, str(tmp_path / "bi.rnnx")], input="", capture_output=True,
                             text=True)
     assert result.returncode == 1 and "bidirectional" in result.stderr
+    rnnx.save(token_model(), tmp_path / "token.rnnx")
+    for line, message in (("1.5\n", "expected 1 integer id, got 0 and text that is not an integer"),
+                          ("1 2\n", "expected 1 integer id, got 2"),
+                          ("13\n", "step: an argument is out of range")):
+        result = subprocess.run([binary, str(tmp_path / "token.rnnx")], input=line,
+                                capture_output=True, text=True)
+        assert result.returncode == 1 and message in result.stderr, result.stderr
+    info = subprocess.run([binary, "--info", str(tmp_path / "token.rnnx")], capture_output=True,
+                          text=True, check=True).stdout
+    assert "input 13 ids (one int32 per line), output 13" in info
 
 
 def _dump(command):

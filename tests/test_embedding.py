@@ -83,6 +83,8 @@ def test_bad_arguments_name_what_was_expected():
         emb(np.array([0, 5]))
     with pytest.raises(ValueError, match=r"got min -1"):
         emb([-1, 2])
+    with pytest.raises(ValueError, match="x must be an integer array of ids, got .*inhomogeneous"):
+        emb([[1], [1, 2]])
     with pytest.raises(ValueError, match="state must be None"):
         emb.forward([1], state=np.zeros(2))
     with pytest.raises(ValueError, match=r"padding_idx must lie in \[-5, 5\).*got 5"):
@@ -111,6 +113,7 @@ def test_inputs_are_not_modified_and_the_cache_keeps_the_ids():
     kept = ids.copy()
     y, _, cache = emb.forward(ids)
     ids[:] = 0                                  # changed after the forward: backward unaffected
+    emb.parameters()["weight"][:] += 1          # so is the table (the backward never reads it)
     dy = np.ones_like(y)
     kept_dy = dy.copy()
     _, _, grads = emb.backward(cache, dy)
@@ -198,7 +201,7 @@ def test_sequential_gradient_equals_finite_differences(cell):
         assert_allclose(grads[name], expected, rtol=1e-7, atol=1e-8, err_msg=name)
 
 
-def test_trainer_fits_ids_with_truncation_and_batches():
+def test_trainer_fits_ids_with_truncation_batches_and_checkpoints(tmp_path):
     rng = np.random.default_rng(0)
     ids = rng.integers(0, 5, (40, 6))
     targets = (ids + 1) % 5                                # next id: learnable from x alone
@@ -209,6 +212,10 @@ def test_trainer_fits_ids_with_truncation_and_batches():
     before = trainer.evaluate(ids, targets)
     history = trainer.fit(ids, targets, epochs=15, batch_size=3)
     assert history["loss"][-1] < 0.2 * before
+    trainer.save_checkpoint(tmp_path / "ckpt.npz")
+    resumed = rnnx.Trainer.from_checkpoint(tmp_path / "ckpt.npz")
+    assert resumed.fit(ids, targets, epochs=2, batch_size=3)["loss"] == \
+        trainer.fit(ids, targets, epochs=2, batch_size=3)["loss"]
     with pytest.raises(ValueError, match=r"x must be \(T, N\) integer ids, got shape"):
         trainer.fit(ids[..., None], targets)
     with pytest.raises(ValueError, match=r"ids in \[0, 5\)"):
@@ -249,3 +256,143 @@ def test_equals_torch_embedding_then_recurrent_then_linear(dtype, cell):
             assert_allclose(grads[f"{index}.{name}"], param.grad.numpy(), rtol=tol,
                             atol=tol * scale, err_msg=f"{index}.{name}")
     assert np.all(grads["0.weight"][1] == 0)
+
+
+def test_rnnx_file_is_version_2_with_the_embedding_descriptor(tmp_path):
+    import struct
+    import zlib
+
+    from rnnx import rnnx_format
+    model = rnnx.Sequential(rnnx.Embedding(9, 4, padding_idx=-1, seed=0), rnnx.LSTM(4, 5, seed=1),
+                            rnnx.Dense(5, 9, activation="softmax", seed=2))
+    image = rnnx_format.dumps(model)
+    assert struct.unpack_from("<I", image, 8)[0] == 2                        # the version
+    assert struct.unpack_from("<II", image, 32) == (9, 9)                    # ids in [0, 9)
+    assert struct.unpack_from("<8I", image, 64) == (17, 9, 4, 1, 1, 0, 0, 9)  # padding_idx 8 + 1
+    table = model[0].parameters()["weight"]
+    np.testing.assert_array_equal(np.frombuffer(image, "<f4", table.size, 192), table.ravel())
+    rnnx.save(model, tmp_path / "m.rnnx")
+    loaded = rnnx.load(tmp_path / "m.rnnx")
+    assert loaded.config() == model.config()
+    ids = np.random.default_rng(0).integers(0, 9, (6, 2))
+    assert_array_equal(loaded(ids)[0], model(ids)[0])
+    bare = rnnx.Embedding(3, 2, dtype=np.float64, seed=0)
+    assert rnnx_format.loads(rnnx_format.dumps(bare)).config() == bare.config()
+    assert struct.unpack_from("<I", rnnx_format.dumps(rnnx.GRU(2, 2)), 8)[0] == 1  # no Embedding
+
+    def resealed(edit):
+        bad = bytearray(image)
+        edit(bad)
+        bad[-4:] = struct.pack("<I", zlib.crc32(bytes(bad[:-4])))
+        return bytes(bad)
+    with pytest.raises(ValueError, match="Embedding layer 0 has fields .* in a version 1 file"):
+        rnnx_format.loads(resealed(lambda b: b.__setitem__(slice(8, 12), struct.pack("<I", 1))))
+    with pytest.raises(ValueError, match="Embedding layer 0 has fields"):       # padding > V
+        rnnx_format.loads(resealed(lambda b: b.__setitem__(slice(92, 96), struct.pack("<I", 10))))
+    second = rnnx_format.dumps(rnnx.Sequential(rnnx.Dense(3, 3, seed=0), rnnx.Dense(3, 3, seed=1)))
+    bad = bytearray(second)
+    bad[8:12] = struct.pack("<I", 2)
+    bad[96:128] = struct.pack("<8I", 17, 3, 3, 1, 1, 0, 0, 0)     # an Embedding as layer 1
+    bad[-4:] = struct.pack("<I", zlib.crc32(bytes(bad[:-4])))
+    with pytest.raises(ValueError, match="Embedding layer 1"):
+        rnnx_format.loads(bytes(bad))
+
+
+def test_from_torch_converts_nn_embedding_in_every_container():
+    torch = torch_or_skip()
+    nn = torch.nn
+    torch.manual_seed(1)
+    modules = [nn.Embedding(12, 5, padding_idx=-2), nn.LSTM(5, 7, num_layers=2), nn.Linear(7, 3)]
+    ids = np.random.default_rng(1).integers(0, 12, (8, 4))
+    with torch.no_grad():
+        want = modules[2](modules[1](modules[0](torch.from_numpy(ids)))[0]).numpy()
+    for container in (modules, nn.Sequential(*modules), nn.ModuleList(modules)):
+        model = rnnx.from_torch(container)
+        assert model.takes_ids and model[0].padding_idx == 10
+        assert_allclose(model(ids)[0], want, rtol=1e-5, atol=1e-6)
+    alone = rnnx.from_torch(nn.Embedding(4, 2).double())
+    assert isinstance(alone, rnnx.Embedding) and alone.dtype == np.float64
+    with pytest.raises(ValueError, match="max_norm=1.0 renormalises"):
+        rnnx.from_torch(nn.Embedding(4, 2, max_norm=1.0))
+    with pytest.warns(UserWarning, match="scale_grad_by_freq=True is not carried over"):
+        rnnx.from_torch(nn.Embedding(4, 2, scale_grad_by_freq=True))
+    with pytest.raises(ValueError, match="must be the first layer"):
+        rnnx.from_torch([nn.Linear(3, 4), nn.Embedding(4, 4)])
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_to_onnx_gather_runs_in_onnxruntime_and_imports_back(batch_first):
+    ort = pytest.importorskip("onnxruntime") if not os.environ.get("CI") else \
+        importlib.import_module("onnxruntime")
+    model = rnnx.Sequential(rnnx.Embedding(10, 4, seed=0),
+                            rnnx.GRU(4, 8, num_layers=2, batch_first=batch_first, seed=1),
+                            rnnx.Dense(8, 3, activation="softmax", seed=2))
+    proto = rnnx.to_onnx(model)
+    assert proto.graph.node[0].op_type == "Gather"
+    assert proto.graph.input[0].type.tensor_type.elem_type == 7          # int64
+    ids = np.random.default_rng(0).integers(0, 10, (5, 3))
+    session = ort.InferenceSession(proto.SerializeToString())
+    y = session.run(["y"], {"x": ids.astype(np.int64)})[0]
+    assert_allclose(y, model(ids)[0], rtol=1e-5, atol=1e-6)
+    back = rnnx.from_onnx(proto)
+    assert back.takes_ids and back.config() == {**model.config()}
+    assert_array_equal(back(ids)[0], model(ids)[0])
+    with pytest.raises(ValueError, match="to_keras does not convert an rnnx.Embedding"):
+        rnnx.to_keras(model)
+
+
+def test_from_onnx_reads_torch_export_of_nn_embedding(tmp_path):
+    torch = torch_or_skip()
+    onnx = pytest.importorskip("onnx") if not os.environ.get("CI") else importlib.import_module("onnx")
+    nn = torch.nn
+
+    class Tagger(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(10, 4, padding_idx=0)
+            self.lstm = nn.LSTM(4, 6, batch_first=True)
+            self.head = nn.Linear(6, 2)
+
+        def forward(self, x):
+            return self.head(self.lstm(self.embed(x))[0])
+
+    torch.manual_seed(0)
+    tagger = Tagger()
+    torch.onnx.export(tagger, (torch.zeros(2, 5, dtype=torch.long),), str(tmp_path / "t.onnx"),
+                      dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "B", 1: "T"}})
+    model = rnnx.from_onnx(str(tmp_path / "t.onnx"))
+    assert model.takes_ids and model.batch_first
+    ids = np.random.default_rng(0).integers(0, 10, (3, 7))
+    with torch.no_grad():
+        want = tagger(torch.from_numpy(ids)).numpy()
+    assert_allclose(model(ids)[0], want, rtol=1e-5, atol=1e-6)
+    proto = onnx.load(str(tmp_path / "t.onnx"))
+    gather = next(n for n in proto.graph.node if n.op_type == "Gather")
+    gather.attribute.append(onnx.helper.make_attribute("axis", 1))
+    del gather.attribute[0:len(gather.attribute) - 1]
+    with pytest.raises(ValueError, match="must look up rows \\(axis 0\\)"):
+        rnnx.from_onnx(proto)
+
+
+@pytest.mark.parametrize("many_to_one", [False, True])
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_dask_predict_scores_ids_chunk_by_chunk(batch_first, many_to_one):
+    da = pytest.importorskip("dask.array") if not os.environ.get("CI") else \
+        importlib.import_module("dask.array")
+    import dask
+
+    import rnnx.dask
+    rng = np.random.default_rng(0)
+    model = rnnx.Sequential(rnnx.Embedding(9, 4, seed=0),
+                            rnnx.LSTM(4, 5, batch_first=batch_first, seed=1),
+                            rnnx.Dense(5, 3, seed=2), many_to_one=many_to_one)
+    ids = rng.integers(0, 9, (10, 7) if batch_first else (7, 10))     # N = 10, T = 7
+    lengths = rng.integers(0, 8, 10)
+    chunks = (4, 7) if batch_first else (7, 4)
+    with dask.config.set(scheduler="synchronous"):
+        y = rnnx.dask.predict(model, da.from_array(ids, chunks=chunks), lengths=lengths).compute()
+    assert_allclose(y, model.predict(ids, lengths=lengths), rtol=1e-6, atol=1e-7)
+    with pytest.raises(TypeError, match="x must be an integer array of ids"):
+        rnnx.dask.predict(model, da.from_array(ids.astype(np.float32), chunks=chunks))
+    with pytest.raises(ValueError, match="integer ids for a model that begins with an Embedding"):
+        rnnx.dask.predict(model, da.from_array(ids[..., None], chunks=chunks + (1,)))

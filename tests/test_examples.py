@@ -213,7 +213,7 @@ def test_pulse_lstm_and_gru_learn_the_task_as_the_readme_says():
 
 
 def test_demo_reproduces_the_readme_held_out_loss():
-    """The demo's default training (300 updates, seed 0; about 8 s of CPU on one BLAS thread)
+    """The demo's default training (300 updates, seed 0; about 4 s of CPU on one BLAS thread)
     reaches the held-out loss the README states, within its spread over seeds."""
     from threadpoolctl import threadpool_limits
 

@@ -124,6 +124,26 @@ def test_rnnx_file_flag_bits():
         rnnx_format.loads(bytes(image))
 
 
+def test_rnnx_file_version_2_only_for_the_last_output_flag():
+    """Version 2 added bit 2: "output" files say version 2, the others stay version 1 (the
+    bytes earlier rnnx wrote); bit 2 in a file that says version 1 is corrupt (the C reader
+    agrees: tests/c/test_errors.c)."""
+    import struct
+    import zlib
+    from rnnx import rnnx_format
+    layers = [rnnx.LSTM(2, 3, seed=0), rnnx.Dense(3, 1, seed=1)]
+    images = {m: rnnx_format.dumps(rnnx.Sequential(*layers, many_to_one=m))
+              for m in (False, "state", "output")}
+    assert {m: struct.unpack_from("<I", image, 8)[0] for m, image in images.items()} == \
+        {False: 1, "state": 1, "output": 2}
+    assert rnnx_format.loads(images["output"]).many_to_one == "output"
+    image = bytearray(images["output"])
+    struct.pack_into("<I", image, 8, 1)
+    struct.pack_into("<I", image, len(image) - 4, zlib.crc32(bytes(image[:-4])))
+    with pytest.raises(ValueError, match="last-output flag in a version 1 file"):
+        rnnx_format.loads(bytes(image))
+
+
 @pytest.mark.parametrize("with_lengths", [False, True])
 @pytest.mark.parametrize("convention", ["output", "state"])
 def test_both_conventions_through_onnxruntime_and_back(convention, with_lengths):

@@ -1,7 +1,8 @@
 """ONNX files from any exporter: onnx's own backend node tests for RNN, LSTM and GRU, every
 variant torch.onnx.export writes for nn.RNN/LSTM/GRU stacks (legacy and dynamo exporters, with
 and without h0, fixed and dynamic shapes), layout=1, sequence_lens and initial states as graph
-inputs against onnxruntime, and to_onnx(state=True) streamed in onnxruntime step by step.
+inputs against onnxruntime, and to_onnx(state=True) streamed in onnxruntime step by step
+(also with an Embedding first: int64 ids).
 
 The counts the issue asks for are asserted exactly (and printed with -s): a change that
 imports more, or fewer, shows here.  The dynamo exporter unrolls nn.RNN into MatMul/Tanh
@@ -404,6 +405,44 @@ def test_state_true_file_streams_in_onnxruntime_like_rnnx(batch_first, tmp_path)
                     rtol=1e-5, atol=1e-6)
     # and back: the state inputs become the imported model's state argument
     back = rnnx.from_onnx(tmp_path / "s.onnx")
+    assert_allclose(back(chunk, state)[0], model(chunk, state)[0], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_state_true_with_an_embedding_first_streams_ids_in_onnxruntime_like_rnnx(batch_first):
+    """The two to_onnx features together: int64 ids through the Gather, the states as inputs;
+    onnxruntime one step a call equals rnnx's own stream, and the file imports back."""
+    model = rnnx.Sequential(rnnx.Embedding(12, 4, seed=0),
+                            rnnx.LSTM(4, 6, num_layers=2, batch_first=batch_first, seed=1),
+                            rnnx.GRU(6, 5, batch_first=batch_first, seed=2),
+                            rnnx.Dense(5, 3, activation="softmax", seed=3))
+    proto = rnnx.to_onnx(model, state=True)
+    assert proto.graph.node[0].op_type == "Gather"
+    assert [i.name for i in proto.graph.input] == ["x", "h0_0", "c0_0", "h0_1"]
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.INT64
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    B, T = 3, 7
+    ids = np.random.default_rng(0).integers(0, 12, (T, B))
+    stream = [*model.layers[1].zero_state(B), model.layers[2].zero_state(B)]
+    steps = []
+    for t in range(T):          # one step a call, each call's final states fed back
+        x_t = (ids[t:t + 1].swapaxes(0, 1) if batch_first else ids[t:t + 1]).astype(np.int64)
+        y_t, *stream = session.run(None, {"x": x_t, **dict(zip(["h0_0", "c0_0", "h0_1"],
+                                                                stream))})
+        steps.append(y_t.swapaxes(0, 1) if batch_first else y_t)
+    rnnx_stream = model.stream(batch_size=B)
+    assert_allclose(np.concatenate(steps), np.stack([rnnx_stream.step(t) for t in ids]),
+                    rtol=1e-5, atol=1e-6)
+    whole = model(ids.swapaxes(0, 1) if batch_first else ids)
+    assert_allclose(np.concatenate(steps), whole[0].swapaxes(0, 1) if batch_first else whole[0],
+                    rtol=1e-5, atol=1e-6)
+    for got, want in zip(stream, [*whole[1][0], whole[1][1]]):
+        assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    # back: an Embedding first again, the state inputs its state argument
+    back = rnnx.from_onnx(proto)
+    assert back.takes_ids and back.config() == model.config()
+    chunk = ids[4:].swapaxes(0, 1) if batch_first else ids[4:]
+    state = model(ids[:4].swapaxes(0, 1) if batch_first else ids[:4])[1]
     assert_allclose(back(chunk, state)[0], model(chunk, state)[0], rtol=1e-6, atol=1e-7)
 
 

@@ -6,7 +6,7 @@
  *   rnnx_stream --help                                 the usage
  *
  * Reads one sample per line of stdin: input_size whitespace-separated numbers
- * (batch 1).  Writes the model's output for that step as one line: %.9g per
+ * (batch 1), or for a token model (an Embedding first) one integer id.  Writes the model's output for that step as one line: %.9g per
  * number for a float32 model (which reads back as the same float32), %.17g for
  * float64, or %a (exact hexadecimal) with --hex.  Blank lines are skipped.
  * --time prints the mean time of one step (without the I/O) to stderr;
@@ -64,8 +64,10 @@ static int stream_lines(const rnnx_model* m, size_t stream_bytes, int hex, int t
 {
     const int f64 = m->dtype == RNNX_FLOAT64;
     const size_t elem = f64 ? sizeof(double) : sizeof(float);
+    const int ids = m->layers[0].kind == RNNX_EMBEDDING;  /* x is one int32 id */
+    const int width = ids ? 1 : m->input_size;
     void* stream_mem = malloc(stream_bytes ? stream_bytes : 1);
-    void* x = malloc((size_t)m->input_size * elem);
+    void* x = malloc(ids ? sizeof(int32_t) : (size_t)width * elem);
     void* y = malloc((size_t)m->output_size * elem);
     char* line = NULL;
     size_t cap = 0;
@@ -86,8 +88,12 @@ static int stream_lines(const rnnx_model* m, size_t stream_bytes, int hex, int t
             double v = strtod(p, &end);
             if (end == p)
                 break;
-            if (n < m->input_size) {
-                if (f64)
+            if (ids && !(v >= -2147483648.0 && v <= 2147483647.0 && v == (double)(int32_t)v))
+                break;  /* not an int32: reported below as not a number */
+            if (n < width) {
+                if (ids)
+                    ((int32_t*)x)[n] = (int32_t)v;
+                else if (f64)
                     ((double*)x)[n] = v;
                 else
                     ((float*)x)[n] = (float)v;
@@ -99,9 +105,11 @@ static int stream_lines(const rnnx_model* m, size_t stream_bytes, int hex, int t
             p++;
         if (n == 0 && *p == '\0')
             continue;  /* a blank line */
-        if (n != m->input_size || *p != '\0') {
-            fprintf(stderr, "rnnx_stream: line %ld: expected %d numbers, got %d%s\n", lineno,
-                    m->input_size, n, *p ? " and text that is not a number" : "");
+        if (n != width || *p != '\0') {
+            fprintf(stderr, "rnnx_stream: line %ld: expected %d %s, got %d%s\n", lineno, width,
+                    ids ? "integer id" : "numbers", n,
+                    *p ? (ids ? " and text that is not an integer" : " and text that is not a number")
+                       : "");
             rc = 1;
             break;
         }
@@ -196,8 +204,9 @@ int main(int argc, char** argv)
 #endif
     const size_t stream_bytes = rnnx_stream_size(m, 1);
     if (info) {
-        printf("rnnx %s, model: %s, %d layers, input %d, output %d\n", rnnx_version(),
+        printf("rnnx %s, model: %s, %d layers, input %d%s, output %d\n", rnnx_version(),
                m->dtype == RNNX_FLOAT64 ? "float64" : "float32", m->num_layers, m->input_size,
+               m->layers[0].kind == RNNX_EMBEDDING ? " ids (one int32 per line)" : "",
                m->output_size);
 #ifndef RNNX_STATIC_MODEL
         printf("model memory (file + layer table): %zu bytes\n", model_bytes);

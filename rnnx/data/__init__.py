@@ -186,8 +186,9 @@ def sample_chars(model, vocab, prefix, length, temperature=1.0, rng=None):
     Parameters
     ----------
     model : callable
-        Maps one-hot (T, 1, len(vocab)) and a state to (next-character probabilities
-        (T, 1, len(vocab)), state), e.g. a Sequential ending in
+        Maps one-hot (T, 1, len(vocab)) (or ids (T, 1) if it has ``takes_ids``, a
+        Sequential starting with an rnnx.Embedding) and a state to (next-character
+        probabilities (T, 1, len(vocab)), state), e.g. a Sequential ending in
         ``Dense(..., activation="softmax")``.
     vocab : CharVocab
     prefix : str
@@ -210,12 +211,17 @@ def sample_chars(model, vocab, prefix, length, temperature=1.0, rng=None):
         raise ValueError("prefix must hold at least one character, got ''")
     rng = np.random.default_rng(rng)
     dtype = getattr(model, "dtype", np.float32)
-    probs, state = model(one_hot(vocab.encode(prefix)[:, None], len(vocab), dtype))
+    if getattr(model, "takes_ids", False):         # an Embedding first: the ids themselves
+        def encode(ids, size, dtype):
+            return ids
+    else:
+        encode = one_hot
+    probs, state = model(encode(vocab.encode(prefix)[:, None], len(vocab), dtype))
     out = []
     for _ in range(length):
         logp = np.log(np.maximum(probs[-1, 0].astype(np.float64), 1e-30)) / temperature
         p = np.exp(logp - logp.max())
         index = int(rng.choice(len(vocab), p=p / p.sum()))
         out.append(vocab.chars[index])
-        probs, state = model(one_hot(np.array([[index]]), len(vocab), dtype), state)
+        probs, state = model(encode(np.array([[index]]), len(vocab), dtype), state)
     return "".join(out)

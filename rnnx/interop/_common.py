@@ -49,12 +49,13 @@ def is_recurrent(layer):
 def as_layers(model):
     """(layers, many_to_one) of an rnnx layer or Sequential."""
     from ..dense import Dense
+    from ..embedding import Embedding
     from ..model import Sequential
     if isinstance(model, Sequential):
         return list(model.layers), model.many_to_one
-    if isinstance(model, Dense) or is_recurrent(model):
+    if isinstance(model, (Dense, Embedding)) or is_recurrent(model):
         return [model], False
-    raise TypeError(f"model must be an rnnx layer (RNN, LSTM, GRU, Dense) or rnnx.Sequential, "
+    raise TypeError(f"model must be an rnnx layer (RNN, LSTM, GRU, Dense, Embedding) or rnnx.Sequential, "
                     f"got {type(model).__name__}")
 
 

@@ -259,6 +259,9 @@ def to_keras(model):
     """
     layers, many_to_one = as_layers(model)
     refuse_projection(layers, "Keras's LSTM")
+    if type(layers[0]).__name__ == "Embedding":
+        raise ValueError("to_keras does not convert an rnnx.Embedding (yet): export the model "
+                         "with rnnx.to_onnx, or the layers after the Embedding with to_keras")
     recurrent = [i for i, layer in enumerate(layers) if is_recurrent(layer)]
     if many_to_one == "output" and layers[recurrent[-1]].num_directions == 2:
         raise ValueError("many_to_one='output' reads a bidirectional layer's reverse half at the "

@@ -1,6 +1,7 @@
 """ONNX nodes -> rnnx layers: what one RNN/LSTM/GRU node means (or the ValueError naming what
 rnnx cannot express), a forward and a reverse node as one bidirectional layer, a stack of
-nodes as one layer with num_layers, and MatMul/Gemm/Add/activation nodes as Dense layers.
+nodes as one layer with num_layers, MatMul/Gemm/Add/activation nodes as Dense layers, and a
+Gather's constant table as an Embedding.
 rnnx/interop/_onnx_import.py decides which nodes go together."""
 import numpy as np
 
@@ -133,6 +134,14 @@ def recurrent_layer(specs, batch_first):
             if bias:
                 params[f"bias_ih{suffix}"], params[f"bias_hh{suffix}"] = b_ih, b_hh
     layer.load_state_dict(params)
+    return layer
+
+
+def embedding_layer(table, dtype):
+    """The rnnx.Embedding of a Gather's constant (num_embeddings, embedding_dim) table."""
+    from ..embedding import Embedding
+    layer = Embedding(table.shape[0], table.shape[1], dtype=dtype)
+    layer.load_state_dict({"weight": table})
     return layer
 
 

@@ -2,7 +2,8 @@
 
 Graph inputs and outputs (T time, B batch, the two symbolic dimensions):
 
-    x         float (T, B, I), or (B, T, I) for a batch_first model
+    x         float (T, B, I), or (B, T, I) for a batch_first model; for a model that begins
+              with an rnnx.Embedding, int64 ids (T, B) or (B, T), looked up by a Gather
     h0, c0    only with to_onnx(..., state=True): the initial state of a single layer,
               (L*D, B, H) as rnnx takes it (c0: LSTM); node k reads its rows k*D:(k+1)*D
     h0_{j}, c0_{j}  the same for the j-th recurrent layer of a Sequential (j = 0, 1, ...)
@@ -111,6 +112,12 @@ def _state_names(layer, j, alone, suffix):
     return names if alone else [f"{name}_{j}" for name in names]
 
 
+def _embedding(b, layer, x, index):
+    """Gather(table, ids) on axis 0: ids (...) int64 -> (..., embedding_dim)."""
+    table = b.const(f"embedding{index}", layer.state_dict()["weight"].astype(b.dtype))
+    return b.node("Gather", [table, x], axis=0)
+
+
 def _dense(b, layer, x, index):
     params = layer.state_dict()
     y = b.node("MatMul", [x, b.const(f"weight{index}", params["weight"].T.astype(b.dtype))])
@@ -140,12 +147,13 @@ def to_onnx(model, path=None, opset=DEFAULT_OPSET, lengths=False, state=False):
 
     Parameters
     ----------
-    model : rnnx.RNN, LSTM, GRU, Dense or Sequential
+    model : rnnx.RNN, LSTM, GRU, Dense, Embedding or Sequential
         RNN (tanh or relu), LSTM, GRU (``reset_after`` becomes ``linear_before_reset``),
         stacked and bidirectional (``go_backwards`` becomes ``direction="reverse"``),
-        ``batch_first``, Dense heads with any activation, and a Sequential's
+        ``batch_first``, Dense heads with any activation, a Sequential's
         ``many_to_one`` ("state": the last node's Y_h; "output": Y at each row's last
-        valid step, a Gather or, with lengths, a GatherND).
+        valid step, a Gather or, with lengths, a GatherND), and an Embedding first (a
+        Gather of int64 ids; its padding_idx, which only training uses, is not stored).
     path : str or path-like, optional
         Where to write the ``.onnx`` file; None writes nothing.
     opset : int
@@ -185,12 +193,15 @@ def to_onnx(model, path=None, opset=DEFAULT_OPSET, lengths=False, state=False):
     recurrent = [i for i, layer in enumerate(layers) if is_recurrent(layer)]
     batch_first = bool(recurrent) and layers[recurrent[0]].batch_first
     first = layers[0]
-    size_in = first.input_size if is_recurrent(first) else first.in_features
+    ids = type(first).__name__ == "Embedding"       # x is int64 ids: no feature axis
+    size_in = first.input_size if is_recurrent(first) else first.in_features if not ids else None
     if recurrent:
         x_shape = ["B", "T", size_in] if batch_first else ["T", "B", size_in]
     else:
         x_shape = ["N", size_in]
-    graph_inputs = [onnx.helper.make_tensor_value_info("x", elem, x_shape)]
+    x_shape = x_shape[:-1] if ids else x_shape
+    graph_inputs = [onnx.helper.make_tensor_value_info(
+        "x", onnx.TensorProto.INT64 if ids else elem, x_shape)]
     if lengths:
         if not recurrent:
             raise ValueError("lengths=True needs a recurrent layer, the model has only Dense "
@@ -207,11 +218,13 @@ def to_onnx(model, path=None, opset=DEFAULT_OPSET, lengths=False, state=False):
             for name in names:
                 graph_inputs.insert(len(graph_inputs) - bool(lengths),
                                     onnx.helper.make_tensor_value_info(name, elem, shape))
-    x = "x"
+    x = _embedding(b, first, "x", 0) if ids else "x"
     if batch_first:
         x = b.node("Transpose", [x], perm=[1, 0, 2])
     states = []
     for index, layer in enumerate(layers):
+        if ids and index == 0:
+            continue                                # the Gather above
         if is_recurrent(layer):
             x, layer_states, y_h = _recurrent(b, layer, x, "lengths" if lengths else None, index,
                                               initial.get(index))
@@ -228,7 +241,7 @@ def to_onnx(model, path=None, opset=DEFAULT_OPSET, lengths=False, state=False):
         x = b.node("Transpose", [x], perm=[1, 0, 2])
     b.node("Identity", [x], output_names=["y"])
     last = layers[-1]
-    width = last.out_features if not is_recurrent(last) else last.num_directions * last.hidden_size
+    width = last.output_size
     if many_to_one:
         y_shape = ["B", width]
     elif recurrent:

@@ -23,6 +23,10 @@ the whole (L*D, B, H) of a stack, as torch's h0, or one (D, B, H) per node, conc
 A graph without recurrent nodes may be an nn.RNN that torch.onnx.export's dynamo exporter
 unrolled into MatMul/Add/Tanh steps: rnnx/interop/_onnx_unrolled.py reads it back.
 
+A Gather (axis 0) of a constant 2-D table by an integer graph input, in front of the first
+recurrent node (torch.onnx.export's nn.Embedding, rnnx.to_onnx's rnnx.Embedding), becomes an
+rnnx.Embedding first layer: the model then takes ids.
+
 The first output's last recurrent node decides many_to_one: an output computed from that
 node's Y_h rather than its Y is "state" (or no many_to_one at all: the layer returns its
 final state anyway); one taken from its Y at the last step (Gather -1, Slice -1, GatherND of
@@ -33,8 +37,8 @@ import os
 import numpy as np
 
 from ._common import build, require
-from ._onnx_cells import ACTIVATIONS, bidirectional_spec, cell_spec, dense_layer, head_op, \
-    pair_reverse_nodes, recurrent_layer
+from ._onnx_cells import ACTIVATIONS, bidirectional_spec, cell_spec, dense_layer, \
+    embedding_layer, head_op, pair_reverse_nodes, recurrent_layer
 from ._onnx_graph import CELLS, Graph, attributes
 from ._onnx_verify import verify_import
 
@@ -118,8 +122,9 @@ def _items(graph, nodes, cells, data_inputs):
 
 
 def _input(graph, first, data_inputs):
-    """(x's graph input, batch_first): x -> X of the first node, directly (time-major, or
-    batch-first with layout=1) or through Transpose(perm=[1, 0, 2]) (batch-first)."""
+    """(x's graph input, batch_first, embedding table or None): x -> X of the first node,
+    directly (time-major, or batch-first with layout=1) or through Transpose(perm=[1, 0, 2])
+    (batch-first), either behind a Gather of a constant table (an Embedding: x is ids)."""
     source, producer = graph.source(first.input[0])
     batch_first = attributes(graph.onnx, first).get("layout", 0) == 1
     if producer is not None and producer.op_type == "Transpose" and not batch_first:
@@ -129,11 +134,22 @@ def _input(graph, first, data_inputs):
                              "expected x itself or Transpose(perm=[1, 0, 2]) for batch-first x")
         source, producer = graph.source(producer.input[0])
         batch_first = True
+    table = None
+    if producer is not None and producer.op_type == "Gather" and \
+            graph.fold(producer.input[0]) is not None:      # a lookup table: an Embedding
+        table = graph.fold(producer.input[0])
+        axis = attributes(graph.onnx, producer).get("axis", 0)
+        if table.ndim != 2 or axis != 0 or table.dtype.kind != "f":
+            raise ValueError(f"Gather node {producer.name!r} in front of the first recurrent node "
+                             f"must look up rows (axis 0) of a 2-D float table to be an "
+                             f"Embedding, got axis {axis} of a {table.dtype} {table.shape} table")
+        source, producer = graph.source(producer.input[1])
     if producer is not None or source not in data_inputs:
         raise ValueError("the first recurrent node's X must be a graph input (time-major, or "
                          "batch-first with layout=1), or one Transpose(perm=[1, 0, 2]) of it "
-                         "(batch-first)")
-    return source, batch_first
+                         "(batch-first), either of them after a Gather of a constant table by "
+                         "ids (an Embedding)")
+    return source, batch_first, table
 
 
 def _state_inputs(items):
@@ -167,7 +183,9 @@ def _structure(graph):
                        f"{graph.outputs}")
     data_inputs = [i.name for i in graph.inputs]
     items, lengths_name = _items(graph, nodes, cells, data_inputs)
-    x_name, batch_first = _input(graph, cells[0], data_inputs)
+    x_name, batch_first, table = _input(graph, cells[0], data_inputs)
+    if table is not None:
+        items.insert(0, ("embedding", table))
     states = _state_inputs(items)
     used = {x_name, lengths_name} | {name for layer in states
                                      for names in layer["inputs"].values() for name in names}
@@ -289,8 +307,9 @@ def from_onnx(path_or_model, verify=True):
     dtype = next(specs[0]["signature"][-1] for kind, specs in items if kind == "cell")
     failures = []
     for many_to_one in candidates:
-        layers = [recurrent_layer(specs, batch_first) if kind == "cell"
-                  else dense_layer(specs, dtype) for kind, specs in items]
+        layers = [recurrent_layer(specs, batch_first) if kind == "cell" else
+                  embedding_layer(specs, dtype) if kind == "embedding" else
+                  dense_layer(specs, dtype) for kind, specs in items]
         model = build(layers, many_to_one)
         if not verify:
             return model

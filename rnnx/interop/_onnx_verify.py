@@ -152,9 +152,10 @@ def verify_import(onnx, proto, graph, model, x_name, lengths_name, states, batch
     from onnx.reference.op_run import OpRun
     infos = {i.name: i for i in graph.inputs}
     dims = _dims(infos[x_name])
-    if len(dims) != 3:
-        raise ValueError(f"graph input {x_name!r} must be 3-D (a sequence batch), got {len(dims)}"
-                         " dimensions")
+    ids = getattr(model, "takes_ids", False)         # an Embedding first: x is (T, B) ids
+    if len(dims) != 3 - ids:
+        raise ValueError(f"graph input {x_name!r} must be {3 - ids}-D (a sequence batch"
+                         f"{' of ids' if ids else ''}), got {len(dims)} dimensions")
     time_axis, batch_axis = (1, 0) if batch_first else (0, 1)
     T = dims[time_axis] if isinstance(dims[time_axis], int) else 4
     # a fixed batch size: x's, or that of an initial-state input (torch's h0 without its
@@ -164,10 +165,16 @@ def verify_import(onnx, proto, graph, model, x_name, lengths_name, states, batch
                                   for name in names if len(_dims(infos[name])) == 3]
     B = next((d for d in fixed if isinstance(d, int)), 3)
     sizes = {"B": B, dims[time_axis]: T, dims[batch_axis]: B}
-    shape = [0, 0, model.input_size]
+    shape = [0, 0] if ids else [0, 0, model.input_size]
     shape[time_axis], shape[batch_axis] = T, B
     rng = np.random.default_rng(0)
-    feeds = {x_name: rng.standard_normal(shape).astype(dtype)}
+    if ids:
+        elem = infos[x_name].type.tensor_type.elem_type
+        x = rng.integers(0, model.input_size, shape).astype(
+            onnx.helper.tensor_dtype_to_np_dtype(elem))
+    else:
+        x = rng.standard_normal(shape).astype(dtype)
+    feeds = {x_name: x}
     lengths = None
     if lengths_name is not None:
         lengths = rng.integers(1, T + 1, size=B)

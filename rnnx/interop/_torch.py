@@ -1,4 +1,4 @@
-"""PyTorch modules -> rnnx: nn.RNN/LSTM/GRU, nn.Linear heads and their activations.
+"""PyTorch modules -> rnnx: nn.Embedding, nn.RNN/LSTM/GRU, nn.Linear heads and their activations.
 
 rnnx keeps PyTorch's parameter names, shapes and gate orders, so a recurrent module's
 state_dict loads as it is; nn.Linear's weight (out, in) and bias (out,) are rnnx.Dense's.
@@ -57,6 +57,21 @@ def _linear(module, name, activation):
     return layer
 
 
+def _embedding(module, name):
+    from ..embedding import Embedding
+    if module.max_norm is not None:
+        raise ValueError(f"{name}: max_norm={module.max_norm} renormalises the looked-up rows "
+                         "in place at every call, which rnnx.Embedding does not do; only "
+                         "max_norm=None converts")
+    if module.scale_grad_by_freq:
+        warnings.warn(f"{name}: scale_grad_by_freq=True is not carried over (rnnx sums the "
+                      "gradient of repeated ids); inference is unaffected", stacklevel=3)
+    layer = Embedding(module.num_embeddings, module.embedding_dim,
+                      padding_idx=module.padding_idx, dtype=_dtype(module, name))
+    layer.load_state_dict(_numpy_state(module))
+    return layer
+
+
 def _no_counterpart(module, name, nn):
     """Why module does not convert, and what to pass instead."""
     quantized = [(child_name, child) for child_name, child in module.named_modules()
@@ -71,16 +86,16 @@ def _no_counterpart(module, name, nn):
                 f"{type(child).__name__}): rnnx converts float modules; convert the float "
                 f"model, before torch's quantize_dynamic{hint}")
     children = [child_name for child_name, child in module.named_modules()
-                if isinstance(child, (nn.RNN, nn.LSTM, nn.GRU, nn.Linear))]
+                if isinstance(child, (nn.Embedding, nn.RNN, nn.LSTM, nn.GRU, nn.Linear))]
     if children:
         listed = ", ".join(f"module.{child_name}" for child_name in children)
         return (f"{name} is a custom module, whose forward() rnnx cannot read: pass its "
-                f"recurrent and Linear children in the order forward() runs them, "
+                f"Embedding, recurrent and Linear children in the order forward() runs them, "
                 f"rnnx.from_torch([{listed}]); where forward() takes the last step "
                 "(out[length - 1]) or the final state (h_n) before the Linear, build "
                 "rnnx.Sequential(*converted.layers, many_to_one='output' or 'state')")
-    return (f"{name} has no rnnx counterpart: expected nn.RNN, nn.LSTM, nn.GRU, nn.Linear, "
-            "nn.Sigmoid, nn.Tanh, nn.ReLU, nn.Softmax, nn.Identity or nn.Dropout")
+    return (f"{name} has no rnnx counterpart: expected nn.Embedding, nn.RNN, nn.LSTM, nn.GRU, "
+            "nn.Linear, nn.Sigmoid, nn.Tanh, nn.ReLU, nn.Softmax, nn.Identity or nn.Dropout")
 
 
 def from_torch(module):
@@ -89,9 +104,10 @@ def from_torch(module):
     Parameters
     ----------
     module : torch.nn.Module or a list of them
-        An ``nn.RNN``, ``nn.LSTM`` or ``nn.GRU`` (with ``nonlinearity``, ``bias``,
-        ``batch_first``, ``bidirectional``, ``num_layers``, an LSTM's ``proj_size``;
-        ``dropout`` when rnnx has it), an
+        An ``nn.Embedding`` (first only: the model then takes ids; ``padding_idx`` kept,
+        ``max_norm`` refused), an ``nn.RNN``, ``nn.LSTM`` or ``nn.GRU`` (with
+        ``nonlinearity``, ``bias``, ``batch_first``, ``bidirectional``, ``num_layers``, an
+        LSTM's ``proj_size``; ``dropout`` when rnnx has it), an
         ``nn.Linear``, or an ``nn.Sequential`` / ``nn.ModuleList`` / list of those, run in
         order.  The rule for a chain: a recurrent module's output is the first element of the
         tuple it returns (the sequence ``y``), as in ``y, _ = rnn(x); out = head(y)``; an
@@ -101,7 +117,7 @@ def from_torch(module):
 
     Returns
     -------
-    rnnx.RNN, LSTM, GRU or Dense for a single module, else rnnx.Sequential.
+    rnnx.RNN, LSTM, GRU, Dense or Embedding for a single module, else rnnx.Sequential.
 
     Raises
     ------
@@ -134,6 +150,8 @@ def from_torch(module):
             raise TypeError(f"{name} must be a torch.nn.Module")
         if isinstance(m, (nn.RNN, nn.LSTM, nn.GRU)):
             layers.append(_recurrent(m, name))
+        elif isinstance(m, nn.Embedding):
+            layers.append(_embedding(m, name))
         elif isinstance(m, nn.Linear):
             activation = "identity"
             following = modules[index] if index < len(modules) else None

@@ -12,7 +12,8 @@ them):
     rnnx-ref 1
     T B has_lengths
     lengths (B integers, if has_lengths)
-    nx x...            x (T,B,I), the input
+    nx x...            x (T,B,I), the input; for a token model (an Embedding first) the
+                       ids (T,B), whole numbers the C test passes as int32
     ny y...            the whole-sequence output rnnx_model_run must give (with the lengths)
     ns s...            the outputs of T stream steps over x (T,B,out); ns = 0 if it cannot stream
 """
@@ -67,10 +68,14 @@ def model_reference(model, x, lengths=None, many_to_one=None):
     """The model's output for x (T,B,I) from zero states, in float64."""
     layers = model.layers if isinstance(model, rnnx.Sequential) else [model]
     many_to_one = getattr(model, "many_to_one", False) if many_to_one is None else many_to_one
-    recurrent = [i for i, layer in enumerate(layers) if not isinstance(layer, rnnx.Dense)]
+    recurrent = [i for i, layer in enumerate(layers)
+                 if not isinstance(layer, (rnnx.Dense, rnnx.Embedding))]
     h = np.asarray(x, np.float64)
     T, B = x.shape[:2]
     for i, layer in enumerate(layers):
+        if isinstance(layer, rnnx.Embedding):       # x is ids (T,B): the table's rows
+            h = layer.parameters()["weight"].astype(np.float64)[np.asarray(x, np.int64)]
+            continue
         if isinstance(layer, rnnx.Dense):
             h = _dense_reference(layer, h)
             continue
@@ -120,9 +125,17 @@ def _cases():
         "lstm_m2o_f32": (rnnx.Sequential(rnnx.LSTM(3, 7, seed=12),
                                          rnnx.Dense(7, 2, activation="identity", seed=13),
                                          many_to_one=True), 6, 2, [3, 6]),
+        "embed_gru_dense_f32": (rnnx.Sequential(rnnx.Embedding(11, 4, padding_idx=0, seed=14),
+                                                rnnx.GRU(4, 6, num_layers=2, seed=15),
+                                                rnnx.Dense(6, 11, activation="softmax", seed=16)),
+                                7, 3, [7, 2, 5]),
+        "embed_lstm_m2o_f64": (rnnx.Sequential(rnnx.Embedding(5, 3, dtype=f64, seed=17),
+                                               rnnx.LSTM(3, 4, dtype=f64, seed=18),
+                                               rnnx.Dense(4, 2, dtype=f64, seed=19),
+                                               many_to_one=True), 5, 2, [5, 3]),
         "lstm_bi_output_m2o_f64": (rnnx.Sequential(
-            rnnx.LSTM(3, 4, bidirectional=True, dtype=f64, seed=14),
-            rnnx.Dense(8, 2, dtype=f64, seed=15), many_to_one="output"), 5, 3, [2, 5, 0]),
+            rnnx.LSTM(3, 4, bidirectional=True, dtype=f64, seed=20),
+            rnnx.Dense(8, 2, dtype=f64, seed=21), many_to_one="output"), 5, 3, [2, 5, 0]),
     }
 
 
@@ -136,10 +149,11 @@ def write(outdir):
         dtype = model.dtype
         rnnx.save(model, os.path.join(outdir, name + ".rnnx"))
         seed = sum(map(ord, name))
-        I = model.layers[0].in_features if isinstance(model, rnnx.Sequential) and \
-            isinstance(model.layers[0], rnnx.Dense) else \
-            (model.layers[0].input_size if isinstance(model, rnnx.Sequential) else model.input_size)
-        x = np.random.default_rng(seed).standard_normal((T, B, I)).astype(dtype)
+        I = model.layers[0].input_size if isinstance(model, rnnx.Sequential) else model.input_size
+        if getattr(model, "takes_ids", False):       # ids (T,B), every one of them used
+            x = np.random.default_rng(seed).integers(0, I, (T, B))
+        else:
+            x = np.random.default_rng(seed).standard_normal((T, B, I)).astype(dtype)
         y = model_reference(model, x, lengths)
         layers = model.layers if isinstance(model, rnnx.Sequential) else [model]
         streams = all(getattr(layer, "num_directions", 1) == 1 for layer in layers)

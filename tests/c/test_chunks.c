@@ -36,16 +36,25 @@ static int bidirectional(const rnnx_model* m)
     return 0;
 }
 
-/* x (T_LONG,B,I) of the model's dtype: a fixed pseudo-random signal in [-2, 2) */
+static int takes_ids(const rnnx_model* m)
+{
+    return m->layers[0].kind == RNNX_EMBEDDING;
+}
+
+/* x (T_LONG,B,I) of the model's dtype: a fixed pseudo-random signal in [-2, 2);
+ * for a token model (T_LONG,B) int32 ids in [0, input_size) */
 static void* make_signal(const rnnx_model* m, size_t n)
 {
     double* v = malloc(n * sizeof(double));
+    int32_t* ids = takes_ids(m) ? malloc(n * sizeof(int32_t)) : NULL;
     uint32_t state = 12345u;
     for (size_t k = 0; k < n; k++) {
         state = state * 1664525u + 1013904223u;
         v[k] = (double)(state >> 8) / (double)(1u << 24) * 4.0 - 2.0;
+        if (ids)
+            ids[k] = (int32_t)((state >> 8) % (uint32_t)m->input_size);
     }
-    void* x = as_dtype(v, n, m->dtype);
+    void* x = ids ? (void*)ids : as_dtype(v, n, m->dtype);
     free(v);
     return x;
 }
@@ -65,7 +74,8 @@ static void check_case(const char* dir, const char* name)
     const size_t rows_out = m.many_to_one ? 1 : (size_t)T_LONG;  /* y of one call: rows_out*B*out */
     const size_t wb = rnnx_model_run_work_size(&m, T_LONG, B);
     void* work = malloc(wb);
-    void* x = make_signal(&m, (size_t)T_LONG * B * I);
+    void* x = make_signal(&m, (size_t)T_LONG * B * (takes_ids(&m) ? 1 : I));
+    const size_t x_step = takes_ids(&m) ? B * sizeof(int32_t) : (size_t)B * I * elem;
     void* y_one = malloc(rows_out * B * out * elem);
     void* y_chunks = malloc((size_t)T_LONG * B * out * elem);
     void* state_one = malloc(sbytes);
@@ -93,7 +103,7 @@ static void check_case(const char* dir, const char* name)
         for (size_t c = 0; c < sizeof chunk_lengths / sizeof chunk_lengths[0]; c++) {
             const int n = chunk_lengths[c];
             const size_t y_at = m.many_to_one ? 0 : (size_t)t * B * out;  /* m2o: the last wins */
-            CHECK_STATUS(rnnx_model_run(&m, NULL, (const char*)x + (size_t)t * B * I * elem, n, B,
+            CHECK_STATUS(rnnx_model_run(&m, NULL, (const char*)x + (size_t)t * x_step, n, B,
                                         NULL, state, state, (char*)y_chunks + y_at * elem, work,
                                         wb),
                          RNNX_OK);
@@ -133,7 +143,7 @@ static void check_case(const char* dir, const char* name)
         int same = 1;
         for (int i = 0; i < m.num_layers; i++) {
             const rnnx_layer* l = &m.layers[i];
-            if (l->kind == RNNX_DENSE)
+            if (l->kind == RNNX_DENSE || l->kind == RNNX_EMBEDDING)
                 continue;
             const size_t blocks = (size_t)(l->kind == RNNX_LSTM ? 2 : 1) * l->num_layers *
                                   l->num_directions;

@@ -111,11 +111,17 @@ static void test_image(const unsigned char* image, size_t len)
         else if (i < 12)
             CHECK(status == RNNX_EVERSION, "version byte %zu altered: status %d", i, status);
     }
-    /* a wrong version, resealed: EVERSION */
+    /* an unknown version, resealed: EVERSION; a version-1 body is also valid
+     * as version 2, but an Embedding (kind 17) or the last-output flag is not valid in
+     * version 1 */
     memcpy(bad, image, len);
-    put_u32(bad + 8, 2);
+    put_u32(bad + 8, 3);
     reseal(bad, len);
     CHECK_STATUS(parse_and_run(bad, len), RNNX_EVERSION);
+    const int version = image[8];
+    put_u32(bad + 8, version == 1 ? 2 : 1);
+    reseal(bad, len);
+    CHECK_STATUS(parse_and_run(bad, len), version == 1 ? RNNX_OK : RNNX_ECORRUPT);
     /* hostile: random header and descriptor bytes with a valid CRC.  Each must
      * give a status; those that parse must run without a read out of bounds. */
     int parsed = 0;
@@ -240,6 +246,27 @@ static void test_arguments(const char* dir)
     CHECK_STATUS(parse_and_run(text, sizeof text), RNNX_EMAGIC);
 
     test_image(image, len);
+    /* and a token model's (version 2: an Embedding first) */
+    snprintf(path, sizeof path, "%s/embed_gru_dense_f32.rnnx", dir);
+    size_t embed_len = 0;
+    unsigned char* embed_image = read_all(path, &embed_len);
+    CHECK(embed_image && embed_image[8] == 2, "%s: not a version-2 file", path);
+    test_image(embed_image, embed_len);
+    free(embed_image);
+    /* and a many_to_one="output" model's (version 2: the last-output flag); the flag in a
+     * file that says version 1 is corrupt, as Python's reader says too */
+    snprintf(path, sizeof path, "%s/lstm_bi_output_m2o_f64.rnnx", dir);
+    size_t output_len = 0;
+    unsigned char* output_image = read_all(path, &output_len);
+    CHECK(output_image && output_image[8] == 2 && (output_image[20] & 4),
+          "%s: not a version-2 file with the last-output flag", path);
+    if (output_image) {
+        test_image(output_image, output_len);
+        put_u32(output_image + 8, 1);
+        reseal(output_image, output_len);
+        CHECK_STATUS(parse_and_run(output_image, output_len), RNNX_ECORRUPT);
+    }
+    free(output_image);
     free(bmem);
     free(smem);
     free(x);

@@ -1,7 +1,8 @@
 /*
  * test_model.c: models read from .rnnx files (and from memory buffers) run
  * whole sequences and streams, checked against the outputs rnnx/reference.py
- * computed for them (tests/c/make_data.py).
+ * computed for them (tests/c/make_data.py).  A token model (an Embedding
+ * first) takes its x as int32 ids (T,B).
  *
  *   test_model DATA_DIR NAME...    checks each case, exits 1 on any failure
  *   test_model --dump DATA_DIR NAME...   also prints every output (%a), so two
@@ -60,8 +61,12 @@ static void check_case(const char* dir, const char* name)
 
     const int dtype = m.dtype, T = c.T, B = c.B;
     const size_t elem = dtype == RNNX_FLOAT64 ? 8 : 4;
-    CHECK(c.nx == (size_t)T * B * m.input_size, "%s: x has %zu values", name, c.nx);
-    void* x = as_dtype(c.x, c.nx, dtype);
+    const int ids = m.layers[0].kind == RNNX_EMBEDDING;
+    const size_t step_in = ids ? (size_t)B * sizeof(int32_t) : (size_t)B * m.input_size * elem;
+    CHECK(c.nx == (size_t)T * B * (ids ? 1 : m.input_size), "%s: x has %zu values", name, c.nx);
+    void* x = ids ? malloc(c.nx * sizeof(int32_t) + 1) : as_dtype(c.x, c.nx, dtype);
+    for (size_t k = 0; ids && k < c.nx; k++)
+        ((int32_t*)x)[k] = (int32_t)c.x[k];
 
     /* whole sequence */
     const size_t work_bytes = rnnx_model_run_work_size(&m, T, B);
@@ -90,7 +95,7 @@ static void check_case(const char* dir, const char* name)
         const size_t step_out = (size_t)B * m.output_size;
         for (int pass = 0; pass < 2; pass++) {  /* reset gives the same again */
             for (int t = 0; t < T; t++)
-                CHECK_STATUS(rnnx_stream_step(&s, (const char*)x + (size_t)t * B * m.input_size * elem,
+                CHECK_STATUS(rnnx_stream_step(&s, (const char*)x + (size_t)t * step_in,
                                               (char*)s_out + (size_t)t * step_out * elem), RNNX_OK);
             double err = scaled_error(s_out, dtype, c.s, c.ns);
             CHECK(err <= tolerance(dtype), "%s: stream pass %d differs from the reference by %g",
@@ -98,6 +103,21 @@ static void check_case(const char* dir, const char* name)
             CHECK_STATUS(rnnx_stream_reset(&s), RNNX_OK);
         }
         print_values("stream", name, s_out, dtype, c.ns);
+        if (ids) {  /* an id out of range: refused before the state changes */
+            int32_t bad[64];
+            for (int b = 0; b < B && b < 64; b++)
+                bad[b] = b == B - 1 ? m.input_size : 0;
+            CHECK_STATUS(rnnx_stream_step(&s, bad, s_out), RNNX_EINVAL);
+            bad[B - 1] = -1;
+            CHECK_STATUS(rnnx_stream_step(&s, bad, s_out), RNNX_EINVAL);
+            CHECK_STATUS(rnnx_stream_step(&s, x, s_out), RNNX_OK);  /* from the zero state */
+            double err = scaled_error(s_out, dtype, c.s, (size_t)B * m.output_size);
+            CHECK(err <= tolerance(dtype), "%s: a refused step changed the state (%g)", name, err);
+            ((int32_t*)x)[0] = m.input_size;
+            CHECK_STATUS(rnnx_model_run(&m, NULL, x, T, B, NULL, NULL, NULL, y, work, work_bytes),
+                         RNNX_EINVAL);
+            ((int32_t*)x)[0] = (int32_t)c.x[0];
+        }
         free(smem);
         free(s_out);
     } else {
