@@ -26,7 +26,8 @@ except ImportError as error:  # a source checkout imported before its extension 
         "looks like an unbuilt source folder. Build it in place with `pip install -e .`, or run "
         "Python from another folder so the installed rnnx is imported.") from error
 
-from .module import Cache, Module, as_layer_dtype, check_dtype, check_seed, positive_int
+from .module import Cache, Module, as_layer_dtype, check_dtype, check_seed, positive_int, \
+    unpack_sequence
 from .reference import check_lengths
 from . import checkpoint as _checkpoint  # noqa: E402 (needs _core, imported above)
 
@@ -108,10 +109,12 @@ _COMMON_DOC = """
         affected.
     dropout : float in [0, 1), default 0
         Dropout on the output of every layer of the stack except the last, in the
-        training forward only (inverted: kept values are scaled by 1/(1-dropout));
-        ``layer(x)`` (inference) applies none. The mask is kept in the cache, so
-        backward uses the forward's draws. Draws come from ``layer.dropout_rng``, a
-        ``np.random.Generator`` seeded from ``seed`` (replace it to choose the draws).
+        training forward only (inverted: kept values are scaled by 1/(1-dropout)), and
+        only in training mode (``layer.training``, PyTorch's flag: ``layer.eval()`` turns
+        it off, ``layer.train()`` back on); ``layer(x)`` (inference) applies none. The
+        mask is kept in the cache, so backward uses the forward's draws. Draws come from
+        ``layer.dropout_rng``, a ``np.random.Generator`` seeded from ``seed`` (replace it
+        to choose the draws).
     bidirectional : bool, default False
         D = 2: a reverse direction too, its output after the forward one in y.
     go_backwards : bool, default False
@@ -154,6 +157,8 @@ _COMMON_DOC = """
     lengths : None or B ints in [0, T]: row b is lengths[b] steps long; its outputs
         past that are 0, its final state is its state at its own last step, and its
         padded steps get zero gradient (PyTorch's packed sequences, without packing).
+        A torch ``PackedSequence`` given as x is unpacked into the padded x and its
+        lengths (y is then the padded output, as ``pad_packed_sequence`` gives it).
         A row of length 0 runs no step: its outputs are all 0 and its final state is
         its initial state (zeros when none is given), which passes its gradient on.
     y : (T, B, D*H), like x's layout.
@@ -359,11 +364,13 @@ class _Recurrent(Module):
         cache : what backward needs (opaque). It holds copies of x and lengths, so the
             caller may change them; it goes stale if the parameters change.
         """
+        x, lengths = unpack_sequence(x, lengths, self.batch_first)
         if checkpoint is not None:
             return _checkpoint.forward(self, x, state, lengths, checkpoint)
         return self._run(x, state, lengths, train=True)
 
     def _run(self, x, state, lengths, train):
+        x, lengths = unpack_sequence(x, lengths, self.batch_first)
         x_given = x
         x, batched, lengths = self._check_input(x, lengths)
         T, B = x.shape[0], x.shape[1]
@@ -374,7 +381,7 @@ class _Recurrent(Module):
         inputs, cores, masks = [], [], []
         layer_input = x
         for k in range(self.num_layers):
-            if k > 0 and train and self.dropout > 0:
+            if k > 0 and train and self.training and self.dropout > 0:
                 # inverted dropout on layer k-1's output: kept values scaled by 1/(1-p)
                 keep = self.dropout_rng.random(layer_input.shape) >= self.dropout
                 mask = keep.astype(self.dtype) * self.dtype.type(1.0 / (1.0 - self.dropout))

@@ -1,7 +1,11 @@
 """What the tests share: the layer variants under test, the central-difference gradient
 the backward passes are checked against, and the closeness check used against the
 reference and PyTorch."""
+import importlib
+import os
+
 import numpy as np
+import pytest
 from numpy.testing import assert_allclose
 
 # variant name -> (layer class name, constructor keyword arguments)
@@ -13,6 +17,14 @@ VARIANTS = {
     "gru_reset_before": ("GRU", {"reset_after": False}),
 }
 TORCH_VARIANTS = ["rnn_tanh", "rnn_relu", "lstm", "gru_reset_after"]  # reset_after=False has no torch twin
+
+
+def peer(name):
+    """An optional peer module (torch, onnx, onnxruntime, ...); in CI a missing peer fails
+    the run instead of skipping the test."""
+    if os.environ.get("CI"):
+        return importlib.import_module(name)
+    return pytest.importorskip(name)
 
 
 def central_difference(evaluate, array, eps=1e-6):
