@@ -729,7 +729,9 @@ cdef class Stream:
     Holds its own copy of the weights, packed once for the per-step kernel
     (W_hh in panels, W_ih^T for the input projection), the state, and every
     buffer a step needs, so a step allocates only its result.
-    weights: one (w_ih, w_hh, b_ih, b_hh) tuple per layer, biases may be None."""
+    weights: one (w_ih, w_hh, b_ih, b_hh) tuple per layer, biases may be None, or
+    for an LSTM (w_ih, w_hh, b_ih, b_hh, w_peep) with its peepholes w_peep (3H,)
+    [Pi, Pf, Po] (see forward), None for none."""
     cdef int cell, L, B, H, I
     cdef object dtype
     cdef int typenum
@@ -756,20 +758,22 @@ cdef class Stream:
         layers = []
         H = None
         for k, entry in enumerate(weights):
-            if not isinstance(entry, (tuple, list)) or len(entry) != 4:
-                raise ValueError(f"weights[{k}] must be a (w_ih, w_hh, b_ih, b_hh) tuple, got "
-                                 f"{type(entry).__name__} of length {len(entry) if isinstance(entry, (tuple, list)) else '-'}")
-            names = [f"weights[{k}].{n}" for n in ("w_ih", "w_hh", "b_ih", "b_hh")]
+            if not isinstance(entry, (tuple, list)) or len(entry) not in (4, 5):
+                raise ValueError(f"weights[{k}] must be a (w_ih, w_hh, b_ih, b_hh) tuple (and "
+                                 f"w_peep for an LSTM), got {type(entry).__name__} of length "
+                                 f"{len(entry) if isinstance(entry, (tuple, list)) else '-'}")
+            entry = tuple(entry) + (None,) * (5 - len(entry))
+            names = [f"weights[{k}].{n}" for n in ("w_ih", "w_hh", "b_ih", "b_hh", "w_peep")]
             arrays = []
             for name, w in zip(names, entry):
-                if w is None and name.endswith(("b_ih", "b_hh")):
+                if w is None and name.endswith(("b_ih", "b_hh", "w_peep")):
                     arrays.append(None)
                     continue
                 w = np.asarray(w)
                 if w.dtype.kind != "f":
                     raise TypeError(f"{name} must be a real floating array, got dtype {w.dtype}")
                 arrays.append(np.array(w, dtype=self.dtype, order="C"))
-            w_ih, w_hh, b_ih, b_hh = arrays
+            w_ih, w_hh, b_ih, b_hh, w_peep = arrays
             if w_hh.ndim != 2 or w_hh.shape[1] < 1:
                 raise ValueError(f"{names[1]} must be (G, H), got shape {w_hh.shape}")
             if H is None:
@@ -784,7 +788,11 @@ cdef class Stream:
             for name, bias in zip(names[2:], (b_ih, b_hh)):
                 if bias is not None and bias.shape != (G,):
                     raise ValueError(f"{name} must have shape {(G,)}, got {bias.shape}")
-            layers.append((w_ih, w_hh, b_ih, b_hh))
+            if w_peep is not None and cell != LSTM:
+                raise ValueError(f"{names[4]} (peepholes) is for an LSTM only, got cell code {cell}")
+            if w_peep is not None and w_peep.shape != (3 * H,):
+                raise ValueError(f"{names[4]} must have shape {(3 * H,)}, got {w_peep.shape}")
+            layers.append((w_ih, w_hh, b_ih, b_hh, w_peep))
         self.cell = cell
         self.L = len(layers)
         self.B = batch_size
@@ -804,7 +812,7 @@ cdef class Stream:
         cdef rnnx_forward_args* a
         cdef cnp.ndarray packed
         for k_ in range(self.L):
-            w_ih, w_hh, b_ih, b_hh = layers[k_]
+            w_ih, w_hh, b_ih, b_hh, w_peep = layers[k_]
             I_k = w_ih.shape[1]
             w_ih_t = np.ascontiguousarray(w_ih.T)
             packed = np.empty(max(<size_t>1, rnnx_packed_size(cell, code, self.H)), dtype=self.dtype)
@@ -812,7 +820,7 @@ cdef class Stream:
                 raise ValueError("could not pack the recurrent weights")
             work = np.empty(max(<size_t>1, rnnx_forward_work_size(cell, 1, self.B, I_k, self.H, 0)),
                             dtype=self.dtype)
-            self._keep.append((w_ih, w_hh, b_ih, b_hh, w_ih_t, packed, work))
+            self._keep.append((w_ih, w_hh, b_ih, b_hh, w_peep, w_ih_t, packed, work))
             a = &self.args[k_]
             a.cell = cell
             a.dtype = code
@@ -827,6 +835,7 @@ cdef class Stream:
             a.w_hh = cnp.PyArray_DATA(<cnp.ndarray>w_hh)
             a.b_ih = NULL if b_ih is None else cnp.PyArray_DATA(<cnp.ndarray>b_ih)
             a.b_hh = NULL if b_hh is None else cnp.PyArray_DATA(<cnp.ndarray>b_hh)
+            a.w_peep = NULL if w_peep is None else cnp.PyArray_DATA(<cnp.ndarray>w_peep)
             a.w_ih_t = cnp.PyArray_DATA(<cnp.ndarray>w_ih_t)
             a.w_hh_t = NULL
             a.w_hh_packed = cnp.PyArray_DATA(packed)

@@ -244,3 +244,34 @@ def test_inputs_are_never_modified():
     run_core(p, True)
     for k, v in p.items():
         assert (v is None and before[k] is None) or np.array_equal(v, before[k]), k
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_stream_equals_the_whole_sequence(isa, dtype, isa_and_threads):
+    """A two-layer peephole stream, step by step and by Stream.run, against whole-sequence
+    calls of the same layers: bit for bit in float64, to rounding in float32; and the
+    peepholes change its output."""
+    _core.set_isa(isa)
+    T, B, I, H = 5, 3, 4, 19
+    p0, p1 = problem(T, B, I, H, 0, dtype, seed=1), problem(T, B, H, H, 0, dtype, seed=2)
+    weights = [tuple(p[k] for k in ("w_ih", "w_hh", "b_ih", "b_hh", "w_peep")) for p in (p0, p1)]
+    stream = _core.Stream(_core.LSTM, weights, B, dtype)
+    steps = np.stack([stream.step(p0["x"][t]) for t in range(T)])
+    stream.set_state(None, None)
+    chunk = stream.run(p0["x"], _core.Workspace())
+    layer_in = p0["x"]
+    for w in weights:
+        y, zeros = np.empty((T, B, H), dtype), np.zeros((B, H), dtype)
+        _core.forward(_core.LSTM, layer_in, zeros, zeros, *w[:4], None, False, y,
+                      np.empty((B, H), dtype), np.empty((B, H), dtype), False, w_peep=w[4])
+        layer_in = y
+    for got in (steps, chunk):
+        if dtype == np.float64:
+            assert np.array_equal(got, layer_in)
+        else:
+            assert_close_scaled(got, layer_in, dtype, 1e-5, 1e-5, "stream vs sequence")
+    plain = _core.Stream(_core.LSTM, [w[:4] for w in weights], B, dtype)
+    assert not np.allclose(np.stack([plain.step(p0["x"][t]) for t in range(T)]), steps)
+    with pytest.raises(ValueError, match=r"weights\[1\].w_peep must have shape"):
+        _core.Stream(_core.LSTM, [weights[0], weights[1][:4] + (np.zeros(H),)], B, dtype)
