@@ -132,7 +132,7 @@ static int dims_fit(const rnnx_cell_desc* d, int T, int B, int I, int H)
 /* A projection of size P: 0 (none), or 0 < P < H on an LSTM. */
 static int proj_ok(const rnnx_cell_desc* d, int H, int P)
 {
-    return P == 0 || (d->cell == RNNX_LSTM && P > 0 && P < H);
+    return P == 0 || ((d->options & RNNX_OPTION_PROJ) && P > 0 && P < H);
 }
 
 size_t rnnx_cache_size_proj(int cell, int T, int B, int H, int P)

@@ -1,8 +1,9 @@
 /*
  * driver.c: the sequence drivers, one for every cell.  A cell is its
- * descriptor (layout.h: shapes and layouts) and its plan here: the recurrent
- * products of a step, in phases, each followed by the cell's elementwise work
- * (rnn.c, lstm.c, gru.c); and the same backward.
+ * descriptor (layout.h: shapes and layouts) and its plan (csrc/cells/plan.h,
+ * written in its file csrc/cells/<cell>.c): the recurrent products of a step,
+ * in phases, each followed by the cell's elementwise work; and the same
+ * backward.
  *
  * Per step, the default path cuts the hidden units into panels of U (the
  * packed W_hh's layout) and, for each panel, computes the panel's columns of
@@ -13,52 +14,6 @@
  * is the same whoever runs it, so results do not depend on the thread count.
  * Compiled through kernels_body.c.
  */
-
-/* One forward phase: gates g0..g1-1 += input @ W_hh[g]^T, then finish.  The
- * input is h_prev, or aux (GRU reset before's r * h_prev); aux_gate's product
- * goes to aux (B,H), starting from bias_n, instead of into the gates.  A
- * projection phase (proj_out) is instead h (B,P) := m (B,H) @ W_hr^T, on the
- * P units. */
-typedef struct fwd_phase {
-    int g0, g1, from_aux, aux_gate;
-    step_fn finish;
-    int proj_out;
-} fwd_phase;
-
-/* One backward stage: grads on every unit, then
- * dst (+)= src[:, g0*H:g1*H] @ W_hh[g0*H:g1*H, :], where src is dg or dgh and
- * dst is dh or drh (zeroed first).  The forward product of those gates took
- * aux as input exactly when dst is drh. */
-typedef struct bwd_stage {
-    bstep_fn grads;
-    int g0, g1, src_dgh, dst_drh;
-} bwd_stage;
-
-typedef struct cell_plan {
-    int n_phases;
-    fwd_phase phase[2];
-    int n_stages;
-    bwd_stage stage[2];
-} cell_plan;
-
-static const cell_plan cell_plans[] = {
-    [RNNX_RNN_TANH] = {1, {{0, 1, 0, -1, rnn_step_forward, 0}}, 1, {{rnn_step_backward, 0, 1, 0, 0}}},
-    [RNNX_RNN_RELU] = {1, {{0, 1, 0, -1, rnn_step_forward, 0}}, 1, {{rnn_step_backward, 0, 1, 0, 0}}},
-    [RNNX_LSTM] = {1, {{0, 4, 0, -1, lstm_step_forward, 0}}, 1, {{lstm_step_backward, 0, 4, 0, 0}}},
-    [RNNX_GRU] = {1, {{0, 3, 0, 2, gru_after_step_forward, 0}},
-                  1, {{gru_after_step_backward, 0, 3, 1, 0}}},
-    [RNNX_GRU_RESET_BEFORE] = {2, {{0, 2, 0, -1, gru_before_step_gates, 0},
-                                   {2, 3, 1, -1, gru_before_step_output, 0}},
-                               2, {{gru_before_step_backward_output, 2, 3, 0, 1},
-                                   {gru_before_step_backward_reset, 0, 2, 0, 0}}},
-};
-
-/* An LSTM with a projection: phase 1 the gates and m = o * tanh(c) on the H
- * units (input h_prev, P wide), phase 2 h = m @ W_hr^T on the P units.  Its
- * backward is written out in backward_sequence. */
-static const cell_plan lstm_proj_plan = {
-    2, {{0, 4, 0, -1, lstm_proj_step_forward, 0}, {0, 1, 0, -1, lstm_proj_step_output, 1}},
-    0, {{NULL, 0, 0, 0, 0}, {NULL, 0, 0, 0, 0}}};
 
 /* packed (see rnnx_panels_elems) := w (gates*N, K) in panels of U units. */
 static void pack_panels(int gates, int N, int K, const real* w, real* packed)
@@ -175,7 +130,7 @@ static real* block_dst(const fwd_phase* ph, const step* s, int g, int r, int u0,
                        int* bias_init, const real** bias)
 {
     *bias_init = ph->proj_out || g == ph->aux_gate;
-    *bias = !ph->proj_out && g == ph->aux_gate && s->bias_n ? s->bias_n + u0 : NULL;
+    *bias = !ph->proj_out && g == ph->aux_gate && s->cp->bias_n ? s->cp->bias_n + u0 : NULL;
     if (ph->proj_out) {       /* h = m @ W_hr^T */
         *ld = (size_t)s->P;
         return s->h + (size_t)r * s->P + u0;
@@ -318,7 +273,7 @@ static void plain_phase(const rnnx_blas* blas, int naive, const fwd_phase* ph, c
             if (g == ph->aux_gate)
                 for (int b = 0; b < B; b++)
                     for (int j = 0; j < H; j++)
-                        dst[(size_t)b * H + j] = s->bias_n ? s->bias_n[j] : 0;
+                        dst[(size_t)b * H + j] = s->cp->bias_n ? s->cp->bias_n[j] : 0;
             gemm(blas, naive, 'N', 'T', B, H, H, 1, in, H, w_hh + (size_t)g * H * H, H,
                  1, dst, ld);                                   /* dst += in @ W_hh[g].T */
         }
@@ -330,14 +285,13 @@ static int forward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
                             const rnnx_forward_args* a)
 {
     const int proj = a->proj;
-    const cell_plan* plan = proj > 0 ? &lstm_proj_plan : &cell_plans[d->cell];
+    const cell_plan* plan = plan_of(d, proj);
     const int T = a->T, B = a->B, I = a->input_size, H = a->H, G = d->gates * H, reverse = a->reverse;
     const int P = rnnx_state_width(H, proj);  /* the width of h and y */
     const size_t BH = (size_t)B * H, BP = (size_t)B * P;
     const int train = (a->cache != NULL), has_c = (d->states == 2);
     const int naive = (a->path == RNNX_PATH_NAIVE);
     const int fused = (a->path == RNNX_PATH_AUTO || a->path == RNNX_PATH_SMALL);
-    const int after = (d->cell == RNNX_GRU);
     const rnnx_cache_layout cl = rnnx_cache_layout_of(d, T, B, H, proj);
     const rnnx_forward_work wl = rnnx_forward_work_of(d, T, B, I, H, proj, train);
     real* work = a->work;
@@ -358,21 +312,20 @@ static int forward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
         if (proj > 0)
             pack_panels(1, P, H, a->w_hr, work + wl.packed_hr);
     }
-    /* slab = x @ W_ih^T + b_ih + b_hh, but for GRU reset after's b_hn */
+    /* slab = x @ W_ih^T + b_ih + b_hh, b_hh on the plan's slab_bias_hh_gates gates */
     input_projection(blas, naive, slab, a->x, a->w_ih, a->w_ih_t, work + wl.w_ih_t,
-                     a->b_ih, b_hh, after ? 2 * H : G, T * B, I, G);
+                     a->b_ih, b_hh, plan->slab_bias_hh_gates * H, T * B, I, G);
 
     step s;
     s.B = B;
     s.H = H;
     s.G = G;
     s.P = P;
-    s.relu = (d->cell == RNNX_RNN_RELU);
+    const cell_params cp = params_of(plan, H, b_hh, a->w_peep);
+    s.cp = &cp;
     s.lengths = a->lengths;
     s.ldy = a->ldy;
-    s.bias_n = after && b_hh ? (const real*)b_hh + 2 * H : NULL;
     s.m = NULL;
-    s.peep = a->w_peep;
     int row_tasks = 1;
     const int n_tasks = fused ? step_tasks(blas, B, G, H, &row_tasks) : 1;
     fwd_task task = {NULL, &s, packed, d->gates, n_tasks, row_tasks, packed_hr};
@@ -579,7 +532,8 @@ static int backward_proj(const rnnx_cell_desc* d, const rnnx_blas* blas,
     sm.H = H;
     sm.dh = work + wl.dm;                  /* (B,H) */
     sm.dc = work + wl.dc;                  /* (B,H) */
-    sm.peep = a->w_peep;
+    const cell_params cp = params_of(plan_of(d, P), H, NULL, a->w_peep);
+    sm.cp = &cp;
     const int n_tasks = own ? step_tasks(blas, B, G, H, NULL) : 1;
     bwd_task task = {NULL, &s, NULL, n_tasks, &sm, NULL};
     if (own) {
@@ -631,7 +585,7 @@ static int backward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
 {
     if (a->proj > 0)
         return backward_proj(d, blas, a);
-    const cell_plan* plan = &cell_plans[d->cell];
+    const cell_plan* plan = plan_of(d, 0);
     const int T = a->T, B = a->B, I = a->input_size, H = a->H, G = d->gates * H, reverse = a->reverse;
     const size_t BH = (size_t)B * H;
     const int naive = (a->path == RNNX_PATH_NAIVE);
@@ -652,12 +606,12 @@ static int backward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
     s.B = B;
     s.H = H;
     s.G = G;
-    s.relu = (d->cell == RNNX_RNN_RELU);
+    const cell_params cp = params_of(plan, H, NULL, a->w_peep);
+    s.cp = &cp;
     s.lengths = a->lengths;
     s.dh = work + wl.dh;
     s.dc = work + wl.dc;
     s.drh = work + wl.drh;
-    s.peep = a->w_peep;
     const int n_tasks = own ? step_tasks(blas, B, G, H, NULL) : 1;
     real* packed = NULL;
     if (own) {

@@ -49,9 +49,11 @@
 #include "driver/projection.c"
 #include "driver/gradients.c"
 /* the cells and the driver */
-#include "rnn.c"
-#include "lstm.c"
-#include "gru.c"
+#include "cells/plan.h"
+#include "cells/rnn.c"
+#include "cells/lstm.c"
+#include "cells/gru.c"
+#include "cells/plans.c"
 #include "driver.c"
 
 #if defined(__clang__) && (defined(RNNX_TARGET_AVX512) || defined(RNNX_TARGET_AVX2))

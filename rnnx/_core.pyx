@@ -231,6 +231,18 @@ def _isa_from_environment():
 _isa_from_environment()
 
 
+cdef int _states(int cell):
+    """How many state tensors a known cell has: 1 (h) or 2 (h, c), from the core's table."""
+    cdef rnnx_cell_info info
+    return info.states if rnnx_cell_info_of(cell, &info) == 0 else 0
+
+
+cdef bint _takes(int cell, int option):
+    """Whether a known cell takes an option (RNNX_OPTION_*), from the core's table."""
+    cdef rnnx_cell_info info
+    return rnnx_cell_info_of(cell, &info) == 0 and (info.options & option) != 0
+
+
 def strerror(status):
     """The core's sentence for a status code (rnnx_strerror)."""
     return rnnx_strerror(_int_arg(status, "status")).decode()
@@ -324,7 +336,7 @@ cdef int _proj_size(int cell, object w_hr, str name="w_hr") except -1:
     if w_hr is None:
         return 0
     _array(w_hr, name)
-    if cell != LSTM:
+    if not _takes(cell, RNNX_OPTION_PROJ):
         raise ValueError(f"{name} (a projection, proj_size > 0) is for an LSTM only, got cell code {cell}")
     if w_hr.ndim != 2 or not 0 < w_hr.shape[0] < w_hr.shape[1]:
         raise ValueError(f"{name} must be (P, H) with 0 < P < H (proj_size < hidden_size), "
@@ -339,7 +351,7 @@ cdef const void* _peepholes(int cell, object w_peep, str name, int H, object dty
     caller keeps alive), or NULL for None."""
     if w_peep is None:
         return NULL
-    if cell != LSTM:
+    if not _takes(cell, RNNX_OPTION_PEEPHOLE):
         raise ValueError(f"{name} (peepholes) is for an LSTM only, got cell code {cell}")
     return _data(w_peep, name, (3 * H,), dtype)
 
@@ -569,7 +581,7 @@ def forward(object cell, object x, object h0, object c0, object w_ih, object w_h
     a.lengths = _lengths(None if lengths is None else _aligned(lengths, "lengths"), T, B)
     a.y = _rows(y, "y", T, B, S, dtype, &a.ldy, True)
     a.h_n = _data(h_n, "h_n", (B, S), dtype, True)
-    if cell == LSTM:
+    if _states(cell) == 2:   # h and c
         c0 = _aligned(c0, "c0")
         a.c0 = _data(c0, "c0", (B, H), dtype)
         a.c_n = _data(c_n, "c_n", (B, H), dtype, True)
@@ -697,7 +709,7 @@ def backward(object cell, object x, object w_ih, object w_hh, object lengths, bi
         a.dw_peep = _data(dw_peep, "dw_peep", (3 * H,), dtype, True)
     elif dw_peep is not None:
         raise ValueError("dw_peep is given without w_peep: pass both or neither")
-    if cell == LSTM:
+    if _states(cell) == 2:   # h and c
         dc_n = None if dc_n is None else _aligned(dc_n, "dc_n")
         a.dc_n = _opt_data(dc_n, "dc_n", (B, H), dtype)
         a.dc0 = _data(dc0, "dc0", (B, H), dtype, True)
@@ -788,7 +800,7 @@ cdef class Stream:
             for name, bias in zip(names[2:], (b_ih, b_hh)):
                 if bias is not None and bias.shape != (G,):
                     raise ValueError(f"{name} must have shape {(G,)}, got {bias.shape}")
-            if w_peep is not None and cell != LSTM:
+            if w_peep is not None and not _takes(cell, RNNX_OPTION_PEEPHOLE):
                 raise ValueError(f"{names[4]} (peepholes) is for an LSTM only, got cell code {cell}")
             if w_peep is not None and w_peep.shape != (3 * H,):
                 raise ValueError(f"{names[4]} must have shape {(3 * H,)}, got {w_peep.shape}")

@@ -59,8 +59,8 @@ static void lstm_step_forward(const step* s, int r0, int r1, int j0, int j1)
         const size_t row = (size_t)b * H + j0;
         real* gi = s->gates + (size_t)b * 4 * H + j0;
         lstm_row_forward(s->h + row, s->c + row, s->aux + row, gi, gi + H, gi + 2 * H, gi + 3 * H,
-                         s->c_prev + row, PEEP(s->peep, 0, H, j0), PEEP(s->peep, 1, H, j0),
-                         PEEP(s->peep, 2, H, j0), j1 - j0);
+                         s->c_prev + row, PEEP(s->cp->peep, 0, H, j0), PEEP(s->cp->peep, 1, H, j0),
+                         PEEP(s->cp->peep, 2, H, j0), j1 - j0);
         memcpy(s->y + (ptrdiff_t)b * s->ldy + j0, s->h + row, (size_t)(j1 - j0) * sizeof(real));
     }
 }
@@ -81,8 +81,8 @@ static void lstm_proj_step_forward(const step* s, int r0, int r1, int j0, int j1
         }
         real* gi = s->gates + (size_t)b * 4 * H + j0;
         lstm_row_forward(s->m + row, s->c + row, s->aux + row, gi, gi + H, gi + 2 * H, gi + 3 * H,
-                         s->c_prev + row, PEEP(s->peep, 0, H, j0), PEEP(s->peep, 1, H, j0),
-                         PEEP(s->peep, 2, H, j0), j1 - j0);
+                         s->c_prev + row, PEEP(s->cp->peep, 0, H, j0), PEEP(s->cp->peep, 1, H, j0),
+                         PEEP(s->cp->peep, 2, H, j0), j1 - j0);
     }
 }
 
@@ -158,8 +158,8 @@ static void lstm_step_backward(const bstep* s, int j0, int j1)
         lstm_row_backward(di_ + j0, di_ + H + j0, di_ + 2 * H + j0, di_ + 3 * H + j0,
                           s->dh + row, s->dc + row, gi, gi + H, gi + 2 * H, gi + 3 * H,
                           s->c_prev + row, s->aux + row,
-                          PEEP(s->peep, 0, H, j0), PEEP(s->peep, 1, H, j0),
-                          PEEP(s->peep, 2, H, j0), j1 - j0);
+                          PEEP(s->cp->peep, 0, H, j0), PEEP(s->cp->peep, 1, H, j0),
+                          PEEP(s->cp->peep, 2, H, j0), j1 - j0);
     }
 }
 
@@ -182,3 +182,22 @@ static void lstm_peephole_grads(real* dp, const real* dg, const real* c_prev, co
         }
     }
 }
+
+static void lstm_setup(cell_params* p, int H, const real* b_hh, const real* w_peep)
+{
+    (void)H, (void)b_hh;
+    p->peep = w_peep;
+}
+
+/* With a projection: phase 1 the gates and m = o * tanh(c) on the H units
+ * (input h_prev, P wide), phase 2 h = m @ W_hr^T on the P units.  Its backward
+ * is written out in the driver (backward_proj). */
+static const cell_plan lstm_proj_plan = {
+    .setup = lstm_setup, .slab_bias_hh_gates = 4,
+    .n_phases = 2, .phase = {{0, 4, 0, -1, lstm_proj_step_forward, 0},
+                             {0, 1, 0, -1, lstm_proj_step_output, 1}}};
+
+static const cell_plan lstm_plan = {
+    .setup = lstm_setup, .slab_bias_hh_gates = 4, .proj = &lstm_proj_plan,
+    .n_phases = 1, .phase = {{0, 4, 0, -1, lstm_step_forward, 0}},
+    .n_stages = 1, .stage = {{lstm_step_backward, 0, 4, 0, 0}}};
