@@ -2,7 +2,7 @@
 # csrc/*.c #includes.  The cell files (rnn.c, ...; csrc/kernels/ and csrc/driver/ are not globbed) are compiled as
 # part of the per-dtype (and per-ISA) kernel files that #include them, so they
 # are left out; a file added to the core is picked up without editing this.
-# model.c (the model layer) is listed by the caller.
+# csrc/model/ (the model layer) is listed by the caller.
 file(GLOB _rnnx_all_c RELATIVE "${CMAKE_CURRENT_SOURCE_DIR}" "${CMAKE_CURRENT_SOURCE_DIR}/csrc/*.c")
 set(_rnnx_included)
 foreach(_file ${_rnnx_all_c})
@@ -13,7 +13,7 @@ foreach(_file ${_rnnx_all_c})
   endforeach()
 endforeach()
 set(RNNX_CORE_SOURCES ${_rnnx_all_c})
-list(REMOVE_ITEM RNNX_CORE_SOURCES csrc/model.c ${_rnnx_included})
+list(REMOVE_ITEM RNNX_CORE_SOURCES ${_rnnx_included})
 list(SORT RNNX_CORE_SOURCES)
 if(NOT RNNX_CORE_SOURCES)
   message(FATAL_ERROR "cmake/RnnxSources.cmake: no core sources found in csrc/")

@@ -119,6 +119,18 @@ cdef extern from "_core_shim.h":
     int rnnx_set_isa(const char* name) nogil
     const char* rnnx_get_isa() nogil
 
+cdef extern from "model/format.h":
+    const char* RNNX_FORMAT_MAGIC
+    enum:
+        RNNX_FORMAT_VERSION_MIN, RNNX_FORMAT_VERSION, RNNX_FORMAT_HEADER_BYTES,
+        RNNX_FORMAT_DESCRIPTOR_BYTES, RNNX_FORMAT_TENSOR_ALIGN, RNNX_FORMAT_MAX_LAYERS,
+        RNNX_FORMAT_MAX_STACK, RNNX_FORMAT_MAX_SIZE, RNNX_FORMAT_FLAG_MANY_TO_ONE,
+        RNNX_FORMAT_FLAG_BARE_LAYER
+
+cdef extern from "rnnx_model.h":
+    enum:
+        RNNX_DENSE, RNNX_EMBEDDING
+
 cdef extern from "pool.h":
     ctypedef struct rnnx_pool:
         pass
@@ -128,6 +140,17 @@ cdef extern from "pool.h":
     void rnnx_pool_wrap_blas(rnnx_blas* blas) nogil
     int rnnx_pool_blas_limitable() nogil
     int rnnx_pool_threaded() nogil
+
+# The .rnnx format's constants, from csrc/model/format.h (their one source) and the layer
+# kinds of rnnx_model.h; rnnx/rnnx_format.py reads them here.
+FORMAT = {"MAGIC": <bytes>RNNX_FORMAT_MAGIC, "VERSION_MIN": RNNX_FORMAT_VERSION_MIN,
+          "VERSION": RNNX_FORMAT_VERSION, "HEADER_BYTES": RNNX_FORMAT_HEADER_BYTES,
+          "DESCRIPTOR_BYTES": RNNX_FORMAT_DESCRIPTOR_BYTES,
+          "TENSOR_ALIGN": RNNX_FORMAT_TENSOR_ALIGN, "MAX_LAYERS": RNNX_FORMAT_MAX_LAYERS,
+          "MAX_STACK": RNNX_FORMAT_MAX_STACK, "MAX_SIZE": RNNX_FORMAT_MAX_SIZE,
+          "FLAG_MANY_TO_ONE": RNNX_FORMAT_FLAG_MANY_TO_ONE,
+          "FLAG_BARE_LAYER": RNNX_FORMAT_FLAG_BARE_LAYER,
+          "DENSE": RNNX_DENSE, "EMBEDDING": RNNX_EMBEDDING}
 
 # Cell codes, as in enum rnnx_cell.
 RNN_TANH, RNN_RELU, LSTM, GRU, GRU_RESET_BEFORE = 0, 1, 2, 3, 4
