@@ -135,23 +135,17 @@ def assert_matches(got, want, dtype, what):
 
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("size", SIZES)
-def test_every_isa_matches_the_reference(isa, dtype, size, isa_and_threads):
+def test_every_isa_and_path_matches_the_reference(isa, dtype, isa_and_threads):
+    """Every size, both directions, each path (own kernels, BLAS, naive) on each ISA."""
     _core.set_isa(isa)
     _core.set_num_threads(1)
-    for reverse in (False, True):
-        p = problem(*size, dtype, seed=sum(size) + reverse)
-        assert_matches(run_core(p, reverse), run_reference(p, reverse), dtype,
-                       f"{isa} {size} reverse={reverse}")
-
-
-@pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_every_path_matches_the_reference(path, dtype):
     for size in SIZES:
-        p = problem(*size, dtype, seed=7)
-        assert_matches(run_core(p, True, path), run_reference(p, True), dtype,
-                       f"path {path} {size}")
+        for reverse in (False, True):
+            p = problem(*size, dtype, seed=sum(size) + reverse)
+            want = run_reference(p, reverse)
+            for path in PATHS:
+                assert_matches(run_core(p, reverse, path), want, dtype,
+                               f"{isa} path {path} {size} reverse={reverse}")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
