@@ -314,7 +314,7 @@ static int forward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
     }
     /* slab = x @ W_ih^T + b_ih + b_hh, b_hh on the plan's slab_bias_hh_gates gates */
     input_projection(blas, naive, slab, a->x, a->w_ih, a->w_ih_t, work + wl.w_ih_t,
-                     a->b_ih, b_hh, plan->slab_bias_hh_gates * H, T * B, I, G);
+                     a->b_ih, b_hh, plan->slab_bias_hh_gates * H, T * B, I, G, a->row_exact);
 
     step s;
     s.B = B;

@@ -131,7 +131,8 @@ typedef struct rnnx_forward_args {
     const void* b_ih;        /* (G,) IN, or NULL: no bias */
     const void* b_hh;        /* (G,) IN, or NULL: no bias */
     const void* w_ih_t;      /* (I,G) IN: W_ih^T, precomputed by a caller that runs many short
-                                calls (streaming), or NULL: computed per call when needed */
+                                calls (streaming), or NULL: computed per call when needed;
+                                it changes no number (see row_exact) */
     const void* w_hh_t;      /* (H,G) unused since the per-step kernel reads packed weights
                                 (w_hh_packed below); kept so existing callers compile */
     void* y;                 /* (T,B,.) OUT, row (t,b) starts at y + (t*B+b)*ldy; 0 past a row's length */
@@ -152,6 +153,12 @@ typedef struct rnnx_forward_args {
                                 is [Pi, Po, Pf]), or NULL: none.  With them
                                   i = sigma(. + Pi * c_{t-1}), f = sigma(. + Pf * c_{t-1}),
                                   o = sigma(. + Po * c_t) */
+    int row_exact;           /* 1: the input projection computes every (t,b) row alone, by the
+                                core's row kernel, so a call's numbers do not depend on its T*B:
+                                a stream's steps equal a whole-sequence call that also sets it,
+                                bit for bit in both dtypes.  0: the core may use the caller's
+                                BLAS for a large float32 projection (faster; float64 is always
+                                row by row).  A caller that needs the equality sets it. */
 } rnnx_forward_args;
 
 typedef struct rnnx_backward_args {

@@ -57,6 +57,7 @@ cdef extern from "_core_shim.h":
         int proj
         const void* w_hr
         const void* w_peep
+        int row_exact
     ctypedef struct rnnx_backward_args:
         int cell, dtype, path
         int T, B, input_size, H
@@ -540,7 +541,8 @@ cdef class Workspace:
 def forward(object cell, object x, object h0, object c0, object w_ih, object w_hh, object b_ih,
             object b_hh, object lengths, bint reverse, object y, object h_n, object c_n,
             bint train, object path=PATH_AUTO, object w_hr=None, object w_hh_packed=None,
-            object w_ih_t=None, Workspace workspace=None, object w_peep=None):
+            object w_ih_t=None, Workspace workspace=None, object w_peep=None,
+            bint row_exact=False):
     """Run one direction of one layer over a whole sequence.
 
     x (T,B,I), h0/c0 (B,H), weights (G,I) (G,H) (G,), y (T,B,H) with evenly spaced
@@ -557,7 +559,10 @@ def forward(object cell, object x, object h0, object c0, object w_ih, object w_h
     allocates its own).
     w_peep (3H,): an LSTM's peepholes [Pi, Pf, Po] (this order: ONNX's P is
     [Pi, Po, Pf]), or None: i = sigma(. + Pi*c_{t-1}), f = sigma(. + Pf*c_{t-1}),
-    o = sigma(. + Po*c_t)."""
+    o = sigma(. + Po*c_t).
+    row_exact: every row's input projection alone (csrc/rnnx.h), so that the numbers do
+    not depend on T*B: a stream's steps and a whole-sequence call both made with it agree
+    bit for bit; False lets a large float32 projection go through BLAS."""
     cell, path = _int_arg(cell, "cell"), _int_arg(path, "path")
     cdef int G1 = rnnx_gate_count(cell)
     if G1 == 0:
@@ -601,6 +606,7 @@ def forward(object cell, object x, object h0, object c0, object w_ih, object w_h
     a.w_hh_packed = _opt_data(w_hh_packed, "w_hh_packed",
                               (rnnx_packed_size_proj(cell, a.dtype, H, P),), dtype)
     a.w_ih_t = _opt_data(w_ih_t, "w_ih_t", (I, G), dtype)
+    a.row_exact = row_exact
     a.lengths = _lengths(None if lengths is None else _aligned(lengths, "lengths"), T, B)
     a.y = _rows(y, "y", T, B, S, dtype, &a.ldy, True)
     a.h_n = _data(h_n, "h_n", (B, S), dtype, True)
@@ -872,6 +878,7 @@ cdef class Stream:
             a.b_hh = NULL if b_hh is None else cnp.PyArray_DATA(<cnp.ndarray>b_hh)
             a.w_peep = NULL if w_peep is None else cnp.PyArray_DATA(<cnp.ndarray>w_peep)
             a.w_ih_t = cnp.PyArray_DATA(<cnp.ndarray>w_ih_t)
+            a.row_exact = 1   # each step's numbers whatever B, as run's chunks
             a.w_hh_t = NULL
             a.w_hh_packed = cnp.PyArray_DATA(packed)
             a.y = ys + k_ * layer_bytes

@@ -81,9 +81,9 @@ void rnnxm_transpose(unsigned char* dst, const unsigned char* src, size_t rows, 
  * LSTM), or NULL: zero initial states (zeros) / final states not wanted.  The
  * core writes each final state into h_n, c_n (scratch) and it is copied from
  * there, so state_n may be state0: sub-layer (k,d) alone reads its slot.
- * w_ih_t has room for one W_ih^T, handed to the core so that its input
- * projection runs its own row kernel rather than the naive gemm when there
- * is no BLAS (the same kernel as a stream's steps). */
+ * w_ih_t has room for one W_ih^T, handed to the core with row_exact, so that
+ * its input projection runs its own row kernel whatever BLAS there is (the
+ * same kernel as a stream's steps, so a stream equals a run bit for bit). */
 static int run_recurrent(const rnnx_layer* l, int dtype, const rnnx_blas* blas, const void* x,
                          void* y, void* const* inter, int T, int B, const int64_t* lengths,
                          const unsigned char* state0, unsigned char* state_n, void* zeros,
@@ -119,6 +119,7 @@ static int run_recurrent(const rnnx_layer* l, int dtype, const rnnx_blas* blas, 
             a.b_ih = l->bias ? t[2] : NULL;
             a.b_hh = l->bias ? t[3] : NULL;
             a.w_ih_t = w_ih_t;
+            a.row_exact = 1;                  /* the numbers of a stream's steps */
             a.y = (unsigned char*)out + (size_t)d * H * elem;
             a.ldy = (ptrdiff_t)D * H;
             a.h_n = h_n;

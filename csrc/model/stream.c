@@ -181,6 +181,7 @@ int rnnx_stream_step(rnnx_stream* s, const void* x, void* y)
             a.b_ih = l->bias ? w[2] : NULL;
             a.b_hh = l->bias ? w[3] : NULL;
             a.w_ih_t = t;
+            a.row_exact = 1;                    /* a step equals rnnx_model_run bit for bit */
             a.w_hh_packed = t + I * G * elem;   /* packed once, by rnnx_stream_init */
             a.y = out;
             a.ldy = (ptrdiff_t)H;
