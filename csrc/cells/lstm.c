@@ -19,8 +19,10 @@
 /* One row, n units: the gate pre-activations gi, gf, gg, go (n,) become
  * activations; h, c, tc = tanh(c) (n,) OUT; pi, pf, po (n,) the peepholes of
  * these units, or all NULL.  The pointers never overlap, which restrict tells
- * the compiler so the loop vectorizes (once per case of the peepholes). */
-static inline void lstm_row_forward(real* restrict h, real* restrict c, real* restrict tc,
+ * the compiler so the loop vectorizes.  Inlined always, and called with
+ * literal NULLs where there are no peepholes, so that loop is the plain
+ * LSTM's, without a test per unit. */
+static ALWAYS_INLINE void lstm_row_forward(real* restrict h, real* restrict c, real* restrict tc,
                                     real* restrict gi, real* restrict gf, real* restrict gg,
                                     real* restrict go, const real* restrict c_prev,
                                     const real* restrict pi, const real* restrict pf,
@@ -44,13 +46,11 @@ static inline void lstm_row_forward(real* restrict h, real* restrict c, real* re
     }
 }
 
-/* Peephole q (0: Pi, 1: Pf, 2: Po) of units j0.. of the (3H,) peep, or NULL. */
-#define PEEP(peep, q, H, j0) ((peep) ? (peep) + (size_t)(q) * (H) + (j0) : NULL)
-
 /* gates (B,4H) IN pre-activations, OUT activations; h, c, aux = tanh(c) (B,H) OUT. */
 static void lstm_step_forward(const step* s, int r0, int r1, int j0, int j1)
 {
     const int H = s->H;
+    const real* peep = s->cp->peep;  /* (3H,) [Pi, Pf, Po] or NULL */
     for (int b = r0; b < r1; b++) {
         if (!row_active(s->lengths, s->t, b)) {
             carry_row(s, b, j0, j1);
@@ -58,9 +58,13 @@ static void lstm_step_forward(const step* s, int r0, int r1, int j0, int j1)
         }
         const size_t row = (size_t)b * H + j0;
         real* gi = s->gates + (size_t)b * 4 * H + j0;
-        lstm_row_forward(s->h + row, s->c + row, s->aux + row, gi, gi + H, gi + 2 * H, gi + 3 * H,
-                         s->c_prev + row, PEEP(s->cp->peep, 0, H, j0), PEEP(s->cp->peep, 1, H, j0),
-                         PEEP(s->cp->peep, 2, H, j0), j1 - j0);
+        if (peep)
+            lstm_row_forward(s->h + row, s->c + row, s->aux + row, gi, gi + H, gi + 2 * H,
+                             gi + 3 * H, s->c_prev + row, peep + j0, peep + H + j0,
+                             peep + 2 * H + j0, j1 - j0);
+        else
+            lstm_row_forward(s->h + row, s->c + row, s->aux + row, gi, gi + H, gi + 2 * H,
+                             gi + 3 * H, s->c_prev + row, NULL, NULL, NULL, j1 - j0);
         memcpy(s->y + (ptrdiff_t)b * s->ldy + j0, s->h + row, (size_t)(j1 - j0) * sizeof(real));
     }
 }
@@ -71,6 +75,7 @@ static void lstm_step_forward(const step* s, int r0, int r1, int j0, int j1)
 static void lstm_proj_step_forward(const step* s, int r0, int r1, int j0, int j1)
 {
     const int H = s->H;
+    const real* peep = s->cp->peep;  /* (3H,) [Pi, Pf, Po] or NULL */
     const size_t n = (size_t)(j1 - j0) * sizeof(real);
     for (int b = r0; b < r1; b++) {
         const size_t row = (size_t)b * H + j0;
@@ -80,9 +85,13 @@ static void lstm_proj_step_forward(const step* s, int r0, int r1, int j0, int j1
             continue;
         }
         real* gi = s->gates + (size_t)b * 4 * H + j0;
-        lstm_row_forward(s->m + row, s->c + row, s->aux + row, gi, gi + H, gi + 2 * H, gi + 3 * H,
-                         s->c_prev + row, PEEP(s->cp->peep, 0, H, j0), PEEP(s->cp->peep, 1, H, j0),
-                         PEEP(s->cp->peep, 2, H, j0), j1 - j0);
+        if (peep)
+            lstm_row_forward(s->m + row, s->c + row, s->aux + row, gi, gi + H, gi + 2 * H,
+                             gi + 3 * H, s->c_prev + row, peep + j0, peep + H + j0,
+                             peep + 2 * H + j0, j1 - j0);
+        else
+            lstm_row_forward(s->m + row, s->c + row, s->aux + row, gi, gi + H, gi + 2 * H,
+                             gi + 3 * H, s->c_prev + row, NULL, NULL, NULL, j1 - j0);
     }
 }
 
@@ -108,7 +117,7 @@ static void lstm_proj_step_output(const step* s, int r0, int r1, int j0, int j1)
  * OUT the parts at h_prev (0: through W_hh, added by the driver) and c_prev;
  * gate activations, c_prev and tc = tanh(c) (n,) IN; pi, pf, po (n,) the
  * peepholes, or all NULL. */
-static inline void lstm_row_backward(real* restrict di_, real* restrict df_, real* restrict dg_,
+static ALWAYS_INLINE void lstm_row_backward(real* restrict di_, real* restrict df_, real* restrict dg_,
                                      real* restrict do_, real* restrict dh, real* restrict dc,
                                      const real* restrict gi, const real* restrict gf,
                                      const real* restrict gg, const real* restrict go,
@@ -145,6 +154,7 @@ static inline void lstm_row_backward(real* restrict di_, real* restrict df_, rea
 static void lstm_step_backward(const bstep* s, int j0, int j1)
 {
     const int H = s->H;
+    const real* peep = s->cp->peep;  /* (3H,) [Pi, Pf, Po] or NULL */
     for (int b = 0; b < s->B; b++) {
         real* di_ = s->dg + (size_t)b * 4 * H;
         if (!row_active(s->lengths, s->t, b)) {
@@ -155,11 +165,15 @@ static void lstm_step_backward(const bstep* s, int j0, int j1)
         }
         const size_t row = (size_t)b * H + j0;
         const real* gi = s->gates + (size_t)b * 4 * H + j0;
-        lstm_row_backward(di_ + j0, di_ + H + j0, di_ + 2 * H + j0, di_ + 3 * H + j0,
-                          s->dh + row, s->dc + row, gi, gi + H, gi + 2 * H, gi + 3 * H,
-                          s->c_prev + row, s->aux + row,
-                          PEEP(s->cp->peep, 0, H, j0), PEEP(s->cp->peep, 1, H, j0),
-                          PEEP(s->cp->peep, 2, H, j0), j1 - j0);
+        if (peep)
+            lstm_row_backward(di_ + j0, di_ + H + j0, di_ + 2 * H + j0, di_ + 3 * H + j0,
+                              s->dh + row, s->dc + row, gi, gi + H, gi + 2 * H, gi + 3 * H,
+                              s->c_prev + row, s->aux + row, peep + j0, peep + H + j0,
+                              peep + 2 * H + j0, j1 - j0);
+        else
+            lstm_row_backward(di_ + j0, di_ + H + j0, di_ + 2 * H + j0, di_ + 3 * H + j0,
+                              s->dh + row, s->dc + row, gi, gi + H, gi + 2 * H, gi + 3 * H,
+                              s->c_prev + row, s->aux + row, NULL, NULL, NULL, j1 - j0);
     }
 }
 
