@@ -25,12 +25,26 @@ scratch_build plain_c99 "-pedantic -DRNNX_PLAIN_C99"
 
 mkdir "$work/obj"
 for source in "$src"/csrc/dispatch.c "$src"/csrc/pool.c "$src"/csrc/cell_table.c \
-              "$src"/csrc/status.c "$src"/csrc/model/*.c "$src"/csrc/kernels_f*_*.c; do
+              "$src"/csrc/status.c "$src"/csrc/model/*.c; do
     "$cc" "${strict[@]}" -O2 -I"$src/csrc" -c "$source" -o "$work/obj/$(basename "$source").o"
 done
-# no GNU vector code and no thread in what came out: no AVX kernels, no pthread symbols
-if for object in "$work"/obj/*.o; do nm "$object"; done | grep -E "pthread_|_avx2|_avx512|dlopen"; then
-    echo "plain_c99: the objects above still use pthreads, dlopen or an AVX build"; exit 1
+# the kernels once per dtype and instruction set of csrc/kernels/isa_list.h, as setup.py's units
+isas=$(sed -n 's/^[[:space:]]*X(\([a-z0-9_]*\),.*/\1/p' "$src/csrc/kernels/isa_list.h")
+for isa in $isas; do
+    for dtype in f32 f64; do
+        flags=(-DRNNX_ISA_SFX=_"$isa" -DRNNX_VEC_HEADER="\"kernels/vec_$isa.h\"")
+        [ "$dtype" = f64 ] && flags+=(-DRNNX_DOUBLE)
+        "$cc" "${strict[@]}" "${flags[@]}" -O2 -I"$src/csrc" -c "$src/csrc/kernels_body.c" \
+            -o "$work/obj/kernels_${dtype}_$isa.o"
+    done
+done
+# no GNU vector code and no thread in what came out: no pthread symbols, and no vector
+# registers wider than SSE2's (only the portable kernels were built, on scalars)
+if for object in "$work"/obj/*.o; do nm "$object"; done | grep -E "pthread_|dlopen"; then
+    echo "plain_c99: the objects above still use pthreads or dlopen"; exit 1
+fi
+if for object in "$work"/obj/kernels_*.o; do objdump -d "$object"; done | grep -m 5 -E "%[yz]mm"; then
+    echo "plain_c99: the kernels above still use AVX registers (an AVX build)"; exit 1
 fi
 echo "plain_c99: every core source compiles as plain C99 (-pedantic -Werror, GNU names poisoned)"
 

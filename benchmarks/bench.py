@@ -35,8 +35,8 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", default="1",
                         help="threads for every peer, or a comma-separated list of counts (default 1)")
-    parser.add_argument("--isa", choices=("avx512", "avx2", "generic"),
-                        help="force rnnx's kernels to this instruction set (default: the best the CPU runs)")
+    parser.add_argument("--isa", help="force rnnx's kernels to one of its instruction sets that this "
+                        "CPU runs, rnnx.info()['available_isas'] (default: the best)")
     parser.add_argument("--under-load", action="store_true",
                         help="run one competing busy process for the whole benchmark")
     parser.add_argument("--quick", action="store_true", help="small grid subset and short timings, for CI")
@@ -63,7 +63,17 @@ def parse_args(argv):
     unknown = [cell for cell in args.cells if cell not in CELL_CHOICES]
     if unknown or not args.cells:
         parser.error(f"--cells must be a subset of {','.join(CELL_CHOICES)}, got {unknown or 'nothing'}")
+    if args.isa and args.engine is None and args.isa not in rnnx_isas():
+        parser.error(f"--isa must be one of rnnx's instruction sets {rnnx_isas()}, got {args.isa!r}")
     return args
+
+
+def rnnx_isas():
+    """The instruction sets rnnx's core knows (csrc/kernels/isa_list.h), asked of the core in
+    a child, so that this process loads no numpy before pin_threads."""
+    code = "from rnnx import _core; print(' '.join(_core.ISAS))"
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return completed.stdout.split()
 
 
 def pin_threads(threads):

@@ -35,3 +35,8 @@ PEAK_LOOP(, peak_generic, 16)
 PEAK_LOOP(__attribute__((target("avx2,fma"))), peak_avx2, 32)
 PEAK_LOOP(__attribute__((target("avx512f"))), peak_avx512, 64)
 #endif
+
+#if defined(__aarch64__) && defined(__GNUC__)
+/* NEON is the baseline; -ffp-contract=fast fuses the loop's multiply-adds into FMLA */
+PEAK_LOOP(, peak_neon, 16)
+#endif

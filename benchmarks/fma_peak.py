@@ -1,9 +1,9 @@
 """The machine's float32 multiply-add peak per instruction set, measured, not looked up.
 
 fma_peak.c holds one register-only loop per ISA (16-byte vectors without FMA, as rnnx's
-portable build; AVX2+FMA; AVX-512).  This module compiles it with the system C compiler
-(`CC`, else `cc`) into a temporary shared library, runs the loop on `threads` threads at
-once (ctypes releases the GIL during the call) and reports GFLOP/s.  Every kernel's
+portable build; AVX2+FMA; AVX-512; NEON with FMA).  This module compiles it with the system
+C compiler (`CC`, else `cc`) into a temporary shared library, runs the loop on `threads`
+threads at once (ctypes releases the GIL during the call) and reports GFLOP/s.  Every kernel's
 GFLOP/s in the benchmark is then shown as a share of the peak of the ISA it ran on.
 
 Returns None (and says why) where no compiler is reachable or the CPU lacks the ISA.
@@ -18,7 +18,7 @@ import threading
 import time
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fma_peak.c")
-LANES = {"generic": 4, "avx2": 8, "avx512": 16}
+LANES = {"generic": 4, "avx2": 8, "avx512": 16, "neon": 4}  # float32 lanes
 ACCUMULATORS = 12  # as in fma_peak.c
 _library = None
 
@@ -93,7 +93,7 @@ if __name__ == "__main__":
 
     counts = [int(n) for n in (sys.argv[1:] or ["1"])]
     for n in counts:
-        for isa in ("generic", "avx2", "avx512"):
+        for isa in LANES:
             try:
                 print(f"{isa:8s} {n} thread(s): {measure(isa, n):8.1f} GFLOP/s")
             except (OSError, AttributeError) as error:

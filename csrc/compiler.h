@@ -4,7 +4,7 @@
  *
  *   RNNX_GNU_C       GCC or Clang: vector extensions (the kernels' vec type),
  *                    always_inline, target pragmas and __builtin_cpu_supports
- *                    (the AVX2/AVX-512 builds), a load-time constructor.
+ *                    (the AVX2/AVX-512/NEON builds), a load-time constructor.
  *   RNNX_PTHREADS    POSIX threads, GCC's __atomic builtins and dlfcn: the
  *                    thread pool of pool.c.
  *
@@ -33,6 +33,17 @@
 #  define RNNX_GNU_C 1
 #  if defined(__unix__) || defined(__APPLE__)
 #    define RNNX_PTHREADS 1
+#  endif
+#endif
+
+/* The instruction sets beyond the portable kernels (kernels/isa_list.h) need
+ * GCC's or Clang's vector extensions and target pragmas; RNNX_NO_ISA builds
+ * the portable kernels only. */
+#if defined(RNNX_GNU_C) && !defined(RNNX_NO_ISA)
+#  if defined(__x86_64__)
+#    define RNNX_X86_TARGETS 1     /* avx2, avx512 */
+#  elif defined(__aarch64__)
+#    define RNNX_ARM64_TARGETS 1   /* neon */
 #  endif
 #endif
 

@@ -6,9 +6,11 @@
  */
 #include <limits.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kernels.h"
+#include "kernels/cpu.h"
 #include "layout.h"
 #include "rnnx.h"
 
@@ -16,68 +18,20 @@
 
 typedef struct isa_entry {
     const char* name;
-    const rnnx_dtype_kernels* kernels[2];  /* [dtype] */
+    const rnnx_dtype_kernels* kernels[2];  /* [dtype]; empty tables where not built */
+    int (*cpu_runs)(void);
 } isa_entry;
 
-/* Best first. */
-static const isa_entry isas[] = {
-#ifdef RNNX_X86_TARGETS
-    {"avx512", {&rnnx_kernels_f32_avx512, &rnnx_kernels_f64_avx512}},
-    {"avx2", {&rnnx_kernels_f32_avx2, &rnnx_kernels_f64_avx2}},
-#endif
-    {"generic", {&rnnx_kernels_f32_generic, &rnnx_kernels_f64_generic}},
-};
+/* Best first: kernels/isa_list.h. */
+#define RNNX_ISA_ENTRY(name, runs) {#name, {&rnnx_kernels_f32_##name, &rnnx_kernels_f64_##name}, runs},
+static const isa_entry isas[] = {RNNX_ISA_LIST(RNNX_ISA_ENTRY)};
+#undef RNNX_ISA_ENTRY
 enum { N_ISAS = (int)(sizeof isas / sizeof isas[0]) };
 
-static int cpu_runs(const isa_entry* e)
+/* Built into this library and run by this CPU. */
+static int isa_runs(const isa_entry* e)
 {
-#ifdef RNNX_X86_TARGETS
-    __builtin_cpu_init();
-    if (strcmp(e->name, "avx512") == 0)
-        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
-               __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (strcmp(e->name, "avx2") == 0)
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#endif
-    (void)e;
-    return 1;
-}
-
-/* The one in use: the one rnnx_set_isa chose, else the best one the CPU runs.
- * The library's only global state is that choice, written by rnnx_set_isa alone
- * (a process-wide setting, for tests and benchmarks; call it before any thread
- * runs the core); the best one is found afresh on each call, so nothing is
- * written behind the caller's back and concurrent first calls do not race. */
-static const isa_entry* forced_isa = NULL;
-
-static const isa_entry* best_isa(void)
-{
-    int i = 0;
-    while (i < N_ISAS - 1 && !cpu_runs(&isas[i]))
-        i++;
-    return &isas[i];
-}
-
-#ifdef RNNX_X86_TARGETS
-/* Found once when the library is loaded, before any caller's thread runs. */
-static const isa_entry* loaded_best_isa = NULL;
-
-__attribute__((constructor)) static void find_best_isa(void)
-{
-    loaded_best_isa = best_isa();
-}
-#endif
-
-static const isa_entry* isa_in_use(void)
-{
-    if (forced_isa)
-        return forced_isa;
-#ifdef RNNX_X86_TARGETS
-    if (loaded_best_isa)
-        return loaded_best_isa;
-#endif
-    return best_isa();
+    return e->kernels[0]->forward != NULL && e->cpu_runs();
 }
 
 static const isa_entry* find_isa(const char* name)
@@ -88,16 +42,61 @@ static const isa_entry* find_isa(const char* name)
     return NULL;
 }
 
+/* The one in use: the one rnnx_set_isa chose, else the one the environment
+ * variable RNNX_ISA names if it runs here, else the best one that runs.
+ * The library's only global state is rnnx_set_isa's choice, written by it
+ * alone (a process-wide setting, for tests and benchmarks; call it before any
+ * thread runs the core); the default is found afresh on each call, so nothing
+ * is written behind the caller's back and concurrent first calls do not race. */
+static const isa_entry* forced_isa = NULL;
+
+static const isa_entry* default_isa(void)
+{
+    const isa_entry* e = find_isa(getenv("RNNX_ISA"));
+    if (e && isa_runs(e))
+        return e;
+    int i = 0;
+    while (i < N_ISAS - 1 && !isa_runs(&isas[i]))
+        i++;
+    return &isas[i];
+}
+
+#ifdef RNNX_GNU_C
+/* Found once when the library is loaded, before any caller's thread runs. */
+static const isa_entry* loaded_default_isa = NULL;
+
+__attribute__((constructor)) static void find_default_isa(void)
+{
+    loaded_default_isa = default_isa();
+}
+#endif
+
+static const isa_entry* isa_in_use(void)
+{
+    if (forced_isa)
+        return forced_isa;
+#ifdef RNNX_GNU_C
+    if (loaded_default_isa)
+        return loaded_default_isa;
+#endif
+    return default_isa();
+}
+
+const char* rnnx_isa_name(int index)
+{
+    return index >= 0 && index < N_ISAS ? isas[index].name : NULL;
+}
+
 int rnnx_isa_available(const char* name)
 {
     const isa_entry* e = find_isa(name);
-    return e != NULL && cpu_runs(e);
+    return e != NULL && isa_runs(e);
 }
 
 int rnnx_set_isa(const char* name)
 {
     const isa_entry* e = find_isa(name);
-    if (!e || !cpu_runs(e))
+    if (!e || !isa_runs(e))
         return RNNX_EISA;
     forced_isa = e;
     return RNNX_OK;

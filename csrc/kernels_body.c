@@ -1,44 +1,26 @@
 /*
  * kernels_body.c: the whole kernel source, compiled once per (dtype,
- * instruction set) by the small kernels_*.c files, which define RNNX_DOUBLE
- * (float64, else float32) and RNNX_TARGET_AVX2 or RNNX_TARGET_AVX512 (else
- * the portable build, which compilers vectorize for the baseline ISA, NEON
- * included).  Every function is static except the one exported table.
+ * instruction set) by a unit that setup.py (or cmake/RnnxSources.cmake)
+ * generates for each name of kernels/isa_list.h.  A unit defines
+ *   RNNX_DOUBLE      float64 (else float32),
+ *   RNNX_ISA_SFX     _<isa>, the suffix of the one exported table,
+ *   RNNX_VEC_HEADER  "kernels/vec_<isa>.h", the ISA: vector, vmadd, target,
+ * and includes this file.  Every function is static except that table, which
+ * is empty where the compiler or platform cannot build the ISA.
  */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 
-#if defined(RNNX_TARGET_AVX2) || defined(RNNX_TARGET_AVX512)
-#include <immintrin.h>  /* the FMA intrinsics of kernels/vec.h's vmadd */
-#endif
-
 #include "kernels.h"
 #include "layout.h"
 #include "rnnx.h"
 
-/* The target is set after the system headers, so only our functions get it. */
-#if defined(RNNX_TARGET_AVX512)
-#  define RNNX_ISA_SFX _avx512
-#  if defined(__clang__)
-#    pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))), apply_to = function)
-#  else
-#    pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,prefer-vector-width=512")
-#  endif
-#elif defined(RNNX_TARGET_AVX2)
-#  define RNNX_ISA_SFX _avx2
-#  if defined(__clang__)
-#    pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
-#  else
-#    pragma GCC target("avx2,fma")
-#  endif
-#else
-#  define RNNX_ISA_SFX _generic
-#endif
-
 #include "real.h"
-/* the kernels: arithmetic, BLAS boundary, packed panels, small and ordered products */
-#include "kernels/vec.h"
+#include RNNX_VEC_HEADER
+
+#if RNNX_VEC_BUILT
+/* the kernels: BLAS boundary, packed panels, small and ordered products, activations */
 #include "kernels/gemm.c"
 #include "kernels/panels.c"
 #include "kernels/small_gemm.c"
@@ -55,7 +37,11 @@
 #include "cells/gru.c"
 #include "cells/plans.c"
 #include "driver.c"
+#else
+/* Not built here: dispatch.c finds no forward and reports the ISA unavailable. */
+const rnnx_dtype_kernels RNNX_SFX(rnnx_kernels) = {0};
+#endif
 
-#if defined(__clang__) && (defined(RNNX_TARGET_AVX512) || defined(RNNX_TARGET_AVX2))
+#ifdef RNNX_VEC_CLANG_PUSHED
 #  pragma clang attribute pop
 #endif

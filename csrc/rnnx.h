@@ -230,10 +230,15 @@ size_t rnnx_packed_size_proj(int cell, int dtype, int H, int P);
 int rnnx_pack_weights_proj(int cell, int dtype, int H, int P, const void* w_hh, const void* w_hr,
                            void* out);
 
-/* The instruction set of the kernels: "avx512", "avx2" or "generic".
- * rnnx_isa_available says whether a name is built in and runs on this CPU;
- * rnnx_set_isa picks one (RNNX_EISA if it cannot run here); by default the
- * best available one runs.  rnnx_get_isa names the one in use. */
+/* The instruction set of the kernels: "avx512", "avx2", "neon" or "generic".
+ * rnnx_isa_name(i) names the i-th the core knows, best first (NULL past the
+ * last, "generic"); rnnx_isa_available says whether a name is built in and
+ * runs on this CPU; rnnx_set_isa picks one (RNNX_EISA if it cannot run here).
+ * By default the one the environment variable RNNX_ISA names runs, if it is
+ * available (read when the library loads, or on each call where the compiler
+ * has no load-time constructor), else the best available one.  rnnx_get_isa
+ * names the one in use. */
+const char* rnnx_isa_name(int index);
 int rnnx_isa_available(const char* name);
 int rnnx_set_isa(const char* name);
 const char* rnnx_get_isa(void);

@@ -116,6 +116,7 @@ cdef extern from "_core_shim.h":
     size_t rnnx_packed_size_proj(int cell, int dtype, int H, int P) nogil
     int rnnx_pack_weights_proj(int cell, int dtype, int H, int P, const void* w_hh,
                                const void* w_hr, void* out) nogil
+    const char* rnnx_isa_name(int index) nogil
     int rnnx_isa_available(const char* name) nogil
     int rnnx_set_isa(const char* name) nogil
     const char* rnnx_get_isa() nogil
@@ -166,7 +167,16 @@ BLAS.pool = NULL
 BLAS.n_threads = 1
 rnnx_pool_wrap_blas(&BLAS)  # hoisted products in blocks on the pool, BLAS threads capped meanwhile
 
-ISAS = ("avx512", "avx2", "generic")
+def _isa_names():
+    """The instruction sets the core knows, best first (csrc/kernels/isa_list.h)."""
+    names, i = [], 0
+    while rnnx_isa_name(i) != NULL:
+        names.append(rnnx_isa_name(i).decode())
+        i += 1
+    return tuple(names)
+
+
+ISAS = _isa_names()
 _INT_MAX = 2**31 - 1
 
 
@@ -189,7 +199,8 @@ def available_isas():
 
 
 def get_isa():
-    """The instruction set of the kernels in use: "avx512", "avx2" or "generic"."""
+    """The instruction set of the kernels in use, one of ISAS ("avx512", "avx2", "neon",
+    "generic")."""
     return rnnx_get_isa().decode()
 
 

@@ -89,8 +89,8 @@ def info():
     Returns
     -------
     dict
-        ``isa``: the kernels' instruction set in use ("avx512", "avx2" or
-        "generic"; the environment variable RNNX_ISA forces one at import),
+        ``isa``: the kernels' instruction set in use ("avx512", "avx2", "neon"
+        or "generic"; the environment variable RNNX_ISA forces one at import),
         ``available_isas``, ``num_threads`` (set_num_threads; the default is the
         physical cores, or RNNX_NUM_THREADS), ``physical_cores``, ``cpu`` (the
         model name), ``blas``: threadpoolctl's description of the loaded

@@ -1,7 +1,8 @@
 """The C library built alone with CMake (no Python, no BLAS): its C tests pass (ctest), and
 examples/embed's rnnx_stream, given a model saved or exported from Python, prints what the
 Python model's stream gives, bit for bit where the kernel path is the same; cross-compiled for
-aarch64 and run under qemu, it gives x86-64's outputs to 1e-5 (float32) and 1e-12 (float64).
+aarch64 and run under qemu, it gives x86-64's outputs to 1e-5 (float32) and 1e-12 (float64),
+bit for bit between builds that multiply-add alike (NEON and AVX2 with FMA, generic and generic).
 
 Needs cmake and a C compiler (and for the aarch64 test gcc-aarch64-linux-gnu and qemu-user).
 Outside CI a missing tool skips; in CI (CI=true, .ci/run installs them) it fails."""
@@ -299,17 +300,31 @@ def test_bad_input_is_reported(build, tmp_path):
     assert "input 13 ids (one int32 per line), output 13" in info
 
 
-def _dump(command):
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+def _dump(command, isa=None):
+    """test_model --dump's outputs, {(case, output): values}; isa: RNNX_ISA for the run."""
+    env = {**os.environ, "RNNX_ISA": isa} if isa else {k: v for k, v in os.environ.items()
+                                                       if k != "RNNX_ISA"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     return {tuple(line.split()[:2]): np.array([float.fromhex(v) for v in line.split()[2:]])
             for line in result.stdout.splitlines()}
 
 
+def _bitwise_equal(a, b):
+    return a.keys() == b.keys() and all(np.array_equal(a[key], b[key]) for key in a)
+
+
 def test_aarch64_under_qemu_equals_x86(build, tmp_path):
     """Library, C tests and example cross-compiled with gcc-aarch64-linux-gnu; under
     qemu-aarch64 the C tests pass and the outputs equal x86-64's to 1e-5 relative (float32)
-    and 1e-12 (float64)."""
+    and 1e-12 (float64).
+
+    Bit for bit, where both sides multiply-add the same way (the kernels add each element's
+    products in the same order of k on every ISA): aarch64's default kernels are the NEON
+    build, with FMA, and give what x86-64's AVX2 build (FMA) gives; with RNNX_ISA=generic
+    (the portable kernels, no FMA: a*b+c rounds twice) aarch64 gives what x86-64's generic
+    build gives.  NEON and generic differ in the last bits (FMA rounds once), so RNNX_ISA
+    switches the C library's kernels."""
     _require("aarch64-linux-gnu-gcc", "qemu-aarch64")
     arm = tmp_path / "arm"
     log = _build(ROOT, str(arm), f"-DCMAKE_TOOLCHAIN_FILE={os.path.join(ROOT, 'cmake', 'aarch64-linux-gnu.cmake')}",
@@ -319,12 +334,20 @@ def test_aarch64_under_qemu_equals_x86(build, tmp_path):
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-4000:]
     qemu = ("qemu-aarch64", "-L", "/usr/aarch64-linux-gnu")
-    x86 = _dump([str(build / "build" / "tests" / "c" / "test_model"), "--dump", DATA, *CASES])
-    a64 = _dump([*qemu, str(arm / "tests" / "c" / "test_model"), "--dump", DATA, *CASES])
+    x86_model = [str(build / "build" / "tests" / "c" / "test_model"), "--dump", DATA, *CASES]
+    arm_model = [*qemu, str(arm / "tests" / "c" / "test_model"), "--dump", DATA, *CASES]
+    x86 = _dump(x86_model)
+    a64 = _dump(arm_model)
     assert x86.keys() == a64.keys() and len(x86) >= 2 * len(CASES) - 1
     for key, want in x86.items():
         tol = 1e-12 if "f64" in key[0] else 1e-5
         np.testing.assert_allclose(a64[key], want, rtol=tol, atol=tol, err_msg=str(key))
+    a64_generic = _dump(arm_model, "generic")
+    assert _bitwise_equal(_dump(arm_model, "neon"), a64), "aarch64 runs NEON by default"
+    assert not _bitwise_equal(a64_generic, a64), "RNNX_ISA=generic left the NEON kernels on"
+    assert _bitwise_equal(a64_generic, _dump(x86_model, "generic"))
+    if "avx2" in rnnx.info()["available_isas"]:
+        assert _bitwise_equal(a64, _dump(x86_model, "avx2"))
     x = np.random.default_rng(4).standard_normal((25, 3)).astype(np.float32)
     native = _stream_c(str(build / "build" / "examples" / "embed" / "rnnx_stream_static"), x)
     emulated = _stream_c(str(arm / "examples" / "embed" / "rnnx_stream_static"), x, emulator=qemu)

@@ -211,6 +211,19 @@ def test_isa_can_be_forced_and_refused(isa_and_threads):
         _core.set_isa("sse9")
 
 
+def test_isa_names_come_from_the_core_list():
+    """_core.ISAS is csrc/kernels/isa_list.h's list, best first, read from the core (rnnx_isa_name);
+    the available ones keep its order, generic always among them."""
+    import re
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "csrc", "kernels", "isa_list.h")) as f:
+        listed = tuple(re.findall(r"^\s*X\((\w+),", f.read(), re.M))
+    assert _core.ISAS == listed and listed[-1] == "generic" and len(set(listed)) == len(listed)
+    assert ISAS == [name for name in listed if name in ISAS] and "generic" in ISAS
+    for name in listed:
+        assert os.path.exists(os.path.join(root, "csrc", "kernels", f"vec_{name}.h"))
+
+
 def test_rnnx_isa_environment_variable():
     """RNNX_ISA picks the kernels at import; a name the CPU cannot run warns and falls back."""
     import subprocess

@@ -13,11 +13,11 @@ static ALWAYS_INLINE void tile_rows(int K, const real* restrict A, size_t lda,
                                     const real* restrict P, vec acc[MR][NV])
 {
     for (int k = 0; k < K; k++) {
-        const vec* p = (const vec*)(P + (size_t)k * U);
+        const real* p = P + (size_t)k * U;
         for (int r = 0; r < MR; r++) {
             const real ark = A[(size_t)r * lda + k];
             for (int v = 0; v < NV; v++)
-                acc[r][v] = vmadd(ark, p[v], acc[r][v]);
+                acc[r][v] = vmadd(ark, vload(p + v * VL), acc[r][v]);
         }
     }
 }
@@ -36,7 +36,7 @@ static ALWAYS_INLINE void tile_gates(int NG, int K, const real* restrict A, size
     for (int k = 0; k < K; k++) {
         vec p[4];
         for (int q = 0; q < NG; q++)
-            p[q] = *(const vec*)(P[q] + (size_t)k * U);
+            p[q] = vload(P[q] + (size_t)k * U);
         for (int r = 0; r < MRG; r++) {
             const real ark = A[(size_t)r * lda + k];
             for (int q = 0; q < NG; q++)
@@ -57,12 +57,12 @@ static ALWAYS_INLINE void gates_product_n(int NG, real* const dst[4], const size
     for (int q = 0; q < NG; q++)
         for (int r = 0; r < MRG; r++) {
             const real* init = bias_init[q] ? bias[q] : dst[q] + (size_t)r * ld[q];
-            acc[r][q] = init ? *(const vec*)init : VZERO;
+            acc[r][q] = init ? vload(init) : VZERO;
         }
     tile_gates(NG, K, a, lda, P, acc);
     for (int q = 0; q < NG; q++)
         for (int r = 0; r < MRG; r++)
-            *(vec*)(dst[q] + (size_t)r * ld[q]) = acc[r][q];
+            vstore(dst[q] + (size_t)r * ld[q], acc[r][q]);
 }
 
 static void gates_product(int NG, real* const dst[4], const size_t ld[4], const real* restrict a,
@@ -91,9 +91,9 @@ static ALWAYS_INLINE void tile_row_blocks(int NG, int K, const real* restrict a,
     for (int k = 0; k < K; k++) {
         const real ak = a[k];
         for (int q = 0; q < NG; q++) {
-            const vec* p = (const vec*)(P[q] + (size_t)k * U);
+            const real* p = P[q] + (size_t)k * U;
             for (int v = 0; v < NV; v++)
-                acc[q][v] = vmadd(ak, p[v], acc[q][v]);
+                acc[q][v] = vmadd(ak, vload(p + v * VL), acc[q][v]);
         }
     }
 }
@@ -109,12 +109,12 @@ static void panel_product(real* restrict dst, size_t ld, int nu, const real* res
         for (int r = 0; r < MR; r++)
             for (int v = 0; v < NV; v++) {
                 const real* init = bias_init ? bias : dst + (size_t)r * ld;
-                acc[r][v] = init ? *(const vec*)(init + v * VL) : VZERO;
+                acc[r][v] = init ? vload(init + v * VL) : VZERO;
             }
         tile_rows(K, a, lda, P, acc);
         for (int r = 0; r < MR; r++)
             for (int v = 0; v < NV; v++)
-                *(vec*)(dst + (size_t)r * ld + v * VL) = acc[r][v];
+                vstore(dst + (size_t)r * ld + v * VL, acc[r][v]);
         return;
     }
     union { vec v[MR][NV]; real x[MR][U]; } acc;
@@ -139,12 +139,12 @@ static ALWAYS_INLINE void row_blocks(int NG, real* const dst[MAX_SLOTS], int nu,
         for (int q = 0; q < NG; q++)
             for (int v = 0; v < NV; v++) {
                 const real* init = bias_init[q] ? bias[q] : dst[q];
-                acc[q][v] = init ? *(const vec*)(init + v * VL) : VZERO;
+                acc[q][v] = init ? vload(init + v * VL) : VZERO;
             }
         tile_row_blocks(NG, K, a, P, acc);
         for (int q = 0; q < NG; q++)
             for (int v = 0; v < NV; v++)
-                *(vec*)(dst[q] + v * VL) = acc[q][v];
+                vstore(dst[q] + v * VL, acc[q][v]);
         return;
     }
     real (*x)[U] = tile.x;  /* a short panel goes through memory, zero past nu */

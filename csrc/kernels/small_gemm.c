@@ -34,12 +34,12 @@ static void gemm_small_row(int N, int K, const real* restrict a, const real* res
         const real* b3 = b2 + ldb;
         int j = 0;
         for (; j + VL <= N; j += VL) {
-            vec acc = *(const vec*)(c + j);
-            acc = vmadd(a0, *(const vec*)(b0 + j), acc);
-            acc = vmadd(a1, *(const vec*)(b1 + j), acc);
-            acc = vmadd(a2, *(const vec*)(b2 + j), acc);
-            acc = vmadd(a3, *(const vec*)(b3 + j), acc);
-            *(vec*)(c + j) = acc;
+            vec acc = vload(c + j);
+            acc = vmadd(a0, vload(b0 + j), acc);
+            acc = vmadd(a1, vload(b1 + j), acc);
+            acc = vmadd(a2, vload(b2 + j), acc);
+            acc = vmadd(a3, vload(b3 + j), acc);
+            vstore(c + j, acc);
         }
         for (; j < N; j++) {
             real t = c[j];
@@ -55,7 +55,7 @@ static void gemm_small_row(int N, int K, const real* restrict a, const real* res
         const real* b = Bm + (size_t)k * ldb;
         int j = 0;
         for (; j + VL <= N; j += VL)
-            *(vec*)(c + j) = vmadd(ak, *(const vec*)(b + j), *(const vec*)(c + j));
+            vstore(c + j, vmadd(ak, vload(b + j), vload(c + j)));
         for (; j < N; j++)
             c[j] = MADD(ak, b[j], c[j]);
     }
@@ -79,18 +79,18 @@ static void gemm_small_acc(int M, int N, int K, const real* restrict A, int lda,
                 vec acc[SMALL_ROWS][TILE_VECS];
                 for (int r = 0; r < SMALL_ROWS; r++)
                     for (int v = 0; v < TILE_VECS; v++)
-                        acc[r][v] = *(const vec*)(c + (size_t)r * ldc + j + v * VL);
+                        acc[r][v] = vload(c + (size_t)r * ldc + j + v * VL);
                 for (int k = 0; k < K; k++) {
-                    const vec* b = (const vec*)(Bm + (size_t)k * ldb + j);
+                    const real* b = Bm + (size_t)k * ldb + j;
                     for (int r = 0; r < SMALL_ROWS; r++) {
                         const real ark = a[(size_t)r * lda + k];
                         for (int v = 0; v < TILE_VECS; v++)
-                            acc[r][v] = vmadd(ark, b[v], acc[r][v]);
+                            acc[r][v] = vmadd(ark, vload(b + v * VL), acc[r][v]);
                     }
                 }
                 for (int r = 0; r < SMALL_ROWS; r++)
                     for (int v = 0; v < TILE_VECS; v++)
-                        *(vec*)(c + (size_t)r * ldc + j + v * VL) = acc[r][v];
+                        vstore(c + (size_t)r * ldc + j + v * VL, acc[r][v]);
             }
         for (int i = ib; i < i4end; i++) {  /* the columns past the last strip */
             const real* a = A + (size_t)i * lda;

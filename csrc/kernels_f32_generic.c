@@ -1,2 +1,0 @@
-/* The kernels in float32, generic build (see kernels_body.c). */
-#include "kernels_body.c"
