@@ -12,7 +12,7 @@ const char* rnnx_strerror(int status)
     case RNNX_OK:
         return "ok";
     case RNNX_EINVAL:
-        return "an argument is out of range (a dimension, cell, dtype, length, stride or id)";
+        return "an argument is out of range (a dimension, cell, dtype, path, length, stride or id)";
     case RNNX_ENULL:
         return "a required pointer is NULL";
     case RNNX_ECELL:
