@@ -36,7 +36,8 @@
 #include "cells/lstm.c"
 #include "cells/gru.c"
 #include "cells/plans.c"
-#include "driver.c"
+#include "driver/forward.c"
+#include "driver/backward.c"
 #else
 /* Not built here: dispatch.c finds no forward and reports the ISA unavailable. */
 const rnnx_dtype_kernels RNNX_SFX(rnnx_kernels) = {0};

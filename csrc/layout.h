@@ -1,7 +1,7 @@
 /*
  * layout.h: what each cell is, and where everything lives in the cache and
  * work buffers.  The only place these are written down: the size functions of
- * rnnx.h (dispatch.c) and the sequence drivers (driver.c, driver/) both read them here.
+ * rnnx.h (dispatch.c) and the sequence drivers (driver/forward.c, driver/backward.c) both read them here.
  * Internal to the core.  Sizes and offsets count elements of the dtype.
  */
 #ifndef RNNX_LAYOUT_H

@@ -6,7 +6,7 @@
  *   reset before (Cho et al. 2014): n = tanh(W_in x + b_in + W_hn (r * h_prev) + b_hn)
  *   h = (1 - z) * n + z * h_prev
  * Its elementwise work per step; the products and the time loop are in
- * driver.c.  Compiled through kernels_body.c.  aux is W_hn h_prev + b_hn
+ * driver/.  Compiled through kernels_body.c.  aux is W_hn h_prev + b_hn
  * (reset after) or r * h_prev (reset before).
  */
 

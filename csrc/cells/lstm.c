@@ -5,7 +5,7 @@
  *   c_t = f * c_{t-1} + i * g
  *   h_t = o * tanh(c_t)
  * Its elementwise work per step; the products and the time loop are in
- * driver.c.  Compiled through kernels_body.c.  aux is tanh(c_t).
+ * driver/.  Compiled through kernels_body.c.  aux is tanh(c_t).
  *
  * With peepholes P = [Pi, Pf, Po] (3H,; ONNX's P is [Pi, Po, Pf]):
  *   i = sigma(. + Pi * c_{t-1}), f = sigma(. + Pf * c_{t-1}), o = sigma(. + Po * c_t)

@@ -1,7 +1,7 @@
 /*
  * rnn.c: the Elman cell, h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh),
  * act = tanh or relu: its elementwise work per step.  The products and the
- * time loop are in driver.c.  Compiled through kernels_body.c.
+ * time loop are in driver/.  Compiled through kernels_body.c.
  */
 
 /* h (n,) OUT = act(pre (n,) IN). */
