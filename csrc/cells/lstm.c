@@ -46,25 +46,34 @@ static ALWAYS_INLINE void lstm_row_forward(real* restrict h, real* restrict c, r
     }
 }
 
+/* Row b, units j0..j1-1 of a step: its gates become activations, c and aux
+ * = tanh(c) are written, and out (the row's h, or m with a projection) gets
+ * o * tanh(c); the peepholes' case is chosen once per row, not per unit. */
+static ALWAYS_INLINE void lstm_units_forward(const step* s, real* out, int b, int j0, int j1)
+{
+    const int H = s->H;
+    const size_t row = (size_t)b * H + j0;
+    real* gi = s->gates + (size_t)b * 4 * H + j0;
+    const real* peep = s->cp->peep;  /* (3H,) [Pi, Pf, Po] or NULL */
+    if (peep)
+        lstm_row_forward(out, s->c + row, s->aux + row, gi, gi + H, gi + 2 * H, gi + 3 * H,
+                         s->c_prev + row, peep + j0, peep + H + j0, peep + 2 * H + j0, j1 - j0);
+    else
+        lstm_row_forward(out, s->c + row, s->aux + row, gi, gi + H, gi + 2 * H, gi + 3 * H,
+                         s->c_prev + row, NULL, NULL, NULL, j1 - j0);
+}
+
 /* gates (B,4H) IN pre-activations, OUT activations; h, c, aux = tanh(c) (B,H) OUT. */
 static void lstm_step_forward(const step* s, int r0, int r1, int j0, int j1)
 {
     const int H = s->H;
-    const real* peep = s->cp->peep;  /* (3H,) [Pi, Pf, Po] or NULL */
     for (int b = r0; b < r1; b++) {
         if (!row_active(s->lengths, s->t, b)) {
             carry_row(s, b, j0, j1);
             continue;
         }
         const size_t row = (size_t)b * H + j0;
-        real* gi = s->gates + (size_t)b * 4 * H + j0;
-        if (peep)
-            lstm_row_forward(s->h + row, s->c + row, s->aux + row, gi, gi + H, gi + 2 * H,
-                             gi + 3 * H, s->c_prev + row, peep + j0, peep + H + j0,
-                             peep + 2 * H + j0, j1 - j0);
-        else
-            lstm_row_forward(s->h + row, s->c + row, s->aux + row, gi, gi + H, gi + 2 * H,
-                             gi + 3 * H, s->c_prev + row, NULL, NULL, NULL, j1 - j0);
+        lstm_units_forward(s, s->h + row, b, j0, j1);
         memcpy(s->y + (ptrdiff_t)b * s->ldy + j0, s->h + row, (size_t)(j1 - j0) * sizeof(real));
     }
 }
@@ -75,7 +84,6 @@ static void lstm_step_forward(const step* s, int r0, int r1, int j0, int j1)
 static void lstm_proj_step_forward(const step* s, int r0, int r1, int j0, int j1)
 {
     const int H = s->H;
-    const real* peep = s->cp->peep;  /* (3H,) [Pi, Pf, Po] or NULL */
     const size_t n = (size_t)(j1 - j0) * sizeof(real);
     for (int b = r0; b < r1; b++) {
         const size_t row = (size_t)b * H + j0;
@@ -84,14 +92,7 @@ static void lstm_proj_step_forward(const step* s, int r0, int r1, int j0, int j1
             memset(s->m + row, 0, n);
             continue;
         }
-        real* gi = s->gates + (size_t)b * 4 * H + j0;
-        if (peep)
-            lstm_row_forward(s->m + row, s->c + row, s->aux + row, gi, gi + H, gi + 2 * H,
-                             gi + 3 * H, s->c_prev + row, peep + j0, peep + H + j0,
-                             peep + 2 * H + j0, j1 - j0);
-        else
-            lstm_row_forward(s->m + row, s->c + row, s->aux + row, gi, gi + H, gi + 2 * H,
-                             gi + 3 * H, s->c_prev + row, NULL, NULL, NULL, j1 - j0);
+        lstm_units_forward(s, s->m + row, b, j0, j1);
     }
 }
 
