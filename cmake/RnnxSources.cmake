@@ -4,7 +4,7 @@
 # units).  The cell files (rnn.c, ...; csrc/kernels/ and csrc/driver/ are not
 # globbed) and kernels_body.c are compiled as part of those units, so they are
 # left out; a file added to the core is picked up without editing this.
-# model.c (the model layer) is listed by the caller.
+# csrc/model/ (the model layer) is listed by the caller.
 file(GLOB _rnnx_all_c RELATIVE "${CMAKE_CURRENT_SOURCE_DIR}" "${CMAKE_CURRENT_SOURCE_DIR}/csrc/*.c")
 set(_rnnx_included csrc/kernels_body.c)
 foreach(_file ${_rnnx_all_c})
@@ -15,7 +15,7 @@ foreach(_file ${_rnnx_all_c})
   endforeach()
 endforeach()
 set(RNNX_CORE_SOURCES ${_rnnx_all_c})
-list(REMOVE_ITEM RNNX_CORE_SOURCES csrc/model.c ${_rnnx_included})
+list(REMOVE_ITEM RNNX_CORE_SOURCES ${_rnnx_included})
 list(SORT RNNX_CORE_SOURCES)
 if(NOT RNNX_CORE_SOURCES)
   message(FATAL_ERROR "cmake/RnnxSources.cmake: no core sources found in csrc/")

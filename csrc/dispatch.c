@@ -131,7 +131,7 @@ static int dims_fit(const rnnx_cell_desc* d, int T, int B, int I, int H)
 /* A projection of size P: 0 (none), or 0 < P < H on an LSTM. */
 static int proj_ok(const rnnx_cell_desc* d, int H, int P)
 {
-    return P == 0 || (d->cell == RNNX_LSTM && P > 0 && P < H);
+    return P == 0 || ((d->options & RNNX_OPTION_PROJ) && P > 0 && P < H);
 }
 
 size_t rnnx_cache_size_proj(int cell, int T, int B, int H, int P)
@@ -248,6 +248,8 @@ int rnnx_forward(const rnnx_blas* blas, const rnnx_forward_args* a)
         return RNNX_ENULL;
     if (a->proj > 0 && !a->w_hr)
         return RNNX_ENULL;
+    if (a->w_peep && !(d->options & RNNX_OPTION_PEEPHOLE))
+        return RNNX_EPEEPHOLE;
     if (d->states == 2 && (!a->c0 || !a->c_n))
         return RNNX_ENULL;
     return isa_in_use()->kernels[a->dtype]->forward(d, blas, a);
@@ -266,6 +268,10 @@ int rnnx_backward(const rnnx_blas* blas, const rnnx_backward_args* a)
     if (a->dy && a->lddy < rnnx_state_width(a->H, a->proj))
         return RNNX_EINVAL;
     if (a->proj > 0 && (!a->w_hr || !a->dw_hr))
+        return RNNX_ENULL;
+    if (a->w_peep && !(d->options & RNNX_OPTION_PEEPHOLE))
+        return RNNX_EPEEPHOLE;
+    if (a->w_peep && !a->dw_peep)
         return RNNX_ENULL;
     if (!a->x || !a->w_ih || !a->w_hh || !a->cache || !a->dx || !a->dh0 || !a->dw_ih ||
         !a->dw_hh || !a->work)

@@ -31,10 +31,13 @@
 #include "driver/projection.c"
 #include "driver/gradients.c"
 /* the cells and the driver */
-#include "rnn.c"
-#include "lstm.c"
-#include "gru.c"
-#include "driver.c"
+#include "cells/plan.h"
+#include "cells/rnn.c"
+#include "cells/lstm.c"
+#include "cells/gru.c"
+#include "cells/plans.c"
+#include "driver/forward.c"
+#include "driver/backward.c"
 #else
 /* Not built here: dispatch.c finds no forward and reports the ISA unavailable. */
 const rnnx_dtype_kernels RNNX_SFX(rnnx_kernels) = {0};

@@ -675,9 +675,10 @@ class _ProjectedStreamCore:
 
     def __init__(self, layer, weights, projections, batch_size):
         self._layer, self._weights = layer, weights
-        # with each layer's projection: its weights packed once, and W_ih^T
+        # with each layer's projection: its weights packed once, W_ih^T, and every row's
+        # input projection alone (row_exact: a step's numbers whatever B, as before)
         self._projections = [dict(p, w_hh_packed=_core.pack_weights(layer._cell, w[1], p["w_hr"]),
-                                  w_ih_t=np.ascontiguousarray(w[0].T))
+                                  w_ih_t=np.ascontiguousarray(w[0].T), row_exact=True)
                              for w, p in zip(weights, projections)]
         self.B = batch_size
         L, H, P = layer.num_layers, layer.hidden_size, layer._state_width

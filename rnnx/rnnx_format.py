@@ -8,7 +8,7 @@ The format (docs/rnnx-format.md has the full table) is a flat little-endian bina
 header (magic, version, dtype, layer count, flags, file size, input and output sizes, where the
 tensors start), one 32-byte descriptor per layer (cell, sizes, stack depth, directions, bias,
 Dense activation), the tensors in state_dict order each at a 64-byte aligned offset, and a
-CRC-32 of everything before it. The C reader (csrc/model.c) uses the tensors in place, so a
+CRC-32 of everything before it. The C reader (csrc/model/reader.c) uses the tensors in place, so a
 microcontroller can keep the file in flash.
 
 What it holds: a Sequential of RNN/LSTM/GRU (stacked, bidirectional, with or without bias,
@@ -26,29 +26,34 @@ import zlib
 
 import numpy as np
 
+from . import _core
 from ._files import write_atomic
 from .dense import ACTIVATIONS, Dense
 from .embedding import Embedding
 
 __all__ = ["save_rnnx", "load_rnnx", "export_c", "dumps", "loads"]
 
-MAGIC = b"RNNX\r\n\x1a\n"
-VERSION = 2                 # the newest version written and read
-VERSIONS = (1, 2)           # 2 adds the Embedding layer kind and FLAG_LAST_OUTPUT
-HEADER_BYTES = 64
-DESCRIPTOR_BYTES = 32
-TENSOR_ALIGN = 64
-MAX_LAYERS = 256
-MAX_STACK = 64
-MAX_SIZE = 1 << 24
-FLAG_MANY_TO_ONE = 1
-FLAG_BARE_LAYER = 2
-FLAG_LAST_OUTPUT = 4     # with FLAG_MANY_TO_ONE: many_to_one="output" (else "state")
-KNOWN_FLAGS = FLAG_MANY_TO_ONE | FLAG_BARE_LAYER | FLAG_LAST_OUTPUT
+# The format's constants, written once in csrc/model/format.h (and the layer kinds in
+# csrc/rnnx_model.h), read here through the binding.
+MAGIC = _core.FORMAT["MAGIC"]
+VERSION = _core.FORMAT["VERSION"]            # the newest version written and read
+VERSIONS = tuple(range(_core.FORMAT["VERSION_MIN"], VERSION + 1))  # 2 adds the Embedding
+#                                                  kind and FLAG_LAST_OUTPUT
+HEADER_BYTES = _core.FORMAT["HEADER_BYTES"]
+DESCRIPTOR_BYTES = _core.FORMAT["DESCRIPTOR_BYTES"]
+TENSOR_ALIGN = _core.FORMAT["TENSOR_ALIGN"]
+MAX_LAYERS = _core.FORMAT["MAX_LAYERS"]
+MAX_STACK = _core.FORMAT["MAX_STACK"]
+MAX_SIZE = _core.FORMAT["MAX_SIZE"]
+FLAG_MANY_TO_ONE = _core.FORMAT["FLAG_MANY_TO_ONE"]
+FLAG_BARE_LAYER = _core.FORMAT["FLAG_BARE_LAYER"]
+FLAG_LAST_OUTPUT = _core.FORMAT["FLAG_LAST_OUTPUT"]  # with FLAG_MANY_TO_ONE: many_to_one="output"
+KNOWN_FLAGS = _core.FORMAT["KNOWN_FLAGS"]
 # rnnx_model.many_to_one in C: 0, RNNX_MANY_TO_ONE_STATE or RNNX_MANY_TO_ONE_OUTPUT
-C_MANY_TO_ONE = {False: 0, "state": 1, "output": 2}
-DENSE = 16
-EMBEDDING = 17              # first layer only; its last descriptor field is padding_idx + 1
+C_MANY_TO_ONE = {False: 0, "state": _core.FORMAT["MANY_TO_ONE_STATE"],
+                 "output": _core.FORMAT["MANY_TO_ONE_OUTPUT"]}
+DENSE = _core.FORMAT["DENSE"]
+EMBEDDING = _core.FORMAT["EMBEDDING"]        # first layer only; its last descriptor field is padding_idx + 1
 # cell codes, as csrc/rnnx.h's enum rnnx_cell
 RNN_TANH, RNN_RELU, LSTM, GRU, GRU_RESET_BEFORE = 0, 1, 2, 3, 4
 _DTYPES = {0: np.dtype("<f4"), 1: np.dtype("<f8")}

@@ -16,11 +16,13 @@
  * chunks, or streamed one step at a time, gives the whole sequence's numbers
  * bit for bit.  BLAS's blocked GEMM does not promise that (its rounding can
  * change with the number of rows), so float32 keeps it for speed, except when
- * the caller hands in w_ih^T (a stream's few rows per call are faster without
- * a BLAS call) and for small products (up to 4M multiply-adds). */
+ * the caller asks for rows alone (row_exact: rnnx_forward_args.row_exact, set by
+ * streams and by the whole-sequence runs they must equal) and for small
+ * products (up to 4M multiply-adds). */
 static void input_projection(const rnnx_blas* blas, int naive, real* slab, const real* x,
                              const real* w_ih, const real* ready_w_ih_t, real* w_ih_t,
-                             const real* b1, const real* b2, int G2, int N, int I, int G)
+                             const real* b1, const real* b2, int G2, int N, int I, int G,
+                             int row_exact)
 {
     for (int n = 0; n < N; n++) {
         real* row = slab + (size_t)n * G;
@@ -29,9 +31,10 @@ static void input_projection(const rnnx_blas* blas, int naive, real* slab, const
     }
 #ifdef RNNX_DOUBLE
     const int rowwise = !naive;
+    (void)row_exact;
 #else
     /* small projections too: a threaded BLAS's handoff costs more than they do */
-    const int rowwise = !naive && (ready_w_ih_t || (double)N * G * I <= 4194304.0);
+    const int rowwise = !naive && (row_exact || (double)N * G * I <= 4194304.0);
 #endif
     if (!rowwise) {
         gemm(blas, naive, 'N', 'T', N, G, I, 1, x, I, w_ih, I, 1, slab, G);  /* slab += x @ w_ih.T */

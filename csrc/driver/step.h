@@ -44,7 +44,7 @@ static inline size_t state_initial_offset(int T, int reverse, size_t BH)
 
 /* What one forward time step touches; a cell's elementwise work reads it. */
 typedef struct step {
-    int B, H, G, t, relu;
+    int B, H, G, t;
     int P;                    /* the width of h and y: proj_size with a projection, else H */
     const int64_t* lengths;   /* (B,) or NULL */
     const real* h_prev;       /* (B,P) IN */
@@ -55,8 +55,8 @@ typedef struct step {
     real* aux;                /* (B,H) see rnnx_cell_desc.aux_in_cache */
     real* y;                  /* (B, row stride ldy) OUT */
     ptrdiff_t ldy;
-    const real* bias_n;       /* (H,) GRU reset after: b_hn, the start of W_hn h_prev + b_hn; or NULL */
     real* m;                  /* (B,H) LSTM with a projection: o * tanh(c), the input of W_hr */
+    const struct cell_params* cp;  /* the cell's own parameters (csrc/cells/plan.h) */
 } step;
 
 /* The elementwise work of a step on rows r0..r1-1 and units j0..j1-1. */
@@ -64,7 +64,7 @@ typedef void (*step_fn)(const step* s, int r0, int r1, int j0, int j1);
 
 /* What one backward time step touches. */
 typedef struct bstep {
-    int B, H, G, t, relu;
+    int B, H, G, t;
     const int64_t* lengths;   /* (B,) or NULL */
     real* dg;                 /* (B,G) OUT gradient of the pre-activations, input side */
     real* dgh;                /* (B,G) OUT the same on the W_hh side (GRU reset after) */
@@ -76,6 +76,7 @@ typedef struct bstep {
     const real* h_prev;       /* (B,H) IN */
     const real* c_prev;       /* (B,H) IN, LSTM */
     const real* aux;          /* (B,H) IN see rnnx_cell_desc.aux_in_cache */
+    const struct cell_params* cp;  /* the cell's own parameters (csrc/cells/plan.h) */
 } bstep;
 
 /* The elementwise gradient work of a step on units j0..j1-1, all rows. */

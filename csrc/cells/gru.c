@@ -6,7 +6,7 @@
  *   reset before (Cho et al. 2014): n = tanh(W_in x + b_in + W_hn (r * h_prev) + b_hn)
  *   h = (1 - z) * n + z * h_prev
  * Its elementwise work per step; the products and the time loop are in
- * driver.c.  Compiled through kernels_body.c.  aux is W_hn h_prev + b_hn
+ * driver/.  Compiled through kernels_body.c.  aux is W_hn h_prev + b_hn
  * (reset after) or r * h_prev (reset before).
  */
 
@@ -214,3 +214,23 @@ static void gru_before_step_backward_reset(const bstep* s, int j0, int j1)
                                       s->h_prev + row, j1 - j0);
     }
 }
+
+static void gru_after_setup(cell_params* p, int H, const real* b_hh, const real* w_peep)
+{
+    (void)w_peep;
+    p->bias_n = b_hh ? b_hh + 2 * (size_t)H : NULL;
+}
+
+/* Reset after: one phase, n's recurrent product W_hn h_prev + b_hn into aux. */
+static const cell_plan gru_plan = {
+    .setup = gru_after_setup, .slab_bias_hh_gates = 2,
+    .n_phases = 1, .phase = {{0, 3, 0, 2, gru_after_step_forward, 0}},
+    .n_stages = 1, .stage = {{gru_after_step_backward, 0, 3, 1, 0}}};
+
+/* Reset before: r and z first, then n's product over aux = r * h_prev. */
+static const cell_plan gru_reset_before_plan = {
+    .slab_bias_hh_gates = 3,
+    .n_phases = 2, .phase = {{0, 2, 0, -1, gru_before_step_gates, 0},
+                             {2, 3, 1, -1, gru_before_step_output, 0}},
+    .n_stages = 2, .stage = {{gru_before_step_backward_output, 2, 3, 0, 1},
+                             {gru_before_step_backward_reset, 0, 2, 0, 0}}};

@@ -1,7 +1,7 @@
 /*
  * rnn.c: the Elman cell, h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh),
  * act = tanh or relu: its elementwise work per step.  The products and the
- * time loop are in driver.c.  Compiled through kernels_body.c.
+ * time loop are in driver/.  Compiled through kernels_body.c.
  */
 
 /* h (n,) OUT = act(pre (n,) IN). */
@@ -38,7 +38,7 @@ static void rnn_step_forward(const step* s, int r0, int r1, int j0, int j1)
             continue;
         }
         real* h = s->h + (size_t)b * H + j0;
-        rnn_row_forward(h, s->gates + (size_t)b * H + j0, s->relu, j1 - j0);
+        rnn_row_forward(h, s->gates + (size_t)b * H + j0, s->cp->relu, j1 - j0);
         memcpy(s->y + (ptrdiff_t)b * s->ldy + j0, h, (size_t)(j1 - j0) * sizeof(real));
     }
 }
@@ -57,6 +57,22 @@ static void rnn_step_backward(const bstep* s, int j0, int j1)
             memset(dg + j0, 0, (size_t)(j1 - j0) * sizeof(real));
             continue;
         }
-        rnn_row_backward(dg + j0, dh + j0, h + j0, s->relu, j1 - j0);
+        rnn_row_backward(dg + j0, dh + j0, h + j0, s->cp->relu, j1 - j0);
     }
 }
+
+static void rnn_relu_setup(cell_params* p, int H, const real* b_hh, const real* w_peep)
+{
+    (void)H, (void)b_hh, (void)w_peep;
+    p->relu = 1;
+}
+
+static const cell_plan rnn_tanh_plan = {
+    .slab_bias_hh_gates = 1,
+    .n_phases = 1, .phase = {{0, 1, 0, -1, rnn_step_forward, 0}},
+    .n_stages = 1, .stage = {{rnn_step_backward, 0, 1, 0, 0}}};
+
+static const cell_plan rnn_relu_plan = {
+    .setup = rnn_relu_setup, .slab_bias_hh_gates = 1,
+    .n_phases = 1, .phase = {{0, 1, 0, -1, rnn_step_forward, 0}},
+    .n_stages = 1, .stage = {{rnn_step_backward, 0, 1, 0, 0}}};
