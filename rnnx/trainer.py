@@ -44,7 +44,7 @@ from . import io as _io
 from ._files import write_atomic
 from .losses import LOSSES, SoftmaxCrossEntropy, get_loss
 from .lr_scheduler import SCHEDULERS, LRScheduler
-from .layers import using_workspace
+from .directions import using_workspace
 from .model import Sequential
 from .module import as_array
 from .seq2seq import Seq2Seq

@@ -12,7 +12,7 @@ import pytest
 
 import rnnx
 from rnnx import _core
-from rnnx.layers import using_workspace
+from rnnx.directions import using_workspace
 from shared import VARIANTS
 
 CELL_CODES = {"rnn_tanh": _core.RNN_TANH, "rnn_relu": _core.RNN_RELU, "lstm": _core.LSTM,
