@@ -14,7 +14,7 @@ if sys.platform == "win32":
 else:
     # Warnings on and clean; no -ffast-math/-Ofast: NaN, Inf and rounding stay IEEE.
     # -ffp-contract=off: the compiler fuses no a*b+c on its own; the kernels ask for
-    # every FMA they want (csrc/common.c, MADD and vmadd), so each value is computed
+    # every FMA they want (csrc/kernels/vec.h, MADD and vmadd), so each value is computed
     # the same way in every loop shape and with every compiler.
     # -fno-trapping-math only lets the compiler assume no FP exception traps (we
     # never enable any), so the branch-free activations vectorize.  Neither changes
@@ -48,7 +48,7 @@ core = Extension(
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     extra_compile_args=compile_args,
     extra_link_args=link_args + ([] if sys.platform == "win32" else ["-pthread"]),
-    depends=sorted(glob.glob("csrc/*.[ch]")) + ["rnnx/_core_shim.h"],
+    depends=sorted(glob.glob("csrc/**/*.[ch]", recursive=True)) + ["rnnx/_core_shim.h"],
 )
 
 if _regenerate:
@@ -80,7 +80,7 @@ class build_ext_cached(build_ext):
         digest = hashlib.sha256()
         files = []
         # every source and header of the core, not only those named in ext.depends
-        inputs = glob.glob(os.path.join(_HERE, "csrc", "*.[ch]")) + glob.glob(
+        inputs = glob.glob(os.path.join(_HERE, "csrc", "**", "*.[ch]"), recursive=True) + glob.glob(
             os.path.join(_HERE, "rnnx", "_core*.[ch]")) + glob.glob(os.path.join(_HERE, "rnnx", "*.pyx"))
         for path in set(ext.sources) | set(ext.depends) | set(inputs) | {os.path.join(_HERE, "setup.py")}:
             full = os.path.abspath(path)      # a build env's files by name: its folder varies

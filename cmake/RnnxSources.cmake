@@ -1,5 +1,5 @@
 # RNNX_CORE_SOURCES: the C files of the core: every csrc/*.c that no other
-# csrc/*.c #includes.  The cell files (common.c, rnn.c, ...) are compiled as
+# csrc/*.c #includes.  The cell files (rnn.c, ...; csrc/kernels/ and csrc/driver/ are not globbed) are compiled as
 # part of the per-dtype (and per-ISA) kernel files that #include them, so they
 # are left out; a file added to the core is picked up without editing this.
 # model.c (the model layer) is listed by the caller.

@@ -9,7 +9,7 @@
  *                    thread pool of pool.c.
  *
  * Where they are missing (MSVC), the kernels' vector type is one scalar
- * (common.c: the same loops, one element at a time, the same arithmetic) and
+ * (kernels/vec.h: the same loops, one element at a time, the same arithmetic) and
  * the pool runs every task on the caller (pool_serial.c).
  *
  * RNNX_PLAIN_C99 pretends both are missing, so that GCC builds what MSVC

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #if defined(RNNX_TARGET_AVX2) || defined(RNNX_TARGET_AVX512)
-#include <immintrin.h>  /* the FMA intrinsics of common.c's vmadd */
+#include <immintrin.h>  /* the FMA intrinsics of kernels/vec.h's vmadd */
 #endif
 
 #include "kernels.h"
@@ -37,7 +37,18 @@
 #endif
 
 #include "real.h"
-#include "common.c"
+/* the kernels: arithmetic, BLAS boundary, packed panels, small and ordered products */
+#include "kernels/vec.h"
+#include "kernels/gemm.c"
+#include "kernels/panels.c"
+#include "kernels/small_gemm.c"
+#include "kernels/ordered.c"
+#include "kernels/activations.c"
+/* what the cells and the sequence driver share around a step */
+#include "driver/step.h"
+#include "driver/projection.c"
+#include "driver/gradients.c"
+/* the cells and the driver */
 #include "rnn.c"
 #include "lstm.c"
 #include "gru.c"

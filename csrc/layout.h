@@ -1,7 +1,7 @@
 /*
  * layout.h: what each cell is, and where everything lives in the cache and
  * work buffers.  The only place these are written down: the size functions of
- * rnnx.h (dispatch.c) and the sequence drivers (common.c) both read them here.
+ * rnnx.h (dispatch.c) and the sequence drivers (driver.c, driver/) both read them here.
  * Internal to the core.  Sizes and offsets count elements of the dtype.
  */
 #ifndef RNNX_LAYOUT_H
@@ -87,7 +87,7 @@ static inline size_t rnnx_packed_elems_proj(const rnnx_cell_desc* d, int H, int 
 }
 
 /* The training cache.  hs is (T+1,B,P) and cs (T+1,B,H) (see state_offset in
- * common.c; P = rnnx_state_width), gates (T,B,G), aux (T,B,H), and with a
+ * driver/step.h; P = rnnx_state_width), gates (T,B,G), aux (T,B,H), and with a
  * projection m (T,B,H) = o * tanh(c), the input of W_hr; a part the cell does
  * not keep has size 0. */
 typedef struct rnnx_cache_layout {

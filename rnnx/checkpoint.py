@@ -20,7 +20,7 @@ y (one (T, B, D*H) array per layer of the stack, a seventh of an LSTM's plain ca
 
 The gradients equal those of plain BPTT bit for bit in float64: the C core sums the weight
 gradients over rows in the backward loop's order, one row at a time, so segments processed
-last first into the same arrays make the same sums (csrc/common.c, gemm_rows_acc).  In
+last first into the same arrays make the same sums (csrc/kernels/ordered.c, gemm_rows_acc).  In
 float32 the core keeps BLAS for those sums (faster), whose rounding depends on how many rows
 a call has: segmented and whole agree to float32 rounding.
 """
