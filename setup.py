@@ -42,7 +42,8 @@ _regenerate = not os.path.exists(_generated) or any(
 
 core = Extension(
     "rnnx._core",
-    sources=["rnnx/_core.pyx", "csrc/dispatch.c", "csrc/pool.c"]
+    sources=["rnnx/_core.pyx", "csrc/dispatch.c", "csrc/pool.c", "csrc/cell_table.c",
+             "csrc/status.c"]
             + [f"csrc/kernels_{dt}_{isa}.c" for dt in ("f32", "f64") for isa in ISAS],
     include_dirs=["csrc", "rnnx", np.get_include()],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],

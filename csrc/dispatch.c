@@ -249,6 +249,8 @@ int rnnx_forward(const rnnx_blas* blas, const rnnx_forward_args* a)
         return RNNX_ENULL;
     if (a->proj > 0 && !a->w_hr)
         return RNNX_ENULL;
+    if (a->w_peep && !(d->options & RNNX_OPTION_PEEPHOLE))
+        return RNNX_EPEEPHOLE;
     if (d->states == 2 && (!a->c0 || !a->c_n))
         return RNNX_ENULL;
     return isa_in_use()->kernels[a->dtype]->forward(d, blas, a);
@@ -267,6 +269,10 @@ int rnnx_backward(const rnnx_blas* blas, const rnnx_backward_args* a)
     if (a->dy && a->lddy < rnnx_state_width(a->H, a->proj))
         return RNNX_EINVAL;
     if (a->proj > 0 && (!a->w_hr || !a->dw_hr))
+        return RNNX_ENULL;
+    if (a->w_peep && !(d->options & RNNX_OPTION_PEEPHOLE))
+        return RNNX_EPEEPHOLE;
+    if (a->w_peep && !a->dw_peep)
         return RNNX_ENULL;
     if (!a->x || !a->w_ih || !a->w_hh || !a->cache || !a->dx || !a->dh0 || !a->dw_ih ||
         !a->dw_hh || !a->work)

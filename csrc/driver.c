@@ -372,6 +372,7 @@ static int forward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
     s.ldy = a->ldy;
     s.bias_n = after && b_hh ? (const real*)b_hh + 2 * H : NULL;
     s.m = NULL;
+    s.peep = a->w_peep;
     int row_tasks = 1;
     const int n_tasks = fused ? step_tasks(blas, B, G, H, &row_tasks) : 1;
     fwd_task task = {NULL, &s, packed, d->gates, n_tasks, row_tasks, packed_hr};
@@ -578,6 +579,7 @@ static int backward_proj(const rnnx_cell_desc* d, const rnnx_blas* blas,
     sm.H = H;
     sm.dh = work + wl.dm;                  /* (B,H) */
     sm.dc = work + wl.dc;                  /* (B,H) */
+    sm.peep = a->w_peep;
     const int n_tasks = own ? step_tasks(blas, B, G, H, NULL) : 1;
     bwd_task task = {NULL, &s, NULL, n_tasks, &sm, NULL};
     if (own) {
@@ -618,6 +620,9 @@ static int backward_proj(const rnnx_cell_desc* d, const rnnx_blas* blas,
     recurrent_gradients(blas, naive, reverse, a->dw_hh, a->db_hh, dg, G,
                         hs + state_prev_offset(0, reverse, BP), T * B, P, 0, G);   /* dW_hh += dg^T h_prev */
     recurrent_gradients(blas, naive, reverse, a->dw_hr, NULL, dhs, P, ms, T * B, H, 0, P);  /* dW_hr += dh^T m */
+    if (a->w_peep)
+        lstm_peephole_grads(a->dw_peep, dg, cs + state_prev_offset(0, reverse, BH),
+                            cs + state_offset(0, reverse, BH), (size_t)T * B, H);
     return RNNX_OK;
 }
 
@@ -652,6 +657,7 @@ static int backward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
     s.dh = work + wl.dh;
     s.dc = work + wl.dc;
     s.drh = work + wl.drh;
+    s.peep = a->w_peep;
     const int n_tasks = own ? step_tasks(blas, B, G, H, NULL) : 1;
     real* packed = NULL;
     if (own) {
@@ -705,6 +711,9 @@ static int backward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
                             (st->src_dgh ? dgh : dg) + (size_t)st->g0 * H, G, input,
                             T * B, H, st->g0 * H, (st->g1 - st->g0) * H);
     }
+    if (a->w_peep)
+        lstm_peephole_grads(a->dw_peep, dg, cs + state_prev_offset(0, reverse, BH),
+                            cs + state_offset(0, reverse, BH), (size_t)T * B, H);
     return RNNX_OK;
 }
 

@@ -12,31 +12,46 @@
 #include "compiler.h"
 #include "rnnx.h"
 
-/* One cell's shape. */
+/* One cell, with named fields: what it is (name, gates and their order, state
+ * tensors), which options it takes (RNNX_OPTION_*), and what its training
+ * cache and backward scratch hold beyond the states.  rnnx_cell_info (rnnx.h)
+ * shows the public part; its forward and backward step functions and their
+ * phases are the cell's plan in csrc/cells/<cell>.c. */
 typedef struct rnnx_cell_desc {
-    int cell;            /* enum rnnx_cell */
+    int cell;                /* enum rnnx_cell */
     const char* name;
-    int gates;           /* G = gates * H */
-    int states;          /* 1 (h) or 2 (h, c) */
-    int gates_in_cache;  /* training keeps the (T,B,G) gate activations */
-    int aux_in_cache;    /* training keeps one more (T,B,H) tensor: LSTM tanh(c), GRU's
-                            W_hn h_prev + b_hn (reset after) or r * h_prev (reset before) */
-    int split_grads;     /* GRU reset after: a second (T,B,G) gradient for the W_hh side */
+    int gates;               /* G = gates * H */
+    const char* gate_order;  /* the gates of W_ih's rows, comma separated */
+    int states;              /* 1 (h) or 2 (h, c) */
+    const char* state_names[2];
+    int options;             /* RNNX_OPTION_* this cell takes */
+    int gates_in_cache;      /* training keeps the (T,B,G) gate activations */
+    int aux_in_cache;        /* training keeps one more (T,B,H) tensor: LSTM tanh(c), GRU's
+                                W_hn h_prev + b_hn (reset after) or r * h_prev (reset before) */
+    int split_grads;         /* GRU reset after: a second (T,B,G) gradient for the W_hh side */
 } rnnx_cell_desc;
 
 static const rnnx_cell_desc rnnx_cells[] = {
-    {RNNX_RNN_TANH, "rnn_tanh", 1, 1, 0, 0, 0},
-    {RNNX_RNN_RELU, "rnn_relu", 1, 1, 0, 0, 0},
-    {RNNX_LSTM, "lstm", 4, 2, 1, 1, 0},
-    {RNNX_GRU, "gru", 3, 1, 1, 1, 1},
-    {RNNX_GRU_RESET_BEFORE, "gru_reset_before", 3, 1, 1, 1, 0},
+    {.cell = RNNX_RNN_TANH, .name = "rnn_tanh", .gates = 1, .gate_order = "h", .states = 1,
+     .state_names = {"h", NULL}},
+    {.cell = RNNX_RNN_RELU, .name = "rnn_relu", .gates = 1, .gate_order = "h", .states = 1,
+     .state_names = {"h", NULL}},
+    {.cell = RNNX_LSTM, .name = "lstm", .gates = 4, .gate_order = "i,f,g,o", .states = 2,
+     .state_names = {"h", "c"}, .options = RNNX_OPTION_PROJ | RNNX_OPTION_PEEPHOLE,
+     .gates_in_cache = 1, .aux_in_cache = 1},
+    {.cell = RNNX_GRU, .name = "gru", .gates = 3, .gate_order = "r,z,n", .states = 1,
+     .state_names = {"h", NULL}, .gates_in_cache = 1, .aux_in_cache = 1, .split_grads = 1},
+    {.cell = RNNX_GRU_RESET_BEFORE, .name = "gru_reset_before", .gates = 3,
+     .gate_order = "r,z,n", .states = 1, .state_names = {"h", NULL}, .gates_in_cache = 1,
+     .aux_in_cache = 1},
 };
+
+#define RNNX_N_CELLS ((int)(sizeof rnnx_cells / sizeof rnnx_cells[0]))
 
 /* The descriptor of a cell code, or NULL for an unknown one. */
 static inline const rnnx_cell_desc* rnnx_cell_find(int cell)
 {
-    const int n = (int)(sizeof rnnx_cells / sizeof rnnx_cells[0]);
-    return (cell >= 0 && cell < n) ? &rnnx_cells[cell] : NULL;
+    return (cell >= 0 && cell < RNNX_N_CELLS) ? &rnnx_cells[cell] : NULL;
 }
 
 /* Units per panel of the packed W_hh: 64 bytes of each gate, so a panel's row

@@ -7,21 +7,32 @@
  * Its elementwise work per step; the products and the time loop are in
  * driver.c.  Compiled through kernels_body.c.  aux is tanh(c_t).
  *
+ * With peepholes P = [Pi, Pf, Po] (3H,; ONNX's P is [Pi, Po, Pf]):
+ *   i = sigma(. + Pi * c_{t-1}), f = sigma(. + Pf * c_{t-1}), o = sigma(. + Po * c_t)
+ * and, backward, dP += the gate gradients times those states (lstm_peephole_grads).
+ *
  * With a projection (proj_size P): m_t = o * tanh(c_t) (B,H), h_t = W_hr m_t
  * (B,P).  A step is then two phases: the gates and m (lstm_proj_step_forward,
  * on the H units), and h = m @ W_hr^T (lstm_proj_step_output, on the P units).
  */
 
 /* One row, n units: the gate pre-activations gi, gf, gg, go (n,) become
- * activations; h, c, tc = tanh(c) (n,) OUT.  The pointers never overlap,
- * which restrict tells the compiler so the loop vectorizes. */
+ * activations; h, c, tc = tanh(c) (n,) OUT; pi, pf, po (n,) the peepholes of
+ * these units, or all NULL.  The pointers never overlap, which restrict tells
+ * the compiler so the loop vectorizes (once per case of the peepholes). */
 static inline void lstm_row_forward(real* restrict h, real* restrict c, real* restrict tc,
                                     real* restrict gi, real* restrict gf, real* restrict gg,
-                                    real* restrict go, const real* restrict c_prev, int n)
+                                    real* restrict go, const real* restrict c_prev,
+                                    const real* restrict pi, const real* restrict pf,
+                                    const real* restrict po, int n)
 {
     for (int j = 0; j < n; j++) {
-        const real i = sigmoid(gi[j]), f = sigmoid(gf[j]), g = tanh_act(gg[j]), o = sigmoid(go[j]);
-        const real cj = f * c_prev[j] + i * g;
+        const real cp = c_prev[j];
+        const real i = sigmoid(pi ? gi[j] + pi[j] * cp : gi[j]);
+        const real f = sigmoid(pf ? gf[j] + pf[j] * cp : gf[j]);
+        const real g = tanh_act(gg[j]);
+        const real cj = f * cp + i * g;
+        const real o = sigmoid(po ? go[j] + po[j] * cj : go[j]);
         const real tcj = tanh_act(cj);
         gi[j] = i;
         gf[j] = f;
@@ -32,6 +43,9 @@ static inline void lstm_row_forward(real* restrict h, real* restrict c, real* re
         tc[j] = tcj;
     }
 }
+
+/* Peephole q (0: Pi, 1: Pf, 2: Po) of units j0.. of the (3H,) peep, or NULL. */
+#define PEEP(peep, q, H, j0) ((peep) ? (peep) + (size_t)(q) * (H) + (j0) : NULL)
 
 /* gates (B,4H) IN pre-activations, OUT activations; h, c, aux = tanh(c) (B,H) OUT. */
 static void lstm_step_forward(const step* s, int r0, int r1, int j0, int j1)
@@ -45,7 +59,8 @@ static void lstm_step_forward(const step* s, int r0, int r1, int j0, int j1)
         const size_t row = (size_t)b * H + j0;
         real* gi = s->gates + (size_t)b * 4 * H + j0;
         lstm_row_forward(s->h + row, s->c + row, s->aux + row, gi, gi + H, gi + 2 * H, gi + 3 * H,
-                         s->c_prev + row, j1 - j0);
+                         s->c_prev + row, PEEP(s->peep, 0, H, j0), PEEP(s->peep, 1, H, j0),
+                         PEEP(s->peep, 2, H, j0), j1 - j0);
         memcpy(s->y + (ptrdiff_t)b * s->ldy + j0, s->h + row, (size_t)(j1 - j0) * sizeof(real));
     }
 }
@@ -66,7 +81,8 @@ static void lstm_proj_step_forward(const step* s, int r0, int r1, int j0, int j1
         }
         real* gi = s->gates + (size_t)b * 4 * H + j0;
         lstm_row_forward(s->m + row, s->c + row, s->aux + row, gi, gi + H, gi + 2 * H, gi + 3 * H,
-                         s->c_prev + row, j1 - j0);
+                         s->c_prev + row, PEEP(s->peep, 0, H, j0), PEEP(s->peep, 1, H, j0),
+                         PEEP(s->peep, 2, H, j0), j1 - j0);
     }
 }
 
@@ -90,27 +106,35 @@ static void lstm_proj_step_output(const step* s, int r0, int r1, int j0, int j1)
 
 /* One row of n units: di_, df_, dg_, do_ (n,) OUT; dh, dc (n,) IN at h_t, c_t,
  * OUT the parts at h_prev (0: through W_hh, added by the driver) and c_prev;
- * gate activations, c_prev and tc = tanh(c) (n,) IN. */
+ * gate activations, c_prev and tc = tanh(c) (n,) IN; pi, pf, po (n,) the
+ * peepholes, or all NULL. */
 static inline void lstm_row_backward(real* restrict di_, real* restrict df_, real* restrict dg_,
                                      real* restrict do_, real* restrict dh, real* restrict dc,
                                      const real* restrict gi, const real* restrict gf,
                                      const real* restrict gg, const real* restrict go,
-                                     const real* restrict c_prev, const real* restrict tc, int n)
+                                     const real* restrict c_prev, const real* restrict tc,
+                                     const real* restrict pi, const real* restrict pf,
+                                     const real* restrict po, int n)
 {
     for (int j = 0; j < n; j++) {
         const real i = gi[j], f = gf[j], g = gg[j], o = go[j], tcj = tc[j];
         const real dhj = dh[j];
-        /* forward was: h = o * tanh(c), so do = dh * tanh(c), dc += dh * o * (1 - tanh(c)^2) */
-        const real d_o = dhj * tcj;
-        const real dcj = dc[j] + dhj * o * (1 - tcj * tcj);
+        /* forward was: h = o * tanh(c), so do = dh * tanh(c), dc += dh * o * (1 - tanh(c)^2);
+           o = sigma(. + Po * c) adds Po * (the gradient at o's pre-activation) to dc */
+        const real d_o = dhj * tcj, da_o = d_o * o * (1 - o);
+        real dcj = dc[j] + dhj * o * (1 - tcj * tcj);
+        if (po)
+            dcj = dcj + da_o * po[j];
         /* forward was: c = f * c_prev + i * g, so di = dc*g, df = dc*c_prev, dg = dc*i, dc_prev = dc*f */
         const real d_i = dcj * g, d_f = dcj * c_prev[j], d_g = dcj * i;
-        dc[j] = dcj * f;
         /* through the nonlinearities: sigma' = s(1-s), tanh' = 1 - t^2 */
-        di_[j] = d_i * i * (1 - i);
-        df_[j] = d_f * f * (1 - f);
+        const real da_i = d_i * i * (1 - i), da_f = d_f * f * (1 - f);
+        /* i, f = sigma(. + Pi, Pf * c_prev): c_prev also gets Pi * da_i + Pf * da_f */
+        dc[j] = pi ? dcj * f + da_i * pi[j] + da_f * pf[j] : dcj * f;
+        di_[j] = da_i;
+        df_[j] = da_f;
         dg_[j] = d_g * (1 - g * g);
-        do_[j] = d_o * o * (1 - o);
+        do_[j] = da_o;
         dh[j] = 0;
     }
 }
@@ -133,6 +157,28 @@ static void lstm_step_backward(const bstep* s, int j0, int j1)
         const real* gi = s->gates + (size_t)b * 4 * H + j0;
         lstm_row_backward(di_ + j0, di_ + H + j0, di_ + 2 * H + j0, di_ + 3 * H + j0,
                           s->dh + row, s->dc + row, gi, gi + H, gi + 2 * H, gi + 3 * H,
-                          s->c_prev + row, s->aux + row, j1 - j0);
+                          s->c_prev + row, s->aux + row,
+                          PEEP(s->peep, 0, H, j0), PEEP(s->peep, 1, H, j0),
+                          PEEP(s->peep, 2, H, j0), j1 - j0);
+    }
+}
+
+/* After the loop: dP (3H,) += the peepholes' gradients over every step and row,
+ *   dPi += sum da_i * c_prev, dPf += sum da_f * c_prev, dPo += sum da_o * c_t,
+ * from dg (T*B,4H) the gate gradients (0 on rows past their length), c_prev
+ * and c (T*B,H) the states before and after each step, rows in the same order.
+ * Serial, rows in order, so the sums do not depend on the thread count. */
+static void lstm_peephole_grads(real* dp, const real* dg, const real* c_prev, const real* c,
+                                size_t rows, int H)
+{
+    for (size_t r = 0; r < rows; r++) {
+        const real* d = dg + r * 4 * (size_t)H;
+        const real* cp = c_prev + r * (size_t)H;
+        const real* cc = c + r * (size_t)H;
+        for (int j = 0; j < H; j++) {
+            dp[j] += d[j] * cp[j];
+            dp[H + j] += d[H + j] * cp[j];
+            dp[2 * H + j] += d[3 * H + j] * cc[j];
+        }
     }
 }

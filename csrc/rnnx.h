@@ -84,8 +84,36 @@ enum rnnx_status {
     RNNX_ECELL = 3,       /* unknown cell code */
     RNNX_ESIZE = 4,       /* T*B, G or a buffer size does not fit the index types */
     RNNX_EISA = 5,        /* the instruction set asked for is not built in or not on this CPU */
-    RNNX_EPROJ = 6        /* proj is < 0, >= H, or > 0 for a cell other than LSTM */
+    RNNX_EPROJ = 6,       /* proj is < 0, >= H, or > 0 for a cell other than LSTM */
+    RNNX_EPEEPHOLE = 7    /* peepholes (w_peep) given for a cell other than LSTM */
 };
+
+/* The options a cell may take (rnnx_cell_info.options, a bit set). */
+enum rnnx_cell_option {
+    RNNX_OPTION_PROJ = 1,     /* a projection h = W_hr (o * tanh(c)), proj_size P < H */
+    RNNX_OPTION_PEEPHOLE = 2  /* peepholes P (3H,): Pi, Pf, Po (see rnnx_forward_args.w_peep) */
+};
+
+/* What a cell is: the core's table of cells, one entry per enum rnnx_cell code. */
+typedef struct rnnx_cell_info {
+    int cell;                   /* enum rnnx_cell */
+    const char* name;           /* "rnn_tanh", "rnn_relu", "lstm", "gru", "gru_reset_before" */
+    int gates;                  /* G = gates * H rows of W_ih, W_hh */
+    const char* gate_order;     /* e.g. "i,f,g,o" */
+    int states;                 /* 1 (h) or 2 (h, c) */
+    const char* state_names[2]; /* "h", then "c" or NULL */
+    int options;                /* enum rnnx_cell_option bits */
+} rnnx_cell_info;
+
+/* One parameter of one layer and direction: rows x cols, cols 0 for a vector. */
+typedef struct rnnx_param_shape {
+    const char* name;  /* PyTorch's name less _l{k}: weight_ih, weight_hh, bias_ih, bias_hh,
+                          weight_hr (projection), weight_peephole (peepholes) */
+    int64_t rows, cols;
+} rnnx_param_shape;
+
+#define RNNX_MAX_PARAMS 6
+
 
 typedef struct rnnx_forward_args {
     int cell, dtype, path;
@@ -120,6 +148,10 @@ typedef struct rnnx_forward_args {
     int proj;                /* P: 0 (no projection), or 0 < P < H for an LSTM; then h0, h_n
                                 are (B,P), y (T,B,.) with ldy >= P, w_hh (4H,P) */
     const void* w_hr;        /* (P,H) IN, the projection, when proj > 0 */
+    const void* w_peep;      /* (3H,) IN, an LSTM's peepholes [Pi, Pf, Po] (this order; ONNX's P
+                                is [Pi, Po, Pf]), or NULL: none.  With them
+                                  i = sigma(. + Pi * c_{t-1}), f = sigma(. + Pf * c_{t-1}),
+                                  o = sigma(. + Po * c_t) */
 } rnnx_forward_args;
 
 typedef struct rnnx_backward_args {
@@ -149,10 +181,26 @@ typedef struct rnnx_backward_args {
     int proj;                /* as in the forward call; then dy (lddy >= P), dh_n, dh0 are P wide */
     const void* w_hr;        /* (P,H) IN, when proj > 0 */
     void* dw_hr;             /* (P,H) +=, when proj > 0 */
+    const void* w_peep;      /* (3H,) IN, as in the forward call, or NULL */
+    void* dw_peep;           /* (3H,) +=, when w_peep is given */
 } rnnx_backward_args;
 
 /* Gate width G for a cell: H, 3H or 4H; 0 for an unknown cell. */
 int rnnx_gate_count(int cell);
+
+/* The table of cells: codes 0 .. rnnx_cell_count() - 1.  rnnx_cell_info_of
+ * fills *out (RNNX_ECELL for an unknown code).  rnnx_cell_params writes the
+ * parameters of one layer and direction of the cell with input_size I, H
+ * hidden units, projection proj (0: none) and peepholes (0 or 1) into out
+ * (RNNX_MAX_PARAMS entries) and their count into *n, in the order the core
+ * takes them; biases are optional in every call that takes them. */
+int rnnx_cell_count(void);
+int rnnx_cell_info_of(int cell, rnnx_cell_info* out);
+int rnnx_cell_params(int cell, int input_size, int H, int proj, int peephole,
+                     rnnx_param_shape* out, int* n);
+
+/* A sentence naming a status code of the core or of the model layer (rnnx_model.h). */
+const char* rnnx_strerror(int status);
 
 /* Sizes in elements of the given dtype (not bytes). */
 size_t rnnx_cache_size(int cell, int T, int B, int H);

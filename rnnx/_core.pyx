@@ -56,6 +56,7 @@ cdef extern from "_core_shim.h":
         const void* w_hh_packed
         int proj
         const void* w_hr
+        const void* w_peep
     ctypedef struct rnnx_backward_args:
         int cell, dtype, path
         int T, B, input_size, H
@@ -80,6 +81,25 @@ cdef extern from "_core_shim.h":
         int proj
         const void* w_hr
         void* dw_hr
+        const void* w_peep
+        void* dw_peep
+    ctypedef struct rnnx_cell_info:
+        int cell
+        const char* name
+        int gates
+        const char* gate_order
+        int states
+        const char* state_names[2]
+        int options
+    ctypedef struct rnnx_param_shape:
+        const char* name
+        int64_t rows, cols
+    enum: RNNX_MAX_PARAMS, RNNX_OPTION_PROJ, RNNX_OPTION_PEEPHOLE
+    int rnnx_cell_count() nogil
+    int rnnx_cell_info_of(int cell, rnnx_cell_info* out) nogil
+    int rnnx_cell_params(int cell, int I, int H, int P, int peephole, rnnx_param_shape* out,
+                         int* n) nogil
+    const char* rnnx_strerror(int status) nogil
     int rnnx_gate_count(int cell) nogil
     size_t rnnx_cache_size(int cell, int T, int B, int H) nogil
     size_t rnnx_forward_work_size(int cell, int T, int B, int I, int H, int train) nogil
@@ -122,10 +142,6 @@ BLAS.pool = NULL
 BLAS.n_threads = 1
 rnnx_pool_wrap_blas(&BLAS)  # hoisted products in blocks on the pool, BLAS threads capped meanwhile
 
-_STATUS = {1: "invalid dimension, cell, dtype, path, stride or length", 2: "missing array",
-           3: "unknown cell code", 4: "sizes too large for the core's index types",
-           5: "instruction set not available",
-           6: "proj_size must be 0, or 0 < proj_size < hidden_size on an LSTM"}
 ISAS = ("avx512", "avx2", "generic")
 _INT_MAX = 2**31 - 1
 
@@ -215,6 +231,59 @@ def _isa_from_environment():
 _isa_from_environment()
 
 
+def strerror(status):
+    """The core's sentence for a status code (rnnx_strerror)."""
+    return rnnx_strerror(_int_arg(status, "status")).decode()
+
+
+def cell_table():
+    """The core's table of cells, one dict per cell code (in code order): name,
+    code, gates (G / H), gate_order (tuple), states (tuple of names: ("h",) or
+    ("h", "c"), each (B, H) wide but h, which is (B, proj_size) with a projection),
+    options (tuple of "proj", "peephole": the variants it takes) and parameters
+    (the names of one layer and direction's parameters with every option on, in
+    the core's order; parameter_shapes gives their shapes)."""
+    cdef rnnx_cell_info info
+    cdef rnnx_param_shape params[RNNX_MAX_PARAMS]
+    cdef int n
+    table = []
+    for code in range(rnnx_cell_count()):
+        rnnx_cell_info_of(code, &info)
+        options = tuple(name for bit, name in ((RNNX_OPTION_PROJ, "proj"),
+                                               (RNNX_OPTION_PEEPHOLE, "peephole"))
+                        if info.options & bit)
+        rnnx_cell_params(code, 1, 2, 1 if "proj" in options else 0, "peephole" in options,
+                         params, &n)
+        table.append({
+            "name": info.name.decode(), "code": info.cell, "gates": info.gates,
+            "gate_order": tuple(info.gate_order.decode().split(",")),
+            "states": tuple(info.state_names[k].decode() for k in range(info.states)),
+            "options": options,
+            "parameters": tuple(params[k].name.decode() for k in range(n))})
+    return table
+
+
+def parameter_shapes(cell, input_size, hidden_size, proj_size=0, peephole=False):
+    """{name: shape} of one layer and direction's parameters (names less _l{k}),
+    in the core's order: weight_ih (G, I), weight_hh (G, S), bias_ih, bias_hh (G,),
+    then weight_hr (proj_size, H) with a projection and weight_peephole (3H,) with
+    peepholes; S is proj_size with a projection, else H."""
+    cdef rnnx_param_shape params[RNNX_MAX_PARAMS]
+    cdef int n = 0
+    cdef int status = rnnx_cell_params(_int_arg(cell, "cell"), _int_arg(input_size, "input_size"),
+                                       _int_arg(hidden_size, "hidden_size"),
+                                       _int_arg(proj_size, "proj_size"), bool(peephole), params, &n)
+    if status:
+        raise ValueError(f"parameter_shapes(cell={cell}, input_size={input_size}, "
+                         f"hidden_size={hidden_size}, proj_size={proj_size}, "
+                         f"peephole={peephole}): {strerror(status)}")
+    shapes = {}
+    for k in range(n):
+        rows, cols = int(params[k].rows), int(params[k].cols)
+        shapes[params[k].name.decode()] = (rows, cols) if cols else (rows,)
+    return shapes
+
+
 def gate_count(cell):
     """G / H for a cell code: 1, 3 or 4 (0 for an unknown code)."""
     return rnnx_gate_count(_int_arg(cell, "cell"))
@@ -263,6 +332,16 @@ cdef int _proj_size(int cell, object w_hr, str name="w_hr") except -1:
     if w_hr.shape[0] > _INT_MAX:
         raise ValueError(f"{name} is too large: {w_hr.shape}")
     return w_hr.shape[0]
+
+
+cdef const void* _peepholes(int cell, object w_peep, str name, int H, object dtype) except? NULL:
+    """The data of an LSTM's peepholes w_peep (3H,, already through _aligned, which the
+    caller keeps alive), or NULL for None."""
+    if w_peep is None:
+        return NULL
+    if cell != LSTM:
+        raise ValueError(f"{name} (peepholes) is for an LSTM only, got cell code {cell}")
+    return _data(w_peep, name, (3 * H,), dtype)
 
 
 cdef int _dtype_code(object dtype, str name="x") except -1:
@@ -426,7 +505,7 @@ cdef class Workspace:
 def forward(object cell, object x, object h0, object c0, object w_ih, object w_hh, object b_ih,
             object b_hh, object lengths, bint reverse, object y, object h_n, object c_n,
             bint train, object path=PATH_AUTO, object w_hr=None, object w_hh_packed=None,
-            object w_ih_t=None, Workspace workspace=None):
+            object w_ih_t=None, Workspace workspace=None, object w_peep=None):
     """Run one direction of one layer over a whole sequence.
 
     x (T,B,I), h0/c0 (B,H), weights (G,I) (G,H) (G,), y (T,B,H) with evenly spaced
@@ -440,7 +519,10 @@ def forward(object cell, object x, object h0, object c0, object w_ih, object w_h
     C-contiguous, for a caller that runs many short calls with the same weights (a
     stream); None: done per call.
     workspace: a Workspace whose memory this call reuses, or None (this call
-    allocates its own)."""
+    allocates its own).
+    w_peep (3H,): an LSTM's peepholes [Pi, Pf, Po] (this order: ONNX's P is
+    [Pi, Po, Pf]), or None: i = sigma(. + Pi*c_{t-1}), f = sigma(. + Pf*c_{t-1}),
+    o = sigma(. + Po*c_t)."""
     cell, path = _int_arg(cell, "cell"), _int_arg(path, "path")
     cdef int G1 = rnnx_gate_count(cell)
     if G1 == 0:
@@ -479,6 +561,8 @@ def forward(object cell, object x, object h0, object c0, object w_ih, object w_h
         a.w_hr = _data(w_hr, "w_hr", (P, H), dtype)
     a.b_ih = _opt_data(b_ih, "b_ih", (G,), dtype)
     a.b_hh = _opt_data(b_hh, "b_hh", (G,), dtype)
+    w_peep = None if w_peep is None else _aligned(w_peep, "w_peep")
+    a.w_peep = _peepholes(cell, w_peep, "w_peep", H, dtype)
     a.w_hh_packed = _opt_data(w_hh_packed, "w_hh_packed",
                               (rnnx_packed_size_proj(cell, a.dtype, H, P),), dtype)
     a.w_ih_t = _opt_data(w_ih_t, "w_ih_t", (I, G), dtype)
@@ -514,7 +598,7 @@ def forward(object cell, object x, object h0, object c0, object w_ih, object w_h
         finally:
             workspace.leave()
     if status:
-        raise ValueError(f"rnnx_forward: {_STATUS.get(status, status)}")
+        raise ValueError(f"rnnx_forward: {strerror(status)}")
     return cache
 
 
@@ -541,20 +625,22 @@ def pack_weights(object cell, object w_hh, object w_hr=None):
                                              NULL if not P else cnp.PyArray_DATA(w_hr),
                                              cnp.PyArray_DATA(out))
     if status:
-        raise ValueError(f"rnnx_pack_weights: {_STATUS.get(status, status)}")
+        raise ValueError(f"rnnx_pack_weights: {strerror(status)}")
     return out
 
 
 def backward(object cell, object x, object w_ih, object w_hh, object lengths, bint reverse,
              object cache, object dy, object dh_n, object dc_n, object dx, object dh0, object dc0,
              object dw_ih, object dw_hh, object db_ih, object db_hh, object path=PATH_AUTO,
-             object w_hr=None, object dw_hr=None, Workspace workspace=None):
+             object w_hr=None, object dw_hr=None, Workspace workspace=None, object w_peep=None,
+             object dw_peep=None):
     """Full BPTT through the cache of forward(..., train=True) with the same x,
     weights, lengths and reverse.  dy (T,B,H) with evenly spaced rows, dh_n/dc_n
     (B,H) may be None (zero).  Accumulates into dx, dw_ih, dw_hh, db_ih, db_hh;
     writes dh0, dc0.  With a projection (w_hr (P,H) as in forward), dy is
-    (T,B,P), dh_n, dh0 (B,P), and dw_hr (P,H) is accumulated too.  workspace: as
-    in forward (its work is reused)."""
+    (T,B,P), dh_n, dh0 (B,P), and dw_hr (P,H) is accumulated too.  With
+    peepholes (w_peep (3H,) as in forward), dw_peep (3H,) is accumulated too.
+    workspace: as in forward (its work is reused)."""
     cell, path = _int_arg(cell, "cell"), _int_arg(path, "path")
     cdef int G1 = rnnx_gate_count(cell)
     if G1 == 0:
@@ -605,6 +691,12 @@ def backward(object cell, object x, object w_ih, object w_hh, object lengths, bi
     a.dw_hh = _data(dw_hh, "dw_hh", (G, S), dtype, True)
     a.db_ih = _opt_data(db_ih, "db_ih", (G,), dtype, True)
     a.db_hh = _opt_data(db_hh, "db_hh", (G,), dtype, True)
+    w_peep = None if w_peep is None else _aligned(w_peep, "w_peep")
+    a.w_peep = _peepholes(cell, w_peep, "w_peep", H, dtype)
+    if a.w_peep != NULL:
+        a.dw_peep = _data(dw_peep, "dw_peep", (3 * H,), dtype, True)
+    elif dw_peep is not None:
+        raise ValueError("dw_peep is given without w_peep: pass both or neither")
     if cell == LSTM:
         dc_n = None if dc_n is None else _aligned(dc_n, "dc_n")
         a.dc_n = _opt_data(dc_n, "dc_n", (B, H), dtype)
@@ -626,7 +718,7 @@ def backward(object cell, object x, object w_ih, object w_hh, object lengths, bi
         finally:
             workspace.leave()
     if status:
-        raise ValueError(f"rnnx_backward: {_STATUS.get(status, status)}")
+        raise ValueError(f"rnnx_backward: {strerror(status)}")
 
 
 
@@ -637,7 +729,9 @@ cdef class Stream:
     Holds its own copy of the weights, packed once for the per-step kernel
     (W_hh in panels, W_ih^T for the input projection), the state, and every
     buffer a step needs, so a step allocates only its result.
-    weights: one (w_ih, w_hh, b_ih, b_hh) tuple per layer, biases may be None."""
+    weights: one (w_ih, w_hh, b_ih, b_hh) tuple per layer, biases may be None, or
+    for an LSTM (w_ih, w_hh, b_ih, b_hh, w_peep) with its peepholes w_peep (3H,)
+    [Pi, Pf, Po] (see forward), None for none."""
     cdef int cell, L, B, H, I
     cdef object dtype
     cdef int typenum
@@ -664,20 +758,22 @@ cdef class Stream:
         layers = []
         H = None
         for k, entry in enumerate(weights):
-            if not isinstance(entry, (tuple, list)) or len(entry) != 4:
-                raise ValueError(f"weights[{k}] must be a (w_ih, w_hh, b_ih, b_hh) tuple, got "
-                                 f"{type(entry).__name__} of length {len(entry) if isinstance(entry, (tuple, list)) else '-'}")
-            names = [f"weights[{k}].{n}" for n in ("w_ih", "w_hh", "b_ih", "b_hh")]
+            if not isinstance(entry, (tuple, list)) or len(entry) not in (4, 5):
+                raise ValueError(f"weights[{k}] must be a (w_ih, w_hh, b_ih, b_hh) tuple (and "
+                                 f"w_peep for an LSTM), got {type(entry).__name__} of length "
+                                 f"{len(entry) if isinstance(entry, (tuple, list)) else '-'}")
+            entry = tuple(entry) + (None,) * (5 - len(entry))
+            names = [f"weights[{k}].{n}" for n in ("w_ih", "w_hh", "b_ih", "b_hh", "w_peep")]
             arrays = []
             for name, w in zip(names, entry):
-                if w is None and name.endswith(("b_ih", "b_hh")):
+                if w is None and name.endswith(("b_ih", "b_hh", "w_peep")):
                     arrays.append(None)
                     continue
                 w = np.asarray(w)
                 if w.dtype.kind != "f":
                     raise TypeError(f"{name} must be a real floating array, got dtype {w.dtype}")
                 arrays.append(np.array(w, dtype=self.dtype, order="C"))
-            w_ih, w_hh, b_ih, b_hh = arrays
+            w_ih, w_hh, b_ih, b_hh, w_peep = arrays
             if w_hh.ndim != 2 or w_hh.shape[1] < 1:
                 raise ValueError(f"{names[1]} must be (G, H), got shape {w_hh.shape}")
             if H is None:
@@ -692,7 +788,11 @@ cdef class Stream:
             for name, bias in zip(names[2:], (b_ih, b_hh)):
                 if bias is not None and bias.shape != (G,):
                     raise ValueError(f"{name} must have shape {(G,)}, got {bias.shape}")
-            layers.append((w_ih, w_hh, b_ih, b_hh))
+            if w_peep is not None and cell != LSTM:
+                raise ValueError(f"{names[4]} (peepholes) is for an LSTM only, got cell code {cell}")
+            if w_peep is not None and w_peep.shape != (3 * H,):
+                raise ValueError(f"{names[4]} must have shape {(3 * H,)}, got {w_peep.shape}")
+            layers.append((w_ih, w_hh, b_ih, b_hh, w_peep))
         self.cell = cell
         self.L = len(layers)
         self.B = batch_size
@@ -712,7 +812,7 @@ cdef class Stream:
         cdef rnnx_forward_args* a
         cdef cnp.ndarray packed
         for k_ in range(self.L):
-            w_ih, w_hh, b_ih, b_hh = layers[k_]
+            w_ih, w_hh, b_ih, b_hh, w_peep = layers[k_]
             I_k = w_ih.shape[1]
             w_ih_t = np.ascontiguousarray(w_ih.T)
             packed = np.empty(max(<size_t>1, rnnx_packed_size(cell, code, self.H)), dtype=self.dtype)
@@ -720,7 +820,7 @@ cdef class Stream:
                 raise ValueError("could not pack the recurrent weights")
             work = np.empty(max(<size_t>1, rnnx_forward_work_size(cell, 1, self.B, I_k, self.H, 0)),
                             dtype=self.dtype)
-            self._keep.append((w_ih, w_hh, b_ih, b_hh, w_ih_t, packed, work))
+            self._keep.append((w_ih, w_hh, b_ih, b_hh, w_peep, w_ih_t, packed, work))
             a = &self.args[k_]
             a.cell = cell
             a.dtype = code
@@ -735,6 +835,7 @@ cdef class Stream:
             a.w_hh = cnp.PyArray_DATA(<cnp.ndarray>w_hh)
             a.b_ih = NULL if b_ih is None else cnp.PyArray_DATA(<cnp.ndarray>b_ih)
             a.b_hh = NULL if b_hh is None else cnp.PyArray_DATA(<cnp.ndarray>b_hh)
+            a.w_peep = NULL if w_peep is None else cnp.PyArray_DATA(<cnp.ndarray>w_peep)
             a.w_ih_t = cnp.PyArray_DATA(<cnp.ndarray>w_ih_t)
             a.w_hh_t = NULL
             a.w_hh_packed = cnp.PyArray_DATA(packed)
@@ -781,7 +882,7 @@ cdef class Stream:
                 if status:
                     break
         if status:
-            raise ValueError(f"rnnx_forward: {_STATUS.get(status, status)}")
+            raise ValueError(f"rnnx_forward: {strerror(status)}")
         self.parity = 1 - self.parity
         # the result is a new array (the caller may keep it), made without Python indexing
         cdef cnp.npy_intp dims[2]
@@ -850,7 +951,7 @@ cdef class Stream:
             workspace.leave()
             free(a)
         if status:
-            raise ValueError(f"rnnx_forward: {_STATUS.get(status, status)}")
+            raise ValueError(f"rnnx_forward: {strerror(status)}")
         self.parity = 1 - self.parity
         return outputs[(self.L - 1) % 2]
 

@@ -57,6 +57,7 @@ typedef struct step {
     ptrdiff_t ldy;
     const real* bias_n;       /* (H,) GRU reset after: b_hn, the start of W_hn h_prev + b_hn; or NULL */
     real* m;                  /* (B,H) LSTM with a projection: o * tanh(c), the input of W_hr */
+    const real* peep;         /* (3H,) LSTM peepholes [Pi, Pf, Po], or NULL */
 } step;
 
 /* The elementwise work of a step on rows r0..r1-1 and units j0..j1-1. */
@@ -76,6 +77,7 @@ typedef struct bstep {
     const real* h_prev;       /* (B,H) IN */
     const real* c_prev;       /* (B,H) IN, LSTM */
     const real* aux;          /* (B,H) IN see rnnx_cell_desc.aux_in_cache */
+    const real* peep;         /* (3H,) LSTM peepholes [Pi, Pf, Po], or NULL */
 } bstep;
 
 /* The elementwise gradient work of a step on units j0..j1-1, all rows. */
