@@ -21,12 +21,27 @@ except ImportError as error:  # a source checkout imported before its extension 
         "looks like an unbuilt source folder. Build it in place with `pip install -e .`, or run "
         "Python from another folder so the installed rnnx is imported.") from error
 
+from . import cells
 from .directions import using_workspace  # noqa: F401 (rnnx.layers.using_workspace, as before)
 from .module import positive_int
 from .recurrent import _Recurrent
 from .stream import Stream
 
 __all__ = ["RNN", "LSTM", "GRU", "Stream"]
+
+
+def variants():
+    """{variant name: (layer class, constructor keyword arguments)}, one per cell of the
+    core's table (rnnx.cells), in code order: each layer class names in ``_cells`` the
+    core's cells it runs and the options that pick them.  The tests' list of cells."""
+    owners = {}
+    for cls in _Recurrent.__subclasses__():
+        for core_name, options in vars(cls).get("_cells", {}).items():
+            owners[core_name] = (cls, dict(options))
+    missing = [row["name"] for row in cells.TABLE if row["name"] not in owners]
+    if missing:   # a cell in the core that no layer class names: a half-added cell
+        raise RuntimeError(f"the core's cells {missing} have no layer class (rnnx/layers.py)")
+    return {cells.variant_name(row["name"]): owners[row["name"]] for row in cells.TABLE}
 
 
 _COMMON_DOC = """
@@ -105,8 +120,9 @@ class RNN(_Recurrent):
     nonlinearity="tanh")``
     """
 
-    _gates = 1
-    state_names = ("h",)
+    # the core's cells this class runs (rows of rnnx.cells.TABLE) and the options that pick them
+    _cells = {"rnn_tanh": {"nonlinearity": "tanh"}, "rnn_relu": {"nonlinearity": "relu"}}
+    _gates, state_names = cells.row("rnn_tanh")["gates"], cells.row("rnn_tanh")["states"]
     _config_keys = _Recurrent._config_keys + ("nonlinearity",)
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
@@ -116,8 +132,7 @@ class RNN(_Recurrent):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
-        self._cell = _core.RNN_TANH if nonlinearity == "tanh" else _core.RNN_RELU
-        self.cell_name = "rnn_" + nonlinearity
+        self._use_cell("rnn_" + nonlinearity)
         self.go_backwards = bool(go_backwards)
         self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                     bidirectional, dtype, seed)
@@ -128,7 +143,7 @@ class LSTM(_Recurrent):
 
     ``rnnx.LSTM(input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
     dropout=0.0, bidirectional=False, go_backwards=False, dtype=np.float32, seed=None,
-    proj_size=0)``::
+    proj_size=0, peephole=False)``::
 
         [i f g o] = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh
         i, f, o = sigmoid(.)   g = tanh(.)
@@ -136,19 +151,28 @@ class LSTM(_Recurrent):
 
     With ``proj_size`` P > 0 (PyTorch's LSTM with projections), h_t = W_hr (o * tanh(c_t)):
     h and y are P wide, c stays H wide.
+
+    With ``peephole=True`` (ONNX's LSTM with P, Keras 2's PeepholeLSTMCell), the gates see
+    the cell through ``weight_peephole_l{k}`` = [p_i p_f p_o] (3H,)::
+
+        i = sigmoid(. + p_i * c_{t-1})   f = sigmoid(. + p_f * c_{t-1})
+        o = sigmoid(. + p_o * c_t)
     """
 
-    _gates = 4
-    _cell = _core.LSTM
-    cell_name = "lstm"
-    state_names = ("h", "c")
-    _config_keys = _Recurrent._config_keys + ("proj_size",)
+    _cells = {"lstm": {}}
+    _gates, state_names = cells.row("lstm")["gates"], cells.row("lstm")["states"]
+    _cell, cell_name = cells.row("lstm")["code"], "lstm"
+    _config_keys = _Recurrent._config_keys + ("proj_size", "peephole")
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, go_backwards=False, dtype=np.float32,
-                 seed=None, proj_size=0):
+                 seed=None, proj_size=0, peephole=False):
         """Build the layer, weights uniform in +-1/sqrt(hidden_size); see help(rnnx.LSTM)."""
+        self._use_cell("lstm")
         self.go_backwards = bool(go_backwards)
+        if not isinstance(peephole, (bool, np.bool_)):
+            raise TypeError(f"peephole must be a bool, got {type(peephole).__name__}")
+        self.peephole = bool(peephole)
         if isinstance(proj_size, (bool, np.bool_)) or not isinstance(proj_size, (int, np.integer)):
             raise TypeError(f"proj_size must be an int, got {type(proj_size).__name__}")
         H = positive_int(hidden_size, "hidden_size")
@@ -161,11 +185,13 @@ class LSTM(_Recurrent):
 
     def config(self):
         """dict: the constructor's keyword arguments (see Module.config); ``proj_size`` only
-        when it is not 0, so a plain LSTM's config (and saved file) is as it was before
-        projections existed."""
+        when it is not 0 and ``peephole`` only when True, so a plain LSTM's config (and saved
+        file) is as it was before these options existed."""
         out = super().config()
         if not self.proj_size:
             del out["proj_size"]
+        if not self.peephole:
+            del out["peephole"]
         return out
 
 
@@ -183,8 +209,8 @@ class GRU(_Recurrent):
         h_t = (1 - z) * n + z * h_{t-1}
     """
 
-    _gates = 3
-    state_names = ("h",)
+    _cells = {"gru": {"reset_after": True}, "gru_reset_before": {"reset_after": False}}
+    _gates, state_names = cells.row("gru")["gates"], cells.row("gru")["states"]
     _config_keys = _Recurrent._config_keys + ("reset_after",)
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
@@ -192,8 +218,7 @@ class GRU(_Recurrent):
                  seed=None, reset_after=True):
         """Build the layer, weights uniform in +-1/sqrt(hidden_size); see help(rnnx.GRU)."""
         self.reset_after = bool(reset_after)
-        self._cell = _core.GRU if self.reset_after else _core.GRU_RESET_BEFORE
-        self.cell_name = "gru_reset_after" if self.reset_after else "gru_reset_before"
+        self._use_cell("gru" if self.reset_after else "gru_reset_before")
         self.go_backwards = bool(go_backwards)
         self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                     bidirectional, dtype, seed)
@@ -206,7 +231,10 @@ LSTM.__doc__ += _COMMON_DOC.format(
     extra="    proj_size : int in [0, hidden_size), default 0\n        P > 0: an LSTM with "
           "projections (PyTorch's): h_t = W_hr (o * tanh(c_t)), with\n        ``weight_hr_l{k}`` "
           "(P, H), no bias; h, h0, h_n and y per direction are P wide,\n        weight_hh is "
-          "(G, P), and layer k > 0 takes D*P inputs; c stays H wide.\n",
+          "(G, P), and layer k > 0 takes D*P inputs; c stays H wide.\n"
+          "    peephole : bool, default False\n        Peephole connections: "
+          "``weight_peephole_l{k}`` (3H,), the vectors p_i, p_f, p_o\n        in this order "
+          "(ONNX's P is [p_i, p_o, p_f]; to_onnx and from_onnx reorder it).\n",
     state_names="('h', 'c')", gates=4, state_form="(h, c)")
 GRU.__doc__ += _COMMON_DOC.format(
     extra="    reset_after : bool, default True\n        True applies the reset gate after the "

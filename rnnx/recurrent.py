@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 
 from . import _core
+from . import cells
 from . import checkpoint as _checkpoint
 from .directions import _concurrent_directions, _direction_executor, _workspace
 from .module import Cache, Module, as_layer_dtype, check_dtype, check_seed, positive_int
@@ -18,9 +19,9 @@ from .stream import Stream
 
 
 class _Recurrent(Module):
-    """A stack of recurrent layers; RNN, LSTM and GRU differ only in their cell."""
+    """A stack of recurrent layers; RNN, LSTM and GRU differ only in their cell (the
+    subclass calls _use_cell with the core's name of it before _setup)."""
 
-    _gates = 1
     _config_keys = ("input_size", "hidden_size", "num_layers", "bias", "batch_first",
                     "dropout", "bidirectional", "go_backwards", "dtype")
     go_backwards = False
@@ -56,39 +57,45 @@ class _Recurrent(Module):
 
     # ------------------------------------------------------------ parameters
 
-    proj_size = 0   # an LSTM's projection (LSTM sets it); 0: none
+    proj_size = 0       # an LSTM's projection (LSTM sets it); 0: none
+    peephole = False    # an LSTM's peepholes (LSTM sets it)
+
+    # The core's name of each parameter option and of its _core.forward/backward keyword.
+    _OPTION_ARGS = {"weight_hr": "w_hr", "weight_peephole": "w_peep"}
+
+    def _use_cell(self, name):
+        """Run the core's cell `name` (a row of rnnx.cells.TABLE, one of the class's _cells,
+        which share their gates and states): its code and variant name (cell_name)."""
+        row = cells.row(name)
+        self._cell, self.cell_name = row["code"], cells.variant_name(row["name"])
 
     @property
     def _state_width(self):
         """The width of h and of y per direction: proj_size if an LSTM projects, else H."""
         return self.proj_size or self.hidden_size
 
+    def _cell_shapes(self, k):
+        """{name: shape} of one direction of layer k, from the core's table: weight_ih,
+        weight_hh, the biases, then weight_hr and weight_peephole where the layer has them."""
+        inputs = self.input_size if k == 0 else self.num_directions * self._state_width
+        return cells.parameter_shapes(self.cell_name, inputs, self.hidden_size, self.proj_size,
+                                      self.peephole, self.bias)
+
     def _param_names(self, k, d):
         suffix = f"_l{k}" + ("_reverse" if d == 1 else "")
-        names = [f"weight_ih{suffix}", f"weight_hh{suffix}"]
-        if self.bias:
-            names += [f"bias_ih{suffix}", f"bias_hh{suffix}"]
-        if self.proj_size:
-            names.append(f"weight_hr{suffix}")
-        return names
+        return [name + suffix for name in self._cell_shapes(k)]
 
     def _param_shapes(self):
-        G, H, D = self._gates * self.hidden_size, self.hidden_size, self.num_directions
-        S = self._state_width
         shapes = {}
         for k in range(self.num_layers):
-            inputs = self.input_size if k == 0 else D * S
-            for d in range(D):
-                names = self._param_names(k, d)
-                kinds = [(G, inputs), (G, S)] + ([(G,), (G,)] if self.bias else [])
-                if self.proj_size:
-                    kinds.append((self.proj_size, H))
-                for name, shape in zip(names, kinds):
-                    shapes[name] = shape
+            for d in range(self.num_directions):
+                suffix = f"_l{k}" + ("_reverse" if d == 1 else "")
+                shapes.update((name + suffix, shape) for name, shape in self._cell_shapes(k).items())
         return shapes
 
     def _init_params(self, rng):
-        # PyTorch's initialisation: every tensor uniform in +-1/sqrt(hidden_size).
+        # PyTorch's initialisation: every tensor uniform in +-1/sqrt(hidden_size) (the
+        # peepholes too).
         bound = 1.0 / np.sqrt(self.hidden_size)
         return {name: rng.uniform(-bound, bound, size=shape).astype(self.dtype)
                 for name, shape in self._param_shapes().items()}
@@ -100,24 +107,29 @@ class _Recurrent(Module):
 
     def _weights(self, k, d):
         """(w_ih, w_hh, b_ih, b_hh) of layer k, direction d; biases None without bias."""
-        w = [self._params[name] for name in self._param_names(k, d)]
-        return tuple(w[:4]) if self.bias else (w[0], w[1], None, None)
+        suffix = f"_l{k}" + ("_reverse" if d == 1 else "")
+        p = self._params
+        if not self.bias:
+            return p["weight_ih" + suffix], p["weight_hh" + suffix], None, None
+        return tuple(p[name + suffix] for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
 
-    def _proj(self, k, d):
-        """{"w_hr": weight_hr of layer k, direction d} for an LSTM that projects, else {}:
-        the keyword argument of _core.forward."""
-        if not self.proj_size:
-            return {}
-        return {"w_hr": self._params[f"weight_hr_l{k}" + ("_reverse" if d == 1 else "")]}
+    def _cell_options(self, k, d):
+        """The keyword arguments of _core.forward for layer k, direction d's options:
+        {"w_hr": weight_hr} for an LSTM that projects, {"w_peep": weight_peephole} for one
+        with peepholes, both, or {}."""
+        suffix = f"_l{k}" + ("_reverse" if d == 1 else "")
+        return {arg: self._params[name + suffix] for name, arg in self._OPTION_ARGS.items()
+                if name + suffix in self._params}
 
     def _grad_args(self, grads, k, d):
-        """(dw_ih, dw_hh, db_ih, db_hh) and {"w_hr", "dw_hr"} for _core.backward."""
-        names = self._param_names(k, d)
-        dw = [grads[n] for n in names[:4 if self.bias else 2]]
-        dw += [None] * (4 - len(dw))
-        extra = self._proj(k, d)
-        if extra:
-            extra["dw_hr"] = grads[names[-1]]
+        """(dw_ih, dw_hh, db_ih, db_hh) and the options' {"w_hr", "dw_hr", "w_peep",
+        "dw_peep"} for _core.backward."""
+        suffix = f"_l{k}" + ("_reverse" if d == 1 else "")
+        dw = [grads.get(name + suffix) for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        extra = self._cell_options(k, d)
+        for name, arg in self._OPTION_ARGS.items():
+            if arg in extra:
+                extra["d" + arg] = grads[name + suffix]
         return dw, extra
 
     @property
@@ -245,7 +257,7 @@ class _Recurrent(Module):
                 return _core.forward(
                     self._cell, layer_input, init[0][i], init[1][i] if has_c else None,
                     w_ih, w_hh, b_ih, b_hh, lengths, self._reverse(d), y[:, :, d * H:(d + 1) * H],
-                    final[0][i], final[1][i] if has_c else None, train, **self._proj(k, d),
+                    final[0][i], final[1][i] if has_c else None, train, **self._cell_options(k, d),
                     workspace=workspace)
 
             if D == 2 and _concurrent_directions(T, B, self._gates * self.hidden_size,

@@ -36,13 +36,16 @@ class Stream:
         self._layer = layer
         self._weights = [tuple(None if w is None else w.copy() for w in layer._weights(k, 0))
                          for k in range(layer.num_layers)]
-        # an LSTM's projection, {"w_hr": copy} per layer, or {} (the keyword of _core.forward)
-        self._projections = [{n: w.copy() for n, w in layer._proj(k, 0).items()}
-                             for k in range(layer.num_layers)]
+        # an LSTM's projection and peepholes, {"w_hr", "w_peep": copy} per layer, or {} (the
+        # keywords of _core.forward)
+        self._options = [{n: w.copy() for n, w in layer._cell_options(k, 0).items()}
+                         for k in range(layer.num_layers)]
         if layer.proj_size:
-            self._core = _ProjectedStreamCore(layer, self._weights, self._projections, B)
-        else:
-            self._core = _core.Stream(layer._cell, self._weights, B, layer.dtype)
+            self._core = _LayerwiseStreamCore(layer, self._weights, self._options, B)
+        else:   # the core's Stream, peepholes as a 5th entry per layer
+            self._core = _core.Stream(layer._cell, [w + tuple(o.values()) for w, o in
+                                                    zip(self._weights, self._options)],
+                                      B, layer.dtype)
         self._workspace = _core.Workspace()     # run()'s scratch, reused chunk after chunk
         self._core_step = self._core.step
         # One step at a time: a step writes the shared state and buffers with the GIL
@@ -119,8 +122,8 @@ class Stream:
         # native byte order too: the core reads the bytes as they are
         x = np.require(x, dtype=self._dtype.newbyteorder("="), requirements=("C", "A"))
         with self._lock:
-            if any(self._projections):    # the core's Stream has no projection
-                y = _stream_layers(layer, self._core, self._weights, self._projections, x,
+            if layer.proj_size:    # the core's Stream has no projection
+                y = _stream_layers(layer, self._core, self._weights, self._options, x,
                                    "c" in layer.state_names)
             else:
                 y = self._core.run(x, self._workspace)
@@ -139,7 +142,7 @@ class Stream:
         return self._layer._pack_state([h, c][:len(self._layer.state_names)], True)
 
 
-def _stream_layers(layer, core, weights, projections, x, has_c):
+def _stream_layers(layer, core, weights, options, x, has_c):
     """Run x (T, B, I) through every layer of a stream from core's state, which becomes the
     state after the last step; returns the last layer's y (T, B, width)."""
     T, B = x.shape[0], x.shape[1]
@@ -149,23 +152,23 @@ def _stream_layers(layer, core, weights, projections, x, has_c):
         y = np.empty((T, B, layer._state_width), layer.dtype)
         _core.forward(layer._cell, x, h[k], c[k] if has_c else None, w_ih, w_hh, b_ih, b_hh,
                       None, False, y, h_n[k], c_n[k] if has_c else None, False,
-                      **projections[k])
+                      **options[k])
         x = y
     core.set_state(h_n, c_n if has_c else None)
     return x
 
 
-class _ProjectedStreamCore:
-    """The state and step of a Stream over an LSTM with a projection: one call of the core
-    per layer and step (_core.Stream, which keeps W_hh packed, has no projection).  Same
-    interface as _core.Stream: step, get_state, set_state."""
+class _LayerwiseStreamCore:
+    """The state and step of a Stream over an LSTM with a projection (and peepholes, if
+    any): one call of the core per layer and step (_core.Stream, which keeps W_hh packed,
+    has no projection).  Same interface as _core.Stream: step, get_state, set_state."""
 
-    def __init__(self, layer, weights, projections, batch_size):
+    def __init__(self, layer, weights, options, batch_size):
         self._layer, self._weights = layer, weights
-        # with each layer's projection: its weights packed once, and W_ih^T
-        self._projections = [dict(p, w_hh_packed=_core.pack_weights(layer._cell, w[1], p["w_hr"]),
-                                  w_ih_t=np.ascontiguousarray(w[0].T))
-                             for w, p in zip(weights, projections)]
+        # with each layer's options: W_hh packed once with the projection, and W_ih^T
+        self._options = [dict(p, w_hh_packed=_core.pack_weights(layer._cell, w[1], p["w_hr"]),
+                              w_ih_t=np.ascontiguousarray(w[0].T))
+                         for w, p in zip(weights, options)]
         self.B = batch_size
         L, H, P = layer.num_layers, layer.hidden_size, layer._state_width
         self._h = np.zeros((L, batch_size, P), layer.dtype)
@@ -182,7 +185,7 @@ class _ProjectedStreamCore:
             raise ValueError(f"x_t must be {want} for batch_size={B}, input_size={I}, "
                              f"got {np.shape(x_t)}")
         x = np.ascontiguousarray(a, dtype=layer.dtype)[None]
-        y = _stream_layers(layer, self, self._weights, self._projections, x, True)[0]
+        y = _stream_layers(layer, self, self._weights, self._options, x, True)[0]
         return y[0] if unbatched else y
 
     def get_state(self):

@@ -330,7 +330,7 @@ def test_layer_matches_the_reference_stack():
             w_ih, w_hh, b_ih, b_hh = layer._weights(k, d)
             yr, (hr, cr), _ = ref.forward("lstm", inputs, (h0[2 * k + d], c0[2 * k + d]), w_ih,
                                           w_hh, b_ih, b_hh, lengths, d == 1,
-                                          w_hr=layer._proj(k, d)["w_hr"])
+                                          w_hr=layer._cell_options(k, d)["w_hr"])
             np.testing.assert_allclose(h_n[2 * k + d], hr, rtol=1e-12, atol=1e-13)
             np.testing.assert_allclose(c_n[2 * k + d], cr, rtol=1e-12, atol=1e-13)
             outs.append(yr)

@@ -16,8 +16,8 @@ Transposes at the input and the output (onnxruntime rejects the nodes' layout=1)
 """
 import numpy as np
 
-from ._common import TORCH_TO_ONNX, as_layers, cell_name, is_recurrent, permute_gates, \
-    refuse_projection, require
+from ._common import PEEPHOLE_TO_ONNX, TORCH_TO_ONNX, as_layers, cell_name, is_recurrent, \
+    permute_gates, refuse_projection, require
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 14          # the RNN/LSTM/GRU definitions with `layout`; Reshape, Squeeze as today
@@ -72,6 +72,11 @@ def _recurrent(b, layer, x, lengths, index):
         else:
             inputs.append("")
         inputs.append(lengths or "")
+        if getattr(layer, "peephole", False):
+            # P (D, 3H) after the absent initial_h, initial_c, in ONNX's order [p_i p_o p_f]
+            p = np.stack([permute_gates(params["weight_peephole" + s], PEEPHOLE_TO_ONNX)
+                          for s in suffixes])
+            inputs += ["", "", b.const(f"P{index}_{k}", p.astype(b.dtype))]
         attrs = {"hidden_size": H, "direction": "bidirectional" if D == 2 else
                  "reverse" if layer.go_backwards else "forward"}
         if cell == "RNN":
