@@ -4,15 +4,19 @@ reference and PyTorch."""
 import numpy as np
 from numpy.testing import assert_allclose
 
-# variant name -> (layer class name, constructor keyword arguments)
-VARIANTS = {
-    "rnn_tanh": ("RNN", {"nonlinearity": "tanh"}),
-    "rnn_relu": ("RNN", {"nonlinearity": "relu"}),
-    "lstm": ("LSTM", {}),
-    "gru_reset_after": ("GRU", {"reset_after": True}),
-    "gru_reset_before": ("GRU", {"reset_after": False}),
-}
 TORCH_VARIANTS = ["rnn_tanh", "rnn_relu", "lstm", "gru_reset_after"]  # reset_after=False has no torch twin
+
+
+def __getattr__(name):
+    """VARIANTS, made on first use (so that the tests of the reference alone, which import
+    this module too, run without the compiled core): variant name -> (layer class name,
+    constructor keyword arguments), one per cell of the core's table (rnnx.layers.variants)."""
+    if name != "VARIANTS":
+        raise AttributeError(name)
+    from rnnx.layers import variants
+    global VARIANTS
+    VARIANTS = {variant: (cls.__name__, options) for variant, (cls, options) in variants().items()}
+    return VARIANTS
 
 
 def central_difference(evaluate, array, eps=1e-6):

@@ -26,8 +26,7 @@ def peer(name):
 onnx = peer("onnx")
 ort = peer("onnxruntime")
 
-CELLS = [("RNN", {"nonlinearity": "tanh"}), ("RNN", {"nonlinearity": "relu"}), ("LSTM", {}),
-         ("GRU", {"reset_after": True}), ("GRU", {"reset_after": False})]
+CELLS = [(cls.__name__, options) for cls, options in rnnx.layers.variants().values()]
 ACTIVATIONS = ["identity", "sigmoid", "softmax", "tanh", "relu"]
 
 
