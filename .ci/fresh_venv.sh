@@ -5,8 +5,9 @@
 # less the history).  Tests of optional integrations must skip there, naming their extra
 # (tests/extras.py), and everything else must pass; CI is unset for this run, since CI=true
 # turns those skips into failures.  Prints the test summary and the time of each command.
-# Measured 7.8 min on the 2-core EPYC shared with other jobs: the install and
-# `python -m rnnx` 109 s, the test extra's install and the suite 358 s.
+# Measured 4 to 14 min on the 2-core EPYC by the load of other jobs (load average 8 for
+# the 14): the install and `python -m rnnx` 71-154 s, the test extra's install and the
+# suite 174-648 s.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 python="${PYTHON:-python}"

@@ -32,7 +32,8 @@ const char* rnnx_version(void)
 /* ----------------------------------------------------------- the format --- */
 
 enum {
-    FORMAT_VERSION_MIN = 1,   /* versions read: 1, and 2 (which adds the Embedding kind) */
+    FORMAT_VERSION_MIN = 1,   /* versions read: 1, and 2 (which adds the Embedding kind and
+                                 FLAG_LAST_OUTPUT) */
     FORMAT_VERSION = 2,
     HEADER_BYTES = 64,
     DESCRIPTOR_BYTES = 32,
@@ -41,7 +42,9 @@ enum {
     MAX_STACK = 64,           /* num_layers of one recurrent layer */
     MAX_SIZE = 1 << 24,       /* any one dimension */
     FLAG_MANY_TO_ONE = 1,
-    FLAG_BARE_LAYER = 2       /* Python only: load returns the layer, not a Sequential */
+    FLAG_BARE_LAYER = 2,      /* Python only: load returns the layer, not a Sequential */
+    FLAG_LAST_OUTPUT = 4,     /* with FLAG_MANY_TO_ONE: RNNX_MANY_TO_ONE_OUTPUT; version 2 */
+    KNOWN_FLAGS = 7
 };
 
 static const unsigned char MAGIC[8] = {'R', 'N', 'N', 'X', '\r', '\n', 0x1a, '\n'};
@@ -158,7 +161,8 @@ static int check_chain(int dtype, int many_to_one, int n, int input_size, int ou
 {
     if (dtype != RNNX_FLOAT32 && dtype != RNNX_FLOAT64)
         return RNNX_ECORRUPT;
-    if (n < 1 || n > MAX_LAYERS || (many_to_one != 0 && many_to_one != 1))
+    if (n < 1 || n > MAX_LAYERS || many_to_one < RNNX_MANY_TO_MANY ||
+        many_to_one > RNNX_MANY_TO_ONE_OUTPUT)
         return RNNX_ECORRUPT;
     int width = input_size, recurrent = 0;
     for (int i = 0; i < n; i++) {
@@ -245,13 +249,16 @@ static int parse_image(const unsigned char* buf, size_t len, image_info* info,
     if (crc32_bytes(buf, len - 4) != read_u32(buf + len - 4))
         return RNNX_ECHECKSUM;
     const uint32_t dtype = read_u32(buf + 12), count = read_u32(buf + 16), flags = read_u32(buf + 20);
-    if (dtype > 1 || count < 1 || count > MAX_LAYERS || (flags & ~3u))
+    if (dtype > 1 || count < 1 || count > MAX_LAYERS || (flags & ~(uint32_t)KNOWN_FLAGS) ||
+        ((flags & FLAG_LAST_OUTPUT) && (!(flags & FLAG_MANY_TO_ONE) || version < 2)))
         return RNNX_ECORRUPT;
     for (size_t k = 44; k < HEADER_BYTES; k++)
         if (buf[k])
             return RNNX_ECORRUPT;
     info->dtype = (int)dtype;
-    info->many_to_one = (int)(flags & FLAG_MANY_TO_ONE);
+    info->many_to_one = !(flags & FLAG_MANY_TO_ONE) ? RNNX_MANY_TO_MANY
+                        : (flags & FLAG_LAST_OUTPUT) ? RNNX_MANY_TO_ONE_OUTPUT
+                                                     : RNNX_MANY_TO_ONE_STATE;
     info->num_layers = (int)count;
     info->input_size = to_int(read_u32(buf + 32));
     info->output_size = to_int(read_u32(buf + 36));
@@ -580,18 +587,19 @@ size_t rnnx_model_run_work_size(const rnnx_model* m, int T, int B)
            elem_size(m->dtype);
 }
 
-/* Each row's output at its last valid step: the forward half at
- * lengths[b]-1 (or T-1), the reverse half at t = 0, where the reverse
- * direction ends; zeros for a row of length 0.  y is (T,B,D*H), pooled (B,D*H). */
+/* Each row's output at its last valid step: pooled (B,D*H) := y (T,B,D*H) at
+ * lengths[b]-1 (or T-1); with RNNX_MANY_TO_ONE_STATE the reverse half at t = 0,
+ * where that direction ends; zeros for a row of length 0. */
 static void last_step(unsigned char* pooled, const unsigned char* y, int T, int B, int H, int D,
-                      const int64_t* lengths, size_t elem)
+                      const int64_t* lengths, int many_to_one, size_t elem)
 {
     const size_t row = (size_t)D * H * elem, half = (size_t)H * elem;
+    const int reverse_at_0 = D == 2 && many_to_one == RNNX_MANY_TO_ONE_STATE;
     for (int b = 0; b < B; b++) {
         /* a row of length 0 has no last step: its y is 0 everywhere, t = 0 reads a 0 */
         const size_t last = !lengths ? (size_t)(T - 1) : lengths[b] ? (size_t)(lengths[b] - 1) : 0;
-        memcpy(pooled + b * row, y + (last * B + b) * row, half);
-        if (D == 2)
+        memcpy(pooled + b * row, y + (last * B + b) * row, reverse_at_0 ? half : row);
+        if (reverse_at_0)
             memcpy(pooled + b * row + half, y + (size_t)b * row + half, half);
     }
 }
@@ -764,7 +772,8 @@ int rnnx_model_run(const rnnx_model* m, const rnnx_blas* blas, const void* x, in
         cur = out;
         if (pool) {
             void* pooled = last ? y : buffers[out == buffers[0] ? 1 : 0];
-            last_step(pooled, out, T, B, l->hidden_size, l->num_directions, lengths, elem);
+            last_step(pooled, out, T, B, l->hidden_size, l->num_directions, lengths,
+                      m->many_to_one, elem);
             cur = pooled;
             rows = B;
         }

@@ -61,6 +61,15 @@ enum rnnx_activation_kind {
     RNNX_ACT_RELU = 4
 };
 
+/* rnnx_model.many_to_one: what a many-to-one model reads from its last recurrent layer
+ * (Python's Sequential(many_to_one=...)); the two differ for a bidirectional layer only. */
+enum rnnx_many_to_one {
+    RNNX_MANY_TO_MANY = 0,        /* y (T,B,out): an output at every step */
+    RNNX_MANY_TO_ONE_STATE = 1,   /* the final states: forward at each row's last valid
+                                     step, reverse at t = 0 ("state") */
+    RNNX_MANY_TO_ONE_OUTPUT = 2   /* y at each row's last valid step, both halves ("output") */
+};
+
 /* One layer of a model: a recurrent stack (rnnx.RNN/LSTM/GRU), a Dense or an
  * Embedding (the first layer only).
  *
@@ -83,7 +92,7 @@ typedef struct rnnx_layer {
 
 typedef struct rnnx_model {
     int dtype;            /* RNNX_FLOAT32 or RNNX_FLOAT64 */
-    int many_to_one;      /* 1: y is (B,out), from each row's last valid step */
+    int many_to_one;      /* enum rnnx_many_to_one; not 0: y is (B,out), one row a sequence */
     int num_layers;       /* entries of layers */
     int input_size;       /* I of x; the number of ids if layers[0] is an Embedding */
     int output_size;      /* features of y */

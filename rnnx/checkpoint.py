@@ -84,7 +84,7 @@ def forward(layer, x, state, lengths, checkpoint):
     x, batched, lengths = layer._check_input(x, lengths)
     T, B = x.shape[0], x.shape[1]
     k = segment_length(checkpoint, T)
-    if layer.dropout > 0 and layer.num_layers > 1:
+    if layer.training and layer.dropout > 0 and layer.num_layers > 1:
         raise ValueError(f"checkpoint={checkpoint!r} does not support dropout between layers "
                          f"(dropout={layer.dropout}): use checkpoint=None, or dropout=0")
     init = layer._check_states(state, B, batched, "state")

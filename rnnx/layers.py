@@ -60,10 +60,12 @@ _COMMON_DOC = """
         affected.
     dropout : float in [0, 1), default 0
         Dropout on the output of every layer of the stack except the last, in the
-        training forward only (inverted: kept values are scaled by 1/(1-dropout));
-        ``layer(x)`` (inference) applies none. The mask is kept in the cache, so
-        backward uses the forward's draws. Draws come from ``layer.dropout_rng``, a
-        ``np.random.Generator`` seeded from ``seed`` (replace it to choose the draws).
+        training forward only (inverted: kept values are scaled by 1/(1-dropout)), and
+        only in training mode (``layer.training``, PyTorch's flag: ``layer.eval()`` turns
+        it off, ``layer.train()`` back on); ``layer(x)`` (inference) applies none. The
+        mask is kept in the cache, so backward uses the forward's draws. Draws come from
+        ``layer.dropout_rng``, a ``np.random.Generator`` seeded from ``seed`` (replace it
+        to choose the draws).
     bidirectional : bool, default False
         D = 2: a reverse direction too, its output after the forward one in y.
     go_backwards : bool, default False
@@ -106,6 +108,8 @@ _COMMON_DOC = """
     lengths : None or B ints in [0, T]: row b is lengths[b] steps long; its outputs
         past that are 0, its final state is its state at its own last step, and its
         padded steps get zero gradient (PyTorch's packed sequences, without packing).
+        A torch ``PackedSequence`` given as x is unpacked into the padded x and its
+        lengths (y is then the padded output, as ``pad_packed_sequence`` gives it).
         A row of length 0 runs no step: its outputs are all 0 and its final state is
         its initial state (zeros when none is given), which passes its gradient on.
     y : (T, B, D*H), like x's layout.

@@ -9,11 +9,20 @@
 Many-to-many (default): every layer sees the whole sequence; a Dense layer is applied at every
 step at once (one GEMM over all T*B rows), so y is (T, B, out) (or (B, T, out) batch_first).
 
-Many-to-one (many_to_one=True): the output of the last recurrent layer is taken at each row's
-last valid step (lengths[b] - 1, or T - 1; zeros for a row of length 0, which has none) and
-the layers after it see (B, features), so y is (B, out). For a bidirectional last layer the
-reverse half is taken at t = 0, where the reverse direction ends: the concatenation of both
-directions' final states, as h_n; a go_backwards last layer is taken at t = 0 too.
+Many-to-one: one output per sequence, read from the last recurrent layer, and the layers
+after it see (B, features), so y is (B, out). Two conventions, both common in PyTorch code:
+
+    many_to_one="output"   y at each row's last valid step (lengths[b] - 1, or T - 1), what
+                           `out[length - 1]` gathers: for a bidirectional layer the reverse
+                           half there has seen one step (a go_backwards layer's only one too)
+    many_to_one="state"    the final states of the last layer, concatenated: the forward
+                           direction at the last valid step, the reverse one at t = 0 where
+                           it ends (PyTorch's `cat(h_n[-2], h_n[-1])`, Keras's Bidirectional
+                           with return_sequences=False); a go_backwards layer's y at t = 0
+    many_to_one=True       the same as "state" (kept for older code; stored as "state")
+
+The two differ only for a bidirectional or go_backwards last recurrent layer. A row of
+length 0 has no step: it reads zeros either way.
 
 The model's state is a tuple with one entry per recurrent layer, each in that layer's form
 (an array (L*D, B, H), or (h, c) for an LSTM); None, or a None entry, means zeros. It is
@@ -31,7 +40,7 @@ import numpy as np
 
 from .dense import Dense
 from .embedding import Embedding
-from .module import Cache, Module, as_array
+from .module import Cache, Module, as_array, unpack_sequence
 
 
 def _layer_classes():
@@ -57,6 +66,21 @@ def layer_spec(layer):
     return {"type": type(layer).__name__, "config": layer.config()}
 
 
+MANY_TO_ONE = (False, "output", "state")
+
+
+def check_many_to_one(value):
+    """many_to_one as False, "output" or "state" (True is "state"), or an error naming it."""
+    if value is True or (isinstance(value, np.bool_) and value):
+        return "state"
+    if value is False or value is None or (isinstance(value, np.bool_) and not value):
+        return False
+    if isinstance(value, str) and value in MANY_TO_ONE:
+        return value
+    raise ValueError(f"many_to_one must be False, 'output', 'state' or True (= 'state'), got "
+                     f"{value!r}")
+
+
 def _map_state(state, fn):
     """Apply fn to every array of one layer's state (an array or an (h, c) tuple)."""
     if state is None:
@@ -75,9 +99,13 @@ class Sequential:
         An rnnx.Embedding may be the first layer (and only the first). Each layer's input_size must equal the previous layer's output_size (D*H for a
         recurrent layer, out_features for Dense); all share one dtype and, among the
         recurrent ones, one batch_first.
-    many_to_one : bool, default False
-        False: an output at every step (many-to-many). True: one output per sequence,
-        from the last recurrent layer's last valid step.
+    many_to_one : False (default), "output", "state" or True
+        False: an output at every step (many-to-many). "output": one output per
+        sequence, the last recurrent layer's y at each row's last valid step (for a
+        bidirectional layer both halves there, the reverse one after one step).
+        "state": its final states concatenated (forward at the last valid step, reverse
+        at t = 0: PyTorch's ``cat(h_n[-2], h_n[-1])``). True is "state" (and is stored
+        as "state" in ``model.many_to_one``). The two agree for a forward-only layer.
 
     Notes
     -----
@@ -104,10 +132,11 @@ class Sequential:
                 raise ValueError(f"an Embedding takes integer ids, so it must be the first layer, "
                                  f"got one at layers[{index}]")
         self.layers = list(layers)
-        self.many_to_one = bool(many_to_one)
+        self.many_to_one = check_many_to_one(many_to_one)
         self._recurrent = [i for i, layer in enumerate(self.layers) if layer.is_recurrent]
         if self.many_to_one and not self._recurrent:
-            raise ValueError("many_to_one=True needs a recurrent layer, got only Dense layers")
+            raise ValueError(f"many_to_one={many_to_one!r} needs a recurrent layer, got only "
+                             "Dense layers")
         firsts = {bool(self.layers[i].batch_first) for i in self._recurrent}
         if len(firsts) > 1:
             raise ValueError("all recurrent layers must agree on batch_first, got both True and False")
@@ -130,7 +159,7 @@ class Sequential:
 
     def __repr__(self):
         inner = ",\n  ".join(repr(layer) for layer in self.layers)
-        return f"Sequential(\n  {inner},\n  many_to_one={self.many_to_one})"
+        return f"Sequential(\n  {inner},\n  many_to_one={self.many_to_one!r})"
 
     def __len__(self):
         return len(self.layers)
@@ -148,6 +177,37 @@ class Sequential:
         """The last layer's activation ("identity" if it is a recurrent layer)."""
         return getattr(self.layers[-1], "activation", "identity")
 
+    # -- modes and dtype (PyTorch's habits) ----------------------------------------------
+
+    @property
+    def training(self):
+        """True in training mode (the default): forward() applies the layers' dropout."""
+        return all(layer.training for layer in self.layers)
+
+    def train(self, mode=True):
+        """Training mode (``mode=True``) or evaluation mode for every layer; returns the model."""
+        for layer in self.layers:
+            layer.train(mode)
+        return self
+
+    def eval(self):
+        """Evaluation mode, ``train(False)``: forward() applies no dropout; returns the model."""
+        return self.train(False)
+
+    def double(self):
+        """Every layer's parameters as float64 (new arrays, the same values); returns the model."""
+        return self._to_dtype(np.float64)
+
+    def float(self):
+        """Every layer's parameters as float32 (new arrays, values rounded); returns the model."""
+        return self._to_dtype(np.float32)
+
+    def _to_dtype(self, dtype):
+        for layer in self.layers:
+            layer._to_dtype(dtype)
+        self.dtype = np.dtype(dtype)
+        return self
+
     # -- computation ---------------------------------------------------------------------
 
     def _check_state(self, state):
@@ -164,7 +224,8 @@ class Sequential:
 
         x may be unbatched, (T, I): then the state too is unbatched, (L*D, H) per layer,
         and y is (T, out), or (out,) for many-to-one. logits=True leaves out the last
-        Dense layer's activation."""
+        Dense layer's activation. A torch PackedSequence x is unpacked into x and lengths."""
+        x, lengths = unpack_sequence(x, lengths, self.batch_first)
         x = as_array(x, "x")
         unbatched = self.is_recurrent and x.ndim == (1 if self.takes_ids else 2)
         if unbatched:
@@ -203,6 +264,7 @@ class Sequential:
         return self._run(x, state, lengths, logits, train=True, checkpoint=checkpoint)
 
     def _run(self, x, state, lengths, logits, train, checkpoint=None):
+        x, lengths = unpack_sequence(x, lengths, self.batch_first)
         states_in = self._check_state(state)
         states_out = []
         caches = []
@@ -229,34 +291,42 @@ class Sequential:
         return h, tuple(states_out), cache
 
     def _last_step(self, y, layer, lengths):
-        """y (T, B, D*H) -> (B, D*H) at each row's last valid step (reverse half at t=0)."""
+        """y (T, B, D*H) -> (B, D*H): see many_to_one in the module docstring."""
         if self.batch_first:
             y = np.swapaxes(y, 0, 1)
         T, B, _ = y.shape
         if T == 0:
             raise ValueError("x must have at least one time step (T >= 1) for a many_to_one "
                              "model, which reads each sequence's last step; got T=0")
+        steps = self._pool_steps(layer, T, B, lengths)
+        rows = np.arange(B)
+        pooled = np.concatenate([y[last, rows, columns] for last, columns in steps], axis=1)
+        return pooled, (y.shape, steps)
+
+    def _pool_steps(self, layer, T, B, lengths):
+        """[(time index per row (B,), column slice of y)]: where each part of the pooled
+        output is read."""
         # a row of length 0 has no last step: its y is 0 at every step, t = 0 reads a 0
         last = np.full(B, T - 1) if lengths is None else \
             np.maximum(np.array(lengths, dtype=np.int64) - 1, 0)
-        rows = np.arange(B)
-        H = layer.output_size // layer.num_directions   # y's width per direction
+        first = np.zeros(B, np.int64)
+        width = layer.output_size
+        if self.many_to_one == "output":
+            return [(last, slice(0, width))]
         if getattr(layer, "go_backwards", False):      # its only direction ends at t = 0
-            last = np.zeros(B, np.int64)
-        pooled = np.empty((B, y.shape[2]), dtype=y.dtype)
-        pooled[:, :H] = y[last, rows, :H]
-        if layer.num_directions == 2:
-            pooled[:, H:] = y[0, :, H:]
-        return pooled, (y.shape, last)
+            return [(first, slice(0, width))]
+        H = width // layer.num_directions               # y's width per direction
+        steps = [(last, slice(0, H))]
+        if layer.num_directions == 2:                   # the reverse direction ends at t = 0
+            steps.append((first, slice(H, width)))
+        return steps
 
     def _last_step_backward(self, dpooled, layer, pool):
-        shape, last = pool
+        shape, steps = pool
         dy = np.zeros(shape, dtype=dpooled.dtype)
         rows = np.arange(shape[1])
-        H = layer.output_size // layer.num_directions
-        dy[last, rows, :H] = dpooled[:, :H]
-        if layer.num_directions == 2:
-            dy[0, :, H:] = dpooled[:, H:]
+        for last, columns in steps:
+            dy[last, rows, columns] = dpooled[:, columns]
         return np.swapaxes(dy, 0, 1) if self.batch_first else dy
 
     def backward(self, cache, dy, dstate=None):
@@ -357,4 +427,4 @@ class Sequential:
         if not isinstance(config, dict) or "layers" not in config:
             raise ValueError(f"config must be a dict with a 'layers' list, got {config!r}")
         return cls(*[layer_from_spec(spec) for spec in config["layers"]],
-                   many_to_one=bool(config.get("many_to_one", False)))
+                   many_to_one=config.get("many_to_one", False))

@@ -97,6 +97,20 @@ def as_layer_dtype(value, dtype, name="x", layer="the layer"):
     return a
 
 
+def unpack_sequence(x, lengths, batch_first):
+    """(x, lengths): a torch PackedSequence given as x becomes its padded array (zeros past
+    each row's length, (T, B, I) or (B, T, I) batch_first, original batch order) and its
+    lengths, what rnnx takes instead of packing; anything else passes through."""
+    if type(x).__name__ != "PackedSequence" or not hasattr(x, "batch_sizes"):
+        return x, lengths
+    if lengths is not None:
+        raise ValueError("x is a PackedSequence, which holds its lengths; pass lengths=None, "
+                         "or pass the padded x with lengths=")
+    from torch.nn.utils.rnn import pad_packed_sequence
+    padded, sizes = pad_packed_sequence(x, batch_first=batch_first)
+    return padded.detach().cpu().numpy(), sizes.cpu().numpy()
+
+
 class Module:
     """Base class of every rnnx layer: parameters, state_dict, config, version.
 
@@ -111,6 +125,38 @@ class Module:
     _config_keys = ()
 
     _version = 0
+    #: PyTorch's mode flag: True (the default) lets forward() apply dropout, False (after
+    #: eval()) makes forward() run as inference does.  Calling the layer never drops.
+    training = True
+
+    # ------------------------------------------------------------------ modes
+
+    def train(self, mode=True):
+        """Training mode (``mode=True``) or evaluation mode; returns the layer, as PyTorch's.
+        Only dropout depends on it: forward() applies it in training mode alone."""
+        if not isinstance(mode, (bool, np.bool_)):
+            raise TypeError(f"mode must be a bool, got {type(mode).__name__}")
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        """Evaluation mode, ``train(False)``: forward() applies no dropout; returns the layer."""
+        return self.train(False)
+
+    def double(self):
+        """Convert the parameters to float64 (new arrays, the same values); returns the layer.
+        Arrays held from parameters() before (an optimizer's) are no longer the layer's."""
+        return self._to_dtype(np.float64)
+
+    def float(self):
+        """Convert the parameters to float32 (new arrays, values rounded); returns the layer."""
+        return self._to_dtype(np.float32)
+
+    def _to_dtype(self, dtype):
+        self.dtype = np.dtype(dtype)
+        self._params = {name: p.astype(self.dtype) for name, p in self._params.items()}
+        self.bump_version()
+        return self
 
     # ------------------------------------------------------------ parameters
 

@@ -13,7 +13,8 @@ from . import _core
 from . import cells
 from . import checkpoint as _checkpoint
 from .directions import _concurrent_directions, _direction_executor, _workspace
-from .module import Cache, Module, as_layer_dtype, check_dtype, check_seed, positive_int
+from .module import Cache, Module, as_layer_dtype, check_dtype, check_seed, positive_int, \
+    unpack_sequence
 from .reference import check_lengths
 from .stream import Stream
 
@@ -228,11 +229,13 @@ class _Recurrent(Module):
         cache : what backward needs (opaque). It holds copies of x and lengths, so the
             caller may change them; it goes stale if the parameters change.
         """
+        x, lengths = unpack_sequence(x, lengths, self.batch_first)
         if checkpoint is not None:
             return _checkpoint.forward(self, x, state, lengths, checkpoint)
         return self._run(x, state, lengths, train=True)
 
     def _run(self, x, state, lengths, train):
+        x, lengths = unpack_sequence(x, lengths, self.batch_first)
         x_given = x
         x, batched, lengths = self._check_input(x, lengths)
         T, B = x.shape[0], x.shape[1]
@@ -243,7 +246,7 @@ class _Recurrent(Module):
         inputs, cores, masks = [], [], []
         layer_input = x
         for k in range(self.num_layers):
-            if k > 0 and train and self.dropout > 0:
+            if k > 0 and train and self.training and self.dropout > 0:
                 # inverted dropout on layer k-1's output: kept values scaled by 1/(1-p)
                 keep = self.dropout_rng.random(layer_input.shape) >= self.dropout
                 mask = keep.astype(self.dtype) * self.dtype.type(1.0 / (1.0 - self.dropout))

@@ -14,10 +14,10 @@ microcontroller can keep the file in flash.
 What it holds: a Sequential of RNN/LSTM/GRU (stacked, bidirectional, with or without bias,
 either GRU form) and Dense layers, many-to-many or many-to-one, float32 or float64, optionally
 after an Embedding (a token model: the C library then takes int32 ids); or one bare layer.
-Version 2 of the format adds the Embedding layer kind; a file is written as version 1 when
-it holds no Embedding (the bytes earlier rnnx wrote, readable by older C libraries), as
-version 2 otherwise; both are read. batch_first is not stored (the C library is time-major): a loaded model has
-batch_first=False. A file that is truncated, altered, of another version or not an .rnnx file
+Version 2 of the format adds the Embedding layer kind and the last-output flag
+(many_to_one="output"); a file is written as version 1 when it uses neither (the bytes
+earlier rnnx wrote, readable by older C libraries), as version 2 otherwise; both are read.
+batch_first is not stored (the C library is time-major): a loaded model has batch_first=False. A file that is truncated, altered, of another version or not an .rnnx file
 raises ValueError naming the file and what is wrong.
 """
 import os
@@ -34,7 +34,7 @@ __all__ = ["save_rnnx", "load_rnnx", "export_c", "dumps", "loads"]
 
 MAGIC = b"RNNX\r\n\x1a\n"
 VERSION = 2                 # the newest version written and read
-VERSIONS = (1, 2)           # 2 adds the Embedding layer kind
+VERSIONS = (1, 2)           # 2 adds the Embedding layer kind and FLAG_LAST_OUTPUT
 HEADER_BYTES = 64
 DESCRIPTOR_BYTES = 32
 TENSOR_ALIGN = 64
@@ -43,6 +43,10 @@ MAX_STACK = 64
 MAX_SIZE = 1 << 24
 FLAG_MANY_TO_ONE = 1
 FLAG_BARE_LAYER = 2
+FLAG_LAST_OUTPUT = 4     # with FLAG_MANY_TO_ONE: many_to_one="output" (else "state")
+KNOWN_FLAGS = FLAG_MANY_TO_ONE | FLAG_BARE_LAYER | FLAG_LAST_OUTPUT
+# rnnx_model.many_to_one in C: 0, RNNX_MANY_TO_ONE_STATE or RNNX_MANY_TO_ONE_OUTPUT
+C_MANY_TO_ONE = {False: 0, "state": 1, "output": 2}
 DENSE = 16
 EMBEDDING = 17              # first layer only; its last descriptor field is padding_idx + 1
 # cell codes, as csrc/rnnx.h's enum rnnx_cell
@@ -144,13 +148,29 @@ def dumps(model):
             body += raw
             offset += pad + len(raw)
     input_size, output_size = layers[0].input_size, layers[-1].output_size
-    flags = (FLAG_MANY_TO_ONE if many_to_one else 0) | (FLAG_BARE_LAYER if bare else 0)
-    version = 2 if isinstance(layers[0], Embedding) else 1    # 1 where 1 can say it
+    flags = _flags(many_to_one) | (FLAG_BARE_LAYER if bare else 0)
+    # 1 where 1 can say it: 2 only for what version 2 added
+    version = 2 if isinstance(layers[0], Embedding) or flags & FLAG_LAST_OUTPUT else 1
     header = _HEADER.pack(MAGIC, version, code, len(layers), flags, offset + 4, input_size,
                           output_size, data_offset)
     descriptors = b"".join(_DESCRIPTOR.pack(*fields) for fields, _ in described)
     image = header + descriptors + bytes(data_offset - len(header) - len(descriptors)) + body
     return image + struct.pack("<I", zlib.crc32(image))
+
+
+def _flags(many_to_one):
+    """The header's many-to-one bits: none, FLAG_MANY_TO_ONE ("state"), or both it and
+    FLAG_LAST_OUTPUT ("output")."""
+    if not many_to_one:
+        return 0
+    return FLAG_MANY_TO_ONE | (FLAG_LAST_OUTPUT if many_to_one == "output" else 0)
+
+
+def _many_to_one(flags):
+    """many_to_one from the header's flags (the inverse of _flags)."""
+    if not flags & FLAG_MANY_TO_ONE:
+        return False
+    return "output" if flags & FLAG_LAST_OUTPUT else "state"
 
 
 def save_rnnx(model, path):
@@ -194,8 +214,12 @@ def _parse(image, name):
         fail(f"corrupt: dtype code {code} (0 float32 or 1 float64)")
     if not 1 <= count <= MAX_LAYERS:
         fail(f"corrupt: {count} layers (1 to {MAX_LAYERS})")
-    if flags & ~3:
+    if flags & ~KNOWN_FLAGS:
         fail(f"corrupt: unknown flags {flags:#x}")
+    if flags & FLAG_LAST_OUTPUT and not flags & FLAG_MANY_TO_ONE:
+        fail("corrupt: the last-output flag without the many-to-one flag")
+    if flags & FLAG_LAST_OUTPUT and version < 2:
+        fail("corrupt: the last-output flag in a version 1 file (version 2 added it)")
     if any(image[44:HEADER_BYTES]):
         fail("corrupt: reserved header bytes are not zero")
     if data_offset != _align(HEADER_BYTES + DESCRIPTOR_BYTES * count):
@@ -253,7 +277,7 @@ def _parse(image, name):
         fail(f"corrupt: {size - 4 - offset} bytes after the last tensor")
     if width != output_size:
         fail(f"corrupt: the header says {output_size} output features, the layers give {width}")
-    many_to_one, bare = bool(flags & FLAG_MANY_TO_ONE), bool(flags & FLAG_BARE_LAYER)
+    many_to_one, bare = _many_to_one(flags), bool(flags & FLAG_BARE_LAYER)
     if many_to_one and not any(f[0] not in (DENSE, EMBEDDING) for f, _ in layers):
         fail("corrupt: many_to_one without a recurrent layer")
     if bare and (count != 1 or many_to_one):
@@ -409,6 +433,7 @@ def export_c(model, path, name="rnnx_exported_model"):
     lines.append("")
     lines.append(f"/* dtype, many_to_one, num_layers, input_size, output_size, layers */")
     lines.append(f"const rnnx_model {name} = {{{1 if dtype == np.float64 else 0}, "
-                 f"{int(many_to_one)}, {len(layers)}, {input_size}, {output_size}, {name}_layers}};")
+                 f"{C_MANY_TO_ONE[many_to_one]}, {len(layers)}, {input_size}, {output_size}, "
+                 f"{name}_layers}};")
     with open(os.fspath(path), "w") as f:
         f.write("\n".join(lines) + "\n")

@@ -72,7 +72,8 @@ class Seq2Seq:
             if not part.is_recurrent:
                 raise ValueError(f"{name} must have a recurrent layer, got only {part!r}")
             if part.many_to_one:
-                raise ValueError(f"{name} must have many_to_one=False, got many_to_one=True")
+                raise ValueError(f"{name} must have many_to_one=False, got "
+                                 f"many_to_one={part.many_to_one!r}")
             if part.batch_first:
                 raise ValueError(f"{name} must be time-major (batch_first=False): Seq2Seq takes "
                                  f"src (T_src, B, ...) and tgt_in (T_tgt, B, ...)")

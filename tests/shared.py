@@ -1,7 +1,11 @@
 """What the tests share: the layer variants under test, the central-difference gradient
 the backward passes are checked against, and the closeness check used against the
 reference and PyTorch."""
+import importlib
+import os
+
 import numpy as np
+import pytest
 from numpy.testing import assert_allclose
 
 TORCH_VARIANTS = ["rnn_tanh", "rnn_relu", "lstm", "gru_reset_after"]  # reset_after=False has no torch twin
@@ -17,6 +21,14 @@ def __getattr__(name):
     global VARIANTS
     VARIANTS = {variant: (cls.__name__, options) for variant, (cls, options) in variants().items()}
     return VARIANTS
+
+
+def peer(name):
+    """An optional peer module (torch, onnx, onnxruntime, ...); in CI a missing peer fails
+    the run instead of skipping the test."""
+    if os.environ.get("CI"):
+        return importlib.import_module(name)
+    return pytest.importorskip(name)
 
 
 def central_difference(evaluate, array, eps=1e-6):

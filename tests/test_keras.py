@@ -81,7 +81,7 @@ def test_keras_models_import_and_export_back(dtype):
         assert all(w.dtype == dtype for w in back.weights)
         assert_allclose(np.asarray(back(x)), want, rtol=TOL[dtype], atol=TOL[dtype])
     assert converted.many_to_one is False
-    assert rnnx.from_keras(keras_models(dtype)[0]).many_to_one is True
+    assert rnnx.from_keras(keras_models(dtype)[0]).many_to_one == "state"
 
 
 def test_single_layers_and_the_gate_mapping():
@@ -223,7 +223,7 @@ def test_readme_converters_section_runs_as_printed(tmp_path, monkeypatch):
     readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
     section = readme.split("## Converters", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     monkeypatch.chdir(tmp_path)
     for block in blocks:
         exec(compile(block, "README.md", "exec"), {})

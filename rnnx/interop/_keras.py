@@ -14,8 +14,8 @@ The mapping, per direction (G gates of H units; Keras kernels are (inputs, G*H))
 Keras models are batch-first: from_keras builds batch_first layers, to_keras gives a model
 taking (B, T, I) whatever the rnnx model's batch_first.  A Keras recurrent layer with
 return_sequences=False is the last recurrent layer of an rnnx Sequential with
-many_to_one=True (both take the last step, and for Bidirectional the reverse direction's
-state after t=0).
+many_to_one="state" (both take the last step, and for Bidirectional the reverse direction's
+state after t=0); many_to_one="output" on a bidirectional layer has no Keras form.
 """
 import numpy as np
 
@@ -192,7 +192,7 @@ def from_keras(layer_or_model):
                                  " only the last recurrent layer may drop the sequence")
             out, return_sequences = _recurrent_from_keras(layer, name)
             layers.append(out)
-            many_to_one = not return_sequences
+            many_to_one = False if return_sequences else "state"
         elif kind == "Dense":
             layers.append(_dense_from_keras(layer, name))
         else:
@@ -246,7 +246,8 @@ def to_keras(model):
     model : rnnx.RNN, LSTM, GRU, Dense or Sequential
         Each layer of a stack (``num_layers``) becomes one Keras layer, a bidirectional one a
         ``Bidirectional(merge_mode="concat")``, Dense a ``Dense`` with its activation; a
-        ``many_to_one`` Sequential's last recurrent layer gets ``return_sequences=False``.
+        ``many_to_one`` Sequential's last recurrent layer gets ``return_sequences=False``
+        (``"output"`` on a bidirectional layer is refused: Keras reads its final state).
 
     Returns
     -------
@@ -262,9 +263,13 @@ def to_keras(model):
     if type(layers[0]).__name__ == "Embedding":
         raise ValueError("to_keras does not convert an rnnx.Embedding (yet): export the model "
                          "with rnnx.to_onnx, or the layers after the Embedding with to_keras")
+    recurrent = [i for i, layer in enumerate(layers) if is_recurrent(layer)]
+    if many_to_one == "output" and layers[recurrent[-1]].num_directions == 2:
+        raise ValueError("many_to_one='output' reads a bidirectional layer's reverse half at the "
+                         "last valid step, which Keras's return_sequences=False does not (it "
+                         "reads the final state, many_to_one='state')")
     keras = require("keras")
     dtype = np.dtype(layers[0].dtype).name
-    recurrent = [i for i, layer in enumerate(layers) if is_recurrent(layer)]
     first = layers[0]
     size_in = first.input_size if is_recurrent(first) else first.in_features
     keras_layers, weights = [], []

@@ -4,10 +4,17 @@ Graph inputs and outputs (T time, B batch, the two symbolic dimensions):
 
     x         float (T, B, I), or (B, T, I) for a batch_first model; for a model that begins
               with an rnnx.Embedding, int64 ids (T, B) or (B, T), looked up by a Gather
+    h0, c0    only with to_onnx(..., state=True): the initial state of a single layer,
+              (L*D, B, H) as rnnx takes it (c0: LSTM); node k reads its rows k*D:(k+1)*D
+    h0_{j}, c0_{j}  the same for the j-th recurrent layer of a Sequential (j = 0, 1, ...)
     lengths   int32 (B,), only with to_onnx(..., lengths=True): every node's sequence_lens
     y         the model's output: (T, B, F) or (B, T, F) batch_first, (B, F) many_to_one
     h_n, c_n  final states of a single layer, (L*D, B, H) as rnnx returns them (c_n: LSTM)
     h_n_{j}, c_n_{j}  the same for the j-th recurrent layer of a Sequential (j = 0, 1, ...)
+
+So the inputs are x, the initial states in the order of rnnx's state tuple, lengths; the
+outputs y, then the final states in the same order: a file written with state=True streams
+in onnxruntime chunk by chunk, each call's final states fed back as the next one's initial.
 
 Within a layer, node k of the stack (layer k) takes X (T, B, I_k) and gives Y (T, D, B, H);
 Transpose(0, 2, 1, 3) + Reshape(0, 0, -1) turns it into (T, B, D*H), the next node's X.  The
@@ -50,8 +57,9 @@ class _Builder:
         return outputs if n_out > 1 else outputs[0]
 
 
-def _recurrent(b, layer, x, lengths, index):
-    """Nodes of one rnnx recurrent layer: x (T, B, I) -> (y (T, B, D*H), [h_n, c_n], last Y_h)."""
+def _recurrent(b, layer, x, lengths, index, initial):
+    """Nodes of one rnnx recurrent layer: x (T, B, I) -> (y (T, B, D*H), [h_n, c_n], last Y_h).
+    initial: the graph inputs [h0, c0] of its initial state (L*D, B, H), or None (zeros)."""
     cell = cell_name(layer)
     H, D, L = layer.hidden_size, layer.num_directions, layer.num_layers
     params = layer.state_dict()
@@ -72,11 +80,19 @@ def _recurrent(b, layer, x, lengths, index):
         else:
             inputs.append("")
         inputs.append(lengths or "")
+        for state in initial or []:       # node k's rows of the layer's state
+            if L > 1:
+                rows = [b.const("start", np.array([k * D], np.int64)),
+                        b.const("end", np.array([(k + 1) * D], np.int64)),
+                        b.const("axis", np.array([0], np.int64))]
+                state = b.node("Slice", [state, *rows])
+            inputs.append(state)
         if getattr(layer, "peephole", False):
-            # P (D, 3H) after the absent initial_h, initial_c, in ONNX's order [p_i p_o p_f]
+            # P (D, 3H), input 7 (after initial_h, initial_c, "" where absent), in ONNX's
+            # order [p_i p_o p_f]
             p = np.stack([permute_gates(params["weight_peephole" + s], PEEPHOLE_TO_ONNX)
                           for s in suffixes])
-            inputs += ["", "", b.const(f"P{index}_{k}", p.astype(b.dtype))]
+            inputs += [""] * (7 - len(inputs)) + [b.const(f"P{index}_{k}", p.astype(b.dtype))]
         attrs = {"hidden_size": H, "direction": "bidirectional" if D == 2 else
                  "reverse" if layer.go_backwards else "forward"}
         if cell == "RNN":
@@ -94,6 +110,12 @@ def _recurrent(b, layer, x, lengths, index):
         x = b.node("Reshape", [tbdh, b.const("shape", np.array([0, 0, -1], np.int64))])
     states = [f[0] if len(f) == 1 else b.node("Concat", f, axis=0) for f in finals if f]
     return x, states, y_h
+
+
+def _state_names(layer, j, alone, suffix):
+    """["h<suffix>", "c<suffix>"] (LSTM) or ["h<suffix>"], with "_{j}" in a Sequential."""
+    names = [f"{name}{suffix}" for name in layer.state_names]
+    return names if alone else [f"{name}_{j}" for name in names]
 
 
 def _embedding(b, layer, x, index):
@@ -114,7 +136,19 @@ def _dense(b, layer, x, index):
     return y
 
 
-def to_onnx(model, path=None, opset=DEFAULT_OPSET, lengths=False):
+def _last_output(b, y, lengths):
+    """many_to_one="output": y (T, B, F) at each row's last valid step -> (B, F).  A row of
+    length 0 reads step -1, the last one, which is zeros like all its steps."""
+    if not lengths:
+        return b.node("Gather", [y, b.const("last", np.array(-1, np.int64))], axis=0)
+    last = b.node("Sub", [b.node("Cast", [lengths], to=b.onnx.TensorProto.INT64),
+                          b.const("one", np.array(1, np.int64))])
+    index = b.node("Unsqueeze", [last, b.const("axis", np.array([1], np.int64))])   # (B, 1)
+    btf = b.node("Transpose", [y], perm=[1, 0, 2])
+    return b.node("GatherND", [btf, index], batch_dims=1)
+
+
+def to_onnx(model, path=None, opset=DEFAULT_OPSET, lengths=False, state=False):
     """Export an rnnx layer or Sequential to an ONNX model.
 
     Parameters
@@ -123,8 +157,9 @@ def to_onnx(model, path=None, opset=DEFAULT_OPSET, lengths=False):
         RNN (tanh or relu), LSTM, GRU (``reset_after`` becomes ``linear_before_reset``),
         stacked and bidirectional (``go_backwards`` becomes ``direction="reverse"``),
         ``batch_first``, Dense heads with any activation, a Sequential's
-        ``many_to_one``, and an Embedding first (a Gather of int64 ids; its padding_idx,
-        which only training uses, is not stored).
+        ``many_to_one`` ("state": the last node's Y_h; "output": Y at each row's last
+        valid step, a Gather or, with lengths, a GatherND), and an Embedding first (a
+        Gather of int64 ids; its padding_idx, which only training uses, is not stored).
     path : str or path-like, optional
         Where to write the ``.onnx`` file; None writes nothing.
     opset : int
@@ -135,6 +170,13 @@ def to_onnx(model, path=None, opset=DEFAULT_OPSET, lengths=False):
         each row's last valid step).  A row of length 0: onnxruntime returns zeros for its
         Y, Y_h and Y_c, which is what rnnx returns from the zero initial state the graph
         starts from (rnnx's final state of such a row is its initial state).
+    state : bool
+        Add the initial states as graph inputs after x (``h0``, ``c0`` for one layer,
+        ``h0_{j}``, ``c0_{j}`` for the j-th recurrent layer of a Sequential, each
+        (L*D, B, H), in the order of rnnx's state tuple), so the file streams: feed each
+        call's final states (the outputs after y, in the same order) to the next call.
+        A row of length 0 then differs: onnxruntime returns zeros as its final state,
+        rnnx its initial state.
 
     Returns
     -------
@@ -172,6 +214,16 @@ def to_onnx(model, path=None, opset=DEFAULT_OPSET, lengths=False):
                              "layers")
         graph_inputs.append(onnx.helper.make_tensor_value_info("lengths", onnx.TensorProto.INT32,
                                                                ["B"]))
+    initial = {}
+    if state:
+        for j, index in enumerate(recurrent):
+            layer = layers[index]
+            names = _state_names(layer, j, len(layers) == 1, "0")
+            shape = [layer.num_layers * layer.num_directions, "B", layer.hidden_size]
+            initial[index] = names
+            for name in names:
+                graph_inputs.insert(len(graph_inputs) - bool(lengths),
+                                    onnx.helper.make_tensor_value_info(name, elem, shape))
     x = _embedding(b, first, "x", 0) if ids else "x"
     if batch_first:
         x = b.node("Transpose", [x], perm=[1, 0, 2])
@@ -180,9 +232,12 @@ def to_onnx(model, path=None, opset=DEFAULT_OPSET, lengths=False):
         if ids and index == 0:
             continue                                # the Gather above
         if is_recurrent(layer):
-            x, layer_states, y_h = _recurrent(b, layer, x, "lengths" if lengths else None, index)
+            x, layer_states, y_h = _recurrent(b, layer, x, "lengths" if lengths else None, index,
+                                              initial.get(index))
             states.append((index, layer_states))
-            if many_to_one and index == recurrent[-1]:
+            if many_to_one == "output" and index == recurrent[-1]:
+                x = _last_output(b, x, "lengths" if lengths else None)
+            elif many_to_one and index == recurrent[-1]:
                 # the last node's Y_h (D, B, H) -> (B, D, H) -> (B, D*H): rnnx's last step
                 bdh = b.node("Transpose", [y_h], perm=[1, 0, 2])
                 x = b.node("Reshape", [bdh, b.const("shape", np.array([0, -1], np.int64))])
@@ -202,7 +257,7 @@ def to_onnx(model, path=None, opset=DEFAULT_OPSET, lengths=False):
     outputs = [onnx.helper.make_tensor_value_info("y", elem, y_shape)]
     for j, (index, layer_states) in enumerate(states):
         layer = layers[index]
-        names = ["h_n", "c_n"] if len(layers) == 1 else [f"h_n_{j}", f"c_n_{j}"]
+        names = _state_names(layer, j, len(layers) == 1, "_n")
         state_shape = [layer.num_layers * layer.num_directions, "B", layer.hidden_size]
         for name, state in zip(names, layer_states):
             b.node("Identity", [state], output_names=[name])

@@ -1,362 +1,98 @@
 """ONNX -> rnnx: a chain of RNN/LSTM/GRU nodes and Dense heads, with the glue around them.
 
-What is read: the RNN/LSTM/GRU nodes on the way to the graph's first output, in graph
-order.  Consecutive nodes of one kind and signature (hidden_size, direction, activation,
+What is read: the RNN/LSTM/GRU nodes on the way to the graph's outputs, in graph order.
+Consecutive nodes of one kind and signature (hidden_size, direction, activation,
 linear_before_reset, bias) whose X is computed from the previous node's Y fold into one rnnx
 layer with num_layers; a forward and a reverse node reading the same X are one bidirectional
 layer, a lone reverse node a go_backwards layer; MatMul or Gemm with a constant weight, a
-constant Add after it, and a Sigmoid/Softmax/Tanh/Relu become rnnx.Dense layers.  The glue between them (Transpose,
-Reshape, Squeeze, Unsqueeze, Concat, Slice, Gather, Shape, Expand, Constant, Cast, ...) is
-what torch.onnx.export and rnnx.to_onnx emit; it is not matched op by op: instead the
-imported model is checked against the graph itself, run by onnx's reference evaluator (its
-RNN/LSTM/GRU nodes computed by rnnx.reference) on a random probe, so a graph whose glue does
-something rnnx does not do is refused instead of imported wrong.  Whatever is computed from
+constant Add after it, and a Sigmoid/Softmax/Tanh/Relu become rnnx.Dense layers
+(rnnx/interop/_onnx_cells.py).  The glue between them (Transpose, Reshape, Squeeze,
+Unsqueeze, Concat, Slice, Gather, Expand, Constant, Cast, ..., and any integer arithmetic on
+Shape outputs) is not matched op by op: instead the imported model is checked against the
+graph itself, run by onnx's reference evaluator (its RNN/LSTM/GRU nodes computed by
+rnnx.reference) on a random probe, so a graph whose glue does something rnnx does not do is
+refused instead of imported wrong (rnnx/interop/_onnx_verify.py).  Whatever is computed from
 constants alone (weights that torch.onnx.export(do_constant_folding=False) slices and
 concatenates in the graph) is evaluated first.
+
+The graph's inputs: x (the first node's X, directly, through Transpose(1, 0, 2), or with
+layout=1: batch-first), lengths (every node's sequence_lens) and the state: a graph input
+behind a node's initial_h / initial_c becomes that layer's state h / c (one input holding
+the whole (L*D, B, H) of a stack, as torch's h0, or one (D, B, H) per node, concatenated).
+
+A graph without recurrent nodes may be an nn.RNN that torch.onnx.export's dynamo exporter
+unrolled into MatMul/Add/Tanh steps: rnnx/interop/_onnx_unrolled.py reads it back.
 
 A Gather (axis 0) of a constant 2-D table by an integer graph input, in front of the first
 recurrent node (torch.onnx.export's nn.Embedding, rnnx.to_onnx's rnnx.Embedding), becomes an
 rnnx.Embedding first layer: the model then takes ids.
 
 The first output's last recurrent node decides many_to_one: an output computed from that
-node's Y_h rather than its Y, or from its Y at the last step (Gather -1), is one output per
-sequence.
+node's Y_h rather than its Y is "state" (or no many_to_one at all: the layer returns its
+final state anyway); one taken from its Y at the last step (Gather -1, Slice -1, GatherND of
+lengths - 1) is "output".  Where both readings are possible the first that verifies wins.
 """
 import os
 
 import numpy as np
 
-from ._common import ONNX_TO_TORCH, build, permute_gates, require
+from ._common import build, require
+from ._onnx_cells import ACTIVATIONS, bidirectional_spec, cell_spec, dense_layer, \
+    embedding_layer, head_op, pair_reverse_nodes, recurrent_layer
+from ._onnx_graph import CELLS, Graph, attributes
 from ._onnx_verify import verify_import
 
-_CELLS = ("RNN", "LSTM", "GRU")
 _GLUE = {"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Concat", "Slice", "Gather", "Shape",
-         "Constant", "ConstantOfShape", "Expand", "Identity", "Cast", "Flatten"}
-_ACTIVATIONS = {"Sigmoid": "sigmoid", "Softmax": "softmax", "Tanh": "tanh", "Relu": "relu"}
-_DEFAULT_ACTIVATIONS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"]}
-_GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
-_ZERO_PRESERVING = {"Expand", "Identity", "Cast", "Reshape", "Squeeze", "Unsqueeze",
-                    "Transpose", "Tile", "Flatten"}
+         "Constant", "ConstantOfShape", "Expand", "Identity", "Cast", "Flatten", "GatherND",
+         "GatherElements", "Split"}
+_HEAD = {"MatMul", "Gemm", "Add"}
 
 
-class _Graph:
-    """The graph's constants, producers and inputs."""
-
-    def __init__(self, onnx, proto):
-        self.onnx = onnx
-        graph = proto.graph
-        self.consts = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
-        self.producer = {}
-        for node in graph.node:
-            for out in node.output:
-                self.producer[out] = node
-            if node.op_type == "Constant":
-                self.consts[node.output[0]] = self._constant_value(node)
-        for name, value in self.consts.items():
-            if value.dtype in (np.float16,) or value.dtype.name == "bfloat16":
-                raise TypeError(f"the graph holds {value.dtype} data ({name!r}); rnnx imports "
-                                "float32 and float64 only (convert the model first)")
-        self.inputs = [i for i in graph.input if i.name not in self.consts]
-        self.outputs = [o.name for o in graph.output]
-        self.opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
-                          onnx.defs.onnx_opset_version())
-        self._folded = {}
-        self.onnx_graph = graph
-
-    def _constant_value(self, node):
-        attr = node.attribute[0]
-        value = self.onnx.helper.get_attribute_value(attr)
-        if attr.name == "value":
-            return self.onnx.numpy_helper.to_array(value)
-        if attr.name in ("value_float", "value_int", "value_floats", "value_ints"):
-            return np.asarray(value)
-        raise ValueError(f"Constant node {node.name!r}: attribute {attr.name!r} is not supported")
-
-    def ancestors(self, name):
-        """Every node (by id) that the value `name` is computed from."""
-        seen, stack, nodes = set(), [name], []
-        while stack:
-            value = stack.pop()
-            node = self.producer.get(value)
-            if node is None or id(node) in seen:
-                continue
-            seen.add(id(node))
-            nodes.append(node)
-            stack.extend(i for i in node.input if i)
-        return seen, nodes
-
-    def fold(self, name):
-        """The value of `name` if it is computed from constants alone (an initializer, a
-        Constant node, or glue on them, as torch.onnx.export writes its weights without
-        constant folding), else None.  Evaluated by onnx's reference evaluator, node by node."""
-        if name in self.consts:
-            return self.consts[name]
-        if name in self._folded:
-            return self._folded[name]
-        self._folded[name] = None      # also breaks cycles
-        node = self.producer.get(name)
-        if node is None or node.op_type in _CELLS or node.domain not in ("", "ai.onnx"):
-            return None
-        inputs = [self.fold(i) if i else None for i in node.input]
-        if any(v is None for i, v in zip(node.input, inputs) if i):
-            return None
-        from onnx.reference import ReferenceEvaluator
-        evaluator = ReferenceEvaluator(node, opsets={"": self.opset})
-        feeds = {i: v for i, v in zip(node.input, inputs) if i}
-        for out, value in zip(node.output, evaluator.run(None, feeds)):
-            self._folded[out] = np.asarray(value)
-        return self._folded[name]
-
-    def const(self, name, what):
-        """The constant value behind `name`, or an error naming `what`."""
-        value = self.fold(name)
-        if value is None:
-            raise ValueError(f"{what} ({name!r}) must be a constant (computed from initializers "
-                             "and Constant nodes alone) to be imported")
-        return value
-
-    def is_zero(self, name):
-        """Whether `name` is zeros, whatever its shape (torch.onnx.export builds the zero
-        initial state as Expand(0, Shape(x)...))."""
-        if not name:
-            return True
-        value = self.fold(name)
-        if value is not None:
-            return not np.any(value)
-        node = self.producer.get(name)
-        if node is None:
-            return False
-        if node.op_type == "ConstantOfShape":
-            attrs = {a.name: a for a in node.attribute}
-            return "value" not in attrs or not np.any(
-                self.onnx.numpy_helper.to_array(attrs["value"].t))
-        if node.op_type in _ZERO_PRESERVING:
-            return self.is_zero(node.input[0])
-        return False
-
-    def source(self, name):
-        """`name` traced back through Identity and Cast."""
-        node = self.producer.get(name)
-        while node is not None and node.op_type in ("Identity", "Cast"):
-            name = node.input[0]
-            node = self.producer.get(name)
-        return name, node
+def _integer_types(onnx):
+    tp = onnx.TensorProto
+    return {tp.INT8, tp.INT16, tp.INT32, tp.INT64, tp.UINT8, tp.UINT16, tp.UINT32, tp.UINT64}
 
 
-def _decode(value):
-    return value.decode() if isinstance(value, bytes) else value
+class _NoCells(ValueError):
+    """The graph has no recurrent node (it may be an unrolled nn.RNN)."""
 
 
-def _attributes(onnx, node):
-    """{name: value} of a node's attributes, strings decoded."""
-    out = {}
-    for a in node.attribute:
-        value = onnx.helper.get_attribute_value(a)
-        out[a.name] = [_decode(v) for v in value] if isinstance(value, list) else _decode(value)
-    return out
-
-
-def _cell_spec(graph, node):
-    """The rnnx view of one RNN/LSTM/GRU node, or a ValueError naming what rnnx cannot express."""
-    cell, where = node.op_type, f"{node.op_type} node {node.name!r}"
-    attrs = _attributes(graph.onnx, node)
-    direction = attrs.get("direction", "forward")
-    if direction not in ("forward", "reverse", "bidirectional"):
-        raise ValueError(f"{where}: direction={direction!r} is not an ONNX direction")
-    D = 2 if direction == "bidirectional" else 1
-    for name in ("clip", "activation_alpha", "activation_beta"):
-        if name in attrs:
-            raise ValueError(f"{where}: attribute {name!r} is not supported by rnnx")
-    if attrs.get("input_forget", 0):
-        raise ValueError(f"{where}: attribute 'input_forget'={attrs['input_forget']} is not "
-                         "supported by rnnx (coupled input and forget gates)")
-    if attrs.get("layout", 0):
-        raise ValueError(f"{where}: layout=1 is not supported; use layout=0 with Transposes")
-    activations = list(attrs.get("activations", []))
-    nonlinearity = None
-    if cell == "RNN":
-        activations = activations or ["Tanh"] * D
-        if activations not in (["Tanh"] * D, ["Relu"] * D):
-            raise ValueError(f"{where}: activations={activations} is not supported, rnnx's RNN "
-                             f"needs {['Tanh'] * D} or {['Relu'] * D}")
-        nonlinearity = activations[0].lower()
-    elif activations and activations != _DEFAULT_ACTIVATIONS[cell] * D:
-        raise ValueError(f"{where}: activations={activations} is not supported, rnnx's {cell} "
-                         f"needs the default {_DEFAULT_ACTIVATIONS[cell] * D}")
-    inputs = list(node.input) + [""] * (8 - len(node.input))
-    if cell == "LSTM" and inputs[7]:
-        raise ValueError(f"{where}: peepholes (input 'P') are not supported by rnnx")
-    for slot, label in ((5, "initial_h"), (6, "initial_c")):
-        if slot == 6 and cell != "LSTM":
-            continue
-        if not graph.is_zero(inputs[slot]):
-            raise ValueError(f"{where}: a non-zero {label} ({inputs[slot]!r}) is not supported; "
-                             "rnnx takes the initial state as a call argument, not in the model")
-    w = graph.const(inputs[1], f"{where}: W")
-    r = graph.const(inputs[2], f"{where}: R")
-    b = graph.const(inputs[3], f"{where}: B") if inputs[3] else None
-    G = _GATES[cell]
-    H = int(attrs.get("hidden_size", r.shape[-1]))
-    if w.ndim != 3 or w.shape[:2] != (D, G * H) or r.shape != (D, G * H, H) or \
-            (b is not None and b.shape != (D, 2 * G * H)):
-        raise ValueError(f"{where}: W {w.shape}, R {r.shape}, B {None if b is None else b.shape} "
-                         f"do not fit hidden_size={H} and {D} direction(s)")
-    if w.dtype not in (np.float32, np.float64):
-        raise TypeError(f"{where}: W has dtype {w.dtype}; rnnx imports float32 and float64 only")
-    signature = (cell, H, D, nonlinearity, attrs.get("linear_before_reset", 0), b is not None,
-                 w.dtype)
-    weights = []
-    perm = ONNX_TO_TORCH[cell]
-    for d in range(D):
-        w_ih, w_hh = permute_gates(w[d], perm), permute_gates(r[d], perm)
-        b_ih = b_hh = None
-        if b is not None:
-            b_ih, b_hh = permute_gates(b[d, :G * H], perm), permute_gates(b[d, G * H:], perm)
-        weights.append((w_ih, w_hh, b_ih, b_hh))
-    return {"signature": signature, "input_size": w.shape[2], "weights": weights,
-            "sequence_lens": inputs[4], "direction": direction}
-
-
-def _pair_reverse_nodes(graph, cells):
-    """{id(reverse node): its forward partner}.  A forward and a reverse node of one
-    signature reading the same X are the two halves of a bidirectional layer (how tf2onnx
-    writes a Keras Bidirectional); a lone reverse node is a go_backwards layer."""
-    partners = {}
-    for node in cells:
-        if _attributes(graph.onnx, node).get("direction") != "reverse":
-            continue
-        spec = _cell_spec(graph, node)
-        for other in cells:
-            if other is node or id(other) in partners.values():
-                continue
-            other_spec = _cell_spec(graph, other)
-            if other_spec["direction"] == "forward" and other.input[0] == node.input[0] and \
-                    other_spec["signature"] == spec["signature"] and \
-                    other_spec["sequence_lens"] == spec["sequence_lens"]:
-                partners[id(node)] = other
-                break
-    return partners
-
-
-def _bidirectional_spec(forward, reverse):
-    """One spec for a forward and a reverse node: a bidirectional layer."""
-    cell, H, _, nonlinearity, linear_before_reset, bias, dtype = forward["signature"]
-    return {**forward, "signature": (cell, H, 2, nonlinearity, linear_before_reset, bias, dtype),
-            "weights": forward["weights"] + reverse["weights"], "direction": "bidirectional"}
-
-
-def _recurrent_layer(specs, batch_first):
-    from .. import layers
-    cell, H, D, nonlinearity, linear_before_reset, bias, dtype = specs[0]["signature"]
-    kwargs = dict(input_size=int(specs[0]["input_size"]), hidden_size=H, num_layers=len(specs),
-                  bias=bias, batch_first=batch_first, bidirectional=D == 2, dtype=dtype,
-                  go_backwards=specs[0]["direction"] == "reverse")
-    if cell == "RNN":
-        layer = layers.RNN(nonlinearity=nonlinearity, **kwargs)
-    elif cell == "LSTM":
-        layer = layers.LSTM(**kwargs)
-    else:
-        layer = layers.GRU(reset_after=bool(linear_before_reset), **kwargs)
-    params = {}
-    for k, spec in enumerate(specs):
-        for d, (w_ih, w_hh, b_ih, b_hh) in enumerate(spec["weights"]):
-            suffix = f"_l{k}" + ("_reverse" if d else "")
-            params[f"weight_ih{suffix}"], params[f"weight_hh{suffix}"] = w_ih, w_hh
-            if bias:
-                params[f"bias_ih{suffix}"], params[f"bias_hh{suffix}"] = b_ih, b_hh
-    layer.load_state_dict(params)
-    return layer
-
-
-def _embedding_layer(table, dtype):
-    from ..embedding import Embedding
-    layer = Embedding(table.shape[0], table.shape[1], dtype=dtype)
-    layer.load_state_dict({"weight": table})
-    return layer
-
-
-def _dense_layer(spec, dtype):
-    from ..dense import Dense
-    weight = spec["weight"]
-    layer = Dense(weight.shape[1], weight.shape[0], activation=spec["activation"],
-                  bias=spec["bias"] is not None, dtype=dtype)
-    params = {"weight": weight}
-    if spec["bias"] is not None:
-        params["bias"] = np.broadcast_to(spec["bias"], (weight.shape[0],))
-    layer.load_state_dict(params)
-    return layer
-
-
-def _head_op(graph, node, items):
-    """Fold a MatMul/Gemm/Add/activation node into the Dense specs at the end of items."""
-    where = f"{node.op_type} node {node.name!r}"
-    last = items[-1] if items else None
-    open_dense = last is not None and last[0] == "dense" and last[1]["activation"] == "identity"
-    if node.op_type == "MatMul":
-        weight = graph.const(node.input[1], f"{where}: the weight")
-        if weight.ndim != 2:
-            raise ValueError(f"{where}: the weight must be 2-D (in, out), got {weight.shape}")
-        items.append(("dense", {"weight": weight.T, "bias": None, "activation": "identity"}))
-    elif node.op_type == "Gemm":
-        attrs = _attributes(graph.onnx, node)
-        if attrs.get("transA", 0):
-            raise ValueError(f"{where}: transA=1 is not supported")
-        weight = graph.const(node.input[1], f"{where}: B")
-        weight = (weight if attrs.get("transB", 0) else weight.T) * attrs.get("alpha", 1.0)
-        bias = None
-        if len(node.input) > 2 and node.input[2]:
-            bias = graph.const(node.input[2], f"{where}: C") * attrs.get("beta", 1.0)
-        items.append(("dense", {"weight": weight, "bias": bias, "activation": "identity"}))
-    elif node.op_type == "Add":
-        consts = [i for i in node.input if graph.fold(i) is not None]
-        if len(consts) != 1 or not open_dense or last[1]["bias"] is not None:
-            raise ValueError(f"{where}: only a constant bias added right after a MatMul can be "
-                             "imported")
-        last[1]["bias"] = graph.const(consts[0], f"{where}: the bias").reshape(-1)
-    else:
-        if not open_dense:
-            raise ValueError(f"{where}: an activation must follow a MatMul/Gemm (rnnx applies "
-                             "activations in Dense layers)")
-        last[1]["activation"] = _ACTIVATIONS[node.op_type]
-
-
-def _structure(graph):
-    """(layers, many_to_one, input name, lengths input name or None)."""
-    y = graph.outputs[0]
-    ids, _ = graph.ancestors(y)
-    nodes = [n for n in graph.onnx_graph.node if id(n) in ids]
-    # what is computed from constants alone (weights exported without constant folding) is
-    # evaluated, whatever its operators
-    nodes = [n for n in nodes if any(graph.fold(out) is None for out in n.output if out)]
+def _check_operators(graph, nodes):
+    """ValueError naming a node whose operator rnnx has no counterpart for.  Arithmetic on
+    sizes or on integer inputs (lengths - 1) is index work, checked by the verification."""
+    integer = {i.name for i in graph.inputs
+               if i.type.tensor_type.elem_type in _integer_types(graph.onnx)}
     for node in nodes:
         if node.domain not in ("", "ai.onnx"):
             raise ValueError(f"node {node.name!r} is in domain {node.domain!r}; rnnx imports the "
                              "default ONNX domain only")
-        if node.op_type not in _GLUE and node.op_type not in _CELLS and \
-                node.op_type not in ("MatMul", "Gemm", "Add") and node.op_type not in _ACTIVATIONS:
-            raise ValueError(f"node {node.name!r}: operator {node.op_type!r} has no rnnx "
-                             "counterpart")
-    cells = [n for n in nodes if n.op_type in _CELLS]
-    if not cells:
-        raise ValueError("the graph has no RNN, LSTM or GRU node on the way to its first output "
-                         f"{y!r} (torch.onnx.export's dynamo exporter unrolls nn.RNN into "
-                         "MatMul/Tanh steps: export an nn.RNN with dynamo=False)")
-    data_inputs = [i.name for i in graph.inputs]
-    partners = _pair_reverse_nodes(graph, cells)
+        if node.op_type in _GLUE or node.op_type in CELLS or node.op_type in _HEAD or \
+                node.op_type in ACTIVATIONS:
+            continue
+        if all(graph.shape_only(out) or graph.data_sources(out) <= integer
+               for out in node.output if out):
+            continue     # the dynamo exporter's Mul of Shape outputs, to_onnx's lengths - 1
+        raise ValueError(f"node {node.name!r}: operator {node.op_type!r} has no rnnx "
+                         "counterpart")
+
+
+def _items(graph, nodes, cells, data_inputs):
+    """([("cell", [spec per stacked node]) or ("dense", spec)] in graph order, lengths input)."""
+    partners = pair_reverse_nodes(graph, cells)
     halves = {id(forward): reverse for reverse in cells for forward in [partners.get(id(reverse))]
               if forward is not None}
-    items = []   # ("cell", [spec, ...]) or ("dense", spec), in graph order
+    items = []
     previous = []
     lengths_name = None
     for node in nodes:
-        if node.op_type in _CELLS and id(node) in partners:
+        if node.op_type in CELLS and id(node) in partners:
             continue    # read with its forward partner
-        if node.op_type in _CELLS:
-            spec = _cell_spec(graph, node)
+        if node.op_type in CELLS:
+            spec = cell_spec(graph, node)
             pair = [node]
             if id(node) in halves:
                 pair.append(halves[id(node)])
-                spec = _bidirectional_spec(spec, _cell_spec(graph, pair[1]))
+                spec = bidirectional_spec(spec, cell_spec(graph, pair[1]))
             if spec["sequence_lens"]:
                 source, _ = graph.source(spec["sequence_lens"])
                 if source not in data_inputs:
@@ -366,60 +102,120 @@ def _structure(graph):
                     raise ValueError("the nodes' sequence_lens must all be one graph input")
                 lengths_name = source
             spec["lengths"] = spec["sequence_lens"] and graph.source(spec["sequence_lens"])[0]
-            fold = (items and items[-1][0] == "cell" and previous
-                    and items[-1][1][-1]["signature"] == spec["signature"]
-                    and items[-1][1][-1]["direction"] == spec["direction"]
-                    and items[-1][1][-1]["lengths"] == spec["lengths"]
+            last = items[-1][1][-1] if items and items[-1][0] == "cell" else None
+            fold = (last is not None and previous
+                    and all(last[key] == spec[key]
+                            for key in ("signature", "direction", "lengths", "layout"))
                     and any(id(p) in graph.ancestors(node.input[0])[0] for p in previous))
             if fold:
                 items[-1][1].append(spec)
             else:
                 items.append(("cell", [spec]))
             previous = pair
-        elif node.op_type in ("MatMul", "Gemm", "Add") or node.op_type in _ACTIVATIONS:
-            _head_op(graph, node, items)
+        elif node.op_type in _HEAD or node.op_type in ACTIVATIONS:
+            head_op(graph, node, items)
             previous = []
     if any(spec["lengths"] != (lengths_name or "")
            for kind, specs in items if kind == "cell" for spec in specs):
         raise ValueError("sequence_lens must feed every recurrent node or none of them")
-    # the input and its layout: x -> X of the first node, directly or through Transpose(1, 0, 2)
-    first = cells[0]
+    return items, lengths_name
+
+
+def _input(graph, first, data_inputs):
+    """(x's graph input, batch_first, embedding table or None): x -> X of the first node,
+    directly (time-major, or batch-first with layout=1) or through Transpose(perm=[1, 0, 2])
+    (batch-first), either behind a Gather of a constant table (an Embedding: x is ids)."""
     source, producer = graph.source(first.input[0])
-    batch_first = False
-    if producer is not None and producer.op_type == "Transpose":
-        perm = list(_attributes(graph.onnx, producer).get("perm", []))
+    batch_first = attributes(graph.onnx, first).get("layout", 0) == 1
+    if producer is not None and producer.op_type == "Transpose" and not batch_first:
+        perm = list(attributes(graph.onnx, producer).get("perm", []))
         if perm != [1, 0, 2]:
             raise ValueError(f"the first recurrent node's X comes through Transpose perm={perm}; "
                              "expected x itself or Transpose(perm=[1, 0, 2]) for batch-first x")
         source, producer = graph.source(producer.input[0])
         batch_first = True
+    table = None
     if producer is not None and producer.op_type == "Gather" and \
             graph.fold(producer.input[0]) is not None:      # a lookup table: an Embedding
         table = graph.fold(producer.input[0])
-        axis = _attributes(graph.onnx, producer).get("axis", 0)
+        axis = attributes(graph.onnx, producer).get("axis", 0)
         if table.ndim != 2 or axis != 0 or table.dtype.kind != "f":
             raise ValueError(f"Gather node {producer.name!r} in front of the first recurrent node "
                              f"must look up rows (axis 0) of a 2-D float table to be an "
                              f"Embedding, got axis {axis} of a {table.dtype} {table.shape} table")
-        items.insert(0, ("embedding", table))
         source, producer = graph.source(producer.input[1])
     if producer is not None or source not in data_inputs:
-        raise ValueError("the first recurrent node's X must be a graph input (time-major), or one "
-                         "Transpose(perm=[1, 0, 2]) of it (batch-first)")
-    extra = [n for n in data_inputs if n not in (source, lengths_name)
-             and any(n in node.input for node in nodes)]
+        raise ValueError("the first recurrent node's X must be a graph input (time-major, or "
+                         "batch-first with layout=1), or one Transpose(perm=[1, 0, 2]) of it "
+                         "(batch-first), either of them after a Gather of a constant table by "
+                         "ids (an Embedding)")
+    return source, batch_first, table
+
+
+def _state_inputs(items):
+    """Per recurrent layer, {"inputs": {state name: [graph input or None per stacked node]},
+    "layout": the nodes' layout} (no inputs: zeros)."""
+    out = []
+    for kind, specs in items:
+        if kind != "cell":
+            continue
+        names = {}
+        for state in ("h", "c"):
+            per_node = [spec["initial"].get(state) for spec in specs]
+            if any(per_node):
+                names[state] = per_node
+        out.append({"inputs": names, "layout": specs[0]["layout"]})
+    return out
+
+
+def _structure(graph):
+    """(items, many_to_one candidates, x, lengths, state inputs, batch_first)."""
+    first_ids, _ = graph.ancestors(graph.outputs[0])
+    ids = set().union(*(graph.ancestors(out)[0] for out in graph.outputs))
+    # what is computed from constants alone (weights exported without constant folding) is
+    # evaluated, whatever its operators
+    nodes = [n for n in graph.onnx_graph.node
+             if id(n) in ids and any(graph.fold(out) is None for out in n.output if out)]
+    _check_operators(graph, nodes)
+    cells = [n for n in nodes if n.op_type in CELLS]
+    if not cells:
+        raise _NoCells(f"the graph has no RNN, LSTM or GRU node on the way to its outputs "
+                       f"{graph.outputs}")
+    data_inputs = [i.name for i in graph.inputs]
+    items, lengths_name = _items(graph, nodes, cells, data_inputs)
+    x_name, batch_first, table = _input(graph, cells[0], data_inputs)
+    if table is not None:
+        items.insert(0, ("embedding", table))
+    states = _state_inputs(items)
+    used = {x_name, lengths_name} | {name for layer in states
+                                     for names in layer["inputs"].values() for name in names}
+    extra = [n for n in data_inputs if n not in used and any(n in node.input for node in nodes)]
     if extra:
-        raise ValueError(f"graph inputs {extra} are not supported: rnnx models take x "
-                         "(and lengths) only")
-    # many_to_one: the output leaves the last node through Y_h, or Gather(-1) of Y
+        raise ValueError(f"graph inputs {extra} are not supported: rnnx models take x, lengths "
+                         "and the initial state (the nodes' initial_h/initial_c) only")
+    first_nodes = [n for n in nodes if id(n) in first_ids]
+    return items, _many_to_one(graph, first_nodes, items), x_name, lengths_name, states, \
+        batch_first
+
+
+def _many_to_one(graph, nodes, items):
+    """The many_to_one values that may fit the first output, most likely first."""
+    cells = [n for n in nodes if n.op_type in CELLS]
+    if not cells:
+        return [False]
     last = cells[-1]
+    head = items[-1][0] == "dense"
     consumed = {i for n in nodes for i in n.input}
-    many_to_one = last.output[0] not in consumed or _takes_last_step(graph, nodes, last)
-    return items, many_to_one, source, lengths_name, batch_first
+    if _takes_last_step(graph, nodes, last):
+        return ["output", "state"]
+    if last.output[0] not in consumed and last.output[0] != graph.outputs[0]:
+        return ["state"] if head else [False, "state"]   # from Y_h (or Y_c)
+    return [False]
 
 
 def _takes_last_step(graph, nodes, last):
-    """Whether a Gather(index -1) or Slice(starts -1) picks one step of the last node's Y."""
+    """Whether one step of the last node's Y is picked: Gather(index -1), Slice(starts -1), or
+    a GatherND/GatherElements whose indices come from a graph input (lengths - 1)."""
     after = [n for n in nodes if id(last) in graph.ancestors(n.output[0])[0]]
     for node in after:
         if node.op_type == "Gather" and graph.fold(node.input[1]) is not None:
@@ -431,6 +227,8 @@ def _takes_last_step(graph, nodes, last):
             starts = graph.fold(node.input[1])
             if starts.size == 1 and int(starts.reshape(-1)[0]) == -1:
                 return True
+        if node.op_type in ("GatherND", "GatherElements") and graph.data_sources(node.input[1]):
+            return True
     return False
 
 
@@ -440,27 +238,40 @@ def from_onnx(path_or_model, verify=True):
     Parameters
     ----------
     path_or_model : str, path-like or onnx.ModelProto
-        A graph as ``rnnx.to_onnx`` or ``torch.onnx.export`` (``nn.RNN/LSTM/GRU`` stacks,
-        ``nn.Linear`` heads) write it: x time-major, or batch-first through one
-        ``Transpose(perm=[1, 0, 2])``; an optional int ``sequence_lens`` graph input fed to
-        every node (rnnx's ``lengths``); zero or absent initial states.
+        A graph of RNN/LSTM/GRU nodes, as any exporter writes it (``rnnx.to_onnx``,
+        ``torch.onnx.export`` of ``nn.RNN/LSTM/GRU`` stacks and ``nn.Linear`` heads, onnx's
+        own node tests), or an ``nn.RNN`` the dynamo exporter unrolled into steps: x
+        time-major, batch-first through one ``Transpose(perm=[1, 0, 2])`` or
+        ``layout=1``; an optional int ``sequence_lens`` graph input fed to every
+        node (rnnx's ``lengths``); initial states zero (built by any glue: Expand,
+        ConstantOfShape, Slice, ...), absent, or graph inputs (rnnx's ``state``); any of Y,
+        Y_h, Y_c as outputs.
     verify : bool
         Run the graph (onnx's reference evaluator) and the imported model on a random probe
-        and raise if they differ.  Leave it on unless the graph is known to be rnnx's own.
+        and raise if any graph output differs.  Leave it on unless the graph is known to be
+        rnnx's own (without it, the most likely reading of many_to_one is taken).
 
     Returns
     -------
     An rnnx layer for a graph of one recurrent layer (a stack folds into ``num_layers``),
-    else an rnnx.Sequential (Dense heads; ``many_to_one`` when the output is taken from the
-    last node's Y_h or its last step).
+    else an rnnx.Sequential (Dense heads; ``many_to_one="state"`` when the output is taken
+    from the last node's Y_h, ``"output"`` when from its Y at the last step).
+
+    How the graph's values map to the model's call ``y, state = model(x, state, lengths)``:
+    ``x`` and ``lengths`` are the graph inputs of the first node's X and of sequence_lens;
+    a graph input behind the initial_h (initial_c) of a layer's nodes is its ``h`` (``c``),
+    (L*D, B, H), in rnnx's state tuple (one entry per recurrent layer); the graph outputs
+    are ``y`` (a node's raw Y (T, D, B, H) is ``y.reshape(T, B, D, H).transpose(0, 2, 1,
+    3)``; with layout=1, (B, T, D, H), ``y.reshape(B, T, D, H)``) or the final states (Y_h,
+    Y_c: the last D rows of ``h``, ``c``; transposed (1, 0, 2) with layout=1).
 
     Raises
     ------
     ValueError
-        What rnnx cannot express, named: LSTM ``clip``,
-        ``input_forget``, peepholes ``P``, non-default ``activations``,
-        ``activation_alpha``/``activation_beta``, ``layout=1``, a non-zero initial state,
-        an operator or graph input with no rnnx counterpart, glue that does not verify.
+        What rnnx cannot express, named: LSTM ``clip``, ``input_forget``, peepholes
+        ``P``, non-default ``activations``, ``activation_alpha``/``activation_beta``, a
+        constant non-zero initial state (pass it as ``state=``), an operator or graph
+        input with no rnnx counterpart, glue that does not verify.
     TypeError
         float16 (or any non float32/float64) data.
 
@@ -472,9 +283,8 @@ def from_onnx(path_or_model, verify=True):
 
     Sequence length 0: onnxruntime returns zeros for Y, Y_h and Y_c of a row whose
     ``sequence_lens`` is 0, whether or not the node has an initial state.  rnnx returns
-    zeros for its y and its initial state as its final state; the graphs imported start
-    from zero states (a non-zero initial state is refused), so the imported model returns
-    onnxruntime's zeros.
+    zeros for its y and its initial state as its final state: the two agree from zero
+    initial states, and differ for such a row only when a non-zero state is passed.
     """
     onnx = require("onnx")
     if isinstance(path_or_model, onnx.ModelProto):
@@ -484,18 +294,52 @@ def from_onnx(path_or_model, verify=True):
     else:
         raise TypeError(f"path_or_model must be a path or an onnx.ModelProto, got "
                         f"{type(path_or_model).__name__}")
-    graph = _Graph(onnx, proto)
+    graph = Graph(onnx, proto)
     for info in graph.inputs:
         elem = info.type.tensor_type.elem_type
         if elem in (onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16):
             raise TypeError(f"graph input {info.name!r} is float16/bfloat16; rnnx imports float32 "
                             "and float64 only")
-    items, many_to_one, x_name, lengths_name, batch_first = _structure(graph)
+    try:
+        items, candidates, x_name, lengths_name, states, batch_first = _structure(graph)
+    except _NoCells as error:
+        return _from_unrolled(onnx, proto, graph, error, verify)
     dtype = next(specs[0]["signature"][-1] for kind, specs in items if kind == "cell")
-    layers = [_recurrent_layer(specs, batch_first) if kind == "cell" else
-              _embedding_layer(specs, dtype) if kind == "embedding" else _dense_layer(specs, dtype)
-              for kind, specs in items]
-    model = build(layers, many_to_one)
-    if verify:
-        verify_import(onnx, proto, graph, model, x_name, lengths_name, batch_first, dtype)
-    return model
+    failures = []
+    for many_to_one in candidates:
+        layers = [recurrent_layer(specs, batch_first) if kind == "cell" else
+                  embedding_layer(specs, dtype) if kind == "embedding" else
+                  dense_layer(specs, dtype) for kind, specs in items]
+        model = build(layers, many_to_one)
+        if not verify:
+            return model
+        failure = verify_import(onnx, proto, graph, model, x_name, lengths_name, states,
+                                batch_first, dtype)
+        if failure is None:
+            return model
+        failures.append(failure)
+    raise ValueError(f"the graph computes something the imported rnnx model does not "
+                     f"({failures[0]} on a probe): its glue between the recurrent nodes is not "
+                     "the stacking, layout and heads rnnx expresses")
+
+
+def _from_unrolled(onnx, proto, graph, error, verify):
+    """The rnnx.RNN of a graph that torch.onnx.export's dynamo exporter unrolled from an
+    nn.RNN (rnnx/interop/_onnx_unrolled.py), verified like any import, or a ValueError."""
+    from ._onnx_unrolled import unrolled_rnn
+    try:
+        layers, x_name, states, heads = unrolled_rnn(graph, [i.name for i in graph.inputs])
+    except ValueError as why:
+        raise ValueError(f"{error}, and it is not an nn.RNN unrolled into MatMul/Add/Tanh "
+                         f"steps by torch.onnx.export's dynamo exporter ({why})") from None
+    models = layers
+    if heads:     # a head on the last step, or on the final state: the same for a forward RNN
+        models = [build([layer] + [dense_layer(spec, layer.dtype) for spec in heads],
+                        many_to_one) for many_to_one in ("output", "state", False)
+                  for layer in layers]
+    for model in models if verify else models[:1]:
+        if not verify or verify_import(onnx, proto, graph, model, x_name, None, states,
+                                       model.batch_first, model.dtype) is None:
+            return model
+    raise ValueError(f"{error}; read as an nn.RNN unrolled by torch.onnx.export's dynamo "
+                     "exporter it does not compute what the graph does (on a probe)")

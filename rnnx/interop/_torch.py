@@ -72,6 +72,32 @@ def _embedding(module, name):
     return layer
 
 
+def _no_counterpart(module, name, nn):
+    """Why module does not convert, and what to pass instead."""
+    quantized = [(child_name, child) for child_name, child in module.named_modules()
+                 if "quantized" in type(child).__module__]
+    if quantized:
+        import rnnx
+        child_name, child = quantized[0]
+        where = f"{name}{'.' + child_name if child_name else ''}"
+        hint = ("; quantize the converted model with rnnx.quantize" if hasattr(rnnx, "quantize")
+                else "")
+        return (f"{where} is a quantized module ({type(child).__module__}."
+                f"{type(child).__name__}): rnnx converts float modules; convert the float "
+                f"model, before torch's quantize_dynamic{hint}")
+    children = [child_name for child_name, child in module.named_modules()
+                if isinstance(child, (nn.Embedding, nn.RNN, nn.LSTM, nn.GRU, nn.Linear))]
+    if children:
+        listed = ", ".join(f"module.{child_name}" for child_name in children)
+        return (f"{name} is a custom module, whose forward() rnnx cannot read: pass its "
+                f"Embedding, recurrent and Linear children in the order forward() runs them, "
+                f"rnnx.from_torch([{listed}]); where forward() takes the last step "
+                "(out[length - 1]) or the final state (h_n) before the Linear, build "
+                "rnnx.Sequential(*converted.layers, many_to_one='output' or 'state')")
+    return (f"{name} has no rnnx counterpart: expected nn.Embedding, nn.RNN, nn.LSTM, nn.GRU, "
+            "nn.Linear, nn.Sigmoid, nn.Tanh, nn.ReLU, nn.Softmax, nn.Identity or nn.Dropout")
+
+
 def from_torch(module):
     """Convert a PyTorch module to rnnx.
 
@@ -79,9 +105,9 @@ def from_torch(module):
     ----------
     module : torch.nn.Module or a list of them
         An ``nn.Embedding`` (first only: the model then takes ids; ``padding_idx`` kept,
-        ``max_norm`` refused), an ``nn.RNN``, ``nn.LSTM`` or ``nn.GRU`` (with ``nonlinearity``, ``bias``,
-        ``batch_first``, ``bidirectional``, ``num_layers``, an LSTM's ``proj_size``;
-        ``dropout`` when rnnx has it), an
+        ``max_norm`` refused), an ``nn.RNN``, ``nn.LSTM`` or ``nn.GRU`` (with
+        ``nonlinearity``, ``bias``, ``batch_first``, ``bidirectional``, ``num_layers``, an
+        LSTM's ``proj_size``; ``dropout`` when rnnx has it), an
         ``nn.Linear``, or an ``nn.Sequential`` / ``nn.ModuleList`` / list of those, run in
         order.  The rule for a chain: a recurrent module's output is the first element of the
         tuple it returns (the sequence ``y``), as in ``y, _ = rnn(x); out = head(y)``; an
@@ -98,7 +124,9 @@ def from_torch(module):
     ValueError
         An activation not after a Linear, a softmax over another dimension than the last.
     TypeError
-        A module rnnx has no counterpart for, or parameters that are not float32/float64.
+        A module rnnx has no counterpart for (a custom module: the message lists its
+        recurrent and Linear children to pass instead; a quantized one: convert the float
+        model), or parameters that are not float32/float64.
     """
     torch = require("torch")
     nn = torch.nn
@@ -140,9 +168,7 @@ def from_torch(module):
         elif kind in _SKIPPED_MODULES:
             continue
         else:
-            raise TypeError(f"{name} has no rnnx counterpart: expected nn.Embedding, nn.RNN, "
-                            "nn.LSTM, nn.GRU, nn.Linear, nn.Sigmoid, nn.Tanh, nn.ReLU, nn.Softmax, "
-                            "nn.Identity or nn.Dropout")
+            raise TypeError(_no_counterpart(m, name, nn))
     if not layers:
         raise ValueError("module holds no layer rnnx can convert (only Identity/Dropout)")
     return build(layers, many_to_one=False)

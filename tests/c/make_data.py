@@ -84,7 +84,7 @@ def model_reference(model, x, lengths=None, many_to_one=None):
             last = np.full(B, T - 1) if lengths is None else np.asarray(lengths) - 1
             H = layer.hidden_size
             pooled = h[last, np.arange(B)].copy()
-            if layer.num_directions == 2:
+            if layer.num_directions == 2 and many_to_one != "output":
                 pooled[:, H:] = h[0, :, H:]
             h = pooled
     return h
@@ -133,6 +133,9 @@ def _cases():
                                                rnnx.LSTM(3, 4, dtype=f64, seed=18),
                                                rnnx.Dense(4, 2, dtype=f64, seed=19),
                                                many_to_one=True), 5, 2, [5, 3]),
+        "lstm_bi_output_m2o_f64": (rnnx.Sequential(
+            rnnx.LSTM(3, 4, bidirectional=True, dtype=f64, seed=20),
+            rnnx.Dense(8, 2, dtype=f64, seed=21), many_to_one="output"), 5, 3, [2, 5, 0]),
     }
 
 

@@ -112,7 +112,8 @@ static void test_image(const unsigned char* image, size_t len)
             CHECK(status == RNNX_EVERSION, "version byte %zu altered: status %d", i, status);
     }
     /* an unknown version, resealed: EVERSION; a version-1 body is also valid
-     * as version 2, but an Embedding (kind 17) is not valid in version 1 */
+     * as version 2, but an Embedding (kind 17) or the last-output flag is not valid in
+     * version 1 */
     memcpy(bad, image, len);
     put_u32(bad + 8, 3);
     reseal(bad, len);
@@ -252,6 +253,20 @@ static void test_arguments(const char* dir)
     CHECK(embed_image && embed_image[8] == 2, "%s: not a version-2 file", path);
     test_image(embed_image, embed_len);
     free(embed_image);
+    /* and a many_to_one="output" model's (version 2: the last-output flag); the flag in a
+     * file that says version 1 is corrupt, as Python's reader says too */
+    snprintf(path, sizeof path, "%s/lstm_bi_output_m2o_f64.rnnx", dir);
+    size_t output_len = 0;
+    unsigned char* output_image = read_all(path, &output_len);
+    CHECK(output_image && output_image[8] == 2 && (output_image[20] & 4),
+          "%s: not a version-2 file with the last-output flag", path);
+    if (output_image) {
+        test_image(output_image, output_len);
+        put_u32(output_image + 8, 1);
+        reseal(output_image, output_len);
+        CHECK_STATUS(parse_and_run(output_image, output_len), RNNX_ECORRUPT);
+    }
+    free(output_image);
     free(bmem);
     free(smem);
     free(x);
