@@ -307,3 +307,12 @@ def test_to_onnx_float64_equals_onnx_reference_evaluator():
     np.testing.assert_allclose(got[0], y, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(got[1], h_n, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(got[2], c_n, rtol=1e-12, atol=1e-12)
+
+
+def test_to_onnx_from_onnx_round_trip_is_exact():
+    pytest.importorskip("onnx")
+    model = _onnx_model(np.float64)
+    back = rnnx.from_onnx(rnnx.to_onnx(model))
+    assert back[0].peephole and back[0].num_layers == 2 and back[0].bidirectional
+    for name, value in model.state_dict().items():
+        assert np.array_equal(back.state_dict()[name], value), name
