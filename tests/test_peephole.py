@@ -15,7 +15,8 @@ import pytest
 
 import rnnx
 from rnnx import reference as ref
-from shared import central_difference
+from shared import assert_checkpointed_equals_plain, assert_chunks_equal_whole, \
+    assert_npz_round_trip, central_difference
 
 # float64: the core and the reference sum the same products in other orders (~1e-16 each);
 # float32 against the float64 reference of the same float32 values: ~1e-5 at worst.
@@ -174,37 +175,17 @@ def test_zero_peepholes_equal_the_plain_lstm_bit_for_bit_float64():
                            plain.load_state_dict(state) or plain(x)[0], atol=1e-3)
 
 
-def test_chunked_forward_with_carried_state_equals_whole_float64():
-    layer = make_layer(bidirectional=False)
-    x = np.random.default_rng(3).standard_normal((11, 2, 4))
-    y, state = layer(x)
-    carried, parts = None, []
-    for a in range(0, 11, 4):
-        part, carried = layer(x[a:a + 4], carried)
-        parts.append(part)
-    assert np.array_equal(np.concatenate(parts), y)
-    assert all(np.array_equal(a, b) for a, b in zip(state, carried))
-
-
 @pytest.mark.parametrize("bidirectional", [False, True])
-def test_checkpointed_bptt_equals_plain_bptt_float64(bidirectional):
+def test_chunks_and_checkpointed_bptt_equal_one_plain_run_float64(bidirectional):
     layer = make_layer(bidirectional=bidirectional)
     x, state, dy, dstate = random_case(layer, T=9)
-    lengths = np.array([9, 3, 6])
-    y, final, cache = layer.forward(x, state, lengths)
-    expected = layer.backward(cache, dy, dstate)
-    y2, final2, cache2 = layer.forward(x, state, lengths, checkpoint=2)
-    got = layer.backward(cache2, dy, dstate)
-    assert np.array_equal(y, y2) and all(np.array_equal(a, b) for a, b in zip(final, final2))
-    assert np.array_equal(got[0], expected[0])
-    assert all(np.array_equal(a, b) for a, b in zip(got[1], expected[1]))
-    for name in expected[2]:
-        if "peephole" in name:
-            # the core sums dP over the rows after each call, in time order: per segment,
-            # segments last to first, so the sum is the same to rounding, not bit for bit
-            np.testing.assert_allclose(got[2][name], expected[2][name], rtol=1e-13, atol=1e-15)
-        else:
-            assert np.array_equal(got[2][name], expected[2][name]), name
+    if not bidirectional:    # a reverse direction needs the whole sequence
+        assert_chunks_equal_whole(layer, x, 4)
+    # the core sums dP over the rows after each call, in time order: per segment, segments
+    # last to first, so its sum is the same to rounding, not bit for bit
+    peepholes = [name for name in layer.state_dict() if "peephole" in name]
+    assert_checkpointed_equals_plain(layer, x, state, np.array([9, 3, 6]), dy, dstate,
+                                     close=peepholes)
 
 
 def test_trainer_truncated_bptt_equals_the_reference_chunk_by_chunk():
@@ -258,14 +239,8 @@ def test_stream_equals_the_whole_sequence(dtype, proj_size):
 def test_save_load_round_trip_and_the_rnnx_format_refuses(tmp_path):
     layer = make_layer()
     model = rnnx.Sequential(layer, rnnx.Dense(10, 2, dtype=np.float64, seed=1), many_to_one=True)
-    path = os.fspath(tmp_path / "model.npz")
-    rnnx.save(model, path)
-    loaded = rnnx.load(path)
-    assert loaded[0].peephole is True
     x = np.random.default_rng(1).standard_normal((5, 2, 4))
-    assert np.array_equal(loaded(x)[0], model(x)[0])
-    for name, value in model.state_dict().items():
-        assert np.array_equal(loaded.state_dict()[name], value)
+    assert assert_npz_round_trip(model, tmp_path, x, np.array([5, 2]))[0].peephole is True
     with pytest.raises(ValueError, match="peephole=True cannot be stored in the .rnnx format"):
         rnnx.save(model, os.fspath(tmp_path / "model.rnnx"))
     assert not (tmp_path / "model.rnnx").exists()
