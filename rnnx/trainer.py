@@ -48,7 +48,8 @@ from .seq2seq import Seq2Seq
 from . import seq2seq_training
 from .optim import OPTIMIZERS, Adam, Optimizer, clip_grad_norm, clip_grad_value, global_norm
 from .progress import Progress
-from .trainer_data import axes, check_data, loss_mask, parse_bptt, segment_lengths, time_slice
+from .trainer_data import axes, check_data, check_validation, loss_mask, parse_bptt, \
+    segment_lengths, time_slice
 
 RESET_STATES = ("sequence", "never", "chunk")
 
@@ -347,23 +348,7 @@ class Trainer:
             return seq2seq_training.fit(self, x, y, lengths, epochs, batch_size, shuffle,
                                         callback, validation)
         x, y, lengths = check_data(self.model, self.loss, x, y, lengths)
-        if validation is not None:
-            if not isinstance(validation, (tuple, list)) or len(validation) not in (2, 3):
-                raise TypeError("validation must be a tuple (x_val, y_val) or (x_val, y_val, "
-                                f"lengths_val), got {type(validation).__name__}")
-            try:
-                validation = check_data(self.model, self.loss, *validation,
-                                        *(() if len(validation) == 3 else (None,)))
-            except (TypeError, ValueError) as error:
-                raise type(error)(f"validation=(x, y[, lengths]): {error}") from error
-        if early_stopping is not None:
-            if isinstance(early_stopping, bool) or not isinstance(early_stopping, (int, np.integer)) \
-                    or early_stopping < 1:
-                raise ValueError(f"early_stopping must be None or a patience, an int >= 1, got "
-                                 f"{early_stopping!r}")
-            if validation is None:
-                raise ValueError("early_stopping needs validation=(x_val, y_val): it watches the "
-                                 "validation loss")
+        validation = check_validation(self.model, self.loss, validation, early_stopping)
         batch_axis, time_axis, y_batch_axis = axes(self.model)
         N = x.shape[batch_axis]
         batch_size, n_batches = self._batches(batch_size, N)

@@ -111,3 +111,26 @@ def loss_mask(model, steps, batch, loss_from, lengths, t0):
     if lengths is not None:
         mask = mask & (t[:, None] < lengths[None, :])
     return mask.T if model.batch_first else mask
+
+
+def check_validation(model, loss, validation, early_stopping):
+    """fit's validation=(x, y[, lengths]) checked like its data (or None), and its
+    early_stopping patience, which needs it."""
+    if validation is not None:
+        if not isinstance(validation, (tuple, list)) or len(validation) not in (2, 3):
+            raise TypeError("validation must be a tuple (x_val, y_val) or (x_val, y_val, "
+                            f"lengths_val), got {type(validation).__name__}")
+        try:
+            validation = check_data(model, loss, *validation,
+                                    *(() if len(validation) == 3 else (None,)))
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"validation=(x, y[, lengths]): {error}") from error
+    if early_stopping is not None:
+        if isinstance(early_stopping, bool) or not isinstance(early_stopping, (int, np.integer)) \
+                or early_stopping < 1:
+            raise ValueError(f"early_stopping must be None or a patience, an int >= 1, got "
+                             f"{early_stopping!r}")
+        if validation is None:
+            raise ValueError("early_stopping needs validation=(x_val, y_val): it watches the "
+                             "validation loss")
+    return validation
