@@ -43,7 +43,6 @@ VERSION = 1
 HEADER_KEY = "__rnnx__"
 CHECKPOINT_KEY = "__checkpoint__"   # the header of a Trainer checkpoint (rnnx.trainer)
 PARAM_PREFIX = "param/"
-RECURRENT = ("RNN", "LSTM", "GRU")   # the recurrent layer types (their shapes: rnnx.cells)
 # Everything a corrupt or hostile .npz member can raise while being read.
 _CORRUPT = (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, KeyError, TypeError,
             SyntaxError, UnicodeDecodeError, NotImplementedError, MemoryError, RecursionError,
@@ -243,10 +242,15 @@ def _declared_shapes(spec, prefix=""):
                 return None
             shapes.update(inner)
         return shapes
+    from . import cells, layers   # need the compiled core, which this module imports without
+    # {recurrent layer type: the first of its cells in the core's table (they share shapes)}
+    recurrent = {}
+    for variant, (cls, _) in layers.variants().items():
+        recurrent.setdefault(cls.__name__, variant)
     sizes = {}
     keys = {"Dense": ("in_features", "out_features"),
             "Embedding": ("num_embeddings", "embedding_dim")}.get(kind, ("input_size", "hidden_size"))
-    for key in keys + (("num_layers",) if kind in RECURRENT else ()):
+    for key in keys + (("num_layers",) if kind in recurrent else ()):
         if key not in config:      # a config this check does not know: load_state_dict checks
             return None
         value = config[key]
@@ -261,9 +265,8 @@ def _declared_shapes(spec, prefix=""):
         return shapes
     if kind == "Embedding":
         return {f"{prefix}weight": (sizes["num_embeddings"], sizes["embedding_dim"])}
-    if kind not in RECURRENT:
+    if kind not in recurrent:
         return None
-    from . import cells, layers   # need the compiled core, which this module imports without
     I, H = sizes["input_size"], sizes["hidden_size"]
     D = 2 if config.get("bidirectional", False) else 1
     P = config.get("proj_size", 0) if kind == "LSTM" else 0   # an LSTM's projection
@@ -273,13 +276,12 @@ def _declared_shapes(spec, prefix=""):
     peephole = config.get("peephole", False) if kind == "LSTM" else False
     if not isinstance(peephole, bool):
         raise ValueError(f"config['peephole'] of the LSTM layer must be a bool, got {peephole!r}")
-    # every cell of a layer class has the same parameters: take its first
-    cell = next(name for name, (cls, _) in layers.variants().items() if cls.__name__ == kind)
     shapes = {}
     for k in range(sizes["num_layers"]):
         width = I if k == 0 else D * (P or H)       # layer k > 0 takes y, P wide if projected
         for suffix in ("", "_reverse")[:D]:
-            for name, shape in cells.parameter_shapes(cell, width, H, P, peephole, bias).items():
+            for name, shape in cells.parameter_shapes(recurrent[kind], width, H, P, peephole,
+                                                      bias).items():
                 shapes[f"{prefix}{name}_l{k}{suffix}"] = shape
     return shapes
 
