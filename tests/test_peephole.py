@@ -240,6 +240,10 @@ def test_stream_equals_the_whole_sequence(dtype, proj_size):
     stream.reset(state)
     assert np.array_equal(stream.run(x[:3]), y[:3])
     assert np.array_equal(stream.run(x[3:]), y[3:])
+    model = rnnx.Sequential(layer, rnnx.Dense(layer.output_size, 2, dtype=dtype, seed=1))
+    whole = model(x)[0]
+    model_stream = model.stream(batch_size=2)     # Sequential.stream: the layer's Stream inside
+    assert np.array_equal(np.stack([model_stream.step(x[t]) for t in range(7)]), whole)
 
 
 def test_save_load_round_trip_and_the_rnnx_format_refuses(tmp_path):
