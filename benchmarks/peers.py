@@ -18,8 +18,11 @@ import warnings
 
 import numpy as np
 
-CELLS = ("rnn", "lstm", "gru")
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}  # G = GATES[cell] * H
+CELLS = ("rnn", "lstm", "gru")   # the cells every peer has
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}  # G = GATES[cell] * H (peer processes run without rnnx;
+# a mismatch with the core's table fails at load_state_dict)
+# the variant of rnnx's cell table (rnnx.layers.variants()) each benchmark cell is
+RNNX_VARIANTS = {"rnn": "rnn_tanh", "lstm": "lstm", "gru": "gru_reset_after"}
 ONNX_OPSET = 17
 
 
@@ -79,12 +82,8 @@ class Rnnx:
         self.version = getattr(rnnx, "__version__", "unknown")
 
     def _layer(self, problem):
-        if problem.cell == "rnn":
-            layer = self.rnnx.RNN(problem.input, problem.hidden, nonlinearity="tanh", dtype=np.float32)
-        elif problem.cell == "lstm":
-            layer = self.rnnx.LSTM(problem.input, problem.hidden, dtype=np.float32)
-        else:
-            layer = self.rnnx.GRU(problem.input, problem.hidden, reset_after=True, dtype=np.float32)
+        cls, options = self.rnnx.layers.variants()[RNNX_VARIANTS[problem.cell]]
+        layer = cls(problem.input, problem.hidden, dtype=np.float32, **options)
         layer.load_state_dict(problem.weights)
         return layer
 

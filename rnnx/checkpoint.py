@@ -99,7 +99,7 @@ def forward(layer, x, state, lengths, checkpoint):
         for d in range(D):
             i = kk * D + d
             weights = layer._weights(kk, d)
-            proj = layer._proj(kk, d)   # an LSTM's projection: {"w_hr": ...}, or {}
+            options = layer._cell_options(kk, d)   # an LSTM's {"w_hr", "w_peep"}, or {}
             h, c = init[0][i], (init[1][i] if has_c else None)
             saved = [None] * len(bounds)
             # a reverse direction runs from the end: its segments in reverse time order
@@ -111,7 +111,7 @@ def forward(layer, x, state, lengths, checkpoint):
                 c_n = np.empty_like(c) if has_c else None
                 y_seg = y[t0:t1, :, d * H:(d + 1) * H]
                 _core.forward(layer._cell, layer_input[t0:t1], h, c, *weights, seg_lengths,
-                              layer._reverse(d), y_seg, h_n, c_n, False, **proj)
+                              layer._reverse(d), y_seg, h_n, c_n, False, **options)
                 if ended is not None:  # undo the one step the ended rows were run for
                     y_seg[0, ended] = 0
                     h_n[ended] = h[ended]
@@ -159,7 +159,7 @@ def backward(layer, cache, dy, dstate):
                 c_n = np.empty_like(c0) if has_c else None
                 core_cache = _core.forward(layer._cell, x_seg, h0, c0, w_ih, w_hh, b_ih, b_hh,
                                            seg_lengths, layer._reverse(d), y_seg, h_n, c_n, True,
-                                           w_hr=proj.get("w_hr"))
+                                           **layer._cell_options(kk, d))
                 dy_seg = None if dy is None else dy[t0:t1, :, d * H:(d + 1) * H]
                 dh_in, dc_in = dh, dc
                 if ended is not None:  # no gradient into the ended rows' one extra step

@@ -43,7 +43,6 @@ VERSION = 1
 HEADER_KEY = "__rnnx__"
 CHECKPOINT_KEY = "__checkpoint__"   # the header of a Trainer checkpoint (rnnx.trainer)
 PARAM_PREFIX = "param/"
-GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
 # Everything a corrupt or hostile .npz member can raise while being read.
 _CORRUPT = (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, KeyError, TypeError,
             SyntaxError, UnicodeDecodeError, NotImplementedError, MemoryError, RecursionError,
@@ -243,10 +242,15 @@ def _declared_shapes(spec, prefix=""):
                 return None
             shapes.update(inner)
         return shapes
+    from . import cells, layers   # need the compiled core, which this module imports without
+    # {recurrent layer type: the first of its cells in the core's table (they share shapes)}
+    recurrent = {}
+    for variant, (cls, _) in layers.variants().items():
+        recurrent.setdefault(cls.__name__, variant)
     sizes = {}
     keys = {"Dense": ("in_features", "out_features"),
             "Embedding": ("num_embeddings", "embedding_dim")}.get(kind, ("input_size", "hidden_size"))
-    for key in keys + (("num_layers",) if kind in GATES else ()):
+    for key in keys + (("num_layers",) if kind in recurrent else ()):
         if key not in config:      # a config this check does not know: load_state_dict checks
             return None
         value = config[key]
@@ -261,26 +265,24 @@ def _declared_shapes(spec, prefix=""):
         return shapes
     if kind == "Embedding":
         return {f"{prefix}weight": (sizes["num_embeddings"], sizes["embedding_dim"])}
-    if kind not in GATES:
+    if kind not in recurrent:
         return None
-    I, H, G = sizes["input_size"], sizes["hidden_size"], GATES[kind] * sizes["hidden_size"]
+    I, H = sizes["input_size"], sizes["hidden_size"]
     D = 2 if config.get("bidirectional", False) else 1
     P = config.get("proj_size", 0) if kind == "LSTM" else 0   # an LSTM's projection
     if isinstance(P, bool) or not isinstance(P, int) or not 0 <= P < H:
         raise ValueError(f"config['proj_size'] of the LSTM layer must be an int in [0, "
                          f"hidden_size={H}), got {P!r}")
-    S = P or H   # the width of h and y
+    peephole = config.get("peephole", False) if kind == "LSTM" else False
+    if not isinstance(peephole, bool):
+        raise ValueError(f"config['peephole'] of the LSTM layer must be a bool, got {peephole!r}")
     shapes = {}
     for k in range(sizes["num_layers"]):
-        width = I if k == 0 else D * S
+        width = I if k == 0 else D * (P or H)       # layer k > 0 takes y, P wide if projected
         for suffix in ("", "_reverse")[:D]:
-            shapes[f"{prefix}weight_ih_l{k}{suffix}"] = (G, width)
-            shapes[f"{prefix}weight_hh_l{k}{suffix}"] = (G, S)
-            if bias:
-                shapes[f"{prefix}bias_ih_l{k}{suffix}"] = (G,)
-                shapes[f"{prefix}bias_hh_l{k}{suffix}"] = (G,)
-            if P:
-                shapes[f"{prefix}weight_hr_l{k}{suffix}"] = (P, H)
+            for name, shape in cells.parameter_shapes(recurrent[kind], width, H, P, peephole,
+                                                      bias).items():
+                shapes[f"{prefix}{name}_l{k}{suffix}"] = shape
     return shapes
 
 

@@ -47,8 +47,8 @@ def _layer_classes():
     """{type name: class} of every layer a config can name (layers is imported late: it
     needs the compiled core, and this module imports without it)."""
     from . import layers
-    return {"RNN": layers.RNN, "LSTM": layers.LSTM, "GRU": layers.GRU, "Dense": Dense,
-            "Embedding": Embedding}
+    recurrent = {cls.__name__: cls for cls, _ in layers.variants().values()}   # the cell table's
+    return {**recurrent, "Dense": Dense, "Embedding": Embedding}
 
 
 def layer_from_spec(spec):

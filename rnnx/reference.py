@@ -25,6 +25,10 @@ The state is handed over explicitly: the caller passes h_n of one chunk as h0 of
 An LSTM may have a projection (PyTorch's proj_size P, 0 < P < H): w_hr (P,H), no bias, and
 h_t = W_hr (o * tanh(c_t)); then h0, h_n, y are P wide, w_hh is (4H,P), c stays (B,H), and
 backward also returns dw_hr.
+
+An LSTM may have peepholes (ONNX's P, Gers & Schmidhuber 2000): w_peephole (3H,), the
+vectors p_i, p_f, p_o in that order (rnnx's order; ONNX's P is [p_i, p_o, p_f]), through
+which the gates see the cell: i and f see c_{t-1}, o sees c_t (see lstm_forward).
 """
 import numpy as np
 
@@ -150,15 +154,22 @@ def rnn_backward(dy, dh_n, cache):
 # ---------------------------------------------------------------------------------------
 # LSTM:  [i f g o] = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh
 #        i, f, o = sigma(.)   g = tanh(.)   c_t = f*c_{t-1} + i*g   h_t = o*tanh(c_t)
+# with peepholes p = [p_i p_f p_o] (3H,):
+#        i = sigma(a_i + p_i*c_{t-1})   f = sigma(a_f + p_f*c_{t-1})   o = sigma(a_o + p_o*c_t)
 
-def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=None, reverse=False, w_hr=None):
-    """Returns y (T,B,P), h_n (B,P), c_n (B,H), cache; P = H without a projection w_hr (P,H)."""
-    x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr = _in_dtype_of(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
+def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=None, reverse=False, w_hr=None,
+                 w_peephole=None):
+    """Returns y (T,B,P), h_n (B,P), c_n (B,H), cache; P = H without a projection w_hr (P,H).
+    w_peephole: None, or the peepholes (3H,) = [p_i p_f p_o]."""
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, w_peephole = _in_dtype_of(
+        x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, w_peephole)
     T, B, _ = x.shape
     H = w_hh.shape[0] // 4
     P = H if w_hr is None else w_hr.shape[0]
     lengths = check_lengths(lengths, T, B)
     bias_ih, bias_hh = _bias_or_zeros(b_ih, 4 * H, x.dtype), _bias_or_zeros(b_hh, 4 * H, x.dtype)
+    # no peephole is a peephole of zeros (adding 0.0 * c is exact for finite c)
+    p_i, p_f, p_o = np.split(_bias_or_zeros(w_peephole, 3 * H, x.dtype), 3)
 
     y = np.zeros((T, B, P), x.dtype)
     h, c = h0, c0
@@ -167,33 +178,45 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=None, reverse=False,
         valid = _valid_rows(lengths, t, B)
         gates = x[t] @ w_ih.T + bias_ih + h @ w_hh.T + bias_hh       # (B,4H)
         a_i, a_f, a_g, a_o = np.split(gates, 4, axis=1)
-        i, f, g, o = sigmoid(a_i), sigmoid(a_f), np.tanh(a_g), sigmoid(a_o)
+        if w_peephole is not None:
+            a_i = a_i + p_i * c                                      # i and f see c_{t-1}
+            a_f = a_f + p_f * c
+        i, f, g = sigmoid(a_i), sigmoid(a_f), np.tanh(a_g)
         c_new = f * c + i * g
+        if w_peephole is not None:
+            a_o = a_o + p_o * c_new                                  # o sees c_t
+        o = sigmoid(a_o)
         tanh_c = np.tanh(c_new)
         m = o * tanh_c                                               # (B,H)
         h_new = m if w_hr is None else m @ w_hr.T                    # the projection: (B,P)
         steps.append(dict(t=t, valid=valid, h_prev=h, c_prev=c, i=i, f=f, g=g, o=o, tanh_c=tanh_c,
-                          m=m))
+                          m=m, c_new=c_new))
         h = np.where(valid, h_new, h)
         c = np.where(valid, c_new, c)
         y[t] = np.where(valid, h_new, 0)
     cache = dict(cell="lstm", x=x, h0=h0, c0=c0, w_ih=w_ih, w_hh=w_hh, w_hr=w_hr,
-                 has_bias=b_ih is not None, steps=steps)
+                 w_peephole=w_peephole, has_bias=b_ih is not None, steps=steps)
     return y, h, c, cache
 
 
 def lstm_backward(dy, dh_n, dc_n, cache):
     """Returns dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh (bias grads None without bias),
-    and dw_hr last when the forward had a projection."""
+    then dw_hr when the forward had a projection, then dw_peephole (3H,) when it had
+    peepholes."""
     x, w_ih, w_hh, w_hr = cache["x"], cache["w_ih"], cache["w_hh"], cache["w_hr"]
+    w_peephole = cache["w_peephole"]
+    H = w_hh.shape[0] // 4
     dy = _zeros_if_none(dy, x.shape[:2] + (cache["h0"].shape[1],), x.dtype)
     dh = _zeros_if_none(dh_n, cache["h0"].shape, x.dtype)
     dc = _zeros_if_none(dc_n, cache["c0"].shape, x.dtype)
     dx = np.zeros_like(x)
     dw_ih, dw_hh, db_ih, db_hh = _weight_grads(cache)
     dw_hr = None if w_hr is None else np.zeros_like(w_hr)
+    p_i, p_f, p_o = np.split(_bias_or_zeros(w_peephole, 3 * H, x.dtype), 3)
+    dp_i, dp_f, dp_o = (np.zeros(H, x.dtype) for _ in range(3))
     for s in reversed(cache["steps"]):
         t, valid, i, f, g, o, tanh_c = s["t"], s["valid"], s["i"], s["f"], s["g"], s["o"], s["tanh_c"]
+        c_prev = s["c_prev"]
         # forward: y_t = h_new, h_t = where(valid, h_new, h_prev), c_t = where(valid, c_new, c_prev)
         dh_new = np.where(valid, dh + dy[t], 0)
         dc_new = np.where(valid, dc, 0)
@@ -206,13 +229,26 @@ def lstm_backward(dy, dh_n, dc_n, cache):
         # forward: m = o * tanh_c, tanh_c = tanh(c_new)
         do = dm * tanh_c
         dc_new = dc_new + dm * o * (1 - tanh_c * tanh_c)
+        # forward: o = sigma(a_o + p_o * c_new)  (sigma' = s(1-s)): c_new reaches the loss
+        # through o too, and p_o's gradient is the sum over rows of da_o * c_new
+        da_o = do * o * (1 - o)
+        if w_peephole is not None:
+            dc_new = dc_new + da_o * p_o
+            dp_o += (da_o * s["c_new"]).sum(axis=0)
         # forward: c_new = f * c_prev + i * g
-        df = dc_new * s["c_prev"]
+        df = dc_new * c_prev
         di = dc_new * g
         dg = dc_new * i
-        dc = np.where(valid, 0, dc) + dc_new * f       # padded rows pass dc through
-        # forward: i, f, o = sigma(a_i, a_f, a_o) (sigma' = s(1-s)), g = tanh(a_g) (tanh' = 1-g^2)
-        dgates = np.concatenate([di * i * (1 - i), df * f * (1 - f), dg * (1 - g * g), do * o * (1 - o)], axis=1)
+        # forward: i = sigma(a_i + p_i * c_prev), f = sigma(a_f + p_f * c_prev), g = tanh(a_g)
+        da_i, da_f, da_g = di * i * (1 - i), df * f * (1 - f), dg * (1 - g * g)
+        dc_prev = dc_new * f
+        if w_peephole is not None:
+            # c_prev reaches i and f through the peepholes
+            dc_prev = dc_prev + da_i * p_i + da_f * p_f
+            dp_i += (da_i * c_prev).sum(axis=0)
+            dp_f += (da_f * c_prev).sum(axis=0)
+        dc = np.where(valid, 0, dc) + dc_prev          # padded rows pass dc through
+        dgates = np.concatenate([da_i, da_f, da_g, da_o], axis=1)
         # forward: gates = x_t @ W_ih^T + b_ih + h_prev @ W_hh^T + b_hh
         dx[t] = dgates @ w_ih
         dw_ih += dgates.T @ x[t]
@@ -221,7 +257,8 @@ def lstm_backward(dy, dh_n, dc_n, cache):
         db_hh += dgates.sum(axis=0)
         dh = np.where(valid, 0, dh) + dgates @ w_hh     # padded rows pass dh through
     out = (dx, dh, dc, dw_ih, dw_hh) + _bias_grads(cache, db_ih, db_hh)
-    return out if w_hr is None else out + (dw_hr,)
+    out += () if w_hr is None else (dw_hr,)
+    return out if w_peephole is None else out + (np.concatenate([dp_i, dp_f, dp_o]),)
 
 
 # ---------------------------------------------------------------------------------------
@@ -328,17 +365,20 @@ def _check_cell(cell):
     return cell
 
 
-def forward(cell, x, state, w_ih, w_hh, b_ih, b_hh, lengths=None, reverse=False, w_hr=None):
+def forward(cell, x, state, w_ih, w_hh, b_ih, b_hh, lengths=None, reverse=False, w_hr=None,
+            w_peephole=None):
     """Forward of one direction of one layer of any cell.
 
     cell: one of CELLS (a layer's ``cell_name``); state: a tuple of (B,H) arrays named by
     STATE_NAMES[cell] ((h0,) or (h0, c0)), or None for zeros.  w_hr: an LSTM's projection
-    (P,H), or None.
+    (P,H), or None; w_peephole: an LSTM's peepholes (3H,) = [p_i p_f p_o], or None.
     Returns y (T,B,H), the final state as a tuple like state, and the cache for backward."""
     cell = _check_cell(cell)
     x = np.asarray(x)
     if w_hr is not None and cell != "lstm":
         raise ValueError(f"w_hr (a projection, proj_size > 0) is for an LSTM only, got cell {cell!r}")
+    if w_peephole is not None and cell != "lstm":
+        raise ValueError(f"w_peephole (peepholes) is for an LSTM only, got cell {cell!r}")
     if state is None:
         H = np.shape(w_hh)[0] // (4 if cell == "lstm" else 3 if cell.startswith("gru") else 1)
         zeros = np.zeros((x.shape[1], H), x.dtype)
@@ -347,7 +387,7 @@ def forward(cell, x, state, w_ih, w_hh, b_ih, b_hh, lengths=None, reverse=False,
         raise ValueError(f"state of {cell} must be a tuple {STATE_NAMES[cell]}, got {len(state)} arrays")
     if cell == "lstm":
         y, h, c, cache = lstm_forward(x, state[0], state[1], w_ih, w_hh, b_ih, b_hh, lengths, reverse,
-                                      w_hr)
+                                      w_hr, w_peephole)
         return y, (h, c), cache
     if cell.startswith("rnn"):
         y, h, cache = rnn_forward(x, state[0], w_ih, w_hh, b_ih, b_hh, cell[4:], lengths, reverse)
@@ -361,7 +401,7 @@ def backward(cell, cache, dy, dstate=None):
     """Backward of forward(cell, ...): dy (T,B,H) or None, dstate a tuple like the state
     (entries may be None) or None. Returns dx, the initial state's gradient as a tuple,
     and (dw_ih, dw_hh, db_ih, db_hh) (bias gradients None without bias), with dw_hr appended
-    for an LSTM with a projection."""
+    for an LSTM with a projection, then dw_peephole for one with peepholes."""
     cell = _check_cell(cell)
     names = STATE_NAMES[cell]
     dstate = (None,) * len(names) if dstate is None else tuple(dstate)

@@ -107,6 +107,10 @@ def _descriptor_and_tensors(layer):
         raise ValueError(f"an LSTM with proj_size={layer.proj_size} cannot be stored in the .rnnx "
                          f"format (the bare C library has no LSTM projection yet): save it with "
                          f"rnnx.save to a .npz path instead")
+    if getattr(layer, "peephole", False):
+        raise ValueError("an LSTM with peephole=True cannot be stored in the .rnnx format (the "
+                         "bare C library's model has no peephole LSTM yet): save it with "
+                         "rnnx.save to a .npz path instead")
     if getattr(layer, "go_backwards", False):
         raise ValueError("the .rnnx format (the C library's) has no reverse-only layer: a "
                          "go_backwards=True layer can be saved as .npz (rnnx.save(model, "

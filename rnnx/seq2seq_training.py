@@ -13,7 +13,7 @@ no loss. One update per mini-batch, full BPTT through decoder and encoder (bptt 
 """
 import numpy as np
 
-from .layers import using_workspace
+from .directions import using_workspace
 from .losses import SoftmaxCrossEntropy
 
 

@@ -32,85 +32,32 @@ reset_state says when the carried state returns to zeros:
     "chunk"               at every update: no state is carried (an ablation: the model
                           then cannot use anything from before the window).
 """
-import json
-import os
 import sys
-import time
 import warnings
 
 import numpy as np
 
-from . import io as _io
-from ._files import write_atomic
-from .losses import LOSSES, SoftmaxCrossEntropy, get_loss
-from .lr_scheduler import SCHEDULERS, LRScheduler
-from .layers import using_workspace
+from . import trainer_checkpoint
+from .trainer_checkpoint import (  # noqa: F401 (rnnx.trainer's names, as before)
+    CARRIED_PREFIX, CHECKPOINT_FORMAT, CHECKPOINT_KEY, OPTIMIZER_PREFIX)
+from .losses import get_loss
+from .lr_scheduler import LRScheduler
+from .directions import using_workspace
 from .model import Sequential
-from .module import as_array
 from .seq2seq import Seq2Seq
 from . import seq2seq_training
 from .optim import OPTIMIZERS, Adam, Optimizer, clip_grad_norm, clip_grad_value, global_norm
+from .progress import Progress
+from .trainer_data import axes, check_data, check_validation, loss_mask, parse_bptt, \
+    segment_lengths, time_slice
 
 RESET_STATES = ("sequence", "never", "chunk")
-CHECKPOINT_FORMAT = "rnnx-checkpoint"
-CHECKPOINT_KEY = _io.CHECKPOINT_KEY      # members of a checkpoint .npz besides "param/<name>":
-OPTIMIZER_PREFIX = "optimizer/"          # "optimizer/<slot>/<parameter name>"
-CARRIED_PREFIX = "carried/"              # "carried/<recurrent layer>/<part>"
 
 
 class NonFiniteLossError(FloatingPointError):
     """Raised by ``Trainer.fit`` when the loss or the global gradient norm becomes NaN or
     infinite; the message names the update (epoch, batch, time steps). The update that
     met it is not applied."""
-
-
-def _parse_bptt(bptt):
-    if bptt is None:
-        return None
-    if isinstance(bptt, (int, np.integer)) and not isinstance(bptt, bool):
-        bptt = (int(bptt), int(bptt))
-    if (not isinstance(bptt, (tuple, list)) or len(bptt) != 2
-            or not all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in bptt)):
-        raise TypeError(f"bptt must be None, an int k or a pair (k1, k2) of ints, got {bptt!r}")
-    k1, k2 = int(bptt[0]), int(bptt[1])
-    if k1 < 1 or k2 < k1:
-        raise ValueError(f"bptt=(k1, k2) must have 1 <= k1 <= k2, got ({k1}, {k2})")
-    return k1, k2
-
-
-def _time_slice(a, t0, t1, axis):
-    return a[t0:t1] if axis == 0 else a[:, t0:t1]
-
-
-def _segment_lengths(lengths, t0, t1):
-    """Lengths of the rows inside [t0, t1): None when every row is valid throughout. Rows
-    that ended before t0 get length 0: they run no step and carry their state."""
-    if lengths is None or lengths.min() >= t1:
-        return None
-    return np.clip(lengths - t0, 0, t1 - t0)
-
-
-class _Progress:
-    """One line on stderr, rewritten at most every 0.1 s; silent when disabled."""
-
-    def __init__(self, enabled, total):
-        self.enabled, self.total, self.done, self.last = enabled, total, 0, 0.0
-
-    def update(self, epoch, epochs, loss):
-        self.done += 1
-        now = time.perf_counter()
-        if not self.enabled or (now - self.last < 0.1 and self.done < self.total):
-            return
-        self.last = now
-        filled = int(30 * self.done / max(self.total, 1))
-        sys.stderr.write(f"\repoch {epoch}/{epochs} [{'#' * filled}{'.' * (30 - filled)}] "
-                         f"{self.done}/{self.total} loss {loss:.4g}  ")
-        sys.stderr.flush()
-
-    def close(self):
-        if self.enabled:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
 
 
 class Trainer:
@@ -204,7 +151,7 @@ class Trainer:
             raise ValueError("optimizer must be built on this model's model.parameters(); it does "
                              f"not hold {foreign}")
         self.optimizer = optimizer
-        self.bptt = _parse_bptt(bptt)
+        self.bptt = parse_bptt(bptt)
         if checkpoint is not None:
             from .checkpoint import segment_length
             segment_length(checkpoint, 1)  # checks it
@@ -256,84 +203,6 @@ class Trainer:
 
     # -- data layout ---------------------------------------------------------------------
 
-    def _axes(self):
-        """(batch axis of x, time axis of x or None, batch axis of y)."""
-        model = self.model
-        if not model.is_recurrent:
-            return 0, None, 0
-        if model.batch_first:
-            return 0, 1, 0
-        return 1, 0, (0 if model.many_to_one else 1)
-
-    def _check_data(self, x, y, lengths):
-        model = self.model
-        x, y = as_array(x, "x"), as_array(y, "y")
-        for name, value in (("x", x), ("y", y)):
-            if value.dtype.kind not in "biuf":
-                raise TypeError(f"{name} must be a real (float, int or bool) array, got dtype "
-                                f"{value.dtype}")
-        batch_axis, time_axis, y_batch_axis = self._axes()
-        ids = getattr(model, "takes_ids", False)      # an Embedding first: x is integer ids
-        want = (3 if model.is_recurrent else 2) - ids
-        if x.ndim != want:
-            layout = ("(N, T, I)" if model.batch_first else "(T, N, I)") if model.is_recurrent \
-                else "(N, I)"
-            if ids:
-                layout = layout.replace(", I)", ")") + " integer ids"
-            raise ValueError(f"x must be {layout} with I={model.input_size}, got shape {x.shape}"
-                             if not ids else f"x must be {layout}, got shape {x.shape}")
-        if ids:
-            x = model.layers[0].check_ids(x)             # integers in [0, num_embeddings)
-        else:
-            x = x.astype(model.dtype, copy=False)
-            if x.shape[-1] != model.input_size:
-                raise ValueError(f"x must have {model.input_size} features in its last axis, "
-                                 f"got {x.shape}")
-        N = x.shape[batch_axis]
-        if N == 0:
-            raise ValueError(f"x must hold at least one sequence (N >= 1 along axis {batch_axis}), "
-                             f"got shape {x.shape}")
-        if time_axis is not None and x.shape[time_axis] == 0:
-            raise ValueError(f"x must have at least one time step (T >= 1 along axis "
-                             f"{time_axis}), got shape {x.shape}")
-        if y.ndim <= y_batch_axis or y.shape[y_batch_axis] != N:
-            raise ValueError(f"y must have the {N} sequences of x along axis {y_batch_axis}, got "
-                             f"shape {y.shape}")
-        if time_axis is not None and not model.many_to_one:
-            if y.ndim < 2 or y.shape[time_axis] != x.shape[time_axis]:
-                raise ValueError(f"y must have the {x.shape[time_axis]} steps of x along axis "
-                                 f"{time_axis}, got shape {y.shape}")
-        if not isinstance(self.loss, SoftmaxCrossEntropy):   # targets like the output
-            out_axes = 1 if (model.many_to_one or time_axis is None) else 2
-            want = y.shape[:out_axes] + (model.output_size,)
-            if y.shape != want:
-                raise ValueError(f"y must be {want} for this model's {model.output_size} "
-                                 f"outputs and {type(self.loss).__name__}, got shape {y.shape}")
-        if lengths is not None:
-            if time_axis is None:
-                raise ValueError("lengths applies to recurrent models only, got lengths for a "
-                                 "model of Dense layers")
-            lengths = np.asarray(lengths)
-            T = x.shape[time_axis]
-            if lengths.shape != (N,) or lengths.dtype.kind not in "iu":
-                raise ValueError(f"lengths must be integers of shape ({N},), got "
-                                 f"{lengths.dtype} {lengths.shape}")
-            if N and (lengths.min() < 0 or lengths.max() > T):
-                raise ValueError(f"lengths must lie in [0, T={T}], got min {lengths.min()}, "
-                                 f"max {lengths.max()}")
-        return x, y, lengths
-
-    def _loss_mask(self, steps, batch, loss_from, lengths, t0):
-        """Mask (positions of the window: (T, B) or (B, T)) of the steps that carry a loss:
-        window steps >= loss_from that are valid for their row. None when all count."""
-        if loss_from == 0 and lengths is None:
-            return None
-        t = np.arange(t0, t0 + steps)
-        mask = np.broadcast_to((t >= t0 + loss_from)[:, None], (steps, batch))
-        if lengths is not None:
-            mask = mask & (t[:, None] < lengths[None, :])
-        return mask.T if self.model.batch_first else mask
-
     # -- one update ----------------------------------------------------------------------
 
     def _workspace(self):
@@ -351,7 +220,7 @@ class Trainer:
         max(0, b - overlap) where the next window starts, gradient norm before clipping,
         gradients, number of positions in the loss)."""
         model = self.model
-        _, time_axis, _ = self._axes()
+        _, time_axis, _ = axes(self.model)
         fused = self.loss.activation != "identity"
         w0 = max(0, a - overlap)
         s = max(w0, b - overlap)
@@ -359,8 +228,8 @@ class Trainer:
         outputs, caches = [], []
         carried = state
         for t0, t1 in segments:
-            xs = x if time_axis is None else _time_slice(x, t0, t1, time_axis)
-            out, state, cache = model.forward(xs, state, _segment_lengths(lengths, t0, t1),
+            xs = x if time_axis is None else time_slice(x, t0, t1, time_axis)
+            out, state, cache = model.forward(xs, state, segment_lengths(lengths, t0, t1),
                                               logits=fused, checkpoint=self.checkpoint)
             outputs.append(out)
             caches.append(cache)
@@ -370,8 +239,8 @@ class Trainer:
             output, target, mask = outputs[0], y, None
         else:
             output = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=time_axis)
-            target = _time_slice(y, w0, b, time_axis)
-            mask = self._loss_mask(b - w0, x.shape[1 - time_axis], a - w0, lengths, w0)
+            target = time_slice(y, w0, b, time_axis)
+            mask = loss_mask(self.model, b - w0, x.shape[1 - time_axis], a - w0, lengths, w0)
         value, grad = self.loss(output, target, mask)
         count = int(np.prod(output.shape[:-1])) if mask is None else int(mask.sum())
         self._check_loss(value, where)
@@ -379,7 +248,7 @@ class Trainer:
         dstate = None
         for (t0, t1), cache in zip(reversed(segments), reversed(caches)):
             dy = grad if time_axis is None or model.many_to_one else \
-                _time_slice(grad, t0 - w0, t1 - w0, time_axis)
+                time_slice(grad, t0 - w0, t1 - w0, time_axis)
             _, dstate, segment_grads = model.backward(cache, dy, dstate)
             for name, g in segment_grads.items():
                 if g is None:
@@ -478,25 +347,9 @@ class Trainer:
                                  "history['val_loss'] and stop with a callback")
             return seq2seq_training.fit(self, x, y, lengths, epochs, batch_size, shuffle,
                                         callback, validation)
-        x, y, lengths = self._check_data(x, y, lengths)
-        if validation is not None:
-            if not isinstance(validation, (tuple, list)) or len(validation) not in (2, 3):
-                raise TypeError("validation must be a tuple (x_val, y_val) or (x_val, y_val, "
-                                f"lengths_val), got {type(validation).__name__}")
-            try:
-                validation = self._check_data(*validation,
-                                              *(() if len(validation) == 3 else (None,)))
-            except (TypeError, ValueError) as error:
-                raise type(error)(f"validation=(x, y[, lengths]): {error}") from error
-        if early_stopping is not None:
-            if isinstance(early_stopping, bool) or not isinstance(early_stopping, (int, np.integer)) \
-                    or early_stopping < 1:
-                raise ValueError(f"early_stopping must be None or a patience, an int >= 1, got "
-                                 f"{early_stopping!r}")
-            if validation is None:
-                raise ValueError("early_stopping needs validation=(x_val, y_val): it watches the "
-                                 "validation loss")
-        batch_axis, time_axis, y_batch_axis = self._axes()
+        x, y, lengths = check_data(self.model, self.loss, x, y, lengths)
+        validation = check_validation(self.model, self.loss, validation, early_stopping)
+        batch_axis, time_axis, y_batch_axis = axes(self.model)
         N = x.shape[batch_axis]
         batch_size, n_batches = self._batches(batch_size, N)
         if self.reset_state == "never" and n_batches > 1:
@@ -514,7 +367,7 @@ class Trainer:
             from .mpi import check_same
             check_same(self.comm, batches=n_batches, time_steps=T, epochs=epochs)
         enabled = self.progress if self.progress is not None else sys.stderr.isatty()
-        bar = _Progress(bool(enabled), epochs * n_batches * n_windows)
+        bar = Progress(bool(enabled), epochs * n_batches * n_windows)
         history = {"loss": [], "step_loss": [], "grad_norm": [], "lr": []}
         if validation is not None:
             history["val_loss"] = []
@@ -616,13 +469,13 @@ class Trainer:
                 raise ValueError("state must be None for a Seq2Seq: the encoder makes the "
                                  "decoder's initial state")
             return seq2seq_training.evaluate(self, x, y, lengths)
-        x, y, lengths = self._check_data(x, y, lengths)
-        _, time_axis, _ = self._axes()
+        x, y, lengths = check_data(self.model, self.loss, x, y, lengths)
+        _, time_axis, _ = axes(self.model)
         # inference: no dropout, no cache (and no draws from the dropout generators)
         output, _ = self.model(x, state, lengths, logits=self.loss.activation != "identity")
         mask = None
         if time_axis is not None and not self.model.many_to_one:
-            mask = self._loss_mask(x.shape[time_axis], x.shape[1 - time_axis], 0, lengths, 0)
+            mask = loss_mask(self.model, x.shape[time_axis], x.shape[1 - time_axis], 0, lengths, 0)
         return self.loss(output, y, mask)[0]
 
     # -- checkpoints ---------------------------------------------------------------------
@@ -648,48 +501,7 @@ class Trainer:
         TypeError
             If the loss is not an rnnx loss (it could not be rebuilt).
         """
-        if isinstance(self.model, Seq2Seq):
-            raise TypeError("save_checkpoint does not save a Seq2Seq's trainer yet; save the "
-                            "model with rnnx.save(trainer.model, path)")
-        loss_classes = {cls.__name__: cls for cls in LOSSES.values()}
-        if type(self.loss).__name__ not in loss_classes or type(self.loss) is not \
-                loss_classes[type(self.loss).__name__]:
-            raise TypeError(f"save_checkpoint can save rnnx's losses only, got {self.loss!r}")
-        optimizer = self.optimizer.state_dict()
-        arrays = {_io.PARAM_PREFIX + name: np.ascontiguousarray(value)
-                  for name, value in self.model.state_dict().items()}
-        for slot, values in optimizer.pop("state").items():
-            for name, value in values.items():
-                arrays[f"{OPTIMIZER_PREFIX}{slot}/{name}"] = value
-        carried = None
-        if self.state is not None:
-            carried = []
-            for index, layer_state in enumerate(self.state):
-                parts = layer_state if isinstance(layer_state, tuple) else (layer_state,)
-                carried.append(None if layer_state is None else
-                               len(parts) if isinstance(layer_state, tuple) else -1)
-                for j, part in enumerate(parts if layer_state is not None else ()):
-                    arrays[f"{CARRIED_PREFIX}{index}/{j}"] = np.ascontiguousarray(part)
-        header = {
-            "format": CHECKPOINT_FORMAT, "version": _io.VERSION,
-            "architecture": _io._spec(self.model),
-            "loss": {"type": type(self.loss).__name__,
-                     "reduction": getattr(self.loss, "reduction", "mean")},
-            "optimizer": optimizer,
-            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
-            "trainer": {"bptt": self.bptt, "clip_norm": self.clip_norm,
-                        "clip_value": self.clip_value, "reset_state": self.reset_state,
-                        "progress": self.progress, "checkpoint": self.checkpoint,
-                        "updates": self.updates, "epochs": self.epochs},
-            "rng": self.rng.bit_generator.state,
-            # the dropout draws of each layer that has them, so a resumed run draws the same
-            "dropout_rngs": {str(index): layer.dropout_rng.bit_generator.state
-                             for index, layer in enumerate(self.model.layers)
-                             if getattr(layer, "dropout_rng", None) is not None},
-            "carried": carried,
-        }
-        arrays[CHECKPOINT_KEY] = np.array(json.dumps(header, sort_keys=True))
-        write_atomic(os.fspath(path), lambda f: np.savez(f, **arrays))
+        trainer_checkpoint.save(self, path)
 
     @classmethod
     def from_checkpoint(cls, path):
@@ -711,66 +523,4 @@ class Trainer:
             If the file is not a readable checkpoint or its parts do not match each other
             (naming the file and the part). Nothing is left half-built.
         """
-        path = _io.check_path(path)
-        header, arrays = _io._read(path, CHECKPOINT_KEY,
-                                   (_io.PARAM_PREFIX, OPTIMIZER_PREFIX, CARRIED_PREFIX),
-                                   CHECKPOINT_FORMAT, "checkpoint")
-        try:
-            model = _io._build(header["architecture"])
-            model.load_state_dict({name[len(_io.PARAM_PREFIX):]: value
-                                   for name, value in arrays.items()
-                                   if name.startswith(_io.PARAM_PREFIX)})
-            if not isinstance(model, Sequential):
-                model = Sequential(model)
-            loss_classes = {c.__name__: c for c in LOSSES.values()}
-            loss = loss_classes[header["loss"]["type"]](reduction=header["loss"]["reduction"])
-            saved = dict(header["optimizer"])
-            optimizer = OPTIMIZERS[saved["type"].lower()](model.parameters(),
-                                                          **saved["hyperparameters"])
-            saved["state"] = {slot: {} for slot in optimizer._slots}
-            for name, value in arrays.items():
-                if name.startswith(OPTIMIZER_PREFIX):
-                    slot, _, param = name[len(OPTIMIZER_PREFIX):].partition("/")
-                    if slot not in saved["state"]:
-                        raise ValueError(f"optimizer slot {slot!r} is not one of "
-                                         f"{optimizer._slots}")
-                    saved["state"][slot][param] = value
-            optimizer.load_state_dict(saved)
-            scheduler = None
-            if header["scheduler"] is not None:
-                options = header["scheduler"]
-                scheduler = SCHEDULERS[options["type"]](optimizer, **options["options"])
-                scheduler.load_state_dict(options)
-            settings = dict(header["trainer"])
-            counts = {key: settings.pop(key) for key in ("updates", "epochs")}
-            if settings["bptt"] is not None:
-                settings["bptt"] = tuple(settings["bptt"])
-            trainer = cls(model, loss, optimizer, scheduler=scheduler, **settings)
-            for key, value in counts.items():
-                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                    raise ValueError(f"{key} must be an int >= 0, got {value!r}")
-                setattr(trainer, key, value)
-            trainer.rng.bit_generator.state = header["rng"]
-            for index, state in header.get("dropout_rngs", {}).items():
-                model.layers[int(index)].dropout_rng.bit_generator.state = state
-            trainer.state = _carried_from(header["carried"], arrays)
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError,
-                RecursionError, MemoryError) as error:
-            raise ValueError(f"{path!r} is not a valid rnnx checkpoint: "
-                             f"{type(error).__name__}: {error}") from error
-        return trainer
-
-
-def _carried_from(structure, arrays):
-    """The carried state from its saved structure (None, or per recurrent layer None, -1
-    for one array, or n for a tuple of n arrays) and the CARRIED_PREFIX arrays."""
-    if structure is None:
-        return None
-    state = []
-    for index, kind in enumerate(structure):
-        if kind is None:
-            state.append(None)
-            continue
-        parts = tuple(arrays[f"{CARRIED_PREFIX}{index}/{j}"] for j in range(max(kind, 1)))
-        state.append(parts[0] if kind == -1 else parts)
-    return tuple(state)
+        return trainer_checkpoint.load(cls, path)

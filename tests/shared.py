@@ -8,15 +8,19 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-# variant name -> (layer class name, constructor keyword arguments)
-VARIANTS = {
-    "rnn_tanh": ("RNN", {"nonlinearity": "tanh"}),
-    "rnn_relu": ("RNN", {"nonlinearity": "relu"}),
-    "lstm": ("LSTM", {}),
-    "gru_reset_after": ("GRU", {"reset_after": True}),
-    "gru_reset_before": ("GRU", {"reset_after": False}),
-}
 TORCH_VARIANTS = ["rnn_tanh", "rnn_relu", "lstm", "gru_reset_after"]  # reset_after=False has no torch twin
+
+
+def __getattr__(name):
+    """VARIANTS, made on first use (so that the tests of the reference alone, which import
+    this module too, run without the compiled core): variant name -> (layer class name,
+    constructor keyword arguments), one per cell of the core's table (rnnx.layers.variants)."""
+    if name != "VARIANTS":
+        raise AttributeError(name)
+    from rnnx.layers import variants
+    global VARIANTS
+    VARIANTS = {variant: (cls.__name__, options) for variant, (cls, options) in variants().items()}
+    return VARIANTS
 
 
 def peer(name):
@@ -25,6 +29,51 @@ def peer(name):
     if os.environ.get("CI"):
         return importlib.import_module(name)
     return pytest.importorskip(name)
+
+
+def assert_chunks_equal_whole(layer, x, chunk):
+    """A float64 layer run in chunks of `chunk` steps, carrying the state, gives the one
+    long run's y and final state bit for bit."""
+    y, state = layer(x)
+    carried, parts = None, []
+    for a in range(0, x.shape[0], chunk):
+        part, carried = layer(x[a:a + chunk], carried)
+        parts.append(part)
+    assert np.array_equal(np.concatenate(parts), y)
+    assert all(np.array_equal(a, b) for a, b in zip(state, carried))
+
+
+def assert_checkpointed_equals_plain(layer, x, state, lengths, dy, dstate, checkpoint=2,
+                                     close=()):
+    """Checkpointed BPTT gives plain BPTT's y, final state, dx, initial-state gradient and
+    parameter gradients bit for bit in float64, but for the parameters named in `close`
+    (summed in another order: equal to 1e-13)."""
+    y, final, cache = layer.forward(x, state, lengths)
+    expected = layer.backward(cache, dy, dstate)
+    y2, final2, cache2 = layer.forward(x, state, lengths, checkpoint=checkpoint)
+    got = layer.backward(cache2, dy, dstate)
+    assert np.array_equal(y, y2) and all(np.array_equal(a, b) for a, b in zip(final, final2))
+    assert np.array_equal(got[0], expected[0])
+    assert all(np.array_equal(a, b) for a, b in zip(got[1], expected[1]))
+    for name in expected[2]:
+        if name in close:
+            assert_allclose(got[2][name], expected[2][name], rtol=1e-13, atol=1e-15, err_msg=name)
+        else:
+            assert np.array_equal(got[2][name], expected[2][name]), name
+
+
+def assert_npz_round_trip(model, folder, x, lengths=None):
+    """rnnx.save to a .npz in folder and rnnx.load give the same parameters and the same
+    outputs on x, bit for bit; returns the loaded model."""
+    import rnnx
+    path = os.fspath(folder / "model.npz")
+    rnnx.save(model, path)
+    loaded = rnnx.load(path)
+    assert np.array_equal(loaded(x, lengths=lengths)[0], model(x, lengths=lengths)[0])
+    assert loaded.state_dict().keys() == model.state_dict().keys()
+    for name, value in model.state_dict().items():
+        assert np.array_equal(loaded.state_dict()[name], value), name
+    return loaded
 
 
 def central_difference(evaluate, array, eps=1e-6):

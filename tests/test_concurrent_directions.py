@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import rnnx
-from rnnx import layers
+from rnnx import directions
 
 
 @pytest.fixture
@@ -18,7 +18,7 @@ def two_threads():
 
 
 def run(layer, x, lengths, dy, concurrent, monkeypatch):
-    monkeypatch.setattr(layers, "_CONCURRENT_WORK", 0 if concurrent else 1 << 62)
+    monkeypatch.setattr(directions, "_CONCURRENT_WORK", 0 if concurrent else 1 << 62)
     y, state, cache = layer.forward(x, None, lengths=lengths)
     dx, dstate, grads = layer.backward(cache, dy)
     return y, state, dx, dstate, grads
@@ -32,9 +32,9 @@ def test_concurrent_directions_equal_one_after_the_other(cls, dtype, two_threads
     x = rng.standard_normal((9, 6, 5)).astype(dtype)
     lengths = np.array([9, 1, 0, 5, 9, 3])
     dy = rng.standard_normal((9, 6, 42)).astype(dtype)
-    assert layers._concurrent_directions(9, 6, 21, 21) is False     # too small by default
-    monkeypatch.setattr(layers, "_CONCURRENT_WORK", 0)
-    assert layers._concurrent_directions(9, 6, 21, 21) is True
+    assert directions._concurrent_directions(9, 6, 21, 21) is False     # too small by default
+    monkeypatch.setattr(directions, "_CONCURRENT_WORK", 0)
+    assert directions._concurrent_directions(9, 6, 21, 21) is True
     a = run(layer, x, lengths, dy, True, monkeypatch)
     b = run(layer, x, lengths, dy, False, monkeypatch)
     for got, want in zip(a[:4], b[:4]):   # y, final state, dx, initial-state gradient
@@ -49,13 +49,13 @@ def test_concurrent_directions_equal_one_after_the_other(cls, dtype, two_threads
 def test_concurrent_directions_under_a_trainer_workspace(two_threads, monkeypatch):
     """The main thread's direction reuses the Trainer's workspace, the helper's allocates:
     training is the same as with the directions in turn."""
-    monkeypatch.setattr(layers, "_CONCURRENT_WORK", 0)
+    monkeypatch.setattr(directions, "_CONCURRENT_WORK", 0)
     rng = np.random.default_rng(1)
     x = rng.standard_normal((12, 4, 3)).astype(np.float32)
     y = rng.standard_normal((12, 4, 1)).astype(np.float32)
 
     def train(concurrent):
-        monkeypatch.setattr(layers, "_CONCURRENT_THREADS", 2 if concurrent else 0)
+        monkeypatch.setattr(directions, "_CONCURRENT_THREADS", 2 if concurrent else 0)
         model = rnnx.Sequential(rnnx.GRU(3, 10, bidirectional=True, seed=4), rnnx.Dense(20, 1, seed=5))
         trainer = rnnx.Trainer(model, rnnx.MSELoss(), rnnx.Adam(model.parameters(), lr=0.01),
                                seed=0, progress=False)
@@ -69,7 +69,7 @@ def test_concurrent_directions_under_a_trainer_workspace(two_threads, monkeypatc
 
 
 def test_an_error_in_a_direction_reaches_the_caller(two_threads, monkeypatch):
-    monkeypatch.setattr(layers, "_CONCURRENT_WORK", 0)
+    monkeypatch.setattr(directions, "_CONCURRENT_WORK", 0)
     layer = rnnx.LSTM(3, 8, bidirectional=True, seed=0)
     with pytest.raises(ValueError):
         layer(np.zeros((4, 2, 3), np.float32), lengths=np.array([4, 5]))

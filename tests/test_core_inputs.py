@@ -8,7 +8,7 @@ import pytest
 import rnnx
 from rnnx import _core
 
-CELLS = [_core.RNN_TANH, _core.RNN_RELU, _core.LSTM, _core.GRU, _core.GRU_RESET_BEFORE]
+CELLS = [row["code"] for row in _core.cell_table()]   # every cell of the core
 
 
 def forward_args(cell=_core.GRU, T=4, B=2, I=3, H=5, dtype=np.float32, seed=0):
@@ -142,8 +142,7 @@ def test_stream_step_takes_byte_swapped_misaligned_and_strided_input(cell, dtype
             assert np.array_equal(given, before)
 
 
-VARIANTS = {"rnn": (rnnx.RNN, {}), "lstm": (rnnx.LSTM, {}), "gru": (rnnx.GRU, {"reset_after": True}),
-            "gru_reset_before": (rnnx.GRU, {"reset_after": False})}
+VARIANTS = rnnx.layers.variants()     # variant name -> (layer class, its options)
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))

@@ -19,7 +19,7 @@ from rnnx import _core
 from rnnx import reference as ref
 from shared import assert_close_scaled
 
-CELLS = [_core.RNN_TANH, _core.RNN_RELU, _core.LSTM, _core.GRU, _core.GRU_RESET_BEFORE]
+CELLS = [row["code"] for row in _core.cell_table()]   # every cell of the core
 PATHS = [_core.PATH_AUTO, _core.PATH_BLAS, _core.PATH_SMALL, _core.PATH_NAIVE]
 TOL = {np.dtype(np.float64): (1e-10, 1e-12), np.dtype(np.float32): (1e-5, 1e-5)}
 

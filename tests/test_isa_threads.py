@@ -18,8 +18,7 @@ from rnnx import _core
 from rnnx import reference as ref
 from shared import assert_close_scaled, core_forward_backward
 
-CELLS = {"rnn_tanh": _core.RNN_TANH, "rnn_relu": _core.RNN_RELU, "lstm": _core.LSTM,
-         "gru": _core.GRU, "gru_reset_before": _core.GRU_RESET_BEFORE}
+CELLS = {row["name"]: row["code"] for row in _core.cell_table()}   # the core's names and codes
 ISAS = _core.available_isas()
 # float32 against a float64 reference on the same float32 values: sums of up to
 # ~300 products of O(1) terms round to ~300 * 6e-8 ~ 2e-5 relative at worst; 1e-4

@@ -13,7 +13,7 @@ import pytest
 from rnnx import _core
 from shared import core_forward_backward
 
-CELLS = [_core.RNN_TANH, _core.RNN_RELU, _core.LSTM, _core.GRU, _core.GRU_RESET_BEFORE]
+CELLS = [row["code"] for row in _core.cell_table()]   # every cell of the core
 PATHS = [_core.PATH_BLAS, _core.PATH_SMALL, _core.PATH_NAIVE]
 
 

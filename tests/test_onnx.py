@@ -26,8 +26,7 @@ def peer(name):
 onnx = peer("onnx")
 ort = peer("onnxruntime")
 
-CELLS = [("RNN", {"nonlinearity": "tanh"}), ("RNN", {"nonlinearity": "relu"}), ("LSTM", {}),
-         ("GRU", {"reset_after": True}), ("GRU", {"reset_after": False})]
+CELLS = [(cls.__name__, options) for cls, options in rnnx.layers.variants().values()]
 ACTIVATIONS = ["identity", "sigmoid", "softmax", "tanh", "relu"]
 
 
@@ -364,11 +363,16 @@ def test_unsupported_lstm_attributes_are_named(attrs, match):
         rnnx.from_onnx(one_node_graph("LSTM", **attrs))
 
 
-def test_peepholes_initial_state_float16_and_unknown_ops_are_refused():
-    with pytest.raises(ValueError, match="peepholes"):
-        model = one_node_graph("LSTM", inputs=["x", "W", "R", "B", "", "", "", "P"])
-        model.graph.initializer.append(onnx.numpy_helper.from_array(
-            np.ones((1, 3 * H), np.float32), "P"))
+def test_peepholes_import_and_bad_ones_initial_state_float16_and_unknown_ops_are_refused():
+    model = one_node_graph("LSTM", inputs=["x", "W", "R", "B", "", "", "", "P"])
+    p = np.random.default_rng(0).uniform(-1, 1, (1, 3 * H)).astype(np.float32)
+    model.graph.initializer.append(onnx.numpy_helper.from_array(p, "P"))
+    layer = rnnx.from_onnx(model)    # verified against onnx's evaluator on a probe
+    assert layer.peephole
+    p_i, p_o, p_f = np.split(p[0], 3)           # ONNX's order -> rnnx's [p_i p_f p_o]
+    assert np.array_equal(layer.state_dict()["weight_peephole_l0"], np.concatenate([p_i, p_f, p_o]))
+    model.graph.initializer[-1].CopyFrom(onnx.numpy_helper.from_array(p[:, :2 * H], "P"))
+    with pytest.raises(ValueError, match=rf"P \(1, {2 * H}\) does not fit hidden_size={H}"):
         rnnx.from_onnx(model)
     # a graph input initial_h is the model's state (tests/test_onnx_any.py); a constant
     # non-zero one is refused by name

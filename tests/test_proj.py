@@ -14,7 +14,8 @@ import pytest
 import rnnx
 from rnnx import _core
 from rnnx import reference as ref
-from shared import assert_close_scaled, central_difference
+from shared import assert_checkpointed_equals_plain, assert_chunks_equal_whole, \
+    assert_close_scaled, assert_npz_round_trip, central_difference
 
 ISAS = _core.available_isas()
 PATHS = [_core.PATH_AUTO, _core.PATH_BLAS, _core.PATH_NAIVE]
@@ -330,7 +331,7 @@ def test_layer_matches_the_reference_stack():
             w_ih, w_hh, b_ih, b_hh = layer._weights(k, d)
             yr, (hr, cr), _ = ref.forward("lstm", inputs, (h0[2 * k + d], c0[2 * k + d]), w_ih,
                                           w_hh, b_ih, b_hh, lengths, d == 1,
-                                          w_hr=layer._proj(k, d)["w_hr"])
+                                          w_hr=layer._cell_options(k, d)["w_hr"])
             np.testing.assert_allclose(h_n[2 * k + d], hr, rtol=1e-12, atol=1e-13)
             np.testing.assert_allclose(c_n[2 * k + d], cr, rtol=1e-12, atol=1e-13)
             outs.append(yr)
@@ -370,15 +371,8 @@ def test_layer_refuses_bad_arguments():
 
 
 def test_chunked_forward_with_carried_state_equals_whole_float64():
-    layer = make_layer(bidirectional=False)
-    x = np.random.default_rng(3).standard_normal((11, 2, 4))
-    y, state = layer(x)
-    state_c, parts = None, []
-    for a in range(0, 11, 4):
-        part, state_c = layer(x[a:a + 4], state_c)
-        parts.append(part)
-    assert np.array_equal(np.concatenate(parts), y)
-    assert all(np.array_equal(a, b) for a, b in zip(state, state_c))
+    assert_chunks_equal_whole(make_layer(bidirectional=False),
+                              np.random.default_rng(3).standard_normal((11, 2, 4)), 4)
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])
@@ -387,17 +381,10 @@ def test_checkpointed_bptt_equals_plain_bptt_float64(bidirectional):
     rng = np.random.default_rng(6)
     x = rng.standard_normal((9, 3, 4))
     lengths = np.array([9, 3, 6])
-    y, state, cache = layer.forward(x, lengths=lengths)
+    y, state = layer(x, lengths=lengths)
     dy = rng.standard_normal(y.shape)
     dstate = tuple(rng.standard_normal(s.shape) for s in state)
-    expected = layer.backward(cache, dy, dstate)
-    y2, state2, cache2 = layer.forward(x, lengths=lengths, checkpoint=2)
-    got = layer.backward(cache2, dy, dstate)
-    assert np.array_equal(y, y2) and all(np.array_equal(a, b) for a, b in zip(state, state2))
-    assert np.array_equal(got[0], expected[0])
-    assert all(np.array_equal(a, b) for a, b in zip(got[1], expected[1]))
-    for name in expected[2]:
-        assert np.array_equal(got[2][name], expected[2][name]), name
+    assert_checkpointed_equals_plain(layer, x, None, lengths, dy, dstate)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -456,15 +443,8 @@ def test_dropout_between_projected_layers_uses_the_mask():
 def test_save_load_round_trip(tmp_path):
     layer = make_layer()
     model = rnnx.Sequential(layer, rnnx.Dense(6, 2, dtype=np.float64, seed=1), many_to_one=True)
-    path = os.fspath(tmp_path / "model.npz")
-    rnnx.save(model, path)
-    loaded = rnnx.load(path)
-    assert loaded[0].proj_size == 3
     x = np.random.default_rng(1).standard_normal((5, 2, 4))
-    lengths = np.array([5, 3])
-    assert np.array_equal(loaded(x, lengths=lengths)[0], model(x, lengths=lengths)[0])
-    for name, value in model.state_dict().items():
-        assert np.array_equal(loaded.state_dict()[name], value)
+    assert assert_npz_round_trip(model, tmp_path, x, np.array([5, 3]))[0].proj_size == 3
     with pytest.raises(ValueError, match="proj_size=3 cannot be stored in the .rnnx format"):
         rnnx.save(model, os.fspath(tmp_path / "model.rnnx"))
     assert not (tmp_path / "model.rnnx").exists()

@@ -143,7 +143,7 @@ def test_one_load_state_dict_validation(layer):
 def test_constructor_options_are_keyword_only_in_one_order():
     common = ["input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout",
               "bidirectional", "go_backwards", "dtype", "seed"]
-    own = {"RNN": ["nonlinearity"], "LSTM": ["proj_size"], "GRU": ["reset_after"]}
+    own = {"RNN": ["nonlinearity"], "LSTM": ["proj_size", "peephole"], "GRU": ["reset_after"]}
     for name, cls in RECURRENT.items():
         params = inspect.signature(cls).parameters
         assert list(params) == common + own[name], name

@@ -11,23 +11,19 @@ import numpy as np
 import pytest
 
 import rnnx
-from rnnx import _core
-from rnnx.layers import using_workspace
+from rnnx import _core, cells
+from rnnx.directions import using_workspace
 from shared import VARIANTS
-
-CELL_CODES = {"rnn_tanh": _core.RNN_TANH, "rnn_relu": _core.RNN_RELU, "lstm": _core.LSTM,
-              "gru_reset_after": _core.GRU, "gru_reset_before": _core.GRU_RESET_BEFORE}
-
 
 def problem(variant, T, B, I, H, dtype, seed):
     rng = np.random.default_rng(seed)
-    G = {"lstm": 4, "gru_reset_after": 3, "gru_reset_before": 3}.get(variant, 1) * H
+    G = cells.row(variant)["gates"] * H
     w = [rng.uniform(-0.5, 0.5, s).astype(dtype) for s in ((G, I), (G, H), (G,), (G,))]
     x = rng.standard_normal((T, B, I)).astype(dtype)
     h0 = rng.standard_normal((B, H)).astype(dtype)
     dy = rng.standard_normal((T, B, H)).astype(dtype)
     lengths = rng.integers(0, T + 1, B)
-    return dict(cell=CELL_CODES[variant], x=x, h0=h0, w=w, dy=dy, lengths=lengths)
+    return dict(cell=cells.row(variant)["code"], x=x, h0=h0, w=w, dy=dy, lengths=lengths)
 
 
 def run(p, workspace=None, keep_cache=False):

@@ -12,6 +12,8 @@ TORCH_TO_ONNX = {"RNN": [0], "LSTM": [0, 3, 1, 2], "GRU": [1, 0, 2]}
 ONNX_TO_TORCH = {"RNN": [0], "LSTM": [0, 2, 3, 1], "GRU": [1, 0, 2]}
 TORCH_TO_KERAS = {"RNN": [0], "LSTM": [0, 1, 2, 3], "GRU": [1, 0, 2]}
 KERAS_TO_TORCH = TORCH_TO_KERAS   # both permutations are their own inverse
+# An LSTM's peepholes: rnnx's weight_peephole is [p_i p_f p_o], ONNX's P [p_i p_o p_f]
+PEEPHOLE_TO_ONNX = PEEPHOLE_FROM_ONNX = [0, 2, 1]   # its own inverse too
 
 _EXTRAS = {"onnx": "onnx", "onnxruntime": "onnx", "keras": "keras", "torch": "torch"}
 
@@ -67,6 +69,15 @@ def refuse_projection(layers, target):
                              f"{layer.proj_size}: {target} has no projection (h = W_hr "
                              f"(o * tanh(c))), so it cannot be exported; only proj_size=0 "
                              f"converts")
+
+
+def refuse_peephole(layers, target):
+    """ValueError if an LSTM of layers has peepholes, which target lacks."""
+    for index, layer in enumerate(layers):
+        if getattr(layer, "peephole", False):
+            raise ValueError(f"layer {index} ({type(layer).__name__}) has peephole=True: {target} "
+                             f"has no peephole LSTM, so it cannot be exported; only "
+                             f"peephole=False converts")
 
 
 def build(layers, many_to_one):

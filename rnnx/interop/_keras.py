@@ -20,7 +20,7 @@ state after t=0); many_to_one="output" on a bidirectional layer has no Keras for
 import numpy as np
 
 from ._common import KERAS_TO_TORCH, TORCH_TO_KERAS, as_layers, build, cell_name, \
-    is_recurrent, permute_gates, refuse_projection, require
+    is_recurrent, permute_gates, refuse_peephole, refuse_projection, require
 
 _KERAS_ACTIVATIONS = {"linear": "identity", "sigmoid": "sigmoid", "softmax": "softmax",
                       "tanh": "tanh", "relu": "relu"}
@@ -259,6 +259,7 @@ def to_keras(model):
     """
     layers, many_to_one = as_layers(model)
     refuse_projection(layers, "Keras's LSTM")
+    refuse_peephole(layers, "Keras 3's LSTM")
     if type(layers[0]).__name__ == "Embedding":
         raise ValueError("to_keras does not convert an rnnx.Embedding (yet): export the model "
                          "with rnnx.to_onnx, or the layers after the Embedding with to_keras")

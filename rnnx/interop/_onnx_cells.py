@@ -5,7 +5,7 @@ Gather's constant table as an Embedding.
 rnnx/interop/_onnx_import.py decides which nodes go together."""
 import numpy as np
 
-from ._common import ONNX_TO_TORCH, permute_gates
+from ._common import ONNX_TO_TORCH, PEEPHOLE_FROM_ONNX, permute_gates
 from ._onnx_graph import attributes
 
 ACTIVATIONS = {"Sigmoid": "sigmoid", "Softmax": "softmax", "Tanh": "tanh", "Relu": "relu"}
@@ -42,8 +42,6 @@ def cell_spec(graph, node):
         raise ValueError(f"{where}: activations={activations} is not supported, rnnx's {cell} "
                          f"needs the default {_DEFAULT_ACTIVATIONS[cell] * D}")
     inputs = list(node.input) + [""] * (8 - len(node.input))
-    if cell == "LSTM" and inputs[7]:
-        raise ValueError(f"{where}: peepholes (input 'P') are not supported by rnnx")
     initial = {}     # state name -> the graph input it comes from
     for slot, label, state in ((5, "initial_h", "h"), (6, "initial_c", "c")):
         if (slot == 6 and cell != "LSTM") or graph.is_zero(inputs[slot]):
@@ -69,8 +67,13 @@ def cell_spec(graph, node):
                          f"do not fit hidden_size={H} and {D} direction(s)")
     if w.dtype not in (np.float32, np.float64):
         raise TypeError(f"{where}: W has dtype {w.dtype}; rnnx imports float32 and float64 only")
+    # an LSTM's peepholes P (D, 3H), ONNX's [p_i p_o p_f]: rnnx.LSTM(peephole=True)
+    p = graph.const(inputs[7], f"{where}: P") if cell == "LSTM" and inputs[7] else None
+    if p is not None and p.shape != (D, 3 * H):
+        raise ValueError(f"{where}: P {p.shape} does not fit hidden_size={H} and {D} "
+                         f"direction(s): ({D}, {3 * H})")
     signature = (cell, H, D, nonlinearity, attrs.get("linear_before_reset", 0), b is not None,
-                 w.dtype)
+                 p is not None, w.dtype)
     weights = []
     perm = ONNX_TO_TORCH[cell]
     for d in range(D):
@@ -78,7 +81,8 @@ def cell_spec(graph, node):
         b_ih = b_hh = None
         if b is not None:
             b_ih, b_hh = permute_gates(b[d, :G * H], perm), permute_gates(b[d, G * H:], perm)
-        weights.append((w_ih, w_hh, b_ih, b_hh))
+        peepholes = None if p is None else permute_gates(p[d], PEEPHOLE_FROM_ONNX)
+        weights.append((w_ih, w_hh, b_ih, b_hh, peepholes))
     return {"signature": signature, "input_size": w.shape[2], "weights": weights,
             "sequence_lens": inputs[4], "direction": direction, "layout": layout,
             "initial": initial}
@@ -109,30 +113,32 @@ def pair_reverse_nodes(graph, cells):
 
 def bidirectional_spec(forward, reverse):
     """One spec for a forward and a reverse node: a bidirectional layer."""
-    cell, H, _, nonlinearity, linear_before_reset, bias, dtype = forward["signature"]
-    return {**forward, "signature": (cell, H, 2, nonlinearity, linear_before_reset, bias, dtype),
+    cell, H, _, *options = forward["signature"]
+    return {**forward, "signature": (cell, H, 2, *options),
             "weights": forward["weights"] + reverse["weights"], "direction": "bidirectional"}
 
 
 def recurrent_layer(specs, batch_first):
     from .. import layers
-    cell, H, D, nonlinearity, linear_before_reset, bias, dtype = specs[0]["signature"]
+    cell, H, D, nonlinearity, linear_before_reset, bias, peephole, dtype = specs[0]["signature"]
     kwargs = dict(input_size=int(specs[0]["input_size"]), hidden_size=H, num_layers=len(specs),
                   bias=bias, batch_first=batch_first, bidirectional=D == 2, dtype=dtype,
                   go_backwards=specs[0]["direction"] == "reverse")
     if cell == "RNN":
         layer = layers.RNN(nonlinearity=nonlinearity, **kwargs)
     elif cell == "LSTM":
-        layer = layers.LSTM(**kwargs)
+        layer = layers.LSTM(peephole=peephole, **kwargs)
     else:
         layer = layers.GRU(reset_after=bool(linear_before_reset), **kwargs)
     params = {}
     for k, spec in enumerate(specs):
-        for d, (w_ih, w_hh, b_ih, b_hh) in enumerate(spec["weights"]):
+        for d, (w_ih, w_hh, b_ih, b_hh, peepholes) in enumerate(spec["weights"]):
             suffix = f"_l{k}" + ("_reverse" if d else "")
             params[f"weight_ih{suffix}"], params[f"weight_hh{suffix}"] = w_ih, w_hh
             if bias:
                 params[f"bias_ih{suffix}"], params[f"bias_hh{suffix}"] = b_ih, b_hh
+            if peephole:
+                params[f"weight_peephole{suffix}"] = peepholes
     layer.load_state_dict(params)
     return layer
 

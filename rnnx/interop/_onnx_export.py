@@ -23,8 +23,8 @@ Transposes at the input and the output (onnxruntime rejects the nodes' layout=1)
 """
 import numpy as np
 
-from ._common import TORCH_TO_ONNX, as_layers, cell_name, is_recurrent, permute_gates, \
-    refuse_projection, require
+from ._common import PEEPHOLE_TO_ONNX, TORCH_TO_ONNX, as_layers, cell_name, is_recurrent, \
+    permute_gates, refuse_projection, require
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 14          # the RNN/LSTM/GRU definitions with `layout`; Reshape, Squeeze as today
@@ -87,6 +87,12 @@ def _recurrent(b, layer, x, lengths, index, initial):
                         b.const("axis", np.array([0], np.int64))]
                 state = b.node("Slice", [state, *rows])
             inputs.append(state)
+        if getattr(layer, "peephole", False):
+            # P (D, 3H), input 7 (after initial_h, initial_c, "" where absent), in ONNX's
+            # order [p_i p_o p_f]
+            p = np.stack([permute_gates(params["weight_peephole" + s], PEEPHOLE_TO_ONNX)
+                          for s in suffixes])
+            inputs += [""] * (7 - len(inputs)) + [b.const(f"P{index}_{k}", p.astype(b.dtype))]
         attrs = {"hidden_size": H, "direction": "bidirectional" if D == 2 else
                  "reverse" if layer.go_backwards else "forward"}
         if cell == "RNN":

@@ -2,8 +2,8 @@
 
 What is read: the RNN/LSTM/GRU nodes on the way to the graph's outputs, in graph order.
 Consecutive nodes of one kind and signature (hidden_size, direction, activation,
-linear_before_reset, bias) whose X is computed from the previous node's Y fold into one rnnx
-layer with num_layers; a forward and a reverse node reading the same X are one bidirectional
+linear_before_reset, bias, peepholes) whose X is computed from the previous node's Y fold
+into one rnnx layer with num_layers; a forward and a reverse node reading the same X are one bidirectional
 layer, a lone reverse node a go_backwards layer; MatMul or Gemm with a constant weight, a
 constant Add after it, and a Sigmoid/Softmax/Tanh/Relu become rnnx.Dense layers
 (rnnx/interop/_onnx_cells.py).  The glue between them (Transpose, Reshape, Squeeze,
@@ -268,8 +268,9 @@ def from_onnx(path_or_model, verify=True):
     Raises
     ------
     ValueError
-        What rnnx cannot express, named: LSTM ``clip``, ``input_forget``, peepholes
-        ``P``, non-default ``activations``, ``activation_alpha``/``activation_beta``, a
+        What rnnx cannot express, named: LSTM ``clip``, ``input_forget``, a ``P``
+        (peepholes, imported as ``rnnx.LSTM(peephole=True)``) of the wrong shape,
+        non-default ``activations``, ``activation_alpha``/``activation_beta``, a
         constant non-zero initial state (pass it as ``state=``), an operator or graph
         input with no rnnx counterpart, glue that does not verify.
     TypeError

@@ -9,7 +9,7 @@ difference means the glue does something rnnx does not express.
 """
 import numpy as np
 
-from ._common import ONNX_TO_TORCH, permute_gates
+from ._common import ONNX_TO_TORCH, PEEPHOLE_FROM_ONNX, permute_gates
 from ._onnx_graph import attributes
 
 _GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
@@ -21,7 +21,7 @@ def reference_ops(OpRun):
     from .. import reference
     import onnx
 
-    def run(self, cell, X, W, R, B, sequence_lens, initial_h, initial_c=None):
+    def run(self, cell, X, W, R, B, sequence_lens, initial_h, initial_c=None, P=None):
         attrs = attributes(onnx, self.onnx_node)
         layout = attrs.get("layout", 0)
         if layout:       # (B, T, I) and (B, D, H) -> time-major, and back at the end
@@ -49,8 +49,9 @@ def reference_ops(OpRun):
                                                            nonlinearity, lengths, reverse)
             elif cell == "LSTM":
                 c0 = np.zeros((batch, H), X.dtype) if initial_c is None else initial_c[d]
+                peepholes = None if P is None else permute_gates(P[d], PEEPHOLE_FROM_ONNX)
                 Y[:, d], Y_h[d], Y_c[d], _ = reference.lstm_forward(
-                    X, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse)
+                    X, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, w_peephole=peepholes)
             else:
                 reset_after = bool(attrs.get("linear_before_reset", 0))
                 Y[:, d], Y_h[d], _ = reference.gru_forward(X, h0, w_ih, w_hh, b_ih, b_hh,
@@ -70,7 +71,7 @@ def reference_ops(OpRun):
 
         def _run(self, X, W, R, B=None, sequence_lens=None, initial_h=None, initial_c=None,
                  P=None, **_):
-            return run(self, "LSTM", X, W, R, B, sequence_lens, initial_h, initial_c)
+            return run(self, "LSTM", X, W, R, B, sequence_lens, initial_h, initial_c, P)
 
     class GRU(OpRun):
         op_domain = ""

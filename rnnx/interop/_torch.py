@@ -107,7 +107,8 @@ def from_torch(module):
         An ``nn.Embedding`` (first only: the model then takes ids; ``padding_idx`` kept,
         ``max_norm`` refused), an ``nn.RNN``, ``nn.LSTM`` or ``nn.GRU`` (with
         ``nonlinearity``, ``bias``, ``batch_first``, ``bidirectional``, ``num_layers``, an
-        LSTM's ``proj_size``; ``dropout`` when rnnx has it), an
+        LSTM's ``proj_size``; ``dropout`` when rnnx has it; PyTorch has no peephole LSTM,
+        so none comes from here: rnnx's ``peephole=True`` is for ONNX's P), an
         ``nn.Linear``, or an ``nn.Sequential`` / ``nn.ModuleList`` / list of those, run in
         order.  The rule for a chain: a recurrent module's output is the first element of the
         tuple it returns (the sequence ``y``), as in ``y, _ = rnn(x); out = head(y)``; an
