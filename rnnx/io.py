@@ -289,7 +289,11 @@ def _declared_shapes(spec, prefix=""):
 def _check_declared_sizes(spec, zf, infos, names, path):
     """Check, from the array headers only, that the stored arrays have the names and shapes the
     architecture declares, before the model (of any declared size) is built."""
-    declared = _declared_shapes(spec)
+    try:    # the core computes the shapes, and refuses sizes it cannot hold
+        declared = _declared_shapes(spec)
+    except (TypeError, ValueError, OverflowError) as error:
+        raise ValueError(f"{path!r}: the architecture declares sizes rnnx cannot build: "
+                         f"{error}") from error
     if declared is None:           # a layer type this check does not know: load_state_dict checks
         return
     stored = {name[len(PARAM_PREFIX):]: _member_header(zf, info, path)[0]
