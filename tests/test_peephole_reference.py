@@ -122,6 +122,7 @@ def onnx_lstm(p, direction="forward"):
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
 def test_reference_equals_onnx_reference_evaluator_float64(reverse):
+    pytest.importorskip("onnx")
     from onnx.reference import ReferenceEvaluator
     p = inputs(T=5, B=3, I=4, H=3, seed=5)
     (y, h, c), _ = run(p, reverse=reverse)
