@@ -14,6 +14,8 @@ are also the bits of ``model(x)`` (tested), as for the layers' own streams.
 """
 import threading
 
+import numpy as np
+
 from .dense import Dense, _apply, _matmul
 from .module import positive_int
 
@@ -93,10 +95,25 @@ class SequentialStream:
     def _through(self, x, method):
         """x through every layer: recurrent layers by their stream's method ("step" or
         "run"), the others applied to the rows as they are."""
+        if self._model.takes_ids:
+            self._check_ids(x, method)
         with self._lock:
             for kind, part in self._steps:
                 x = getattr(part, method)(x) if kind == "stream" else part(x)
         return x
+
+    def _check_ids(self, x, method):
+        """Token ids shaped as a step (B,) or a chunk (T, B) takes, or a ValueError naming
+        the shape expected (checked before the lookup, whose rows would hide the mistake)."""
+        B, shape = self.batch_size, np.shape(x)
+        if method == "step":
+            name, fits, want = "x_t", shape == (B,) or (B == 1 and shape == ()), f"({B},)"
+        else:
+            name, want = "x", f"(T, {B})" + (" or (T,)" if B == 1 else "")
+            fits = (len(shape) == 2 and shape[1] == B) or (B == 1 and len(shape) == 1)
+        if not fits:
+            raise ValueError(f"{name} must be {want} token ids for batch_size={B}, got shape "
+                             f"{shape}")
 
     def step(self, x_t):
         """One time step through every layer: ``y_t = stream.step(x_t)``.

@@ -140,3 +140,20 @@ def test_a_model_with_an_embedding_first_streams_token_ids():
     assert np.array_equal(np.stack([one.step(ids[t, 0]) for t in range(7)]), y[:, 0])
     with pytest.raises(ValueError, match=r"ids in \[0, 11\)"):
         stream.step(np.array([0, 11, 2]))
+
+
+def test_token_ids_of_the_wrong_shape_name_the_shape_of_ids():
+    """A token model's stream checks the ids' shape before the lookup: the message speaks of
+    ids, (B,) for a step and (T, B) for a chunk, not of the looked-up rows' (B, D)."""
+    model = rnnx.Sequential(rnnx.Embedding(11, 4, seed=1), rnnx.GRU(4, 5, seed=2))
+    stream = model.stream(batch_size=2)
+    with pytest.raises(ValueError, match=r"x_t must be \(2,\) token ids for batch_size=2, got shape \(3,\)"):
+        stream.step(np.array([1, 2, 3]))
+    with pytest.raises(ValueError, match=r"x_t must be \(2,\) token ids .* got shape \(1, 2\)"):
+        stream.step(np.array([[1, 2]]))
+    with pytest.raises(ValueError, match=r"x must be \(T, 2\) token ids .* got shape \(5, 3\)"):
+        stream.run(np.zeros((5, 3), np.int64))
+    assert stream.step(np.array([1, 2])).shape == (2, 5)
+    assert stream.run(np.zeros((5, 2), np.int64)).shape == (5, 2, 5)
+    one = model.stream()
+    assert one.step(3).shape == (5,) and one.run(np.array([1, 2, 3])).shape == (3, 5)
