@@ -225,12 +225,15 @@ static void gru_after_setup(cell_params* p, int H, const real* b_hh, const real*
 static const cell_plan gru_plan = {
     .setup = gru_after_setup, .slab_bias_hh_gates = 2,
     .n_phases = 1, .phase = {{0, 3, 0, 2, gru_after_step_forward, 0}},
-    .n_stages = 1, .stage = {{gru_after_step_backward, 0, 3, 1, 0}}};
+    .n_stages = 2, .stage = {{.before = gru_after_step_backward},
+                             {.src = GRAD_DGH, .dst = GRAD_DH, .g0 = 0, .g1 = 3}}};
 
 /* Reset before: r and z first, then n's product over aux = r * h_prev. */
 static const cell_plan gru_reset_before_plan = {
     .slab_bias_hh_gates = 3,
     .n_phases = 2, .phase = {{0, 2, 0, -1, gru_before_step_gates, 0},
                              {2, 3, 1, -1, gru_before_step_output, 0}},
-    .n_stages = 2, .stage = {{gru_before_step_backward_output, 2, 3, 0, 1},
-                             {gru_before_step_backward_reset, 0, 2, 0, 0}}};
+    .n_stages = 4, .stage = {{.before = gru_before_step_backward_output},
+                             {.src = GRAD_DG, .dst = GRAD_DRH, .g0 = 2, .g1 = 3},
+                             {.before = gru_before_step_backward_reset},
+                             {.src = GRAD_DG, .dst = GRAD_DH, .g0 = 0, .g1 = 2}}};

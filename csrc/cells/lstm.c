@@ -13,7 +13,8 @@
  *
  * With a projection (proj_size P): m_t = o * tanh(c_t) (B,H), h_t = W_hr m_t
  * (B,P).  A step is then two phases: the gates and m (lstm_proj_step_forward,
- * on the H units), and h = m @ W_hr^T (lstm_proj_step_output, on the P units).
+ * on the H units), and h = m @ W_hr^T (lstm_proj_step_output, on the P units);
+ * its backward two stages (lstm_proj_plan).
  */
 
 /* One row, n units: the gate pre-activations gi, gf, gg, go (n,) become
@@ -198,6 +199,34 @@ static void lstm_peephole_grads(real* dp, const real* dg, const real* c_prev, co
     }
 }
 
+/* Projection, after stage 1's dm = dh @ W_hr: the LSTM's gradients with dm
+ * (B,H) at its output m = o * tanh(c), on units j0..j1-1 of H. */
+static void lstm_proj_step_backward(const bstep* s, int j0, int j1)
+{
+    bstep at_m = *s;
+    at_m.dh = s->dm;
+    lstm_step_backward(&at_m, j0, j1);
+}
+
+/* Projection, before stage 2's dh += dg @ W_hh, on units j0..j1-1 of P:
+ * dhs := dh on the rows in their sequence (0 on the others: no gradient
+ * reaches W_hr there), and dh := 0 on those rows, whose gradient now goes
+ * through W_hh only; a row past its length passes dh on to h_prev untouched. */
+static void lstm_proj_save_dh(const bstep* s, int j0, int j1)
+{
+    const size_t n = (size_t)(j1 - j0) * sizeof(real);
+    for (int b = 0; b < s->B; b++) {
+        real* dh = s->dh + (size_t)b * s->P + j0;
+        real* kept = s->dhs + (size_t)b * s->P + j0;
+        if (row_active(s->lengths, s->t, b)) {
+            memcpy(kept, dh, n);
+            memset(dh, 0, n);
+        } else {
+            memset(kept, 0, n);
+        }
+    }
+}
+
 static void lstm_setup(cell_params* p, int H, const real* b_hh, const real* w_peep)
 {
     (void)H, (void)b_hh;
@@ -205,14 +234,22 @@ static void lstm_setup(cell_params* p, int H, const real* b_hh, const real* w_pe
 }
 
 /* With a projection: phase 1 the gates and m = o * tanh(c) on the H units
- * (input h_prev, P wide), phase 2 h = m @ W_hr^T on the P units.  Its backward
- * is written out in the driver (backward_proj). */
+ * (input h_prev, P wide), phase 2 h = m @ W_hr^T on the P units.  Backward,
+ * with dh (B,P) the gradient at h_t:
+ *   stage 1, on the H units: dm = dh @ W_hr, then the LSTM's gradients at m
+ *   stage 2, on the P units: dh is kept for dW_hr (dhs), then dh = dg @ W_hh
+ * (dW_hr += dhs^T m and dW_hh += dg^T h_prev after the loop). */
 static const cell_plan lstm_proj_plan = {
     .setup = lstm_setup, .slab_bias_hh_gates = 4,
     .n_phases = 2, .phase = {{0, 4, 0, -1, lstm_proj_step_forward, 0},
-                             {0, 1, 0, -1, lstm_proj_step_output, 1}}};
+                             {0, 1, 0, -1, lstm_proj_step_output, 1}},
+    .n_stages = 2, .stage = {{.src = GRAD_DH, .dst = GRAD_DM, .weight = WEIGHT_HR, .g0 = 0,
+                              .g1 = 1, .after = lstm_proj_step_backward},
+                             {.before = lstm_proj_save_dh, .src = GRAD_DG, .dst = GRAD_DH,
+                              .g0 = 0, .g1 = 4}}};
 
 static const cell_plan lstm_plan = {
     .setup = lstm_setup, .slab_bias_hh_gates = 4, .proj = &lstm_proj_plan,
     .n_phases = 1, .phase = {{0, 4, 0, -1, lstm_step_forward, 0}},
-    .n_stages = 1, .stage = {{lstm_step_backward, 0, 4, 0, 0}}};
+    .n_stages = 2, .stage = {{.before = lstm_step_backward},
+                             {.src = GRAD_DG, .dst = GRAD_DH, .g0 = 0, .g1 = 4}}};

@@ -18,13 +18,27 @@ typedef struct fwd_phase {
     int proj_out;
 } fwd_phase;
 
-/* One backward stage: grads on every unit, then
- * dst (+)= src[:, g0*H:g1*H] @ W_hh[g0*H:g1*H, :], where src is dg or dgh and
- * dst is dh or drh (zeroed first).  The forward product of those gates took
- * aux as input exactly when dst is drh. */
+/* The (B,.) gradients of a backward step that a stage's product reads or
+ * writes (bstep's fields of those names), and the weights it goes through. */
+enum bwd_grad { GRAD_NONE, GRAD_DG, GRAD_DGH, GRAD_DH, GRAD_DRH, GRAD_DM };
+enum bwd_weight { WEIGHT_HH, WEIGHT_HR };
+
+/* One backward stage, run on the units of dst (on the H units where it has
+ * no product), cut into tasks of whole panels:
+ *   before(units); dst[:, units] (+)= src[:, k] @ W[k, units]; after(units)
+ * where k are the rows of W's blocks g0..g1-1: W_hh (G,S) in blocks of H rows
+ * (its gates), W_hr (P,H) one block of P rows.  dst is dh (B,S), which
+ * accumulates the gradient carried past the cell, or drh or dm (B,H), which
+ * the product overwrites.  The stages run one after another, so a product may
+ * read what the stage before wrote on every unit; before and after touch only
+ * the stage's units.  After the loop, every product's weights get their
+ * gradient dW[k] += src^T @ (the forward input whose gradient dst is: h_prev
+ * for dh, aux for drh, m for dm), src of dh being the dh kept for every step
+ * (dhs). */
 typedef struct bwd_stage {
-    bstep_fn grads;
-    int g0, g1, src_dgh, dst_drh;
+    bstep_fn before, after;   /* or NULL */
+    int src, dst;             /* enum bwd_grad; dst GRAD_NONE: no product */
+    int weight, g0, g1;       /* enum bwd_weight, and its blocks */
 } bwd_stage;
 
 /* A cell's own parameters beyond W_ih, W_hh and the biases: what its step
@@ -49,5 +63,5 @@ typedef struct cell_plan {
     int n_phases;
     fwd_phase phase[2];
     int n_stages;
-    bwd_stage stage[2];
+    bwd_stage stage[4];
 } cell_plan;

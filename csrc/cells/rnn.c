@@ -70,9 +70,11 @@ static void rnn_relu_setup(cell_params* p, int H, const real* b_hh, const real* 
 static const cell_plan rnn_tanh_plan = {
     .slab_bias_hh_gates = 1,
     .n_phases = 1, .phase = {{0, 1, 0, -1, rnn_step_forward, 0}},
-    .n_stages = 1, .stage = {{rnn_step_backward, 0, 1, 0, 0}}};
+    .n_stages = 2, .stage = {{.before = rnn_step_backward},
+                             {.src = GRAD_DG, .dst = GRAD_DH, .g0 = 0, .g1 = 1}}};
 
 static const cell_plan rnn_relu_plan = {
     .setup = rnn_relu_setup, .slab_bias_hh_gates = 1,
     .n_phases = 1, .phase = {{0, 1, 0, -1, rnn_step_forward, 0}},
-    .n_stages = 1, .stage = {{rnn_step_backward, 0, 1, 0, 0}}};
+    .n_stages = 2, .stage = {{.before = rnn_step_backward},
+                             {.src = GRAD_DG, .dst = GRAD_DH, .g0 = 0, .g1 = 1}}};

@@ -65,15 +65,18 @@ typedef void (*step_fn)(const step* s, int r0, int r1, int j0, int j1);
 /* What one backward time step touches. */
 typedef struct bstep {
     int B, H, G, t;
+    int P;                    /* the width of h: proj_size with a projection, else H */
     const int64_t* lengths;   /* (B,) or NULL */
     real* dg;                 /* (B,G) OUT gradient of the pre-activations, input side */
     real* dgh;                /* (B,G) OUT the same on the W_hh side (GRU reset after) */
-    real* dh;                 /* (B,H) IN gradient at h_t, OUT the part at h_prev not through W_hh */
+    real* dh;                 /* (B,P) IN gradient at h_t, OUT the part at h_prev not through W_hh */
     real* dc;                 /* (B,H) LSTM: the same for c */
     real* drh;                /* (B,H) IN GRU reset before: gradient at r * h_prev */
+    real* dm;                 /* (B,H) IN LSTM with a projection: gradient at m = o * tanh(c) */
+    real* dhs;                /* (B,P) OUT LSTM with a projection: this step's dh, kept for dW_hr */
     const real* gates;        /* (B,G) IN activations */
-    const real* h;            /* (B,H) IN the step's output state */
-    const real* h_prev;       /* (B,H) IN */
+    const real* h;            /* (B,P) IN the step's output state */
+    const real* h_prev;       /* (B,P) IN */
     const real* c_prev;       /* (B,H) IN, LSTM */
     const real* aux;          /* (B,H) IN see rnnx_cell_desc.aux_in_cache */
     const struct cell_params* cp;  /* the cell's own parameters (csrc/cells/plan.h) */
