@@ -183,11 +183,15 @@ static void lstm_step_backward(const bstep* s, int j0, int j1)
  *   dPi += sum da_i * c_prev, dPf += sum da_f * c_prev, dPo += sum da_o * c_t,
  * from dg (T*B,4H) the gate gradients (0 on rows past their length), c_prev
  * and c (T*B,H) the states before and after each step, rows in the same order.
- * Serial, rows in order, so the sums do not depend on the thread count. */
+ * Serial, one row after another in the backward loop's order (descending for a
+ * forward direction, as gemm_rows_acc), so the sums depend neither on the
+ * thread count nor on a sequence's backward running in time segments, last
+ * first, into the same dP (rnnx/checkpoint.py). */
 static void lstm_peephole_grads(real* dp, const real* dg, const real* c_prev, const real* c,
-                                size_t rows, int H)
+                                size_t rows, int H, int descending)
 {
-    for (size_t r = 0; r < rows; r++) {
+    for (size_t i = 0; i < rows; i++) {
+        const size_t r = descending ? rows - 1 - i : i;
         const real* d = dg + r * 4 * (size_t)H;
         const real* cp = c_prev + r * (size_t)H;
         const real* cc = c + r * (size_t)H;

@@ -230,7 +230,7 @@ static int backward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
     }
     if (a->w_peep)
         lstm_peephole_grads(a->dw_peep, dg, cs + state_prev_offset(0, reverse, BH),
-                            cs + state_offset(0, reverse, BH), (size_t)T * B, H);
+                            cs + state_offset(0, reverse, BH), (size_t)T * B, H, !reverse);
     return RNNX_OK;
 }
 
