@@ -13,6 +13,7 @@ no loss. One update per mini-batch, full BPTT through decoder and encoder (bptt 
 """
 import numpy as np
 
+from . import trainer_loop
 from .directions import using_workspace
 from .losses import SoftmaxCrossEntropy
 
@@ -84,9 +85,9 @@ def _update(trainer, batch, where):
     mask = _mask(tgt_lengths, tgt_in.shape[0])
     value, grad = trainer.loss(output, y, mask)
     count = int(np.prod(output.shape[:-1])) if mask is None else int(mask.sum())
-    trainer._check_loss(value, where)
+    trainer_loop.check_loss(trainer, value, where)
     _, _, grads = model.backward(cache, grad)
-    return trainer._step(value, grads, count, where)
+    return trainer_loop.step(trainer, value, grads, count, where)
 
 
 def fit(trainer, x, y, lengths, epochs, batch_size, shuffle, callback, validation):
@@ -99,33 +100,19 @@ def fit(trainer, x, y, lengths, epochs, batch_size, shuffle, callback, validatio
         validation = tuple(validation) + (None,) * (3 - len(validation))
         check_data(trainer, *validation)
     N = data[0].shape[1]
-    batch_size, n_batches = trainer._batches(batch_size, N)
+    batch_size, n_batches = trainer_loop.batches(batch_size, N)
     if trainer.comm is not None:    # a rank with more updates would wait for the others forever
         from .mpi import check_same
         check_same(trainer.comm, batches=n_batches, epochs=epochs)
-    history = {"loss": [], "step_loss": [], "grad_norm": [], "lr": []}
-    if validation is not None:
-        history["val_loss"] = []
-    mean_reduction = getattr(trainer.loss, "reduction", "mean") == "mean"
-    for epoch in range(epochs):
-        history["lr"].append(trainer.optimizer.lr)
-        order = trainer.rng.permutation(N) if (shuffle and n_batches > 1) else np.arange(N)
-        total, weight, stop = 0.0, 0, False
-        for batch in range(n_batches):
-            rows = order[batch * batch_size:(batch + 1) * batch_size]
-            with using_workspace(trainer._workspace()):
-                value, grads, norm, count = _update(trainer, _rows(data, rows),
-                                                    f"epoch {epoch + 1}, batch {batch + 1}")
-            total += value * count if mean_reduction else value
-            weight += count
-            stop = trainer._record(history, epoch, value, norm, grads, callback)
-            if stop:
-                break
-        history["loss"].append(total / max(weight, 1) if mean_reduction else total)
-        if stop:
-            break
-        trainer._end_epoch(history, validation)
-    return history
+
+    def batch_updates(rows, where):
+        """One update on the pairs `rows`."""
+        with using_workspace(trainer._workspace()):
+            value, grads, norm, count = _update(trainer, _rows(data, rows), where)
+        yield value, norm, grads, count
+
+    return trainer_loop.run(trainer, epochs, N, batch_size, n_batches, shuffle, batch_updates,
+                            1, callback, validation)
 
 
 def evaluate(trainer, x, y, lengths=None):

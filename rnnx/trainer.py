@@ -32,7 +32,6 @@ reset_state says when the carried state returns to zeros:
     "chunk"               at every update: no state is carried (an ablation: the model
                           then cannot use anything from before the window).
 """
-import sys
 import warnings
 
 import numpy as np
@@ -45,19 +44,13 @@ from .lr_scheduler import LRScheduler
 from .directions import using_workspace
 from .model import Sequential
 from .seq2seq import Seq2Seq
-from . import seq2seq_training
-from .optim import OPTIMIZERS, Adam, Optimizer, clip_grad_norm, clip_grad_value, global_norm
-from .progress import Progress
+from . import seq2seq_training, trainer_loop
+from .trainer_loop import NonFiniteLossError  # noqa: F401 (rnnx.trainer's name, as before)
+from .optim import OPTIMIZERS, Adam, Optimizer
 from .trainer_data import axes, check_data, check_validation, loss_mask, parse_bptt, \
     segment_lengths, time_slice
 
 RESET_STATES = ("sequence", "never", "chunk")
-
-
-class NonFiniteLossError(FloatingPointError):
-    """Raised by ``Trainer.fit`` when the loss or the global gradient norm becomes NaN or
-    infinite; the message names the update (epoch, batch, time steps). The update that
-    met it is not applied."""
 
 
 class Trainer:
@@ -201,8 +194,6 @@ class Trainer:
         return (f"Trainer(Sequential({model}, many_to_one={self.model.many_to_one}), "
                 f"{', '.join(options)}, updates={self.updates}, epochs={self.epochs})")
 
-    # -- data layout ---------------------------------------------------------------------
-
     # -- one update ----------------------------------------------------------------------
 
     def _workspace(self):
@@ -243,7 +234,7 @@ class Trainer:
             mask = loss_mask(self.model, b - w0, x.shape[1 - time_axis], a - w0, lengths, w0)
         value, grad = self.loss(output, target, mask)
         count = int(np.prod(output.shape[:-1])) if mask is None else int(mask.sum())
-        self._check_loss(value, where)
+        trainer_loop.check_loss(self, value, where)
         grads = {}
         dstate = None
         for (t0, t1), cache in zip(reversed(segments), reversed(caches)):
@@ -254,37 +245,8 @@ class Trainer:
                 if g is None:
                     continue
                 grads[name] = g if name not in grads else grads[name] + g
-        value, grads, norm, count = self._step(value, grads, count, where)
+        value, grads, norm, count = trainer_loop.step(self, value, grads, count, where)
         return value, carried, norm, grads, count
-
-    def _check_loss(self, value, where):
-        if not np.isfinite(value) and self.comm is None:
-            raise NonFiniteLossError(f"the loss became {value} at update {self.updates + 1} "
-                                     f"({where}); lower the learning rate or set clip_norm")
-
-    def _step(self, value, grads, count, where):
-        """One update from the gradients of a batch's loss: combined over the ranks, checked,
-        clipped, applied. Returns (loss, gradients, gradient norm before clipping, positions
-        in the loss), the loss, gradients and count over all ranks."""
-        model = self.model
-        if self.comm is not None:  # every rank's part, summed in rank order: the whole batch's
-            from .mpi import combine
-            value, grads, count = combine(self.comm, value, grads, count, getattr(
-                self.loss, "reduction", "mean") == "mean")
-            if not np.isfinite(value):
-                raise NonFiniteLossError(f"the loss became {value} at update {self.updates + 1} "
-                                         f"({where}); lower the learning rate or set clip_norm")
-        model._grads = grads
-        norm = clip_grad_norm(grads, self.clip_norm) if self.clip_norm else global_norm(grads)
-        if not np.isfinite(norm):
-            raise NonFiniteLossError(f"the gradient norm became {norm} at update "
-                                     f"{self.updates + 1} ({where}), loss {value:.6g}; "
-                                     "lower the learning rate or set clip_norm")
-        if self.clip_value:
-            clip_grad_value(grads, self.clip_value)
-        self.optimizer.step(grads)
-        self.updates += 1
-        return value, grads, norm, int(count)
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -351,7 +313,7 @@ class Trainer:
         validation = check_validation(self.model, self.loss, validation, early_stopping)
         batch_axis, time_axis, y_batch_axis = axes(self.model)
         N = x.shape[batch_axis]
-        batch_size, n_batches = self._batches(batch_size, N)
+        batch_size, n_batches = trainer_loop.batches(batch_size, N)
         if self.reset_state == "never" and n_batches > 1:
             raise ValueError("reset_state='never' carries the state of one batch of streams across "
                              f"epochs, so batch_size must be None or >= N={N}, got {batch_size}")
@@ -362,93 +324,29 @@ class Trainer:
                           f"sequences have T={T}: no gradient is truncated (bptt=None says so; "
                           f"a k2 < {T} truncates)", UserWarning, stacklevel=2)
         overlap = k2 - k1
-        n_windows = -(-T // k1)
         if self.comm is not None:
             from .mpi import check_same
             check_same(self.comm, batches=n_batches, time_steps=T, epochs=epochs)
-        enabled = self.progress if self.progress is not None else sys.stderr.isatty()
-        bar = Progress(bool(enabled), epochs * n_batches * n_windows)
-        history = {"loss": [], "step_loss": [], "grad_norm": [], "lr": []}
-        if validation is not None:
-            history["val_loss"] = []
-        best = None                                  # (val loss, epoch index, weights)
-        mean_reduction = getattr(self.loss, "reduction", "mean") == "mean"
-        stop = stopped_early = False
-        try:
-            for epoch in range(epochs):
-                history["lr"].append(self.optimizer.lr)
-                order = self.rng.permutation(N) if (shuffle and n_batches > 1) else np.arange(N)
-                total, weight = 0.0, 0
-                for batch in range(n_batches):
-                    rows = order[batch * batch_size:(batch + 1) * batch_size]
-                    whole = len(rows) == N and n_batches == 1
-                    xb = x if whole else np.take(x, rows, axis=batch_axis)
-                    yb = y if whole else np.take(y, rows, axis=y_batch_axis)
-                    lb = None if lengths is None else lengths[rows]
-                    state = self.state if self.reset_state == "never" else None
-                    for a in range(0, T, k1):
-                        b = min(a + k1, T)
-                        if self.reset_state == "chunk":
-                            state = None
-                        where = f"epoch {epoch + 1}, batch {batch + 1}"
-                        if time_axis is not None:
-                            where += f", time steps {a}..{b - 1}"
-                        with using_workspace(self._workspace()):   # reused update after update
-                            value, state, norm, grads, count = self._update(
-                                xb, yb, lb, state, a, b, overlap, where)
-                        total += value * count if mean_reduction else value
-                        weight += count
-                        bar.update(epoch + 1, epochs, value)
-                        stop = self._record(history, epoch, value, norm, grads, callback)
-                        if stop:
-                            break
-                    self.state = state
-                    if stop:
-                        break
-                history["loss"].append(total / max(weight, 1) if mean_reduction else total)
-                if stop:
-                    break
-                self._end_epoch(history, validation)
-                if early_stopping is not None:
-                    if best is None or history["val_loss"][-1] < best[0]:
-                        best = (history["val_loss"][-1], epoch, {
-                            name: value.copy() for name, value in self.model.state_dict().items()})
-                    elif epoch - best[1] >= early_stopping:
-                        stopped_early = True
-                        break
-        finally:
-            bar.close()
-        if best is not None:
-            self.model.load_state_dict(best[2])
-            history["best_epoch"] = best[1]
-            history["stopped_early"] = stopped_early
-        return history
+        def batch_updates(rows, where):
+            """The updates of one batch: a window of truncated BPTT each, the state carried."""
+            whole = len(rows) == N and n_batches == 1
+            xb = x if whole else np.take(x, rows, axis=batch_axis)
+            yb = y if whole else np.take(y, rows, axis=y_batch_axis)
+            lb = None if lengths is None else lengths[rows]
+            state = self.state if self.reset_state == "never" else None
+            for a in range(0, T, k1):
+                b = min(a + k1, T)
+                if self.reset_state == "chunk":
+                    state = None
+                steps = f", time steps {a}..{b - 1}" if time_axis is not None else ""
+                with using_workspace(self._workspace()):   # reused update after update
+                    value, state, norm, grads, count = self._update(
+                        xb, yb, lb, state, a, b, overlap, where + steps)
+                self.state = state
+                yield value, norm, grads, count
 
-    @staticmethod
-    def _batches(batch_size, N):
-        """(batch_size, number of mini-batches) for N sequences; None means all N at once."""
-        if batch_size is None or batch_size >= N:
-            return N, 1
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-                or batch_size < 1:
-            raise ValueError(f"batch_size must be None or an int >= 1, got {batch_size!r}")
-        return batch_size, -(-N // batch_size)
-
-    def _record(self, history, epoch, value, norm, grads, callback):
-        """Note an update in history; True when the callback asks to stop."""
-        history["step_loss"].append(value)
-        history["grad_norm"].append(norm)
-        return callback is not None and callback({
-            "epoch": epoch, "update": self.updates, "loss": value, "grad_norm": norm,
-            "grads": grads}) is True
-
-    def _end_epoch(self, history, validation):
-        """Count a complete epoch, step the schedule, note the validation loss."""
-        self.epochs += 1
-        if self.scheduler is not None:
-            self.scheduler.step()
-        if validation is not None:
-            history["val_loss"].append(self.evaluate(*validation))
+        return trainer_loop.run(self, epochs, N, batch_size, n_batches, shuffle, batch_updates,
+                                -(-T // k1), callback, validation, early_stopping)
 
     def evaluate(self, x, y, lengths=None, state=None):
         """The loss of the model on (x, y): forward only, over whole sequences.
