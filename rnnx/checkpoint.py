@@ -78,6 +78,14 @@ def _segment_lengths(lengths, t0, t1):
     return np.clip(lengths - t0, 1, t1 - t0), (ended if ended.any() else None)
 
 
+def _restore_rows(ended, *pairs):
+    """new[ended] = old[ended] for each (new, old) pair of (B, H) arrays (h, then c or
+    None for none): the rows that ended before the segment keep what they had."""
+    for new, old in pairs:
+        if new is not None:
+            new[ended] = old[ended]
+
+
 def forward(layer, x, state, lengths, checkpoint):
     """layer.forward(x, state, lengths, checkpoint=...): (y, final state, CheckpointCache)."""
     x_given = x
@@ -114,9 +122,7 @@ def forward(layer, x, state, lengths, checkpoint):
                               layer._reverse(d), y_seg, h_n, c_n, False, **options)
                 if ended is not None:  # undo the one step the ended rows were run for
                     y_seg[0, ended] = 0
-                    h_n[ended] = h[ended]
-                    if has_c:
-                        c_n[ended] = c[ended]
+                    _restore_rows(ended, (h_n, h), (c_n, c))
                 h, c = h_n, c_n
             final[0][i] = h
             if has_c:
@@ -176,9 +182,7 @@ def backward(layer, cache, dy, dstate):
                 _core.backward(layer._cell, x_seg, w_ih, w_hh, seg_lengths, layer._reverse(d), core_cache,
                                dy_seg, dh, dc, dx[t0:t1], dh0, dc0, *dw, **proj)
                 if ended is not None:  # past their length the state gradient passes through
-                    dh0[ended] = dh_in[ended]
-                    if has_c:
-                        dc0[ended] = dc_in[ended]
+                    _restore_rows(ended, (dh0, dh_in), (dc0, dc_in))
                 dh, dc = dh0, dc0
             dinit[0][i] = dh
             if has_c:

@@ -159,19 +159,9 @@ static int backward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
     real* dhs = work + wl.dhs;                                     /* (T,B,P) with a projection */
     const real* dy = a->dy;
 
-    bstep s;
-    memset(&s, 0, sizeof s);
-    s.B = B;
-    s.H = H;
-    s.G = G;
-    s.P = P;
     const cell_params cp = params_of(plan, H, NULL, a->w_peep);
-    s.cp = &cp;
-    s.lengths = a->lengths;
-    s.dh = work + wl.dh;
-    s.dc = work + wl.dc;
-    s.drh = work + wl.drh;
-    s.dm = work + wl.dm;
+    bstep s = {.B = B, .H = H, .G = G, .P = P, .lengths = a->lengths, .cp = &cp,
+               .dh = work + wl.dh, .dc = work + wl.dc, .drh = work + wl.drh, .dm = work + wl.dm};
     const int n_tasks = own ? step_tasks(blas, B, G, H, NULL) : 1;
     bwd_task task = {NULL, &s, NULL, NULL, n_tasks};
     if (own) {              /* every weight of the call, packed for the stages' products */

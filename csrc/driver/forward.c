@@ -317,16 +317,8 @@ static int forward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
     input_projection(blas, naive, slab, a->x, a->w_ih, a->w_ih_t, work + wl.w_ih_t,
                      a->b_ih, b_hh, plan->slab_bias_hh_gates * H, T * B, I, G, a->row_exact);
 
-    step s;
-    s.B = B;
-    s.H = H;
-    s.G = G;
-    s.P = P;
     const cell_params cp = params_of(plan, H, b_hh, a->w_peep);
-    s.cp = &cp;
-    s.lengths = a->lengths;
-    s.ldy = a->ldy;
-    s.m = NULL;
+    step s = {.B = B, .H = H, .G = G, .P = P, .lengths = a->lengths, .ldy = a->ldy, .cp = &cp};
     int row_tasks = 1;
     const int n_tasks = fused ? step_tasks(blas, B, G, H, &row_tasks) : 1;
     fwd_task task = {NULL, &s, packed, d->gates, n_tasks, row_tasks, packed_hr};
