@@ -1,5 +1,6 @@
-# Included by rnnx/_core.pyx: Argument checks: each array's type, dtype, shape and layout, checked before a
-# pointer to its data goes to C; errors name the argument, what it must be and what it is.
+# Included by rnnx/_core.pyx: the argument checks: each array's type, dtype, shape and
+# layout, checked before a pointer to its data goes to C; errors name the argument, what it
+# must be and what it is.
 
 cdef int _proj_size(int cell, object w_hr, str name="w_hr") except -1:
     """P, the projection's size, from w_hr (P, H) (checked against H later), or 0 for None."""

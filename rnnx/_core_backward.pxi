@@ -1,4 +1,4 @@
-# Included by rnnx/_core.pyx: backward: BPTT over a training forward's cache.
+# Included by rnnx/_core.pyx: backward, BPTT over a training forward's cache.
 
 def backward(object cell, object x, object w_ih, object w_hh, object lengths, bint reverse,
              object cache, object dy, object dh_n, object dc_n, object dx, object dh0, object dc0,

@@ -1,5 +1,6 @@
-# Included by rnnx/_core.pyx: The core's C declarations (csrc/rnnx.h through _core_shim.h, the .rnnx format's
-# constants, the model's layer kinds, the thread pool), for the binding _core.pyx includes.
+# The core's C declarations for the binding, included by rnnx/_core.pyx: csrc/rnnx.h
+# (through _core_shim.h), the .rnnx format's constants, the model's layer kinds and the
+# thread pool.
 
 cdef extern from "_core_shim.h":
     ctypedef void (*rnnx_sgemm_fn)(char*, char*, int*, int*, int*, float*, float*, int*,

@@ -1,4 +1,5 @@
-# Included by rnnx/_core.pyx: forward (a whole sequence, inference or training) and pack_weights.
+# Included by rnnx/_core.pyx: forward (a whole sequence, inference or training) and
+# pack_weights.
 
 def forward(object cell, object x, object h0, object c0, object w_ih, object w_hh, object b_ih,
             object b_hh, object lengths, bint reverse, object y, object h_n, object c_n,

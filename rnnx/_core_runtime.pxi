@@ -1,5 +1,6 @@
-# Included by rnnx/_core.pyx: Module constants (the format, cell codes, kernel paths), the BLAS table the core
-# calls, and the run-time switches: instruction set, threads, pool diagnostics.
+# Included by rnnx/_core.pyx: the module's constants (the format, cell codes, kernel paths),
+# the BLAS table the core calls, and the run-time switches: instruction set, threads, pool
+# diagnostics.
 
 # The .rnnx format's constants, from csrc/model/format.h (their one source) and the layer
 # kinds of rnnx_model.h; rnnx/rnnx_format.py reads them here.

@@ -1,5 +1,5 @@
-# Included by rnnx/_core.pyx: The core's cell table seen from Python: states, options, parameter shapes, gate
-# counts, the activations (for tests) and the training cache's size.
+# Included by rnnx/_core.pyx: the core's cell table seen from Python: states, options,
+# parameter shapes, gate counts, the activations (for tests) and the training cache's size.
 
 cdef int _states(int cell):
     """How many state tensors a known cell has: 1 (h) or 2 (h, c), from the core's table."""

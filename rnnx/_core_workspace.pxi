@@ -1,4 +1,5 @@
-# Included by rnnx/_core.pyx: Workspace: the scratch and the training caches forward and backward reuse.
+# Included by rnnx/_core.pyx: Workspace, the scratch and the training caches that forward
+# and backward reuse.
 
 cdef class Workspace:
     """Memory that forward and backward reuse from one call to the next.
