@@ -231,6 +231,14 @@ static void lstm_proj_save_dh(const bstep* s, int j0, int j1)
     }
 }
 
+/* The plan's own_grads: dP, where the call has peepholes. */
+static void lstm_own_grads(const cell_params* p, real* dp, const real* dg, const real* c_prev,
+                           const real* c, size_t rows, int H, int descending)
+{
+    if (p->peep)
+        lstm_peephole_grads(dp, dg, c_prev, c, rows, H, descending);
+}
+
 static void lstm_setup(cell_params* p, int H, const real* b_hh, const real* w_peep)
 {
     (void)H, (void)b_hh;
@@ -244,7 +252,7 @@ static void lstm_setup(cell_params* p, int H, const real* b_hh, const real* w_pe
  *   stage 2, on the P units: dh is kept for dW_hr (dhs), then dh = dg @ W_hh
  * (dW_hr += dhs^T m and dW_hh += dg^T h_prev after the loop). */
 static const cell_plan lstm_proj_plan = {
-    .setup = lstm_setup, .slab_bias_hh_gates = 4,
+    .setup = lstm_setup, .own_grads = lstm_own_grads, .slab_bias_hh_gates = 4,
     .n_phases = 2, .phase = {{0, 4, 0, -1, lstm_proj_step_forward, 0},
                              {0, 1, 0, -1, lstm_proj_step_output, 1}},
     .n_stages = 2, .stage = {{.src = GRAD_DH, .dst = GRAD_DM, .weight = WEIGHT_HR, .g0 = 0,
@@ -253,7 +261,8 @@ static const cell_plan lstm_proj_plan = {
                               .g0 = 0, .g1 = 4}}};
 
 static const cell_plan lstm_plan = {
-    .setup = lstm_setup, .slab_bias_hh_gates = 4, .proj = &lstm_proj_plan,
+    .setup = lstm_setup, .own_grads = lstm_own_grads, .slab_bias_hh_gates = 4,
+    .proj = &lstm_proj_plan,
     .n_phases = 1, .phase = {{0, 4, 0, -1, lstm_step_forward, 0}},
     .n_stages = 2, .stage = {{.before = lstm_step_backward},
                              {.src = GRAD_DG, .dst = GRAD_DH, .g0 = 0, .g1 = 4}}};

@@ -53,10 +53,20 @@ typedef struct cell_params {
 /* b_hh (G,) and w_peep (3H,) of the call (each possibly NULL; b_hh NULL backward). */
 typedef void (*cell_setup_fn)(cell_params* p, int H, const real* b_hh, const real* w_peep);
 
+/* After the backward loop: the gradients of the cell's own parameters (those
+ * cell_params holds, e.g. the peepholes) added into d_own, from dg (rows,G)
+ * the gate gradients of every step and row and c_prev, c (rows,H) the cell
+ * states before and after them (NULL for a cell without c); the rows summed
+ * one after another, last first when descending (the backward loop's order). */
+typedef void (*cell_grads_fn)(const cell_params* p, real* d_own, const real* dg,
+                              const real* c_prev, const real* c, size_t rows, int H,
+                              int descending);
+
 /* A cell's plan: its setup, the phases of a forward step and the stages of a
  * backward step, each with its elementwise function (csrc/cells/<cell>.c). */
 typedef struct cell_plan {
     cell_setup_fn setup;          /* NULL: the cell has no parameters of its own */
+    cell_grads_fn own_grads;      /* NULL: none (or no gradient to take) */
     int slab_bias_hh_gates;       /* the gates whose b_hh the input projection pre-sums into
                                      the slab (GRU reset after adds b_hn in its own product) */
     const struct cell_plan* proj; /* the plan with a projection (RNNX_OPTION_PROJ), or NULL */

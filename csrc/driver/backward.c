@@ -218,9 +218,9 @@ static int backward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
                             src + (size_t)st->g0 * rows, lds, input, T * B, stage_units(st, &s),
                             st->g0 * rows, (st->g1 - st->g0) * rows);
     }
-    if (a->w_peep)
-        lstm_peephole_grads(a->dw_peep, dg, cs + state_prev_offset(0, reverse, BH),
-                            cs + state_offset(0, reverse, BH), (size_t)T * B, H, !reverse);
+    if (plan->own_grads)    /* the cell's own parameters', rows in the loop's order */
+        plan->own_grads(&cp, a->dw_peep, dg, cs ? cs + state_prev_offset(0, reverse, BH) : NULL,
+                        cs ? cs + state_offset(0, reverse, BH) : NULL, (size_t)T * B, H, !reverse);
     return RNNX_OK;
 }
 
