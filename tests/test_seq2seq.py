@@ -282,6 +282,21 @@ def test_the_trainer_fits_mini_batches_and_names_bad_data():
         rnnx.Trainer(model, bptt=2)
 
 
+def test_the_trainer_loop_shows_progress_and_stops_a_seq2seq_on_request(capsys):
+    """A Seq2Seq trains through the Trainer's own epoch loop (rnnx/trainer_loop.py): its
+    progress bar, and a callback's stop after the third update (in the second epoch)."""
+    rng = np.random.default_rng(9)
+    model = build("GRU", False, np.float64, seed=3, num_layers=1)
+    src, tgt_in, _ = data(np.float64, rng, B=4)
+    tgt_out = rng.integers(0, V, (5, 4))
+    trainer = rnnx.Trainer(model, "softmax_cross_entropy", progress=True, seed=0)
+    history = trainer.fit((src, tgt_in), tgt_out, epochs=3, batch_size=2,
+                          callback=lambda info: info["update"] == 3)
+    assert trainer.updates == 3 and len(history["step_loss"]) == 3
+    assert len(history["loss"]) == 2 and trainer.epochs == 1      # the second epoch is partial
+    assert "epoch 1/3 [" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_token_models_with_embeddings_equal_pytorch(dtype):
     """nn.Embedding + bidirectional nn.LSTM encoder over packed ids, its directions handed

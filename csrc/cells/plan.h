@@ -26,15 +26,15 @@ enum bwd_weight { WEIGHT_HH, WEIGHT_HR };
 /* One backward stage, run on the units of dst (on the H units where it has
  * no product), cut into tasks of whole panels:
  *   before(units); dst[:, units] (+)= src[:, k] @ W[k, units]; after(units)
- * where k are the rows of W's blocks g0..g1-1: W_hh (G,S) in blocks of H rows
- * (its gates), W_hr (P,H) one block of P rows.  dst is dh (B,S), which
- * accumulates the gradient carried past the cell, or drh or dm (B,H), which
- * the product overwrites.  The stages run one after another, so a product may
- * read what the stage before wrote on every unit; before and after touch only
- * the stage's units.  After the loop, every product's weights get their
- * gradient dW[k] += src^T @ (the forward input whose gradient dst is: h_prev
- * for dh, aux for drh, m for dm), src of dh being the dh kept for every step
- * (dhs). */
+ * where k are the rows of W's blocks g0..g1-1: W_hh (G,P) in blocks of H rows
+ * (its gates), W_hr (P,H) one block of P rows (P the width of h: proj_size,
+ * else H).  dst is dh (B,P), which accumulates the gradient carried past the
+ * cell, or drh or dm (B,H), which the product overwrites.  The stages run one
+ * after another, so a product may read what the stage before wrote on every
+ * unit; before and after touch only the stage's units.  After the loop, every
+ * product's weights get their gradient dW[k] += src^T @ (the forward input
+ * whose gradient dst is: h_prev for dh, aux for drh, m for dm), src of dh
+ * being the dh kept for every step (dhs). */
 typedef struct bwd_stage {
     bstep_fn before, after;   /* or NULL */
     int src, dst;             /* enum bwd_grad; dst GRAD_NONE: no product */
