@@ -209,11 +209,11 @@ static int backward_proj(const rnnx_cell_desc* d, const rnnx_blas* blas,
     memcpy(a->dh0, s.dh, BP * sizeof(real));
     memcpy(a->dc0, sm.dc, BH * sizeof(real));
 
-    input_gradients(blas, naive, reverse, a->dx, a->dw_ih, a->db_ih, dg, a->x, a->w_ih, a->lengths,
+    input_gradients(blas, a->path, reverse, a->dx, a->dw_ih, a->db_ih, dg, a->x, a->w_ih, a->lengths,
                     work + wl.x_rows, T, B, I, G);
-    recurrent_gradients(blas, naive, reverse, a->dw_hh, a->db_hh, dg, G,
+    recurrent_gradients(blas, a->path, reverse, a->dw_hh, a->db_hh, dg, G,
                         hs + state_prev_offset(0, reverse, BP), T * B, P, 0, G);   /* dW_hh += dg^T h_prev */
-    recurrent_gradients(blas, naive, reverse, a->dw_hr, NULL, dhs, P, ms, T * B, H, 0, P);  /* dW_hr += dh^T m */
+    recurrent_gradients(blas, a->path, reverse, a->dw_hr, NULL, dhs, P, ms, T * B, H, 0, P);  /* dW_hr += dh^T m */
     if (a->w_peep)
         lstm_peephole_grads(a->dw_peep, dg, cs + state_prev_offset(0, reverse, BH),
                             cs + state_offset(0, reverse, BH), (size_t)T * B, H);
@@ -296,12 +296,12 @@ static int backward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
     if (d->states == 2)
         memcpy(a->dc0, s.dc, BH * sizeof(real));
 
-    input_gradients(blas, naive, reverse, a->dx, a->dw_ih, a->db_ih, dg, a->x, a->w_ih, a->lengths,
+    input_gradients(blas, a->path, reverse, a->dx, a->dw_ih, a->db_ih, dg, a->x, a->w_ih, a->lengths,
                     work + wl.x_rows, T, B, I, G);
     for (int q = 0; q < plan->n_stages; q++) {
         const bwd_stage* st = &plan->stage[q];
         const real* input = st->dst_drh ? aux : hs + state_prev_offset(0, reverse, BH);  /* (T,B,H) */
-        recurrent_gradients(blas, naive, reverse, a->dw_hh, a->db_hh,
+        recurrent_gradients(blas, a->path, reverse, a->dw_hh, a->db_hh,
                             (st->src_dgh ? dgh : dg) + (size_t)st->g0 * H, G, input,
                             T * B, H, st->g0 * H, (st->g1 - st->g0) * H);
     }
@@ -312,4 +312,4 @@ static int backward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
 }
 
 const rnnx_dtype_kernels RNNX_SFX(rnnx_kernels) = {forward_sequence, backward_sequence,
-                                                   activation, pack_weights};
+                                                   activation, pack_weights, gemm_hook};

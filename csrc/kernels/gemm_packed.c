@@ -1,0 +1,257 @@
+/*
+ * kernels/gemm_packed.c: gemm_acc, rnnx's own GEMM for the hoisted products
+ * (the input projection, dW_ih, dW_hh, dX): C (M,N) += op(A) @ op(B), all
+ * row-major, op(A) (M,K), op(B) (K,N).
+ *
+ * BLIS-style: B is packed, a block of KC rows of k by NR columns at a time,
+ * into a contiguous panel (KC,NR) that stays in L1 while a register tile of
+ * MR rows x NR columns of C, loaded from C, adds the products of the block's
+ * k one after another (gemm_micro), for every MR-row tile of an MC-row block;
+ * A is read in place (MR rows of k, or MR contiguous columns for op(A) =
+ * A^T), from L2.  Only the microkernel's shape (MR, NV) changes per ISA; the
+ * cache blocks come from the cache sizes (gemm_blocks).
+ *
+ * Every element of C adds its K products one after another in order of k,
+ * with vmadd, from the value C held: the same sum as gemm_small_acc's and
+ * gemm_small_row's.  Storing an accumulator between KC blocks and loading it
+ * back is exact, so the result depends only on K, never on M, the blocks,
+ * where an element falls in a tile, or which thread computes it: a row
+ * computed alone equals the row inside a big product, bit for bit, and the
+ * blocks (MC x NC of C, fixed by the shape) may run on any threads.
+ *
+ * Not compiled on its own: kernels_body.c includes it once per (dtype,
+ * instruction set), so every function here is static.
+ */
+#ifdef RNNX_X86_TARGETS
+#  include <cpuid.h>
+#endif
+
+/* The register tile: MR rows x NV vectors of C (NR = NV*VL columns), plus NV
+ * vectors of the panel and a broadcast: 16 accumulators of 32 registers on
+ * AVX-512, 12 of 16 on AVX2, SSE2 and NEON. */
+enum {
+    GEMM_NV = 2,
+    GEMM_MR = VBYTES >= 64 ? 8 : 6,
+    GEMM_NR = GEMM_NV * VL,
+    /* the task's packed panel, on its stack: at most 32 KiB and 512 rows of k */
+    GEMM_KC_MAX = 32768 / (GEMM_NR * (int)sizeof(real)) < 512
+                      ? 32768 / (GEMM_NR * (int)sizeof(real)) : 512,
+    /* fewer multiply-adds than this run on the calling thread alone */
+    GEMM_SERIAL_BELOW = 1 << 18
+};
+
+typedef struct gemm_blocks {
+    int kc; /* rows of k per packed panel: the panel (KC,NR) fills half of L1 */
+    int mc; /* rows of C per block: A's (MC,KC) block fills a quarter of L2 */
+    int nc; /* columns of C per block */
+} gemm_blocks;
+
+/* The size of this core's level-1 data or level-2 cache from CPUID's cache
+ * leaves (4 on Intel, 0x8000001D on AMD: same layout), else fallback. */
+static long cache_bytes(int level, long fallback)
+{
+#ifdef RNNX_X86_TARGETS
+    unsigned eax, ebx, ecx, edx;
+    if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx))
+        return fallback;
+    const unsigned leaf = ebx == 0x68747541u ? 0x8000001Du : 4u;  /* "Auth"enticAMD */
+    for (unsigned sub = 0; sub < 8; sub++) {
+        if (!__get_cpuid_count(leaf, sub, &eax, &ebx, &ecx, &edx) || (eax & 31u) == 0)
+            break;
+        const unsigned type = eax & 31u, lvl = (eax >> 5) & 7u;
+        if ((int)lvl == level && (type == 1u || type == 3u))  /* data or unified */
+            return (long)((ebx >> 22) + 1) * (((ebx >> 12) & 1023u) + 1) *
+                   ((ebx & 4095u) + 1) * ((long)ecx + 1);
+    }
+#else
+    (void)level;
+#endif
+    return fallback;
+}
+
+/* Cache blocks: from this CPU's caches for a product worth the CPUID calls,
+ * else for 32 KiB of L1 and 1 MiB of L2.  They set the speed only: results
+ * do not depend on them. */
+static gemm_blocks gemm_block_sizes(double madds)
+{
+    const int ask = madds >= 4.0 * GEMM_SERIAL_BELOW;
+    const long l1 = ask ? cache_bytes(1, 32768) : 32768, l2 = ask ? cache_bytes(2, 1048576) : 1048576;
+    gemm_blocks b;
+    b.kc = (int)(l1 / 2 / (GEMM_NR * (long)sizeof(real)));
+    b.kc = b.kc > GEMM_KC_MAX ? GEMM_KC_MAX : b.kc < 16 ? 16 : b.kc;
+    long mc = l2 / 4 / ((long)b.kc * (long)sizeof(real));
+    mc = mc > 256 ? 256 : mc < GEMM_MR ? GEMM_MR : mc; /* past 256, fewer blocks to share */
+    b.mc = (int)mc / GEMM_MR * GEMM_MR;
+    b.nc = 8 * GEMM_NR;
+    return b;
+}
+
+/* c (MR,NR) (row stride ldc) += a (MR rows, kc) @ panel (kc,NR), where row r
+ * of a has its k-th element at a[r*rsa + k*csa]. */
+static ALWAYS_INLINE void gemm_micro(int kc, const real* a, ptrdiff_t rsa, ptrdiff_t csa,
+                                     const real* restrict panel, real* c, ptrdiff_t ldc)
+{
+    vec acc[GEMM_MR][GEMM_NV];
+    for (int r = 0; r < GEMM_MR; r++)
+        for (int v = 0; v < GEMM_NV; v++)
+            acc[r][v] = vload(c + r * ldc + v * VL);
+    for (int k = 0; k < kc; k++) {
+        const real* b = panel + (size_t)k * GEMM_NR;
+        vec bv[GEMM_NV];
+        for (int v = 0; v < GEMM_NV; v++)
+            bv[v] = vload(b + v * VL);
+        for (int r = 0; r < GEMM_MR; r++) {
+            const real ark = a[r * rsa + k * csa];
+            for (int v = 0; v < GEMM_NV; v++)
+                acc[r][v] = vmadd(ark, bv[v], acc[r][v]);
+        }
+    }
+    for (int r = 0; r < GEMM_MR; r++)
+        for (int v = 0; v < GEMM_NV; v++)
+            vstore(c + r * ldc + v * VL, acc[r][v]);
+}
+
+/* The two layouts of A, each its own compiled loop: op(A) = A, rows of k
+ * (rsa = lda, csa = 1), or op(A) = A^T, MR contiguous reals per k. */
+static void gemm_micro_rows(int kc, const real* a, int lda, const real* panel, real* c, int ldc)
+{
+    gemm_micro(kc, a, lda, 1, panel, c, ldc);
+}
+
+static void gemm_micro_cols(int kc, const real* a, int lda, const real* panel, real* c, int ldc)
+{
+    gemm_micro(kc, a, 1, lda, panel, c, ldc);
+}
+
+typedef struct gemm_job {
+    char ta, tb;
+    int M, N, K;
+    const real* A; /* op(A) (M,K): A (M,lda) if ta == 'N', else (K,lda) */
+    const real* B; /* op(B) (K,N): B (K,ldb) if tb == 'N', else (N,ldb) */
+    real* C;       /* (M,ldc), accumulated */
+    int lda, ldb, ldc;
+    gemm_blocks blocks;
+    int col_blocks; /* blocks of NC columns per row of blocks */
+} gemm_job;
+
+/* panel (kc,NR) := op(B)[p0:p0+kc, j:j+nr], columns nr..NR-1 zero. */
+static void gemm_pack_panel(const gemm_job* g, int p0, int kc, int j, int nr, real* restrict panel)
+{
+    if (g->tb == 'N') {
+        for (int k = 0; k < kc; k++) {
+            const real* b = g->B + (size_t)(p0 + k) * g->ldb + j;
+            real* p = panel + (size_t)k * GEMM_NR;
+            for (int q = 0; q < nr; q++)
+                p[q] = b[q];
+            for (int q = nr; q < GEMM_NR; q++)
+                p[q] = 0;
+        }
+        return;
+    }
+    for (int q = 0; q < GEMM_NR; q++) {
+        const real* b = g->B + (size_t)(j + q) * g->ldb + p0;  /* row j+q of B, read along k */
+        for (int k = 0; k < kc; k++)
+            panel[(size_t)k * GEMM_NR + q] = q < nr ? b[k] : 0;
+    }
+}
+
+/* A tile past the edge of C (mr < MR rows or nr < NR columns): the same
+ * microkernel on a copy of the tile, A's rows copied (missing rows zero), so
+ * each element present adds the same products in the same order. */
+static void gemm_edge(const gemm_job* g, int i, int p0, int kc, int mr, int nr,
+                      const real* panel, real* c)
+{
+    real tile[GEMM_MR * GEMM_NR];
+    real rows[GEMM_MR * GEMM_KC_MAX];
+    for (int r = 0; r < GEMM_MR; r++)
+        for (int q = 0; q < GEMM_NR; q++)
+            tile[r * GEMM_NR + q] = r < mr && q < nr ? c[(size_t)r * g->ldc + q] : 0;
+    for (int r = 0; r < GEMM_MR; r++)
+        for (int k = 0; k < kc; k++)
+            rows[r * kc + k] = r >= mr ? 0
+                               : g->ta == 'N' ? g->A[(size_t)(i + r) * g->lda + p0 + k]
+                                              : g->A[(size_t)(p0 + k) * g->lda + i + r];
+    gemm_micro_rows(kc, rows, kc, panel, tile, GEMM_NR);
+    for (int r = 0; r < mr; r++)
+        for (int q = 0; q < nr; q++)
+            c[(size_t)r * g->ldc + q] = tile[r * GEMM_NR + q];
+}
+
+/* Block `task` of C: rows i0..i1-1, columns j0..j1-1, all of K. */
+static void gemm_block(void* ctx, int task)
+{
+    const gemm_job* g = (const gemm_job*)ctx;
+    const gemm_blocks* bl = &g->blocks;
+    const int i0 = task / g->col_blocks * bl->mc, j0 = task % g->col_blocks * bl->nc;
+    const int i1 = g->M - i0 < bl->mc ? g->M : i0 + bl->mc;
+    const int j1 = g->N - j0 < bl->nc ? g->N : j0 + bl->nc;
+    real panel[GEMM_KC_MAX * GEMM_NR];
+    for (int p0 = 0; p0 < g->K; p0 += bl->kc) {
+        const int kc = g->K - p0 < bl->kc ? g->K - p0 : bl->kc;
+        for (int j = j0; j < j1; j += GEMM_NR) {
+            const int nr = j1 - j < GEMM_NR ? j1 - j : GEMM_NR;
+            gemm_pack_panel(g, p0, kc, j, nr, panel);
+            for (int i = i0; i < i1; i += GEMM_MR) {
+                const int mr = i1 - i < GEMM_MR ? i1 - i : GEMM_MR;
+                real* c = g->C + (size_t)i * g->ldc + j;
+                if (mr < GEMM_MR || nr < GEMM_NR)
+                    gemm_edge(g, i, p0, kc, mr, nr, panel, c);
+                else if (g->ta == 'N')
+                    gemm_micro_rows(kc, g->A + (size_t)i * g->lda + p0, g->lda, panel, c, g->ldc);
+                else
+                    gemm_micro_cols(kc, g->A + (size_t)p0 * g->lda + i, g->lda, panel, c, g->ldc);
+            }
+        }
+    }
+}
+
+/* C (M,N) += op(A) @ op(B), row-major; ta, tb 'N' or 'T'.  The blocks of C
+ * run on blas->parallel_for when there are threads and the product is worth
+ * a handoff; the result is the same bits either way. */
+static void gemm_acc(const rnnx_blas* blas, char ta, char tb, int M, int N, int K,
+                     const real* A, int lda, const real* Bm, int ldb, real* C, int ldc)
+{
+    if (M <= 0 || N <= 0 || K <= 0)
+        return;
+    if (M < GEMM_MR && ta == 'N' && tb == 'N') {  /* a few rows: no panel to pack, same sums */
+        gemm_small_acc(M, N, K, A, lda, Bm, ldb, C, ldc);
+        return;
+    }
+    gemm_job g;
+    g.ta = ta;
+    g.tb = tb;
+    g.M = M;
+    g.N = N;
+    g.K = K;
+    g.A = A;
+    g.B = Bm;
+    g.C = C;
+    g.lda = lda;
+    g.ldb = ldb;
+    g.ldc = ldc;
+    g.blocks = gemm_block_sizes((double)M * N * K);
+    g.col_blocks = (N + g.blocks.nc - 1) / g.blocks.nc;
+    const int tasks = (M + g.blocks.mc - 1) / g.blocks.mc * g.col_blocks;
+    if (tasks > 1 && blas && blas->parallel_for && blas->n_threads > 1 &&
+        (double)M * N * K >= GEMM_SERIAL_BELOW) {
+        blas->parallel_for(blas->pool, tasks, gemm_block, &g);
+        return;
+    }
+    for (int t = 0; t < tasks; t++)
+        gemm_block(&g, t);
+}
+
+/* kernels.h's gemm hook, for tests and benchmarks (rnnx_gemm_acc): C (M,N)
+ * += op(A) @ op(B) by the implementation impl names (enum rnnx_gemm_impl). */
+static void gemm_hook(const rnnx_blas* blas, int impl, char ta, char tb, int M, int N, int K,
+                      const void* A, int lda, const void* Bm, int ldb, void* C, int ldc)
+{
+    const real *a = (const real*)A, *b = (const real*)Bm;
+    real* c = (real*)C;
+    if (impl == RNNX_GEMM_PACKED)
+        gemm_acc(blas, ta, tb, M, N, K, a, lda, b, ldb, c, ldc);
+    else if (impl == RNNX_GEMM_SMALL)  /* 'N', 'N' only: rnnx_gemm_acc checks */
+        gemm_small_acc(M, N, K, a, lda, b, ldb, c, ldc);
+    else
+        gemm(blas, impl == RNNX_GEMM_NAIVE, ta, tb, M, N, K, 1, a, lda, b, ldb, 1, c, ldc);
+}
