@@ -227,6 +227,14 @@ int rnnx_gemm_acc(const rnnx_blas* blas, int dtype, int impl, char ta, char tb, 
     return RNNX_OK;
 }
 
+int rnnx_gemm_blocks(int dtype, int* blocks)
+{
+    if ((dtype != RNNX_FLOAT32 && dtype != RNNX_FLOAT64) || !blocks)
+        return RNNX_EINVAL;
+    isa_in_use()->kernels[dtype]->gemm_blocks(blocks);
+    return RNNX_OK;
+}
+
 /* ---------------------------------------------------------- entry points --- */
 
 static int check_dims(const rnnx_cell_desc* d, int dtype, int path, int T, int B, int I, int H,

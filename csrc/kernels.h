@@ -22,6 +22,7 @@ typedef struct rnnx_dtype_kernels {
                  void* packed);
     void (*gemm)(const rnnx_blas* blas, int impl, char ta, char tb, int M, int N, int K,
                  const void* A, int lda, const void* Bm, int ldb, void* C, int ldc);
+    void (*gemm_blocks)(int* blocks);
 } rnnx_dtype_kernels;
 
 /* One table per dtype and instruction set of kernels/isa_list.h. */

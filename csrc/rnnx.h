@@ -256,6 +256,10 @@ enum rnnx_gemm_impl { RNNX_GEMM_PACKED = 0, RNNX_GEMM_BLAS = 1, RNNX_GEMM_NAIVE 
                       RNNX_GEMM_SMALL = 3 };
 int rnnx_gemm_acc(const rnnx_blas* blas, int dtype, int impl, char ta, char tb, int M, int N,
                   int K, const void* A, int lda, const void* B, int ldb, void* C, int ldc);
+/* That GEMM's register tile and cache blocks on the ISA in use, for tests: blocks
+ * (OUT, 5) := MR, NR (rows and columns of the tile), KC, MC, NC (k, rows and
+ * columns of a block) of a large product.  Returns RNNX_OK or RNNX_EINVAL. */
+int rnnx_gemm_blocks(int dtype, int* blocks);
 
 /* Whole-sequence forward: inference when a->cache is NULL, training otherwise. */
 int rnnx_forward(const rnnx_blas* blas, const rnnx_forward_args* a);

@@ -5,6 +5,7 @@ cdef extern from "_core_shim.h":
     int rnnx_gemm_acc(const rnnx_blas* blas, int dtype, int impl, char ta, char tb, int M,
                       int N, int K, const void* A, int lda, const void* B, int ldb, void* C,
                       int ldc) nogil
+    int rnnx_gemm_blocks(int dtype, int* blocks) nogil
 
 # The implementations, as in enum rnnx_gemm_impl.
 GEMM_IMPLS = ("packed", "blas", "naive", "small")
@@ -40,3 +41,14 @@ def gemm_acc(object c, object a, object b, bint trans_a=False, bint trans_b=Fals
         status = rnnx_gemm_acc(&BLAS, dtype, which, ta, tb, m, n, k, pa, lda, pb, ldb, pc, ldc)
     if status != 0:
         raise ValueError(strerror(status))
+
+
+def gemm_blocks(dtype):
+    """{"MR", "NR", "KC", "MC", "NC"} of rnnx's GEMM on the ISA in use for a large product of
+    this dtype: the register tile (MR rows x NR columns) and the cache blocks (KC of k, MC
+    rows, NC columns), read from this CPU's caches."""
+    cdef int blocks[5]
+    cdef int code = _dtype_code(np.dtype(dtype), "dtype")
+    if rnnx_gemm_blocks(code, blocks) != 0:
+        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    return dict(zip(("MR", "NR", "KC", "MC", "NC"), [blocks[i] for i in range(5)]))

@@ -312,4 +312,5 @@ static int backward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
 }
 
 const rnnx_dtype_kernels RNNX_SFX(rnnx_kernels) = {forward_sequence, backward_sequence,
-                                                   activation, pack_weights, gemm_hook};
+                                                   activation, pack_weights, gemm_hook,
+                                                   gemm_blocks_hook};

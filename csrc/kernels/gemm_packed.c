@@ -255,3 +255,14 @@ static void gemm_hook(const rnnx_blas* blas, int impl, char ta, char tb, int M, 
     else
         gemm(blas, impl == RNNX_GEMM_NAIVE, ta, tb, M, N, K, 1, a, lda, b, ldb, 1, c, ldc);
 }
+
+/* kernels.h's block query (rnnx_gemm_blocks): MR, NR, KC, MC, NC of a large product. */
+static void gemm_blocks_hook(int* blocks)
+{
+    const gemm_blocks b = gemm_block_sizes(1e30);
+    blocks[0] = GEMM_MR;
+    blocks[1] = GEMM_NR;
+    blocks[2] = b.kc;
+    blocks[3] = b.mc;
+    blocks[4] = b.nc;
+}
