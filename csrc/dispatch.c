@@ -211,7 +211,8 @@ int rnnx_pack_weights(int cell, int dtype, int H, const void* w_hh, void* out)
 }
 
 int rnnx_gemm_acc(const rnnx_blas* blas, int dtype, int impl, char ta, char tb, int M, int N,
-                  int K, const void* A, int lda, const void* B, int ldb, void* C, int ldc)
+                  int K, const void* A, int lda, const void* B, int ldb, void* C, int ldc,
+                  void* work)
 {
     if ((dtype != RNNX_FLOAT32 && dtype != RNNX_FLOAT64) || impl < RNNX_GEMM_PACKED ||
         impl > RNNX_GEMM_SMALL || (ta != 'N' && ta != 'T') || (tb != 'N' && tb != 'T') ||
@@ -221,9 +222,10 @@ int rnnx_gemm_acc(const rnnx_blas* blas, int dtype, int impl, char ta, char tb, 
     if (lda < (ta == 'N' ? K : M) || ldb < (tb == 'N' ? N : K) || ldc < N || lda < 1 ||
         ldb < 1 || ldc < 1)
         return RNNX_EINVAL;
-    if ((M > 0 && N > 0 && K > 0 && (!A || !B)) || (M > 0 && N > 0 && !C))
+    if ((M > 0 && N > 0 && K > 0 && (!A || !B || (impl == RNNX_GEMM_PACKED_B && !work))) ||
+        (M > 0 && N > 0 && !C))
         return RNNX_ENULL;
-    isa_in_use()->kernels[dtype]->gemm(blas, impl, ta, tb, M, N, K, A, lda, B, ldb, C, ldc);
+    isa_in_use()->kernels[dtype]->gemm(blas, impl, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, work);
     return RNNX_OK;
 }
 

@@ -21,7 +21,7 @@ typedef struct rnnx_dtype_kernels {
     void (*pack)(const rnnx_cell_desc* d, int H, int P, const void* w_hh, const void* w_hr,
                  void* packed);
     void (*gemm)(const rnnx_blas* blas, int impl, char ta, char tb, int M, int N, int K,
-                 const void* A, int lda, const void* Bm, int ldb, void* C, int ldc);
+                 const void* A, int lda, const void* Bm, int ldb, void* C, int ldc, void* work);
     void (*gemm_blocks)(int* blocks);
 } rnnx_dtype_kernels;
 

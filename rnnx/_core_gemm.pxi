@@ -4,18 +4,19 @@
 cdef extern from "_core_shim.h":
     int rnnx_gemm_acc(const rnnx_blas* blas, int dtype, int impl, char ta, char tb, int M,
                       int N, int K, const void* A, int lda, const void* B, int ldb, void* C,
-                      int ldc) nogil
+                      int ldc, void* work) nogil
     int rnnx_gemm_blocks(int dtype, int* blocks) nogil
 
 # The implementations, as in enum rnnx_gemm_impl.
-GEMM_IMPLS = ("packed", "blas", "naive", "small")
+GEMM_IMPLS = ("packed", "packed_b", "blas", "naive", "small")
 
 
 def gemm_acc(object c, object a, object b, bint trans_a=False, bint trans_b=False,
              str impl="packed"):
     """c += op(a) @ op(b) in place (op(x) = x.T where trans_x), by the kernels of the ISA
     in use, on the threads of set_num_threads: impl "packed" (rnnx's own blocked GEMM,
-    the sequence kernels' path), "blas" (SciPy's BLAS through the pool), "naive", or
+    packing b as it goes: the gradients' path), "packed_b" (the same on b packed first:
+    the input projection's path), "blas" (SciPy's BLAS through the pool), "naive", or
     "small" (gemm_small_acc, no transposes).  c (M, N), op(a) (M, K), op(b) (K, N):
     C-contiguous, aligned, all float32 or all float64; a and b are not modified."""
     if impl not in GEMM_IMPLS:
@@ -37,8 +38,11 @@ def gemm_acc(object c, object a, object b, bint trans_a=False, bint trans_b=Fals
     cdef int lda = max(a.shape[1], 1), ldb = max(b.shape[1], 1), ldc = max(N, 1)
     cdef char ta = b'T' if trans_a else b'N', tb = b'T' if trans_b else b'N'
     cdef int which = GEMM_IMPLS.index(impl)
+    work = np.empty(max(K * N, 1) if impl == "packed_b" else 1, c.dtype)
+    cdef void* pw = cnp.PyArray_DATA(work)
     with nogil:
-        status = rnnx_gemm_acc(&BLAS, dtype, which, ta, tb, m, n, k, pa, lda, pb, ldb, pc, ldc)
+        status = rnnx_gemm_acc(&BLAS, dtype, which, ta, tb, m, n, k, pa, lda, pb, ldb, pc, ldc,
+                               pw)
     if status != 0:
         raise ValueError(strerror(status))
 

@@ -72,6 +72,8 @@ def test_packed_equals_its_twins_across_tile_and_block_bounds(isa, dtype):
                 a, b, c = operands(M, N, K, ta, tb, dtype, seed=case)
                 a0, b0 = a.copy(), b.copy()
                 got = run(c, a, b, ta, tb, "packed")
+                # B packed first (the projection's path) or as it goes: the same sums
+                np.testing.assert_array_equal(run(c, a, b, ta, tb, "packed_b"), got)
                 limit = 2 * bound(c, a, b, ta, tb)  # got and its twin each within one bound
                 for twin in ("naive", "blas"):
                     want = run(c, a, b, ta, tb, twin)
@@ -115,7 +117,7 @@ def test_thread_counts_give_the_same_bits(isa, dtype):
         results = []
         for threads in (1, 2, 3):
             _core.set_num_threads(threads)
-            results.append(run(c, a, b, ta, tb, "packed"))
+            results += [run(c, a, b, ta, tb, "packed"), run(c, a, b, ta, tb, "packed_b")]
         for other in results[1:]:
             np.testing.assert_array_equal(other, results[0])
         err = np.abs(results[0].astype(np.float64) - run(c, a, b, ta, tb, "naive"))

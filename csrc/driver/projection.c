@@ -22,19 +22,21 @@ static void gemm_hoisted(const rnnx_blas* blas, int path, char ta, char tb, int 
 /* slab (N,G) := x (N,I) @ w_ih^T + b1 + b2[:G2], for all N = T*B rows at once.
  * Either bias may be NULL; b2 covers the first G2 columns only (GRU reset after
  * keeps b_hn out: r multiplies W_hn h + b_hn).  w_ih is (G,I); ready_w_ih_t,
- * when the caller has it, is its transpose (I,G).
+ * when the caller has it, is its transpose (I,G); w_ih_panels (I*G) is work,
+ * where rnnx's GEMM packs W_ih^T once for every block of rows.
  *
- * rnnx's GEMM (gemm_acc) adds each element's I products in order of k from
- * the bias, whatever the number of rows: a sequence cut into chunks, or
- * streamed one step at a time, gives the whole sequence's numbers bit for
- * bit, in both dtypes.  BLAS's blocked GEMM does not promise that (its
- * rounding can change with the number of rows), so RNNX_PATH_BLAS keeps it
- * only in float32 and where the caller does not ask for rows alone
- * (row_exact: rnnx_forward_args.row_exact, set by streams and by the
- * whole-sequence runs they must equal). */
+ * rnnx's GEMM adds each element's I products in order of k from the bias,
+ * whatever the number of rows: a sequence cut into chunks, or streamed one
+ * step at a time, gives the whole sequence's numbers bit for bit, in both
+ * dtypes.  BLAS's blocked GEMM does not promise that (its rounding can change
+ * with the number of rows), so RNNX_PATH_BLAS keeps it only in float32 and
+ * where the caller does not ask for rows alone (row_exact:
+ * rnnx_forward_args.row_exact, set by streams and by the whole-sequence runs
+ * they must equal). */
 static void input_projection(const rnnx_blas* blas, int path, real* slab, const real* x,
-                             const real* w_ih, const real* ready_w_ih_t, const real* b1,
-                             const real* b2, int G2, int N, int I, int G, int row_exact)
+                             const real* w_ih, const real* ready_w_ih_t, real* w_ih_panels,
+                             const real* b1, const real* b2, int G2, int N, int I, int G,
+                             int row_exact)
 {
     for (int n = 0; n < N; n++) {
         real* row = slab + (size_t)n * G;
@@ -42,14 +44,16 @@ static void input_projection(const rnnx_blas* blas, int path, real* slab, const 
             row[g] = (b1 ? b1[g] : 0) + (b2 && g < G2 ? b2[g] : 0);
     }
 #ifdef RNNX_DOUBLE
+    const int twin = path == RNNX_PATH_NAIVE;
     (void)row_exact;
-    if (path == RNNX_PATH_BLAS)
 #else
-    if (path == RNNX_PATH_BLAS && row_exact)
+    const int twin = path == RNNX_PATH_NAIVE || (path == RNNX_PATH_BLAS && !row_exact);
 #endif
-        path = RNNX_PATH_AUTO;
-    if (ready_w_ih_t)
-        gemm_hoisted(blas, path, 'N', 'N', N, G, I, x, I, ready_w_ih_t, G, slab, G);  /* slab += x @ w_ih.T */
+    const char tb = ready_w_ih_t ? 'N' : 'T';
+    const real* w = ready_w_ih_t ? ready_w_ih_t : w_ih;
+    const int ldw = ready_w_ih_t ? G : I;
+    if (twin)
+        gemm_hoisted(blas, path, 'N', tb, N, G, I, x, I, w, ldw, slab, G);  /* slab += x @ w_ih.T */
     else
-        gemm_hoisted(blas, path, 'N', 'T', N, G, I, x, I, w_ih, I, slab, G);
+        gemm_acc_packed(blas, 'N', tb, N, G, I, x, I, w, ldw, w_ih_panels, slab, G);
 }

@@ -32,6 +32,7 @@
 enum {
     GEMM_NV = 2,
     GEMM_MR = VBYTES >= 64 ? 8 : 6,
+    GEMM_MR_MOST = 8, /* the row counts compiled below: 1..8 */
     GEMM_NR = GEMM_NV * VL,
     /* the task's packed panel, on its stack: at most 32 KiB and 512 rows of k */
     GEMM_KC_MAX = 32768 / (GEMM_NR * (int)sizeof(real)) < 512
@@ -86,13 +87,15 @@ static gemm_blocks gemm_block_sizes(double madds)
     return b;
 }
 
-/* c (MR,NR) (row stride ldc) += a (MR rows, kc) @ panel (kc,NR), where row r
- * of a has its k-th element at a[r*rsa + k*csa]. */
-static ALWAYS_INLINE void gemm_micro(int kc, const real* a, ptrdiff_t rsa, ptrdiff_t csa,
-                                     const real* restrict panel, real* c, ptrdiff_t ldc)
+/* c (mr,NR) (row stride ldc) += a (mr rows, kc) @ panel (kc,NR), where row r
+ * of a has its k-th element at a[r*rsa + k*csa]; mr <= MR, a constant in
+ * each function below, so the tile's accumulators are registers. */
+static ALWAYS_INLINE void gemm_micro(const int mr, int kc, const real* a, ptrdiff_t rsa,
+                                     ptrdiff_t csa, const real* restrict panel, real* c,
+                                     ptrdiff_t ldc)
 {
-    vec acc[GEMM_MR][GEMM_NV];
-    for (int r = 0; r < GEMM_MR; r++)
+    vec acc[GEMM_MR_MOST][GEMM_NV];
+    for (int r = 0; r < mr; r++)
         for (int v = 0; v < GEMM_NV; v++)
             acc[r][v] = vload(c + r * ldc + v * VL);
     for (int k = 0; k < kc; k++) {
@@ -100,84 +103,121 @@ static ALWAYS_INLINE void gemm_micro(int kc, const real* a, ptrdiff_t rsa, ptrdi
         vec bv[GEMM_NV];
         for (int v = 0; v < GEMM_NV; v++)
             bv[v] = vload(b + v * VL);
-        for (int r = 0; r < GEMM_MR; r++) {
+        for (int r = 0; r < mr; r++) {
             const real ark = a[r * rsa + k * csa];
             for (int v = 0; v < GEMM_NV; v++)
                 acc[r][v] = vmadd(ark, bv[v], acc[r][v]);
         }
     }
-    for (int r = 0; r < GEMM_MR; r++)
+    for (int r = 0; r < mr; r++)
         for (int v = 0; v < GEMM_NV; v++)
             vstore(c + r * ldc + v * VL, acc[r][v]);
 }
 
-/* The two layouts of A, each its own compiled loop: op(A) = A, rows of k
- * (rsa = lda, csa = 1), or op(A) = A^T, MR contiguous reals per k. */
-static void gemm_micro_rows(int kc, const real* a, int lda, const real* panel, real* c, int ldc)
-{
-    gemm_micro(kc, a, lda, 1, panel, c, ldc);
-}
-
-static void gemm_micro_cols(int kc, const real* a, int lda, const real* panel, real* c, int ldc)
-{
-    gemm_micro(kc, a, 1, lda, panel, c, ldc);
-}
+/* One compiled tile per row count 1..8 (MR is at most 8) and layout of A:
+ * op(A) = A, rows of k (rsa = lda, csa = 1), or op(A) = A^T, mr contiguous
+ * reals per k (rsa = 1, csa = lda). */
+typedef void (*gemm_tile_fn)(int kc, const real* a, int lda, const real* panel, real* c, int ldc);
+#define RNNX_GEMM_TILES(m)                                                                   \
+    static void gemm_rows_##m(int kc, const real* a, int lda, const real* panel, real* c,   \
+                              int ldc)                                                       \
+    {                                                                                        \
+        gemm_micro(m, kc, a, lda, 1, panel, c, ldc);                                         \
+    }                                                                                        \
+    static void gemm_cols_##m(int kc, const real* a, int lda, const real* panel, real* c,   \
+                              int ldc)                                                       \
+    {                                                                                        \
+        gemm_micro(m, kc, a, 1, lda, panel, c, ldc);                                         \
+    }
+RNNX_GEMM_TILES(1)
+RNNX_GEMM_TILES(2)
+RNNX_GEMM_TILES(3)
+RNNX_GEMM_TILES(4)
+RNNX_GEMM_TILES(5)
+RNNX_GEMM_TILES(6)
+RNNX_GEMM_TILES(7)
+RNNX_GEMM_TILES(8)
+#undef RNNX_GEMM_TILES
+static const gemm_tile_fn gemm_rows_tile[9] = {NULL, gemm_rows_1, gemm_rows_2, gemm_rows_3,
+                                               gemm_rows_4, gemm_rows_5, gemm_rows_6,
+                                               gemm_rows_7, gemm_rows_8};
+static const gemm_tile_fn gemm_cols_tile[9] = {NULL, gemm_cols_1, gemm_cols_2, gemm_cols_3,
+                                               gemm_cols_4, gemm_cols_5, gemm_cols_6,
+                                               gemm_cols_7, gemm_cols_8};
 
 typedef struct gemm_job {
     char ta, tb;
     int M, N, K;
-    const real* A; /* op(A) (M,K): A (M,lda) if ta == 'N', else (K,lda) */
-    const real* B; /* op(B) (K,N): B (K,ldb) if tb == 'N', else (N,ldb) */
-    real* C;       /* (M,ldc), accumulated */
+    const real* A;        /* op(A) (M,K): A (M,lda) if ta == 'N', else (K,lda) */
+    const real* B;        /* op(B) (K,N): B (K,ldb) if tb == 'N', else (N,ldb) */
+    const real* B_panels; /* op(B) packed by gemm_pack_b, or NULL: packed here */
+    real* C;              /* (M,ldc), accumulated */
     int lda, ldb, ldc;
     gemm_blocks blocks;
     int col_blocks; /* blocks of NC columns per row of blocks */
 } gemm_job;
 
-/* panel (kc,NR) := op(B)[p0:p0+kc, j:j+nr], columns nr..NR-1 zero. */
-static void gemm_pack_panel(const gemm_job* g, int p0, int kc, int j, int nr, real* restrict panel)
+/* panel (kc,NR) := op(B)[p0:p0+kc, j:j+nr], op(B) (K,N) read from B (row
+ * stride ldb) as tb says; columns nr..NR-1 zero. */
+static void gemm_pack_panel(char tb, const real* Bm, int ldb, int p0, int kc, int j, int nr,
+                            real* restrict panel)
 {
-    if (g->tb == 'N') {
+    if (tb == 'N') {
         for (int k = 0; k < kc; k++) {
-            const real* b = g->B + (size_t)(p0 + k) * g->ldb + j;
+            const real* b = Bm + (size_t)(p0 + k) * ldb + j;
             real* p = panel + (size_t)k * GEMM_NR;
-            for (int q = 0; q < nr; q++)
+            int q = 0;
+            if (nr == GEMM_NR)
+                for (; q < GEMM_NR; q += VL)
+                    vstore(p + q, vload(b + q));
+            for (; q < nr; q++)
                 p[q] = b[q];
-            for (int q = nr; q < GEMM_NR; q++)
+            for (; q < GEMM_NR; q++)
                 p[q] = 0;
         }
         return;
     }
     for (int q = 0; q < GEMM_NR; q++) {
-        const real* b = g->B + (size_t)(j + q) * g->ldb + p0;  /* row j+q of B, read along k */
+        const real* b = Bm + (size_t)(j + q) * ldb + p0;  /* row j+q of B, read along k */
         for (int k = 0; k < kc; k++)
             panel[(size_t)k * GEMM_NR + q] = q < nr ? b[k] : 0;
     }
 }
 
-/* A tile past the edge of C (mr < MR rows or nr < NR columns): the same
- * microkernel on a copy of the tile, A's rows copied (missing rows zero), so
- * each element present adds the same products in the same order. */
-static void gemm_edge(const gemm_job* g, int i, int p0, int kc, int mr, int nr,
-                      const real* panel, real* c)
+/* packed (K*N) := op(B) (K,N) in column panels, for gemm_acc_packed: the
+ * panel of columns j..j+w-1 (w = NR, or what is left at the end) is (K,w),
+ * k-major, at packed + j*K.  Packing once serves every block of rows. */
+static void gemm_pack_b(char tb, int K, int N, const real* Bm, int ldb, real* restrict packed)
 {
-    real tile[GEMM_MR * GEMM_NR];
-    real rows[GEMM_MR * GEMM_KC_MAX];
-    for (int r = 0; r < GEMM_MR; r++)
-        for (int q = 0; q < GEMM_NR; q++)
-            tile[r * GEMM_NR + q] = r < mr && q < nr ? c[(size_t)r * g->ldc + q] : 0;
-    for (int r = 0; r < GEMM_MR; r++)
-        for (int k = 0; k < kc; k++)
-            rows[r * kc + k] = r >= mr ? 0
-                               : g->ta == 'N' ? g->A[(size_t)(i + r) * g->lda + p0 + k]
-                                              : g->A[(size_t)(p0 + k) * g->lda + i + r];
-    gemm_micro_rows(kc, rows, kc, panel, tile, GEMM_NR);
-    for (int r = 0; r < mr; r++)
-        for (int q = 0; q < nr; q++)
-            c[(size_t)r * g->ldc + q] = tile[r * GEMM_NR + q];
+    for (int j = 0; j < N; j += GEMM_NR) {
+        const int w = N - j < GEMM_NR ? N - j : GEMM_NR;
+        real* p = packed + (size_t)j * K;
+        for (int k = 0; k < K; k++)
+            for (int q = 0; q < w; q++)
+                p[(size_t)k * w + q] = tb == 'N' ? Bm[(size_t)k * ldb + j + q]
+                                                 : Bm[(size_t)(j + q) * ldb + k];
+    }
 }
 
-/* Block `task` of C: rows i0..i1-1, columns j0..j1-1, all of K. */
+/* The panel of op(B)[p0:p0+kc, j:j+nr] in the tile's layout (kc,NR): in
+ * place where B comes packed and the panel is whole, else packed into
+ * scratch. */
+static const real* gemm_panel(const gemm_job* g, int p0, int kc, int j, int nr, real* scratch)
+{
+    if (!g->B_panels) {
+        gemm_pack_panel(g->tb, g->B, g->ldb, p0, kc, j, nr, scratch);
+        return scratch;
+    }
+    const real* p = g->B_panels + (size_t)j * g->K + (size_t)p0 * nr;
+    if (nr == GEMM_NR)
+        return p;
+    gemm_pack_panel('N', p, nr, 0, kc, 0, nr, scratch);
+    return scratch;
+}
+
+/* Block `task` of C: rows i0..i1-1, columns j0..j1-1, all of K.  A tile
+ * past the last column (nr < NR) runs on a copy of its part of C, so every
+ * element present adds the same products in the same order. */
 static void gemm_block(void* ctx, int task)
 {
     const gemm_job* g = (const gemm_job*)ctx;
@@ -185,38 +225,55 @@ static void gemm_block(void* ctx, int task)
     const int i0 = task / g->col_blocks * bl->mc, j0 = task % g->col_blocks * bl->nc;
     const int i1 = g->M - i0 < bl->mc ? g->M : i0 + bl->mc;
     const int j1 = g->N - j0 < bl->nc ? g->N : j0 + bl->nc;
-    real panel[GEMM_KC_MAX * GEMM_NR];
+    const gemm_tile_fn* tiles = g->ta == 'N' ? gemm_rows_tile : gemm_cols_tile;
+    real scratch[GEMM_KC_MAX * GEMM_NR];
+    real edge[GEMM_MR * GEMM_NR];
     for (int p0 = 0; p0 < g->K; p0 += bl->kc) {
         const int kc = g->K - p0 < bl->kc ? g->K - p0 : bl->kc;
         for (int j = j0; j < j1; j += GEMM_NR) {
             const int nr = j1 - j < GEMM_NR ? j1 - j : GEMM_NR;
-            gemm_pack_panel(g, p0, kc, j, nr, panel);
+            const real* panel = gemm_panel(g, p0, kc, j, nr, scratch);
             for (int i = i0; i < i1; i += GEMM_MR) {
                 const int mr = i1 - i < GEMM_MR ? i1 - i : GEMM_MR;
+                const real* a = g->ta == 'N' ? g->A + (size_t)i * g->lda + p0
+                                             : g->A + (size_t)p0 * g->lda + i;
                 real* c = g->C + (size_t)i * g->ldc + j;
-                if (mr < GEMM_MR || nr < GEMM_NR)
-                    gemm_edge(g, i, p0, kc, mr, nr, panel, c);
-                else if (g->ta == 'N')
-                    gemm_micro_rows(kc, g->A + (size_t)i * g->lda + p0, g->lda, panel, c, g->ldc);
-                else
-                    gemm_micro_cols(kc, g->A + (size_t)p0 * g->lda + i, g->lda, panel, c, g->ldc);
+                if (nr == GEMM_NR) {
+                    tiles[mr](kc, a, g->lda, panel, c, g->ldc);
+                    continue;
+                }
+                for (int r = 0; r < mr; r++)
+                    for (int q = 0; q < GEMM_NR; q++)
+                        edge[r * GEMM_NR + q] = q < nr ? c[(size_t)r * g->ldc + q] : 0;
+                tiles[mr](kc, a, g->lda, panel, edge, GEMM_NR);
+                for (int r = 0; r < mr; r++)
+                    for (int q = 0; q < nr; q++)
+                        c[(size_t)r * g->ldc + q] = edge[r * GEMM_NR + q];
             }
         }
     }
 }
 
-/* C (M,N) += op(A) @ op(B), row-major; ta, tb 'N' or 'T'.  The blocks of C
- * run on blas->parallel_for when there are threads and the product is worth
- * a handoff; the result is the same bits either way. */
-static void gemm_acc(const rnnx_blas* blas, char ta, char tb, int M, int N, int K,
-                     const real* A, int lda, const real* Bm, int ldb, real* C, int ldc)
+/* Every block of g's C, on blas->parallel_for when there are threads and
+ * the product is worth a handoff; the result is the same bits either way. */
+static void gemm_run(const rnnx_blas* blas, gemm_job* g)
 {
-    if (M <= 0 || N <= 0 || K <= 0)
-        return;
-    if (M < GEMM_MR && ta == 'N' && tb == 'N') {  /* a few rows: no panel to pack, same sums */
-        gemm_small_acc(M, N, K, A, lda, Bm, ldb, C, ldc);
+    const double madds = (double)g->M * g->N * g->K;
+    g->blocks = gemm_block_sizes(madds);
+    g->col_blocks = (g->N + g->blocks.nc - 1) / g->blocks.nc;
+    const int tasks = (g->M + g->blocks.mc - 1) / g->blocks.mc * g->col_blocks;
+    if (tasks > 1 && blas && blas->parallel_for && blas->n_threads > 1 &&
+        madds >= GEMM_SERIAL_BELOW) {
+        blas->parallel_for(blas->pool, tasks, gemm_block, g);
         return;
     }
+    for (int t = 0; t < tasks; t++)
+        gemm_block(g, t);
+}
+
+static gemm_job gemm_job_of(char ta, char tb, int M, int N, int K, const real* A, int lda,
+                            const real* Bm, int ldb, const real* B_panels, real* C, int ldc)
+{
     gemm_job g;
     g.ta = ta;
     g.tb = tb;
@@ -225,31 +282,59 @@ static void gemm_acc(const rnnx_blas* blas, char ta, char tb, int M, int N, int 
     g.K = K;
     g.A = A;
     g.B = Bm;
+    g.B_panels = B_panels;
     g.C = C;
     g.lda = lda;
     g.ldb = ldb;
     g.ldc = ldc;
-    g.blocks = gemm_block_sizes((double)M * N * K);
-    g.col_blocks = (N + g.blocks.nc - 1) / g.blocks.nc;
-    const int tasks = (M + g.blocks.mc - 1) / g.blocks.mc * g.col_blocks;
-    if (tasks > 1 && blas && blas->parallel_for && blas->n_threads > 1 &&
-        (double)M * N * K >= GEMM_SERIAL_BELOW) {
-        blas->parallel_for(blas->pool, tasks, gemm_block, &g);
+    return g;
+}
+
+/* C (M,N) += op(A) @ op(B), row-major; ta, tb 'N' or 'T'; B's panels
+ * packed by each block as it goes. */
+static void gemm_acc(const rnnx_blas* blas, char ta, char tb, int M, int N, int K,
+                     const real* A, int lda, const real* Bm, int ldb, real* C, int ldc)
+{
+    if (M <= 0 || N <= 0 || K <= 0)
+        return;
+    if (M < GEMM_MR && ta == 'N' && tb == 'N') {  /* a few rows: B read in place, same sums */
+        gemm_small_acc(M, N, K, A, lda, Bm, ldb, C, ldc);
         return;
     }
-    for (int t = 0; t < tasks; t++)
-        gemm_block(&g, t);
+    gemm_job g = gemm_job_of(ta, tb, M, N, K, A, lda, Bm, ldb, NULL, C, ldc);
+    gemm_run(blas, &g);
+}
+
+/* The same on B packed first, once, into packed (K*N) (gemm_pack_b): for a
+ * B that many blocks of rows share, the input projection's W_ih^T. */
+static void gemm_acc_packed(const rnnx_blas* blas, char ta, char tb, int M, int N, int K,
+                            const real* A, int lda, const real* Bm, int ldb, real* packed,
+                            real* C, int ldc)
+{
+    if (M <= 0 || N <= 0 || K <= 0)
+        return;
+    if (M < GEMM_MR && ta == 'N' && tb == 'N') {  /* a few rows: packing would cost more */
+        gemm_small_acc(M, N, K, A, lda, Bm, ldb, C, ldc);
+        return;
+    }
+    gemm_pack_b(tb, K, N, Bm, ldb, packed);
+    gemm_job g = gemm_job_of(ta, 'N', M, N, K, A, lda, NULL, 0, packed, C, ldc);
+    gemm_run(blas, &g);
 }
 
 /* kernels.h's gemm hook, for tests and benchmarks (rnnx_gemm_acc): C (M,N)
- * += op(A) @ op(B) by the implementation impl names (enum rnnx_gemm_impl). */
+ * += op(A) @ op(B) by the implementation impl names (enum rnnx_gemm_impl);
+ * work (K*N) for RNNX_GEMM_PACKED_B. */
 static void gemm_hook(const rnnx_blas* blas, int impl, char ta, char tb, int M, int N, int K,
-                      const void* A, int lda, const void* Bm, int ldb, void* C, int ldc)
+                      const void* A, int lda, const void* Bm, int ldb, void* C, int ldc,
+                      void* work)
 {
     const real *a = (const real*)A, *b = (const real*)Bm;
     real* c = (real*)C;
     if (impl == RNNX_GEMM_PACKED)
         gemm_acc(blas, ta, tb, M, N, K, a, lda, b, ldb, c, ldc);
+    else if (impl == RNNX_GEMM_PACKED_B)
+        gemm_acc_packed(blas, ta, tb, M, N, K, a, lda, b, ldb, (real*)work, c, ldc);
     else if (impl == RNNX_GEMM_SMALL)  /* 'N', 'N' only: rnnx_gemm_acc checks */
         gemm_small_acc(M, N, K, a, lda, b, ldb, c, ldc);
     else
