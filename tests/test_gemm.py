@@ -168,3 +168,27 @@ def test_bad_arguments_name_themselves():
         _core.gemm_acc(c, a.ravel(), b)
     with pytest.raises(TypeError, match="dtype must be float32 or float64"):
         _core.gemm_blocks(np.int8)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("cls", ["LSTM", "GRU", "RNN"])
+def test_float32_chunks_with_carried_state_equal_one_call_bit_for_bit(isa, cls):
+    """The input projection's sums depend on the input size alone, so a float32 sequence
+    cut into chunks (state carried) gives one whole call's numbers bit for bit, and both
+    stay within float32 rounding of the float64 reference layer."""
+    import rnnx
+
+    _core.set_isa(isa)
+    T, B, I, H = 37, 9, 72, 128  # T*B rows: MR tiles and edges; chunks of 1 to 20 steps
+    layer = getattr(rnnx, cls)(I, H, dtype=np.float32, seed=0)
+    x = np.random.default_rng(1).standard_normal((T, B, I)).astype(np.float32)
+    whole, _ = layer(x)
+    state, parts = None, []
+    for lo, hi in [(0, 1), (1, 8), (8, 28), (28, 37)]:
+        y, state = layer(x[lo:hi], state)
+        parts.append(y)
+    np.testing.assert_array_equal(np.concatenate(parts), whole)
+    wide = getattr(rnnx, cls)(I, H, dtype=np.float64, seed=0)
+    wide.load_state_dict(layer.state_dict())
+    want, _ = wide(x.astype(np.float64))
+    np.testing.assert_allclose(whole, want, rtol=1e-4, atol=1e-5)
