@@ -124,6 +124,24 @@ def test_thread_counts_give_the_same_bits(isa, dtype):
         assert (err <= 2 * bound(c, a, b, ta, tb)).all()
 
 
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_b_packed_whole_for_many_row_blocks_gives_the_same_bits(isa, dtype):
+    """Past 4 blocks of rows the projection's path packs B whole first (gemm_pack_b, the
+    last panel narrower than NR); its sums are those of B packed panel by panel."""
+    _core.set_isa(isa)
+    blocks = _core.gemm_blocks(dtype)
+    M, N, K = 4 * blocks["MC"] + blocks["MR"] + 1, 3 * blocks["NR"] + 1, blocks["KC"] + 70
+    for ta, tb in [(0, 0), (0, 1), (1, 1)]:
+        a, b, c = operands(M, N, K, ta, tb, dtype, seed=11)
+        want = run(c, a, b, ta, tb, "packed")
+        for threads in (1, 2, 3):
+            _core.set_num_threads(threads)
+            np.testing.assert_array_equal(run(c, a, b, ta, tb, "packed_b"), want)
+        err = np.abs(want.astype(np.float64) - run(c, a, b, ta, tb, "blas"))
+        assert (err <= 2 * bound(c, a, b, ta, tb)).all()
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_special_values_stay_in_their_elements(dtype):
     """Inf and NaN in a reach only the elements they take part in: the zero padding of a

@@ -189,13 +189,23 @@ static void gemm_pack_panel(char tb, const real* Bm, int ldb, int p0, int kc, in
  * k-major, at packed + j*K.  Packing once serves every block of rows. */
 static void gemm_pack_b(char tb, int K, int N, const real* Bm, int ldb, real* restrict packed)
 {
+    enum { K_CHUNK = 64 };  /* a transposed panel's chunk of k stays in L1 while it fills */
     for (int j = 0; j < N; j += GEMM_NR) {
         const int w = N - j < GEMM_NR ? N - j : GEMM_NR;
         real* p = packed + (size_t)j * K;
-        for (int k = 0; k < K; k++)
-            for (int q = 0; q < w; q++)
-                p[(size_t)k * w + q] = tb == 'N' ? Bm[(size_t)k * ldb + j + q]
-                                                 : Bm[(size_t)(j + q) * ldb + k];
+        if (tb == 'N') {
+            for (int k = 0; k < K; k++)
+                memcpy(p + (size_t)k * w, Bm + (size_t)k * ldb + j, (size_t)w * sizeof(real));
+            continue;
+        }
+        for (int k0 = 0; k0 < K; k0 += K_CHUNK) {
+            const int k1 = K - k0 < K_CHUNK ? K : k0 + K_CHUNK;
+            for (int q = 0; q < w; q++) {
+                const real* b = Bm + (size_t)(j + q) * ldb;  /* row j+q of B, along k */
+                for (int k = k0; k < k1; k++)
+                    p[(size_t)k * w + q] = b[k];
+            }
+        }
     }
 }
 
@@ -305,16 +315,18 @@ static void gemm_acc(const rnnx_blas* blas, char ta, char tb, int M, int N, int 
     gemm_run(blas, &g);
 }
 
-/* The same on B packed first, once, into packed (K*N) (gemm_pack_b): for a
- * B that many blocks of rows share, the input projection's W_ih^T. */
+/* The same on B packed first, once, into packed (K*N) (gemm_pack_b), where
+ * many blocks of rows share B: the input projection's W_ih^T over T*B rows. */
 static void gemm_acc_packed(const rnnx_blas* blas, char ta, char tb, int M, int N, int K,
                             const real* A, int lda, const real* Bm, int ldb, real* packed,
                             real* C, int ldc)
 {
     if (M <= 0 || N <= 0 || K <= 0)
         return;
-    if (M < GEMM_MR && ta == 'N' && tb == 'N') {  /* a few rows: packing would cost more */
-        gemm_small_acc(M, N, K, A, lda, Bm, ldb, C, ldc);
+    /* Up to a few blocks of rows, B packed panel by panel as it is used (from L1)
+     * beats B packed whole, written out and read back. */
+    if (M <= 4 * gemm_block_sizes((double)M * N * K).mc) {
+        gemm_acc(blas, ta, tb, M, N, K, A, lda, Bm, ldb, C, ldc);
         return;
     }
     gemm_pack_b(tb, K, N, Bm, ldb, packed);
