@@ -9,7 +9,7 @@
  * k one after another (gemm_micro), for every MR-row tile of an MC-row block;
  * A is read in place (MR rows of k, or MR contiguous columns for op(A) =
  * A^T), from L2.  Only the microkernel's shape (MR, NV) changes per ISA; the
- * cache blocks come from the cache sizes (gemm_blocks).
+ * cache blocks come from the cache sizes (gemm_block_sizes).
  *
  * Every element of C adds its K products one after another in order of k,
  * with vmadd, from the value C held: the same sum as gemm_small_acc's and
@@ -76,7 +76,8 @@ static long cache_bytes(int level, long fallback)
 static gemm_blocks gemm_block_sizes(double madds)
 {
     const int ask = madds >= 4.0 * GEMM_SERIAL_BELOW;
-    const long l1 = ask ? cache_bytes(1, 32768) : 32768, l2 = ask ? cache_bytes(2, 1048576) : 1048576;
+    const long l1 = ask ? cache_bytes(1, 32768) : 32768;
+    const long l2 = ask ? cache_bytes(2, 1048576) : 1048576;
     gemm_blocks b;
     b.kc = (int)(l1 / 2 / (GEMM_NR * (long)sizeof(real)));
     b.kc = b.kc > GEMM_KC_MAX ? GEMM_KC_MAX : b.kc < 16 ? 16 : b.kc;
@@ -225,6 +226,21 @@ static const real* gemm_panel(const gemm_job* g, int p0, int kc, int j, int nr, 
     return scratch;
 }
 
+/* Ask for the next tile of C (rows rows <= MR, NR columns) while this one
+ * computes: with a short K the tile's loads of C from memory would otherwise
+ * stall it, rows ldc apart being a stride the prefetchers do not follow. */
+static void gemm_prefetch_tile(const real* c, int rows, int ldc)
+{
+#ifdef RNNX_GNU_C
+    rows = rows < GEMM_MR ? rows : GEMM_MR;
+    for (int r = 0; r < rows; r++)
+        for (int q = 0; q < GEMM_NR; q += 64 / (int)sizeof(real))
+            __builtin_prefetch(c + (size_t)r * ldc + q, 1);
+#else
+    (void)c, (void)rows, (void)ldc;
+#endif
+}
+
 /* Block `task` of C: rows i0..i1-1, columns j0..j1-1, all of K.  A tile
  * past the last column (nr < NR) runs on a copy of its part of C, so every
  * element present adds the same products in the same order. */
@@ -248,6 +264,7 @@ static void gemm_block(void* ctx, int task)
                 const real* a = g->ta == 'N' ? g->A + (size_t)i * g->lda + p0
                                              : g->A + (size_t)p0 * g->lda + i;
                 real* c = g->C + (size_t)i * g->ldc + j;
+                gemm_prefetch_tile(c + (size_t)GEMM_MR * g->ldc, i1 - i - mr, g->ldc);
                 if (nr == GEMM_NR) {
                     tiles[mr](kc, a, g->lda, panel, c, g->ldc);
                     continue;
