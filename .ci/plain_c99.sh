@@ -70,7 +70,7 @@ print("plain_c99: rnnx.info() says", {key: info[key] for key in ("isa", "thread_
 PY
 
 if [ "$#" -eq 0 ]; then
-    set -- "$src"/tests/test_{kernels,core,isa_threads,layers,proj,zero_lengths}.py
+    set -- "$src"/tests/test_{kernels,gemm,core,isa_threads,layers,proj,zero_lengths}.py
 fi
 "$python" -m pytest -q -p no:cacheprovider -x -c "$src/pyproject.toml" --rootdir "$src" "$@"
 echo "plain_c99: passed"

@@ -23,7 +23,7 @@ cd "$work"
 scratch_check_import wide_vectors
 
 if [ "$#" -eq 0 ]; then
-    set -- "$src"/tests/test_{kernels,core,isa_threads,layers,checkpoint,proj,zero_lengths}.py
+    set -- "$src"/tests/test_{kernels,gemm,core,isa_threads,layers,checkpoint,proj,zero_lengths}.py
 fi
 "$python" -m pytest -q -p no:cacheprovider -x -c "$src/pyproject.toml" --rootdir "$src" "$@"
 echo "wide_vectors: passed"

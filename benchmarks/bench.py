@@ -132,6 +132,7 @@ def run_child(args):
 
         budget = runner.QUICK_BUDGET if args.quick else runner.FULL_BUDGET
         meta["sgemm_gflops"] = runner.sgemm_peak(**budget)
+        meta["rnnx_gemm_gflops"] = runner.rnnx_gemm_peak(**budget)
         meta["fma_gflops"], meta["fma_note"] = fma_peak.peaks(info["available_isas"], threads)
 
     def progress(entry):
@@ -186,7 +187,8 @@ def merge(args, parts):
         "under_load": args.under_load, "quick": args.quick, "suite": args.suite,
         "same_process": args.same_process, "dtype": "float32",
         "sgemm_size": 1024, "versions": {}, "missing_peers": {}, "thread_pools": {},
-        "sgemm_gflops_per_threads": {}, "fma_gflops_per_threads": {},
+        "sgemm_gflops_per_threads": {}, "rnnx_gemm_gflops_per_threads": {},
+        "fma_gflops_per_threads": {},
         "units": "seconds per call (sequence) or per step (stream)",
     }
     rows = {}
@@ -197,6 +199,7 @@ def merge(args, parts):
         meta["thread_pools"][f"{engine}@{n}"] = child_meta["thread_pools"]
         if "sgemm_gflops" in child_meta:
             meta["sgemm_gflops_per_threads"][str(n)] = child_meta["sgemm_gflops"]
+            meta["rnnx_gemm_gflops_per_threads"][str(n)] = child_meta["rnnx_gemm_gflops"]
             meta["fma_gflops_per_threads"][str(n)] = child_meta["fma_gflops"]
             if child_meta["fma_note"]:
                 meta["fma_note"] = child_meta["fma_note"]
@@ -208,6 +211,7 @@ def merge(args, parts):
             merged["repeats_x_number"].update(row["repeats_x_number"])
     first_count = str(args.threads[0])
     meta["sgemm_gflops"] = meta["sgemm_gflops_per_threads"][first_count]
+    meta["rnnx_gemm_gflops"] = meta["rnnx_gemm_gflops_per_threads"][first_count]
     meta["fma_gflops"] = meta["fma_gflops_per_threads"][first_count]
     present = {name for row in rows.values() for name in row["seconds"]}
     meta["peers"] = [name for name in ENGINES if name in present]

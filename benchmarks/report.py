@@ -43,7 +43,10 @@ def table(result):
         + (", next to one busy process" if meta.get("under_load") else ""),
         f"CPU: {meta.get('cpu', '?')}; rnnx kernels: {meta.get('isa', '?')} "
         f"(available: {', '.join(meta.get('available_isas', []))})",
-        f"sgemm peak ({meta['sgemm_size']}^3, scipy BLAS, same threads): {meta['sgemm_gflops']:.1f} GFLOP/s",
+        f"sgemm peak ({meta['sgemm_size']}^3, scipy BLAS, same threads): {meta['sgemm_gflops']:.1f} GFLOP/s"
+        + _of_fma(meta, meta["sgemm_gflops"]),
+        f"rnnx's GEMM alone (the same product, csrc/kernels/gemm_packed.c, same threads): "
+        f"{meta['rnnx_gemm_gflops']:.1f} GFLOP/s" + _of_fma(meta, meta["rnnx_gemm_gflops"]),
         "FMA peak (register-only loop, benchmarks/fma_peak.c, same threads): "
         + (", ".join(f"{isa} {gflops:.1f}" for isa, gflops in meta["fma_gflops"].items() if gflops)
            or "not measured") + " GFLOP/s" + (f" ({meta['fma_note']})" if meta.get("fma_note") else ""),
@@ -77,6 +80,12 @@ def table(result):
         ]
         out += ["", title, _markdown(header, lines)]
     return "\n".join(out)
+
+
+def _of_fma(meta, gflops):
+    """", N% of the FMA peak" of rnnx's ISA, or nothing where the peak was not measured."""
+    peak = meta["fma_gflops"].get(meta.get("isa"))
+    return f", {100 * gflops / peak:.0f}% of the {meta['isa']} FMA peak" if peak else ""
 
 
 def _share(fractions, peer):

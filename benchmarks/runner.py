@@ -83,6 +83,19 @@ def sgemm_peak(target_seconds, min_repeats, size=SGEMM_SIZE):
     return 2.0 * size**3 / timing["seconds"] / 1e9
 
 
+def rnnx_gemm_peak(target_seconds, min_repeats, size=SGEMM_SIZE):
+    """GFLOP/s of the same float32 product through rnnx's own GEMM (the hoisted products'
+    kernel, csrc/kernels/gemm_packed.c), on rnnx's threads: C += A @ B, row-major."""
+    from rnnx import _core
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size), dtype=np.float32)
+    b = rng.standard_normal((size, size), dtype=np.float32)
+    c = np.zeros((size, size), np.float32)
+    timing = measure(lambda: _core.gemm_acc(c, a, b), target_seconds, min_repeats)
+    return 2.0 * size**3 / timing["seconds"] / 1e9
+
+
 def forward_flops(cell, batch, hidden, input_size, steps):
     """2 * multiply-adds of the matrix products: per step (B, I+H) @ (I+H, G)."""
     return 2.0 * batch * GATES[cell] * hidden * (input_size + hidden) * steps

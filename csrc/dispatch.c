@@ -210,6 +210,33 @@ int rnnx_pack_weights(int cell, int dtype, int H, const void* w_hh, void* out)
     return rnnx_pack_weights_proj(cell, dtype, H, 0, w_hh, NULL, out);
 }
 
+int rnnx_gemm_acc(const rnnx_blas* blas, int dtype, int impl, char ta, char tb, int M, int N,
+                  int K, const void* A, int lda, const void* B, int ldb, void* C, int ldc,
+                  void* work)
+{
+    if ((dtype != RNNX_FLOAT32 && dtype != RNNX_FLOAT64) || impl < RNNX_GEMM_PACKED ||
+        impl > RNNX_GEMM_SMALL || (ta != 'N' && ta != 'T') || (tb != 'N' && tb != 'T') ||
+        (impl == RNNX_GEMM_SMALL && (ta != 'N' || tb != 'N')) || M < 0 || N < 0 || K < 0)
+        return RNNX_EINVAL;
+    /* each leading dimension holds a row of its matrix as stored */
+    if (lda < (ta == 'N' ? K : M) || ldb < (tb == 'N' ? N : K) || ldc < N || lda < 1 ||
+        ldb < 1 || ldc < 1)
+        return RNNX_EINVAL;
+    if ((M > 0 && N > 0 && K > 0 && (!A || !B || (impl == RNNX_GEMM_PACKED_B && !work))) ||
+        (M > 0 && N > 0 && !C))
+        return RNNX_ENULL;
+    isa_in_use()->kernels[dtype]->gemm(blas, impl, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, work);
+    return RNNX_OK;
+}
+
+int rnnx_gemm_blocks(int dtype, int* blocks)
+{
+    if ((dtype != RNNX_FLOAT32 && dtype != RNNX_FLOAT64) || !blocks)
+        return RNNX_EINVAL;
+    isa_in_use()->kernels[dtype]->gemm_blocks(blocks);
+    return RNNX_OK;
+}
+
 /* ---------------------------------------------------------- entry points --- */
 
 static int check_dims(const rnnx_cell_desc* d, int dtype, int path, int T, int B, int I, int H,

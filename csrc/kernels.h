@@ -20,6 +20,9 @@ typedef struct rnnx_dtype_kernels {
     int (*activation)(int which, const void* x, void* y, size_t n);
     void (*pack)(const rnnx_cell_desc* d, int H, int P, const void* w_hh, const void* w_hr,
                  void* packed);
+    void (*gemm)(const rnnx_blas* blas, int impl, char ta, char tb, int M, int N, int K,
+                 const void* A, int lda, const void* Bm, int ldb, void* C, int ldc, void* work);
+    void (*gemm_blocks)(int* blocks);
 } rnnx_dtype_kernels;
 
 /* One table per dtype and instruction set of kernels/isa_list.h. */

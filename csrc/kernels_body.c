@@ -20,10 +20,11 @@
 #include RNNX_VEC_HEADER
 
 #if RNNX_VEC_BUILT
-/* the kernels: BLAS boundary, packed panels, small and ordered products, activations */
+/* the kernels: BLAS boundary, packed panels, small, blocked and ordered products, activations */
 #include "kernels/gemm.c"
 #include "kernels/panels.c"
 #include "kernels/small_gemm.c"
+#include "kernels/gemm_packed.c"
 #include "kernels/ordered.c"
 #include "kernels/activations.c"
 /* what the cells and the sequence driver share around a step */

@@ -128,7 +128,7 @@ static inline rnnx_cache_layout rnnx_cache_layout_of(const rnnx_cell_desc* d, in
 typedef struct rnnx_forward_work {
     size_t packed;  /* rnnx_panels_elems (for the larger f32 panel): W_hh packed per call */
     size_t packed_hr; /* the same for W_hr (P,H), with a projection */
-    size_t w_ih_t;  /* (I,G) W_ih^T for the float64 row-by-row input projection */
+    size_t w_ih_t;  /* (I*G) W_ih^T in the panels of rnnx's GEMM (input projection) */
     size_t h_ping;  /* (2,B,P) inference: the states of two consecutive steps */
     size_t c_ping;  /* (2,B,H) inference, LSTM: the same for c */
     size_t aux;     /* (B,H) inference: one step's aux (see rnnx_cell_desc) */

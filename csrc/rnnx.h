@@ -243,6 +243,27 @@ int rnnx_isa_available(const char* name);
 int rnnx_set_isa(const char* name);
 const char* rnnx_get_isa(void);
 
+/* The GEMM of the hoisted products (input projection, dW_ih, dW_hh, dX), for
+ * tests and benchmarks: C (M,N) += op(A) @ op(B), row-major, where op(A) (M,K)
+ * is A (M,lda) for ta 'N' and the transpose of A (K,lda) for 'T', op(B) (K,N)
+ * likewise; C (M,ldc) is accumulated, A and B read.  dtype RNNX_FLOAT32 or
+ * RNNX_FLOAT64, the kernels of the ISA in use, by impl: rnnx's own blocked
+ * GEMM packing B as it goes (the gradients' path) or packing all of B first
+ * into work (K*N elements; the input projection's path), blas->sgemm/dgemm
+ * (the BLAS twin), the naive loop, or gemm_small_acc (ta = tb = 'N' only).
+ * work is read only by RNNX_GEMM_PACKED_B (NULL otherwise).  Returns RNNX_OK,
+ * RNNX_EINVAL for a bad dtype, impl, transpose or size, RNNX_ENULL for a
+ * missing pointer. */
+enum rnnx_gemm_impl { RNNX_GEMM_PACKED = 0, RNNX_GEMM_PACKED_B = 1, RNNX_GEMM_BLAS = 2,
+                      RNNX_GEMM_NAIVE = 3, RNNX_GEMM_SMALL = 4 };
+int rnnx_gemm_acc(const rnnx_blas* blas, int dtype, int impl, char ta, char tb, int M, int N,
+                  int K, const void* A, int lda, const void* B, int ldb, void* C, int ldc,
+                  void* work);
+/* That GEMM's register tile and cache blocks on the ISA in use, for tests: blocks
+ * (OUT, 5) := MR, NR (rows and columns of the tile), KC, MC, NC (k, rows and
+ * columns of a block) of a large product.  Returns RNNX_OK or RNNX_EINVAL. */
+int rnnx_gemm_blocks(int dtype, int* blocks);
+
 /* Whole-sequence forward: inference when a->cache is NULL, training otherwise. */
 int rnnx_forward(const rnnx_blas* blas, const rnnx_forward_args* a);
 

@@ -53,6 +53,7 @@ def test_quick_run_metadata(quick_run):
     assert meta["isa"] in meta["available_isas"] and isinstance(meta["cpu"], str)
     assert meta["under_load"] is False
     assert finite_positive(meta["sgemm_gflops"])
+    assert finite_positive(meta["rnnx_gemm_gflops"])
     assert meta["peers"][:2] == ["rnnx", "reference"]
 
 
@@ -89,6 +90,7 @@ def test_table_has_a_line_per_row(quick_run):
     stdout, result, _ = quick_run
     assert "Sequences: median milliseconds per call" in stdout
     assert "Streaming: median microseconds per step" in stdout
+    assert "rnnx's GEMM alone" in stdout and "FMA peak" in stdout
     table_lines = [line for line in stdout.splitlines()
                    if line.startswith("| grid ") and any(f"| {c} " in line for c in CELLS)]
     assert len(table_lines) == len(result["rows"])
@@ -112,6 +114,7 @@ def test_several_thread_counts_forced_isa_and_load_merge_into_one_result(tmp_pat
     meta = result["meta"]
     assert meta["threads"] == [1, 2] and meta["isa"] == "generic" and meta["under_load"] is True
     assert set(meta["sgemm_gflops_per_threads"]) == {"1", "2"}
+    assert set(meta["rnnx_gemm_gflops_per_threads"]) == {"1", "2"}
     counts = [row["threads"] for row in result["rows"]]
     assert counts.count(1) == counts.count(2) == len(counts) // 2 > 0
     assert "1,2 thread(s)" in completed.stdout and "next to one busy process" in completed.stdout

@@ -277,8 +277,9 @@ def test_threadpoolctl_sees_and_limits_rnnx(isa_and_threads):
 
 
 def test_blas_threads_are_capped_during_a_call_and_restored(isa_and_threads):
-    """While a call's hoisted products run, the BLAS behind them runs on one thread (rnnx's
-    pool is the only one busy); afterwards its thread count is what it was."""
+    """While a call's hoisted products run on the BLAS (PATH_BLAS, the twin of rnnx's own
+    GEMM), the BLAS runs on one thread (rnnx's pool is the only one busy); afterwards its
+    thread count is what it was."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
     import threading
     if not _core._pool_diagnostics()["threaded"]:
@@ -298,7 +299,7 @@ def test_blas_threads_are_capped_during_a_call_and_restored(isa_and_threads):
         def call():
             try:
                 for _ in range(3):
-                    run_core(cell, p, False)
+                    run_core(cell, p, False, _core.PATH_BLAS)
             finally:
                 done.set()
 

@@ -201,7 +201,7 @@ static int backward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
     if (d->states == 2)
         memcpy(a->dc0, s.dc, BH * sizeof(real));
 
-    input_gradients(blas, naive, reverse, a->dx, a->dw_ih, a->db_ih, dg, a->x, a->w_ih, a->lengths,
+    input_gradients(blas, a->path, reverse, a->dx, a->dw_ih, a->db_ih, dg, a->x, a->w_ih, a->lengths,
                     work + wl.x_rows, T, B, I, G);
     for (int q = 0; q < plan->n_stages; q++) {
         const bwd_stage* st = &plan->stage[q];
@@ -214,7 +214,7 @@ static int backward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
         const real* input = st->dst == GRAD_DRH ? aux : st->dst == GRAD_DM ? ms
                             : hs + state_prev_offset(0, reverse, BP);
         const int hr = st->weight == WEIGHT_HR, rows = block_rows(st, &s);
-        recurrent_gradients(blas, naive, reverse, hr ? a->dw_hr : a->dw_hh, hr ? NULL : a->db_hh,
+        recurrent_gradients(blas, a->path, reverse, hr ? a->dw_hr : a->dw_hh, hr ? NULL : a->db_hh,
                             src + (size_t)st->g0 * rows, lds, input, T * B, stage_units(st, &s),
                             st->g0 * rows, (st->g1 - st->g0) * rows);
     }
@@ -225,4 +225,5 @@ static int backward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
 }
 
 const rnnx_dtype_kernels RNNX_SFX(rnnx_kernels) = {forward_sequence, backward_sequence,
-                                                   activation, pack_weights};
+                                                   activation, pack_weights, gemm_hook,
+                                                   gemm_blocks_hook};

@@ -314,7 +314,7 @@ static int forward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
             pack_panels(1, P, H, a->w_hr, work + wl.packed_hr);
     }
     /* slab = x @ W_ih^T + b_ih + b_hh, b_hh on the plan's slab_bias_hh_gates gates */
-    input_projection(blas, naive, slab, a->x, a->w_ih, a->w_ih_t, work + wl.w_ih_t,
+    input_projection(blas, a->path, slab, a->x, a->w_ih, a->w_ih_t, work + wl.w_ih_t,
                      a->b_ih, b_hh, plan->slab_bias_hh_gates * H, T * B, I, G, a->row_exact);
 
     const cell_params cp = params_of(plan, H, b_hh, a->w_peep);

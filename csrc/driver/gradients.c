@@ -9,7 +9,8 @@
 
 /* After the backward loop, with dg (T*B,G) the gradient of the gate
  * pre-activations of every row (0 where a row is past its length):
- *   dw_ih += dg^T @ x,  dx += dg @ w_ih,  db_ih += sum of dg over rows.
+ *   dw_ih += dg^T @ x,  dx += dg @ w_ih,  db_ih += sum of dg over rows,
+ * by the path's GEMM (gemm_hoisted).
  * The rows of x past their length take no part in dw_ih, whatever they hold
  * (NaN padding times a zero gradient would be NaN): the steps where every row
  * is active go in one product, the others one step at a time with those rows
@@ -17,11 +18,11 @@
  *
  * In float64 (not naive) the sums over rows run in the backward loop's order
  * (rows descending for a forward direction, ascending for a reverse one), one
- * row after another (gemm_rows_acc), and each row of dx on its own, so a
- * sequence whose backward runs in time segments, last first, into the same
- * gradients gives the same bits (rnnx/checkpoint.py relies on it).  float32
- * keeps BLAS, whose grouping of rows is its own. */
-static void input_gradients(const rnnx_blas* blas, int naive, int reverse, real* dx, real* dw_ih,
+ * row after another (gemm_rows_acc), so a sequence whose backward runs in
+ * time segments, last first, into the same gradients gives the same bits
+ * (rnnx/checkpoint.py relies on it); each row of dx is a sum over G alone
+ * in any GEMM of rnnx's.  float32 sums rows in the GEMM's order. */
+static void input_gradients(const rnnx_blas* blas, int path, int reverse, real* dx, real* dw_ih,
                             real* db_ih, const real* dg, const real* x, const real* w_ih,
                             const int64_t* lengths, real* x_rows, int T, int B, int I, int G)
 {
@@ -30,7 +31,7 @@ static void input_gradients(const rnnx_blas* blas, int naive, int reverse, real*
         for (int b = 0; b < B; b++)
             full = lengths[b] < full ? (int)lengths[b] : full;
 #ifdef RNNX_DOUBLE
-    const int ordered = !naive;
+    const int ordered = path != RNNX_PATH_NAIVE;
 #else
     const int ordered = 0;
     (void)reverse;
@@ -49,8 +50,8 @@ static void input_gradients(const rnnx_blas* blas, int naive, int reverse, real*
             gemm_rows_acc(G, I, B, !reverse, dg + (size_t)(t) * B * G, G, x_rows, I,     \
                           dw_ih, I);                                                     \
         else                                                                             \
-            gemm(blas, naive, 'T', 'N', G, I, B, 1, dg + (size_t)(t) * B * G, G, x_rows, \
-                 I, 1, dw_ih, I);                                                        \
+            gemm_hoisted(blas, path, 'T', 'N', G, I, B, dg + (size_t)(t) * B * G, G,     \
+                         x_rows, I, dw_ih, I);                                           \
     } while (0)
     if (ordered && !reverse)   /* descending rows: the padded tail first */
         for (int t = T - 1; t >= full; t--)
@@ -58,15 +59,14 @@ static void input_gradients(const rnnx_blas* blas, int naive, int reverse, real*
     if (ordered)
         gemm_rows_acc(G, I, full * B, !reverse, dg, G, x, I, dw_ih, I);     /* dw_ih += dg.T @ x */
     else
-        gemm(blas, naive, 'T', 'N', G, I, full * B, 1, dg, G, x, I, 1, dw_ih, I);
+        gemm_hoisted(blas, path, 'T', 'N', G, I, full * B, dg, G, x, I, dw_ih, I);
     if (!ordered || reverse)
         for (int t = full; t < T; t++)
             RNNX_PADDED_STEP(t);
 #undef RNNX_PADDED_STEP
-    if (ordered)
-        gemm_small_acc(T * B, I, G, dg, G, w_ih, I, dx, I);                 /* dx += dg @ w_ih */
-    else
-        gemm(blas, naive, 'N', 'N', T * B, I, G, 1, dg, G, w_ih, I, 1, dx, I);
+    /* dx += dg @ w_ih; float64 keeps its rows alone on the BLAS path too */
+    gemm_hoisted(blas, ordered && path == RNNX_PATH_BLAS ? RNNX_PATH_AUTO : path, 'N', 'N', T * B,
+                 I, G, dg, G, w_ih, I, dx, I);
     if (db_ih)
         column_sums(db_ih, dg, G, T * B, G, ordered && !reverse);
 }
@@ -74,12 +74,12 @@ static void input_gradients(const rnnx_blas* blas, int naive, int reverse, real*
 /* dw_hh[g0:g0+Gp] += dg[:, 0:Gp]^T @ h_prev and db_hh[g0:g0+Gp] += column sums,
  * with dg (N, row stride lddg) and h_prev (N,H) over all N = T*B rows; the row
  * order in float64 as in input_gradients. */
-static void recurrent_gradients(const rnnx_blas* blas, int naive, int reverse, real* dw_hh,
+static void recurrent_gradients(const rnnx_blas* blas, int path, int reverse, real* dw_hh,
                                 real* db_hh, const real* dg, int lddg, const real* h_prev,
                                 int N, int H, int g0, int Gp)
 {
 #ifdef RNNX_DOUBLE
-    if (!naive) {
+    if (path != RNNX_PATH_NAIVE) {
         gemm_rows_acc(Gp, H, N, !reverse, dg, lddg, h_prev, H,
                       dw_hh + (size_t)g0 * H, H);                        /* dw_hh += dg.T @ h_prev */
         if (db_hh)
@@ -89,8 +89,8 @@ static void recurrent_gradients(const rnnx_blas* blas, int naive, int reverse, r
 #else
     (void)reverse;
 #endif
-    gemm(blas, naive, 'T', 'N', Gp, H, N, 1, dg, lddg, h_prev, H,
-         1, dw_hh + (size_t)g0 * H, H);                                  /* dw_hh += dg.T @ h_prev */
+    gemm_hoisted(blas, path, 'T', 'N', Gp, H, N, dg, lddg, h_prev, H,
+                 dw_hh + (size_t)g0 * H, H);                             /* dw_hh += dg.T @ h_prev */
     if (db_hh)
         column_sums(db_hh + g0, dg, lddg, N, Gp, 0);
 }

@@ -1,26 +1,40 @@
 /*
  * driver/projection.c: input_projection, the gate pre-activations of every
- * row at once (slab := x @ w_ih^T + biases), before the time loop.
+ * row at once (slab := x @ w_ih^T + biases), before the time loop, and
+ * gemm_hoisted, the GEMM of every hoisted product by the caller's path.
  *
  * Not compiled on its own: kernels_body.c includes it once per (dtype,
  * instruction set), so every function here is static.
  */
 
+/* C (M,N) += op(A) @ op(B) for a hoisted product (input projection, dW_ih,
+ * dW_hh, dX), by the path's GEMM: the naive loop (RNNX_PATH_NAIVE), the BLAS
+ * (RNNX_PATH_BLAS, the old path, kept as the twin), else rnnx's own. */
+static void gemm_hoisted(const rnnx_blas* blas, int path, char ta, char tb, int M, int N, int K,
+                         const real* A, int lda, const real* Bm, int ldb, real* C, int ldc)
+{
+    if (path == RNNX_PATH_NAIVE || path == RNNX_PATH_BLAS)
+        gemm(blas, path == RNNX_PATH_NAIVE, ta, tb, M, N, K, 1, A, lda, Bm, ldb, 1, C, ldc);
+    else
+        gemm_acc(blas, ta, tb, M, N, K, A, lda, Bm, ldb, C, ldc);
+}
+
 /* slab (N,G) := x (N,I) @ w_ih^T + b1 + b2[:G2], for all N = T*B rows at once.
  * Either bias may be NULL; b2 covers the first G2 columns only (GRU reset after
- * keeps b_hn out: r multiplies W_hn h + b_hn).
+ * keeps b_hn out: r multiplies W_hn h + b_hn).  w_ih is (G,I); ready_w_ih_t,
+ * when the caller has it, is its transpose (I,G); w_ih_panels (I*G) is work,
+ * where rnnx's GEMM packs W_ih^T once for every block of rows.
  *
- * In float64 every row is computed on its own, by gemm_small_acc over
- * w_ih^T (I,G) (the caller's ready one, or w_ih_t filled here), so a row's
- * result does not depend on how many rows the call has: a sequence cut into
- * chunks, or streamed one step at a time, gives the whole sequence's numbers
- * bit for bit.  BLAS's blocked GEMM does not promise that (its rounding can
- * change with the number of rows), so float32 keeps it for speed, except when
- * the caller asks for rows alone (row_exact: rnnx_forward_args.row_exact, set by
- * streams and by the whole-sequence runs they must equal) and for small
- * products (up to 4M multiply-adds). */
-static void input_projection(const rnnx_blas* blas, int naive, real* slab, const real* x,
-                             const real* w_ih, const real* ready_w_ih_t, real* w_ih_t,
+ * rnnx's GEMM adds each element's I products in order of k from the bias,
+ * whatever the number of rows: a sequence cut into chunks, or streamed one
+ * step at a time, gives the whole sequence's numbers bit for bit, in both
+ * dtypes.  BLAS's blocked GEMM does not promise that (its rounding can change
+ * with the number of rows), so RNNX_PATH_BLAS keeps it only in float32 and
+ * where the caller does not ask for rows alone (row_exact:
+ * rnnx_forward_args.row_exact, set by streams and by the whole-sequence runs
+ * they must equal). */
+static void input_projection(const rnnx_blas* blas, int path, real* slab, const real* x,
+                             const real* w_ih, const real* ready_w_ih_t, real* w_ih_panels,
                              const real* b1, const real* b2, int G2, int N, int I, int G,
                              int row_exact)
 {
@@ -30,19 +44,16 @@ static void input_projection(const rnnx_blas* blas, int naive, real* slab, const
             row[g] = (b1 ? b1[g] : 0) + (b2 && g < G2 ? b2[g] : 0);
     }
 #ifdef RNNX_DOUBLE
-    const int rowwise = !naive;
+    const int twin = path == RNNX_PATH_NAIVE;
     (void)row_exact;
 #else
-    /* small projections too: a threaded BLAS's handoff costs more than they do */
-    const int rowwise = !naive && (row_exact || (double)N * G * I <= 4194304.0);
+    const int twin = path == RNNX_PATH_NAIVE || (path == RNNX_PATH_BLAS && !row_exact);
 #endif
-    if (!rowwise) {
-        gemm(blas, naive, 'N', 'T', N, G, I, 1, x, I, w_ih, I, 1, slab, G);  /* slab += x @ w_ih.T */
-        return;
-    }
-    if (!ready_w_ih_t)
-        for (int g = 0; g < G; g++)
-            for (int k = 0; k < I; k++)
-                w_ih_t[(size_t)k * G + g] = w_ih[(size_t)g * I + k];
-    gemm_small_acc(N, G, I, x, I, ready_w_ih_t ? ready_w_ih_t : w_ih_t, G, slab, G);
+    const char tb = ready_w_ih_t ? 'N' : 'T';
+    const real* w = ready_w_ih_t ? ready_w_ih_t : w_ih;
+    const int ldw = ready_w_ih_t ? G : I;
+    if (twin)
+        gemm_hoisted(blas, path, 'N', tb, N, G, I, x, I, w, ldw, slab, G);  /* slab += x @ w_ih.T */
+    else
+        gemm_acc_packed(blas, 'N', tb, N, G, I, x, I, w, ldw, w_ih_panels, slab, G);
 }
