@@ -23,6 +23,9 @@ cdef extern from "stream/stream.h":
     void* rnnx_step_stream_state(const rnnx_step_stream* s) nogil
     int rnnx_step_stream_step(rnnx_step_stream* s, const rnnx_blas* blas, const void* x,
                               void* y) nogil
+    size_t rnnx_step_stream_run_size(const rnnx_step_stream* s, int T) nogil
+    int rnnx_step_stream_run(rnnx_step_stream* s, const rnnx_blas* blas, const void* x, int T,
+                             void* y, void* work, size_t work_bytes) nogil
 
 # Dense activations by rnnx.Dense's names (enum rnnx_activation_kind)
 STREAM_ACTIVATIONS = {None: RNNX_ACT_IDENTITY, "sigmoid": RNNX_ACT_SIGMOID,
@@ -285,10 +288,12 @@ cdef class Stream:
             raise ValueError(f"rnnx_step_stream_step: {strerror(status)}")
         return y
 
-    def run(self, cnp.ndarray x, object workspace=None):
-        """y = run(x): x (T, B, I) C-contiguous, aligned, of the stream's dtype ((T, B) int32
-        ids with an embedding) -> y (T, B, out), from the current state, which it advances:
-        T steps of the core's stream in one call, the numbers of T calls of step."""
+    def run(self, cnp.ndarray x, Workspace workspace=None):
+        """y = run(x, workspace): x (T, B, I) C-contiguous, aligned, of the stream's dtype
+        ((T, B) int ids with an embedding) -> y (T, B, out), from the current state, which
+        it advances: the numbers of T calls of step, each recurrent layer's T steps one
+        call of the core's driver (rnnx_step_stream_run); its work from workspace (None:
+        its own)."""
         cdef bint scalar = False
         if self.takes_ids:
             if x.ndim != 2 or x.shape[1] != self.B:
@@ -299,21 +304,27 @@ cdef class Stream:
                 or x.ndim != 3 or x.shape[1] != self.B or x.shape[2] != self.I):
             raise ValueError(f"x must be a C-contiguous ({'T'}, {self.B}, {self.I}) array of "
                              f"{self.dtype}, got {x.dtype} {np.shape(x)}")
-        cdef int T = x.shape[0]
-        if T < 1:
+        if x.shape[0] < 1:
             raise ValueError(f"x must have at least one step, got shape {np.shape(x)}")
+        if x.shape[0] * self.B > _INT_MAX:
+            raise ValueError(f"sizes too large: T * B = {x.shape[0] * self.B} must stay below 2**31")
+        cdef int T = x.shape[0], status = 0
+        cdef size_t need = rnnx_step_stream_run_size(&self.core, T)
+        if need == 0:
+            raise ValueError(f"sizes too large for the core: T = {T}, B = {self.B}")
         y = np.empty((T, self.B, self.out), dtype=self.dtype)
-        cdef char* xp = <char*>cnp.PyArray_DATA(x)
-        cdef char* yp = <char*>cnp.PyArray_DATA(<cnp.ndarray>y)
-        cdef size_t x_row = x.strides[0], y_row = self.B * self.out * self.dtype.itemsize
-        cdef int t_, status = 0
-        with nogil:
-            for t_ in range(T):
-                status = rnnx_step_stream_step(&self.core, &BLAS, xp + t_ * x_row, yp + t_ * y_row)
-                if status:
-                    break
+        ws = Workspace() if workspace is None else workspace
+        cdef void* work
+        ws.enter()
+        try:
+            work = ws.work(np.dtype(np.float64), need // 8 + 1)   # bytes, on 8
+            with nogil:
+                status = rnnx_step_stream_run(&self.core, &BLAS, cnp.PyArray_DATA(x), T,
+                                              cnp.PyArray_DATA(<cnp.ndarray>y), work, need)
+        finally:
+            ws.leave()
         if status:
-            raise ValueError(f"rnnx_step_stream_step: {strerror(status)}")
+            raise ValueError(f"rnnx_step_stream_run: {strerror(status)}")
         return y
 
     def _coerce(self, x):

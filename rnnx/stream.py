@@ -41,6 +41,7 @@ class Stream:
             options = layer._cell_options(k, 0)
             weights.append(layer._weights(k, 0) + (options.get("w_peep"), options.get("w_hr")))
         self._core = _core.Stream(layer._cell, weights, B, layer.dtype)
+        self._workspace = _core.Workspace()     # run()'s scratch, reused chunk after chunk
         self._core_step = self._core.step
         # One step at a time: a step writes the shared state and buffers with the GIL
         # released, so threads sharing a stream take turns (each step then follows the
@@ -69,7 +70,8 @@ class Stream:
         -------
         y_t : ndarray (B, H), or (H,) for an unbatched x_t: the last layer's output.
 
-        A whole chunk (T, B, I) goes to ``stream.run`` (one call into C for all its steps).
+        A whole chunk (T, B, I) goes to ``stream.run`` (one call into C for all its steps,
+        each layer's input projection hoisted over them).
         """
         if getattr(x_t, "dtype", None) is not self._dtype:
             x_t = self._coerce(x_t)
@@ -98,8 +100,8 @@ class Stream:
         -------
         y : ndarray (T, B, H), or (T, H): the last layer's output at every step.
 
-        Equals calling step on each x[t] bit for bit: the same steps of the core's stream, in
-        one call into C instead of one per step.
+        Equals calling step on each x[t] bit for bit (the core's stream, row_exact), in one
+        call into C instead of one per step.
         """
         layer = self._layer
         B, I, H = self.batch_size, layer.input_size, layer._state_width
@@ -116,7 +118,7 @@ class Stream:
         # native byte order too: the core reads the bytes as they are
         x = np.require(x, dtype=self._dtype.newbyteorder("="), requirements=("C", "A"))
         with self._lock:
-            y = self._core.run(x)
+            y = self._core.run(x, self._workspace)
         return y[:, 0, :] if unbatched else y
 
     def reset(self, state=None):

@@ -138,6 +138,10 @@ def test_two_streams_of_different_sizes_run_like_whole_sequences():
         yb.append(sb.run(xb[t0:t1]))
     assert np.array_equal(np.concatenate(ya), a(xa)[0])
     assert np.array_equal(np.concatenate(yb), b(xb)[0])
+    size = sa._workspace.nbytes
+    for _ in range(3):
+        sa.run(xa[:5])
+    assert sa._workspace.nbytes == size
 
 
 def test_trainer_keeps_one_workspace_and_its_results_do_not_change(monkeypatch):
@@ -207,4 +211,4 @@ def test_stream_run_on_packed_weights_equals_steps(variant, dtype):
                     stepped.state if isinstance(stepped.state, tuple) else (stepped.state,)):
         assert np.array_equal(a, b)
     with pytest.raises(ValueError, match="x must be a C-contiguous"):
-        chunked._core.run(np.asfortranarray(x))
+        chunked._core.run(np.asfortranarray(x), chunked._workspace)

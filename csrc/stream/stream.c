@@ -11,6 +11,7 @@
  *   act      two activation buffers (B, widest output), between layers
  *   work     the core's forward work for one step, the largest of the sub-layers
  */
+#include <limits.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -269,26 +270,50 @@ void* rnnx_step_stream_state(const rnnx_step_stream* s)
     return (unsigned char*)s->mem + s->state_off + (size_t)s->parity * half;
 }
 
-int rnnx_step_stream_step(rnnx_step_stream* s, const rnnx_blas* blas, const void* x, void* y)
+/* ----------------------------------------------------------- T steps at once --- */
+
+/* rnnx_step_stream_run's work: two activation buffers (T,B,width), the core's work for
+ * T steps of the largest sub-layer; 0 if T*B does not fit the core's ints. */
+size_t rnnx_step_stream_run_size(const rnnx_step_stream* s, int T)
 {
-    if (!s || !s->mem || !x || !y)
-        return RNNX_ENULL;
+    if (!s || !s->mem || T < 1 || (int64_t)T * s->spec.B > INT_MAX)
+        return 0;
+    const size_t elem = elem_of(s->spec.dtype);
+    const rnnx_forward_args* rec = (const rnnx_forward_args*)s->mem;
+    size_t core = 0;
+    for (int i = 0; i < s->spec.num_layers; i++) {
+        const rnnx_stream_layer* l = &s->spec.layers[i];
+        for (int k = 0; l->kind == RNNX_STREAM_RECURRENT && k < l->num_layers; k++, rec++) {
+            const size_t w = rnnx_forward_work_size_proj(rec->cell, T, rec->B, rec->input_size,
+                                                         rec->H, rec->proj, 0);
+            if (!w)
+                return 0;
+            core = w > core ? w : core;
+        }
+    }
+    if ((double)T * s->act_elems * elem * 2 + (double)core * elem > (double)SIZE_MAX / 8)
+        return 0;
+    return 2 * round_up((size_t)T * s->act_elems * elem) + core * elem;
+}
+
+/* T steps of every layer from the current state (ids checked by the caller): acts are two
+ * activation buffers of act bytes each, core_work the core's work for T steps. */
+static void run_layers(rnnx_step_stream* s, const rnnx_blas* blas, const void* x, int T, void* y,
+                       unsigned char* acts0, size_t act, void* core_work)
+{
     const rnnx_stream_spec* sp = &s->spec;
-    const int B = sp->B;
-    if (sp->layers[0].kind == RNNX_STREAM_EMBEDDING &&
-        rnnx_check_ids((const int32_t*)x, (size_t)B, sp->layers[0].input_size) != RNNX_OK)
-        return RNNX_EINVAL;   /* before anything is written: the state stays as it was */
+    const int B = sp->B, rows = T * B;
     const size_t elem = elem_of(sp->dtype);
-    const size_t half = round_up(s->state_elems * elem), act = round_up(s->act_elems * elem);
+    const size_t half = round_up(s->state_elems * elem);
     unsigned char* base = (unsigned char*)s->mem;
     unsigned char* now = base + s->state_off + (size_t)s->parity * half;
     unsigned char* then = base + s->state_off + (size_t)(1 - s->parity) * half;
-    unsigned char* acts[2] = {base + s->act_off, base + s->act_off + act};
-    rnnx_forward_args* rec = (rnnx_forward_args*)s->mem;
+    unsigned char* acts[2] = {acts0, acts0 + act};
+    const rnnx_forward_args* rec = (const rnnx_forward_args*)s->mem;
     const rnnx_dtype_kernels* kernels = rnnx_kernels_in_use(sp->dtype);
     const void* cur = x;
     int next = 0;
-    for (int i = 0; i < sp->num_layers; i++) {   /* layer kinds: a step */
+    for (int i = 0; i < sp->num_layers; i++) {   /* layer kinds: T steps */
         const rnnx_stream_layer* l = &sp->layers[i];
         const int last = i == sp->num_layers - 1;
         switch (l->kind) {
@@ -297,9 +322,9 @@ int rnnx_step_stream_step(rnnx_step_stream* s, const rnnx_blas* blas, const void
             void* out = last ? y : acts[next];
             if (l->kind == RNNX_STREAM_EMBEDDING)
                 rnnx_embed_rows(sp->dtype, out, (const int32_t*)cur, l->tensors[0],
-                                l->hidden_size, (size_t)B);
+                                l->hidden_size, (size_t)rows);
             else
-                rnnx_dense_rows(sp->dtype, out, cur, l->tensors[0], l->tensors[1], B,
+                rnnx_dense_rows(sp->dtype, out, cur, l->tensors[0], l->tensors[1], rows,
                                 l->input_size, l->hidden_size, l->activation);
             cur = out;
             next = 1 - next;
@@ -311,14 +336,17 @@ int rnnx_step_stream_step(rnnx_step_stream* s, const rnnx_blas* blas, const void
             const size_t BS = (size_t)B * rnnx_state_width(H, l->proj_size) * elem;
             const size_t BH = (size_t)B * H * elem, c_at = (size_t)L * BS;
             for (int k = 0; k < L; k++, rec++) {
+                rnnx_forward_args a = *rec;   /* the packed weights, over T steps */
                 void* out = last && k == L - 1 ? y : acts[next];
-                rec->x = cur;
-                rec->y = out;
-                rec->h0 = now + (size_t)k * BS;
-                rec->h_n = then + (size_t)k * BS;
-                rec->c0 = d->states == 2 ? now + c_at + (size_t)k * BH : NULL;
-                rec->c_n = d->states == 2 ? then + c_at + (size_t)k * BH : NULL;
-                kernels->forward(d, blas, rec);
+                a.T = T;
+                a.x = cur;
+                a.y = out;
+                a.work = core_work;
+                a.h0 = now + (size_t)k * BS;
+                a.h_n = then + (size_t)k * BS;
+                a.c0 = d->states == 2 ? now + c_at + (size_t)k * BH : NULL;
+                a.c_n = d->states == 2 ? then + c_at + (size_t)k * BH : NULL;
+                kernels->forward(d, blas, &a);
                 cur = out;
                 next = 1 - next;
             }
@@ -330,5 +358,39 @@ int rnnx_step_stream_step(rnnx_step_stream* s, const rnnx_blas* blas, const void
         }
     }
     s->parity = 1 - s->parity;
+}
+
+int rnnx_step_stream_run(rnnx_step_stream* s, const rnnx_blas* blas, const void* x, int T,
+                         void* y, void* work, size_t work_bytes)
+{
+    if (!s || !s->mem || !x || !y || !work)
+        return RNNX_ENULL;
+    const size_t need = rnnx_step_stream_run_size(s, T);
+    if (!need)
+        return T < 1 ? RNNX_EINVAL : RNNX_ESIZE;
+    if (work_bytes < need)
+        return RNNX_ENOMEM;
+    if ((uintptr_t)work % 8)
+        return RNNX_EALIGN;
+    const rnnx_stream_layer* first = &s->spec.layers[0];
+    if (first->kind == RNNX_STREAM_EMBEDDING &&
+        rnnx_check_ids((const int32_t*)x, (size_t)T * s->spec.B, first->input_size) != RNNX_OK)
+        return RNNX_EINVAL;   /* before anything is written: the state stays as it was */
+    const size_t act = round_up((size_t)T * s->act_elems * elem_of(s->spec.dtype));
+    run_layers(s, blas, x, T, y, (unsigned char*)work, act, (unsigned char*)work + 2 * act);
+    return RNNX_OK;
+}
+
+int rnnx_step_stream_step(rnnx_step_stream* s, const rnnx_blas* blas, const void* x, void* y)
+{
+    if (!s || !s->mem || !x || !y)
+        return RNNX_ENULL;
+    const rnnx_stream_layer* first = &s->spec.layers[0];
+    if (first->kind == RNNX_STREAM_EMBEDDING &&
+        rnnx_check_ids((const int32_t*)x, (size_t)s->spec.B, first->input_size) != RNNX_OK)
+        return RNNX_EINVAL;   /* before anything is written: the state stays as it was */
+    unsigned char* base = (unsigned char*)s->mem;
+    run_layers(s, blas, x, 1, y, base + s->act_off,
+               round_up(s->act_elems * elem_of(s->spec.dtype)), base + s->work_off);
     return RNNX_OK;
 }
