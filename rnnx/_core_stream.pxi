@@ -86,9 +86,10 @@ cdef class Stream:
     one (w_ih, w_hh, b_ih, b_hh[, w_peep[, w_hr]]) tuple per layer, biases may be None;
     an LSTM's peepholes w_peep (3H,) [Pi, Pf, Po] and projection w_hr (P, H) (then w_hh
     is (4H, P) and y, h are P wide), None for none.
-    Keywords: embedding, an (V, E) table looked up first (x is then (B,) int ids); heads,
-    a list of (weight (out, in), bias (out,) or None, activation name or None) Dense
-    layers after the stack; bit_exact (default True): each step equals a whole-sequence
+    Keywords: embedding, an (V, E) table looked up first (x is then (B,) int ids); stacks,
+    a list of further (cell, weights) recurrent stacks after the first, each taking the
+    previous one's output; heads, a list of (weight (out, in), bias (out,) or None,
+    activation name or None) Dense layers after the stacks; bit_exact (default True): each step equals a whole-sequence
     call over the same steps bit for bit (enum rnnx_stream_spec.bit_exact).
     Holds copies of every weight, so a step allocates only its result."""
     cdef rnnx_step_stream core
@@ -98,10 +99,12 @@ cdef class Stream:
     cdef object dtype
     cdef int typenum
     cdef list _keep
+    cdef list _stacks    # per recurrent stack: (cell, L, H, P, S, states)
     cdef object _mem
 
     def __cinit__(self, object cell, list weights, object batch_size, object dtype, *,
-                  object embedding=None, list heads=None, bint bit_exact=True):
+                  object embedding=None, list stacks=None, list heads=None,
+                  bint bit_exact=True):
         self.layers = NULL
         self.table = NULL
         cell = _int_arg(cell, "cell")
@@ -117,22 +120,44 @@ cdef class Stream:
         cdef int code = _dtype_code(self.dtype, "dtype")
         self.typenum = self.dtype.num
         # every array checked and copied before anything is allocated in C
-        subs, H, P = [], None, 0
-        for k, entry in enumerate(weights):
-            arrays, H, P_k = _recurrent_entry(cell, G1, k, entry, H, batch_size, self.dtype)
-            if k and P_k != P:
-                raise ValueError(f"weights[{k}].w_hr must have shape {(P, H)} as weights[0]'s, "
-                                 f"got {None if arrays[4] is None else arrays[4].shape}")
-            P = P_k
-            subs.append(arrays)
-        self.cell, self.L, self.B, self.H, self.P = cell, len(subs), batch_size, H, P
-        self.S = P if P else H
-        self.I = subs[0][0].shape[1]
-        self.n_states = _states(cell)
+        self.B = batch_size
+        all_subs, self._stacks, width = [], [], None
+        for j, (c, w) in enumerate([(cell, weights)] + list(stacks or [])):
+            subs, H, P, c = self._stack(j, c, w, width)
+            all_subs.append(subs)
+            self._stacks.append((c, len(subs), H, P, P if P else H, _states(c)))
+            width = P if P else H
+        self.cell, self.L, self.H, self.P, _, self.n_states = self._stacks[0]
+        self.S = width                      # the last stack's output width
+        self.I = all_subs[0][0][0].shape[1]
         table = self._embedding(embedding)
         head_list = self._heads(heads or [])
-        self._keep = [subs, table, head_list]
-        self._build(code, subs, table, head_list, bit_exact)
+        self._keep = [all_subs, table, head_list]
+        self._build(code, all_subs, table, head_list, bit_exact)
+
+    cdef tuple _stack(self, int j, object cell, object weights, object width):
+        """Stack j's checked copies, H, P and cell; width: the previous stack's output."""
+        where = "" if j == 0 else f"stacks[{j - 1}] "
+        cell = _int_arg(cell, f"{where}cell")
+        cdef int G1 = rnnx_gate_count(cell)
+        if G1 == 0:
+            raise ValueError(f"unknown cell code {cell}")
+        if not weights:
+            raise ValueError(f"{where}weights must name at least one layer")
+        subs, H, P = [], None, 0
+        for k, entry in enumerate(weights):
+            arrays, H, P_k = _recurrent_entry(cell, G1, k, entry, H, self.B, self.dtype)
+            if k and P_k != P:
+                raise ValueError(f"{where}weights[{k}].w_hr must have shape {(P, H)} as "
+                                 f"weights[0]'s, got "
+                                 f"{None if arrays[4] is None else arrays[4].shape}")
+            P = P_k
+            subs.append(arrays)
+        if width is not None and subs[0][0].shape[1] != width:
+            raise ValueError(f"{where}weights[0].w_ih must have shape "
+                             f"{(subs[0][0].shape[0], width)} (the previous stack's output), "
+                             f"got {subs[0][0].shape}")
+        return subs, H, P, cell
 
     cdef object _embedding(self, object table):
         if table is None:
@@ -166,11 +191,13 @@ cdef class Stream:
         self.out = width
         return checked
 
-    cdef void _build(self, int code, list subs, object table, list heads, bint bit_exact) except *:
+    cdef void _build(self, int code, list all_subs, object table, list heads,
+                     bint bit_exact) except *:
         """The layer list over the kept copies, then the core's stream on its memory."""
-        cdef int n = 1 + (table is not None) + len(heads), i = 0, k, j
+        cdef int n = len(all_subs) + (table is not None) + len(heads), i = 0, k, j
+        cdef int subs_total = sum(len(subs) for subs in all_subs)
         self.layers = <rnnx_stream_layer*>calloc(n, sizeof(rnnx_stream_layer))
-        self.table = <const void**>calloc(self.L * RNNX_ST_PER_SUBLAYER + 2 * len(heads) + 1,
+        self.table = <const void**>calloc(subs_total * RNNX_ST_PER_SUBLAYER + 2 * len(heads) + 1,
                                           sizeof(void*))
         if self.layers == NULL or self.table == NULL:
             raise MemoryError()
@@ -184,22 +211,24 @@ cdef class Stream:
             self.layers[0].tensors = t
             t += 1
             i = 1
-        self.layers[i].kind = RNNX_STREAM_RECURRENT
-        self.layers[i].cell = self.cell
-        self.layers[i].input_size = self.I
-        self.layers[i].hidden_size = self.H
-        self.layers[i].proj_size = self.P
-        self.layers[i].num_layers = self.L
-        self.layers[i].num_directions = 1
-        self.layers[i].tensors = t
-        for k in range(self.L):
-            for j in range(RNNX_ST_PER_SUBLAYER):
-                w = subs[k][j]
-                t[j] = NULL if w is None else cnp.PyArray_DATA(<cnp.ndarray>w)
-            t += RNNX_ST_PER_SUBLAYER
-        width = self.S
-        for w, b, act in heads:
+        width = self.I
+        for subs, (cell, L, H, P, S, _) in zip(all_subs, self._stacks):
+            self.layers[i].kind = RNNX_STREAM_RECURRENT
+            self.layers[i].cell = cell
+            self.layers[i].input_size = width
+            self.layers[i].hidden_size = H
+            self.layers[i].proj_size = P
+            self.layers[i].num_layers = L
+            self.layers[i].num_directions = 1
+            self.layers[i].tensors = t
+            for k in range(L):
+                for j in range(RNNX_ST_PER_SUBLAYER):
+                    w = subs[k][j]
+                    t[j] = NULL if w is None else cnp.PyArray_DATA(<cnp.ndarray>w)
+                t += RNNX_ST_PER_SUBLAYER
+            width = S
             i += 1
+        for w, b, act in heads:
             self.layers[i].kind = RNNX_STREAM_DENSE
             self.layers[i].input_size = width
             self.layers[i].hidden_size = w.shape[0]
@@ -209,6 +238,7 @@ cdef class Stream:
             t[1] = NULL if b is None else cnp.PyArray_DATA(<cnp.ndarray>b)
             self.layers[i].tensors = t
             t += 2
+            i += 1
             width = w.shape[0]
         cdef rnnx_stream_spec spec
         memset(&spec, 0, sizeof(spec))
@@ -341,26 +371,45 @@ cdef class Stream:
         # a copy in native byte order, aligned and contiguous, whatever a was
         return np.array(a, dtype=self.dtype, order="C", copy=True), unbatched
 
-    cdef object _state_views(self):
-        """The current state in place: h (L, B, S) and c (L, B, H) (None without c)."""
+    cdef list _state_views(self):
+        """The current state in place, per stack: h (L, B, S) and c (L, B, H) (None
+        without c), in the core's layout (rnnx_step_stream_state)."""
         cdef cnp.npy_intp n = self.core.state_elems
         flat = cnp.PyArray_SimpleNewFromData(1, &n, self.typenum,
                                              rnnx_step_stream_state(&self.core))
         cnp.set_array_base(flat, self)        # the view keeps the stream alive
-        hs = self.L * self.B * self.S
-        h = flat[:hs].reshape(self.L, self.B, self.S)
-        c = flat[hs:].reshape(self.L, self.B, self.H) if self.n_states == 2 else None
-        return h, c
+        views, at = [], 0
+        for cell, L, H, P, S, states in self._stacks:
+            h = flat[at:at + L * self.B * S].reshape(L, self.B, S)
+            at += L * self.B * S
+            c = flat[at:at + L * self.B * H].reshape(L, self.B, H) if states == 2 else None
+            at += L * self.B * H if states == 2 else 0
+            views.append((h, c))
+        return views
+
+    def get_states(self):
+        """Per stack, (h, c) copies (c None for cells without one)."""
+        return [(h.copy(), None if c is None else c.copy()) for h, c in self._state_views()]
+
+    def set_states(self, states):
+        """Per stack, (h, c) of the shapes get_states gives (c None where it has none;
+        the caller checks them: rnnx.SequentialStream does)."""
+        for (h, c), (h_src, c_src) in zip(self._state_views(), states):
+            h[...] = h_src
+            if c is not None:
+                c[...] = c_src
 
     def get_state(self):
-        """(h, c) copies, h (L, B, S), c (L, B, H); c is zeros for cells without one."""
-        h, c = self._state_views()
+        """The first stack's (h, c) copies, h (L, B, S), c (L, B, H); c is zeros for cells
+        without one."""
+        h, c = self._state_views()[0]
         return h.copy(), (np.zeros((self.L, self.B, self.H), self.dtype) if c is None
                           else c.copy())
 
     def set_state(self, h, c=None):
-        """Set the states, h (L, B, S) and c (L, B, H); None means zeros."""
-        shapes = ((self.L, self.B, self.S), (self.L, self.B, self.H))
+        """Set the first stack's states, h (L, B, S) and c (L, B, H); None means zeros."""
+        S0 = self.P if self.P else self.H
+        shapes = ((self.L, self.B, S0), (self.L, self.B, self.H))
         checked = []   # both checked before either is written: a refused c leaves h as it was
         for name, shape, src in (("h", shapes[0], h), ("c", shapes[1], c)):
             if src is not None:
@@ -370,7 +419,7 @@ cdef class Stream:
                 if src.dtype.kind != "f":
                     raise TypeError(f"state {name} must be a real floating array, got dtype {src.dtype}")
             checked.append(src)
-        for dst, src in zip(self._state_views(), checked):
+        for dst, src in zip(self._state_views()[0], checked):
             if dst is None:
                 continue
             if src is None:

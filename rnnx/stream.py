@@ -8,6 +8,16 @@ from . import _core
 from .module import as_layer_dtype, positive_int
 
 
+def stream_weights(layer):
+    """A unidirectional recurrent layer's weights as _core.Stream takes them: per sub-layer
+    (w_ih, w_hh, b_ih, b_hh, w_peep, w_hr), None where it has none."""
+    weights = []
+    for k in range(layer.num_layers):
+        options = layer._cell_options(k, 0)
+        weights.append(layer._weights(k, 0) + (options.get("w_peep"), options.get("w_hr")))
+    return weights
+
+
 class Stream:
     """Step-by-step inference through a unidirectional recurrent layer, keeping the state.
 
@@ -34,13 +44,9 @@ class Stream:
         """Made by layer.stream(batch_size, state); see help(rnnx.Stream)."""
         B = positive_int(batch_size, "batch_size")
         self._layer = layer
-        # each layer's (w_ih, w_hh, b_ih, b_hh, w_peep, w_hr), None where it has none: the
-        # core's Stream copies them, packs them once and runs every step as one call into C
-        weights = []
-        for k in range(layer.num_layers):
-            options = layer._cell_options(k, 0)
-            weights.append(layer._weights(k, 0) + (options.get("w_peep"), options.get("w_hr")))
-        self._core = _core.Stream(layer._cell, weights, B, layer.dtype)
+        # the core's Stream copies the weights, packs them once and runs every step as one
+        # call into C
+        self._core = _core.Stream(layer._cell, stream_weights(layer), B, layer.dtype)
         self._workspace = _core.Workspace()     # run()'s scratch, reused chunk after chunk
         self._core_step = self._core.step
         # One step at a time: a step writes the shared state and buffers with the GIL
@@ -104,7 +110,7 @@ class Stream:
         call into C instead of one per step.
         """
         layer = self._layer
-        B, I, H = self.batch_size, layer.input_size, layer._state_width
+        B, I, H = self.batch_size, layer.input_size, self._core.output_size
         x = as_layer_dtype(x, self._dtype, "x", "this stream")
         unbatched = x.ndim == 2 and B == 1
         if unbatched:
