@@ -3,8 +3,8 @@
  *
  * The stream's memory, in this order, each region starting on 64 bytes:
  *   records  one rnnx_forward_args per recurrent sub-layer, in list order,
- *            filled once at init (shapes, weights, packed panels, work); a
- *            step only points it at this step's input, output and states
+ *            filled once at init (shapes, weights, packed panels); a call
+ *            copies it and points the copy at its input, output, states, work
  *   state    two halves (a step reads one and writes the other, then flips
  *            parity), each state_elems: per recurrent layer h (L,B,S), c (L,B,H)
  *   weights  per recurrent sub-layer W_ih^T (in,G) then the packed W_hh (and W_hr)
@@ -174,7 +174,7 @@ int rnnx_step_stream_size(const rnnx_stream_spec* spec, size_t* bytes)
 
 /* The records of recurrent layer l, from *rec on, and its weights packed at *w. */
 static void pack_recurrent(const rnnx_stream_spec* sp, const rnnx_stream_layer* l, int in,
-                           rnnx_forward_args** rec, unsigned char** w, void* work)
+                           rnnx_forward_args** rec, unsigned char** w)
 {
     const size_t elem = elem_of(sp->dtype);
     const int H = l->hidden_size, P = l->proj_size, S = rnnx_state_width(H, P);
@@ -199,8 +199,7 @@ static void pack_recurrent(const rnnx_stream_spec* sp, const rnnx_stream_layer* 
         a->w_hr = P > 0 ? t[RNNX_ST_W_HR] : NULL;
         a->w_peep = t[RNNX_ST_W_PEEP];
         a->row_exact = sp->bit_exact;
-        a->ldy = S;
-        a->work = work;
+        a->ldy = S;   /* x, y, states and work: set by each call (run_layers) */
         rnnx_transpose_bytes(*w, t[RNNX_ST_W_IH], G, (size_t)I, elem);
         a->w_ih_t = *w;
         *w += round_up((size_t)I * G * elem);
@@ -240,7 +239,7 @@ int rnnx_step_stream_init(rnnx_step_stream* s, const rnnx_stream_spec* spec, voi
         const rnnx_stream_layer* l = &spec->layers[i];
         switch (l->kind) {
         case RNNX_STREAM_RECURRENT:
-            pack_recurrent(spec, l, in, &rec, &w, base + t.work_off);
+            pack_recurrent(spec, l, in, &rec, &w);
             in = rnnx_state_width(l->hidden_size, l->proj_size);
             break;
         default:   /* Dense and Embedding read their tensors in place */
