@@ -285,7 +285,14 @@ cdef class Stream:
         return a
 
     cdef cnp.ndarray _ids(self, object x, bint* unbatched, int steps=1):
-        """x as int32 ids of steps steps ((B,), or (steps*B,)), each in [0, V)."""
+        """x as int32 ids of steps steps ((B,), or (steps*B,)).  An int32 array goes to C as
+        it is (the core checks the range before anything changes: _ids_refused names it);
+        wider ids are checked here, before they are narrowed."""
+        if (cnp.PyArray_Check(x) and cnp.PyArray_TYPE(<cnp.ndarray>x) == cnp.NPY_INT32
+                and cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>x) and cnp.PyArray_ISALIGNED(<cnp.ndarray>x)
+                and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>x) and cnp.PyArray_NDIM(<cnp.ndarray>x) == 1
+                and cnp.PyArray_DIM(<cnp.ndarray>x, 0) == steps * self.B):
+            return <cnp.ndarray>x
         a = np.asarray(x)
         if a.dtype.kind not in "iu":
             raise TypeError(f"x_t must be integer token ids, got dtype {a.dtype}")
@@ -295,10 +302,21 @@ cdef class Stream:
         if a.shape != (steps * self.B,):
             raise ValueError(f"x_t must be ({self.B},) token ids for batch_size={self.B}, got "
                              f"shape {np.shape(x)}")
+        if a.dtype != np.int32:
+            self._ids_in_range(a)
+        return np.ascontiguousarray(a, dtype=np.int32)
+
+    cdef _ids_in_range(self, object a):
+        """A ValueError naming the range unless every id of a is in [0, V)."""
         V = self.layers[0].input_size
         if a.size and (a.min() < 0 or a.max() >= V):
             raise ValueError(f"token ids must be in [0, {V}), got ids from {a.min()} to {a.max()}")
-        return np.ascontiguousarray(a, dtype=np.int32)
+
+    cdef _refused(self, int status, object ids, str call):
+        """The error of a failed step or run: the ids' range where the core refused them."""
+        if self.takes_ids:
+            self._ids_in_range(ids)
+        raise ValueError(f"{call}: {strerror(status)}")
 
     def step(self, x):
         """y_t = step(x_t): x_t (B, I) -> y_t (B, out); (I,) -> (out,) when B == 1; with an
@@ -315,7 +333,7 @@ cdef class Stream:
             status = rnnx_step_stream_step(&self.core, &BLAS, cnp.PyArray_DATA(xa),
                                            cnp.PyArray_DATA(y))
         if status:
-            raise ValueError(f"rnnx_step_stream_step: {strerror(status)}")
+            self._refused(status, xa, "rnnx_step_stream_step")
         return y
 
     def run(self, cnp.ndarray x, Workspace workspace=None):
@@ -354,7 +372,7 @@ cdef class Stream:
         finally:
             ws.leave()
         if status:
-            raise ValueError(f"rnnx_step_stream_run: {strerror(status)}")
+            self._refused(status, x, "rnnx_step_stream_run")
         return y
 
     def _coerce(self, x):

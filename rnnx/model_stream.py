@@ -79,7 +79,11 @@ class _Stack(Stream):
     def step(self, x_t):
         if self._num_ids is None:
             return super().step(x_t)
-        return self._core_step(check_ids(x_t, self._num_ids, "x_t"))
+        try:       # the core checks the ids (before anything changes), fast
+            return self._core_step(x_t)
+        except (TypeError, ValueError):
+            check_ids(x_t, self._num_ids, "x_t")    # the model's own message, if it has one
+            raise
 
     def run(self, x):
         if self._num_ids is None:

@@ -133,11 +133,14 @@ def test_an_embedding_first_and_dense_heads(cell, proj, peep, dtype):
     stream.set_state(None, None)
     assert np.array_equal(stream.run(ids), y)
 
-    # an id out of range is refused before anything changes
+    # an id out of range is refused before anything changes, in a step and in a run
     h, c = stream.get_state()
-    for bad in (np.array([0, V, 1]), np.array([-1, 0, 1])):
+    for bad in (np.array([0, V, 1]), np.array([-1, 0, 1]), np.array([0, 1, V], np.int32),
+                np.array([2, -5, 0], np.int32)):          # int32: refused by the core itself
         with pytest.raises(ValueError, match=rf"token ids must be in \[0, {V}\)"):
             stream.step(bad)
+    with pytest.raises(ValueError, match=rf"token ids must be in \[0, {V}\)"):
+        stream.run(np.array([[0, 1, 2], [0, V, 1]], np.int32))
     assert all(np.array_equal(a, b) for a, b in zip(stream.get_state(), (h, c)))
 
 
