@@ -14,6 +14,12 @@
 
 /* ---------------------------------------------------------- whole sequences --- */
 
+int rnnxm_path_for(const rnnx_blas* blas, int dtype)
+{
+    const int has_gemm = blas && (dtype == RNNX_FLOAT64 ? blas->dgemm != NULL : blas->sgemm != NULL);
+    return has_gemm ? RNNX_PATH_AUTO : RNNX_PATH_SMALL;
+}
+
 model_dims rnnxm_dims_of(const rnnx_model* m, int T, int B)
 {
     /* a token model's x is ids: no activation is input_size (the vocabulary) wide */
@@ -66,15 +72,6 @@ static void last_step(unsigned char* pooled, const unsigned char* y, int T, int 
     }
 }
 
-/* dst (cols,rows) := src (rows,cols)^T */
-void rnnxm_transpose(unsigned char* dst, const unsigned char* src, size_t rows, size_t cols,
-                      size_t elem)
-{
-    for (size_t r = 0; r < rows; r++)
-        for (size_t c = 0; c < cols; c++)
-            memcpy(dst + (c * rows + r) * elem, src + (r * cols + c) * elem, elem);
-}
-
 /* One recurrent layer (a stack, both directions) over a whole sequence:
  * x (T,B,I) -> y (T,B,D*H).  Sub-layer k < L-1 writes inter[k % 2]; neither
  * inter may be y, and inter[0] may not be x.  state0 and state_n are this
@@ -100,7 +97,7 @@ static int run_recurrent(const rnnx_layer* l, int dtype, const rnnx_blas* blas, 
             const void* const* t = l->tensors + (size_t)(k * D + d) * per;
             const size_t at = (size_t)(k * D + d) * slot;  /* sub-layer (k,d)'s state slot */
             const int I = k == 0 ? l->input_size : D * H;
-            rnnxm_transpose(w_ih_t, t[0], (size_t)rnnx_gate_count(l->kind) * H, (size_t)I, elem);
+            rnnx_transpose_bytes(w_ih_t, t[0], (size_t)rnnx_gate_count(l->kind) * H, (size_t)I, elem);
             rnnx_forward_args a;
             memset(&a, 0, sizeof a);  /* fields the core adds later: zero = the default */
             a.cell = l->kind;
@@ -179,7 +176,7 @@ int rnnx_model_run(const rnnx_model* m, const rnnx_blas* blas, const void* x, in
         return RNNX_EALIGN;
     if (work_bytes < rnnx_model_run_work_size(m, T, B))
         return RNNX_ENOMEM;
-    if (takes_ids(m) && rnnxm_check_ids(x, (size_t)T * B, m->input_size) != RNNX_OK)
+    if (takes_ids(m) && rnnx_check_ids(x, (size_t)T * B, m->input_size) != RNNX_OK)
         return RNNX_EINVAL;
     const model_dims d = rnnxm_dims_of(m, T, B);
     const size_t TB = (size_t)T * B, BH = (size_t)B * d.hidden;
