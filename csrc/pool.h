@@ -1,9 +1,10 @@
 /*
- * pool.h: a small pthread pool that implements rnnx.h's parallel-for hook,
- * and a BLAS wrapper that runs the hoisted products on it.  Where the
- * platform has no POSIX threads (MSVC, see compiler.h) the same functions run
- * every task on the caller (pool_serial.c): the results are the same, since
- * the core's never depend on the thread count.
+ * pool.h: a persistent team of pthreads that implements rnnx.h's
+ * parallel-for hook, and a BLAS wrapper that runs the hoisted products on it
+ * (csrc/runtime/: team.c, trial.c, blas.c).  Where the platform has no POSIX
+ * threads (MSVC, see compiler.h) the same functions run every task on the
+ * caller (runtime/serial.c): the results are the same, since the core's never
+ * depend on the thread count.
  * Not part of the core: the Python build links it and hands
  * rnnx_pool_parallel_for and a pool to the core through rnnx_blas; a bare C
  * build may use it, another pool, or none (serial).
@@ -22,11 +23,13 @@ void rnnx_pool_destroy(rnnx_pool* pool);
 
 /* rnnx_parallel_fn: task(ctx, i) for i in [0, n_tasks), on the caller and the
  * workers; returns when all are done.  A second caller while the pool is busy
- * runs its tasks itself, serially, so concurrent calls are safe.  Tasks are
- * claimed one at a time by whichever thread runs, so a descheduled worker
- * leaves its share to the others.  The pool times alike jobs run pooled and
- * run by the caller alone, and runs the faster way (re-measured now and
- * then), so a busy machine degrades to one thread's speed, not below. */
+ * runs its tasks itself, serially, so concurrent calls are safe.  Each thread
+ * first runs its own static share of the tasks (the same tasks job after job),
+ * then claims what is left of the others' one at a time, so a descheduled
+ * worker leaves its share to the others.  The pool times alike jobs run pooled
+ * and run by the caller alone, and runs the faster way; a pooled verdict is
+ * watched (tried again only when its jobs slow down), a serial one re-tried
+ * now and then, so a busy machine degrades to one thread's speed, not below. */
 void rnnx_pool_parallel_for(void* pool, int n_tasks, rnnx_task_fn task, void* ctx);
 
 /* Jobs the pool took so far, and how many of them it ran on the caller alone

@@ -1,7 +1,7 @@
 /*
- * pool_serial.c: pool.h where the platform has no POSIX threads (MSVC; see
+ * runtime/serial.c: pool.h where the platform has no POSIX threads (MSVC; see
  * compiler.h), and in the RNNX_PLAIN_C99 build that stands in for it.
- * Included by pool.c, not compiled on its own.
+ * Included by runtime/team.c, not compiled on its own.
  *
  * A pool is only its thread count: rnnx_pool_parallel_for runs task 0, 1, ...
  * on the caller, in order.  The core cuts its work into the same tasks as with
