@@ -3,7 +3,7 @@
 # RNNX_PLAIN_C99 (csrc/compiler.h) GCC pretends to have no vector extensions and no pthreads,
 # and refuses (#pragma GCC poison) every GNU name the fallback must do without: the kernels'
 # vector type becomes one scalar and the thread pool runs every task on the caller
-# (csrc/pool_serial.c).  This job
+# (csrc/runtime/serial.c).  This job
 #   1. builds rnnx._core so in a scratch copy (-std=c99 -pedantic);
 #   2. compiles every core source so, -std=c99 -pedantic -Werror -Wvla (MSVC has no VLAs);
 #   3. builds and runs the C library and its C tests (ctest) so;

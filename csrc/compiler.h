@@ -10,7 +10,7 @@
  *
  * Where they are missing (MSVC), the kernels' vector type is one scalar
  * (kernels/vec.h: the same loops, one element at a time, the same arithmetic) and
- * the pool runs every task on the caller (pool_serial.c).
+ * the pool runs every task on the caller (runtime/serial.c).
  *
  * RNNX_PLAIN_C99 pretends both are missing, so that GCC builds what MSVC
  * builds; CI does (.ci/plain_c99.sh, -std=c99 -pedantic -Werror) and runs the
