@@ -6,7 +6,7 @@
  *                    always_inline, target pragmas and __builtin_cpu_supports
  *                    (the AVX2/AVX-512/NEON builds), a load-time constructor.
  *   RNNX_PTHREADS    POSIX threads, GCC's __atomic builtins and dlfcn: the
- *                    thread pool of pool.c.
+ *                    thread team of csrc/runtime/.
  *
  * Where they are missing (MSVC), the kernels' vector type is one scalar
  * (kernels/vec.h: the same loops, one element at a time, the same arithmetic) and

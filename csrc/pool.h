@@ -46,6 +46,16 @@ void rnnx_pool_stats(const rnnx_pool* pool, long long* jobs, long long* serial_j
  * outlive every call. */
 void rnnx_pool_wrap_blas(rnnx_blas* blas);
 
+/* Hold every OpenBLAS loaded in the process (SciPy's behind the wrapped
+ * sgemm, and those found by name: NumPy's own) at one thread from a call
+ * with enter = 1 until its matching call with enter = 0 (nested, across
+ * threads; the counts they had come back after the last).  For the NumPy
+ * products a Python model makes between its rnnx calls (Dense heads, losses,
+ * optimizers): a threaded BLAS splits its work statically and waits for every
+ * thread, so on a busy machine it is slower than one thread.  Returns how
+ * many libraries a hold limits (0: none found, or the serial build). */
+int rnnx_pool_hold_blas(int enter);
+
 /* 1 if rnnx_pool_wrap_blas found a BLAS thread control (OpenBLAS), else 0. */
 int rnnx_pool_blas_limitable(void);
 

@@ -24,6 +24,7 @@ cnp.import_array()
 # the one text it was (rnnx/_core_*.pxi, built with this file: setup.py, MANIFEST.in).
 include "_core_decl.pxi"
 include "_core_runtime.pxi"
+include "_core_team.pxi"
 include "_core_table.pxi"
 include "_core_args.pxi"
 include "_core_workspace.pxi"

@@ -42,6 +42,7 @@ from .trainer_checkpoint import (  # noqa: F401 (rnnx.trainer's names, as before
     CARRIED_PREFIX, CHECKPOINT_FORMAT, CHECKPOINT_KEY, OPTIMIZER_PREFIX)
 from .losses import get_loss
 from .lr_scheduler import LRScheduler
+from ._runtime import holding_blas
 from .directions import using_workspace
 from .model import Sequential
 from .seq2seq import Seq2Seq
@@ -288,6 +289,7 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------
 
+    @holding_blas
     def fit(self, x, y, lengths=None, epochs=1, batch_size=None, shuffle=True, callback=None,
             validation=None, early_stopping=None):
         """Train for `epochs` passes over the data.
@@ -450,6 +452,7 @@ class Trainer:
         if validation is not None:
             history["val_loss"].append(self.evaluate(*validation))
 
+    @holding_blas
     def evaluate(self, x, y, lengths=None, state=None):
         """The loss of the model on (x, y): forward only, over whole sequences.
 

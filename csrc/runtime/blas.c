@@ -27,25 +27,41 @@ typedef int rnnx_no_blas_wrapper;  /* the serial build leaves the BLAS alone (ru
 static rnnx_blas* wrapped;            /* whose pool and thread count the wrappers use */
 static rnnx_sgemm_fn blas_sgemm;      /* the BLAS it had */
 static rnnx_dgemm_fn blas_dgemm;
-static void (*blas_set_threads)(int); /* OpenBLAS's thread control, when found */
-static int (*blas_get_threads)(void);
 static pthread_mutex_t limit_mutex = PTHREAD_MUTEX_INITIALIZER;
-static int limit_depth, limit_saved;  /* calls inside the limit; the BLAS's threads before */
+static int limit_depth;               /* holds in force (pooled products and callers' holds) */
+static int scanned;                   /* the process's loaded OpenBLAS libraries were looked for */
 
-/* OpenBLAS's threads to 1 while any pooled product runs (nested across
- * concurrent callers), back to what they were when the last one ends. */
+/* The OpenBLAS libraries whose threads a hold limits: SciPy's (behind the
+ * sgemm wrapped) and any other loaded (NumPy's own), each with its count
+ * before the hold. */
+enum { CONTROLS = 4 };
+static struct control {
+    void (*set)(int);
+    int (*get)(void);
+    int saved;
+} controls[CONTROLS];
+static int n_controls;
+
+/* Every found OpenBLAS to one thread while any hold is in force (nested
+ * across concurrent callers), back to what it had when the last one ends. */
 static void blas_limit(int enter)
 {
-    if (!blas_set_threads)
-        return;
     pthread_mutex_lock(&limit_mutex);
-    if (enter && limit_depth++ == 0) {
-        limit_saved = blas_get_threads();
-        if (limit_saved > 1)
-            blas_set_threads(1);
-    } else if (!enter && --limit_depth == 0 && limit_saved > 1) {
-        blas_set_threads(limit_saved);
+    if (!enter && limit_depth == 0) {  /* an end without a start: nothing is held */
+        pthread_mutex_unlock(&limit_mutex);
+        return;
     }
+    if (enter ? limit_depth++ == 0 : --limit_depth == 0)
+        for (int i = 0; i < n_controls; i++) {
+            struct control* c = &controls[i];
+            if (enter) {
+                c->saved = c->get();
+                if (c->saved > 1)
+                    c->set(1);
+            } else if (c->saved > 1) {
+                c->set(c->saved);
+            }
+        }
     pthread_mutex_unlock(&limit_mutex);
 }
 
@@ -147,9 +163,10 @@ static void pooled_dgemm(char* transa, char* transb, int* m, int* n, int* k, dou
     run_gemm(&g);
 }
 
-/* OpenBLAS's set/get_num_threads, looked up in the library that holds fn and
- * in what it links (SciPy's wheels prefix OpenBLAS's names with scipy_). */
-static void find_thread_control(void* fn)
+/* OpenBLAS's set/get_num_threads, looked up in the library at path (SciPy's and
+ * NumPy's wheels prefix OpenBLAS's names with scipy_), added to controls
+ * (under limit_mutex; held at once if a hold is in force). */
+static void add_control(const char* path)
 {
     static const char* names[][2] = {
         {"scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads"},
@@ -157,22 +174,64 @@ static void find_thread_control(void* fn)
         {"openblas_set_num_threads", "openblas_get_num_threads"},
         {"openblas_set_num_threads64_", "openblas_get_num_threads64_"},
     };
-    Dl_info where;
-    if (!fn || !dladdr(fn, &where) || !where.dli_fname)
-        return;
-    void* lib = dlopen(where.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
+    void* lib = path ? dlopen(path, RTLD_LAZY | RTLD_NOLOAD) : NULL;
     if (!lib)
         return;
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    for (size_t i = 0; i < sizeof names / sizeof names[0] && n_controls < CONTROLS; i++) {
         void* set = dlsym(lib, names[i][0]);
         void* get = dlsym(lib, names[i][1]);
-        if (set && get) {
-            *(void**)&blas_set_threads = set;
-            *(void**)&blas_get_threads = get;
-            break;
+        if (!set || !get)
+            continue;
+        int known = 0;
+        for (int j = 0; j < n_controls; j++)
+            known |= *(void**)&controls[j].set == set;
+        if (!known) {
+            struct control* c = &controls[n_controls++];
+            *(void**)&c->set = set;
+            *(void**)&c->get = get;
+            c->saved = c->get();
+            if (limit_depth > 0 && c->saved > 1)
+                c->set(1);
         }
+        break;
     }
     dlclose(lib);  /* it stays loaded: NOLOAD took a reference to a library already in use */
+}
+
+#if defined(__linux__) || defined(__FreeBSD__)
+#include <link.h>
+#include <string.h>
+
+static int add_if_openblas(struct dl_phdr_info* info, size_t size, void* data)
+{
+    (void)size, (void)data;
+    if (info->dlpi_name && strstr(info->dlpi_name, "openblas"))
+        add_control(info->dlpi_name);
+    return 0;
+}
+
+/* Every loaded library named like OpenBLAS (NumPy's own, besides SciPy's). */
+static void scan_loaded(void)
+{
+    dl_iterate_phdr(add_if_openblas, NULL);
+}
+#else
+static void scan_loaded(void)  /* macOS: NumPy uses Accelerate, which has no thread control */
+{
+}
+#endif
+
+int rnnx_pool_hold_blas(int enter)
+{
+    pthread_mutex_lock(&limit_mutex);
+    if (enter && !scanned) {
+        scan_loaded();
+        scanned = 1;
+    }
+    const int held = n_controls;
+    pthread_mutex_unlock(&limit_mutex);
+    blas_limit(enter != 0);
+    return held;
 }
 
 void rnnx_pool_wrap_blas(rnnx_blas* blas)
@@ -181,7 +240,11 @@ void rnnx_pool_wrap_blas(rnnx_blas* blas)
         return;
     blas_sgemm = blas->sgemm;
     blas_dgemm = blas->dgemm;
-    find_thread_control(*(void**)&blas_sgemm);
+    Dl_info where;
+    pthread_mutex_lock(&limit_mutex);
+    if (dladdr(*(void**)&blas_sgemm, &where))
+        add_control(where.dli_fname);
+    pthread_mutex_unlock(&limit_mutex);
     wrapped = blas;
     blas->sgemm = pooled_sgemm;
     blas->dgemm = pooled_dgemm;
@@ -189,7 +252,7 @@ void rnnx_pool_wrap_blas(rnnx_blas* blas)
 
 int rnnx_pool_blas_limitable(void)
 {
-    return blas_set_threads != NULL;
+    return n_controls > 0;
 }
 
 #endif /* RNNX_PTHREADS */

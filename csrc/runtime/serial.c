@@ -51,6 +51,12 @@ void rnnx_pool_wrap_blas(rnnx_blas* blas)
     (void)blas;
 }
 
+int rnnx_pool_hold_blas(int enter)
+{
+    (void)enter;
+    return 0;
+}
+
 int rnnx_pool_blas_limitable(void)
 {
     return 0;
