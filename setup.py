@@ -68,7 +68,7 @@ _regenerate = not os.path.exists(_generated) or any(
 core = Extension(
     "rnnx._core",
     sources=["rnnx/_core.pyx", "csrc/dispatch.c", "csrc/runtime/team.c",
-             "csrc/runtime/trial.c", "csrc/runtime/blas.c", "csrc/cell_table.c",
+             "csrc/runtime/trial.c", "csrc/runtime/blas.c", "csrc/driver/wavefront.c", "csrc/cell_table.c",
              "csrc/status.c"]
             + kernel_units(),
     include_dirs=["csrc", "rnnx", np.get_include()],

@@ -24,7 +24,8 @@ source "$root/.ci/scratch_build.sh"
 scratch_build plain_c99 "-pedantic -DRNNX_PLAIN_C99"
 
 mkdir "$work/obj"
-for source in "$src"/csrc/dispatch.c "$src"/csrc/runtime/*.c "$src"/csrc/cell_table.c \
+for source in "$src"/csrc/dispatch.c "$src"/csrc/runtime/team.c "$src"/csrc/runtime/trial.c "$src"/csrc/runtime/blas.c \
+              "$src"/csrc/driver/wavefront.c "$src"/csrc/cell_table.c \
               "$src"/csrc/status.c "$src"/csrc/model/*.c; do
     "$cc" "${strict[@]}" -O2 -I"$src/csrc" -c "$source" -o "$work/obj/$(basename "$source").o"
 done

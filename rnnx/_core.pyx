@@ -29,6 +29,7 @@ include "_core_table.pxi"
 include "_core_args.pxi"
 include "_core_workspace.pxi"
 include "_core_forward.pxi"
+include "_core_stack.pxi"
 include "_core_backward.pxi"
 
 

@@ -243,6 +243,10 @@ class _Recurrent(Module):
         final = [np.empty_like(s) for s in init]
         has_c = "c" in self.state_names
         H, D = self._state_width, self.num_directions   # H: y's width per direction (P if projected)
+        if not train and self.num_layers > 1 and D == 1 and lengths is None \
+                and not self.go_backwards and T > 0:
+            y = self._stack_inference(x, init, final)
+            return self._to_output(y, batched), self._pack_state(final, batched), None
         inputs, cores, masks = [], [], []
         layer_input = x
         for k in range(self.num_layers):
@@ -284,6 +288,26 @@ class _Recurrent(Module):
             cache = Cache(self, dict(inputs=inputs, cores=cores, masks=masks, lengths=lengths,
                                      T=T, B=B, batched=batched))
         return self._to_output(layer_input, batched), self._pack_state(final, batched), cache
+
+    def _stack_inference(self, x, init, final):
+        """The layers of a one-direction stack in one core call (_core.forward_stack): a
+        wavefront, layer k + 1 a chunk of steps behind layer k on another thread, where
+        steps are too small to split or threads no more than layers; the numbers of
+        layer-by-layer calls with row_exact=True whatever the thread count.  Writes
+        final's states; returns the last layer's y (T, B, S)."""
+        T, B = x.shape[0], x.shape[1]
+        has_c = "c" in self.state_names
+        layers, layer_input = [], x
+        for k in range(self.num_layers):
+            w_ih, w_hh, b_ih, b_hh = self._weights(k, 0)
+            y = np.empty((T, B, self._state_width), self.dtype)
+            layers.append(dict(cell=self._cell, x=layer_input, h0=init[0][k],
+                               c0=init[1][k] if has_c else None, w_ih=w_ih, w_hh=w_hh,
+                               b_ih=b_ih, b_hh=b_hh, y=y, h_n=final[0][k],
+                               c_n=final[1][k] if has_c else None, **self._cell_options(k, 0)))
+            layer_input = y
+        _core.forward_stack(layers)
+        return layer_input
 
     # -------------------------------------------------------------- backward
 

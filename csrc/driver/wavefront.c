@@ -1,0 +1,143 @@
+/*
+ * driver/wavefront.c: rnnx_forward_stack (rnnx.h), the inference forward of
+ * a stack of one-direction layers, layer l + 1 reading layer l's output.
+ *
+ * Layer by layer, a step of a small layer is too little work to share
+ * between threads (forward.c runs a step under STEP_SPLIT_BELOW multiply-adds
+ * on one thread, and a split step pays a join per phase).  A stack has other
+ * parallel work: layer l + 1 can run its chunk c - 1 of time steps while
+ * layer l runs chunk c, a wavefront.  So the sequence is cut into chunks
+ * (CHUNKS_PER_LAYER per layer: the pipeline's fill and drain, L - 1 chunk
+ * times, stay small beside the whole), and wave w runs, as one job of
+ * parallel tasks, layer l's chunk w - l for every layer that has one; each
+ * task is one rnnx_forward call on its thread alone, from the state the
+ * layer's previous chunk left in its h_n (c_n).  Only where every thread
+ * gets a layer (n_threads <= L) or the steps are too small to split: with
+ * more threads than layers, splitting each step over all of them does more.
+ *
+ * The numbers: every call (chunk or whole) has row_exact set, so a row's
+ * input projection does not depend on how many rows the call has, and a
+ * step's numbers never depend on the thread count (forward.c): the
+ * wavefront gives layer-by-layer rnnx_forward with row_exact bit for bit.
+ *
+ * Compiled on its own (the rest of driver/ is #included by kernels_body.c
+ * once per dtype and instruction set): it only cuts the work into calls of
+ * rnnx_forward, whatever the dtype and ISA.
+ */
+#include "compiler.h"
+#include "rnnx.h"
+
+enum {
+    CHUNKS_PER_LAYER = 4,
+    STACK_MAX = 64            /* deeper stacks run layer by layer */
+};
+
+/* As forward.c's STEP_SERIAL_BELOW: a step of fewer multiply-adds (B*G*H) is
+ * not split between threads. */
+#define STEP_SPLIT_BELOW 32768.0
+
+typedef struct wave {
+    const rnnx_forward_args* layers;
+    rnnx_blas serial;         /* a chunk runs on its task's thread alone */
+    int T, chunk, chunks;
+    int w, lo;                /* the wave, and its first layer: task i runs layer lo + i */
+    int status[STACK_MAX];    /* each layer's first failure (a layer's chunks run in turn) */
+} wave;
+
+static size_t elem_size(int dtype)
+{
+    return dtype == RNNX_FLOAT64 ? sizeof(double) : sizeof(float);
+}
+
+/* Layer l's args for its chunk c: time steps [c*chunk, min(T, (c+1)*chunk)). */
+static rnnx_forward_args chunk_args(const wave* v, int l, int c)
+{
+    rnnx_forward_args a = v->layers[l];
+    const int t0 = c * v->chunk, t1 = t0 + v->chunk < v->T ? t0 + v->chunk : v->T;
+    const size_t elem = elem_size(a.dtype);
+    a.T = t1 - t0;
+    a.x = (const char*)a.x + (size_t)t0 * a.B * a.input_size * elem;
+    a.y = (char*)a.y + (size_t)t0 * a.B * a.ldy * elem;
+    if (c > 0) {              /* from the state chunk c - 1 left */
+        a.h0 = a.h_n;
+        a.c0 = a.c_n;
+    }
+    a.row_exact = 1;
+    return a;
+}
+
+static void wave_task(void* ctx, int i)
+{
+    wave* v = ctx;
+    const int l = v->lo + i;
+    if (v->status[l] != RNNX_OK)
+        return;
+    const rnnx_forward_args a = chunk_args(v, l, v->w - l);
+    v->status[l] = rnnx_forward(&v->serial, &a);
+}
+
+/* What rnnx_forward does not check: one dtype, T and B; inference, full
+ * lengths, time forward; layer l + 1's x is layer l's y, rows packed. */
+static int check_stack(int L, const rnnx_forward_args* layers)
+{
+    if (!layers)
+        return RNNX_ENULL;
+    if (L < 1)
+        return RNNX_EINVAL;
+    for (int l = 0; l < L; l++) {
+        const rnnx_forward_args* a = &layers[l];
+        if (a->cache || a->lengths || a->reverse || a->T < 1 || a->dtype != layers[0].dtype ||
+            a->T != layers[0].T || a->B != layers[0].B)
+            return RNNX_EINVAL;
+        if (l > 0 && (a->x != layers[l - 1].y || layers[l - 1].ldy != a->input_size))
+            return RNNX_EINVAL;
+    }
+    return RNNX_OK;
+}
+
+/* Whether a step of layer a is split between threads (forward.c's step_tasks). */
+static int step_splits(const rnnx_forward_args* a)
+{
+    return (double)a->B * rnnx_gate_count(a->cell) * a->H >= STEP_SPLIT_BELOW;
+}
+
+int rnnx_forward_stack(const rnnx_blas* blas, int L, const rnnx_forward_args* layers)
+{
+    int status = check_stack(L, layers);
+    if (status != RNNX_OK)
+        return status;
+    const int threads = blas && blas->parallel_for ? blas->n_threads : 1;
+    int splits = 0;
+    for (int l = 0; l < L; l++)
+        splits |= step_splits(&layers[l]);
+    if (threads <= 1 || L < 2 || L > STACK_MAX || layers[0].T < 2 || (threads > L && splits)) {
+        for (int l = 0; l < L; l++) {  /* layer by layer, each step on every thread */
+            rnnx_forward_args a = layers[l];
+            a.row_exact = 1;
+            status = rnnx_forward(blas, &a);
+            if (status != RNNX_OK)
+                return status;
+        }
+        return RNNX_OK;
+    }
+    wave v;
+    v.layers = layers;
+    v.serial = *blas;
+    v.serial.parallel_for = NULL;
+    v.serial.n_threads = 1;
+    v.T = layers[0].T;
+    const int want = CHUNKS_PER_LAYER * L < v.T ? CHUNKS_PER_LAYER * L : v.T;
+    v.chunk = (v.T + want - 1) / want;
+    v.chunks = (v.T + v.chunk - 1) / v.chunk;
+    for (int l = 0; l < L; l++)
+        v.status[l] = RNNX_OK;
+    for (v.w = 0; v.w < v.chunks + L - 1; v.w++) {
+        v.lo = v.w - v.chunks + 1 > 0 ? v.w - v.chunks + 1 : 0;
+        const int hi = v.w < L - 1 ? v.w : L - 1;
+        blas->parallel_for(blas->pool, hi - v.lo + 1, wave_task, &v);
+    }
+    for (int l = 0; l < L; l++)
+        if (v.status[l] != RNNX_OK)
+            return v.status[l];
+    return RNNX_OK;
+}
