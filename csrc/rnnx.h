@@ -249,12 +249,15 @@ int rnnx_forward(const rnnx_blas* blas, const rnnx_forward_args* a);
 /* The inference forward of a stack of L one-direction layers, layers[l + 1]
  * reading layers[l]'s output (its x is layers[l].y, whose ldy is its
  * input_size), every layer with the same dtype, T and B, no cache, no
- * lengths, reverse 0.  Where the threads are no more than the layers, or the
- * steps too small to split, the layers run as a wavefront: the sequence in
- * chunks, layer l + 1's chunk c - 1 beside layer l's chunk c, one thread each
- * (csrc/driver/wavefront.c); else layer by layer.  Every layer's numbers are
- * those of rnnx_forward with row_exact set, for every thread count.  Returns
- * RNNX_EINVAL for a stack that breaks the above, else rnnx_forward's status. */
+ * lengths, reverse 0.  The sequence is cut into chunks fixed by T and L, each
+ * layer's chunk one rnnx_forward call from the state its previous chunk
+ * left.  Where the threads are no more than the layers, or the steps too
+ * small to split, the calls run as a wavefront: layer l + 1's chunk c - 1
+ * beside layer l's chunk c, one thread each (csrc/driver/wavefront.c); else
+ * layer by layer.  The numbers are the same for every thread count, and
+ * equal layer-by-layer rnnx_forward calls wherever a call's input projection
+ * is row by row (float64, or row_exact set).  Returns RNNX_EINVAL for a stack
+ * that breaks the above, else rnnx_forward's status. */
 int rnnx_forward_stack(const rnnx_blas* blas, int L, const rnnx_forward_args* layers);
 
 /* Whole-sequence backward (full BPTT) through a training forward's cache. */

@@ -9,16 +9,18 @@ _STACK_KEYS = ("cell", "x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "y", "h_
 _STACK_OPTIONS = {"path": PATH_AUTO, "w_hr": None, "w_peep": None}
 
 
-def forward_stack(list layers):
+def forward_stack(list layers, bint row_exact=False):
     """Run a stack of one-direction layers over a whole sequence, for inference.
 
     layers: one dict per layer, with forward's arguments of that name (cell, x, h0, c0,
     w_ih, w_hh, b_ih, b_hh, y, h_n, c_n; optionally path, w_hr, w_peep); layer l + 1's x
     must be layer l's y, a C-contiguous (T, B, S) array.  No lengths, no reverse, no
-    training.  Every layer's y, h_n and c_n are written with the numbers of forward with
-    row_exact=True, layer after layer, whatever the thread count; the layers run as a
-    wavefront (layer l + 1 a chunk of steps behind layer l, beside it) where that keeps
-    the threads busier than splitting each step (csrc/rnnx.h, rnnx_forward_stack)."""
+    training.  Every layer's y, h_n and c_n are written, each layer in chunks of steps
+    fixed by T and the number of layers, with the same numbers whatever the thread count;
+    the layers run as a wavefront (layer l + 1 a chunk of steps behind layer l, beside it)
+    where that keeps the threads busier than splitting each step (csrc/rnnx.h,
+    rnnx_forward_stack).  In float64, or with row_exact, the numbers are those of forward
+    called layer after layer (with the same row_exact)."""
     cdef int L = len(layers)
     if L < 1:
         raise ValueError("layers must hold at least one layer's arguments, got none")
@@ -36,11 +38,14 @@ def forward_stack(list layers):
                 raise ValueError(f"layers[{l}] must have the keys {_STACK_KEYS} (and optionally "
                                  f"{tuple(_STACK_OPTIONS)}), missing {missing}, unknown {unknown}")
             options = {**_STACK_OPTIONS, **given}
-            arrays, I = _forward_args(
-                &args[l], options["cell"], options["x"], options["h0"], options["c0"],
-                options["w_ih"], options["w_hh"], options["b_ih"], options["b_hh"], None, False,
-                options["y"], options["h_n"], options["c_n"], options["path"], options["w_hr"],
-                None, None, options["w_peep"], True)
+            try:
+                arrays, I = _forward_args(
+                    &args[l], options["cell"], options["x"], options["h0"], options["c0"],
+                    options["w_ih"], options["w_hh"], options["b_ih"], options["b_hh"], None,
+                    False, options["y"], options["h_n"], options["c_n"], options["path"],
+                    options["w_hr"], None, None, options["w_peep"], row_exact)
+            except (TypeError, ValueError) as error:  # the same kind, naming the layer
+                raise type(error)(f"layers[{l}]: {error}") from None
             if l > 0:
                 previous = layers[l - 1]["y"]
                 x = arrays[0]

@@ -292,9 +292,9 @@ class _Recurrent(Module):
     def _stack_inference(self, x, init, final):
         """The layers of a one-direction stack in one core call (_core.forward_stack): a
         wavefront, layer k + 1 a chunk of steps behind layer k on another thread, where
-        steps are too small to split or threads no more than layers; the numbers of
-        layer-by-layer calls with row_exact=True whatever the thread count.  Writes
-        final's states; returns the last layer's y (T, B, S)."""
+        steps are too small to split or threads no more than layers; the same numbers
+        whatever the thread count (and in float64 those of layer-by-layer calls).
+        Writes final's states; returns the last layer's y (T, B, S)."""
         T, B = x.shape[0], x.shape[1]
         has_c = "c" in self.state_names
         layers, layer_input = [], x

@@ -15,10 +15,14 @@
  * gets a layer (n_threads <= L) or the steps are too small to split: with
  * more threads than layers, splitting each step over all of them does more.
  *
- * The numbers: every call (chunk or whole) has row_exact set, so a row's
- * input projection does not depend on how many rows the call has, and a
- * step's numbers never depend on the thread count (forward.c): the
- * wavefront gives layer-by-layer rnnx_forward with row_exact bit for bit.
+ * The numbers: the chunks are fixed by T and L alone, and every thread count
+ * runs the same rnnx_forward calls on them (with more threads than layers,
+ * layer by layer, each chunk's steps split between the threads), and a
+ * step's numbers never depend on the thread count (forward.c), so the
+ * results do not either.  A chunk's input projection is a product of its
+ * rows only: row by row (float64, row_exact, small products) it gives the
+ * whole sequence's numbers, so the stack equals layer-by-layer rnnx_forward
+ * calls bit for bit; a float32 one through BLAS may round differently.
  *
  * Compiled on its own (the rest of driver/ is #included by kernels_body.c
  * once per dtype and instruction set): it only cuts the work into calls of
@@ -62,7 +66,6 @@ static rnnx_forward_args chunk_args(const wave* v, int l, int c)
         a.h0 = a.h_n;
         a.c0 = a.c_n;
     }
-    a.row_exact = 1;
     return a;
 }
 
@@ -110,25 +113,25 @@ int rnnx_forward_stack(const rnnx_blas* blas, int L, const rnnx_forward_args* la
     int splits = 0;
     for (int l = 0; l < L; l++)
         splits |= step_splits(&layers[l]);
-    if (threads <= 1 || L < 2 || L > STACK_MAX || layers[0].T < 2 || (threads > L && splits)) {
-        for (int l = 0; l < L; l++) {  /* layer by layer, each step on every thread */
-            rnnx_forward_args a = layers[l];
-            a.row_exact = 1;
-            status = rnnx_forward(blas, &a);
-            if (status != RNNX_OK)
-                return status;
-        }
-        return RNNX_OK;
-    }
     wave v;
     v.layers = layers;
+    v.T = layers[0].T;
+    const int want = CHUNKS_PER_LAYER * L < v.T ? CHUNKS_PER_LAYER * L : v.T;
+    v.chunk = L > 1 ? (v.T + want - 1) / want : v.T;   /* one layer: one chunk */
+    v.chunks = (v.T + v.chunk - 1) / v.chunk;
+    if (threads <= 1 || L < 2 || L > STACK_MAX || (threads > L && splits)) {
+        for (int l = 0; l < L; l++)    /* layer by layer, each step on every thread */
+            for (int c = 0; c < v.chunks; c++) {
+                const rnnx_forward_args a = chunk_args(&v, l, c);
+                status = rnnx_forward(blas, &a);
+                if (status != RNNX_OK)
+                    return status;
+            }
+        return RNNX_OK;
+    }
     v.serial = *blas;
     v.serial.parallel_for = NULL;
     v.serial.n_threads = 1;
-    v.T = layers[0].T;
-    const int want = CHUNKS_PER_LAYER * L < v.T ? CHUNKS_PER_LAYER * L : v.T;
-    v.chunk = (v.T + want - 1) / want;
-    v.chunks = (v.T + v.chunk - 1) / v.chunk;
     for (int l = 0; l < L; l++)
         v.status[l] = RNNX_OK;
     for (v.w = 0; v.w < v.chunks + L - 1; v.w++) {
