@@ -249,7 +249,7 @@ int rnnx_forward(const rnnx_blas* blas, const rnnx_forward_args* a);
 /* The inference forward of a stack of L one-direction layers, layers[l + 1]
  * reading layers[l]'s output (its x is layers[l].y, whose ldy is its
  * input_size), every layer with the same dtype, T and B, no cache, no
- * lengths, reverse 0.  The sequence is cut into chunks fixed by T and L, each
+ * lengths, reverse 0.  The sequence is cut into chunks fixed by the shapes, each
  * layer's chunk one rnnx_forward call from the state its previous chunk
  * left.  Where the threads are no more than the layers, or the steps too
  * small to split, the calls run as a wavefront: layer l + 1's chunk c - 1

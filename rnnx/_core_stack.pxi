@@ -16,7 +16,7 @@ def forward_stack(list layers, bint row_exact=False):
     w_ih, w_hh, b_ih, b_hh, y, h_n, c_n; optionally path, w_hr, w_peep); layer l + 1's x
     must be layer l's y, a C-contiguous (T, B, S) array.  No lengths, no reverse, no
     training.  Every layer's y, h_n and c_n are written, each layer in chunks of steps
-    fixed by T and the number of layers, with the same numbers whatever the thread count;
+    fixed by the layers' shapes, with the same numbers whatever the thread count;
     the layers run as a wavefront (layer l + 1 a chunk of steps behind layer l, beside it)
     where that keeps the threads busier than splitting each step (csrc/rnnx.h,
     rnnx_forward_stack).  In float64, or with row_exact, the numbers are those of forward

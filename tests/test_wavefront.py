@@ -1,5 +1,5 @@
 """The wavefront of a stack (csrc/driver/wavefront.c, _core.forward_stack): a one-direction
-stack's inference runs in chunks of steps fixed by T and the layer count, layer k + 1 a
+stack's inference runs in chunks of steps fixed by the layers' shapes, layer k + 1 a
 chunk behind layer k on another thread.  The outputs must be the same bits for every thread
 count, equal layer-by-layer core calls where a call's input projection is row by row
 (float64, or row_exact), agree with the NumPy reference, and bad stacks must be refused."""
@@ -72,10 +72,12 @@ def by_reference(layer, x, state):
     return h
 
 
-# (T, B, I, H, layers): steps too small to split (every thread count runs the wavefront),
-# steps that split (2 threads: wavefront; 3 and 5 with 2 layers: layer by layer, split),
-# T not a multiple of the chunk, T shorter than the chunk count, a single step.
-SHAPES = [(37, 3, 5, 8, 2), (29, 9, 12, 48, 3), (50, 16, 24, 72, 2), (5, 2, 3, 6, 3), (1, 4, 3, 5, 2)]
+# (T, B, I, H, layers): steps too small to split (every thread count runs the wavefront,
+# 4 to 8 chunks), steps that split (2 threads: wavefront; 3 and 5 with 2 layers: layer by
+# layer, each step split), T not a multiple of the chunk (2 chunks of 31 and 30 steps, 3
+# layers), stacks too small to cut (one chunk: layer by layer), a single step.
+SHAPES = [(800, 2, 64, 48, 2), (120, 16, 24, 72, 2), (61, 9, 12, 48, 3), (5, 2, 3, 6, 3),
+          (1, 4, 3, 5, 2)]
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
@@ -125,17 +127,18 @@ def test_row_exact_stack_equals_layer_by_layer_float32(options, isa_and_threads)
 
 
 def test_the_wavefront_runs_on_the_team(isa_and_threads):
-    """Steps of 3 x 8 x 8 multiply-adds are never split; the stack's waves are the team's
+    """Steps of 2 x 96 x 32 multiply-adds are never split; the stack's waves are the team's
     only jobs, so its job count grows by the waves (chunks + layers - 1, less the
     one-layer waves at the ends)."""
     if not _core._pool_diagnostics()["threaded"]:
         pytest.skip("a build without threads (csrc/runtime/serial.c) runs every job serially")
-    layer = rnnx.GRU(4, 8, num_layers=2, seed=0)
-    x, _ = inputs(layer, 40, 3)
+    layer = rnnx.GRU(32, 32, num_layers=2, seed=0)
+    x, _ = inputs(layer, 800, 2)
     _core.set_num_threads(2)
     before = _core._pool_diagnostics()["jobs"]
     layer(x)
-    chunks = 8                                  # CHUNKS_PER_LAYER * 2 layers, 5 steps each
+    # 800 * 2 * 96 * (32 + 32) multiply-adds per layer: 4 chunks of CHUNK_MIN_MADDS (2^21)
+    chunks = 4
     assert _core._pool_diagnostics()["jobs"] - before == chunks + 2 - 1 - 2
     _core.set_num_threads(1)
     before = _core._pool_diagnostics()["jobs"]

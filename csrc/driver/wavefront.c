@@ -15,7 +15,7 @@
  * gets a layer (n_threads <= L) or the steps are too small to split: with
  * more threads than layers, splitting each step over all of them does more.
  *
- * The numbers: the chunks are fixed by T and L alone, and every thread count
+ * The numbers: the chunks are fixed by the shapes alone, and every thread count
  * runs the same rnnx_forward calls on them (with more threads than layers,
  * layer by layer, each chunk's steps split between the threads), and a
  * step's numbers never depend on the thread count (forward.c), so the
@@ -35,6 +35,11 @@ enum {
     CHUNKS_PER_LAYER = 4,
     STACK_MAX = 64            /* deeper stacks run layer by layer */
 };
+
+/* A chunk has at least this many multiply-adds per layer (T*B*G*(I+H) / chunks),
+ * so that a call's own cost (packing W_hh, W_ih^T; a few microseconds) stays
+ * small beside it: a small stack is cut into fewer chunks, or none. */
+#define CHUNK_MIN_MADDS 2097152.0
 
 /* As forward.c's STEP_SERIAL_BELOW: a step of fewer multiply-adds (B*G*H) is
  * not split between threads. */
@@ -116,10 +121,18 @@ int rnnx_forward_stack(const rnnx_blas* blas, int L, const rnnx_forward_args* la
     wave v;
     v.layers = layers;
     v.T = layers[0].T;
-    const int want = CHUNKS_PER_LAYER * L < v.T ? CHUNKS_PER_LAYER * L : v.T;
+    double madds = 0;          /* per layer, the least */
+    for (int l = 0; l < L; l++) {
+        const rnnx_forward_args* a = &layers[l];
+        const double m = (double)a->T * a->B * rnnx_gate_count(a->cell) * a->H * (a->input_size + a->H);
+        madds = l == 0 || m < madds ? m : madds;
+    }
+    int want = CHUNKS_PER_LAYER * L < v.T ? CHUNKS_PER_LAYER * L : v.T;
+    if (want > madds / CHUNK_MIN_MADDS)
+        want = madds / CHUNK_MIN_MADDS >= 1 ? (int)(madds / CHUNK_MIN_MADDS) : 1;
     v.chunk = L > 1 ? (v.T + want - 1) / want : v.T;   /* one layer: one chunk */
     v.chunks = (v.T + v.chunk - 1) / v.chunk;
-    if (threads <= 1 || L < 2 || L > STACK_MAX || (threads > L && splits)) {
+    if (threads <= 1 || v.chunks < 2 || L > STACK_MAX || (threads > L && splits)) {
         for (int l = 0; l < L; l++)    /* layer by layer, each step on every thread */
             for (int c = 0; c < v.chunks; c++) {
                 const rnnx_forward_args a = chunk_args(&v, l, c);
