@@ -191,4 +191,15 @@ static inline rnnx_backward_work rnnx_backward_work_of(const rnnx_cell_desc* d, 
     return w;
 }
 
+/* Whether an input projection of N*G*I multiply-adds is computed row by row
+ * (driver/projection.c): every float64 one, every one with row_exact, and a
+ * float32 one of at most 4M multiply-adds (a threaded BLAS's handoff costs
+ * more than it).  Its rows' numbers then do not depend on how many rows the
+ * call has, so a sequence cut into chunks gives the whole call's numbers
+ * (driver/wavefront.c runs such a layer whole when it need not cut it). */
+static inline int rnnx_projection_rowwise(int dtype, int row_exact, double madds)
+{
+    return dtype == RNNX_FLOAT64 || row_exact || madds <= 4194304.0;
+}
+
 #endif /* RNNX_LAYOUT_H */

@@ -46,6 +46,12 @@ def forward_stack(list layers, bint row_exact=False):
                     options["w_hr"], None, None, options["w_peep"], row_exact)
             except (TypeError, ValueError) as error:  # the same kind, naming the layer
                 raise type(error)(f"layers[{l}]: {error}") from None
+            # W_hh packed and W_ih^T once, not per chunk (they change no number)
+            w_ih, w_hh, w_hr = arrays[3], arrays[4], arrays[7]
+            packed = pack_weights(args[l].cell, w_hh, w_hr if args[l].proj else None)
+            w_ih_t = np.ascontiguousarray(w_ih.T)
+            args[l].w_hh_packed = cnp.PyArray_DATA(packed)
+            args[l].w_ih_t = cnp.PyArray_DATA(w_ih_t)
             if l > 0:
                 previous = layers[l - 1]["y"]
                 x = arrays[0]
@@ -55,7 +61,7 @@ def forward_stack(list layers, bint row_exact=False):
             work = np.empty(max(<size_t>1, rnnx_forward_work_size_proj(
                 args[l].cell, args[l].T, args[l].B, I, args[l].H, args[l].proj, 0)), dtype=arrays[0].dtype)
             args[l].work = cnp.PyArray_DATA(work)
-            keep.append((arrays, work))
+            keep.append((arrays, work, packed, w_ih_t))
         with nogil:
             status = rnnx_forward_stack(&BLAS, L, args)
         if status:

@@ -30,11 +30,9 @@ static void input_projection(const rnnx_blas* blas, int naive, real* slab, const
             row[g] = (b1 ? b1[g] : 0) + (b2 && g < G2 ? b2[g] : 0);
     }
 #ifdef RNNX_DOUBLE
-    const int rowwise = !naive;
-    (void)row_exact;
+    const int rowwise = !naive && rnnx_projection_rowwise(RNNX_FLOAT64, row_exact, (double)N * G * I);
 #else
-    /* small projections too: a threaded BLAS's handoff costs more than they do */
-    const int rowwise = !naive && (row_exact || (double)N * G * I <= 4194304.0);
+    const int rowwise = !naive && rnnx_projection_rowwise(RNNX_FLOAT32, row_exact, (double)N * G * I);
 #endif
     if (!rowwise) {
         gemm(blas, naive, 'N', 'T', N, G, I, 1, x, I, w_ih, I, 1, slab, G);  /* slab += x @ w_ih.T */

@@ -29,6 +29,7 @@
  * rnnx_forward, whatever the dtype and ISA.
  */
 #include "compiler.h"
+#include "layout.h"
 #include "rnnx.h"
 
 enum {
@@ -133,13 +134,19 @@ int rnnx_forward_stack(const rnnx_blas* blas, int L, const rnnx_forward_args* la
     v.chunk = L > 1 ? (v.T + want - 1) / want : v.T;   /* one layer: one chunk */
     v.chunks = (v.T + v.chunk - 1) / v.chunk;
     if (threads <= 1 || v.chunks < 2 || L > STACK_MAX || (threads > L && splits)) {
-        for (int l = 0; l < L; l++)    /* layer by layer, each step on every thread */
-            for (int c = 0; c < v.chunks; c++) {
-                const rnnx_forward_args a = chunk_args(&v, l, c);
-                status = rnnx_forward(blas, &a);
+        for (int l = 0; l < L; l++) {  /* layer by layer, each step on every thread */
+            const rnnx_forward_args* a = &layers[l];
+            /* a row-by-row projection: the whole layer in one call gives the chunks' numbers */
+            const int whole = rnnx_projection_rowwise(a->dtype, a->row_exact,
+                                                      (double)a->T * a->B * a->input_size *
+                                                          rnnx_gate_count(a->cell) * a->H);
+            for (int c = 0; c < (whole ? 1 : v.chunks); c++) {
+                const rnnx_forward_args part = whole ? *a : chunk_args(&v, l, c);
+                status = rnnx_forward(blas, &part);
                 if (status != RNNX_OK)
                     return status;
             }
+        }
         return RNNX_OK;
     }
     v.serial = *blas;
