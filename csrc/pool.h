@@ -32,6 +32,11 @@ void rnnx_pool_destroy(rnnx_pool* pool);
  * now and then, so a busy machine degrades to one thread's speed, not below. */
 void rnnx_pool_parallel_for(void* pool, int n_tasks, rnnx_task_fn task, void* ctx);
 
+/* adaptive 1 (the default): the pool's trial decides per kind of job whether
+ * the team or the caller alone runs it; 0: every job of two tasks or more runs
+ * on the team (for tests of the team itself, and measurements). */
+void rnnx_pool_set_adaptive(rnnx_pool* pool, int adaptive);
+
 /* Jobs the pool took so far, and how many of them it ran on the caller alone
  * (for tests and tuning). */
 void rnnx_pool_stats(const rnnx_pool* pool, long long* jobs, long long* serial_jobs);

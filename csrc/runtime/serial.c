@@ -39,6 +39,11 @@ void rnnx_pool_parallel_for(void* pool, int n_tasks, rnnx_task_fn task, void* ct
         task(ctx, i);
 }
 
+void rnnx_pool_set_adaptive(rnnx_pool* pool, int adaptive)
+{
+    (void)pool, (void)adaptive;  /* every job runs on the caller */
+}
+
 void rnnx_pool_stats(const rnnx_pool* pool, long long* jobs, long long* serial_jobs)
 {
     (void)pool;

@@ -78,6 +78,7 @@ struct rnnx_pool {
         void* ctx;            /* it is rewritten, but can no longer claim a task of it */
         int n_tasks;
     } job[2];
+    int fixed;                /* 1: no trial, every job on the team (rnnx_pool_set_adaptive) */
     /* written only by the caller that owns the team (busy): */
     job_kind kinds[KINDS];
     long long jobs, serial_jobs;
@@ -265,7 +266,7 @@ void rnnx_team_run(void* pool, int n_tasks, rnnx_task_fn task, void* ctx, uint64
     }
     p->jobs++;
     job_kind* kind = rnnx_trial_kind(p->kinds, p->jobs, task, n_tasks, key, trials);
-    const int serial = rnnx_trial_serial(kind);
+    const int serial = !p->fixed && rnnx_trial_serial(kind);
     const int64_t start = now_ns();
     if (serial) {
         p->serial_jobs++;
@@ -281,6 +282,12 @@ void rnnx_team_run(void* pool, int n_tasks, rnnx_task_fn task, void* ctx, uint64
 void rnnx_pool_parallel_for(void* pool, int n_tasks, rnnx_task_fn task, void* ctx)
 {
     rnnx_team_run(pool, n_tasks, task, ctx, 0, MEASURE);
+}
+
+void rnnx_pool_set_adaptive(rnnx_pool* p, int adaptive)
+{
+    if (p)
+        p->fixed = !adaptive;
 }
 
 void rnnx_pool_stats(const rnnx_pool* p, long long* jobs, long long* serial_jobs)
