@@ -362,7 +362,8 @@ class Trainer:
         if self.bptt is not None and time_axis is not None and k2 > T:
             warnings.warn(f"bptt={self.bptt!r} backpropagates through up to {k2} steps but the "
                           f"sequences have T={T}: no gradient is truncated (bptt=None says so; "
-                          f"a k2 < {T} truncates)", UserWarning, stacklevel=2)
+                          f"a k2 < {T} truncates)", UserWarning,
+                          stacklevel=3)  # fit's caller, past holding_blas's wrapper
         overlap = k2 - k1
         n_windows = -(-T // k1)
         if self.comm is not None:
