@@ -260,6 +260,14 @@ int rnnx_forward(const rnnx_blas* blas, const rnnx_forward_args* a);
  * that breaks the above, else rnnx_forward's status. */
 int rnnx_forward_stack(const rnnx_blas* blas, int L, const rnnx_forward_args* layers);
 
+/* n independent inference passes (no cache; none writes what another reads:
+ * a bidirectional layer's two directions), each as rnnx_forward would run it:
+ * at the same time, one thread each, where the threads are no more than the
+ * passes or the steps too small to split; else in turn.  The numbers are
+ * rnnx_forward's, for every thread count.  Returns RNNX_EINVAL for a pass
+ * with a cache, else the first failing pass's rnnx_forward status. */
+int rnnx_forward_side_by_side(const rnnx_blas* blas, int n, const rnnx_forward_args* passes);
+
 /* Whole-sequence backward (full BPTT) through a training forward's cache. */
 int rnnx_backward(const rnnx_blas* blas, const rnnx_backward_args* a);
 

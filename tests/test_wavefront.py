@@ -201,3 +201,64 @@ def test_bad_stacks_are_refused():
     layers[1]["h0"] = np.zeros((3, 7), np.float32)
     with pytest.raises(ValueError, match=r"layers\[1\]: w_ih must have shape \(21, 8\)"):
         _core.forward_stack(layers)
+
+
+# ------------------------------------------- a bidirectional layer's directions side by side
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(23, 3, 5, 8, 1), (17, 16, 12, 40, 2)])
+def test_directions_side_by_side_equal_one_after_the_other(variant, dtype, shape, isa_and_threads):
+    """Both directions in one core call (_core.forward_side_by_side): for every thread
+    count, the bits of one forward call per direction, with lengths too."""
+    T, B, I, H, L = shape
+    layer = make(variant, dtype, I, H, L, bidirectional=True)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((T, B, I)).astype(dtype)
+    lengths = rng.integers(0, T + 1, size=B)
+    for given in (None, lengths):
+        outs = []
+        for n in THREADS:
+            rnnx.set_num_threads(n)
+            outs.append(layer(x, lengths=given))
+        for y, final in outs[1:]:
+            np.testing.assert_array_equal(y, outs[0][0])
+            for a, b in zip(states(final), states(outs[0][1])):
+                np.testing.assert_array_equal(a, b)
+        # one direction after the other, one core call each (the training forward's calls)
+        y, final, _ = layer.forward(x, lengths=given)
+        np.testing.assert_array_equal(outs[0][0], y)
+        for a, b in zip(states(outs[0][1]), states(final)):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_directions_run_side_by_side_on_the_team(isa_and_threads):
+    if not _core._pool_diagnostics()["threaded"]:
+        pytest.skip("a build without threads (csrc/runtime/serial.c) runs every job serially")
+    layer = rnnx.LSTM(4, 8, bidirectional=True, num_layers=2, seed=0)
+    x = np.zeros((30, 2, 4), np.float32)
+    _core.set_num_threads(2)
+    before = _core._pool_diagnostics()["jobs"]
+    layer(x)                                    # steps of 2 x 32 x 8: never split
+    assert _core._pool_diagnostics()["jobs"] - before == 2   # one job of 2 passes per layer
+    _core.set_num_threads(1)
+    before = _core._pool_diagnostics()["jobs"]
+    layer(x)
+    assert _core._pool_diagnostics()["jobs"] == before
+
+
+def test_bad_passes_are_refused():
+    layer = rnnx.GRU(4, 8, seed=0)
+    x, state = inputs(layer, 6, 3)
+    passes = stack_args(layer, x, state)
+    with pytest.raises(ValueError, match="at least one pass"):
+        _core.forward_side_by_side([])
+    passes[0]["reverse"] = True
+    passes[0]["lengths"] = np.full(3, 7)        # longer than T
+    with pytest.raises(ValueError, match=r"passes\[0\]: .*lengths"):
+        _core.forward_side_by_side(passes)
+    passes[0]["lengths"] = None
+    passes[0]["go"] = 1
+    with pytest.raises(ValueError, match=r"passes\[0\] must have the keys.*unknown \['go'\]"):
+        _core.forward_side_by_side(passes)

@@ -24,6 +24,11 @@
  * whole sequence's numbers, so the stack equals layer-by-layer rnnx_forward
  * calls bit for bit; a float32 one through BLAS may round differently.
  *
+ * rnnx_forward_side_by_side runs independent passes (a bidirectional layer's
+ * two directions) the same way: one task each, on one thread each, where the
+ * threads are no more than the passes or the steps too small to split; and
+ * as each pass's numbers never depend on the thread count, neither do its.
+ *
  * Compiled on its own (the rest of driver/ is #included by kernels_body.c
  * once per dtype and instruction set): it only cuts the work into calls of
  * rnnx_forward, whatever the dtype and ISA.
@@ -162,5 +167,52 @@ int rnnx_forward_stack(const rnnx_blas* blas, int L, const rnnx_forward_args* la
     for (int l = 0; l < L; l++)
         if (v.status[l] != RNNX_OK)
             return v.status[l];
+    return RNNX_OK;
+}
+
+/* ----------------------------------------------------- passes side by side --- */
+
+typedef struct side {
+    const rnnx_forward_args* passes;
+    rnnx_blas serial;
+    int status[STACK_MAX];
+} side;
+
+static void side_task(void* ctx, int i)
+{
+    side* v = ctx;
+    v->status[i] = rnnx_forward(&v->serial, &v->passes[i]);
+}
+
+int rnnx_forward_side_by_side(const rnnx_blas* blas, int n, const rnnx_forward_args* passes)
+{
+    if (!passes)
+        return RNNX_ENULL;
+    if (n < 1)
+        return RNNX_EINVAL;
+    for (int i = 0; i < n; i++)
+        if (passes[i].cache)
+            return RNNX_EINVAL;
+    const int threads = blas && blas->parallel_for ? blas->n_threads : 1;
+    int splits = 0;
+    for (int i = 0; i < n; i++)
+        splits |= step_splits(&passes[i]);
+    if (threads <= 1 || n < 2 || n > STACK_MAX || (threads > n && splits)) {
+        for (int i = 0; i < n; i++) {  /* in turn, each step on every thread */
+            const int status = rnnx_forward(blas, &passes[i]);
+            if (status != RNNX_OK)
+                return status;
+        }
+        return RNNX_OK;
+    }
+    side v;
+    v.passes = passes;
+    v.serial = *blas;
+    v.serial.parallel_for = NULL;
+    v.serial.n_threads = 1;
+    blas->parallel_for(blas->pool, n, side_task, &v);
+    for (int i = 0; i < n; i++)
+        if (v.status[i] != RNNX_OK)
+            return v.status[i];
     return RNNX_OK;
 }
