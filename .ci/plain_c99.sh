@@ -3,7 +3,7 @@
 # RNNX_PLAIN_C99 (csrc/compiler.h) GCC pretends to have no vector extensions and no pthreads,
 # and refuses (#pragma GCC poison) every GNU name the fallback must do without: the kernels'
 # vector type becomes one scalar and the thread pool runs every task on the caller
-# (csrc/pool_serial.c).  This job
+# (csrc/runtime/serial.c).  This job
 #   1. builds rnnx._core so in a scratch copy (-std=c99 -pedantic);
 #   2. compiles every core source so, -std=c99 -pedantic -Werror -Wvla (MSVC has no VLAs);
 #   3. builds and runs the C library and its C tests (ctest) so;
@@ -24,7 +24,8 @@ source "$root/.ci/scratch_build.sh"
 scratch_build plain_c99 "-pedantic -DRNNX_PLAIN_C99"
 
 mkdir "$work/obj"
-for source in "$src"/csrc/dispatch.c "$src"/csrc/pool.c "$src"/csrc/cell_table.c \
+for source in "$src"/csrc/dispatch.c "$src"/csrc/runtime/team.c "$src"/csrc/runtime/trial.c \
+              "$src"/csrc/runtime/blas.c "$src"/csrc/driver/wavefront.c "$src"/csrc/cell_table.c \
               "$src"/csrc/status.c "$src"/csrc/model/*.c "$src"/csrc/stream/*.c; do
     # named by folder too: csrc/model/stream.c and csrc/stream/stream.c are two files
     "$cc" "${strict[@]}" -O2 -I"$src/csrc" -c "$source" \

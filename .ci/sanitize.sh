@@ -44,7 +44,7 @@ cd "$work"   # no rnnx folder here: `python -m` puts the working folder first on
 scratch_check_import sanitize
 
 if [ "$#" -eq 0 ]; then
-    set -- "$src"/tests/test_{core,layers,kernels,gemm,fuzz_core,fuzz_api,threads_leaks}.py \
+    set -- "$src"/tests/test_{core,layers,kernels,gemm,fuzz_core,fuzz_api,threads_leaks,wavefront}.py \
         "$src"/tests/test_{zero_lengths,go_backwards,workspace,proj}.py \
         -k "not torch and not onnx and not leak"
 fi

@@ -32,7 +32,7 @@ tar -tzf "${sdist[0]}" > "$work/sdist.txt"
 if grep -E "\.so$|\.o$|/build/|__pycache__" "$work/sdist.txt"; then
     echo "wheel: the sdist holds the build outputs above"; exit 1
 fi
-for file in rnnx/_core.pyx rnnx/_core_decl.pxi csrc/pool_serial.c csrc/kernels/isa_list.h CMakeLists.txt tests/conftest.py \
+for file in rnnx/_core.pyx rnnx/_core_decl.pxi csrc/runtime/serial.c csrc/kernels/isa_list.h CMakeLists.txt tests/conftest.py \
             tests/c/CMakeLists.txt; do
     grep -q "^rnnx-[^/]*/$file$" "$work/sdist.txt" || { echo "wheel: the sdist lacks $file"; exit 1; }
 done

@@ -6,11 +6,11 @@
  *                    always_inline, target pragmas and __builtin_cpu_supports
  *                    (the AVX2/AVX-512/NEON builds), a load-time constructor.
  *   RNNX_PTHREADS    POSIX threads, GCC's __atomic builtins and dlfcn: the
- *                    thread pool of pool.c.
+ *                    thread team of csrc/runtime/.
  *
  * Where they are missing (MSVC), the kernels' vector type is one scalar
  * (kernels/vec.h: the same loops, one element at a time, the same arithmetic) and
- * the pool runs every task on the caller (pool_serial.c).
+ * the pool runs every task on the caller (runtime/serial.c).
  *
  * RNNX_PLAIN_C99 pretends both are missing, so that GCC builds what MSVC
  * builds; CI does (.ci/plain_c99.sh, -std=c99 -pedantic -Werror) and runs the

@@ -191,4 +191,15 @@ static inline rnnx_backward_work rnnx_backward_work_of(const rnnx_cell_desc* d, 
     return w;
 }
 
+/* Whether an input projection's rows come out the same however many rows the
+ * call has (driver/projection.c): rnnx's GEMM and the naive twin add each
+ * element's products in order of k, so every path but float32 BLAS without
+ * row_exact.  A sequence cut into chunks then gives the whole call's numbers
+ * (driver/wavefront.c runs a layer whole when it need not cut it, and cuts
+ * it otherwise knowing the chunks equal the whole). */
+static inline int rnnx_projection_rowwise(int dtype, int path, int row_exact)
+{
+    return dtype == RNNX_FLOAT64 || path != RNNX_PATH_BLAS || row_exact;
+}
+
 #endif /* RNNX_LAYOUT_H */

@@ -267,6 +267,28 @@ int rnnx_gemm_blocks(int dtype, int* blocks);
 /* Whole-sequence forward: inference when a->cache is NULL, training otherwise. */
 int rnnx_forward(const rnnx_blas* blas, const rnnx_forward_args* a);
 
+/* The inference forward of a stack of L one-direction layers, layers[l + 1]
+ * reading layers[l]'s output (its x is layers[l].y, whose ldy is its
+ * input_size), every layer with the same dtype, T and B, no cache, no
+ * lengths, reverse 0.  The sequence is cut into chunks fixed by the shapes, each
+ * layer's chunk one rnnx_forward call from the state its previous chunk
+ * left.  Where the threads are no more than the layers, or the steps too
+ * small to split, the calls run as a wavefront: layer l + 1's chunk c - 1
+ * beside layer l's chunk c, one thread each (csrc/driver/wavefront.c); else
+ * layer by layer.  The numbers are the same for every thread count, and
+ * equal layer-by-layer rnnx_forward calls wherever a call's input projection
+ * is row by row (float64, or row_exact set).  Returns RNNX_EINVAL for a stack
+ * that breaks the above, else rnnx_forward's status. */
+int rnnx_forward_stack(const rnnx_blas* blas, int L, const rnnx_forward_args* layers);
+
+/* n independent inference passes (no cache; none writes what another reads:
+ * a bidirectional layer's two directions), each as rnnx_forward would run it:
+ * at the same time, one thread each, where the threads are no more than the
+ * passes or the steps too small to split; else in turn.  The numbers are
+ * rnnx_forward's, for every thread count.  Returns RNNX_EINVAL for a pass
+ * with a cache, else the first failing pass's rnnx_forward status. */
+int rnnx_forward_side_by_side(const rnnx_blas* blas, int n, const rnnx_forward_args* passes);
+
 /* Whole-sequence backward (full BPTT) through a training forward's cache. */
 int rnnx_backward(const rnnx_blas* blas, const rnnx_backward_args* a);
 

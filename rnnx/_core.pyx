@@ -24,10 +24,12 @@ cnp.import_array()
 # the one text it was (rnnx/_core_*.pxi, built with this file: setup.py, MANIFEST.in).
 include "_core_decl.pxi"
 include "_core_runtime.pxi"
+include "_core_team.pxi"
 include "_core_table.pxi"
 include "_core_args.pxi"
 include "_core_workspace.pxi"
 include "_core_forward.pxi"
+include "_core_stack.pxi"
 include "_core_backward.pxi"
 include "_core_gemm.pxi"
 include "_core_stream.pxi"

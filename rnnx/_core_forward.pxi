@@ -1,31 +1,14 @@
 # Included by rnnx/_core.pyx: forward (a whole sequence, inference or training) and
 # pack_weights.
 
-def forward(object cell, object x, object h0, object c0, object w_ih, object w_hh, object b_ih,
-            object b_hh, object lengths, bint reverse, object y, object h_n, object c_n,
-            bint train, object path=PATH_AUTO, object w_hr=None, object w_hh_packed=None,
-            object w_ih_t=None, Workspace workspace=None, object w_peep=None,
-            bint row_exact=False):
-    """Run one direction of one layer over a whole sequence.
-
-    x (T,B,I), h0/c0 (B,H), weights (G,I) (G,H) (G,), y (T,B,H) with evenly spaced
-    rows (written), h_n/c_n (B,H) (written).  c0/c_n are for LSTM only, biases and
-    lengths (B,) int64 may be None.  Returns the cache for backward when train
-    is true, else None.
-
-    w_hr (P,H): an LSTM's projection (proj_size P, 0 < P < H), or None.  With it,
-    h0, h_n are (B,P), y (T,B,P), w_hh (G,P); c0, c_n stay (B,H).
-    w_hh_packed: pack_weights(cell, w_hh, w_hr) of these weights, and w_ih_t: w_ih.T
-    C-contiguous, for a caller that runs many short calls with the same weights (a
-    stream); None: done per call.
-    workspace: a Workspace whose memory this call reuses, or None (this call
-    allocates its own).
-    w_peep (3H,): an LSTM's peepholes [Pi, Pf, Po] (this order: ONNX's P is
-    [Pi, Po, Pf]), or None: i = sigma(. + Pi*c_{t-1}), f = sigma(. + Pf*c_{t-1}),
-    o = sigma(. + Po*c_t).
-    row_exact: every row's input projection alone (csrc/rnnx.h), so that the numbers do
-    not depend on T*B: a stream's steps and a whole-sequence call both made with it agree
-    bit for bit; False lets a large float32 projection go through BLAS."""
+cdef tuple _forward_args(rnnx_forward_args* a, object cell, object x, object h0, object c0,
+                         object w_ih, object w_hh, object b_ih, object b_hh, object lengths,
+                         bint reverse, object y, object h_n, object c_n, object path,
+                         object w_hr, object w_hh_packed, object w_ih_t, object w_peep,
+                         bint row_exact):
+    """Check forward's arguments and fill *a (zeroed here) with them; returns the arrays
+    its pointers point into (aligned copies among them: keep them alive over the call)
+    and the width of the input, I."""
     cell, path = _int_arg(cell, "cell"), _int_arg(path, "path")
     cdef int G1 = rnnx_gate_count(cell)
     if G1 == 0:
@@ -34,8 +17,7 @@ def forward(object cell, object x, object h0, object c0, object w_ih, object w_h
     if x.ndim != 3:
         raise ValueError(f"x must be (T, B, I), got shape {x.shape}")
     dtype = x.dtype
-    cdef rnnx_forward_args a
-    memset(&a, 0, sizeof(a))
+    memset(a, 0, sizeof(a[0]))
     a.dtype = _dtype_code(dtype, "x")
     h0 = _aligned(h0, "h0")
     if h0.ndim != 2 or h0.shape[1] < 1:
@@ -70,17 +52,52 @@ def forward(object cell, object x, object h0, object c0, object w_ih, object w_h
                               (rnnx_packed_size_proj(cell, a.dtype, H, P),), dtype)
     a.w_ih_t = _opt_data(w_ih_t, "w_ih_t", (I, G), dtype)
     a.row_exact = row_exact
-    a.lengths = _lengths(None if lengths is None else _aligned(lengths, "lengths"), T, B)
+    lengths = None if lengths is None else _aligned(lengths, "lengths")
+    a.lengths = _lengths(lengths, T, B)
     a.y = _rows(y, "y", T, B, S, dtype, &a.ldy, True)
     a.h_n = _data(h_n, "h_n", (B, S), dtype, True)
     if _states(cell) == 2:   # h and c
         c0 = _aligned(c0, "c0")
         a.c0 = _data(c0, "c0", (B, H), dtype)
         a.c_n = _data(c_n, "c_n", (B, H), dtype, True)
+    return (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, w_peep, lengths), I
+
+
+def forward(object cell, object x, object h0, object c0, object w_ih, object w_hh, object b_ih,
+            object b_hh, object lengths, bint reverse, object y, object h_n, object c_n,
+            bint train, object path=PATH_AUTO, object w_hr=None, object w_hh_packed=None,
+            object w_ih_t=None, Workspace workspace=None, object w_peep=None,
+            bint row_exact=False):
+    """Run one direction of one layer over a whole sequence.
+
+    x (T,B,I), h0/c0 (B,H), weights (G,I) (G,H) (G,), y (T,B,H) with evenly spaced
+    rows (written), h_n/c_n (B,H) (written).  c0/c_n are for LSTM only, biases and
+    lengths (B,) int64 may be None.  Returns the cache for backward when train
+    is true, else None.
+
+    w_hr (P,H): an LSTM's projection (proj_size P, 0 < P < H), or None.  With it,
+    h0, h_n are (B,P), y (T,B,P), w_hh (G,P); c0, c_n stay (B,H).
+    w_hh_packed: pack_weights(cell, w_hh, w_hr) of these weights, and w_ih_t: w_ih.T
+    C-contiguous, for a caller that runs many short calls with the same weights (a
+    stream); None: done per call.
+    workspace: a Workspace whose memory this call reuses, or None (this call
+    allocates its own).
+    w_peep (3H,): an LSTM's peepholes [Pi, Pf, Po] (this order: ONNX's P is
+    [Pi, Po, Pf]), or None: i = sigma(. + Pi*c_{t-1}), f = sigma(. + Pf*c_{t-1}),
+    o = sigma(. + Po*c_t).
+    row_exact: every row's input projection alone (csrc/rnnx.h), so that the numbers do
+    not depend on T*B: a stream's steps and a whole-sequence call both made with it agree
+    bit for bit; False lets a large float32 projection go through BLAS."""
+    cdef rnnx_forward_args a
+    cdef int I
+    keep, I = _forward_args(&a, cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, y, h_n,
+                            c_n, path, w_hr, w_hh_packed, w_ih_t, w_peep, row_exact)
+    dtype = keep[0].dtype
+    cdef int T = a.T, B = a.B, H = a.H, P = a.proj
     cdef cnp.ndarray cache = None
     cdef cnp.ndarray work = None
-    cdef size_t work_size = rnnx_forward_work_size_proj(cell, T, B, I, H, P, train)
-    cdef size_t cache_size = rnnx_cache_size_proj(cell, T, B, H, P)
+    cdef size_t work_size = rnnx_forward_work_size_proj(a.cell, T, B, I, H, P, train)
+    cdef size_t cache_size = rnnx_cache_size_proj(a.cell, T, B, H, P)
     cdef int status
     if workspace is None:
         if train:

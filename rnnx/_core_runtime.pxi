@@ -105,7 +105,7 @@ def _pool_diagnostics():
     """The current pool's jobs so far and how many it ran on the caller alone
     (it measured them faster so), whether the BLAS's threads can be capped
     while the pool runs, and whether pools have worker threads at all (False in
-    a build without POSIX threads, csrc/pool_serial.c) (for tests)."""
+    a build without POSIX threads, csrc/runtime/serial.c) (for tests)."""
     cdef long long jobs = 0, serial_jobs = 0
     rnnx_pool_stats(<rnnx_pool*>BLAS.pool, &jobs, &serial_jobs)
     return {"jobs": jobs, "serial_jobs": serial_jobs,

@@ -3,6 +3,7 @@ the recurrent loop, the BLAS.  Re-exported as rnnx.info, rnnx.set_num_threads an
 rnnx.get_num_threads.  When threadpoolctl (>= 3.5) is installed, rnnx's pool is
 registered with it, so ``threadpool_limits(1)`` limits rnnx too and
 ``threadpool_info()`` lists it (user_api "rnnx")."""
+import functools
 import operator
 import os
 
@@ -109,6 +110,26 @@ def info():
             "num_threads": get_num_threads(), "physical_cores": _physical_cores(),
             "cpu": cpu_model(), "blas": blas,
             "thread_pool": "threads" if _core._pool_diagnostics()["threaded"] else "serial"}
+
+
+def holding_blas(method):
+    """Decorate a workload (Trainer.fit, a model's run) so that while it runs every
+    loaded OpenBLAS (NumPy's, SciPy's) is held at one thread (csrc/pool.h,
+    rnnx_pool_hold_blas), and rnnx's own threads are the only ones it uses.
+
+    Its NumPy products (Dense heads, losses, optimizers) are small beside the
+    recurrent loop, and a threaded BLAS splits them statically and waits for
+    every thread: next to one busy process on 2 cores it made the demo's
+    training 1.7x slower than one thread.  Holds nest, across threads; the
+    libraries get their thread counts back when the last one ends."""
+    @functools.wraps(method)
+    def held(*args, **kwargs):
+        _core.hold_blas(True)
+        try:
+            return method(*args, **kwargs)
+        finally:
+            _core.hold_blas(False)
+    return held
 
 
 def _default_threads():

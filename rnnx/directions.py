@@ -27,8 +27,10 @@ def using_workspace(workspace):
 def _workspace():
     return getattr(_local, "workspace", None)
 
-# The two directions of a bidirectional layer's forward run at the same time, the reverse
-# one on a helper thread (the core releases the GIL), where the pool has at most
+# The two directions of a bidirectional layer's training forward run at the same time, the
+# reverse one on a helper thread (inference runs both in one core call instead,
+# _core.forward_side_by_side: one job of the thread team, which also degrades to one
+# thread on a busy machine) (the core releases the GIL), where the pool has at most
 # _CONCURRENT_THREADS threads: there each direction gets a core of its own, and on the
 # 2-core machine LSTM (16, 128, 64, 200) went from 15.4-17.2 ms (one direction after the
 # other, 2 threads each) to 13.0-13.3 ms.  With more threads each direction in turn takes the

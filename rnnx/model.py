@@ -40,6 +40,7 @@ import numpy as np
 
 from .dense import Dense
 from .embedding import Embedding
+from ._runtime import holding_blas
 from .module import Cache, Module, as_array, unpack_sequence
 
 
@@ -263,6 +264,7 @@ class Sequential:
         rnnx.checkpoint)."""
         return self._run(x, state, lengths, logits, train=True, checkpoint=checkpoint)
 
+    @holding_blas
     def _run(self, x, state, lengths, logits, train, checkpoint=None):
         x, lengths = unpack_sequence(x, lengths, self.batch_first)
         states_in = self._check_state(state)

@@ -243,6 +243,10 @@ class _Recurrent(Module):
         final = [np.empty_like(s) for s in init]
         has_c = "c" in self.state_names
         H, D = self._state_width, self.num_directions   # H: y's width per direction (P if projected)
+        if not train and self.num_layers > 1 and D == 1 and lengths is None \
+                and not self.go_backwards and T > 0:
+            y = self._stack_inference(x, init, final)
+            return self._to_output(y, batched), self._pack_state(final, batched), None
         inputs, cores, masks = [], [], []
         layer_input = x
         for k in range(self.num_layers):
@@ -263,8 +267,13 @@ class _Recurrent(Module):
                     final[0][i], final[1][i] if has_c else None, train, **self._cell_options(k, d),
                     workspace=workspace)
 
-            if D == 2 and _concurrent_directions(T, B, self._gates * self.hidden_size,
-                                                 self.hidden_size):
+            if D == 2 and not train:
+                # inference: both directions in one core call, side by side on the team
+                _core.forward_side_by_side([
+                    self._pass(k, d, layer_input, y[:, :, d * H:(d + 1) * H], init, final,
+                               lengths=lengths, reverse=self._reverse(d)) for d in range(D)])
+            elif D == 2 and _concurrent_directions(T, B, self._gates * self.hidden_size,
+                                                   self.hidden_size):
                 # the reverse direction on the helper thread, with memory of its own
                 reverse = _direction_executor().submit(direction, 1, None)
                 try:
@@ -284,6 +293,30 @@ class _Recurrent(Module):
             cache = Cache(self, dict(inputs=inputs, cores=cores, masks=masks, lengths=lengths,
                                      T=T, B=B, batched=batched))
         return self._to_output(layer_input, batched), self._pack_state(final, batched), cache
+
+    def _stack_inference(self, x, init, final):
+        """The layers of a one-direction stack in one core call (_core.forward_stack): a
+        wavefront, layer k + 1 a chunk of steps behind layer k on another thread, where
+        steps are too small to split or threads no more than layers; the same numbers
+        whatever the thread count (and in float64 those of layer-by-layer calls).
+        Writes final's states; returns the last layer's y (T, B, S)."""
+        layers, layer_input = [], x
+        for k in range(self.num_layers):
+            y = np.empty((x.shape[0], x.shape[1], self._state_width), self.dtype)
+            layers.append(self._pass(k, 0, layer_input, y, init, final))
+            layer_input = y
+        _core.forward_stack(layers)
+        return layer_input
+
+    def _pass(self, k, d, x, y, init, final, **options):
+        """The arguments of layer k, direction d's core call (forward_stack's and
+        forward_side_by_side's dicts) over x into y, from init's states into final's."""
+        i = k * self.num_directions + d
+        has_c = "c" in self.state_names
+        w_ih, w_hh, b_ih, b_hh = self._weights(k, d)
+        return dict(cell=self._cell, x=x, h0=init[0][i], c0=init[1][i] if has_c else None,
+                    w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh, y=y, h_n=final[0][i],
+                    c_n=final[1][i] if has_c else None, **self._cell_options(k, d), **options)
 
     # -------------------------------------------------------------- backward
 

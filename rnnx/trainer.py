@@ -41,6 +41,7 @@ from .trainer_checkpoint import (  # noqa: F401 (rnnx.trainer's names, as before
     CARRIED_PREFIX, CHECKPOINT_FORMAT, CHECKPOINT_KEY, OPTIMIZER_PREFIX)
 from .losses import get_loss
 from .lr_scheduler import LRScheduler
+from ._runtime import holding_blas
 from .directions import using_workspace
 from .model import Sequential
 from .seq2seq import Seq2Seq
@@ -250,6 +251,7 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------
 
+    @holding_blas
     def fit(self, x, y, lengths=None, epochs=1, batch_size=None, shuffle=True, callback=None,
             validation=None, early_stopping=None):
         """Train for `epochs` passes over the data.
@@ -322,7 +324,8 @@ class Trainer:
         if self.bptt is not None and time_axis is not None and k2 > T:
             warnings.warn(f"bptt={self.bptt!r} backpropagates through up to {k2} steps but the "
                           f"sequences have T={T}: no gradient is truncated (bptt=None says so; "
-                          f"a k2 < {T} truncates)", UserWarning, stacklevel=2)
+                          f"a k2 < {T} truncates)", UserWarning,
+                          stacklevel=3)  # fit's caller, past holding_blas's wrapper
         overlap = k2 - k1
         if self.comm is not None:
             from .mpi import check_same
@@ -348,6 +351,7 @@ class Trainer:
         return trainer_loop.run(self, epochs, N, batch_size, n_batches, shuffle, batch_updates,
                                 -(-T // k1), callback, validation, early_stopping)
 
+    @holding_blas
     def evaluate(self, x, y, lengths=None, state=None):
         """The loss of the model on (x, y): forward only, over whole sequences.
 

@@ -283,7 +283,7 @@ def test_blas_threads_are_capped_during_a_call_and_restored(isa_and_threads):
     threadpoolctl = pytest.importorskip("threadpoolctl")
     import threading
     if not _core._pool_diagnostics()["threaded"]:
-        pytest.skip("a build without threads (csrc/pool_serial.c) leaves the BLAS alone")
+        pytest.skip("a build without threads (csrc/runtime/serial.c) leaves the BLAS alone")
     assert _core._pool_diagnostics()["blas_limitable"], "OpenBLAS's thread control was not found"
     # SciPy's OpenBLAS (rnnx calls scipy.linalg.cython_blas), not NumPy's
     blas = [c for c in threadpoolctl.ThreadpoolController().select(internal_api="openblas").lib_controllers

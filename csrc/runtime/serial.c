@@ -1,7 +1,7 @@
 /*
- * pool_serial.c: pool.h where the platform has no POSIX threads (MSVC; see
+ * runtime/serial.c: pool.h where the platform has no POSIX threads (MSVC; see
  * compiler.h), and in the RNNX_PLAIN_C99 build that stands in for it.
- * Included by pool.c, not compiled on its own.
+ * Included by runtime/team.c, not compiled on its own.
  *
  * A pool is only its thread count: rnnx_pool_parallel_for runs task 0, 1, ...
  * on the caller, in order.  The core cuts its work into the same tasks as with
@@ -39,6 +39,11 @@ void rnnx_pool_parallel_for(void* pool, int n_tasks, rnnx_task_fn task, void* ct
         task(ctx, i);
 }
 
+void rnnx_pool_set_adaptive(rnnx_pool* pool, int adaptive)
+{
+    (void)pool, (void)adaptive;  /* every job runs on the caller */
+}
+
 void rnnx_pool_stats(const rnnx_pool* pool, long long* jobs, long long* serial_jobs)
 {
     (void)pool;
@@ -49,6 +54,12 @@ void rnnx_pool_stats(const rnnx_pool* pool, long long* jobs, long long* serial_j
 void rnnx_pool_wrap_blas(rnnx_blas* blas)
 {
     (void)blas;
+}
+
+int rnnx_pool_hold_blas(int enter)
+{
+    (void)enter;
+    return 0;
 }
 
 int rnnx_pool_blas_limitable(void)
