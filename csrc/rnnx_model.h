@@ -70,6 +70,16 @@ enum rnnx_many_to_one {
     RNNX_MANY_TO_ONE_OUTPUT = 2   /* y at each row's last valid step, both halves ("output") */
 };
 
+/* rnnx_layer.weights: how a recurrent or Dense layer's weight matrices are
+ * stored (rnnx.quantize).  Biases, states and activations stay in the model's
+ * dtype, which must be RNNX_FLOAT32 for the two reduced forms. */
+enum rnnx_weights {
+    RNNX_WEIGHTS_FLOAT = 0,     /* the model's dtype */
+    RNNX_WEIGHTS_INT8 = 1,      /* int8_t (rows,cols), then its float scales (rows,): row r
+                                   of the matrix is scale[r] * data[r][:] */
+    RNNX_WEIGHTS_BFLOAT16 = 2   /* uint16_t (rows,cols): the upper 16 bits of a float32 */
+};
+
 /* One layer of a model: a recurrent stack (rnnx.RNN/LSTM/GRU), a Dense or an
  * Embedding (the first layer only).
  *
@@ -78,7 +88,11 @@ enum rnnx_many_to_one {
  *              w_ih (G, k ? D*H : input_size), w_hh (G,H), then b_ih (G,), b_hh (G,) if bias
  *   Dense:     weight (hidden_size, input_size), then bias (hidden_size,) if bias
  *   Embedding: weight (input_size, hidden_size): row i is id i's vector;
- *              num_layers 1, num_directions 1, bias 0, activation 0 */
+ *              num_layers 1, num_directions 1, bias 0, activation 0
+ * With weights RNNX_WEIGHTS_INT8 each weight matrix (w_ih, w_hh, a Dense
+ * weight) is two entries, its int8 data then its float scales (rows,); with
+ * RNNX_WEIGHTS_BFLOAT16 one entry of uint16_t.  So an int8 LSTM sub-layer is
+ * w_ih, w_ih scales, w_hh, w_hh scales, b_ih, b_hh. */
 typedef struct rnnx_layer {
     int kind;             /* enum rnnx_cell, RNNX_DENSE or RNNX_EMBEDDING */
     int input_size;       /* features in; an Embedding's num_embeddings */
@@ -88,6 +102,7 @@ typedef struct rnnx_layer {
     int bias;             /* 1: the layer has biases */
     int activation;       /* enum rnnx_activation_kind, Dense only (0 otherwise) */
     const void* const* tensors;
+    int weights;          /* enum rnnx_weights (last, so that older initializers leave it 0) */
 } rnnx_layer;
 
 typedef struct rnnx_model {

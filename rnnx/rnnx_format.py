@@ -57,6 +57,11 @@ EMBEDDING = _core.FORMAT["EMBEDDING"]        # first layer only; its last descri
 # cell codes, as csrc/rnnx.h's enum rnnx_cell
 RNN_TANH, RNN_RELU, LSTM, GRU, GRU_RESET_BEFORE = 0, 1, 2, 3, 4
 _DTYPES = {0: np.dtype("<f4"), 1: np.dtype("<f8")}
+_SCALES = np.dtype("<f4")                          # an int8 matrix's row scales
+# version 3: the weights field (a recurrent or Dense descriptor's last), enum rnnx_weights
+VERSION_WEIGHTS = _core.FORMAT["VERSION_WEIGHTS"]
+WEIGHTS_INT8 = _core.FORMAT["WEIGHTS_INT8"]
+WEIGHTS_BFLOAT16 = _core.FORMAT["WEIGHTS_BFLOAT16"]
 _HEADER = struct.Struct("<8sIIIIQIII20x")        # 64 bytes
 _DESCRIPTOR = struct.Struct("<8I")                # 32 bytes
 
@@ -237,14 +242,22 @@ def _parse(image, name):
         fields = _DESCRIPTOR.unpack_from(image, HEADER_BYTES + DESCRIPTOR_BYTES * i)
         kind, size_in, hidden, stack, directions, bias, activation, reserved = fields
         where = f"layer {i}"
+        weights = 0                     # the last field of a recurrent or Dense layer
         if kind == EMBEDDING:           # version 2, first layer; reserved is padding_idx + 1
             if version < 2 or i or (stack, directions, bias, activation) != (1, 1, 0, 0) \
                     or reserved > size_in:
                 fail(f"corrupt: Embedding {where} has fields {fields} in a version "
                      f"{version} file")
-            reserved = 0
-        if reserved or bias not in (0, 1) or not 1 <= size_in <= MAX_SIZE \
-                or not 1 <= hidden <= MAX_SIZE:
+        elif reserved:
+            weights = reserved
+            if version < VERSION_WEIGHTS:
+                fail(f"corrupt: {where} has int8/bfloat16 weights (code {weights}) in a "
+                     f"version {version} file (version {VERSION_WEIGHTS} added them)")
+            if weights not in (WEIGHTS_INT8, WEIGHTS_BFLOAT16) or code != 0:
+                fail(f"corrupt: {where} has weights code {weights} in a "
+                     f"{_DTYPES[code].name if code in _DTYPES else code} file (1 int8 or "
+                     f"2 bfloat16, in a float32 file)")
+        if bias not in (0, 1) or not 1 <= size_in <= MAX_SIZE or not 1 <= hidden <= MAX_SIZE:
             fail(f"corrupt: {where} has out-of-range fields {fields}")
         if size_in != width:
             fail(f"corrupt: {where} takes {size_in} features but gets {width}")
@@ -269,13 +282,15 @@ def _parse(image, name):
         else:
             fail(f"corrupt: {where} has unknown kind {kind}")
         tensors = []
-        for shape in shapes:
+        for shape, kind_of, scales in _stored(shapes, weights, dtype):
             offset = _align(offset)
-            nbytes = int(np.prod(shape)) * dtype.itemsize
+            nbytes = int(np.prod(shape)) * kind_of.itemsize
             if offset + nbytes > size - 4:
                 fail(f"corrupt: the tensors of {where} run past the end of the file")
-            tensors.append(np.frombuffer(image, dtype, int(np.prod(shape)), offset)
-                           .reshape(shape).astype(dtype.newbyteorder("=")))
+            tensor = np.frombuffer(image, kind_of, int(np.prod(shape)), offset).reshape(shape)
+            if scales and not (np.all(np.isfinite(tensor)) and np.all(tensor >= 0)):
+                fail(f"corrupt: {where} has a weight scale that is not a finite number >= 0")
+            tensors.append(tensor.astype(kind_of.newbyteorder("=")))
             offset += nbytes
         layers.append((fields, tensors))
     if offset != size - 4:
@@ -288,6 +303,21 @@ def _parse(image, name):
     if bare and (count != 1 or many_to_one):
         fail("corrupt: a bare layer file must hold exactly one layer")
     return dtype, many_to_one, bare, layers
+
+
+def _stored(shapes, weights, dtype):
+    """[(shape, dtype as stored, are they scales)] of a layer's tensors, from its float
+    shapes: with int8 weights each matrix is its int8 data then its float32 scales (rows,);
+    with bfloat16 it is uint16; 1-d tensors (biases) stay in the file's dtype."""
+    stored = []
+    for shape in shapes:
+        if len(shape) == 1 or not weights:
+            stored.append((shape, dtype, False))
+        elif weights == WEIGHTS_INT8:
+            stored += [(shape, np.dtype("i1"), False), (shape[:1], _SCALES, True)]
+        else:
+            stored.append((shape, np.dtype("<u2"), False))
+    return stored
 
 
 def _build_layer(fields, tensors, dtype):

@@ -28,6 +28,27 @@ static inline int takes_ids(const rnnx_model* m)
     return m->layers[0].kind == RNNX_EMBEDDING;
 }
 
+/* Entries of rnnx_layer.tensors one weight matrix takes: int8 data and its scales, or one. */
+static inline int rnnxm_matrix_entries(const rnnx_layer* l)
+{
+    return l->weights == RNNX_WEIGHTS_INT8 ? 2 : 1;
+}
+
+/* The tensors of recurrent sub-layer (k,d) of a layer: each weight matrix with
+ * its scales (NULL unless int8), the biases (NULL without). */
+typedef struct sub_weights {
+    const void *w_ih, *s_ih, *w_hh, *s_hh, *b_ih, *b_hh;
+} sub_weights;
+
+static inline sub_weights rnnxm_sub_weights(const rnnx_layer* l, int k, int d)
+{
+    const int m = rnnxm_matrix_entries(l), per = 2 * m + (l->bias ? 2 : 0);
+    const void* const* t = l->tensors + (size_t)(k * l->num_directions + d) * per;
+    sub_weights w = {t[0], m == 2 ? t[1] : NULL, t[m], m == 2 ? t[m + 1] : NULL,
+                     l->bias ? t[2 * m] : NULL, l->bias ? t[2 * m + 1] : NULL};
+    return w;
+}
+
 static inline int layer_output_size(const rnnx_layer* l)
 {
     return is_recurrent(l->kind) ? l->num_directions * l->hidden_size : l->hidden_size;

@@ -90,17 +90,17 @@ static int run_recurrent(const rnnx_layer* l, int dtype, const rnnx_blas* blas, 
                          const unsigned char* state0, unsigned char* state_n, void* zeros,
                          void* h_n, void* c_n, unsigned char* w_ih_t, void* core_work)
 {
-    const int H = l->hidden_size, D = l->num_directions, per = l->bias ? 4 : 2;
+    const int H = l->hidden_size, D = l->num_directions;
     const size_t elem = elem_size(dtype), slot = (size_t)B * H * elem;
     const size_t c_part = (size_t)l->num_layers * D * slot;  /* where the c half begins */
     const void* in = x;
     for (int k = 0; k < l->num_layers; k++) {
         void* out = k == l->num_layers - 1 ? y : inter[k % 2];
         for (int d = 0; d < D; d++) {
-            const void* const* t = l->tensors + (size_t)(k * D + d) * per;
+            const sub_weights w = rnnxm_sub_weights(l, k, d);
             const size_t at = (size_t)(k * D + d) * slot;  /* sub-layer (k,d)'s state slot */
             const int I = k == 0 ? l->input_size : D * H;
-            rnnxm_transpose(w_ih_t, t[0], (size_t)rnnx_gate_count(l->kind) * H, (size_t)I, elem);
+            rnnxm_transpose(w_ih_t, w.w_ih, (size_t)rnnx_gate_count(l->kind) * H, (size_t)I, elem);
             rnnx_forward_args a;
             memset(&a, 0, sizeof a);  /* fields the core adds later: zero = the default */
             a.cell = l->kind;
@@ -115,10 +115,10 @@ static int run_recurrent(const rnnx_layer* l, int dtype, const rnnx_blas* blas, 
             a.x = in;
             a.h0 = state0 ? state0 + at : zeros;
             a.c0 = state0 ? state0 + c_part + at : zeros;
-            a.w_ih = t[0];
-            a.w_hh = t[1];
-            a.b_ih = l->bias ? t[2] : NULL;
-            a.b_hh = l->bias ? t[3] : NULL;
+            a.w_ih = w.w_ih;
+            a.w_hh = w.w_hh;
+            a.b_ih = w.b_ih;
+            a.b_hh = w.b_hh;
             a.w_ih_t = w_ih_t;
             a.row_exact = 1;                  /* the numbers of a stream's steps */
             a.y = (unsigned char*)out + (size_t)d * H * elem;

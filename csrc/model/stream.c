@@ -92,12 +92,12 @@ int rnnx_stream_init(rnnx_stream* s, const rnnx_model* m, const rnnx_blas* blas,
         if (!is_recurrent(l->kind))
             continue;
         const size_t G = (size_t)rnnx_gate_count(l->kind) * l->hidden_size, H = (size_t)l->hidden_size;
-        const int per = l->bias ? 4 : 2;
         for (int k = 0; k < l->num_layers; k++) {
             const size_t I = sub_input(l, k);
-            rnnxm_transpose(t, l->tensors[(size_t)k * per], G, I, elem);
+            const sub_weights w = rnnxm_sub_weights(l, k, 0);
+            rnnxm_transpose(t, w.w_ih, G, I, elem);
             t += I * G * elem;
-            rnnx_pack_weights(l->kind, m->dtype, (int)H, l->tensors[(size_t)k * per + 1], t);
+            rnnx_pack_weights(l->kind, m->dtype, (int)H, w.w_hh, t);
             t += rnnx_packed_size(l->kind, m->dtype, (int)H) * elem;
         }
     }
@@ -157,13 +157,12 @@ int rnnx_stream_step(rnnx_stream* s, const void* x, void* y)
         }
         const size_t H = (size_t)l->hidden_size, G = (size_t)rnnx_gate_count(l->kind) * H;
         const size_t half = (size_t)B * states_per_row(l) * elem, BH = (size_t)B * H * elem;
-        const int per = l->bias ? 4 : 2;
         for (int k = 0; k < l->num_layers; k++) {
             const size_t I = sub_input(l, k);
             unsigned char* now = state + (size_t)s->parity * half;
             unsigned char* then = state + (size_t)(1 - s->parity) * half;
             void* out = (last && k == l->num_layers - 1) ? y : act[next];
-            const void* const* w = l->tensors + (size_t)k * per;
+            const sub_weights w = rnnxm_sub_weights(l, k, 0);
             rnnx_forward_args a;
             memset(&a, 0, sizeof a);
             a.cell = l->kind;
@@ -176,10 +175,10 @@ int rnnx_stream_step(rnnx_stream* s, const void* x, void* y)
             a.x = cur;
             a.h0 = now;
             a.c0 = now + BH;
-            a.w_ih = w[0];
-            a.w_hh = w[1];
-            a.b_ih = l->bias ? w[2] : NULL;
-            a.b_hh = l->bias ? w[3] : NULL;
+            a.w_ih = w.w_ih;
+            a.w_hh = w.w_hh;
+            a.b_ih = w.b_ih;
+            a.b_hh = w.b_hh;
             a.w_ih_t = t;
             a.row_exact = 1;                    /* a step equals rnnx_model_run bit for bit */
             a.w_hh_packed = t + I * G * elem;   /* packed once, by rnnx_stream_init */
