@@ -290,6 +290,9 @@ def _parse(image, name):
             tensor = np.frombuffer(image, kind_of, int(np.prod(shape)), offset).reshape(shape)
             if scales and not (np.all(np.isfinite(tensor)) and np.all(tensor >= 0)):
                 fail(f"corrupt: {where} has a weight scale that is not a finite number >= 0")
+            if kind_of == np.int8 and np.any(tensor == -128):
+                fail(f"corrupt: {where} has an int8 weight of -128 (they are symmetric, "
+                     f"-127 to 127)")
             tensors.append(tensor.astype(kind_of.newbyteorder("=")))
             offset += nbytes
         layers.append((fields, tensors))

@@ -60,6 +60,8 @@ typedef struct model_dims {
     size_t hidden;        /* max H of a recurrent layer */
     size_t core_work;     /* max rnnx_forward_work_size over recurrent sub-layers */
     size_t w_ih_t;        /* max I_k * G over recurrent sub-layers: room for one W_ih^T */
+    size_t qbytes;        /* bytes: max over int8/bfloat16 sub-layers of their packed
+                             weights and the quantized core's work (64-byte aligned) */
     int recurrent;        /* index of the last recurrent layer, or -1 */
     int bidirectional;    /* some layer has two directions */
 } model_dims;
@@ -77,5 +79,19 @@ void rnnxm_embed(int dtype, void* out, const int32_t* ids, const rnnx_layer* l, 
 model_dims rnnxm_dims_of(const rnnx_model* m, int T, int B);
 void rnnxm_transpose(unsigned char* dst, const unsigned char* src, size_t rows, size_t cols,
                      size_t elem);
+
+/* quantized.c: a recurrent layer with int8/bfloat16 weights (l->weights != 0).
+ * Sub-layer k's W_ih and W_hh packed for the quantized core take
+ * rnnxm_q_packed_bytes (64-byte aligned parts; rnnxm_q_pack writes direction
+ * d's); a run of T steps of B rows needs rnnxm_q_work_bytes of work.
+ * rnnxm_q_forward runs direction d of sub-layer k as rnnx_forward would
+ * (x (T,B,I), y rows ldy apart, h0/c0 NULL: zeros, h_n/c_n NULL: not wanted). */
+size_t rnnxm_q_packed_bytes(const rnnx_layer* l, int k);
+size_t rnnxm_q_work_bytes(const rnnx_layer* l, int k, int T, int B);
+int rnnxm_q_pack(const rnnx_layer* l, int k, int d, unsigned char* packed);
+int rnnxm_q_forward(const rnnx_layer* l, const rnnx_blas* blas, const unsigned char* packed,
+                    int k, int d, int T, int B, const int64_t* lengths, const void* x,
+                    const void* h0, const void* c0, void* y, ptrdiff_t ldy, void* h_n,
+                    void* c_n, void* work);
 
 #endif /* RNNX_MODEL_INTERNAL_H */

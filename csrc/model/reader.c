@@ -302,8 +302,9 @@ static int parse_image(const unsigned char* buf, size_t len, image_info* info,
             const uint64_t bytes = td.elements * type_size(td.type, info->dtype);
             if (offset > file_size - 4 || bytes > file_size - 4 - offset)
                 return RNNX_ECORRUPT;
-            if (td.type == TENSOR_SCALES && check_scales(buf + offset, td.elements) != RNNX_OK)
-                return RNNX_ECORRUPT;
+            if ((td.type == TENSOR_SCALES && check_scales(buf + offset, td.elements) != RNNX_OK) ||
+                (td.type == TENSOR_INT8 && memchr(buf + offset, 0x80, (size_t)td.elements)))
+                return RNNX_ECORRUPT;  /* int8 weights are symmetric: -128 is never written */
             if (pointers)
                 pointers[tensors + (size_t)t] = buf + offset;
             offset += bytes;

@@ -17,7 +17,7 @@
 model_dims rnnxm_dims_of(const rnnx_model* m, int T, int B)
 {
     /* a token model's x is ids: no activation is input_size (the vocabulary) wide */
-    model_dims d = {takes_ids(m) ? 0 : (size_t)m->input_size, 0, 0, 0, -1, 0};
+    model_dims d = {takes_ids(m) ? 0 : (size_t)m->input_size, 0, 0, 0, 0, -1, 0};
     for (int i = 0; i < m->num_layers; i++) {
         const rnnx_layer* l = &m->layers[i];
         const size_t out = (size_t)layer_output_size(l);
@@ -28,6 +28,11 @@ model_dims rnnxm_dims_of(const rnnx_model* m, int T, int B)
         d.bidirectional |= l->num_directions == 2;
         d.hidden = (size_t)l->hidden_size > d.hidden ? (size_t)l->hidden_size : d.hidden;
         for (int k = 0; k < l->num_layers; k++) {
+            if (l->weights != RNNX_WEIGHTS_FLOAT) {  /* the quantized core's needs instead */
+                const size_t q = 64 + rnnxm_q_packed_bytes(l, k) + rnnxm_q_work_bytes(l, k, T, B);
+                d.qbytes = q > d.qbytes ? q : d.qbytes;
+                continue;
+            }
             const int in = k == 0 ? l->input_size : l->num_directions * l->hidden_size;
             const size_t w = rnnx_forward_work_size(l->kind, T, B, in, l->hidden_size, 0);
             const size_t t = (size_t)in * rnnx_gate_count(l->kind) * l->hidden_size;
@@ -46,7 +51,7 @@ size_t rnnx_model_run_work_size(const rnnx_model* m, int T, int B)
     const size_t TB = (size_t)T * B;
     /* three activation buffers, zero h0/c0, h_n, c_n, W_ih^T, the core's work */
     return (3 * TB * d.width + 3 * (size_t)B * d.hidden + d.w_ih_t + d.core_work) *
-           elem_size(m->dtype);
+           elem_size(m->dtype) + d.qbytes;
 }
 
 /* Each row's output at its last valid step: pooled (B,D*H) := y (T,B,D*H) at
@@ -75,6 +80,18 @@ void rnnxm_transpose(unsigned char* dst, const unsigned char* src, size_t rows, 
             memcpy(dst + (c * rows + r) * elem, src + (r * cols + c) * elem, elem);
 }
 
+/* Sub-layer (k,d)'s final state, h_n and c_n (an LSTM's), into its slot at of
+ * state_n (h), and at c_part + at (c); nothing if state_n is NULL. */
+static void copy_state(const rnnx_layer* l, unsigned char* state_n, size_t at, size_t c_part,
+                       size_t slot, const void* h_n, const void* c_n)
+{
+    if (!state_n)
+        return;
+    memcpy(state_n + at, h_n, slot);
+    if (l->kind == RNNX_LSTM)
+        memcpy(state_n + c_part + at, c_n, slot);
+}
+
 /* One recurrent layer (a stack, both directions) over a whole sequence:
  * x (T,B,I) -> y (T,B,D*H).  Sub-layer k < L-1 writes inter[k % 2]; neither
  * inter may be y, and inter[0] may not be x.  state0 and state_n are this
@@ -88,7 +105,8 @@ void rnnxm_transpose(unsigned char* dst, const unsigned char* src, size_t rows, 
 static int run_recurrent(const rnnx_layer* l, int dtype, const rnnx_blas* blas, const void* x,
                          void* y, void* const* inter, int T, int B, const int64_t* lengths,
                          const unsigned char* state0, unsigned char* state_n, void* zeros,
-                         void* h_n, void* c_n, unsigned char* w_ih_t, void* core_work)
+                         void* h_n, void* c_n, unsigned char* w_ih_t, void* core_work,
+                         unsigned char* qmem)
 {
     const int H = l->hidden_size, D = l->num_directions;
     const size_t elem = elem_size(dtype), slot = (size_t)B * H * elem;
@@ -99,6 +117,23 @@ static int run_recurrent(const rnnx_layer* l, int dtype, const rnnx_blas* blas, 
         for (int d = 0; d < D; d++) {
             const sub_weights w = rnnxm_sub_weights(l, k, d);
             const size_t at = (size_t)(k * D + d) * slot;  /* sub-layer (k,d)'s state slot */
+            const void* h0 = state0 ? state0 + at : NULL;
+            const void* c0 = state0 ? state0 + c_part + at : NULL;
+            void* y_d = (unsigned char*)out + (size_t)d * H * elem;
+            int status;
+            if (l->weights != RNNX_WEIGHTS_FLOAT) {
+                /* qmem: the packed weights (64-byte aligned), then the quantized core's work */
+                unsigned char* packed = qmem + (64 - (uintptr_t)qmem % 64) % 64;
+                status = rnnxm_q_pack(l, k, d, packed);
+                if (status == RNNX_OK)
+                    status = rnnxm_q_forward(l, blas, packed, k, d, T, B, lengths, in, h0, c0, y_d,
+                                             (ptrdiff_t)D * H, h_n, c_n,
+                                             packed + rnnxm_q_packed_bytes(l, k));
+                if (status != RNNX_OK)
+                    return status;
+                copy_state(l, state_n, at, c_part, slot, h_n, c_n);
+                continue;
+            }
             const int I = k == 0 ? l->input_size : D * H;
             rnnxm_transpose(w_ih_t, w.w_ih, (size_t)rnnx_gate_count(l->kind) * H, (size_t)I, elem);
             rnnx_forward_args a;
@@ -113,27 +148,23 @@ static int run_recurrent(const rnnx_layer* l, int dtype, const rnnx_blas* blas, 
             a.reverse = d;
             a.lengths = lengths;
             a.x = in;
-            a.h0 = state0 ? state0 + at : zeros;
-            a.c0 = state0 ? state0 + c_part + at : zeros;
+            a.h0 = h0 ? h0 : zeros;
+            a.c0 = c0 ? c0 : zeros;
             a.w_ih = w.w_ih;
             a.w_hh = w.w_hh;
             a.b_ih = w.b_ih;
             a.b_hh = w.b_hh;
             a.w_ih_t = w_ih_t;
             a.row_exact = 1;                  /* the numbers of a stream's steps */
-            a.y = (unsigned char*)out + (size_t)d * H * elem;
+            a.y = y_d;
             a.ldy = (ptrdiff_t)D * H;
             a.h_n = h_n;
             a.c_n = c_n;
             a.work = core_work;
-            int status = rnnx_forward(blas, &a);
+            status = rnnx_forward(blas, &a);
             if (status != RNNX_OK)
                 return status;
-            if (state_n) {
-                memcpy(state_n + at, h_n, slot);
-                if (l->kind == RNNX_LSTM)
-                    memcpy(state_n + c_part + at, c_n, slot);
-            }
+            copy_state(l, state_n, at, c_part, slot, h_n, c_n);
         }
         in = out;
     }
@@ -191,7 +222,8 @@ int rnnx_model_run(const rnnx_model* m, const rnnx_blas* blas, const void* x, in
     unsigned char* h_n = zeros + BH * elem;
     unsigned char* c_n = h_n + BH * elem;
     unsigned char* w_ih_t = c_n + BH * elem;
-    void* core_work = w_ih_t + d.w_ih_t * elem;
+    unsigned char* core_work = w_ih_t + d.w_ih_t * elem;
+    unsigned char* qmem = core_work + d.core_work * elem;  /* d.qbytes, int8/bf16 layers' */
     memset(zeros, 0, BH * elem);
 
     const void* cur = x;
@@ -226,7 +258,7 @@ int rnnx_model_run(const rnnx_model* m, const rnnx_blas* blas, const void* x, in
             if (buffers[j] != out && buffers[j] == cur)
                 inter[n++] = buffers[j];
         status = run_recurrent(l, m->dtype, blas, cur, out, inter, T, B, lengths, layer_state0,
-                               layer_state_n, zeros, h_n, c_n, w_ih_t, core_work);
+                               layer_state_n, zeros, h_n, c_n, w_ih_t, core_work, qmem);
         if (status != RNNX_OK)
             return status;
         const size_t state_bytes = layer_state_size(l, B) * elem;

@@ -18,7 +18,10 @@
  *                                            [parity 1: the same]
  *   per recurrent sub-layer: w_ih^T (I_k,G), w_hh^T (H,G)   (what the step kernel reads)
  *   two activation buffers (B,width)
- *   the core's work for one step, the largest over the sub-layers */
+ *   the core's work for one step, the largest over the sub-layers
+ * then, in bytes, from the first 64-byte boundary (int8/bfloat16 layers only):
+ *   per quantized sub-layer: its packed W_ih and W_hh (rnnxm_q_pack)
+ *   the quantized core's work for one step, the largest over those sub-layers */
 static size_t states_per_row(const rnnx_layer* l)
 {
     return (size_t)(l->kind == RNNX_LSTM ? 2 : 1) * l->hidden_size;
@@ -30,13 +33,14 @@ static size_t sub_input(const rnnx_layer* l, int k)
 }
 
 typedef struct stream_sizes {
-    size_t states, transposes, activations, core_work;
+    size_t states, transposes, activations, core_work;  /* elements */
+    size_t qpacked, qwork;                              /* bytes */
 } stream_sizes;
 
 static stream_sizes stream_sizes_of(const rnnx_model* m, int B)
 {
     const model_dims d = rnnxm_dims_of(m, 1, B);
-    stream_sizes s = {0, 0, 2 * (size_t)B * d.width, d.core_work};
+    stream_sizes s = {0, 0, 2 * (size_t)B * d.width, d.core_work, 0, 0};
     for (int i = 0; i < m->num_layers; i++) {
         const rnnx_layer* l = &m->layers[i];
         if (!is_recurrent(l->kind))
@@ -44,11 +48,26 @@ static stream_sizes stream_sizes_of(const rnnx_model* m, int B)
         const size_t G = (size_t)rnnx_gate_count(l->kind) * l->hidden_size;
         for (int k = 0; k < l->num_layers; k++) {
             s.states += 2 * (size_t)B * states_per_row(l);
+            if (l->weights != RNNX_WEIGHTS_FLOAT) {
+                const size_t work = rnnxm_q_work_bytes(l, k, 1, B);
+                s.qpacked += rnnxm_q_packed_bytes(l, k);
+                s.qwork = work > s.qwork ? work : s.qwork;
+                continue;
+            }
             s.transposes += sub_input(l, k) * G +
                             rnnx_packed_size(l->kind, m->dtype, l->hidden_size);
         }
     }
     return s;
+}
+
+/* Where the quantized part of the stream's memory starts: the first 64-byte
+ * boundary after the elements (rnnx_stream_size leaves 64 bytes for it). */
+static unsigned char* quantized_part(void* mem, const stream_sizes* sz, size_t elem)
+{
+    unsigned char* p = (unsigned char*)mem +
+                       (sz->states + sz->transposes + sz->activations + sz->core_work) * elem;
+    return p + (64 - (uintptr_t)p % 64) % 64;
 }
 
 static int stream_supported(const rnnx_model* m, int B)
@@ -69,7 +88,8 @@ size_t rnnx_stream_size(const rnnx_model* m, int B)
     if (stream_supported(m, B) != RNNX_OK)
         return 0;
     const stream_sizes s = stream_sizes_of(m, B);
-    return (s.states + s.transposes + s.activations + s.core_work) * elem_size(m->dtype);
+    const size_t q = s.qpacked ? 64 + s.qpacked + s.qwork : 0;
+    return (s.states + s.transposes + s.activations + s.core_work) * elem_size(m->dtype) + q;
 }
 
 int rnnx_stream_init(rnnx_stream* s, const rnnx_model* m, const rnnx_blas* blas, int B,
@@ -87,12 +107,20 @@ int rnnx_stream_init(rnnx_stream* s, const rnnx_model* m, const rnnx_blas* blas,
     const size_t elem = elem_size(m->dtype);
     const stream_sizes sz = stream_sizes_of(m, B);
     unsigned char* t = (unsigned char*)mem + sz.states * elem;
+    unsigned char* q = quantized_part(mem, &sz, elem);
     for (int i = 0; i < m->num_layers; i++) {
         const rnnx_layer* l = &m->layers[i];
         if (!is_recurrent(l->kind))
             continue;
         const size_t G = (size_t)rnnx_gate_count(l->kind) * l->hidden_size, H = (size_t)l->hidden_size;
         for (int k = 0; k < l->num_layers; k++) {
+            if (l->weights != RNNX_WEIGHTS_FLOAT) {
+                status = rnnxm_q_pack(l, k, 0, q);
+                if (status != RNNX_OK)
+                    return status;
+                q += rnnxm_q_packed_bytes(l, k);
+                continue;
+            }
             const size_t I = sub_input(l, k);
             const sub_weights w = rnnxm_sub_weights(l, k, 0);
             rnnxm_transpose(t, w.w_ih, G, I, elem);
@@ -137,6 +165,8 @@ int rnnx_stream_step(rnnx_stream* s, const void* x, void* y)
     act[0] = t + sz.transposes * elem;
     act[1] = act[0] + sz.activations / 2 * elem;
     void* core_work = act[1] + sz.activations / 2 * elem;
+    unsigned char* q = quantized_part(s->mem, &sz, elem);  /* packed, then the work */
+    void* qwork = q + sz.qpacked;
 
     /* this step reads the state at parity and writes the other half, so a
      * failed step leaves the stream's state as it was */
@@ -163,6 +193,17 @@ int rnnx_stream_step(rnnx_stream* s, const void* x, void* y)
             unsigned char* then = state + (size_t)(1 - s->parity) * half;
             void* out = (last && k == l->num_layers - 1) ? y : act[next];
             const sub_weights w = rnnxm_sub_weights(l, k, 0);
+            if (l->weights != RNNX_WEIGHTS_FLOAT) {
+                int status = rnnxm_q_forward(l, s->blas, q, k, 0, 1, B, NULL, cur, now, now + BH,
+                                             out, (ptrdiff_t)H, then, then + BH, qwork);
+                if (status != RNNX_OK)
+                    return status;
+                q += rnnxm_q_packed_bytes(l, k);
+                state += 2 * half;
+                cur = out;
+                next = 1 - next;
+                continue;
+            }
             rnnx_forward_args a;
             memset(&a, 0, sizeof a);
             a.cell = l->kind;
