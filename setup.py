@@ -55,11 +55,12 @@ def kernel_units(folder=os.path.join("build", "kernel_units")):
 # 1.8 MB); RNNX_NO_STRIP=1 keeps the symbols, e.g. for a debugger or a sanitizer build.
 link_args = (["-s"] if sys.platform.startswith("linux") and not os.environ.get("RNNX_NO_STRIP")
              else [])
-# Regenerate rnnx/_core.c only when _core.pyx or its shim changed: pip's isolated build env
-# has freshly installed Cython and NumPy .pxd files, newer than _core.c, so cythonize would
-# otherwise rewrite it, and rebuild the whole extension, on every `pip install -e ".[extra]"`.
+# Regenerate rnnx/_core.c only when _core.pyx, the _core_*.pxi it includes or its shim
+# changed: pip's isolated build env has freshly installed Cython and NumPy .pxd files, newer
+# than _core.c, so cythonize would otherwise rewrite it, and rebuild the whole extension, on
+# every `pip install -e ".[extra]"`.
 _generated = "rnnx/_core.c"
-_cython_sources = ["rnnx/_core.pyx", "rnnx/_core_shim.h"]
+_cython_sources = ["rnnx/_core.pyx", "rnnx/_core_shim.h"] + sorted(glob.glob("rnnx/_core_*.pxi"))
 _regenerate = not os.path.exists(_generated) or any(
     os.path.getmtime(source) > os.path.getmtime(_generated) for source in _cython_sources)
 # --- end packaging
@@ -73,7 +74,7 @@ core = Extension(
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     extra_compile_args=compile_args,
     extra_link_args=link_args + ([] if sys.platform == "win32" else ["-pthread"]),
-    depends=sorted(glob.glob("csrc/**/*.[ch]", recursive=True)) + ["rnnx/_core_shim.h"],
+    depends=sorted(glob.glob("csrc/**/*.[ch]", recursive=True)) + _cython_sources[1:],
 )
 
 if _regenerate:
@@ -106,7 +107,8 @@ class build_ext_cached(build_ext):
         files = []
         # every source and header of the core, not only those named in ext.depends
         inputs = glob.glob(os.path.join(_HERE, "csrc", "**", "*.[ch]"), recursive=True) + glob.glob(
-            os.path.join(_HERE, "rnnx", "_core*.[ch]")) + glob.glob(os.path.join(_HERE, "rnnx", "*.pyx"))
+            os.path.join(_HERE, "rnnx", "_core*.[ch]")) + glob.glob(os.path.join(_HERE, "rnnx", "*.pyx")) \
+            + glob.glob(os.path.join(_HERE, "rnnx", "*.pxi"))
         for path in set(ext.sources) | set(ext.depends) | set(inputs) | {os.path.join(_HERE, "setup.py")}:
             full = os.path.abspath(path)      # a build env's files by name: its folder varies
             name = os.path.relpath(full, _HERE) if full.startswith(_HERE + os.sep) \

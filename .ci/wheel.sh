@@ -32,7 +32,7 @@ tar -tzf "${sdist[0]}" > "$work/sdist.txt"
 if grep -E "\.so$|\.o$|/build/|__pycache__" "$work/sdist.txt"; then
     echo "wheel: the sdist holds the build outputs above"; exit 1
 fi
-for file in rnnx/_core.pyx csrc/pool_serial.c csrc/kernels/isa_list.h CMakeLists.txt tests/conftest.py \
+for file in rnnx/_core.pyx rnnx/_core_decl.pxi csrc/pool_serial.c csrc/kernels/isa_list.h CMakeLists.txt tests/conftest.py \
             tests/c/CMakeLists.txt; do
     grep -q "^rnnx-[^/]*/$file$" "$work/sdist.txt" || { echo "wheel: the sdist lacks $file"; exit 1; }
 done
@@ -44,7 +44,7 @@ case "$(basename "${wheel[0]}")" in
     *) echo "wheel: auditwheel did not make a manylinux wheel: ${wheel[0]}"; exit 1 ;;
 esac
 echo "wheel: $(basename "${wheel[0]}"), $(( $(stat -c %s "${wheel[0]}") / 1024 )) KiB"
-if "$python" -m zipfile -l "${wheel[0]}" | grep -E "_core\.c |\.pyx |_core_shim\.h "; then
+if "$python" -m zipfile -l "${wheel[0]}" | grep -E "_core\.c |\.pyx |\.pxi |_core_shim\.h "; then
     echo "wheel: the wheel holds build inputs (listed above)"; exit 1
 fi
 

@@ -1,7 +1,9 @@
 """Packaging: the LICENSE, what the wheel leaves out, and a stripped extension on Linux.
 (Building a wheel takes minutes: CI builds the sdist and the wheel, repairs, installs and
 tests it in .ci/wheel.sh; these tests pin the settings that give them.)"""
+import fnmatch
 import os
+import re
 import struct
 import sys
 
@@ -65,7 +67,12 @@ def test_sdist_and_cibuildwheel_settings():
     tomllib = pytest.importorskip("tomllib")          # Python >= 3.11
     with open(os.path.join(ROOT, "MANIFEST.in"), encoding="utf-8") as f:
         manifest = f.read().split()
-    assert {"rnnx/_core.pyx", "rnnx/_core_shim.h", "CMakeLists.txt"} <= set(manifest)
+    assert {"rnnx/_core.pyx", "rnnx/_core_*.pxi", "rnnx/_core_shim.h", "CMakeLists.txt"} <= set(manifest)
+    # every file _core.pyx includes is one that pattern takes into the sdist
+    with open(os.path.join(ROOT, "rnnx", "_core.pyx"), encoding="utf-8") as f:
+        included = re.findall(r'^include "([^"]+)"', f.read(), re.M)
+    assert included and all(fnmatch.fnmatch("rnnx/" + name, "rnnx/_core_*.pxi") for name in included)
+    assert all(os.path.exists(os.path.join(ROOT, "rnnx", name)) for name in included)
     assert "csrc" in manifest[manifest.index("graft") + 1:]
     with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
         cibw = tomllib.load(f)["tool"]["cibuildwheel"]
