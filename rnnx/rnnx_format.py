@@ -154,18 +154,32 @@ def dumps(model):
         for tensor in tensors:
             pad = _align(offset) - offset
             body += bytes(pad)
-            raw = np.ascontiguousarray(tensor, dtype=_DTYPES[code]).tobytes()
+            raw = np.ascontiguousarray(tensor, dtype=_stored_dtype(tensor, code)).tobytes()
             body += raw
             offset += pad + len(raw)
     input_size, output_size = layers[0].input_size, layers[-1].output_size
     flags = _flags(many_to_one) | (FLAG_BARE_LAYER if bare else 0)
-    # 1 where 1 can say it: 2 only for what version 2 added
+    # 1 where 1 can say it: 2 only for what version 2 added, 3 for int8/bfloat16 weights
     version = 2 if isinstance(layers[0], Embedding) or flags & FLAG_LAST_OUTPUT else 1
+    if any(_weights_code(fields) for fields, _ in described):
+        version = VERSION_WEIGHTS
     header = _HEADER.pack(MAGIC, version, code, len(layers), flags, offset + 4, input_size,
                           output_size, data_offset)
     descriptors = b"".join(_DESCRIPTOR.pack(*fields) for fields, _ in described)
     image = header + descriptors + bytes(data_offset - len(header) - len(descriptors)) + body
     return image + struct.pack("<I", zlib.crc32(image))
+
+
+def _weights_code(fields):
+    """A descriptor's weights code (version 3's last field; an Embedding's is its padding)."""
+    return 0 if fields[0] == EMBEDDING else fields[7]
+
+
+def _stored_dtype(tensor, code):
+    """The little-endian dtype a tensor is written in: int8 and bfloat16 (uint16) weights as
+    they are, everything else (biases, scales, float weights) in the file's dtype."""
+    dtype = np.asarray(tensor).dtype
+    return dtype.newbyteorder("<") if dtype.kind in "iu" else _DTYPES[code]
 
 
 def _flags(many_to_one):
@@ -413,8 +427,14 @@ def load_rnnx(path, into=None):
 
 # ------------------------------------------------------------------------ C source ---
 
+_C_INTEGER_TYPES = {np.dtype("i1"): "int8_t", np.dtype("u2"): "uint16_t"}
+
+
 def _c_literals(tensor, dtype):
-    """Exact C literals of a tensor's values: C99 hexadecimal floating constants."""
+    """Exact C literals of a tensor's values: C99 hexadecimal floating constants, or the
+    integers of int8 and bfloat16 (uint16) weights."""
+    if np.asarray(tensor).dtype in _C_INTEGER_TYPES:
+        return [str(int(v)) for v in np.asarray(tensor).ravel()]
     values = np.asarray(tensor, dtype=dtype).ravel()
     if not np.all(np.isfinite(values)):
         raise ValueError("export_c: the model has non-finite weights, which C source cannot hold")
@@ -454,7 +474,8 @@ def export_c(model, path, name="rnnx_exported_model"):
     for i, (_, tensors) in enumerate(described):
         for t, tensor in enumerate(tensors):
             literals = _c_literals(tensor, dtype)
-            lines.append(f"static const {ctype} {name}_l{i}_t{t}[{len(literals)}] = {{")
+            element = _C_INTEGER_TYPES.get(np.asarray(tensor).dtype, ctype)
+            lines.append(f"static const {element} {name}_l{i}_t{t}[{len(literals)}] = {{")
             for start in range(0, len(literals), 4):
                 lines.append("    " + ", ".join(literals[start:start + 4]) + ",")
             lines.append("};")
@@ -465,11 +486,11 @@ def export_c(model, path, name="rnnx_exported_model"):
     for i, (fields, _) in enumerate(described):
         kind, size_in, hidden, stack, directions, bias, activation, _ = fields
         lines.append(f"    {{{kind}, {size_in}, {hidden}, {stack}, {directions}, {bias}, "
-                     f"{activation}, {name}_l{i}_tensors}},")
+                     f"{activation}, {name}_l{i}_tensors, {_weights_code(fields)}}},")
     lines.append("};")
     input_size, output_size = layers[0].input_size, layers[-1].output_size
     lines.append("")
-    lines.append(f"/* dtype, many_to_one, num_layers, input_size, output_size, layers */")
+    lines.append("/* dtype, many_to_one, num_layers, input_size, output_size, layers */")
     lines.append(f"const rnnx_model {name} = {{{1 if dtype == np.float64 else 0}, "
                  f"{C_MANY_TO_ONE[many_to_one]}, {len(layers)}, {input_size}, {output_size}, "
                  f"{name}_layers}};")
