@@ -29,6 +29,7 @@ include "_core_args.pxi"
 include "_core_workspace.pxi"
 include "_core_forward.pxi"
 include "_core_backward.pxi"
+include "_core_quant.pxi"
 
 
 cdef class Stream:

@@ -289,7 +289,7 @@ static size_t up64(size_t n)
 
 static qwork work_layout(int cell, int qtype, int T, int B, int I, int H, int P)
 {
-    const int gates = rnnx_gate_count(cell) / (H > 0 ? H : 1);
+    const int gates = rnnx_gate_count(cell);  /* 1, 3 or 4 */
     const int Hh = P > 0 ? P : H, widest = H > Hh ? H : Hh;
     const size_t TB = (size_t)T * B, blocks = (size_t)(H + QR - 1) / QR;
     qwork w;
@@ -349,7 +349,7 @@ int rnnx_qforward(const rnnx_blas* blas, const rnnx_qforward_args* a)
     if (status != RNNX_OK)
         return status;
     const int T = a->T, B = a->B, I = a->input_size, H = a->H, P = a->proj;
-    const int G = rnnx_gate_count(a->cell), gates = G / H, Hh = P > 0 ? P : H;
+    const int gates = rnnx_gate_count(a->cell), G = gates * H, Hh = P > 0 ? P : H;
     const qwork w = work_layout(a->cell, a->qtype, T, B, I, H, P);
     unsigned char* base = (unsigned char*)a->work;
     qcall q;
