@@ -62,6 +62,8 @@ _SCALES = np.dtype("<f4")                          # an int8 matrix's row scales
 VERSION_WEIGHTS = _core.FORMAT["VERSION_WEIGHTS"]
 WEIGHTS_INT8 = _core.FORMAT["WEIGHTS_INT8"]
 WEIGHTS_BFLOAT16 = _core.FORMAT["WEIGHTS_BFLOAT16"]
+_WEIGHTS_CODES = {None: 0, "int8": WEIGHTS_INT8, "bfloat16": WEIGHTS_BFLOAT16}  # by qtype
+_QTYPES = {code: qtype for qtype, code in _WEIGHTS_CODES.items()}
 _HEADER = struct.Struct("<8sIIIIQIII20x")        # 64 bytes
 _DESCRIPTOR = struct.Struct("<8I")                # 32 bytes
 
@@ -86,7 +88,9 @@ def _layers_of(model):
 
 
 def _cell_code(layer):
-    name = type(layer).__name__
+    # a quantized layer's class derives from its float class (rnnx.quantize)
+    name = next((c.__name__ for c in type(layer).__mro__ if c.__name__ in ("RNN", "LSTM", "GRU")),
+                type(layer).__name__)
     if name == "RNN":
         return RNN_TANH if layer.nonlinearity == "tanh" else RNN_RELU
     if name == "LSTM":
@@ -120,16 +124,24 @@ def _descriptor_and_tensors(layer):
         raise ValueError("the .rnnx format (the C library's) has no reverse-only layer: a "
                          "go_backwards=True layer can be saved as .npz (rnnx.save(model, "
                          "'model.npz'))")
+    weights = _WEIGHTS_CODES[getattr(layer, "qtype", None)]   # rnnx.quantize's, or float
+    fields = (_cell_code(layer), layer.input_size, layer.hidden_size, layer.num_layers,
+              layer.num_directions, int(layer.bias), 0, weights)
+    return fields, [params[n] for n in _recurrent_names(layer, weights)]
+
+
+def _recurrent_names(layer, weights):
+    """The names of a recurrent layer's tensors in file order: for k, for d, its weights (an
+    int8 one followed by its scales, "<name>_scale") and biases."""
     names = []
     for k in range(layer.num_layers):
         for d in range(layer.num_directions):
             suffix = f"_l{k}" + ("_reverse" if d else "")
-            names += [f"weight_ih{suffix}", f"weight_hh{suffix}"]
+            for w in (f"weight_ih{suffix}", f"weight_hh{suffix}"):
+                names += [w, w + "_scale"] if weights == WEIGHTS_INT8 else [w]
             if layer.bias:
                 names += [f"bias_ih{suffix}", f"bias_hh{suffix}"]
-    fields = (_cell_code(layer), layer.input_size, layer.hidden_size, layer.num_layers,
-              layer.num_directions, int(layer.bias), 0, 0)
-    return fields, [params[n] for n in names]
+    return names
 
 
 def dumps(model):
@@ -340,6 +352,7 @@ def _stored(shapes, weights, dtype):
 def _build_layer(fields, tensors, dtype):
     from . import layers as recurrent
     kind, size_in, hidden, stack, directions, bias, activation, _ = fields
+    qtype = _QTYPES[_weights_code(fields)]
     dtype = np.dtype(dtype.newbyteorder("="))
     if kind == EMBEDDING:
         padding = fields[7]
@@ -360,8 +373,34 @@ def _build_layer(fields, tensors, dtype):
         else:
             layer = recurrent.GRU(size_in, hidden, reset_after=kind == GRU, **common)
         names = list(layer.parameters())   # state_dict order: k, d, w_ih, w_hh, b_ih, b_hh
+    if qtype:
+        return _quantized(layer, qtype, tensors)
     layer.load_state_dict(dict(zip(names, tensors)))
     return layer
+
+
+def _quantized(layer, qtype, tensors):
+    """rnnx.quantize's model of a float layer's shapes with the file's int8 or bfloat16 weights
+    (the quantized core's packed panels made from them): the layer's own weights are not
+    used, the file's are not quantized again."""
+    from .quantized import quantize
+    q = quantize(layer, qtype)
+    names = _recurrent_names(q, _WEIGHTS_CODES[qtype])
+    for name, tensor in zip(names, tensors):
+        want = q._tensors[name]
+        if tensor.shape != want.shape or tensor.dtype != want.dtype:
+            raise ValueError(f"{name} has shape {tensor.shape} {tensor.dtype}, the layer "
+                             f"{want.shape} {want.dtype}")
+        q._tensors[name] = tensor
+    for (k, d), packed in q._packed.items():
+        suffix = f"_l{k}" + ("_reverse" if d else "")
+        for name in ("weight_ih", "weight_hh"):
+            packed[name] = _core.qpack(qtype, layer._gates, q._tensors[name + suffix],
+                                       q._tensors.get(name + suffix + "_scale"))
+        for name in ("bias_ih", "bias_hh"):
+            if name in packed:
+                packed[name] = q._tensors[name + suffix]
+    return q
 
 
 def loads(image, name="<bytes>"):
@@ -385,7 +424,18 @@ def loads(image, name="<bytes>"):
     dtype, many_to_one, bare, described = _parse(bytes(image), name)
     try:
         layers = [_build_layer(fields, tensors, dtype) for fields, tensors in described]
-        return layers[0] if bare else Sequential(*layers, many_to_one=many_to_one)
+        if bare:
+            return layers[0]
+        qtypes = {layer.qtype for layer in layers if getattr(layer, "qtype", None)}
+        if not qtypes:
+            return Sequential(*layers, many_to_one=many_to_one)
+        if len(qtypes) > 1:
+            raise ValueError(f"layers of several qtypes {sorted(qtypes)}: rnnx.quantize makes "
+                             f"one")
+        from .quantized import QuantizedSequential
+        model = QuantizedSequential(layers, many_to_one=many_to_one)
+        model.qtype = qtypes.pop()
+        return model
     except (TypeError, ValueError) as error:
         raise ValueError(f"{name}: the layers cannot be rebuilt: {error}") from error
 
