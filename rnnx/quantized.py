@@ -1,0 +1,225 @@
+"""rnnx.quantize: int8 and bfloat16 inference models (docs/quantization.md).
+
+``qmodel = rnnx.quantize(model, "int8")`` takes a trained RNN, LSTM or GRU layer (any
+num_layers, bidirectional, go_backwards, proj_size) or a Sequential of them and returns an
+inference model with the same calls: ``y, state = qmodel(x, state, lengths)``, ``predict``,
+``stream()``, many_to_one.  Its recurrent weights (W_ih, W_hh, and an LSTM's W_hr) are int8
+with one float32 scale per row, or bfloat16; biases, states and outputs are float32.  Dense
+heads and an Embedding stay float32 (a step's time is in the recurrent products).  The
+original is not modified; ``forward``/``backward`` on the result raise TypeError.
+"""
+import copy
+
+import numpy as np
+
+from . import _core
+from .model import Sequential
+from .module import Module, positive_int
+from .recurrent import _Recurrent
+
+QTYPES = ("int8", "bfloat16")
+
+
+def _not_trainable(self, *args, **kwargs):
+    raise TypeError(f"{type(self).__name__} is an inference model made by rnnx.quantize: it has "
+                    "no forward/backward; train the float32 model and quantize it again")
+
+
+class _QuantizedRecurrent:
+    """Mixed in before a layer class (rnnx.LSTM, ...): the layer's checks and shapes, the
+    quantized core's forward.  Made by quantize(), never directly."""
+
+    forward = _not_trainable
+    backward = _not_trainable
+    training = False
+
+    def _run(self, x, state, lengths, train=False, **options):
+        if train:
+            _not_trainable(self)
+        from .module import unpack_sequence
+        x, lengths = unpack_sequence(x, lengths, self.batch_first)
+        x, batched, lengths = self._check_input(x, lengths)
+        T, B = x.shape[0], x.shape[1]
+        init = self._check_states(state, B, batched, "state")
+        final = [np.empty_like(s) for s in init]
+        has_c = "c" in self.state_names
+        Hh, D, P = self._state_width, self.num_directions, self.proj_size
+        layer_input = x
+        for k in range(self.num_layers):
+            y = np.empty((T, B, D * Hh), np.float32)
+            for d in range(D):
+                i = k * D + d
+                w = self._packed[(k, d)]
+                _core.qforward(self._cell, self.qtype, layer_input, init[0][i],
+                               init[1][i] if has_c else None, w["weight_ih"], w["weight_hh"],
+                               w.get("weight_hr"), w.get("bias_ih"), w.get("bias_hh"),
+                               self.hidden_size, P, lengths, self._reverse(d),
+                               y[:, :, d * Hh:(d + 1) * Hh], final[0][i],
+                               final[1][i] if has_c else None)
+            layer_input = y
+        return self._to_output(layer_input, batched), self._pack_state(final, batched), None
+
+    def __call__(self, x, state=None, lengths=None):
+        y, state, _ = self._run(x, state, lengths)
+        return y, state
+
+    def predict(self, x, state=None, lengths=None):
+        return self(x, state, lengths)[0]
+
+    def stream(self, batch_size=1, state=None):
+        if self.bidirectional or self.go_backwards:
+            raise ValueError(f"a {'bidirectional' if self.bidirectional else 'go_backwards'} "
+                             "layer cannot stream: its reverse direction needs the whole sequence")
+        return QuantizedStream(self, batch_size, state)
+
+    def parameters(self):
+        """The quantized tensors: per layer and direction, weight_* as int8 (with
+        weight_*_scale float32) or bfloat16 bits (uint16), biases float32."""
+        return dict(self._tensors)
+
+    def __repr__(self):
+        return f"quantize({super().__repr__()}, {self.qtype!r})"
+
+
+_classes = {}
+
+
+def _quantized_class(cls):
+    if cls not in _classes:
+        _classes[cls] = type("Quantized" + cls.__name__, (_QuantizedRecurrent, cls), {})
+    return _classes[cls]
+
+
+def _quantize_tensor(w, qtype, tensors, name):
+    """Quantize float matrix w into tensors[name] (+ name_scale for int8)."""
+    w = np.asarray(w, np.float32)
+    if qtype == "int8":
+        q, scale = _core.quantize_int8(w)
+        tensors[name], tensors[name + "_scale"] = q, scale
+    else:
+        tensors[name] = _core.to_bfloat16(w)
+
+
+def _quantize_layer(layer, qtype):
+    if getattr(layer, "peephole", False):
+        raise ValueError("rnnx.quantize does not support an LSTM with peepholes (peephole=True): "
+                         "its peephole products are elementwise and not worth quantizing, and "
+                         "the quantized core has no peephole cell")
+    q = object.__new__(_quantized_class(type(layer)))
+    q.__dict__.update(layer.__dict__)
+    q._params = {}                      # the float weights stay with the original
+    q.dtype = np.dtype(np.float32)
+    q.qtype = qtype
+    q._tensors, q._packed = {}, {}
+    gates = layer._gates
+    for k in range(layer.num_layers):
+        for d in range(layer.num_directions):
+            suffix = f"_l{k}" + ("_reverse" if d == 1 else "")
+            packed = {}
+            for name in ("weight_ih", "weight_hh", "weight_hr"):
+                if name + suffix not in layer._params:
+                    continue
+                _quantize_tensor(layer._params[name + suffix], qtype, q._tensors, name + suffix)
+                rows = gates if name != "weight_hr" else 1
+                packed[name] = _core.qpack(qtype, rows, q._tensors[name + suffix],
+                                           q._tensors.get(name + suffix + "_scale"))
+            for name in ("bias_ih", "bias_hh"):
+                if name + suffix in layer._params:
+                    q._tensors[name + suffix] = np.array(layer._params[name + suffix], np.float32)
+                    packed[name] = q._tensors[name + suffix]
+            q._packed[(k, d)] = packed
+    return q
+
+
+class QuantizedSequential(Sequential):
+    """A Sequential whose recurrent layers are quantized (see quantize)."""
+
+    forward = _not_trainable
+    backward = _not_trainable
+
+    def _run(self, x, state, lengths, logits, train, checkpoint=None):
+        if train:
+            _not_trainable(self)
+        return super()._run(x, state, lengths, logits, train=False)
+
+    def stream(self, batch_size=1, state=None):
+        if self.many_to_one:
+            raise ValueError("a many_to_one model cannot stream: it reads each sequence's end")
+        if any(layer.bidirectional or layer.go_backwards
+               for layer in self.layers if layer.is_recurrent):
+            raise ValueError("a model with a bidirectional or go_backwards layer cannot stream")
+        return QuantizedStream(self, batch_size, state)
+
+
+def quantize(model, qtype="int8"):
+    """An int8 or bfloat16 inference copy of a trained layer or Sequential.
+
+    Parameters
+    ----------
+    model : rnnx.RNN, rnnx.LSTM, rnnx.GRU or rnnx.Sequential
+        Not modified.  An LSTM with peepholes is refused (ValueError).
+    qtype : "int8" or "bfloat16"
+        int8: weights symmetric per output row (scale = max|w| / 127), activations quantized
+        per row and step at run time, int32 sums.  bfloat16: weights and activations rounded
+        to bfloat16, float32 sums (vdpbf16ps's order).  Gates and states are float32.
+
+    Returns
+    -------
+    The inference model: the same ``model(x, state, lengths)``, ``predict``, ``stream()``;
+    float32 in and out; ``forward``/``backward`` raise TypeError.
+    """
+    if qtype not in QTYPES:
+        raise ValueError(f"qtype must be one of {QTYPES}, got {qtype!r}")
+    if isinstance(model, _QuantizedRecurrent) or isinstance(model, QuantizedSequential):
+        raise TypeError("model is already quantized; quantize the float32 model")
+    if isinstance(model, _Recurrent):
+        return _quantize_layer(model, qtype)
+    if isinstance(model, Sequential):
+        layers = []
+        for layer in model.layers:
+            if isinstance(layer, _Recurrent):
+                layers.append(_quantize_layer(layer, qtype))
+            else:                                   # Dense, Embedding: float32 copies
+                head = copy.deepcopy(layer)
+                head.float()
+                head.eval()
+                layers.append(head)
+        q = QuantizedSequential(layers, many_to_one=model.many_to_one)
+        q.qtype = qtype
+        return q
+    raise TypeError(f"model must be an rnnx RNN, LSTM, GRU or Sequential, got "
+                    f"{type(model).__name__}")
+
+
+class QuantizedStream:
+    """Step-by-step inference of a quantized layer or Sequential: ``y_t = s.step(x_t)``
+    with x_t (B, I) (or (B,) ids), ``run(x)`` for a chunk (T, B, I), ``reset(state)``,
+    ``state``.  Each call is one quantized forward from the carried state, so a stream's
+    outputs equal the whole sequence's bit for bit."""
+
+    def __init__(self, model, batch_size=1, state=None):
+        self._model = model
+        self.batch_size = positive_int(batch_size, "batch_size")
+        self.reset(state)
+
+    def reset(self, state=None):
+        self._state = state
+
+    @property
+    def state(self):
+        return self._state
+
+    def run(self, x):
+        x = np.asarray(x)
+        if x.ndim < 2 or x.shape[1] != self.batch_size:
+            raise ValueError(f"x must be (T, {self.batch_size}, ...) for batch_size="
+                             f"{self.batch_size}, got {x.shape}")
+        y, self._state = self._model(x, self._state)
+        return y
+
+    def step(self, x_t):
+        x_t = np.asarray(x_t)
+        if x_t.ndim < 1 or x_t.shape[0] != self.batch_size:
+            raise ValueError(f"x_t must be ({self.batch_size}, ...) for batch_size="
+                             f"{self.batch_size}, got {x_t.shape}")
+        return self.run(x_t[None])[0]
