@@ -25,8 +25,10 @@ scratch_build plain_c99 "-pedantic -DRNNX_PLAIN_C99"
 
 mkdir "$work/obj"
 for source in "$src"/csrc/dispatch.c "$src"/csrc/pool.c "$src"/csrc/cell_table.c \
-              "$src"/csrc/status.c "$src"/csrc/model/*.c; do
-    "$cc" "${strict[@]}" -O2 -I"$src/csrc" -c "$source" -o "$work/obj/$(basename "$source").o"
+              "$src"/csrc/status.c "$src"/csrc/model/*.c "$src"/csrc/stream/*.c; do
+    # named by folder too: csrc/model/stream.c and csrc/stream/stream.c are two files
+    "$cc" "${strict[@]}" -O2 -I"$src/csrc" -c "$source" \
+        -o "$work/obj/$(basename "$(dirname "$source")")_$(basename "$source").o"
 done
 # the kernels once per dtype and instruction set of csrc/kernels/isa_list.h, as setup.py's units
 isas=$(sed -n 's/^[[:space:]]*X(\([a-z0-9_]*\),.*/\1/p' "$src/csrc/kernels/isa_list.h")

@@ -82,6 +82,11 @@ static const isa_entry* isa_in_use(void)
     return default_isa();
 }
 
+const rnnx_dtype_kernels* rnnx_kernels_in_use(int dtype)
+{
+    return isa_in_use()->kernels[dtype == RNNX_FLOAT64];
+}
+
 const char* rnnx_isa_name(int index)
 {
     return index >= 0 && index < N_ISAS ? isas[index].name : NULL;

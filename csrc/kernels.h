@@ -28,4 +28,9 @@ typedef struct rnnx_dtype_kernels {
 RNNX_ISA_LIST(RNNX_DECLARE_KERNELS)
 #undef RNNX_DECLARE_KERNELS
 
+/* The table of dtype (RNNX_FLOAT32 or RNNX_FLOAT64) of the instruction set in use
+ * (dispatch.c), for callers inside the core that validated their arguments once
+ * (the stream, csrc/stream/) and call the kernels directly. */
+const rnnx_dtype_kernels* rnnx_kernels_in_use(int dtype);
+
 #endif /* RNNX_KERNELS_H */

@@ -196,7 +196,8 @@ typedef struct rnnx_stream {
     const rnnx_blas* blas;
     int B;
     int parity;           /* which half of the state ping-pong holds the current state */
-    void* mem;            /* the caller's memory: states, transposes, scratch */
+    void* mem;            /* the caller's memory: the core's one stream over the model's
+                             layers (csrc/stream/), its states, packed weights, scratch */
     size_t mem_bytes;
 } rnnx_stream;
 
@@ -213,7 +214,9 @@ int rnnx_stream_init(rnnx_stream* s, const rnnx_model* m, const rnnx_blas* blas,
 int rnnx_stream_reset(rnnx_stream* s);
 
 /* One step: x (B,I) in (int32 ids (B,) for a token model), y (B,out) out (the model's output if the sequence
- * ended at this step, for a many-to-one model).  Never allocates. */
+ * ended at this step, for a many-to-one model).  Never allocates.  Validates nothing but
+ * its pointers and the ids (rnnx_stream_init checked the model once), and equals
+ * rnnx_model_run over the same steps bit for bit. */
 int rnnx_stream_step(rnnx_stream* s, const void* x, void* y);
 
 #ifdef __cplusplus

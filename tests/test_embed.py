@@ -87,7 +87,7 @@ def _stream_c(binary, x, *args, emulator=()):
 
 
 def _dense_twin(layer, x):
-    """A Dense layer computed as csrc/model/layers.c computes it (products added in order of k, one
+    """A Dense layer computed as csrc/stream/heads.c computes it (products added in order of k, one
     rounding per operation, the bias after the sum; sigmoid/tanh by the core's activation;
     softmax's exp in double), so the C result can be checked bit for bit."""
     params = layer.parameters()

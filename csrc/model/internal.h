@@ -12,6 +12,7 @@
 #include "rnnx.h"
 #include "rnnx_model.h"
 #include "model/format.h"
+#include "stream/heads.h"
 
 static inline size_t elem_size(int dtype)
 {
@@ -66,19 +67,24 @@ typedef struct model_dims {
     int bidirectional;    /* some layer has two directions */
 } model_dims;
 
-/* layers.c: the path of the core's products (BLAS where the caller gave one); a
- * Dense layer out (N,O) := act(x (N,In) @ w^T + b); the id check and the
- * Embedding lookup out (N,E) := table[ids]. */
+/* run.c: the path of the core's products (BLAS where the caller gave one). */
 int rnnxm_path_for(const rnnx_blas* blas, int dtype);
-void rnnxm_dense(int dtype, void* out, const void* x, const rnnx_layer* l, int N);
-int rnnxm_check_ids(const int32_t* ids, size_t n, int num);
-void rnnxm_embed(int dtype, void* out, const int32_t* ids, const rnnx_layer* l, size_t N);
 
-/* run.c: the widest activation and the recurrent needs of T steps of B rows;
- * dst (cols,rows) := src (rows,cols)^T. */
+/* A model's Dense layer l over N rows, and its Embedding (stream/heads.c). */
+static inline void rnnxm_dense(int dtype, void* out, const void* x, const rnnx_layer* l, int N)
+{
+    rnnx_dense_rows(dtype, out, x, l->tensors[0], l->bias ? l->tensors[1] : NULL, N,
+                    l->input_size, l->hidden_size, l->activation);
+}
+
+static inline void rnnxm_embed(int dtype, void* out, const int32_t* ids, const rnnx_layer* l,
+                               size_t N)
+{
+    rnnx_embed_rows(dtype, out, ids, l->tensors[0], l->hidden_size, N);
+}
+
+/* run.c: the widest activation and the recurrent needs of T steps of B rows. */
 model_dims rnnxm_dims_of(const rnnx_model* m, int T, int B);
-void rnnxm_transpose(unsigned char* dst, const unsigned char* src, size_t rows, size_t cols,
-                     size_t elem);
 
 /* quantized.c: a recurrent layer with int8/bfloat16 weights (l->weights != 0).
  * Sub-layer k's W_ih and W_hh packed for the quantized core take

@@ -14,6 +14,12 @@
 
 /* ---------------------------------------------------------- whole sequences --- */
 
+int rnnxm_path_for(const rnnx_blas* blas, int dtype)
+{
+    const int has_gemm = blas && (dtype == RNNX_FLOAT64 ? blas->dgemm != NULL : blas->sgemm != NULL);
+    return has_gemm ? RNNX_PATH_AUTO : RNNX_PATH_SMALL;
+}
+
 model_dims rnnxm_dims_of(const rnnx_model* m, int T, int B)
 {
     /* a token model's x is ids: no activation is input_size (the vocabulary) wide */
@@ -71,15 +77,6 @@ static void last_step(unsigned char* pooled, const unsigned char* y, int T, int 
     }
 }
 
-/* dst (cols,rows) := src (rows,cols)^T */
-void rnnxm_transpose(unsigned char* dst, const unsigned char* src, size_t rows, size_t cols,
-                      size_t elem)
-{
-    for (size_t r = 0; r < rows; r++)
-        for (size_t c = 0; c < cols; c++)
-            memcpy(dst + (c * rows + r) * elem, src + (r * cols + c) * elem, elem);
-}
-
 /* Sub-layer (k,d)'s final state, h_n and c_n (an LSTM's), into its slot at of
  * state_n (h), and at c_part + at (c); nothing if state_n is NULL. */
 static void copy_state(const rnnx_layer* l, unsigned char* state_n, size_t at, size_t c_part,
@@ -135,7 +132,7 @@ static int run_recurrent(const rnnx_layer* l, int dtype, const rnnx_blas* blas, 
                 continue;
             }
             const int I = k == 0 ? l->input_size : D * H;
-            rnnxm_transpose(w_ih_t, w.w_ih, (size_t)rnnx_gate_count(l->kind) * H, (size_t)I, elem);
+            rnnx_transpose_bytes(w_ih_t, w.w_ih, (size_t)rnnx_gate_count(l->kind) * H, (size_t)I, elem);
             rnnx_forward_args a;
             memset(&a, 0, sizeof a);  /* fields the core adds later: zero = the default */
             a.cell = l->kind;
@@ -210,7 +207,7 @@ int rnnx_model_run(const rnnx_model* m, const rnnx_blas* blas, const void* x, in
         return RNNX_EALIGN;
     if (work_bytes < rnnx_model_run_work_size(m, T, B))
         return RNNX_ENOMEM;
-    if (takes_ids(m) && rnnxm_check_ids(x, (size_t)T * B, m->input_size) != RNNX_OK)
+    if (takes_ids(m) && rnnx_check_ids(x, (size_t)T * B, m->input_size) != RNNX_OK)
         return RNNX_EINVAL;
     const model_dims d = rnnxm_dims_of(m, T, B);
     const size_t TB = (size_t)T * B, BH = (size_t)B * d.hidden;

@@ -5,6 +5,8 @@
  * bit (outputs and final state); state0 of zeros equals state0 NULL; state_n
  * may be state0; a row of length 0 keeps its state; a bidirectional model
  * takes a state too (its reverse half ends at t = 0, so it does not chunk).
+ * A stream (rnnx_stream_step, the core's one stream) of the T steps equals the
+ * one call bit for bit, and again after rnnx_stream_reset.
  *
  *   test_chunks DATA_DIR NAME...    exits 1 on any failure
  */
@@ -57,6 +59,33 @@ static void* make_signal(const rnnx_model* m, size_t n)
     void* x = ids ? (void*)ids : as_dtype(v, n, m->dtype);
     free(v);
     return x;
+}
+
+/* T_LONG steps of a stream over x equal y_one, the whole sequence's outputs (rows_out of
+ * them: T_LONG, or the last step's for a many-to-one model), bit for bit, twice. */
+static void check_stream(const rnnx_model* m, const char* name, const void* x, size_t x_step,
+                         const void* y_one, size_t rows_out)
+{
+    const size_t elem = m->dtype == RNNX_FLOAT64 ? 8 : 4;
+    const size_t row = (size_t)B_ROWS * m->output_size * elem;   /* one step's y */
+    const size_t bytes = rnnx_stream_size(m, B_ROWS);
+    CHECK(bytes > 0, "%s: no stream size", name);
+    void* smem = malloc(bytes);
+    void* y = malloc((size_t)T_LONG * row);
+    rnnx_stream s;
+    CHECK_STATUS(rnnx_stream_init(&s, m, NULL, B_ROWS, smem, bytes), RNNX_OK);
+    for (int pass = 0; pass < 2; pass++) {
+        for (int t = 0; t < T_LONG; t++)
+            CHECK_STATUS(rnnx_stream_step(&s, (const char*)x + (size_t)t * x_step,
+                                          (char*)y + (size_t)t * row),
+                         RNNX_OK);
+        const size_t at = rows_out == 1 ? (size_t)(T_LONG - 1) * row : 0;
+        CHECK(memcmp((char*)y + at, y_one, rows_out * row) == 0,
+              "%s: stream pass %d differs from rnnx_model_run bit for bit", name, pass);
+        CHECK_STATUS(rnnx_stream_reset(&s), RNNX_OK);
+    }
+    free(y);
+    free(smem);
 }
 
 static void check_case(const char* dir, const char* name)
@@ -114,6 +143,7 @@ static void check_case(const char* dir, const char* name)
               "%s: the outputs in chunks differ from one call", name);
         CHECK(memcmp(state, state_one, sbytes) == 0,
               "%s: the final state in chunks differs from one call", name);
+        check_stream(&m, name, x, x_step, y_one, rows_out);
     } else {
         /* the reverse direction reads state0 too: a second run from state_one differs */
         CHECK_STATUS(rnnx_model_run(&m, NULL, x, T_LONG, B, NULL, state_one, state, y_zero, work,

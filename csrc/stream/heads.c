@@ -1,6 +1,7 @@
 /*
- * model/layers.c: the model layer's own layers: Dense (out = act(x @ w^T + b))
- * and the Embedding (a table lookup of int32 ids, the first layer only).
+ * stream/heads.c: the layers without a state, for the stream and the model
+ * layer's whole-sequence run alike: Dense (out = act(x @ w^T + b)) and the
+ * Embedding (a table lookup of int32 ids, the first layer only).
  *
  * The Dense arithmetic is written so that a NumPy twin can reproduce it bit
  * for bit: one product, then one sum, per statement (so no compiler fuses
@@ -12,14 +13,7 @@
 #include <stdio.h>
 #endif
 
-#include "model/internal.h"
-#include "rnnx_version.h"
-
-int rnnxm_path_for(const rnnx_blas* blas, int dtype)
-{
-    const int has_gemm = blas && (dtype == RNNX_FLOAT64 ? blas->dgemm != NULL : blas->sgemm != NULL);
-    return has_gemm ? RNNX_PATH_AUTO : RNNX_PATH_SMALL;
-}
+#include "stream/heads.h"
 
 /* ---------------------------------------------------------- Dense layers --- */
 
@@ -67,19 +61,19 @@ int rnnxm_path_for(const rnnx_blas* blas, int dtype)
 RNNX_DENSE_KERNEL(_f32, float, exp)
 RNNX_DENSE_KERNEL(_f64, double, exp)
 
-void rnnxm_dense(int dtype, void* out, const void* x, const rnnx_layer* l, int N)
+void rnnx_dense_rows(int dtype, void* out, const void* x, const void* w, const void* b, int N,
+                     int In, int O, int activation)
 {
-    const void* b = l->bias ? l->tensors[1] : NULL;
     if (dtype == RNNX_FLOAT64)
-        dense_f64(out, x, l->tensors[0], b, N, l->input_size, l->hidden_size, l->activation);
+        dense_f64(out, x, w, b, N, In, O, activation);
     else
-        dense_f32(out, x, l->tensors[0], b, N, l->input_size, l->hidden_size, l->activation);
+        dense_f32(out, x, w, b, N, In, O, activation);
 }
 
 /* ------------------------------------------------------------- Embedding --- */
 
 /* RNNX_EINVAL unless every one of the n ids lies in [0, num). */
-int rnnxm_check_ids(const int32_t* ids, size_t n, int num)
+int rnnx_check_ids(const int32_t* ids, size_t n, int num)
 {
     for (size_t k = 0; k < n; k++)
         if (ids[k] < 0 || ids[k] >= num)
@@ -88,10 +82,21 @@ int rnnxm_check_ids(const int32_t* ids, size_t n, int num)
 }
 
 /* out (N,E) := table[ids[n]] row by row; table (V,E), ids checked in [0, V). */
-void rnnxm_embed(int dtype, void* out, const int32_t* ids, const rnnx_layer* l, size_t N)
+void rnnx_embed_rows(int dtype, void* out, const int32_t* ids, const void* table_, int E, size_t N)
 {
-    const size_t row = (size_t)l->hidden_size * elem_size(dtype);
-    const unsigned char* table = (const unsigned char*)l->tensors[0];
+    const size_t row = (size_t)E * (dtype == RNNX_FLOAT64 ? sizeof(double) : sizeof(float));
+    const unsigned char* table = (const unsigned char*)table_;
     for (size_t n = 0; n < N; n++)
         memcpy((unsigned char*)out + n * row, table + (size_t)ids[n] * row, row);
+}
+
+/* ------------------------------------------------------------- transpose --- */
+
+/* dst (cols,rows) := src (rows,cols)^T, elements of elem bytes. */
+void rnnx_transpose_bytes(unsigned char* dst, const unsigned char* src, size_t rows, size_t cols,
+                          size_t elem)
+{
+    for (size_t r = 0; r < rows; r++)
+        for (size_t c = 0; c < cols; c++)
+            memcpy(dst + (c * rows + r) * elem, src + (r * cols + c) * elem, elem);
 }
