@@ -20,7 +20,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(ROOT, "tests", "c", "data")
 CASES = ["lstm2_f32", "lstm_dense_f64", "gru_bi_softmax_m2o_f32", "gru_before_nobias_f64",
          "rnn_relu_sigmoid_f32", "lstm_m2o_f32", "embed_gru_dense_f32",
-         "embed_lstm_m2o_f64", "lstm_bi_output_m2o_f64"]
+         "embed_lstm_m2o_f64", "lstm_bi_output_m2o_f64", "lstm2_dense_int8",
+         "embed_gru_before_int8", "gru_bi_m2o_int8", "lstm2_dense_bf16"]
 
 
 def _require(*tools):

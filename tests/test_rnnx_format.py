@@ -187,7 +187,7 @@ def test_committed_data_is_what_the_scripts_write(tmp_path):
                    check=True)
     data = os.path.join(HERE, "c", "data")
     names = sorted(os.listdir(data))
-    assert names == sorted(os.listdir(tmp_path)) and len(names) == 18
+    assert names == sorted(os.listdir(tmp_path)) and len(names) == 26
     for name in names:
         committed = open(os.path.join(data, name), "rb").read()
         fresh = (tmp_path / name).read_bytes()

@@ -145,11 +145,13 @@ static void check_case(const char* dir, const char* name)
               "%s: the final state in chunks differs from one call", name);
         check_stream(&m, name, x, x_step, y_one, rows_out);
     } else {
-        /* the reverse direction reads state0 too: a second run from state_one differs */
-        CHECK_STATUS(rnnx_model_run(&m, NULL, x, T_LONG, B, NULL, state_one, state, y_zero, work,
-                                    wb),
+        /* the reverse direction reads state0 too: a run from state_one differs; over 2
+         * steps, not T_LONG, which an int8 model's quantized activations may forget */
+        CHECK_STATUS(rnnx_model_run(&m, NULL, x, 2, B, NULL, state_one, state, y_zero, work, wb),
                      RNNX_OK);
-        CHECK(memcmp(y_zero, y_one, rows_out * B * out * elem) != 0,
+        CHECK_STATUS(rnnx_model_run(&m, NULL, x, 2, B, NULL, NULL, state, y_chunks, work, wb),
+                     RNNX_OK);
+        CHECK(memcmp(y_zero, y_chunks, (m.many_to_one ? 1 : 2) * B * out * elem) != 0,
               "%s: the initial state changed nothing", name);
     }
 
