@@ -198,3 +198,23 @@ int main(void) {
     assert out.returncode == 0, out.stderr
     got = np.array([float.fromhex(v) for v in out.stdout.split()], np.float32)
     np.testing.assert_array_equal(got, want.ravel())
+
+
+@pytest.mark.parametrize("H", [64, 256])
+def test_quantized_files_and_streams_are_small(build, tmp_path, H):
+    """The footprint targets of issue 19 on the README's LSTMs (I = H/2): an int8 file at most
+    0.3x the float32 one, a bfloat16 file 0.55x; a stream's memory shrinks with them; and
+    rnnx_stream --info names the weights."""
+    model = rnnx.LSTM(H // 2, H, seed=0)
+    sizes, streams = {}, {}
+    for qtype in (None, "int8", "bfloat16"):
+        path = tmp_path / f"{qtype}.rnnx"
+        rnnx.save(model if qtype is None else rnnx.quantize(model, qtype), path)
+        sizes[qtype] = path.stat().st_size
+        info = subprocess.run([str(build / "build" / "examples" / "embed" / "rnnx_stream"),
+                               "--info", str(path)], capture_output=True, text=True,
+                              check=True).stdout
+        assert (f"({qtype} recurrent weights)" in info) == (qtype is not None), info
+        streams[qtype] = int(info.split("batch 1: ")[1].split()[0])
+    assert sizes["int8"] <= 0.3 * sizes[None] and sizes["bfloat16"] <= 0.55 * sizes[None]
+    assert streams["int8"] <= 0.3 * streams[None] and streams["bfloat16"] <= 0.55 * streams[None]
