@@ -54,4 +54,17 @@ static inline float qtanh(float x)
     return x != x ? x : x < 0.0f ? -t : t;
 }
 
+/* v[i] := f(v[i]) for i < n, on arrays, so the loops vectorize. */
+static inline void qsigmoid_n(float* restrict v, int n)
+{
+    for (int i = 0; i < n; i++)
+        v[i] = qsigmoid(v[i]);
+}
+
+static inline void qtanh_n(float* restrict v, int n)
+{
+    for (int i = 0; i < n; i++)
+        v[i] = qtanh(v[i]);
+}
+
 #endif /* RNNX_QACT_H */
