@@ -104,6 +104,9 @@ def forward(cell, qtype, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr=None, lengths=N
             reverse=False):
     """One layer and direction: x (T, B, I); cell one of "rnn_tanh", "rnn_relu", "lstm",
     "gru", "gru_reset_before"; returns y (T, B, Hh), h_n, c_n (None but for LSTM)."""
+    if cell not in ("rnn_tanh", "rnn_relu", "lstm", "gru", "gru_reset_before"):
+        raise ValueError(f"cell must be rnn_tanh, rnn_relu, lstm, gru or gru_reset_before, "
+                         f"got {cell!r}")
     x = np.asarray(x, f32)
     T, B, _ = x.shape
     H = w_hh.shape[1] if w_hr is None else w_hr.shape[1]
