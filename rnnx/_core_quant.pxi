@@ -39,6 +39,8 @@ cdef extern from "quant/quant.h":
     int rnnx_qkernel_available(const char* name)
     int rnnx_qset_kernel(const char* name)
     const char* rnnx_qget_kernel(int qtype)
+
+cdef extern from "quant/qkernels.h":
     float rnnx_qbf16_madd(float acc, uint16_t a, uint16_t b)
 
 QTYPES = {"int8": RNNX_QINT8, "bfloat16": RNNX_QBFLOAT16}

@@ -67,7 +67,8 @@ def product(qtype, xrows, w):
     return acc
 
 
-def expm1_nonpositive(y):
+def exp_parts(y):
+    """(p, 2^n) with e^y = 2^n (1 + p), p = e^r - 1, as csrc/quant/qact.h computes them."""
     magic = f32(12582912.0)
     y = np.where(y < f32(-87), f32(-87), y).astype(f32)
     n = (y * f32(1.44269504) + magic) - magic
@@ -78,14 +79,14 @@ def expm1_nonpositive(y):
         p = p * r + c
     p = p * r
     bits = ((n + magic).view(np.uint32).astype(np.int64) - 0x4B400000 + 127) << 23
-    s = bits.astype(np.uint32).view(f32)
-    return s * p + (s - f32(1))
+    return p, bits.astype(np.uint32).view(f32)
 
 
 def sigmoid(x):
     x = np.asarray(x, f32)
     a = np.abs(x)
-    e = expm1_nonpositive(-a) + f32(1)
+    p, two_n = exp_parts(-a)
+    e = two_n * (p + f32(1))
     s = f32(1) / (f32(1) + e)
     return np.where(np.isnan(x), x, np.where(x >= 0, s, e * s)).astype(f32)
 
@@ -93,7 +94,8 @@ def sigmoid(x):
 def tanh(x):
     x = np.asarray(x, f32)
     a = np.abs(x)
-    m = expm1_nonpositive(f32(-2) * a)
+    p, two_n = exp_parts(f32(-2) * a)
+    m = two_n * p + (two_n - f32(1))
     t = -m / (f32(2) + m)
     return np.where(np.isnan(x), x, np.where(x < 0, -t, t)).astype(f32)
 
@@ -102,6 +104,9 @@ def forward(cell, qtype, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr=None, lengths=N
             reverse=False):
     """One layer and direction: x (T, B, I); cell one of "rnn_tanh", "rnn_relu", "lstm",
     "gru", "gru_reset_before"; returns y (T, B, Hh), h_n, c_n (None but for LSTM)."""
+    if cell not in ("rnn_tanh", "rnn_relu", "lstm", "gru", "gru_reset_before"):
+        raise ValueError(f"cell must be rnn_tanh, rnn_relu, lstm, gru or gru_reset_before, "
+                         f"got {cell!r}")
     x = np.asarray(x, f32)
     T, B, _ = x.shape
     H = w_hh.shape[1] if w_hr is None else w_hr.shape[1]

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import _core
 from .model import Sequential
-from .module import Module, positive_int
+from .module import positive_int, unpack_sequence
 from .recurrent import _Recurrent
 
 QTYPES = ("int8", "bfloat16")
@@ -23,6 +23,13 @@ QTYPES = ("int8", "bfloat16")
 def _not_trainable(self, *args, **kwargs):
     raise TypeError(f"{type(self).__name__} is an inference model made by rnnx.quantize: it has "
                     "no forward/backward; train the float32 model and quantize it again")
+
+
+def _as_float32(a):
+    """A float64 array as float32 (any other value as it is, for the layer's checks)."""
+    if isinstance(a, np.ndarray) and a.dtype == np.float64:
+        return a.astype(np.float32)
+    return a
 
 
 class _QuantizedRecurrent:
@@ -36,8 +43,11 @@ class _QuantizedRecurrent:
     def _run(self, x, state, lengths, train=False, **options):
         if train:
             _not_trainable(self)
-        from .module import unpack_sequence
         x, lengths = unpack_sequence(x, lengths, self.batch_first)
+        # float64 (a float64 model's) x and state are read as float32, the quantized dtype
+        x = _as_float32(x)
+        state = tuple(map(_as_float32, state)) if isinstance(state, (tuple, list)) \
+            else _as_float32(state)
         x, batched, lengths = self._check_input(x, lengths)
         T, B = x.shape[0], x.shape[1]
         init = self._check_states(state, B, batched, "state")

@@ -26,12 +26,18 @@ typedef struct qmat {
     const unsigned char* base;
     int qtype, n, cols, per_gate, groups;
     size_t panel_bytes;
+    qdot_i8_fn dot_i8;      /* the kernels of the call, found once */
+    qdot_bf16_fn dot_bf16;
 } qmat;
 
 static qmat qmat_of(int qtype, const void* packed, int n, int cols)
 {
     qmat m = {(const unsigned char*)packed, qtype, n, cols, (n + QR - 1) / QR,
-              qgroups(qtype, cols), qpanel_bytes(qtype, cols)};
+              qgroups(qtype, cols), qpanel_bytes(qtype, cols), NULL, NULL};
+    if (qtype == RNNX_QINT8)
+        m.dot_i8 = rnnx_qdot_i8();
+    else
+        m.dot_bf16 = rnnx_qdot_bf16();
     return m;
 }
 
@@ -65,7 +71,8 @@ static void quantize_row(int qtype, const float* v, int n, const qrows* X, size_
     X->scale[i] = amax / 127.0f;
     int8_t* q = (int8_t*)row;
     for (int k = 0; k < n; k++) {
-        float r = rintf(v[k] * inv);
+        /* rint for |v * inv| <= 127 (+ 1.5*2^23 rounds to an integer, to nearest even) */
+        float r = (v[k] * inv + 12582912.0f) - 12582912.0f;
         r = r > 127.0f ? 127.0f : r < -127.0f ? -127.0f : r == r ? r : 0.0f;
         q[k] = (int8_t)r;
     }
@@ -79,12 +86,12 @@ static void panel_product(const qmat* W, int p, const qrows* X, size_t row0, int
 {
     const unsigned char* panel = W->base + (size_t)p * W->panel_bytes;
     if (W->qtype == RNNX_QBFLOAT16) {
-        rnnx_qdot_bf16()((const uint16_t*)panel, W->groups,
+        W->dot_bf16((const uint16_t*)panel, W->groups,
                          (const uint16_t*)(X->data + row0 * X->row_bytes), X->row_bytes / 2, M,
                          out);
         return;
     }
-    const qdot_i8_fn dot = rnnx_qdot_i8();
+    const qdot_i8_fn dot = W->dot_i8;
     int32_t rowsum[QR], sums[CHUNK * QR];
     float wscale[QR];
     const unsigned char* tail = panel + (size_t)W->groups * QGROUP_BYTES;
@@ -171,57 +178,76 @@ static float* y_row(const qcall* q, int b)
     return q->a->y + ((ptrdiff_t)q->t * q->a->B + b) * q->a->ldy;
 }
 
-/* One step of block u: every cell but the reset-before GRU's second phase. */
+/* pre[r] := x[r] + sums[r], r < n: a gate's two parts (the bias of each in it). */
+static void add_parts(float* restrict pre, const float* restrict x, const float* restrict sums,
+                      int n)
+{
+    for (int r = 0; r < n; r++)
+        pre[r] = x[r] + sums[r];
+}
+
+/* One step of block u: every cell but the reset-before GRU's second phase.
+ * Each row's 16 units go through the activations as arrays, which vectorize. */
 static void step_task(void* ctx, int u)
 {
     const qcall* q = (const qcall*)ctx;
     const rnnx_qforward_args* a = q->a;
-    const int H = a->H, B = a->B, t = q->t, j1 = block_end(u, H);
-    const int before = a->cell == RNNX_GRU_RESET_BEFORE;
+    const int H = a->H, B = a->B, t = q->t, j0 = u * QR, n = block_end(u, H) - j0;
+    const int cell = a->cell, before = cell == RNNX_GRU_RESET_BEFORE, proj = a->proj > 0;
     recurrent_sums(q, u, 0, before ? 2 : q->gates, &q->hq);
+    float pre[4][QR], tc[QR];
     for (int b = 0; b < B; b++) {
-        const int on = row_active(a->lengths, t, b);
-        if (!on && !(a->proj > 0)) {
-            if (!before)
-                memset(y_row(q, b) + u * QR, 0, (size_t)(j1 - u * QR) * sizeof(float));
+        if (!row_active(a->lengths, t, b)) {
+            if (!before && !proj)  /* else the second phase writes y */
+                memset(y_row(q, b) + j0, 0, (size_t)n * sizeof(float));
             continue;
         }
-        if (!on)
+        const float* x = q->slab + ((size_t)t * B + b) * q->G + j0;
+        float* h = q->h + (size_t)b * q->Hh + j0;
+        float* y = y_row(q, b) + j0;
+        add_parts(pre[0], x, block_sums(q, u, 0) + b * QR, n);
+        if (cell == RNNX_RNN_TANH || cell == RNNX_RNN_RELU) {
+            if (cell == RNNX_RNN_TANH)
+                qtanh_n(pre[0], n);
+            else
+                for (int r = 0; r < n; r++)
+                    pre[0][r] = pre[0][r] > 0.0f ? pre[0][r] : 0.0f;
+            memcpy(h, pre[0], (size_t)n * sizeof(float));
+            memcpy(y, pre[0], (size_t)n * sizeof(float));
             continue;
-        const float* x = q->slab + ((size_t)t * B + b) * q->G;
-        float* h = q->h + (size_t)b * q->Hh;
-        for (int j = u * QR; j < j1; j++) {
-            const int r = j - u * QR;
-            const float h0 = block_sums(q, u, 0)[b * QR + r];
-            if (a->cell == RNNX_RNN_TANH || a->cell == RNNX_RNN_RELU) {
-                const float pre = x[j] + h0;
-                h[j] = a->cell == RNNX_RNN_TANH ? qtanh(pre) : (pre > 0.0f ? pre : 0.0f);
-                y_row(q, b)[j] = h[j];
-                continue;
-            }
-            const float h1 = block_sums(q, u, 1)[b * QR + r];
-            if (a->cell == RNNX_LSTM) {
-                float* c = q->c + (size_t)b * H + j;
-                const float ig = qsigmoid(x[j] + h0), fg = qsigmoid(x[H + j] + h1);
-                const float gg = qtanh(x[2 * H + j] + block_sums(q, u, 2)[b * QR + r]);
-                const float og = qsigmoid(x[3 * H + j] + block_sums(q, u, 3)[b * QR + r]);
-                *c = fg * *c + ig * gg;
-                const float m = og * qtanh(*c);
-                if (a->proj > 0)
-                    q->m[(size_t)b * H + j] = m;
-                else
-                    h[j] = y_row(q, b)[j] = m;
-                continue;
-            }
-            const float rg = qsigmoid(x[j] + h0), zg = qsigmoid(x[H + j] + h1);
-            if (before) {
-                q->m[(size_t)b * H + j] = rg * h[j];  /* r * h_{t-1}, W_hn's input */
-                q->z[(size_t)b * H + j] = zg;
-                continue;
-            }
-            const float n = qtanh(x[2 * H + j] + rg * block_sums(q, u, 2)[b * QR + r]);
-            h[j] = y_row(q, b)[j] = (1.0f - zg) * n + zg * h[j];
         }
+        add_parts(pre[1], x + H, block_sums(q, u, 1) + b * QR, n);
+        qsigmoid_n(pre[0], n);
+        qsigmoid_n(pre[1], n);
+        if (cell == RNNX_LSTM) {
+            float* c = q->c + (size_t)b * H + j0;
+            add_parts(pre[2], x + 2 * H, block_sums(q, u, 2) + b * QR, n);
+            add_parts(pre[3], x + 3 * H, block_sums(q, u, 3) + b * QR, n);
+            qtanh_n(pre[2], n);
+            qsigmoid_n(pre[3], n);
+            for (int r = 0; r < n; r++)  /* c = f * c_prev + i * g */
+                c[r] = tc[r] = pre[1][r] * c[r] + pre[0][r] * pre[2][r];
+            qtanh_n(tc, n);
+            float* m = proj ? q->m + (size_t)b * H + j0 : h;
+            for (int r = 0; r < n; r++)  /* m = o * tanh(c) */
+                m[r] = pre[3][r] * tc[r];
+            if (!proj)
+                memcpy(y, h, (size_t)n * sizeof(float));
+            continue;
+        }
+        if (before) {
+            for (int r = 0; r < n; r++) {
+                q->m[(size_t)b * H + j0 + r] = pre[0][r] * h[r];  /* r * h_{t-1}, W_hn's input */
+                q->z[(size_t)b * H + j0 + r] = pre[1][r];
+            }
+            continue;
+        }
+        const float* hn = block_sums(q, u, 2) + b * QR;
+        for (int r = 0; r < n; r++)  /* n = tanh(x_n + r * (W_hn h + b_hn)) */
+            pre[2][r] = x[2 * H + r] + pre[0][r] * hn[r];
+        qtanh_n(pre[2], n);
+        for (int r = 0; r < n; r++)  /* h = (1 - z) * n + z * h_prev */
+            h[r] = y[r] = (1.0f - pre[1][r]) * pre[2][r] + pre[1][r] * h[r];
     }
 }
 
@@ -230,20 +256,22 @@ static void gru_before_task(void* ctx, int u)
 {
     const qcall* q = (const qcall*)ctx;
     const rnnx_qforward_args* a = q->a;
-    const int H = a->H, B = a->B, t = q->t, j1 = block_end(u, H);
+    const int H = a->H, B = a->B, t = q->t, j0 = u * QR, n = block_end(u, H) - j0;
     recurrent_sums(q, u, 2, 3, &q->hq);
+    float pre[QR];
     for (int b = 0; b < B; b++) {
+        float* y = y_row(q, b) + j0;
         if (!row_active(a->lengths, t, b)) {
-            memset(y_row(q, b) + u * QR, 0, (size_t)(j1 - u * QR) * sizeof(float));
+            memset(y, 0, (size_t)n * sizeof(float));
             continue;
         }
-        const float* x = q->slab + ((size_t)t * B + b) * q->G;
-        float* h = q->h + (size_t)b * H;
-        for (int j = u * QR; j < j1; j++) {
-            const float zg = q->z[(size_t)b * H + j];
-            const float n = qtanh(x[2 * H + j] + block_sums(q, u, 2)[b * QR + j - u * QR]);
-            h[j] = y_row(q, b)[j] = (1.0f - zg) * n + zg * h[j];
-        }
+        add_parts(pre, q->slab + ((size_t)t * B + b) * q->G + 2 * H + j0,
+                  block_sums(q, u, 2) + b * QR, n);
+        qtanh_n(pre, n);
+        float* h = q->h + (size_t)b * H + j0;
+        const float* z = q->z + (size_t)b * H + j0;
+        for (int r = 0; r < n; r++)
+            h[r] = y[r] = (1.0f - z[r]) * pre[r] + z[r] * h[r];
     }
 }
 
