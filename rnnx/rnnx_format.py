@@ -112,10 +112,6 @@ def _descriptor_and_tensors(layer):
         fields = (DENSE, layer.in_features, layer.out_features, 1, 1, int(layer.bias),
                   ACTIVATIONS.index(layer.activation), 0)
         return fields, [params[n] for n in names]
-    if getattr(layer, "proj_size", 0):
-        raise ValueError(f"an LSTM with proj_size={layer.proj_size} cannot be stored in the .rnnx "
-                         f"format (the bare C library has no LSTM projection yet): save it with "
-                         f"rnnx.save to a .npz path instead")
     if getattr(layer, "peephole", False):
         raise ValueError("an LSTM with peephole=True cannot be stored in the .rnnx format (the "
                          "bare C library's model has no peephole LSTM yet): save it with "
@@ -125,22 +121,28 @@ def _descriptor_and_tensors(layer):
                          "go_backwards=True layer can be saved as .npz (rnnx.save(model, "
                          "'model.npz'))")
     weights = _WEIGHTS_CODES[getattr(layer, "qtype", None)]   # rnnx.quantize's, or float
+    # the seventh field: an LSTM's proj_size (version 3), 0 without
     fields = (_cell_code(layer), layer.input_size, layer.hidden_size, layer.num_layers,
-              layer.num_directions, int(layer.bias), 0, weights)
+              layer.num_directions, int(layer.bias), getattr(layer, "proj_size", 0), weights)
     return fields, [params[n] for n in _recurrent_names(layer, weights)]
 
 
 def _recurrent_names(layer, weights):
     """The names of a recurrent layer's tensors in file order: for k, for d, its weights (an
-    int8 one followed by its scales, "<name>_scale") and biases."""
+    int8 one followed by its scales, "<name>_scale"), biases and projection (PyTorch's
+    state_dict order)."""
+    def matrix(name):
+        return [name, name + "_scale"] if weights == WEIGHTS_INT8 else [name]
+
     names = []
     for k in range(layer.num_layers):
         for d in range(layer.num_directions):
             suffix = f"_l{k}" + ("_reverse" if d else "")
-            for w in (f"weight_ih{suffix}", f"weight_hh{suffix}"):
-                names += [w, w + "_scale"] if weights == WEIGHTS_INT8 else [w]
+            names += matrix(f"weight_ih{suffix}") + matrix(f"weight_hh{suffix}")
             if layer.bias:
                 names += [f"bias_ih{suffix}", f"bias_hh{suffix}"]
+            if getattr(layer, "proj_size", 0):
+                names += matrix(f"weight_hr{suffix}")
     return names
 
 
@@ -173,7 +175,7 @@ def dumps(model):
     flags = _flags(many_to_one) | (FLAG_BARE_LAYER if bare else 0)
     # 1 where 1 can say it: 2 only for what version 2 added, 3 for int8/bfloat16 weights
     version = 2 if isinstance(layers[0], Embedding) or flags & FLAG_LAST_OUTPUT else 1
-    if any(_weights_code(fields) for fields, _ in described):
+    if any(_weights_code(fields) or _proj_size(fields) for fields, _ in described):
         version = VERSION_WEIGHTS
     header = _HEADER.pack(MAGIC, version, code, len(layers), flags, offset + 4, input_size,
                           output_size, data_offset)
@@ -185,6 +187,11 @@ def dumps(model):
 def _weights_code(fields):
     """A descriptor's weights code (version 3's last field; an Embedding's is its padding)."""
     return 0 if fields[0] == EMBEDDING else fields[7]
+
+
+def _proj_size(fields):
+    """A descriptor's proj_size (version 3's seventh field of a recurrent layer)."""
+    return 0 if fields[0] in (DENSE, EMBEDDING) else fields[6]
 
 
 def _stored_dtype(tensor, code):
@@ -296,15 +303,21 @@ def _parse(image, name):
             shapes = [(hidden, size_in)] + [(hidden,)] * bias
             width = hidden
         elif kind in (RNN_TANH, RNN_RELU, LSTM, GRU, GRU_RESET_BEFORE):
-            if not 1 <= stack <= MAX_STACK or directions not in (1, 2) or activation:
+            if not 1 <= stack <= MAX_STACK or directions not in (1, 2):
                 fail(f"corrupt: recurrent {where} has fields {fields}")
+            proj = activation                  # the seventh field: proj_size, version 3
+            if proj and (version < VERSION_WEIGHTS or kind != LSTM or proj >= hidden):
+                fail(f"corrupt: recurrent {where} has proj_size {proj} (an LSTM's, below its "
+                     f"hidden size, version {VERSION_WEIGHTS} on)")
             G = {LSTM: 4, GRU: 3, GRU_RESET_BEFORE: 3}.get(kind, 1) * hidden
+            S = proj or hidden
             shapes = []
             for k in range(stack):
                 for _ in range(directions):
-                    shapes += [(G, size_in if k == 0 else directions * hidden), (G, hidden)]
+                    shapes += [(G, size_in if k == 0 else directions * S), (G, S)]
                     shapes += [(G,), (G,)] if bias else []
-            width = directions * hidden
+                    shapes += [(proj, hidden)] if proj else []
+            width = directions * S
         else:
             fail(f"corrupt: {where} has unknown kind {kind}")
         tensors = []
@@ -369,7 +382,7 @@ def _build_layer(fields, tensors, dtype):
             layer = recurrent.RNN(size_in, hidden, nonlinearity="tanh" if kind == RNN_TANH
                                   else "relu", **common)
         elif kind == LSTM:
-            layer = recurrent.LSTM(size_in, hidden, **common)
+            layer = recurrent.LSTM(size_in, hidden, proj_size=activation, **common)
         else:
             layer = recurrent.GRU(size_in, hidden, reset_after=kind == GRU, **common)
         names = list(layer.parameters())   # state_dict order: k, d, w_ih, w_hh, b_ih, b_hh
@@ -394,9 +407,11 @@ def _quantized(layer, qtype, tensors):
         q._tensors[name] = tensor
     for (k, d), packed in q._packed.items():
         suffix = f"_l{k}" + ("_reverse" if d else "")
-        for name in ("weight_ih", "weight_hh"):
-            packed[name] = _core.qpack(qtype, layer._gates, q._tensors[name + suffix],
-                                       q._tensors.get(name + suffix + "_scale"))
+        for name in ("weight_ih", "weight_hh", "weight_hr"):
+            if name in packed:          # W_hr (P,H): one block of rows, as quantize packs it
+                packed[name] = _core.qpack(qtype, layer._gates if name != "weight_hr" else 1,
+                                           q._tensors[name + suffix],
+                                           q._tensors.get(name + suffix + "_scale"))
         for name in ("bias_ih", "bias_hh"):
             if name in packed:
                 packed[name] = q._tensors[name + suffix]
@@ -534,9 +549,11 @@ def export_c(model, path, name="rnnx_exported_model"):
         lines.append("")
     lines.append(f"static const rnnx_layer {name}_layers[{len(layers)}] = {{")
     for i, (fields, _) in enumerate(described):
-        kind, size_in, hidden, stack, directions, bias, activation, _ = fields
+        kind, size_in, hidden, stack, directions, bias, _, _ = fields
+        activation = 0 if _proj_size(fields) else fields[6]
         lines.append(f"    {{{kind}, {size_in}, {hidden}, {stack}, {directions}, {bias}, "
-                     f"{activation}, {name}_l{i}_tensors, {_weights_code(fields)}}},")
+                     f"{activation}, {name}_l{i}_tensors, {_weights_code(fields)}, "
+                     f"{_proj_size(fields)}}},")
     lines.append("};")
     input_size, output_size = layers[0].input_size, layers[-1].output_size
     lines.append("")

@@ -1,7 +1,8 @@
 """rnnx.quantize's int8 and bfloat16 models in the C library: saved as .rnnx (format version 3)
 and exported as C source, they run through rnnx_model_run (B > 1, lengths, an initial state
 carried between chunks) and rnnx_stream_step and give what the Python quantized model gives,
-bit for bit: every cell, stacks, bidirectional, Dense heads, an Embedding first, many-to-one.
+bit for bit: every cell, stacks, bidirectional, proj_size, Dense heads, an Embedding first,
+many-to-one.  A float32 LSTM with proj_size (format version 3 too) runs in C as in Python.
 
 The C side is tests/c/model_io (built by CMake with the library; no BLAS, the default ISA); the
 Python side is the quantized layers themselves (the same core, csrc/quant/) with Dense heads
@@ -40,6 +41,12 @@ def float_models():
         "lstm_bi_output_m2o": (rnnx.Sequential(
             rnnx.LSTM(3, 5, bidirectional=True, seed=13),
             rnnx.Dense(10, 2, seed=14), many_to_one="output"), False),
+        "lstm_proj_stack": (rnnx.Sequential(
+            rnnx.LSTM(3, 18, proj_size=5, num_layers=2, seed=15),
+            rnnx.Dense(5, 3, seed=16)), True),
+        "lstm_proj_bi_m2o": (rnnx.Sequential(
+            rnnx.LSTM(4, 9, proj_size=3, bidirectional=True, seed=17),
+            rnnx.Dense(6, 2, seed=18), many_to_one=True), False),
     }
 
 
@@ -70,8 +77,8 @@ def _twin(model, x, lengths=None, many_to_one=None):
                     np.asarray(lengths) - 1, 0)
                 pooled = h[last, np.arange(B)].copy()
                 if layer.num_directions == 2 and many_to_one == "state":
-                    H = layer.hidden_size
-                    pooled[:, H:] = h[0, :, H:]
+                    S = getattr(layer, "proj_size", 0) or layer.hidden_size   # h's width
+                    pooled[:, S:] = h[0, :, S:]
                 h = pooled
     return h, np.concatenate(state)
 
@@ -218,3 +225,24 @@ def test_quantized_files_and_streams_are_small(build, tmp_path, H):
         streams[qtype] = int(info.split("batch 1: ")[1].split()[0])
     assert sizes["int8"] <= 0.3 * sizes[None] and sizes["bfloat16"] <= 0.55 * sizes[None]
     assert streams["int8"] <= 0.3 * streams[None] and streams["bfloat16"] <= 0.55 * streams[None]
+
+
+@pytest.mark.parametrize("name", ["lstm_proj_stack", "lstm_proj_bi_m2o"])
+def test_c_runs_a_float_lstm_with_projection(build, tmp_path, name):
+    """proj_size in the .rnnx format (version 3's seventh descriptor field) for float32 too:
+    C's run, chunks and stream give the Python model's outputs and state (Python's input
+    projection may use BLAS: float32 rounding)."""
+    model, streams = float_models()[name]
+    rnnx.save(model, tmp_path / "p.rnnx")
+    assert (tmp_path / "p.rnnx").read_bytes()[8] == 3
+    T, B = 9, 3
+    x = _inputs(model, T, B, seed=7)
+    y, state = _model_io(build, tmp_path / "p.rnnx", "run", x, T, lengths=[T, 0, 5])
+    want_y, want_state = _twin(model, x, [T, 0, 5])
+    np.testing.assert_allclose(y, want_y.ravel(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(state, want_state, rtol=1e-5, atol=1e-6)
+    if streams:
+        *steps, _ = _model_io(build, tmp_path / "p.rnnx", "stream", x)
+        np.testing.assert_allclose(np.concatenate(steps),
+                                   _twin(model, x, many_to_one=False)[0].ravel(),
+                                   rtol=1e-5, atol=1e-6)

@@ -35,24 +35,40 @@ static inline int rnnxm_matrix_entries(const rnnx_layer* l)
     return l->weights == RNNX_WEIGHTS_INT8 ? 2 : 1;
 }
 
+/* Entries of rnnx_layer.tensors per recurrent sub-layer: w_ih, w_hh, the biases, w_hr. */
+static inline int rnnxm_sub_entries(const rnnx_layer* l)
+{
+    return (2 + (l->proj_size > 0)) * rnnxm_matrix_entries(l) + (l->bias ? 2 : 0);
+}
+
+/* The width of a recurrent layer's h: its projection's, or H. */
+static inline int rnnxm_state_width(const rnnx_layer* l)
+{
+    return l->proj_size > 0 ? l->proj_size : l->hidden_size;
+}
+
 /* The tensors of recurrent sub-layer (k,d) of a layer: each weight matrix with
- * its scales (NULL unless int8), the biases (NULL without). */
+ * its scales (NULL unless int8), the biases (NULL without), the projection
+ * (NULL without). */
 typedef struct sub_weights {
-    const void *w_ih, *s_ih, *w_hh, *s_hh, *b_ih, *b_hh;
+    const void *w_ih, *s_ih, *w_hh, *s_hh, *b_ih, *b_hh, *w_hr, *s_hr;
 } sub_weights;
 
 static inline sub_weights rnnxm_sub_weights(const rnnx_layer* l, int k, int d)
 {
-    const int m = rnnxm_matrix_entries(l), per = 2 * m + (l->bias ? 2 : 0);
-    const void* const* t = l->tensors + (size_t)(k * l->num_directions + d) * per;
+    const int m = rnnxm_matrix_entries(l), b = l->bias ? 2 : 0;
+    const void* const* t = l->tensors + (size_t)(k * l->num_directions + d) * rnnxm_sub_entries(l);
+    const int hr = 2 * m + b;   /* where w_hr is, after the biases (PyTorch's order) */
     sub_weights w = {t[0], m == 2 ? t[1] : NULL, t[m], m == 2 ? t[m + 1] : NULL,
-                     l->bias ? t[2 * m] : NULL, l->bias ? t[2 * m + 1] : NULL};
+                     b ? t[2 * m] : NULL, b ? t[2 * m + 1] : NULL,
+                     l->proj_size > 0 ? t[hr] : NULL,
+                     l->proj_size > 0 && m == 2 ? t[hr + 1] : NULL};
     return w;
 }
 
 static inline int layer_output_size(const rnnx_layer* l)
 {
-    return is_recurrent(l->kind) ? l->num_directions * l->hidden_size : l->hidden_size;
+    return is_recurrent(l->kind) ? l->num_directions * rnnxm_state_width(l) : l->hidden_size;
 }
 
 /* The widest activation any layer reads or writes, and the recurrent needs. */

@@ -55,7 +55,7 @@ static int tensor_count(const rnnx_layer* l)
         return 1;
     if (l->kind == RNNX_DENSE)
         return m + b;
-    return l->num_layers * l->num_directions * 2 * (m + b);
+    return l->num_layers * l->num_directions * rnnxm_sub_entries(l);
 }
 
 /* What tensor t of a layer holds, in the order of tensor_count. */
@@ -88,16 +88,23 @@ static tensor_desc describe_tensor(const rnnx_layer* l, int t)
         cols = (uint64_t)l->input_size;
         entry = t;
     } else {
-        const int per = 2 * m + (l->bias ? 2 : 0);
+        const int per = rnnxm_sub_entries(l), b = l->bias ? 2 : 0;
         const int k = t / (per * l->num_directions), which = t % per;
         const uint64_t G = (uint64_t)rnnx_gate_count(l->kind) * H;
-        if (which >= 2 * m) {
+        const uint64_t S = (uint64_t)rnnxm_state_width(l);
+        if (which >= 2 * m && which < 2 * m + b) {
             d.elements = G;  /* b_ih, b_hh */
             return d;
         }
-        rows = G;
-        cols = which / m ? H : k == 0 ? (uint64_t)l->input_size : (uint64_t)l->num_directions * H;
-        entry = which % m;
+        if (which >= 2 * m + b) {   /* w_hr (P,H), after the biases */
+            rows = S;
+            cols = H;
+            entry = which - 2 * m - b;
+        } else {
+            rows = G;
+            cols = which / m ? S : k == 0 ? (uint64_t)l->input_size : (uint64_t)l->num_directions * S;
+            entry = which % m;
+        }
     }
     d.elements = entry ? rows : rows * cols;
     d.type = entry ? TENSOR_SCALES : weight_type;
@@ -151,9 +158,13 @@ static int check_layer(const rnnx_layer* l, int dtype, int width_in, int first)
             l->activation > RNNX_ACT_RELU)
             return RNNX_ECORRUPT;
     } else if (l->num_layers < 1 || l->num_layers > RNNX_FORMAT_MAX_STACK || l->num_directions < 1 ||
-               l->num_directions > 2 || l->activation != 0) {
+               l->num_directions > 2 || l->activation != 0 ||
+               (l->proj_size != 0 &&
+                (l->kind != RNNX_LSTM || l->proj_size < 1 || l->proj_size >= l->hidden_size))) {
         return RNNX_ECORRUPT;
     }
+    if (!is_recurrent(l->kind) && l->proj_size != 0)
+        return RNNX_ECORRUPT;
     return RNNX_OK;
 }
 
@@ -226,6 +237,10 @@ static void read_descriptor(rnnx_layer* l, const unsigned char* d)
     /* the last field: an Embedding's padding_idx + 1, every other layer's weights
      * (version 3; reserved, 0, before) */
     l->weights = l->kind == RNNX_EMBEDDING ? RNNX_WEIGHTS_FLOAT : to_int(read_u32(d + 28));
+    /* the seventh: a Dense layer's activation, a recurrent layer's proj_size (version 3;
+     * 0 before) */
+    l->proj_size = is_recurrent(l->kind) ? l->activation : 0;
+    l->activation = is_recurrent(l->kind) ? 0 : l->activation;
 }
 
 /* Checks the image buf[0..len) and, when layers/pointers are given, fills
@@ -288,6 +303,8 @@ static int parse_image(const unsigned char* buf, size_t len, image_info* info,
         if (l->kind == RNNX_EMBEDDING ? version < 2 || last > (uint32_t)l->input_size
                                       : last != 0 && version < RNNX_FORMAT_VERSION_WEIGHTS)
             return RNNX_ECORRUPT;
+        if (l->proj_size != 0 && version < RNNX_FORMAT_VERSION_WEIGHTS)
+            return RNNX_ECORRUPT;   /* proj_size came with version 3 */
         int status = check_layer(l, info->dtype, width, i == 0);
         if (status != RNNX_OK)
             return status;
@@ -421,7 +438,7 @@ static int file_mem_size(const unsigned char* head, size_t got, size_t len, size
         read_descriptor(&l, head + RNNX_FORMAT_HEADER_BYTES + (size_t)RNNX_FORMAT_DESCRIPTOR_BYTES * i);
         if (l.num_layers < 1 || l.num_layers > RNNX_FORMAT_MAX_STACK || l.num_directions < 1 ||
             l.num_directions > 2 || (l.bias != 0 && l.bias != 1) || l.weights < 0 ||
-            l.weights > RNNX_WEIGHTS_BFLOAT16)
+            l.weights > RNNX_WEIGHTS_BFLOAT16 || l.proj_size < 0)
             return RNNX_ECORRUPT;
         tensors += (size_t)tensor_count(&l);
     }

@@ -39,8 +39,9 @@ model_dims rnnxm_dims_of(const rnnx_model* m, int T, int B)
                 d.qbytes = q > d.qbytes ? q : d.qbytes;
                 continue;
             }
-            const int in = k == 0 ? l->input_size : l->num_directions * l->hidden_size;
-            const size_t w = rnnx_forward_work_size(l->kind, T, B, in, l->hidden_size, 0);
+            const int in = k == 0 ? l->input_size : l->num_directions * rnnxm_state_width(l);
+            const size_t w = rnnx_forward_work_size_proj(l->kind, T, B, in, l->hidden_size,
+                                                         l->proj_size, 0);
             const size_t t = (size_t)in * rnnx_gate_count(l->kind) * l->hidden_size;
             d.core_work = w > d.core_work ? w : d.core_work;
             d.w_ih_t = t > d.w_ih_t ? t : d.w_ih_t;
@@ -77,16 +78,32 @@ static void last_step(unsigned char* pooled, const unsigned char* y, int T, int 
     }
 }
 
-/* Sub-layer (k,d)'s final state, h_n and c_n (an LSTM's), into its slot at of
- * state_n (h), and at c_part + at (c); nothing if state_n is NULL. */
-static void copy_state(const rnnx_layer* l, unsigned char* state_n, size_t at, size_t c_part,
-                       size_t slot, const void* h_n, const void* c_n)
+/* Where sub-layer (k,d)'s state lies in a recurrent layer's part of the state:
+ * h (B,S) at h, c (B,H) (an LSTM's) at c, bytes of each. */
+typedef struct state_slot {
+    size_t h, c, h_bytes, c_bytes;
+} state_slot;
+
+static state_slot slot_of(const rnnx_layer* l, int k, int d, int B, size_t elem)
+{
+    const size_t sub = (size_t)(k * l->num_directions + d);
+    const size_t h_bytes = (size_t)B * rnnxm_state_width(l) * elem;
+    const size_t c_bytes = (size_t)B * l->hidden_size * elem;
+    const size_t c_part = (size_t)l->num_layers * l->num_directions * h_bytes;
+    state_slot s = {sub * h_bytes, c_part + sub * c_bytes, h_bytes, c_bytes};
+    return s;
+}
+
+/* Sub-layer (k,d)'s final state, h_n and c_n (an LSTM's), into its slot of
+ * state_n; nothing if state_n is NULL. */
+static void copy_state(const rnnx_layer* l, unsigned char* state_n, state_slot s,
+                       const void* h_n, const void* c_n)
 {
     if (!state_n)
         return;
-    memcpy(state_n + at, h_n, slot);
+    memcpy(state_n + s.h, h_n, s.h_bytes);
     if (l->kind == RNNX_LSTM)
-        memcpy(state_n + c_part + at, c_n, slot);
+        memcpy(state_n + s.c, c_n, s.c_bytes);
 }
 
 /* One recurrent layer (a stack, both directions) over a whole sequence:
@@ -105,18 +122,17 @@ static int run_recurrent(const rnnx_layer* l, int dtype, const rnnx_blas* blas, 
                          void* h_n, void* c_n, unsigned char* w_ih_t, void* core_work,
                          unsigned char* qmem)
 {
-    const int H = l->hidden_size, D = l->num_directions;
-    const size_t elem = elem_size(dtype), slot = (size_t)B * H * elem;
-    const size_t c_part = (size_t)l->num_layers * D * slot;  /* where the c half begins */
+    const int H = l->hidden_size, D = l->num_directions, S = rnnxm_state_width(l);
+    const size_t elem = elem_size(dtype);
     const void* in = x;
     for (int k = 0; k < l->num_layers; k++) {
         void* out = k == l->num_layers - 1 ? y : inter[k % 2];
         for (int d = 0; d < D; d++) {
             const sub_weights w = rnnxm_sub_weights(l, k, d);
-            const size_t at = (size_t)(k * D + d) * slot;  /* sub-layer (k,d)'s state slot */
-            const void* h0 = state0 ? state0 + at : NULL;
-            const void* c0 = state0 ? state0 + c_part + at : NULL;
-            void* y_d = (unsigned char*)out + (size_t)d * H * elem;
+            const state_slot slot = slot_of(l, k, d, B, elem);
+            const void* h0 = state0 ? state0 + slot.h : NULL;
+            const void* c0 = state0 ? state0 + slot.c : NULL;
+            void* y_d = (unsigned char*)out + (size_t)d * S * elem;
             int status;
             if (l->weights != RNNX_WEIGHTS_FLOAT) {
                 /* qmem: the packed weights (64-byte aligned), then the quantized core's work */
@@ -124,14 +140,14 @@ static int run_recurrent(const rnnx_layer* l, int dtype, const rnnx_blas* blas, 
                 status = rnnxm_q_pack(l, k, d, packed);
                 if (status == RNNX_OK)
                     status = rnnxm_q_forward(l, blas, packed, k, d, T, B, lengths, in, h0, c0, y_d,
-                                             (ptrdiff_t)D * H, h_n, c_n,
+                                             (ptrdiff_t)D * S, h_n, c_n,
                                              packed + rnnxm_q_packed_bytes(l, k));
                 if (status != RNNX_OK)
                     return status;
-                copy_state(l, state_n, at, c_part, slot, h_n, c_n);
+                copy_state(l, state_n, slot, h_n, c_n);
                 continue;
             }
-            const int I = k == 0 ? l->input_size : D * H;
+            const int I = k == 0 ? l->input_size : D * S;
             rnnx_transpose_bytes(w_ih_t, w.w_ih, (size_t)rnnx_gate_count(l->kind) * H, (size_t)I, elem);
             rnnx_forward_args a;
             memset(&a, 0, sizeof a);  /* fields the core adds later: zero = the default */
@@ -151,30 +167,33 @@ static int run_recurrent(const rnnx_layer* l, int dtype, const rnnx_blas* blas, 
             a.w_hh = w.w_hh;
             a.b_ih = w.b_ih;
             a.b_hh = w.b_hh;
+            a.proj = l->proj_size;
+            a.w_hr = w.w_hr;
             a.w_ih_t = w_ih_t;
             a.row_exact = 1;                  /* the numbers of a stream's steps */
             a.y = y_d;
-            a.ldy = (ptrdiff_t)D * H;
+            a.ldy = (ptrdiff_t)D * S;
             a.h_n = h_n;
             a.c_n = c_n;
             a.work = core_work;
             status = rnnx_forward(blas, &a);
             if (status != RNNX_OK)
                 return status;
-            copy_state(l, state_n, at, c_part, slot, h_n, c_n);
+            copy_state(l, state_n, slot, h_n, c_n);
         }
         in = out;
     }
     return RNNX_OK;
 }
 
-/* Elements of one recurrent layer's part of the state: h (L*D,B,H), and c for an LSTM. */
+/* Elements of one recurrent layer's part of the state: h (L*D,B,S), and c (L*D,B,H)
+ * for an LSTM. */
 static size_t layer_state_size(const rnnx_layer* l, int B)
 {
     if (!is_recurrent(l->kind))
         return 0;
-    return (size_t)(l->kind == RNNX_LSTM ? 2 : 1) * l->num_layers * l->num_directions * B *
-           l->hidden_size;
+    const size_t c = l->kind == RNNX_LSTM ? (size_t)l->hidden_size : 0;
+    return (size_t)l->num_layers * l->num_directions * B * (rnnxm_state_width(l) + c);
 }
 
 size_t rnnx_model_state_size(const rnnx_model* m, int B)
@@ -264,7 +283,7 @@ int rnnx_model_run(const rnnx_model* m, const rnnx_blas* blas, const void* x, in
         cur = out;
         if (pool) {
             void* pooled = last ? y : buffers[out == buffers[0] ? 1 : 0];
-            last_step(pooled, out, T, B, l->hidden_size, l->num_directions, lengths,
+            last_step(pooled, out, T, B, rnnxm_state_width(l), l->num_directions, lengths,
                       m->many_to_one, elem);
             cur = pooled;
             rows = B;

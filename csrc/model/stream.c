@@ -62,6 +62,7 @@ static rnnx_stream_layer shapes_of(const rnnx_layer* l)
     s.num_layers = l->num_layers;
     s.num_directions = l->num_directions;
     s.activation = l->activation;
+    s.proj_size = l->proj_size;
     return s;
 }
 
@@ -113,12 +114,15 @@ static void point_tensors(const rnnx_model* m, rnnx_stream_layer* layers, const 
                 table[RNNX_SQ_S_HH] = w.s_hh;
                 table[RNNX_SQ_B_IH] = w.b_ih;
                 table[RNNX_SQ_B_HH] = w.b_hh;
+                table[RNNX_SQ_W_HR] = w.w_hr;
+                table[RNNX_SQ_S_HR] = w.s_hr;
                 continue;
             }
             table[RNNX_ST_W_IH] = w.w_ih;
             table[RNNX_ST_W_HH] = w.w_hh;
             table[RNNX_ST_B_IH] = w.b_ih;
             table[RNNX_ST_B_HH] = w.b_hh;
+            table[RNNX_ST_W_HR] = w.w_hr;
         }
     }
 }
