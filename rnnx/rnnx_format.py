@@ -12,11 +12,13 @@ CRC-32 of everything before it. The C reader (csrc/model/reader.c) uses the tens
 microcontroller can keep the file in flash.
 
 What it holds: a Sequential of RNN/LSTM/GRU (stacked, bidirectional, with or without bias,
-either GRU form) and Dense layers, many-to-many or many-to-one, float32 or float64, optionally
-after an Embedding (a token model: the C library then takes int32 ids); or one bare layer.
-Version 2 of the format adds the Embedding layer kind and the last-output flag
-(many_to_one="output"); a file is written as version 1 when it uses neither (the bytes
-earlier rnnx wrote, readable by older C libraries), as version 2 otherwise; both are read.
+either GRU form, an LSTM's proj_size) and Dense layers, many-to-many or many-to-one, float32 or
+float64, optionally after an Embedding (a token model: the C library then takes int32 ids); or
+one bare layer; and rnnx.quantize's models (int8 recurrent weights with a float32 scale per
+row, or bfloat16). Version 2 of the format adds the Embedding layer kind and the last-output
+flag (many_to_one="output"), version 3 int8/bfloat16 weights and proj_size; a file is written
+as the lowest version that holds it (version 1: the bytes earlier rnnx wrote, readable by
+older C libraries); all three are read.
 batch_first is not stored (the C library is time-major): a loaded model has batch_first=False. A file that is truncated, altered, of another version or not an .rnnx file
 raises ValueError naming the file and what is wrong.
 """

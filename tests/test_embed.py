@@ -22,7 +22,7 @@ DATA = os.path.join(ROOT, "tests", "c", "data")
 CASES = ["lstm2_f32", "lstm_dense_f64", "gru_bi_softmax_m2o_f32", "gru_before_nobias_f64",
          "rnn_relu_sigmoid_f32", "lstm_m2o_f32", "embed_gru_dense_f32",
          "embed_lstm_m2o_f64", "lstm_bi_output_m2o_f64", "lstm2_dense_int8",
-         "embed_gru_before_int8", "gru_bi_m2o_int8", "lstm2_dense_bf16"]
+         "embed_gru_before_int8", "gru_bi_m2o_int8", "lstm2_dense_bf16", "lstm_proj_int8"]
 
 
 def _require(*tools):
@@ -350,7 +350,7 @@ def test_aarch64_under_qemu_equals_x86(build, tmp_path):
     # int8 and bfloat16 models (rnnx.quantize): bit for bit between the default kernels of
     # both machines (NEON sdot / AVX-512 VNNI or AVX2 here), and the portable ones
     quantized = [key for key in x86 if key[0].endswith(("_int8", "_bf16"))]
-    assert len(quantized) == 2 * 4 - 1
+    assert len(quantized) == 2 * 5 - 1
     for key in quantized:
         np.testing.assert_array_equal(a64[key], x86[key], err_msg=str(key))
     a64_generic = _dump(arm_model, "generic")

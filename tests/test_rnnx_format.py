@@ -187,7 +187,7 @@ def test_committed_data_is_what_the_scripts_write(tmp_path):
                    check=True)
     data = os.path.join(HERE, "c", "data")
     names = sorted(os.listdir(data))
-    assert names == sorted(os.listdir(tmp_path)) and len(names) == 26
+    assert names == sorted(os.listdir(tmp_path)) and len(names) == 28
     for name in names:
         committed = open(os.path.join(data, name), "rb").read()
         fresh = (tmp_path / name).read_bytes()
@@ -285,5 +285,22 @@ def test_quantized_hostile_fields_are_named(where, value, message):
                               "weight_ih_l0_scale"])
     at = {"scale": scales, "int8": data, "code": 64 + 28, "version": 8, "dtype": 12}[where]
     image[at:at + len(value)] = value
+    with pytest.raises(ValueError, match=f"hostile: corrupt: .*{message}"):
+        rnnx_format.loads(_reseal(image), "hostile")
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda image: image.__setitem__(slice(8, 12), struct.pack("<I", 2)), "proj_size 2"),
+    (lambda image: image.__setitem__(slice(64 + 24, 64 + 28), struct.pack("<I", 5)),
+     "proj_size 5"),
+    (lambda image: image.__setitem__(slice(64, 68), struct.pack("<I", 3)), "proj_size 2"),
+])
+def test_projection_fields_are_checked(change, message):
+    """proj_size (version 3's seventh field of a recurrent descriptor): only in version 3,
+    below H, and only for an LSTM (here: the version set to 2, P = H, the cell a GRU)."""
+    model = rnnx.LSTM(3, 5, proj_size=2, seed=0)
+    image = bytearray(rnnx_format.dumps(model))
+    assert image[8] == 3 and struct.unpack_from("<8I", image, 64)[6] == 2
+    change(image)
     with pytest.raises(ValueError, match=f"hostile: corrupt: .*{message}"):
         rnnx_format.loads(_reseal(image), "hostile")

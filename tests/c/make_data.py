@@ -158,6 +158,8 @@ def _cases():
         "lstm2_dense_bf16": (rnnx.Sequential(rnnx.LSTM(5, 19, num_layers=2, seed=29),
                                              rnnx.Dense(19, 3, activation="tanh", seed=30)),
                              6, 3, [6, 0, 4]),
+        "lstm_proj_int8": (rnnx.Sequential(rnnx.LSTM(3, 10, proj_size=4, num_layers=2, seed=31),
+                                           rnnx.Dense(4, 2, seed=32)), 5, 2, [5, 3]),
     }
 
 

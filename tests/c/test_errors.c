@@ -324,6 +324,9 @@ static void test_quantized_image(const char* dir, const char* name)
             {field, 0, 4, RNNX_ECORRUPT},              /* float: the tensors do not fit */
             {8, 2, 4, RNNX_ECORRUPT},                  /* version 2 has no weights field */
             {12, 1, 4, RNNX_ECORRUPT},                 /* int8 weights in a float64 file */
+            /* the seventh field: proj_size, an LSTM's, below H (H itself is refused) */
+            {field - 4, m.layers[at].proj_size ? (uint32_t)m.layers[at].hidden_size : 0, 4,
+             m.layers[at].proj_size ? RNNX_ECORRUPT : RNNX_OK},
         };
         unsigned char* bad = malloc(len);
         for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
