@@ -70,9 +70,10 @@ enum rnnx_many_to_one {
     RNNX_MANY_TO_ONE_OUTPUT = 2   /* y at each row's last valid step, both halves ("output") */
 };
 
-/* rnnx_layer.weights: how a recurrent or Dense layer's weight matrices are
- * stored (rnnx.quantize).  Biases, states and activations stay in the model's
- * dtype, which must be RNNX_FLOAT32 for the two reduced forms. */
+/* rnnx_layer.weights: how a recurrent layer's weight matrices are stored
+ * (rnnx.quantize; Dense layers and an Embedding: RNNX_WEIGHTS_FLOAT only).
+ * Biases, states and activations stay in the model's dtype, which must be
+ * RNNX_FLOAT32 for the two reduced forms. */
 enum rnnx_weights {
     RNNX_WEIGHTS_FLOAT = 0,     /* the model's dtype */
     RNNX_WEIGHTS_INT8 = 1,      /* int8_t (rows,cols), then its float scales (rows,): row r
@@ -90,8 +91,8 @@ enum rnnx_weights {
  *   Dense:     weight (hidden_size, input_size), then bias (hidden_size,) if bias
  *   Embedding: weight (input_size, hidden_size): row i is id i's vector;
  *              num_layers 1, num_directions 1, bias 0, activation 0
- * With weights RNNX_WEIGHTS_INT8 each weight matrix (w_ih, w_hh, a Dense
- * weight) is two entries, its int8 data then its float scales (rows,); with
+ * With weights RNNX_WEIGHTS_INT8 each weight matrix (w_ih, w_hh, w_hr) is
+ * two entries, its int8 data then its float scales (rows,); with
  * RNNX_WEIGHTS_BFLOAT16 one entry of uint16_t.  So an int8 LSTM sub-layer is
  * w_ih, w_ih scales, w_hh, w_hh scales, b_ih, b_hh (then w_hr, w_hr scales). */
 typedef struct rnnx_layer {

@@ -288,10 +288,10 @@ def _parse(image, name):
             if version < VERSION_WEIGHTS:
                 fail(f"corrupt: {where} has int8/bfloat16 weights (code {weights}) in a "
                      f"version {version} file (version {VERSION_WEIGHTS} added them)")
-            if weights not in (WEIGHTS_INT8, WEIGHTS_BFLOAT16) or code != 0:
-                fail(f"corrupt: {where} has weights code {weights} in a "
+            if weights not in (WEIGHTS_INT8, WEIGHTS_BFLOAT16) or code != 0 or kind == DENSE:
+                fail(f"corrupt: {where} (kind {kind}) has weights code {weights} in a "
                      f"{_DTYPES[code].name if code in _DTYPES else code} file (1 int8 or "
-                     f"2 bfloat16, in a float32 file)")
+                     f"2 bfloat16, a recurrent layer's, in a float32 file)")
         if bias not in (0, 1) or not 1 <= size_in <= MAX_SIZE or not 1 <= hidden <= MAX_SIZE:
             fail(f"corrupt: {where} has out-of-range fields {fields}")
         if size_in != width:

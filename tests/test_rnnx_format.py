@@ -274,16 +274,22 @@ def _int8_offsets(image):
     ("code", struct.pack("<I", 3), "weights code 3"),
     ("version", struct.pack("<I", 2), "in a version 2 file"),
     ("dtype", struct.pack("<I", 1), "in a float64 file"),
+    ("dense", struct.pack("<I", 1), "kind 16.* a recurrent layer's"),
 ])
 def test_quantized_hostile_fields_are_named(where, value, message):
     """Each change resealed (a valid CRC): the reader's own checks name it; the C reader's
     twin of this test is tests/c/test_errors.c's test_quantized_image."""
     image = bytearray(rnnx_format.dumps(rnnx.quantize(rnnx.GRU(2, 3, seed=0), "int8")))
     data, scales = _int8_offsets(image)
+    if where == "dense":     # a Dense head's weights field: refused (its weights are float)
+        image = bytearray(rnnx_format.dumps(rnnx.Sequential(rnnx.LSTM(2, 3, seed=0),
+                                                            rnnx.Dense(3, 1, seed=1))))
+        image[8:12] = struct.pack("<I", 3)
     assert np.array_equal(np.frombuffer(image, "<f4", 9, scales),
                           rnnx.quantize(rnnx.GRU(2, 3, seed=0), "int8").parameters()[
                               "weight_ih_l0_scale"])
-    at = {"scale": scales, "int8": data, "code": 64 + 28, "version": 8, "dtype": 12}[where]
+    at = {"scale": scales, "int8": data, "code": 64 + 28, "version": 8, "dtype": 12,
+          "dense": 96 + 28}[where]
     image[at:at + len(value)] = value
     with pytest.raises(ValueError, match=f"hostile: corrupt: .*{message}"):
         rnnx_format.loads(_reseal(image), "hostile")

@@ -24,7 +24,7 @@ enum {
     RNNX_FORMAT_FLAG_BARE_LAYER = 2,      /* Python only: load returns the layer, not a Sequential */
     RNNX_FORMAT_FLAG_LAST_OUTPUT = 4,     /* with FLAG_MANY_TO_ONE: RNNX_MANY_TO_ONE_OUTPUT; version 2 */
     RNNX_FORMAT_KNOWN_FLAGS = 7,
-    /* version 3: a recurrent or Dense descriptor's last field, its weights' storage
+    /* version 3: a recurrent descriptor's last field, its weights' storage
      * (enum rnnx_weights of rnnx_model.h: RNNX_WEIGHTS_FLOAT, _INT8, _BFLOAT16), and a
      * recurrent descriptor's seventh (0 before), an LSTM's proj_size */
     RNNX_FORMAT_VERSION_WEIGHTS = 3

@@ -138,10 +138,11 @@ static int check_layer(const rnnx_layer* l, int dtype, int width_in, int first)
 {
     if (l->kind != RNNX_DENSE && l->kind != RNNX_EMBEDDING && !is_recurrent(l->kind))
         return RNNX_ECORRUPT;
-    /* int8 and bfloat16 weights: a recurrent or Dense layer's, in a float32 model */
+    /* int8 and bfloat16 weights: a recurrent layer's (rnnx.quantize keeps Dense heads and
+     * an Embedding float32, and so do the model's Dense kernels), in a float32 model */
     if (l->weights != RNNX_WEIGHTS_FLOAT &&
         ((l->weights != RNNX_WEIGHTS_INT8 && l->weights != RNNX_WEIGHTS_BFLOAT16) ||
-         l->kind == RNNX_EMBEDDING || dtype != RNNX_FLOAT32))
+         !is_recurrent(l->kind) || dtype != RNNX_FLOAT32))
         return RNNX_ECORRUPT;
     if (l->kind == RNNX_EMBEDDING && (!first || l->num_layers != 1 || l->num_directions != 1 ||
                                       l->bias != 0 || l->activation != 0))

@@ -327,6 +327,9 @@ static void test_quantized_image(const char* dir, const char* name)
             /* the seventh field: proj_size, an LSTM's, below H (H itself is refused) */
             {field - 4, m.layers[at].proj_size ? (uint32_t)m.layers[at].hidden_size : 0, 4,
              m.layers[at].proj_size ? RNNX_ECORRUPT : RNNX_OK},
+            /* int8 weights on the last layer: a Dense head has none (its kernels are float) */
+            {64 + 32 * (size_t)(m.num_layers - 1) + 28, 1, 4,
+             m.layers[m.num_layers - 1].kind == RNNX_DENSE ? RNNX_ECORRUPT : RNNX_OK},
         };
         unsigned char* bad = malloc(len);
         for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
