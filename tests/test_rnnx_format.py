@@ -281,13 +281,13 @@ def test_quantized_hostile_fields_are_named(where, value, message):
     twin of this test is tests/c/test_errors.c's test_quantized_image."""
     image = bytearray(rnnx_format.dumps(rnnx.quantize(rnnx.GRU(2, 3, seed=0), "int8")))
     data, scales = _int8_offsets(image)
+    assert np.array_equal(np.frombuffer(image, "<f4", 9, scales),
+                          rnnx.quantize(rnnx.GRU(2, 3, seed=0), "int8").parameters()[
+                              "weight_ih_l0_scale"])
     if where == "dense":     # a Dense head's weights field: refused (its weights are float)
         image = bytearray(rnnx_format.dumps(rnnx.Sequential(rnnx.LSTM(2, 3, seed=0),
                                                             rnnx.Dense(3, 1, seed=1))))
         image[8:12] = struct.pack("<I", 3)
-    assert np.array_equal(np.frombuffer(image, "<f4", 9, scales),
-                          rnnx.quantize(rnnx.GRU(2, 3, seed=0), "int8").parameters()[
-                              "weight_ih_l0_scale"])
     at = {"scale": scales, "int8": data, "code": 64 + 28, "version": 8, "dtype": 12,
           "dense": 96 + 28}[where]
     image[at:at + len(value)] = value
