@@ -6,18 +6,24 @@
     stream.reset(state=None)    # back to zeros, or to a model state
     stream.state                # the model state, one entry per recurrent layer
 
-Each recurrent layer runs through its own rnnx.Stream (the C core's streaming step, W_hh
-packed once); the layers without a state (Dense heads, an Embedding first) are applied to
-each step's rows as the model applies them to all steps at once. A step therefore gives the
-bits of stepping the layers' streams and applying the Dense heads by hand; in float64 these
-are also the bits of ``model(x)`` (tested), as for the layers' own streams.
+Each run of consecutive recurrent layers (with an Embedding first, when the model starts
+with one) is ONE stream of the C core (csrc/stream/: every step one call into C through all
+of them, the weights packed once). Dense layers stay in NumPy, applied to each step's rows
+as the model applies them to all steps at once: the model's Dense is NumPy's matmul (BLAS),
+whose rounding the core's Dense (products added in order, csrc/stream/heads.c) does not
+reproduce, and a stream gives the bits of ``model(x)``. A step therefore gives the bits of
+stepping the layers' streams and applying the Dense heads by hand; in float64 these are also
+the bits of ``model(x)`` (tested), as for the layers' own streams.
 """
 import threading
 
 import numpy as np
 
+from . import _core
 from .dense import Dense, _apply, _matmul
+from .embedding import Embedding, check_ids
 from .module import positive_int
+from .stream import Stream, stream_weights
 
 __all__ = ["SequentialStream"]
 
@@ -51,6 +57,78 @@ class _DenseHead:
         return _apply(self._activation, z)
 
 
+class _Stack(Stream):
+    """Consecutive recurrent layers of a Sequential, and the Embedding before them when the
+    model starts with one, as one stream of the core: step and run as rnnx.Stream's (the
+    first layer's input checks), the state per layer (get_states/set_states)."""
+
+    def __init__(self, layers, batch_size, embedding=None):
+        first = layers[0]
+        self._layer, self._layers, self._dtype = first, layers, first.dtype
+        self.batch_size = batch_size
+        table = None if embedding is None else embedding.parameters()["weight"]
+        self._num_ids = None if embedding is None else embedding.num_embeddings
+        self._core = _core.Stream(first._cell, stream_weights(first), batch_size, first.dtype,
+                                  embedding=table,
+                                  stacks=[(layer._cell, stream_weights(layer))
+                                          for layer in layers[1:]])
+        self._core_step = self._core.step
+        self._workspace = _core.Workspace()
+        self._lock = threading.Lock()
+
+    def step(self, x_t):
+        if self._num_ids is None:
+            return super().step(x_t)
+        try:       # the core checks the ids (before anything changes), fast
+            return self._core_step(x_t)
+        except (TypeError, ValueError):
+            check_ids(x_t, self._num_ids, "x_t")    # the model's own message, if it has one
+            raise
+
+    def run(self, x):
+        if self._num_ids is None:
+            return super().run(x)
+        ids = check_ids(x, self._num_ids, "x")
+        unbatched = ids.ndim == 1 and self.batch_size == 1
+        ids = np.ascontiguousarray(ids[:, None] if unbatched else ids, dtype=np.int32)
+        if ids.shape[0] == 0:
+            y = np.zeros((0, self.batch_size, self._core.output_size), self._dtype)
+        else:
+            y = self._core.run(ids, self._workspace)
+        return y[:, 0, :] if unbatched else y
+
+    def states(self):
+        """Per layer, its state as the layer returns it (copies)."""
+        return tuple(layer._pack_state([h, c][:len(layer.state_names)], True)
+                     for layer, (h, c) in zip(self._layers, self._core.get_states()))
+
+    def set_states(self, parts):
+        """parts: per layer, its _check_states list ([h] or [h, c])."""
+        self._core.set_states([(p[0], p[1] if len(p) > 1 else None) for p in parts])
+
+
+def _parts_of(layers, B):
+    """model's layers as the stream's parts: ("stack", _Stack) for each run of consecutive
+    recurrent layers (with an Embedding first before one), ("apply", a frozen layer) else."""
+    parts, i = [], 0
+    while i < len(layers):
+        leads = i == 0 and isinstance(layers[0], Embedding) and len(layers) > 1 and \
+            layers[1].is_recurrent
+        if layers[i].is_recurrent or leads:
+            j = i + 1 if leads else i
+            group = []
+            while j < len(layers) and layers[j].is_recurrent:
+                group.append(layers[j])
+                j += 1
+            parts.append(("stack", _Stack(group, B, layers[0] if leads else None)))
+            i = j
+        else:
+            parts.append(("apply", _DenseHead(layers[i]) if i and isinstance(layers[i], Dense)
+                          else _frozen_copy(layers[i])))
+            i += 1
+    return parts
+
+
 class SequentialStream:
     """Step-by-step inference through a Sequential, keeping every recurrent layer's state.
 
@@ -80,11 +158,9 @@ class SequentialStream:
         self._model = model
         self._dtype = model.dtype
         self.batch_size = B
-        # per layer: ("stream", rnnx.Stream) for a recurrent layer, ("apply", frozen copy)
-        self._steps = [("stream", layer.stream(B)) if layer.is_recurrent else
-                       ("apply", _DenseHead(layer) if index and isinstance(layer, Dense)
-                        else _frozen_copy(layer)) for index, layer in enumerate(model.layers)]
-        self._streams = [part for kind, part in self._steps if kind == "stream"]
+        self._steps = _parts_of(model.layers, B)
+        self._stacks = [part for kind, part in self._steps if kind == "stack"]
+        self._recurrent = [layer for stack in self._stacks for layer in stack._layers]
         self._lock = threading.Lock()    # one step at a time through all the layers
         self.reset(state)
 
@@ -99,7 +175,7 @@ class SequentialStream:
             self._check_ids(x, method)
         with self._lock:
             for kind, part in self._steps:
-                x = getattr(part, method)(x) if kind == "stream" else part(x)
+                x = getattr(part, method)(x) if kind == "stack" else part(x)
         return x
 
     def _check_ids(self, x, method):
@@ -141,7 +217,7 @@ class SequentialStream:
         Returns
         -------
         y : ndarray (T, B, out), or (T, out): equals calling step on each x[t], with one
-            call into C per recurrent layer instead of one per step.
+            call into C instead of one per step.
         """
         return self._through(x, "run")
 
@@ -149,7 +225,7 @@ class SequentialStream:
         """Set the state: None for zeros, or a model state (a tuple with one entry per
         recurrent layer, None entries meaning zeros), each part (L, B, H); copied. Checked
         entirely before any layer's state changes."""
-        count = len(self._streams)
+        count = len(self._recurrent)
         if state is None:
             state = (None,) * count
         if not isinstance(state, (tuple, list)) or len(state) != count:
@@ -157,13 +233,15 @@ class SequentialStream:
                              f"({count}), got {type(state).__name__}"
                              + (f" of length {len(state)}" if isinstance(state, (tuple, list))
                                 else ""))
-        parts = [stream._layer._check_states(s, self.batch_size, True, f"state[{k}]")
-                 for k, (stream, s) in enumerate(zip(self._streams, state))]
+        parts = [layer._check_states(s, self.batch_size, True, f"state[{k}]")
+                 for k, (layer, s) in enumerate(zip(self._recurrent, state))]
         with self._lock:
-            for stream, layer_parts in zip(self._streams, parts):
-                stream.reset(stream._layer._pack_state(layer_parts, True))
+            at = 0
+            for stack in self._stacks:
+                stack.set_states(parts[at:at + len(stack._layers)])
+                at += len(stack._layers)
 
     @property
     def state(self):
         with self._lock:
-            return tuple(stream.state for stream in self._streams)
+            return tuple(s for stack in self._stacks for s in stack.states())

@@ -8,6 +8,16 @@ from . import _core
 from .module import as_layer_dtype, positive_int
 
 
+def stream_weights(layer):
+    """A unidirectional recurrent layer's weights as _core.Stream takes them: per sub-layer
+    (w_ih, w_hh, b_ih, b_hh, w_peep, w_hr), None where it has none."""
+    weights = []
+    for k in range(layer.num_layers):
+        options = layer._cell_options(k, 0)
+        weights.append(layer._weights(k, 0) + (options.get("w_peep"), options.get("w_hr")))
+    return weights
+
+
 class Stream:
     """Step-by-step inference through a unidirectional recurrent layer, keeping the state.
 
@@ -34,18 +44,9 @@ class Stream:
         """Made by layer.stream(batch_size, state); see help(rnnx.Stream)."""
         B = positive_int(batch_size, "batch_size")
         self._layer = layer
-        self._weights = [tuple(None if w is None else w.copy() for w in layer._weights(k, 0))
-                         for k in range(layer.num_layers)]
-        # an LSTM's projection and peepholes, {"w_hr", "w_peep": copy} per layer, or {} (the
-        # keywords of _core.forward)
-        self._options = [{n: w.copy() for n, w in layer._cell_options(k, 0).items()}
-                         for k in range(layer.num_layers)]
-        if layer.proj_size:
-            self._core = _LayerwiseStreamCore(layer, self._weights, self._options, B)
-        else:   # the core's Stream, peepholes as a 5th entry per layer
-            self._core = _core.Stream(layer._cell, [w + tuple(o.values()) for w, o in
-                                                    zip(self._weights, self._options)],
-                                      B, layer.dtype)
+        # the core's Stream copies the weights, packs them once and runs every step as one
+        # call into C
+        self._core = _core.Stream(layer._cell, stream_weights(layer), B, layer.dtype)
         self._workspace = _core.Workspace()     # run()'s scratch, reused chunk after chunk
         self._core_step = self._core.step
         # One step at a time: a step writes the shared state and buffers with the GIL
@@ -75,7 +76,8 @@ class Stream:
         -------
         y_t : ndarray (B, H), or (H,) for an unbatched x_t: the last layer's output.
 
-        A whole chunk (T, B, I) goes to ``stream.run`` (one call into C per layer).
+        A whole chunk (T, B, I) goes to ``stream.run`` (one call into C for all its steps,
+        each layer's input projection hoisted over them).
         """
         if getattr(x_t, "dtype", None) is not self._dtype:
             x_t = self._coerce(x_t)
@@ -104,11 +106,11 @@ class Stream:
         -------
         y : ndarray (T, B, H), or (T, H): the last layer's output at every step.
 
-        Equals calling step on each x[t] (bit for bit in float64), with one call into
-        C per layer instead of one per step.
+        Equals calling step on each x[t] bit for bit (the core's stream, row_exact), in one
+        call into C instead of one per step.
         """
         layer = self._layer
-        B, I, H = self.batch_size, layer.input_size, layer._state_width
+        B, I, H = self.batch_size, layer.input_size, self._core.output_size
         x = as_layer_dtype(x, self._dtype, "x", "this stream")
         unbatched = x.ndim == 2 and B == 1
         if unbatched:
@@ -122,11 +124,7 @@ class Stream:
         # native byte order too: the core reads the bytes as they are
         x = np.require(x, dtype=self._dtype.newbyteorder("="), requirements=("C", "A"))
         with self._lock:
-            if layer.proj_size:    # the core's Stream has no projection
-                y = _stream_layers(layer, self._core, self._weights, self._options, x,
-                                   "c" in layer.state_names)
-            else:
-                y = self._core.run(x, self._workspace)
+            y = self._core.run(x, self._workspace)
         return y[:, 0, :] if unbatched else y
 
     def reset(self, state=None):
@@ -140,59 +138,3 @@ class Stream:
         with self._lock:
             h, c = self._core.get_state()
         return self._layer._pack_state([h, c][:len(self._layer.state_names)], True)
-
-
-def _stream_layers(layer, core, weights, options, x, has_c):
-    """Run x (T, B, I) through every layer of a stream from core's state, which becomes the
-    state after the last step; returns the last layer's y (T, B, width)."""
-    T, B = x.shape[0], x.shape[1]
-    h, c = core.get_state()
-    h_n, c_n = np.empty_like(h), np.empty_like(c)
-    for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(weights):
-        y = np.empty((T, B, layer._state_width), layer.dtype)
-        _core.forward(layer._cell, x, h[k], c[k] if has_c else None, w_ih, w_hh, b_ih, b_hh,
-                      None, False, y, h_n[k], c_n[k] if has_c else None, False,
-                      **options[k])
-        x = y
-    core.set_state(h_n, c_n if has_c else None)
-    return x
-
-
-class _LayerwiseStreamCore:
-    """The state and step of a Stream over an LSTM with a projection (and peepholes, if
-    any): one call of the core per layer and step (_core.Stream, which keeps W_hh packed,
-    has no projection).  Same interface as _core.Stream: step, get_state, set_state."""
-
-    def __init__(self, layer, weights, options, batch_size):
-        self._layer, self._weights = layer, weights
-        # with each layer's options: W_hh packed once with the projection, W_ih^T, and
-        # every row's input projection alone (row_exact: a step's numbers whatever B)
-        self._options = [dict(p, w_hh_packed=_core.pack_weights(layer._cell, w[1], p["w_hr"]),
-                              w_ih_t=np.ascontiguousarray(w[0].T), row_exact=True)
-                         for w, p in zip(weights, options)]
-        self.B = batch_size
-        L, H, P = layer.num_layers, layer.hidden_size, layer._state_width
-        self._h = np.zeros((L, batch_size, P), layer.dtype)
-        self._c = np.zeros((L, batch_size, H), layer.dtype)
-
-    def step(self, x_t):
-        layer, B, I = self._layer, self.B, self._layer.input_size
-        a = np.asarray(x_t)
-        unbatched = a.ndim == 1 and B == 1
-        if unbatched:
-            a = a[None, :]
-        if a.ndim != 2 or a.shape != (B, I):
-            want = f"({B}, {I})" + (f" or ({I},)" if B == 1 else "")
-            raise ValueError(f"x_t must be {want} for batch_size={B}, input_size={I}, "
-                             f"got {np.shape(x_t)}")
-        x = np.ascontiguousarray(a, dtype=layer.dtype)[None]
-        y = _stream_layers(layer, self, self._weights, self._options, x, True)[0]
-        return y[0] if unbatched else y
-
-    def get_state(self):
-        return self._h.copy(), self._c.copy()
-
-    def set_state(self, h, c=None):
-        # h, c come checked (layer._check_states) and are copied here
-        self._h = np.zeros_like(self._h) if h is None else np.array(h, self._layer.dtype)
-        self._c = np.zeros_like(self._c) if c is None else np.array(c, self._layer.dtype)

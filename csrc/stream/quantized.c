@@ -84,7 +84,7 @@ int rnnx_sq_needs_of(const rnnx_stream_spec* sp, const rnnx_stream_layer* l, int
 }
 
 void rnnx_sq_pack(const rnnx_stream_spec* sp, const rnnx_stream_layer* l, int in,
-                  rnnx_qforward_args** rec, unsigned char** w, void* work)
+                  rnnx_qforward_args** rec, unsigned char** w)
 {
     const int q = qtype_of(l), gates = rnnx_gate_count(l->cell), H = l->hidden_size;
     const int P = l->proj_size, S = rnnx_state_width(H, P);
@@ -104,8 +104,7 @@ void rnnx_sq_pack(const rnnx_stream_spec* sp, const rnnx_stream_layer* l, int in
         a->proj = P;
         a->b_ih = (const float*)t[RNNX_SQ_B_IH];
         a->b_hh = (const float*)t[RNNX_SQ_B_HH];
-        a->ldy = S;
-        a->work = work;
+        a->ldy = S;   /* x, y, states and work: set by each call (rnnx_sq_step) */
         /* checked by rnnx_sq_needs_of: the packs cannot fail */
         rnnx_qpack(q, gates, H, I, t[RNNX_SQ_W_IH], (const float*)t[RNNX_SQ_S_IH], *w);
         a->w_ih = *w;
@@ -121,23 +120,40 @@ void rnnx_sq_pack(const rnnx_stream_spec* sp, const rnnx_stream_layer* l, int in
     }
 }
 
-size_t rnnx_sq_step(const rnnx_stream_layer* l, const rnnx_blas* blas, rnnx_qforward_args** rec,
-                    int B, const void** cur, void* y, unsigned char* const acts[2], int* next,
-                    unsigned char* now, unsigned char* then)
+size_t rnnx_sq_run_work(const rnnx_stream_layer* l, const rnnx_qforward_args** rec, int T)
+{
+    size_t most = 0;
+    for (int k = 0; k < l->num_layers; k++, (*rec)++) {
+        const rnnx_qforward_args* a = *rec;
+        const size_t w = rnnx_qforward_work_size(a->cell, a->qtype, T, a->B, a->input_size, a->H,
+                                                 a->proj);
+        if (!w)
+            return 0;
+        most = w > most ? w : most;
+    }
+    return most;
+}
+
+size_t rnnx_sq_step(const rnnx_stream_layer* l, const rnnx_blas* blas,
+                    const rnnx_qforward_args** rec, int T, int B, const void** cur, void* y,
+                    unsigned char* const acts[2], int* next, unsigned char* now,
+                    unsigned char* then, void* work)
 {
     const int L = l->num_layers, H = l->hidden_size, lstm = l->cell == RNNX_LSTM;
     const size_t BS = (size_t)B * rnnx_state_width(H, l->proj_size) * sizeof(float);
     const size_t BH = (size_t)B * H * sizeof(float), c_at = (size_t)L * BS;
     for (int k = 0; k < L; k++, (*rec)++) {
         float* out = y && k == L - 1 ? (float*)y : (float*)acts[*next];
-        rnnx_qforward_args* a = *rec;
-        a->x = (const float*)*cur;
-        a->y = out;
-        a->h0 = (const float*)(now + (size_t)k * BS);
-        a->h_n = (float*)(then + (size_t)k * BS);
-        a->c0 = lstm ? (const float*)(now + c_at + (size_t)k * BH) : NULL;
-        a->c_n = lstm ? (float*)(then + c_at + (size_t)k * BH) : NULL;
-        rnnx_qforward(blas, a);   /* checked at init: cannot fail */
+        rnnx_qforward_args a = **rec;   /* the packed weights, over T steps */
+        a.T = T;
+        a.x = (const float*)*cur;
+        a.y = out;
+        a.work = work;
+        a.h0 = (const float*)(now + (size_t)k * BS);
+        a.h_n = (float*)(then + (size_t)k * BS);
+        a.c0 = lstm ? (const float*)(now + c_at + (size_t)k * BH) : NULL;
+        a.c_n = lstm ? (float*)(then + c_at + (size_t)k * BH) : NULL;
+        rnnx_qforward(blas, &a);   /* checked at init: cannot fail */
         *cur = out;
         *next = 1 - *next;
     }

@@ -3,8 +3,8 @@
  *
  * The stream's memory, in this order, each region starting on 64 bytes:
  *   records  one rnnx_forward_args per recurrent sub-layer, in list order,
- *            filled once at init (shapes, weights, packed panels, work); a
- *            step only points it at this step's input, output and states;
+ *            filled once at init (shapes, weights, packed panels); a call
+ *            copies it and points the copy at its input, output, states, work;
  *            then one rnnx_qforward_args per int8/bfloat16 sub-layer
  *            (stream/quantized.c), the same way
  *   state    two halves (a step reads one and writes the other, then flips
@@ -14,6 +14,7 @@
  *   act      two activation buffers (B, widest output), between layers
  *   work     the core's forward work for one step, the largest of the sub-layers
  */
+#include <limits.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -189,7 +190,7 @@ int rnnx_step_stream_size(const rnnx_stream_spec* spec, size_t* bytes)
 
 /* The records of recurrent layer l, from *rec on, and its weights packed at *w. */
 static void pack_recurrent(const rnnx_stream_spec* sp, const rnnx_stream_layer* l, int in,
-                           rnnx_forward_args** rec, unsigned char** w, void* work)
+                           rnnx_forward_args** rec, unsigned char** w)
 {
     const size_t elem = elem_of(sp->dtype);
     const int H = l->hidden_size, P = l->proj_size, S = rnnx_state_width(H, P);
@@ -214,8 +215,7 @@ static void pack_recurrent(const rnnx_stream_spec* sp, const rnnx_stream_layer* 
         a->w_hr = P > 0 ? t[RNNX_ST_W_HR] : NULL;
         a->w_peep = t[RNNX_ST_W_PEEP];
         a->row_exact = sp->bit_exact;
-        a->ldy = S;
-        a->work = work;
+        a->ldy = S;   /* x, y, states and work: set by each call (run_layers) */
         rnnx_transpose_bytes(*w, t[RNNX_ST_W_IH], G, (size_t)I, elem);
         a->w_ih_t = *w;
         *w += round_up((size_t)I * G * elem);
@@ -257,12 +257,12 @@ int rnnx_step_stream_init(rnnx_step_stream* s, const rnnx_stream_spec* spec, voi
         const rnnx_stream_layer* l = &spec->layers[i];
         switch (l->kind) {
         case RNNX_STREAM_RECURRENT:
-            pack_recurrent(spec, l, in, &rec, &w, base + t.work_off);
+            pack_recurrent(spec, l, in, &rec, &w);
             in = rnnx_state_width(l->hidden_size, l->proj_size);
             break;
         case RNNX_STREAM_INT8:
         case RNNX_STREAM_BFLOAT16:
-            rnnx_sq_pack(spec, l, in, &qrec, &w, base + t.work_off);
+            rnnx_sq_pack(spec, l, in, &qrec, &w);
             in = rnnx_state_width(l->hidden_size, l->proj_size);
             break;
         default:   /* Dense and Embedding read their tensors in place */
@@ -292,27 +292,60 @@ void* rnnx_step_stream_state(const rnnx_step_stream* s)
     return (unsigned char*)s->mem + s->state_off + (size_t)s->parity * half;
 }
 
-int rnnx_step_stream_step(rnnx_step_stream* s, const rnnx_blas* blas, const void* x, void* y)
+/* ----------------------------------------------------------- T steps at once --- */
+
+/* rnnx_step_stream_run's work: two activation buffers (T,B,width), the core's work for
+ * T steps of the largest sub-layer; 0 if T*B does not fit the core's ints. */
+size_t rnnx_step_stream_run_size(const rnnx_step_stream* s, int T)
 {
-    if (!s || !s->mem || !x || !y)
-        return RNNX_ENULL;
+    if (!s || !s->mem || T < 1 || (int64_t)T * s->spec.B > INT_MAX)
+        return 0;
+    const size_t elem = elem_of(s->spec.dtype);
+    const rnnx_forward_args* rec = (const rnnx_forward_args*)s->mem;
+    const rnnx_qforward_args* qrec =
+        (const rnnx_qforward_args*)((const unsigned char*)s->mem + s->qrec_off);
+    size_t core = 0;
+    for (int i = 0; i < s->spec.num_layers; i++) {
+        const rnnx_stream_layer* l = &s->spec.layers[i];
+        for (int k = 0; l->kind == RNNX_STREAM_RECURRENT && k < l->num_layers; k++, rec++) {
+            const size_t w = rnnx_forward_work_size_proj(rec->cell, T, rec->B, rec->input_size,
+                                                         rec->H, rec->proj, 0);
+            if (!w)
+                return 0;
+            core = w > core ? w : core;
+        }
+        if (l->kind == RNNX_STREAM_INT8 || l->kind == RNNX_STREAM_BFLOAT16) {
+            /* bytes, in elements of the dtype (float32), rounded up */
+            const size_t w = rnnx_sq_run_work(l, &qrec, T);
+            if (!w)
+                return 0;
+            core = (w + elem - 1) / elem > core ? (w + elem - 1) / elem : core;
+        }
+    }
+    if ((double)T * s->act_elems * elem * 2 + (double)core * elem > (double)SIZE_MAX / 8)
+        return 0;
+    return 2 * round_up((size_t)T * s->act_elems * elem) + core * elem;
+}
+
+/* T steps of every layer from the current state (ids checked by the caller): acts are two
+ * activation buffers of act bytes each, core_work the core's work for T steps. */
+static void run_layers(rnnx_step_stream* s, const rnnx_blas* blas, const void* x, int T, void* y,
+                       unsigned char* acts0, size_t act, void* core_work)
+{
     const rnnx_stream_spec* sp = &s->spec;
-    const int B = sp->B;
-    if (sp->layers[0].kind == RNNX_STREAM_EMBEDDING &&
-        rnnx_check_ids((const int32_t*)x, (size_t)B, sp->layers[0].input_size) != RNNX_OK)
-        return RNNX_EINVAL;   /* before anything is written: the state stays as it was */
+    const int B = sp->B, rows = T * B;
     const size_t elem = elem_of(sp->dtype);
-    const size_t half = round_up(s->state_elems * elem), act = round_up(s->act_elems * elem);
+    const size_t half = round_up(s->state_elems * elem);
     unsigned char* base = (unsigned char*)s->mem;
     unsigned char* now = base + s->state_off + (size_t)s->parity * half;
     unsigned char* then = base + s->state_off + (size_t)(1 - s->parity) * half;
-    unsigned char* acts[2] = {base + s->act_off, base + s->act_off + act};
-    rnnx_forward_args* rec = (rnnx_forward_args*)s->mem;
-    rnnx_qforward_args* qrec = (rnnx_qforward_args*)(base + s->qrec_off);
+    unsigned char* acts[2] = {acts0, acts0 + act};
+    const rnnx_forward_args* rec = (const rnnx_forward_args*)s->mem;
+    const rnnx_qforward_args* qrec = (const rnnx_qforward_args*)(base + s->qrec_off);
     const rnnx_dtype_kernels* kernels = rnnx_kernels_in_use(sp->dtype);
     const void* cur = x;
     int next = 0;
-    for (int i = 0; i < sp->num_layers; i++) {   /* layer kinds: a step */
+    for (int i = 0; i < sp->num_layers; i++) {   /* layer kinds: T steps */
         const rnnx_stream_layer* l = &sp->layers[i];
         const int last = i == sp->num_layers - 1;
         switch (l->kind) {
@@ -321,9 +354,9 @@ int rnnx_step_stream_step(rnnx_step_stream* s, const rnnx_blas* blas, const void
             void* out = last ? y : acts[next];
             if (l->kind == RNNX_STREAM_EMBEDDING)
                 rnnx_embed_rows(sp->dtype, out, (const int32_t*)cur, l->tensors[0],
-                                l->hidden_size, (size_t)B);
+                                l->hidden_size, (size_t)rows);
             else
-                rnnx_dense_rows(sp->dtype, out, cur, l->tensors[0], l->tensors[1], B,
+                rnnx_dense_rows(sp->dtype, out, cur, l->tensors[0], l->tensors[1], rows,
                                 l->input_size, l->hidden_size, l->activation);
             cur = out;
             next = 1 - next;
@@ -335,14 +368,17 @@ int rnnx_step_stream_step(rnnx_step_stream* s, const rnnx_blas* blas, const void
             const size_t BS = (size_t)B * rnnx_state_width(H, l->proj_size) * elem;
             const size_t BH = (size_t)B * H * elem, c_at = (size_t)L * BS;
             for (int k = 0; k < L; k++, rec++) {
+                rnnx_forward_args a = *rec;   /* the packed weights, over T steps */
                 void* out = last && k == L - 1 ? y : acts[next];
-                rec->x = cur;
-                rec->y = out;
-                rec->h0 = now + (size_t)k * BS;
-                rec->h_n = then + (size_t)k * BS;
-                rec->c0 = d->states == 2 ? now + c_at + (size_t)k * BH : NULL;
-                rec->c_n = d->states == 2 ? then + c_at + (size_t)k * BH : NULL;
-                kernels->forward(d, blas, rec);
+                a.T = T;
+                a.x = cur;
+                a.y = out;
+                a.work = core_work;
+                a.h0 = now + (size_t)k * BS;
+                a.h_n = then + (size_t)k * BS;
+                a.c0 = d->states == 2 ? now + c_at + (size_t)k * BH : NULL;
+                a.c_n = d->states == 2 ? then + c_at + (size_t)k * BH : NULL;
+                kernels->forward(d, blas, &a);
                 cur = out;
                 next = 1 - next;
             }
@@ -353,8 +389,9 @@ int rnnx_step_stream_step(rnnx_step_stream* s, const rnnx_blas* blas, const void
         }
         case RNNX_STREAM_INT8:
         case RNNX_STREAM_BFLOAT16: {
-            const size_t layer_state = rnnx_sq_step(l, blas, &qrec, B, &cur, last ? y : NULL,
-                                                    acts, &next, now, then);
+            const size_t layer_state = rnnx_sq_step(l, blas, &qrec, T, B, &cur,
+                                                    last ? y : NULL, acts, &next, now, then,
+                                                    core_work);
             now += layer_state;
             then += layer_state;
             break;
@@ -362,5 +399,39 @@ int rnnx_step_stream_step(rnnx_step_stream* s, const rnnx_blas* blas, const void
         }
     }
     s->parity = 1 - s->parity;
+}
+
+int rnnx_step_stream_run(rnnx_step_stream* s, const rnnx_blas* blas, const void* x, int T,
+                         void* y, void* work, size_t work_bytes)
+{
+    if (!s || !s->mem || !x || !y || !work)
+        return RNNX_ENULL;
+    const size_t need = rnnx_step_stream_run_size(s, T);
+    if (!need)
+        return T < 1 ? RNNX_EINVAL : RNNX_ESIZE;
+    if (work_bytes < need)
+        return RNNX_ENOMEM;
+    if ((uintptr_t)work % 8)
+        return RNNX_EALIGN;
+    const rnnx_stream_layer* first = &s->spec.layers[0];
+    if (first->kind == RNNX_STREAM_EMBEDDING &&
+        rnnx_check_ids((const int32_t*)x, (size_t)T * s->spec.B, first->input_size) != RNNX_OK)
+        return RNNX_EINVAL;   /* before anything is written: the state stays as it was */
+    const size_t act = round_up((size_t)T * s->act_elems * elem_of(s->spec.dtype));
+    run_layers(s, blas, x, T, y, (unsigned char*)work, act, (unsigned char*)work + 2 * act);
+    return RNNX_OK;
+}
+
+int rnnx_step_stream_step(rnnx_step_stream* s, const rnnx_blas* blas, const void* x, void* y)
+{
+    if (!s || !s->mem || !x || !y)
+        return RNNX_ENULL;
+    const rnnx_stream_layer* first = &s->spec.layers[0];
+    if (first->kind == RNNX_STREAM_EMBEDDING &&
+        rnnx_check_ids((const int32_t*)x, (size_t)s->spec.B, first->input_size) != RNNX_OK)
+        return RNNX_EINVAL;   /* before anything is written: the state stays as it was */
+    unsigned char* base = (unsigned char*)s->mem;
+    run_layers(s, blas, x, 1, y, base + s->act_off,
+               round_up(s->act_elems * elem_of(s->spec.dtype)), base + s->work_off);
     return RNNX_OK;
 }

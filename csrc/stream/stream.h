@@ -150,6 +150,15 @@ void* rnnx_step_stream_state(const rnnx_step_stream* s);
  * own products, one thread).  Never allocates, never fails otherwise. */
 int rnnx_step_stream_step(rnnx_step_stream* s, const rnnx_blas* blas, const void* x, void* y);
 
+/* T steps at once: x (T,B,in_width) or (T,B) ids, y (T,B,out_width): the numbers of T
+ * calls of rnnx_step_stream_step (bit for bit), faster for T > 1 (each recurrent
+ * sub-layer runs the T steps as one whole-sequence call of the driver, the input
+ * projection hoisted over T*B rows).  work: work_bytes >= rnnx_step_stream_run_size(s,
+ * T) (0: T < 1 or T*B too large), aligned to 8 bytes, scratch. */
+size_t rnnx_step_stream_run_size(const rnnx_step_stream* s, int T);
+int rnnx_step_stream_run(rnnx_step_stream* s, const rnnx_blas* blas, const void* x, int T,
+                         void* y, void* work, size_t work_bytes);
+
 #ifdef __cplusplus
 }
 #endif
