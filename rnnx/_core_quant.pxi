@@ -113,8 +113,13 @@ cdef const float* _fptr(object a):
     return NULL if a is None else <const float*>cnp.PyArray_DATA(a)
 
 
+def qforward_work_size(int cell, qtype, int T, int B, int I, int H, int P):
+    """Bytes of scratch qforward needs (pass a uint8 array of at least this + 64 as work)."""
+    return rnnx_qforward_work_size(cell, _qtype_code(qtype), T, B, I, H, P)
+
+
 def qforward(int cell, qtype, x, h0, c0, w_ih, w_hh, w_hr, b_ih, b_hh, int H, int P,
-             lengths, bint reverse, y, h_n, c_n):
+             lengths, bint reverse, y, h_n, c_n, work=None):
     """One layer and direction (csrc/quant/forward.c): x (T, B, I) float32 C-contiguous; h0
     (B, P or H), c0 (B, H) or None; packed weights from qpack; biases (G,) float32 or None;
     lengths int64 (B,) or None; writes y (T, B, .) (a view whose rows are contiguous), h_n,
@@ -140,7 +145,8 @@ def qforward(int cell, qtype, x, h0, c0, w_ih, w_hh, w_hr, b_ih, b_hh, int H, in
     a.h_n = <float*>cnp.PyArray_DATA(h_n)
     a.c_n = NULL if c_n is None else <float*>cnp.PyArray_DATA(c_n)
     cdef size_t work_size = rnnx_qforward_work_size(cell, a.qtype, a.T, a.B, a.input_size, H, P)
-    work = np.empty(work_size + 64, np.uint8)
+    if work is None or work.dtype != np.uint8 or work.size < work_size + 64:
+        work = np.empty(work_size + 64, np.uint8)
     a.work = <char*>cnp.PyArray_DATA(work) + (-<size_t>cnp.PyArray_DATA(work)) % 64
     cdef int status
     with nogil:
