@@ -303,6 +303,8 @@ class QuantizedStream:
         first = self._stages[0]
         if isinstance(first, _LayerStep):
             I = first.layer.input_size
+            if self.batch_size == 1 and np.shape(x_t) == (I,):   # one unbatched sample
+                return self.step(np.reshape(x_t, (1, I)))[0]
             # the common case, a float32 (B, I) C-contiguous array, goes straight through
             if not (type(x_t) is np.ndarray and x_t.dtype == np.float32
                     and x_t.shape == (self.batch_size, I) and x_t.flags.c_contiguous):
