@@ -40,6 +40,14 @@ class _QuantizedRecurrent:
     backward = _not_trainable
     training = False
 
+    @property
+    def _params(self):
+        # The float layer's weights are not kept: what reads them (save, to_onnx, an
+        # optimizer, state_dict) gets this error rather than an empty model.
+        raise TypeError(f"{type(self).__name__} is an inference model made by rnnx.quantize: "
+                        "it holds int8/bfloat16 tensors (parameters()), not the float "
+                        "weights; save, export or train the float32 model instead")
+
     def _run(self, x, state, lengths, train=False, **options):
         if train:
             _not_trainable(self)
@@ -116,8 +124,7 @@ def _quantize_layer(layer, qtype):
                          "its peephole products are elementwise and not worth quantizing, and "
                          "the quantized core has no peephole cell")
     q = object.__new__(_quantized_class(type(layer)))
-    q.__dict__.update(layer.__dict__)
-    q._params = {}                      # the float weights stay with the original
+    q.__dict__.update((k, v) for k, v in layer.__dict__.items() if k != "_params")
     q.dtype = np.dtype(np.float32)
     q.qtype = qtype
     q._tensors, q._packed = {}, {}

@@ -110,6 +110,19 @@ def test_training_calls_are_refused_naming_quantize(what):
             getattr(model, what)(np.zeros((2, 1, 3), np.float32))
 
 
+def test_save_and_export_of_a_quantized_model_are_refused_naming_quantize(tmp_path):
+    layer = rnnx.LSTM(3, 4, seed=0)
+    for model in (rnnx.quantize(layer), rnnx.quantize(rnnx.Sequential(layer, rnnx.Dense(4, 2)))):
+        path = tmp_path / "q.npz"
+        with pytest.raises(TypeError, match="rnnx.quantize"):
+            rnnx.save(model, path)
+        assert not path.exists()
+        with pytest.raises(TypeError, match="rnnx.quantize"):
+            model.state_dict()
+    with pytest.raises(TypeError, match="rnnx.quantize"):
+        rnnx.to_onnx(rnnx.quantize(layer))
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="qtype"):
         rnnx.quantize(rnnx.LSTM(3, 4), "int4")
