@@ -180,9 +180,8 @@ QCLONES static void recurrent_sums(const qcall* q, int u, int g0, int g1, const 
     for (int g = g0; g < g1; g++) {
         float* out = block_sums(q, u, g);
         panel_product(&q->w_hh, g * q->w_hh.per_gate + u, X, 0, a->B, out);
-        if (a->b_hh)
-            for (int b = 0; b < a->B; b++)
-                add_bias(out + b * QR, out + b * QR, a->b_hh + g * a->H + u * QR, n);
+        for (int b = 0; b < a->B; b++)  /* + 0 without a bias, as the slab's */
+            add_bias(out + b * QR, out + b * QR, a->b_hh ? a->b_hh + g * a->H + u * QR : NULL, n);
     }
 }
 
