@@ -54,6 +54,7 @@ LAYERS = {
     "lstm_proj": lambda: rnnx.LSTM(5, 20, num_layers=2, proj_size=7, seed=4),
     "gru": lambda: rnnx.GRU(5, 17, num_layers=2, bidirectional=True, seed=5),
     "gru_reset_before": lambda: rnnx.GRU(5, 17, reset_after=False, seed=6, go_backwards=True),
+    "lstm_no_bias": lambda: rnnx.LSTM(5, 19, bias=False, seed=8),
 }
 
 
