@@ -18,8 +18,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "qkernels.h"  /* first: compiler.h (restrict, inline where the compiler lacks them) */
 #include "qact.h"
-#include "qkernels.h"
 
 /* The elementwise work (quantizing rows, biases, gates) is built for several vector widths
  * and the widest this CPU runs is picked at load (GCC's target_clones).  Every float
