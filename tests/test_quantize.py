@@ -89,6 +89,23 @@ def test_stream_equals_the_sequence_bit_for_bit(qtype):
     assert all(np.array_equal(a, b) for a, b in zip(s.state, state))
 
 
+def test_stream_from_a_state_and_reset():
+    model = rnnx.Sequential(rnnx.GRU(3, 8, seed=0), rnnx.LSTM(8, 6, seed=1), rnnx.Dense(6, 2))
+    q = rnnx.quantize(model, "int8")
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((7, 2, 3)).astype(np.float32)
+    _, state = q(x[:3])
+    y, final = q(x[3:], state)
+    s = q.stream(batch_size=2, state=state)
+    assert np.array_equal(s.run(x[3:]), y)
+    assert np.array_equal(s.state[0], final[0])
+    assert all(np.array_equal(a, b) for a, b in zip(s.state[1], final[1]))
+    s.reset()
+    assert np.array_equal(s.run(x[:3]), q(x[:3])[0])
+    with pytest.raises(ValueError, match="state must be a tuple of 2"):
+        s.reset(state[0])
+
+
 def test_original_is_not_modified_and_still_trains():
     layer = rnnx.GRU(4, 8, seed=0)
     before = {k: v.copy() for k, v in layer.parameters().items()}
