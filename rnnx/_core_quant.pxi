@@ -109,12 +109,33 @@ def qpack(qtype, int gates, q, scale=None):
     return out
 
 
+def _qneed(a, shape, dtype, str name, bint optional=False, bint rows_contiguous=False):
+    """a must be an ndarray of shape and dtype, C-contiguous (or, rows_contiguous, with a
+    contiguous last axis): else a TypeError/ValueError naming it."""
+    if a is None and optional:
+        return
+    if not isinstance(a, np.ndarray) or a.dtype != dtype:
+        raise TypeError(f"{name} must be a {np.dtype(dtype).name} ndarray, got "
+                        f"{getattr(a, 'dtype', type(a).__name__)}")
+    if a.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {a.shape}")
+    # (no negative indices: the module is compiled with wraparound=False)
+    ok = (a.strides[a.ndim - 1] == a.itemsize) if rows_contiguous and a.ndim else a.flags.c_contiguous
+    if not ok:
+        raise ValueError(f"{name} must be contiguous")
+
+
 cdef const float* _fptr(object a):
     return NULL if a is None else <const float*>cnp.PyArray_DATA(a)
 
 
+def qforward_work_size(int cell, qtype, int T, int B, int I, int H, int P):
+    """Bytes of scratch qforward needs (pass a uint8 array of at least this + 64 as work)."""
+    return rnnx_qforward_work_size(cell, _qtype_code(qtype), T, B, I, H, P)
+
+
 def qforward(int cell, qtype, x, h0, c0, w_ih, w_hh, w_hr, b_ih, b_hh, int H, int P,
-             lengths, bint reverse, y, h_n, c_n):
+             lengths, bint reverse, y, h_n, c_n, work=None):
     """One layer and direction (csrc/quant/forward.c): x (T, B, I) float32 C-contiguous; h0
     (B, P or H), c0 (B, H) or None; packed weights from qpack; biases (G,) float32 or None;
     lengths int64 (B,) or None; writes y (T, B, .) (a view whose rows are contiguous), h_n,
@@ -123,6 +144,38 @@ def qforward(int cell, qtype, x, h0, c0, w_ih, w_hh, w_hr, b_ih, b_hh, int H, in
     memset(&a, 0, sizeof(a))
     a.cell = cell
     a.qtype = _qtype_code(qtype)
+    cdef int gates = rnnx_gate_count(cell)
+    if gates == 0:
+        raise ValueError(f"cell must be a cell code of the core, got {cell}")
+    if x is None or getattr(x, "ndim", 0) != 3:
+        raise ValueError(f"x must be a (T, B, I) float32 array, got {getattr(x, 'shape', x)}")
+    if H < 1 or P < 0 or P >= H or (P and cell != LSTM):
+        raise ValueError(f"H must be >= 1 and proj 0 or in (0, H) for an LSTM, got H={H}, P={P}")
+    T, B, I = x.shape
+    S = P if P else H
+    _qneed(x, (T, B, I), np.float32, "x")
+    _qneed(h0, (B, S), np.float32, "h0", True)
+    _qneed(c0, (B, H), np.float32, "c0", True)
+    _qneed(h_n, (B, S), np.float32, "h_n")
+    _qneed(c_n, (B, H), np.float32, "c_n", True)
+    _qneed(y, (T, B, S), np.float32, "y", rows_contiguous=True)
+    for name, w, n, cols, g in (("w_ih", w_ih, H, I, gates), ("w_hh", w_hh, H, S, gates),
+                                ("w_hr", w_hr, P, H, 1)):
+        if name == "w_hr" and not P:
+            continue
+        size = rnnx_qpack_size(a.qtype, g, n, cols)
+        if not isinstance(w, np.ndarray) or w.dtype != np.uint8 or w.size != size \
+                or not w.flags.c_contiguous:
+            raise ValueError(f"{name} must be qpack's uint8 array of {size} bytes for "
+                             f"({g}*{n}, {cols}), got {getattr(w, 'dtype', type(w).__name__)} "
+                             f"of {getattr(w, 'size', '?')}")
+    _qneed(b_ih, (gates * H,), np.float32, "b_ih", True)
+    _qneed(b_hh, (gates * H,), np.float32, "b_hh", True)
+    _qneed(lengths, (B,), np.int64, "lengths", True)
+    if lengths is not None and B and (lengths.min() < 0 or lengths.max() > T):
+        raise ValueError(f"lengths must lie in [0, {T}], got {lengths}")
+    if c_n is None and cell == LSTM:
+        raise ValueError("c_n must be given for an LSTM")
     a.T, a.B, a.input_size, a.H, a.proj, a.reverse = x.shape[0], x.shape[1], x.shape[2], H, P, reverse
     a.x = _fptr(x)
     a.h0 = _fptr(h0)
@@ -140,7 +193,8 @@ def qforward(int cell, qtype, x, h0, c0, w_ih, w_hh, w_hr, b_ih, b_hh, int H, in
     a.h_n = <float*>cnp.PyArray_DATA(h_n)
     a.c_n = NULL if c_n is None else <float*>cnp.PyArray_DATA(c_n)
     cdef size_t work_size = rnnx_qforward_work_size(cell, a.qtype, a.T, a.B, a.input_size, H, P)
-    work = np.empty(work_size + 64, np.uint8)
+    if work is None or work.dtype != np.uint8 or work.size < work_size + 64:
+        work = np.empty(work_size + 64, np.uint8)
     a.work = <char*>cnp.PyArray_DATA(work) + (-<size_t>cnp.PyArray_DATA(work)) % 64
     cdef int status
     with nogil:

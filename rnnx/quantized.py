@@ -40,6 +40,14 @@ class _QuantizedRecurrent:
     backward = _not_trainable
     training = False
 
+    @property
+    def _params(self):
+        # The float layer's weights are not kept: what reads them (save, to_onnx, an
+        # optimizer, state_dict) gets this error rather than an empty model.
+        raise TypeError(f"{type(self).__name__} is an inference model made by rnnx.quantize: "
+                        "it holds int8/bfloat16 tensors (parameters()), not the float "
+                        "weights; save, export or train the float32 model instead")
+
     def _run(self, x, state, lengths, train=False, **options):
         if train:
             _not_trainable(self)
@@ -116,8 +124,7 @@ def _quantize_layer(layer, qtype):
                          "its peephole products are elementwise and not worth quantizing, and "
                          "the quantized core has no peephole cell")
     q = object.__new__(_quantized_class(type(layer)))
-    q.__dict__.update(layer.__dict__)
-    q._params = {}                      # the float weights stay with the original
+    q.__dict__.update((k, v) for k, v in layer.__dict__.items() if k != "_params")
     q.dtype = np.dtype(np.float32)
     q.qtype = qtype
     q._tensors, q._packed = {}, {}
@@ -201,35 +208,137 @@ def quantize(model, qtype="int8"):
                     f"{type(model).__name__}")
 
 
+class _LayerStep:
+    """One quantized unidirectional layer stepped with buffers made once: a step is one
+    qforward call per stacked layer, T = 1, from the carried state (the same call a sequence
+    makes, so the same bits)."""
+
+    def __init__(self, layer, B):
+        self.layer, self.B = layer, B
+        Hh, H, L = layer._state_width, layer.hidden_size, layer.num_layers
+        self.has_c = "c" in layer.state_names
+        self.h = np.zeros((2, L, B, Hh), np.float32)       # ping-pong: state in, state out
+        self.c = np.zeros((2, L, B, H), np.float32) if self.has_c else None
+        self.ys = [np.empty((1, B, Hh), np.float32) for _ in range(L)]
+        widest = max(layer.input_size, Hh)
+        self.work = np.empty(_core.qforward_work_size(layer._cell, layer.qtype, 1, B, widest,
+                                                      H, layer.proj_size) + 64, np.uint8)
+        self.turn = 0
+
+    def set_state(self, state):
+        layer = self.layer
+        if state is None:
+            self.h[self.turn] = 0
+            if self.has_c:
+                self.c[self.turn] = 0
+            return
+        parts = layer._check_states(state, self.B, True, "state")
+        self.h[self.turn] = parts[0]
+        if self.has_c:
+            self.c[self.turn] = parts[1]
+
+    def state(self):
+        parts = [self.h[self.turn].copy()] + ([self.c[self.turn].copy()] if self.has_c else [])
+        return self.layer._pack_state(parts, True)
+
+    def step(self, x):
+        """x (1, B, I) float32 C-contiguous -> y (1, B, Hh) (a buffer of this object)."""
+        layer, i, o = self.layer, self.turn, 1 - self.turn
+        for k in range(layer.num_layers):
+            w = layer._packed[(k, 0)]
+            _core.qforward(layer._cell, layer.qtype, x, self.h[i, k],
+                           self.c[i, k] if self.has_c else None, w["weight_ih"],
+                           w["weight_hh"], w.get("weight_hr"), w.get("bias_ih"),
+                           w.get("bias_hh"), layer.hidden_size, layer.proj_size, None, False,
+                           self.ys[k], self.h[o, k], self.c[o, k] if self.has_c else None,
+                           self.work)
+            x = self.ys[k]
+        self.turn = o
+        return x
+
+
 class QuantizedStream:
     """Step-by-step inference of a quantized layer or Sequential: ``y_t = s.step(x_t)``
     with x_t (B, I) (or (B,) ids), ``run(x)`` for a chunk (T, B, I), ``reset(state)``,
-    ``state``.  Each call is one quantized forward from the carried state, so a stream's
-    outputs equal the whole sequence's bit for bit."""
+    ``state``.  Each step runs the same quantized calls as a whole sequence from the carried
+    state, so a stream's outputs equal the sequence's bit for bit."""
 
     def __init__(self, model, batch_size=1, state=None):
         self._model = model
         self.batch_size = positive_int(batch_size, "batch_size")
+        layers = model.layers if isinstance(model, Sequential) else [model]
+        self._stages = [_LayerStep(layer, self.batch_size) if layer.is_recurrent else layer
+                        for layer in layers]
         self.reset(state)
 
+    def _recurrent(self):
+        return [s for s in self._stages if isinstance(s, _LayerStep)]
+
     def reset(self, state=None):
-        self._state = state
+        """Start again from state (the model's form), or zeros."""
+        steps = self._recurrent()
+        if state is None:
+            states = [None] * len(steps)
+        elif isinstance(self._model, Sequential):
+            if not isinstance(state, (tuple, list)) or len(state) != len(steps):
+                raise ValueError(f"state must be a tuple of {len(steps)} layer states, got "
+                                 f"{type(state).__name__}")
+            states = list(state)
+        else:
+            states = [state]
+        for s, st in zip(steps, states):
+            s.set_state(st)
 
     @property
     def state(self):
-        return self._state
+        states = tuple(s.state() for s in self._recurrent())
+        return states if isinstance(self._model, Sequential) else states[0]
+
+    def _step(self, x_t):
+        h = x_t[None]
+        for stage in self._stages:
+            if isinstance(stage, _LayerStep):
+                if h.dtype != np.float32 or not h.flags.c_contiguous:
+                    h = np.ascontiguousarray(h, dtype=np.float32)
+                h = stage.step(h)
+            else:
+                h = stage._run(h, None, None, train=False)[0]
+        return h[0]
+
+    def step(self, x_t):
+        """y_t (B, out) for x_t (B, I) (or (B,) ids), the state carried."""
+        first = self._stages[0]
+        if isinstance(first, _LayerStep):
+            I = first.layer.input_size
+            if self.batch_size == 1 and np.shape(x_t) == (I,):   # one unbatched sample
+                return self.step(np.reshape(x_t, (1, I)))[0]
+            # the common case, a float32 (B, I) C-contiguous array, goes straight through
+            if not (type(x_t) is np.ndarray and x_t.dtype == np.float32
+                    and x_t.shape == (self.batch_size, I) and x_t.flags.c_contiguous):
+                x_t = _as_float32(np.asarray(x_t))
+                if x_t.shape != (self.batch_size, I):
+                    raise ValueError(f"x_t must be ({self.batch_size}, {I}) for batch_size="
+                                     f"{self.batch_size}, input_size={I}, got {x_t.shape}")
+                if x_t.dtype != np.float32:
+                    raise TypeError(f"x_t must be a float32 array, got {x_t.dtype}")
+                x_t = np.ascontiguousarray(x_t)
+        else:
+            x_t = np.asarray(x_t)
+            if x_t.ndim < 1 or x_t.shape[0] != self.batch_size:
+                raise ValueError(f"x_t must be ({self.batch_size}, ...) for batch_size="
+                                 f"{self.batch_size}, got {x_t.shape}")
+        return self._step(x_t).copy()
 
     def run(self, x):
+        """y (T, B, out) for a chunk x (T, B, ...), the state carried through it."""
         x = np.asarray(x)
         if x.ndim < 2 or x.shape[1] != self.batch_size:
             raise ValueError(f"x must be (T, {self.batch_size}, ...) for batch_size="
                              f"{self.batch_size}, got {x.shape}")
-        y, self._state = self._model(x, self._state)
-        return y
+        return np.stack([self.step(x[t]) for t in range(x.shape[0])]) if len(x) else \
+            np.zeros((0,) + self._step_shape(), np.float32)
 
-    def step(self, x_t):
-        x_t = np.asarray(x_t)
-        if x_t.ndim < 1 or x_t.shape[0] != self.batch_size:
-            raise ValueError(f"x_t must be ({self.batch_size}, ...) for batch_size="
-                             f"{self.batch_size}, got {x_t.shape}")
-        return self.run(x_t[None])[0]
+    def _step_shape(self):
+        last = self._stages[-1]
+        width = last.layer.output_size if isinstance(last, _LayerStep) else last.output_size
+        return (self.batch_size, width)

@@ -54,6 +54,7 @@ LAYERS = {
     "lstm_proj": lambda: rnnx.LSTM(5, 20, num_layers=2, proj_size=7, seed=4),
     "gru": lambda: rnnx.GRU(5, 17, num_layers=2, bidirectional=True, seed=5),
     "gru_reset_before": lambda: rnnx.GRU(5, 17, reset_after=False, seed=6, go_backwards=True),
+    "lstm_no_bias": lambda: rnnx.LSTM(5, 19, bias=False, seed=8),
 }
 
 
@@ -88,6 +89,23 @@ def test_stream_equals_the_sequence_bit_for_bit(qtype):
     assert all(np.array_equal(a, b) for a, b in zip(s.state, state))
 
 
+def test_stream_from_a_state_and_reset():
+    model = rnnx.Sequential(rnnx.GRU(3, 8, seed=0), rnnx.LSTM(8, 6, seed=1), rnnx.Dense(6, 2))
+    q = rnnx.quantize(model, "int8")
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((7, 2, 3)).astype(np.float32)
+    _, state = q(x[:3])
+    y, final = q(x[3:], state)
+    s = q.stream(batch_size=2, state=state)
+    assert np.array_equal(s.run(x[3:]), y)
+    assert np.array_equal(s.state[0], final[0])
+    assert all(np.array_equal(a, b) for a, b in zip(s.state[1], final[1]))
+    s.reset()
+    assert np.array_equal(s.run(x[:3]), q(x[:3])[0])
+    with pytest.raises(ValueError, match="state must be a tuple of 2"):
+        s.reset(state[0])
+
+
 def test_original_is_not_modified_and_still_trains():
     layer = rnnx.GRU(4, 8, seed=0)
     before = {k: v.copy() for k, v in layer.parameters().items()}
@@ -108,6 +126,19 @@ def test_training_calls_are_refused_naming_quantize(what):
                   rnnx.quantize(rnnx.Sequential(rnnx.LSTM(3, 4, seed=0), rnnx.Dense(4, 2)))):
         with pytest.raises(TypeError, match="rnnx.quantize"):
             getattr(model, what)(np.zeros((2, 1, 3), np.float32))
+
+
+def test_save_and_export_of_a_quantized_model_are_refused_naming_quantize(tmp_path):
+    layer = rnnx.LSTM(3, 4, seed=0)
+    for model in (rnnx.quantize(layer), rnnx.quantize(rnnx.Sequential(layer, rnnx.Dense(4, 2)))):
+        path = tmp_path / "q.npz"
+        with pytest.raises(TypeError, match="rnnx.quantize"):
+            rnnx.save(model, path)
+        assert not path.exists()
+        with pytest.raises(TypeError, match="rnnx.quantize"):
+            model.state_dict()
+    with pytest.raises(TypeError, match="rnnx.quantize"):
+        rnnx.to_onnx(rnnx.quantize(layer))
 
 
 def test_bad_arguments():

@@ -241,3 +241,19 @@ def test_bad_arguments_are_refused():
         _core.qpack("int8", 1, np.zeros((2, 2), np.int8), np.ones(3, np.float32))
     with pytest.raises(ValueError, match="kernel"):
         _core.qset_kernel("avx1024")
+    code, gates = CELLS["lstm"]
+    p = _layer("lstm", 2, 3, 4, 5)
+    good = dict(x=p["x"], h0=p["h0"], c0=p["c0"], w_ih=_pack("int8", p["w_ih"], gates),
+                w_hh=_pack("int8", p["w_hh"], gates), w_hr=None, b_ih=p["b_ih"], b_hh=p["b_hh"],
+                H=5, P=0, lengths=None, reverse=False, y=np.empty((2, 3, 5), np.float32),
+                h_n=np.empty((3, 5), np.float32), c_n=np.empty((3, 5), np.float32))
+    _core.qforward(code, "int8", **good)
+    for name, bad, error, match in (
+            ("x", p["x"].astype(np.float64), TypeError, "x must be a float32"),
+            ("h0", p["h0"][:2], ValueError, r"h0 must have shape \(3, 5\)"),
+            ("w_hh", good["w_ih"], ValueError, "w_hh must be qpack's"),
+            ("y", np.empty((2, 3, 4), np.float32), ValueError, "y must have shape"),
+            ("lengths", np.array([1, 2, 9]), ValueError, "lengths must lie"),
+            ("c_n", None, ValueError, "c_n must be given")):
+        with pytest.raises(error, match=match):
+            _core.qforward(code, "int8", **dict(good, **{name: bad}))

@@ -18,8 +18,19 @@
 #include <math.h>
 #include <string.h>
 
+#include "qkernels.h"  /* first: compiler.h (restrict, inline where the compiler lacks them) */
 #include "qact.h"
-#include "qkernels.h"
+
+/* The elementwise work (quantizing rows, biases, gates) is built for several vector widths
+ * and the widest this CPU runs is picked at load (GCC's target_clones).  Every float
+ * operation is the same IEEE operation whatever the width (no FMA: -ffp-contract=off; the
+ * only reduction, max|x|, is exact in any order), so the clones give the same bits. */
+#if defined(RNNX_X86_TARGETS) && defined(__linux__) && defined(__GNUC__) && \
+    !defined(__clang__) && __GNUC__ >= 8
+#  define QCLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#  define QCLONES
+#endif
 
 /* A packed matrix (pack.c's layout). */
 typedef struct qmat {
@@ -56,7 +67,7 @@ static size_t qrow_bytes(int qtype, int cols)
 
 /* Row i of X := quantized v (n,): int8 symmetric, s = max|v| / 127,
  * q = rint(v * (127 / max|v|)) (as the weights, pack.c), or bfloat16. */
-static void quantize_row(int qtype, const float* v, int n, const qrows* X, size_t i)
+QCLONES static void quantize_row(int qtype, const float* v, int n, const qrows* X, size_t i)
 {
     unsigned char* row = X->data + i * X->row_bytes;
     memset(row, 0, X->row_bytes);
@@ -82,7 +93,7 @@ enum { CHUNK = 32 };  /* activation rows per kernel call: a stack buffer of int3
 
 /* out (M,16) := the product of panel p of W with rows row0.. row0+M-1 of X:
  * int8 (float)sum * (s_x * s_w), bfloat16 the kernel's sums. */
-static void panel_product(const qmat* W, int p, const qrows* X, size_t row0, int M, float* out)
+QCLONES static void panel_product(const qmat* W, int p, const qrows* X, size_t row0, int M, float* out)
 {
     const unsigned char* panel = W->base + (size_t)p * W->panel_bytes;
     if (W->qtype == RNNX_QBFLOAT16) {
@@ -124,14 +135,22 @@ static int row_active(const int64_t* lengths, int t, int b)
     return lengths == NULL || t < lengths[b];
 }
 
-static float bias(const float* b, int i)
+/* The units of block u, clipped to n: [u*16, block_end). */
+static int block_end(int u, int n)
 {
-    return b ? b[i] : 0.0f;
+    return (u + 1) * QR < n ? (u + 1) * QR : n;
+}
+
+/* dst[r] := sums[r] + bias[r] (bias NULL: + 0), r < n; dst may be sums. */
+static inline void add_bias(float* dst, const float* sums, const float* bias, int n)
+{
+    for (int r = 0; r < n; r++)
+        dst[r] = sums[r] + (bias ? bias[r] : 0.0f);
 }
 
 /* Input projection, task = (panel of W_ih, chunk of 64 rows of X). */
 enum { SLAB_ROWS = 64 };
-static void slab_task(void* ctx, int task)
+QCLONES static void slab_task(void* ctx, int task)
 {
     const qcall* q = (const qcall*)ctx;
     const rnnx_qforward_args* a = q->a;
@@ -141,11 +160,10 @@ static void slab_task(void* ctx, int task)
     const int g = p / q->w_ih.per_gate, j0 = (p % q->w_ih.per_gate) * QR;
     float out[SLAB_ROWS * QR];
     panel_product(&q->w_ih, p, &q->xq, (size_t)r0, M, out);
+    const int n = block_end(j0 / QR, a->H) - j0;
     for (int m = 0; m < M; m++)
-        for (int r = 0; r < QR && j0 + r < a->H; r++) {
-            const int col = g * a->H + j0 + r;
-            q->slab[(size_t)(r0 + m) * q->G + col] = out[m * QR + r] + bias(a->b_ih, col);
-        }
+        add_bias(q->slab + (size_t)(r0 + m) * q->G + g * a->H + j0, out + m * QR,
+                 a->b_ih ? a->b_ih + g * a->H + j0 : NULL, n);
 }
 
 /* The recurrent sums of gates g0..g1-1 of block u on rows of X, + b_hh, into
@@ -155,22 +173,16 @@ static float* block_sums(const qcall* q, int u, int g)
     return q->gh + ((size_t)u * q->gates + g) * (size_t)q->a->B * QR;
 }
 
-static void recurrent_sums(const qcall* q, int u, int g0, int g1, const qrows* X)
+QCLONES static void recurrent_sums(const qcall* q, int u, int g0, int g1, const qrows* X)
 {
     const rnnx_qforward_args* a = q->a;
+    const int n = block_end(u, a->H) - u * QR;
     for (int g = g0; g < g1; g++) {
         float* out = block_sums(q, u, g);
         panel_product(&q->w_hh, g * q->w_hh.per_gate + u, X, 0, a->B, out);
-        for (int b = 0; b < a->B; b++)
-            for (int r = 0; r < QR && u * QR + r < a->H; r++)
-                out[b * QR + r] += bias(a->b_hh, g * a->H + u * QR + r);
+        for (int b = 0; b < a->B; b++)  /* + 0 without a bias, as the slab's */
+            add_bias(out + b * QR, out + b * QR, a->b_hh ? a->b_hh + g * a->H + u * QR : NULL, n);
     }
-}
-
-/* The units of block u of row b, clipped to n. */
-static int block_end(int u, int n)
-{
-    return (u + 1) * QR < n ? (u + 1) * QR : n;
 }
 
 static float* y_row(const qcall* q, int b)
@@ -188,7 +200,7 @@ static void add_parts(float* restrict pre, const float* restrict x, const float*
 
 /* One step of block u: every cell but the reset-before GRU's second phase.
  * Each row's 16 units go through the activations as arrays, which vectorize. */
-static void step_task(void* ctx, int u)
+QCLONES static void step_task(void* ctx, int u)
 {
     const qcall* q = (const qcall*)ctx;
     const rnnx_qforward_args* a = q->a;
@@ -252,7 +264,7 @@ static void step_task(void* ctx, int u)
 }
 
 /* GRU reset before, second phase of block u: n on quantized r * h_{t-1}. */
-static void gru_before_task(void* ctx, int u)
+QCLONES static void gru_before_task(void* ctx, int u)
 {
     const qcall* q = (const qcall*)ctx;
     const rnnx_qforward_args* a = q->a;
@@ -276,7 +288,7 @@ static void gru_before_task(void* ctx, int u)
 }
 
 /* LSTM projection of block u of the P units: h_t = W_hr m_t (no bias). */
-static void proj_task(void* ctx, int u)
+QCLONES static void proj_task(void* ctx, int u)
 {
     const qcall* q = (const qcall*)ctx;
     const rnnx_qforward_args* a = q->a;
