@@ -6,7 +6,8 @@
  *   the core stream (rnnx_step_stream)
  *   its layer list: one rnnx_stream_layer per model layer
  *   the tensors' table in the list's order: RNNX_ST_PER_SUBLAYER pointers per
- *   recurrent sub-layer, weight and bias (or NULL) per Dense layer
+ *   recurrent sub-layer (RNNX_SQ_PER_SUBLAYER with int8/bfloat16 weights: the
+ *   stream's RNNX_STREAM_INT8/_BFLOAT16 kinds), weight and bias (or NULL) per Dense layer
  *   the core stream's own memory (rnnx_step_stream_size)
  */
 #include <string.h>
@@ -85,8 +86,8 @@ static int spec_of(const rnnx_model* m, int B, rnnx_stream_layer* layers, rnnx_s
     return RNNX_OK;
 }
 
-/* The tensors of the list, in the stream's order, into table (RNNX_ST_PER_SUBLAYER
- * pointers per recurrent sub-layer, 2 per Dense layer). */
+/* The tensors of the list, in the stream's order, into table (per_sublayer pointers
+ * per recurrent sub-layer, 2 per Dense layer). */
 static void point_tensors(const rnnx_model* m, rnnx_stream_layer* layers, const void** table)
 {
     for (int i = 0; i < m->num_layers; i++) {
