@@ -210,50 +210,49 @@ def quantize(model, qtype="int8"):
 
 class _LayerStep:
     """One quantized unidirectional layer stepped with buffers made once: a step is one
-    qforward call per stacked layer, T = 1, from the carried state (the same call a sequence
-    makes, so the same bits)."""
+    rnnx_qforward call per stacked layer, T = 1, from the carried state (the call a
+    sequence makes, so the same bits), through _core.QStep, which checked its arrays once."""
 
     def __init__(self, layer, B):
         self.layer, self.B = layer, B
         Hh, H, L = layer._state_width, layer.hidden_size, layer.num_layers
         self.has_c = "c" in layer.state_names
-        self.h = np.zeros((2, L, B, Hh), np.float32)       # ping-pong: state in, state out
-        self.c = np.zeros((2, L, B, H), np.float32) if self.has_c else None
+        self.h = np.zeros((L, 2, B, Hh), np.float32)       # per layer: state in, state out
+        self.c = np.zeros((L, 2, B, H), np.float32) if self.has_c else None
         self.ys = [np.empty((1, B, Hh), np.float32) for _ in range(L)]
-        widest = max(layer.input_size, Hh)
-        self.work = np.empty(_core.qforward_work_size(layer._cell, layer.qtype, 1, B, widest,
-                                                      H, layer.proj_size) + 64, np.uint8)
-        self.turn = 0
+        self.steps = []
+        for k in range(L):
+            I = layer.input_size if k == 0 else Hh
+            w = layer._packed[(k, 0)]
+            work = np.empty(_core.qforward_work_size(layer._cell, layer.qtype, 1, B, I, H,
+                                                     layer.proj_size) + 64, np.uint8)
+            self.steps.append(_core.QStep(
+                layer._cell, layer.qtype, w["weight_ih"], w["weight_hh"], w.get("weight_hr"),
+                w.get("bias_ih"), w.get("bias_hh"), I, H, layer.proj_size, B, self.h[k],
+                self.c[k] if self.has_c else None, self.ys[k], work))
 
     def set_state(self, state):
-        layer = self.layer
-        if state is None:
-            self.h[self.turn] = 0
+        parts = ([np.zeros(self.layer._state_shape(self.B, n), np.float32)
+                  for n in self.layer.state_names] if state is None
+                 else self.layer._check_states(state, self.B, True, "state"))
+        for k, step in enumerate(self.steps):
+            step.set_turn(0)
+            self.h[k, 0] = parts[0][k]
             if self.has_c:
-                self.c[self.turn] = 0
-            return
-        parts = layer._check_states(state, self.B, True, "state")
-        self.h[self.turn] = parts[0]
-        if self.has_c:
-            self.c[self.turn] = parts[1]
+                self.c[k, 0] = parts[1][k]
 
     def state(self):
-        parts = [self.h[self.turn].copy()] + ([self.c[self.turn].copy()] if self.has_c else [])
+        turns = [step.turn for step in self.steps]
+        parts = [np.stack([self.h[k, t] for k, t in enumerate(turns)])]
+        if self.has_c:
+            parts.append(np.stack([self.c[k, t] for k, t in enumerate(turns)]))
         return self.layer._pack_state(parts, True)
 
     def step(self, x):
         """x (1, B, I) float32 C-contiguous -> y (1, B, Hh) (a buffer of this object)."""
-        layer, i, o = self.layer, self.turn, 1 - self.turn
-        for k in range(layer.num_layers):
-            w = layer._packed[(k, 0)]
-            _core.qforward(layer._cell, layer.qtype, x, self.h[i, k],
-                           self.c[i, k] if self.has_c else None, w["weight_ih"],
-                           w["weight_hh"], w.get("weight_hr"), w.get("bias_ih"),
-                           w.get("bias_hh"), layer.hidden_size, layer.proj_size, None, False,
-                           self.ys[k], self.h[o, k], self.c[o, k] if self.has_c else None,
-                           self.work)
-            x = self.ys[k]
-        self.turn = o
+        for step, y in zip(self.steps, self.ys):
+            step.step(x)
+            x = y
         return x
 
 

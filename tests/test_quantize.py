@@ -159,6 +159,11 @@ def test_bad_arguments():
         q(np.zeros((2, 1, 3), np.float32), state=(np.zeros((1, 2, 4)), np.zeros((1, 1, 4))))
     with pytest.raises(ValueError, match="bidirectional"):
         rnnx.quantize(rnnx.GRU(3, 4, bidirectional=True), "int8").stream()
+    stream = q.stream()
+    with pytest.raises(ValueError, match=r"x_t must be \(1, 3\)"):
+        stream.step(np.zeros((1, 5), np.float32))
+    with pytest.raises(ValueError, match=r"x must be a \(1, 1, 3\) float32"):   # the binding's
+        stream._stages[0].steps[0].step(np.zeros((1, 1, 3), np.float64))
     x = np.random.default_rng(0).standard_normal((2, 1, 3)).astype(np.float32)
     x_copy = x.copy()
     q(x)
