@@ -5,6 +5,7 @@
     python benchmarks/bench.py --threads 4 --json results.json --plot results.png
     python benchmarks/bench.py --threads 1,2 --isa generic --under-load
     python benchmarks/bench.py --suite published   # DeepBench and GNMT shapes
+    python benchmarks/bench.py --quantized         # int8/bfloat16 vs quantized peers
 
 Every engine runs in a process of its own, one per thread count (one engine's idle or
 spinning workers never slow another, and the BLAS reads its thread count once, at load),
@@ -52,6 +53,8 @@ def parse_args(argv):
     parser.add_argument("--outputs", help=argparse.SUPPRESS)
     parser.add_argument("--expect", help=argparse.SUPPRESS)
     parser.add_argument("--plot", metavar="PATH", help="write a PNG chart to PATH (needs matplotlib)")
+    parser.add_argument("--quantized", action="store_true",
+                        help="int8/bfloat16 rnnx against quantized peers (benchmarks/quantized.py)")
     args = parser.parse_args(argv)
     try:
         args.threads = [int(n) for n in str(args.threads).split(",") if n.strip()]
@@ -246,6 +249,10 @@ def thread_scaling(result):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.quantized:
+        import quantized
+        quantized.run_all(args.quick, args.json)
+        return 0
     if args.engine:
         return run_child(args)
     import report

@@ -70,15 +70,31 @@ enum rnnx_many_to_one {
     RNNX_MANY_TO_ONE_OUTPUT = 2   /* y at each row's last valid step, both halves ("output") */
 };
 
+/* rnnx_layer.weights: how a recurrent layer's weight matrices are stored
+ * (rnnx.quantize; Dense layers and an Embedding: RNNX_WEIGHTS_FLOAT only).
+ * Biases, states and activations stay in the model's dtype, which must be
+ * RNNX_FLOAT32 for the two reduced forms. */
+enum rnnx_weights {
+    RNNX_WEIGHTS_FLOAT = 0,     /* the model's dtype */
+    RNNX_WEIGHTS_INT8 = 1,      /* int8_t (rows,cols), then its float scales (rows,): row r
+                                   of the matrix is scale[r] * data[r][:] */
+    RNNX_WEIGHTS_BFLOAT16 = 2   /* uint16_t (rows,cols): the upper 16 bits of a float32 */
+};
+
 /* One layer of a model: a recurrent stack (rnnx.RNN/LSTM/GRU), a Dense or an
  * Embedding (the first layer only).
  *
  * tensors lists the layer's arrays in the order of its Python state_dict:
  *   recurrent: for k in 0..num_layers-1, for d in 0..num_directions-1:
- *              w_ih (G, k ? D*H : input_size), w_hh (G,H), then b_ih (G,), b_hh (G,) if bias
+ *              w_ih (G, k ? D*S : input_size), w_hh (G,S), then b_ih (G,), b_hh (G,) if bias,
+ *              then w_hr (P,H) if proj_size (S = proj_size if > 0, else H)
  *   Dense:     weight (hidden_size, input_size), then bias (hidden_size,) if bias
  *   Embedding: weight (input_size, hidden_size): row i is id i's vector;
- *              num_layers 1, num_directions 1, bias 0, activation 0 */
+ *              num_layers 1, num_directions 1, bias 0, activation 0
+ * With weights RNNX_WEIGHTS_INT8 each weight matrix (w_ih, w_hh, w_hr) is
+ * two entries, its int8 data then its float scales (rows,); with
+ * RNNX_WEIGHTS_BFLOAT16 one entry of uint16_t.  So an int8 LSTM sub-layer is
+ * w_ih, w_ih scales, w_hh, w_hh scales, b_ih, b_hh (then w_hr, w_hr scales). */
 typedef struct rnnx_layer {
     int kind;             /* enum rnnx_cell, RNNX_DENSE or RNNX_EMBEDDING */
     int input_size;       /* features in; an Embedding's num_embeddings */
@@ -88,6 +104,10 @@ typedef struct rnnx_layer {
     int bias;             /* 1: the layer has biases */
     int activation;       /* enum rnnx_activation_kind, Dense only (0 otherwise) */
     const void* const* tensors;
+    int weights;          /* enum rnnx_weights (after tensors, so that older initializers
+                             leave it 0) */
+    int proj_size;        /* an LSTM's projection P (PyTorch's proj_size, 0 < P < H), or 0:
+                             then h and the layer's output are P wide (D*P), c stays H */
 } rnnx_layer;
 
 typedef struct rnnx_model {

@@ -14,6 +14,7 @@ from .losses import MSELoss, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
 from .model import Sequential
 from .seq2seq import Seq2Seq
 from .rnnx_format import export_c
+from .quantized import quantize
 from .optim import SGD, Adagrad, Adam, clip_grad_norm, clip_grad_value
 from ._runtime import get_num_threads, info, set_num_threads
 from .trainer import NonFiniteLossError, Trainer
@@ -23,4 +24,4 @@ __all__ = ["RNN", "LSTM", "GRU", "Stream", "Dense", "Embedding", "Sequential", "
            "MSELoss", "SoftmaxCrossEntropy", "SigmoidBinaryCrossEntropy", "SGD", "Adam", "Adagrad",
            "clip_grad_norm", "clip_grad_value", "StepLR", "CosineAnnealingLR", "Trainer",
            "NonFiniteLossError", "save", "load", "export_c", "data", "to_onnx", "from_onnx",
-           "to_keras", "from_keras", "from_torch", "info", "set_num_threads", "get_num_threads"]
+           "to_keras", "from_keras", "from_torch", "info", "set_num_threads", "get_num_threads", "quantize"]

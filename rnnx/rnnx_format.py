@@ -12,11 +12,13 @@ CRC-32 of everything before it. The C reader (csrc/model/reader.c) uses the tens
 microcontroller can keep the file in flash.
 
 What it holds: a Sequential of RNN/LSTM/GRU (stacked, bidirectional, with or without bias,
-either GRU form) and Dense layers, many-to-many or many-to-one, float32 or float64, optionally
-after an Embedding (a token model: the C library then takes int32 ids); or one bare layer.
-Version 2 of the format adds the Embedding layer kind and the last-output flag
-(many_to_one="output"); a file is written as version 1 when it uses neither (the bytes
-earlier rnnx wrote, readable by older C libraries), as version 2 otherwise; both are read.
+either GRU form, an LSTM's proj_size) and Dense layers, many-to-many or many-to-one, float32 or
+float64, optionally after an Embedding (a token model: the C library then takes int32 ids); or
+one bare layer; and rnnx.quantize's models (int8 recurrent weights with a float32 scale per
+row, or bfloat16). Version 2 of the format adds the Embedding layer kind and the last-output
+flag (many_to_one="output"), version 3 int8/bfloat16 weights and proj_size; a file is written
+as the lowest version that holds it (version 1: the bytes earlier rnnx wrote, readable by
+older C libraries); all three are read.
 batch_first is not stored (the C library is time-major): a loaded model has batch_first=False. A file that is truncated, altered, of another version or not an .rnnx file
 raises ValueError naming the file and what is wrong.
 """
@@ -57,6 +59,13 @@ EMBEDDING = _core.FORMAT["EMBEDDING"]        # first layer only; its last descri
 # cell codes, as csrc/rnnx.h's enum rnnx_cell
 RNN_TANH, RNN_RELU, LSTM, GRU, GRU_RESET_BEFORE = 0, 1, 2, 3, 4
 _DTYPES = {0: np.dtype("<f4"), 1: np.dtype("<f8")}
+_SCALES = np.dtype("<f4")                          # an int8 matrix's row scales
+# version 3: the weights field (a recurrent or Dense descriptor's last), enum rnnx_weights
+VERSION_WEIGHTS = _core.FORMAT["VERSION_WEIGHTS"]
+WEIGHTS_INT8 = _core.FORMAT["WEIGHTS_INT8"]
+WEIGHTS_BFLOAT16 = _core.FORMAT["WEIGHTS_BFLOAT16"]
+_WEIGHTS_CODES = {None: 0, "int8": WEIGHTS_INT8, "bfloat16": WEIGHTS_BFLOAT16}  # by qtype
+_QTYPES = {code: qtype for qtype, code in _WEIGHTS_CODES.items()}
 _HEADER = struct.Struct("<8sIIIIQIII20x")        # 64 bytes
 _DESCRIPTOR = struct.Struct("<8I")                # 32 bytes
 
@@ -81,7 +90,9 @@ def _layers_of(model):
 
 
 def _cell_code(layer):
-    name = type(layer).__name__
+    # a quantized layer's class derives from its float class (rnnx.quantize)
+    name = next((c.__name__ for c in type(layer).__mro__ if c.__name__ in ("RNN", "LSTM", "GRU")),
+                type(layer).__name__)
     if name == "RNN":
         return RNN_TANH if layer.nonlinearity == "tanh" else RNN_RELU
     if name == "LSTM":
@@ -103,10 +114,6 @@ def _descriptor_and_tensors(layer):
         fields = (DENSE, layer.in_features, layer.out_features, 1, 1, int(layer.bias),
                   ACTIVATIONS.index(layer.activation), 0)
         return fields, [params[n] for n in names]
-    if getattr(layer, "proj_size", 0):
-        raise ValueError(f"an LSTM with proj_size={layer.proj_size} cannot be stored in the .rnnx "
-                         f"format (the bare C library has no LSTM projection yet): save it with "
-                         f"rnnx.save to a .npz path instead")
     if getattr(layer, "peephole", False):
         raise ValueError("an LSTM with peephole=True cannot be stored in the .rnnx format (the "
                          "bare C library's model has no peephole LSTM yet): save it with "
@@ -115,16 +122,30 @@ def _descriptor_and_tensors(layer):
         raise ValueError("the .rnnx format (the C library's) has no reverse-only layer: a "
                          "go_backwards=True layer can be saved as .npz (rnnx.save(model, "
                          "'model.npz'))")
+    weights = _WEIGHTS_CODES[getattr(layer, "qtype", None)]   # rnnx.quantize's, or float
+    # the seventh field: an LSTM's proj_size (version 3), 0 without
+    fields = (_cell_code(layer), layer.input_size, layer.hidden_size, layer.num_layers,
+              layer.num_directions, int(layer.bias), getattr(layer, "proj_size", 0), weights)
+    return fields, [params[n] for n in _recurrent_names(layer, weights)]
+
+
+def _recurrent_names(layer, weights):
+    """The names of a recurrent layer's tensors in file order: for k, for d, its weights (an
+    int8 one followed by its scales, "<name>_scale"), biases and projection (PyTorch's
+    state_dict order)."""
+    def matrix(name):
+        return [name, name + "_scale"] if weights == WEIGHTS_INT8 else [name]
+
     names = []
     for k in range(layer.num_layers):
         for d in range(layer.num_directions):
             suffix = f"_l{k}" + ("_reverse" if d else "")
-            names += [f"weight_ih{suffix}", f"weight_hh{suffix}"]
+            names += matrix(f"weight_ih{suffix}") + matrix(f"weight_hh{suffix}")
             if layer.bias:
                 names += [f"bias_ih{suffix}", f"bias_hh{suffix}"]
-    fields = (_cell_code(layer), layer.input_size, layer.hidden_size, layer.num_layers,
-              layer.num_directions, int(layer.bias), 0, 0)
-    return fields, [params[n] for n in names]
+            if getattr(layer, "proj_size", 0):
+                names += matrix(f"weight_hr{suffix}")
+    return names
 
 
 def dumps(model):
@@ -149,18 +170,37 @@ def dumps(model):
         for tensor in tensors:
             pad = _align(offset) - offset
             body += bytes(pad)
-            raw = np.ascontiguousarray(tensor, dtype=_DTYPES[code]).tobytes()
+            raw = np.ascontiguousarray(tensor, dtype=_stored_dtype(tensor, code)).tobytes()
             body += raw
             offset += pad + len(raw)
     input_size, output_size = layers[0].input_size, layers[-1].output_size
     flags = _flags(many_to_one) | (FLAG_BARE_LAYER if bare else 0)
-    # 1 where 1 can say it: 2 only for what version 2 added
+    # 1 where 1 can say it: 2 only for what version 2 added, 3 for int8/bfloat16 weights
     version = 2 if isinstance(layers[0], Embedding) or flags & FLAG_LAST_OUTPUT else 1
+    if any(_weights_code(fields) or _proj_size(fields) for fields, _ in described):
+        version = VERSION_WEIGHTS
     header = _HEADER.pack(MAGIC, version, code, len(layers), flags, offset + 4, input_size,
                           output_size, data_offset)
     descriptors = b"".join(_DESCRIPTOR.pack(*fields) for fields, _ in described)
     image = header + descriptors + bytes(data_offset - len(header) - len(descriptors)) + body
     return image + struct.pack("<I", zlib.crc32(image))
+
+
+def _weights_code(fields):
+    """A descriptor's weights code (version 3's last field; an Embedding's is its padding)."""
+    return 0 if fields[0] == EMBEDDING else fields[7]
+
+
+def _proj_size(fields):
+    """A descriptor's proj_size (version 3's seventh field of a recurrent layer)."""
+    return 0 if fields[0] in (DENSE, EMBEDDING) else fields[6]
+
+
+def _stored_dtype(tensor, code):
+    """The little-endian dtype a tensor is written in: int8 and bfloat16 (uint16) weights as
+    they are, everything else (biases, scales, float weights) in the file's dtype."""
+    dtype = np.asarray(tensor).dtype
+    return dtype.newbyteorder("<") if dtype.kind in "iu" else _DTYPES[code]
 
 
 def _flags(many_to_one):
@@ -237,14 +277,22 @@ def _parse(image, name):
         fields = _DESCRIPTOR.unpack_from(image, HEADER_BYTES + DESCRIPTOR_BYTES * i)
         kind, size_in, hidden, stack, directions, bias, activation, reserved = fields
         where = f"layer {i}"
+        weights = 0                     # the last field of a recurrent or Dense layer
         if kind == EMBEDDING:           # version 2, first layer; reserved is padding_idx + 1
             if version < 2 or i or (stack, directions, bias, activation) != (1, 1, 0, 0) \
                     or reserved > size_in:
                 fail(f"corrupt: Embedding {where} has fields {fields} in a version "
                      f"{version} file")
-            reserved = 0
-        if reserved or bias not in (0, 1) or not 1 <= size_in <= MAX_SIZE \
-                or not 1 <= hidden <= MAX_SIZE:
+        elif reserved:
+            weights = reserved
+            if version < VERSION_WEIGHTS:
+                fail(f"corrupt: {where} has int8/bfloat16 weights (code {weights}) in a "
+                     f"version {version} file (version {VERSION_WEIGHTS} added them)")
+            if weights not in (WEIGHTS_INT8, WEIGHTS_BFLOAT16) or code != 0 or kind == DENSE:
+                fail(f"corrupt: {where} (kind {kind}) has weights code {weights} in a "
+                     f"{_DTYPES[code].name if code in _DTYPES else code} file (1 int8 or "
+                     f"2 bfloat16, a recurrent layer's, in a float32 file)")
+        if bias not in (0, 1) or not 1 <= size_in <= MAX_SIZE or not 1 <= hidden <= MAX_SIZE:
             fail(f"corrupt: {where} has out-of-range fields {fields}")
         if size_in != width:
             fail(f"corrupt: {where} takes {size_in} features but gets {width}")
@@ -257,25 +305,36 @@ def _parse(image, name):
             shapes = [(hidden, size_in)] + [(hidden,)] * bias
             width = hidden
         elif kind in (RNN_TANH, RNN_RELU, LSTM, GRU, GRU_RESET_BEFORE):
-            if not 1 <= stack <= MAX_STACK or directions not in (1, 2) or activation:
+            if not 1 <= stack <= MAX_STACK or directions not in (1, 2):
                 fail(f"corrupt: recurrent {where} has fields {fields}")
+            proj = activation                  # the seventh field: proj_size, version 3
+            if proj and (version < VERSION_WEIGHTS or kind != LSTM or proj >= hidden):
+                fail(f"corrupt: recurrent {where} has proj_size {proj} (an LSTM's, below its "
+                     f"hidden size, version {VERSION_WEIGHTS} on)")
             G = {LSTM: 4, GRU: 3, GRU_RESET_BEFORE: 3}.get(kind, 1) * hidden
+            S = proj or hidden
             shapes = []
             for k in range(stack):
                 for _ in range(directions):
-                    shapes += [(G, size_in if k == 0 else directions * hidden), (G, hidden)]
+                    shapes += [(G, size_in if k == 0 else directions * S), (G, S)]
                     shapes += [(G,), (G,)] if bias else []
-            width = directions * hidden
+                    shapes += [(proj, hidden)] if proj else []
+            width = directions * S
         else:
             fail(f"corrupt: {where} has unknown kind {kind}")
         tensors = []
-        for shape in shapes:
+        for shape, kind_of, scales in _stored(shapes, weights, dtype):
             offset = _align(offset)
-            nbytes = int(np.prod(shape)) * dtype.itemsize
+            nbytes = int(np.prod(shape)) * kind_of.itemsize
             if offset + nbytes > size - 4:
                 fail(f"corrupt: the tensors of {where} run past the end of the file")
-            tensors.append(np.frombuffer(image, dtype, int(np.prod(shape)), offset)
-                           .reshape(shape).astype(dtype.newbyteorder("=")))
+            tensor = np.frombuffer(image, kind_of, int(np.prod(shape)), offset).reshape(shape)
+            if scales and not (np.all(np.isfinite(tensor)) and np.all(tensor >= 0)):
+                fail(f"corrupt: {where} has a weight scale that is not a finite number >= 0")
+            if kind_of == np.int8 and np.any(tensor == -128):
+                fail(f"corrupt: {where} has an int8 weight of -128 (they are symmetric, "
+                     f"-127 to 127)")
+            tensors.append(tensor.astype(kind_of.newbyteorder("=")))
             offset += nbytes
         layers.append((fields, tensors))
     if offset != size - 4:
@@ -290,9 +349,25 @@ def _parse(image, name):
     return dtype, many_to_one, bare, layers
 
 
+def _stored(shapes, weights, dtype):
+    """[(shape, dtype as stored, are they scales)] of a layer's tensors, from its float
+    shapes: with int8 weights each matrix is its int8 data then its float32 scales (rows,);
+    with bfloat16 it is uint16; 1-d tensors (biases) stay in the file's dtype."""
+    stored = []
+    for shape in shapes:
+        if len(shape) == 1 or not weights:
+            stored.append((shape, dtype, False))
+        elif weights == WEIGHTS_INT8:
+            stored += [(shape, np.dtype("i1"), False), (shape[:1], _SCALES, True)]
+        else:
+            stored.append((shape, np.dtype("<u2"), False))
+    return stored
+
+
 def _build_layer(fields, tensors, dtype):
     from . import layers as recurrent
     kind, size_in, hidden, stack, directions, bias, activation, _ = fields
+    qtype = _QTYPES[_weights_code(fields)]
     dtype = np.dtype(dtype.newbyteorder("="))
     if kind == EMBEDDING:
         padding = fields[7]
@@ -309,12 +384,40 @@ def _build_layer(fields, tensors, dtype):
             layer = recurrent.RNN(size_in, hidden, nonlinearity="tanh" if kind == RNN_TANH
                                   else "relu", **common)
         elif kind == LSTM:
-            layer = recurrent.LSTM(size_in, hidden, **common)
+            layer = recurrent.LSTM(size_in, hidden, proj_size=activation, **common)
         else:
             layer = recurrent.GRU(size_in, hidden, reset_after=kind == GRU, **common)
         names = list(layer.parameters())   # state_dict order: k, d, w_ih, w_hh, b_ih, b_hh
+    if qtype:
+        return _quantized(layer, qtype, tensors)
     layer.load_state_dict(dict(zip(names, tensors)))
     return layer
+
+
+def _quantized(layer, qtype, tensors):
+    """rnnx.quantize's model of a float layer's shapes with the file's int8 or bfloat16 weights
+    (the quantized core's packed panels made from them): the layer's own weights are not
+    used, the file's are not quantized again."""
+    from .quantized import quantize
+    q = quantize(layer, qtype)
+    names = _recurrent_names(q, _WEIGHTS_CODES[qtype])
+    for name, tensor in zip(names, tensors):
+        want = q._tensors[name]
+        if tensor.shape != want.shape or tensor.dtype != want.dtype:
+            raise ValueError(f"{name} has shape {tensor.shape} {tensor.dtype}, the layer "
+                             f"{want.shape} {want.dtype}")
+        q._tensors[name] = tensor
+    for (k, d), packed in q._packed.items():
+        suffix = f"_l{k}" + ("_reverse" if d else "")
+        for name in ("weight_ih", "weight_hh", "weight_hr"):
+            if name in packed:          # W_hr (P,H): one block of rows, as quantize packs it
+                packed[name] = _core.qpack(qtype, layer._gates if name != "weight_hr" else 1,
+                                           q._tensors[name + suffix],
+                                           q._tensors.get(name + suffix + "_scale"))
+        for name in ("bias_ih", "bias_hh"):
+            if name in packed:
+                packed[name] = q._tensors[name + suffix]
+    return q
 
 
 def loads(image, name="<bytes>"):
@@ -338,7 +441,18 @@ def loads(image, name="<bytes>"):
     dtype, many_to_one, bare, described = _parse(bytes(image), name)
     try:
         layers = [_build_layer(fields, tensors, dtype) for fields, tensors in described]
-        return layers[0] if bare else Sequential(*layers, many_to_one=many_to_one)
+        if bare:
+            return layers[0]
+        qtypes = {layer.qtype for layer in layers if getattr(layer, "qtype", None)}
+        if not qtypes:
+            return Sequential(*layers, many_to_one=many_to_one)
+        if len(qtypes) > 1:
+            raise ValueError(f"layers of several qtypes {sorted(qtypes)}: rnnx.quantize makes "
+                             f"one")
+        from .quantized import QuantizedSequential
+        model = QuantizedSequential(layers, many_to_one=many_to_one)
+        model.qtype = qtypes.pop()
+        return model
     except (TypeError, ValueError) as error:
         raise ValueError(f"{name}: the layers cannot be rebuilt: {error}") from error
 
@@ -380,8 +494,14 @@ def load_rnnx(path, into=None):
 
 # ------------------------------------------------------------------------ C source ---
 
+_C_INTEGER_TYPES = {np.dtype("i1"): "int8_t", np.dtype("u2"): "uint16_t"}
+
+
 def _c_literals(tensor, dtype):
-    """Exact C literals of a tensor's values: C99 hexadecimal floating constants."""
+    """Exact C literals of a tensor's values: C99 hexadecimal floating constants, or the
+    integers of int8 and bfloat16 (uint16) weights."""
+    if np.asarray(tensor).dtype in _C_INTEGER_TYPES:
+        return [str(int(v)) for v in np.asarray(tensor).ravel()]
     values = np.asarray(tensor, dtype=dtype).ravel()
     if not np.all(np.isfinite(values)):
         raise ValueError("export_c: the model has non-finite weights, which C source cannot hold")
@@ -421,7 +541,8 @@ def export_c(model, path, name="rnnx_exported_model"):
     for i, (_, tensors) in enumerate(described):
         for t, tensor in enumerate(tensors):
             literals = _c_literals(tensor, dtype)
-            lines.append(f"static const {ctype} {name}_l{i}_t{t}[{len(literals)}] = {{")
+            element = _C_INTEGER_TYPES.get(np.asarray(tensor).dtype, ctype)
+            lines.append(f"static const {element} {name}_l{i}_t{t}[{len(literals)}] = {{")
             for start in range(0, len(literals), 4):
                 lines.append("    " + ", ".join(literals[start:start + 4]) + ",")
             lines.append("};")
@@ -430,13 +551,15 @@ def export_c(model, path, name="rnnx_exported_model"):
         lines.append("")
     lines.append(f"static const rnnx_layer {name}_layers[{len(layers)}] = {{")
     for i, (fields, _) in enumerate(described):
-        kind, size_in, hidden, stack, directions, bias, activation, _ = fields
+        kind, size_in, hidden, stack, directions, bias, _, _ = fields
+        activation = 0 if _proj_size(fields) else fields[6]
         lines.append(f"    {{{kind}, {size_in}, {hidden}, {stack}, {directions}, {bias}, "
-                     f"{activation}, {name}_l{i}_tensors}},")
+                     f"{activation}, {name}_l{i}_tensors, {_weights_code(fields)}, "
+                     f"{_proj_size(fields)}}},")
     lines.append("};")
     input_size, output_size = layers[0].input_size, layers[-1].output_size
     lines.append("")
-    lines.append(f"/* dtype, many_to_one, num_layers, input_size, output_size, layers */")
+    lines.append("/* dtype, many_to_one, num_layers, input_size, output_size, layers */")
     lines.append(f"const rnnx_model {name} = {{{1 if dtype == np.float64 else 0}, "
                  f"{C_MANY_TO_ONE[many_to_one]}, {len(layers)}, {input_size}, {output_size}, "
                  f"{name}_layers}};")

@@ -2,7 +2,8 @@
 examples/embed's rnnx_stream, given a model saved or exported from Python, prints what the
 Python model's stream gives, bit for bit where the kernel path is the same; cross-compiled for
 aarch64 and run under qemu, it gives x86-64's outputs to 1e-5 (float32) and 1e-12 (float64),
-bit for bit between builds that multiply-add alike (NEON and AVX2 with FMA, generic and generic).
+bit for bit between builds that multiply-add alike (NEON and AVX2 with FMA, generic and generic),
+and bit for bit between any two for int8 and bfloat16 models (tests/c/data's *_int8, *_bf16).
 
 Needs cmake and a C compiler (and for the aarch64 test gcc-aarch64-linux-gnu and qemu-user).
 Outside CI a missing tool skips; in CI (CI=true, .ci/run installs them) it fails."""
@@ -20,7 +21,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(ROOT, "tests", "c", "data")
 CASES = ["lstm2_f32", "lstm_dense_f64", "gru_bi_softmax_m2o_f32", "gru_before_nobias_f64",
          "rnn_relu_sigmoid_f32", "lstm_m2o_f32", "embed_gru_dense_f32",
-         "embed_lstm_m2o_f64", "lstm_bi_output_m2o_f64"]
+         "embed_lstm_m2o_f64", "lstm_bi_output_m2o_f64", "lstm2_dense_int8",
+         "embed_gru_before_int8", "gru_bi_m2o_int8", "lstm2_dense_bf16", "lstm_proj_int8"]
 
 
 def _require(*tools):
@@ -345,12 +347,20 @@ def test_aarch64_under_qemu_equals_x86(build, tmp_path):
     for key, want in x86.items():
         tol = 1e-12 if "f64" in key[0] else 1e-5
         np.testing.assert_allclose(a64[key], want, rtol=tol, atol=tol, err_msg=str(key))
+    # int8 and bfloat16 models (rnnx.quantize): bit for bit between the default kernels of
+    # both machines (NEON sdot / AVX-512 VNNI or AVX2 here), and the portable ones
+    quantized = [key for key in x86 if key[0].endswith(("_int8", "_bf16"))]
+    assert len(quantized) == 2 * 5 - 1
+    for key in quantized:
+        np.testing.assert_array_equal(a64[key], x86[key], err_msg=str(key))
     a64_generic = _dump(arm_model, "generic")
     assert _bitwise_equal(_dump(arm_model, "neon"), a64), "aarch64 runs NEON by default"
     assert not _bitwise_equal(a64_generic, a64), "RNNX_ISA=generic left the NEON kernels on"
     assert _bitwise_equal(a64_generic, _dump(x86_model, "generic"))
     if "avx2" in rnnx.info()["available_isas"]:
-        assert _bitwise_equal(a64, _dump(x86_model, "avx2"))
+        x86_avx2 = _dump(x86_model, "avx2")
+        assert _bitwise_equal(a64, x86_avx2)
+        assert all(np.array_equal(x86_avx2[key], x86[key]) for key in quantized)
     x = np.random.default_rng(4).standard_normal((25, 3)).astype(np.float32)
     native = _stream_c(str(build / "build" / "examples" / "embed" / "rnnx_stream_static"), x)
     emulated = _stream_c(str(arm / "examples" / "embed" / "rnnx_stream_static"), x, emulator=qemu)

@@ -445,9 +445,12 @@ def test_save_load_round_trip(tmp_path):
     model = rnnx.Sequential(layer, rnnx.Dense(6, 2, dtype=np.float64, seed=1), many_to_one=True)
     x = np.random.default_rng(1).standard_normal((5, 2, 4))
     assert assert_npz_round_trip(model, tmp_path, x, np.array([5, 3]))[0].proj_size == 3
-    with pytest.raises(ValueError, match="proj_size=3 cannot be stored in the .rnnx format"):
-        rnnx.save(model, os.fspath(tmp_path / "model.rnnx"))
-    assert not (tmp_path / "model.rnnx").exists()
+    # the .rnnx format holds a projection since its version 3 (the C library runs it)
+    rnnx.save(model, os.fspath(tmp_path / "model.rnnx"))
+    assert (tmp_path / "model.rnnx").read_bytes()[8] == 3
+    loaded = rnnx.load(tmp_path / "model.rnnx")
+    assert loaded.layers[0].proj_size == 3
+    np.testing.assert_array_equal(loaded(x, lengths=[5, 3])[0], model(x, lengths=[5, 3])[0])
 
 
 def test_exports_refuse_a_projection(tmp_path):

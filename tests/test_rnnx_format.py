@@ -187,7 +187,7 @@ def test_committed_data_is_what_the_scripts_write(tmp_path):
                    check=True)
     data = os.path.join(HERE, "c", "data")
     names = sorted(os.listdir(data))
-    assert names == sorted(os.listdir(tmp_path)) and len(names) == 18
+    assert names == sorted(os.listdir(tmp_path)) and len(names) == 28
     for name in names:
         committed = open(os.path.join(data, name), "rb").read()
         fresh = (tmp_path / name).read_bytes()
@@ -207,3 +207,106 @@ def test_committed_data_is_what_the_scripts_write(tmp_path):
     for name in ("model.rnnx", "model_data.c"):
         assert (embed / name).read_bytes() == \
             open(os.path.join(ROOT, "examples", "embed", name), "rb").read(), name
+
+
+# ------------------------------------------- format version 3: int8 and bfloat16 weights ---
+
+def _reseal(image):
+    image[-4:] = struct.pack("<I", zlib.crc32(bytes(image[:-4])))
+    return bytes(image)
+
+
+@pytest.mark.parametrize("qtype, code, stored", [("int8", 1, np.int8), ("bfloat16", 2, np.uint16)])
+def test_quantized_layout_is_as_documented(qtype, code, stored):
+    """Version 3, the weights code in the descriptor's last field, each weight matrix as its
+    int8 values then its float32 scales (or as bfloat16 bits), 64-byte aligned, biases
+    float32; a Dense head stays float32 (code 0)."""
+    model = rnnx.quantize(rnnx.Sequential(rnnx.LSTM(3, 5, seed=1), rnnx.Dense(5, 2, seed=2)),
+                          qtype)
+    image = rnnx_format.dumps(model)
+    assert struct.unpack_from("<8sII", image)[1:] == (3, 0)
+    assert struct.unpack_from("<8I", image, 64) == (2, 3, 5, 1, 1, 1, 0, code)
+    assert struct.unpack_from("<8I", image, 96) == (16, 5, 2, 1, 1, 1, 0, 0)
+    params = model.layers[0].parameters()
+    offset = 128
+    for name in ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"]:
+        for key in [name] + ([name + "_scale"] if qtype == "int8" and "weight" in name else []):
+            tensor = params[key]
+            want_dtype = stored if key == name and "weight" in name else np.float32
+            assert tensor.dtype == want_dtype, key
+            np.testing.assert_array_equal(
+                np.frombuffer(image, tensor.dtype.newbyteorder("<"), tensor.size, offset),
+                tensor.ravel())
+            offset = -(-(offset + tensor.nbytes) // 64) * 64
+    # a float body says version 1; the same body with the version field 3 is valid
+    plain = bytearray(rnnx_format.dumps(rnnx.LSTM(3, 5, seed=1)))
+    assert plain[8] == 1
+    plain[8:12] = struct.pack("<I", 3)
+    assert rnnx_format.loads(_reseal(plain)).config() == rnnx.LSTM(3, 5, seed=1).config()
+
+
+def test_quantized_truncations_and_altered_bytes_are_clear_errors(tmp_path):
+    image = rnnx_format.dumps(rnnx.quantize(rnnx.GRU(2, 3, seed=0), "int8"))
+    path = tmp_path / "q.rnnx"
+    for n in range(len(image)):
+        path.write_bytes(image[:n])
+        with pytest.raises(ValueError, match=r"q\.rnnx.*truncated"):
+            rnnx.load(path)
+    rng = np.random.default_rng(2)
+    for i in range(len(image)):
+        bad = bytearray(image)
+        bad[i] ^= int(rng.integers(1, 256))
+        with pytest.raises(ValueError, match="hostile: "):
+            rnnx_format.loads(bytes(bad), "hostile")
+
+
+def _int8_offsets(image):
+    """(offset of layer 0's int8 W_ih, of its scales) in an int8 GRU(2, 3)'s file."""
+    data = 128
+    return data, -(-(data + 9 * 2) // 64) * 64
+
+
+@pytest.mark.parametrize("where, value, message", [
+    ("scale", struct.pack("<f", float("nan")), "scale that is not a finite number"),
+    ("scale", struct.pack("<f", float("inf")), "scale that is not a finite number"),
+    ("scale", struct.pack("<f", -1.0), "scale that is not a finite number"),
+    ("int8", b"\x80", "int8 weight of -128"),
+    ("code", struct.pack("<I", 3), "weights code 3"),
+    ("version", struct.pack("<I", 2), "in a version 2 file"),
+    ("dtype", struct.pack("<I", 1), "in a float64 file"),
+    ("dense", struct.pack("<I", 1), "kind 16.* a recurrent layer's"),
+])
+def test_quantized_hostile_fields_are_named(where, value, message):
+    """Each change resealed (a valid CRC): the reader's own checks name it; the C reader's
+    twin of this test is tests/c/test_errors.c's test_quantized_image."""
+    image = bytearray(rnnx_format.dumps(rnnx.quantize(rnnx.GRU(2, 3, seed=0), "int8")))
+    data, scales = _int8_offsets(image)
+    assert np.array_equal(np.frombuffer(image, "<f4", 9, scales),
+                          rnnx.quantize(rnnx.GRU(2, 3, seed=0), "int8").parameters()[
+                              "weight_ih_l0_scale"])
+    if where == "dense":     # a Dense head's weights field: refused (its weights are float)
+        image = bytearray(rnnx_format.dumps(rnnx.Sequential(rnnx.LSTM(2, 3, seed=0),
+                                                            rnnx.Dense(3, 1, seed=1))))
+        image[8:12] = struct.pack("<I", 3)
+    at = {"scale": scales, "int8": data, "code": 64 + 28, "version": 8, "dtype": 12,
+          "dense": 96 + 28}[where]
+    image[at:at + len(value)] = value
+    with pytest.raises(ValueError, match=f"hostile: corrupt: .*{message}"):
+        rnnx_format.loads(_reseal(image), "hostile")
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda image: image.__setitem__(slice(8, 12), struct.pack("<I", 2)), "proj_size 2"),
+    (lambda image: image.__setitem__(slice(64 + 24, 64 + 28), struct.pack("<I", 5)),
+     "proj_size 5"),
+    (lambda image: image.__setitem__(slice(64, 68), struct.pack("<I", 3)), "proj_size 2"),
+])
+def test_projection_fields_are_checked(change, message):
+    """proj_size (version 3's seventh field of a recurrent descriptor): only in version 3,
+    below H, and only for an LSTM (here: the version set to 2, P = H, the cell a GRU)."""
+    model = rnnx.LSTM(3, 5, proj_size=2, seed=0)
+    image = bytearray(rnnx_format.dumps(model))
+    assert image[8] == 3 and struct.unpack_from("<8I", image, 64)[6] == 2
+    change(image)
+    with pytest.raises(ValueError, match=f"hostile: corrupt: .*{message}"):
+        rnnx_format.loads(_reseal(image), "hostile")

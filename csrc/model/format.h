@@ -10,9 +10,10 @@
 #define RNNX_FORMAT_MAGIC "RNNX\r\n\x1a\n"  /* 8 bytes, no NUL among them */
 
 enum {
-    RNNX_FORMAT_VERSION_MIN = 1,   /* versions read: 1, and 2 (which adds the Embedding kind and
-                                      RNNX_FORMAT_FLAG_LAST_OUTPUT) */
-    RNNX_FORMAT_VERSION = 2,
+    RNNX_FORMAT_VERSION_MIN = 1,   /* versions read: 1; 2 (adds the Embedding kind and
+                                      RNNX_FORMAT_FLAG_LAST_OUTPUT); 3 (adds int8 and
+                                      bfloat16 weights, a descriptor's weights field) */
+    RNNX_FORMAT_VERSION = 3,
     RNNX_FORMAT_HEADER_BYTES = 64,
     RNNX_FORMAT_DESCRIPTOR_BYTES = 32,
     RNNX_FORMAT_TENSOR_ALIGN = 64,
@@ -22,7 +23,11 @@ enum {
     RNNX_FORMAT_FLAG_MANY_TO_ONE = 1,
     RNNX_FORMAT_FLAG_BARE_LAYER = 2,      /* Python only: load returns the layer, not a Sequential */
     RNNX_FORMAT_FLAG_LAST_OUTPUT = 4,     /* with FLAG_MANY_TO_ONE: RNNX_MANY_TO_ONE_OUTPUT; version 2 */
-    RNNX_FORMAT_KNOWN_FLAGS = 7
+    RNNX_FORMAT_KNOWN_FLAGS = 7,
+    /* version 3: a recurrent descriptor's last field, its weights' storage
+     * (enum rnnx_weights of rnnx_model.h: RNNX_WEIGHTS_FLOAT, _INT8, _BFLOAT16), and a
+     * recurrent descriptor's seventh (0 before), an LSTM's proj_size */
+    RNNX_FORMAT_VERSION_WEIGHTS = 3
 };
 
 #endif /* RNNX_MODEL_FORMAT_H */

@@ -46,45 +46,103 @@ static uint32_t crc32_bytes(const unsigned char* p, size_t n)
     return crc ^ 0xffffffffu;
 }
 
-/* Number of tensors of a layer (see rnnx_layer). */
+/* Number of tensors of a layer (see rnnx_layer): an int8 weight matrix is
+ * two, its data and its scales. */
 static int tensor_count(const rnnx_layer* l)
 {
-    const int per = l->bias ? 2 : 1;
+    const int m = rnnxm_matrix_entries(l), b = l->bias ? 1 : 0;
     if (l->kind == RNNX_EMBEDDING)
         return 1;
     if (l->kind == RNNX_DENSE)
-        return per;
-    return l->num_layers * l->num_directions * 2 * per;
+        return m + b;
+    return l->num_layers * l->num_directions * rnnxm_sub_entries(l);
 }
 
-/* Elements of tensor t of a layer, in the order of tensor_count. */
-static uint64_t tensor_elements(const rnnx_layer* l, int t)
+/* What tensor t of a layer holds, in the order of tensor_count. */
+enum { TENSOR_REAL, TENSOR_INT8, TENSOR_BF16, TENSOR_SCALES };
+typedef struct tensor_desc {
+    uint64_t elements;
+    int type;             /* TENSOR_*: the model's dtype, int8, bfloat16, float32 scales */
+} tensor_desc;
+
+static tensor_desc describe_tensor(const rnnx_layer* l, int t)
 {
     const uint64_t H = (uint64_t)l->hidden_size;
-    if (l->kind == RNNX_EMBEDDING)
-        return H * (uint64_t)l->input_size;  /* the table (num_embeddings, embedding_dim) */
-    if (l->kind == RNNX_DENSE)
-        return t == 0 ? H * (uint64_t)l->input_size : H;
-    const int per = l->bias ? 4 : 2;
-    const int k = t / (per * l->num_directions), which = t % per;
-    const uint64_t G = (uint64_t)rnnx_gate_count(l->kind) * H;
-    const uint64_t in = k == 0 ? (uint64_t)l->input_size : (uint64_t)l->num_directions * H;
-    switch (which) {
-    case 0:
-        return G * in;  /* w_ih */
-    case 1:
-        return G * H;   /* w_hh */
-    default:
-        return G;       /* b_ih, b_hh */
+    const int m = rnnxm_matrix_entries(l);
+    const int weight_type = l->weights == RNNX_WEIGHTS_INT8       ? TENSOR_INT8
+                            : l->weights == RNNX_WEIGHTS_BFLOAT16 ? TENSOR_BF16
+                                                                  : TENSOR_REAL;
+    tensor_desc d = {0, TENSOR_REAL};
+    uint64_t rows, cols;
+    int entry;            /* the entry within one weight matrix: 0 data, 1 scales */
+    if (l->kind == RNNX_EMBEDDING) {
+        d.elements = H * (uint64_t)l->input_size;  /* the table (num_embeddings, embedding_dim) */
+        return d;
     }
+    if (l->kind == RNNX_DENSE) {
+        if (t >= m) {
+            d.elements = H;  /* bias */
+            return d;
+        }
+        rows = H;
+        cols = (uint64_t)l->input_size;
+        entry = t;
+    } else {
+        const int per = rnnxm_sub_entries(l), b = l->bias ? 2 : 0;
+        const int k = t / (per * l->num_directions), which = t % per;
+        const uint64_t G = (uint64_t)rnnx_gate_count(l->kind) * H;
+        const uint64_t S = (uint64_t)rnnxm_state_width(l);
+        if (which >= 2 * m && which < 2 * m + b) {
+            d.elements = G;  /* b_ih, b_hh */
+            return d;
+        }
+        if (which >= 2 * m + b) {   /* w_hr (P,H), after the biases */
+            rows = S;
+            cols = H;
+            entry = which - 2 * m - b;
+        } else {
+            rows = G;
+            cols = which / m ? S : k == 0 ? (uint64_t)l->input_size : (uint64_t)l->num_directions * S;
+            entry = which % m;
+        }
+    }
+    d.elements = entry ? rows : rows * cols;
+    d.type = entry ? TENSOR_SCALES : weight_type;
+    return d;
 }
 
+/* Bytes of one element of a tensor type: its alignment too. */
+static size_t type_size(int type, int dtype)
+{
+    return type == TENSOR_INT8 ? 1 : type == TENSOR_BF16 ? 2 : type == TENSOR_SCALES ? 4
+                                                                    : elem_size(dtype);
+}
+
+/* RNNX_OK if every one of n little-endian float32 scales is finite and >= 0
+ * (a NaN, an infinity or a negative scale would turn every product of its row
+ * into garbage); read byte by byte, the image may not be float-aligned. */
+static int check_scales(const unsigned char* p, uint64_t n)
+{
+    for (uint64_t r = 0; r < n; r++, p += 4) {
+        const uint32_t bits = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+                              (uint32_t)p[3] << 24;
+        if ((bits & 0x7f800000u) == 0x7f800000u || ((bits >> 31) && (bits & 0x7fffffffu)))
+            return RNNX_ECORRUPT;
+    }
+    return RNNX_OK;
+}
 
 /* The fields of one layer, alone and against the width that feeds it (the
  * model's input size for the first; an Embedding may only be the first). */
-static int check_layer(const rnnx_layer* l, int width_in, int first)
+static int check_layer(const rnnx_layer* l, int dtype, int width_in, int first)
 {
     if (l->kind != RNNX_DENSE && l->kind != RNNX_EMBEDDING && !is_recurrent(l->kind))
+        return RNNX_ECORRUPT;
+    /* int8 and bfloat16 weights: a recurrent layer's (rnnx.quantize keeps Dense heads and
+     * an Embedding float32, and so do the model's Dense kernels), in a float32 model */
+    if (l->weights != RNNX_WEIGHTS_FLOAT &&
+        ((l->weights != RNNX_WEIGHTS_INT8 && l->weights != RNNX_WEIGHTS_BFLOAT16) ||
+         !is_recurrent(l->kind) || dtype != RNNX_FLOAT32))
         return RNNX_ECORRUPT;
     if (l->kind == RNNX_EMBEDDING && (!first || l->num_layers != 1 || l->num_directions != 1 ||
                                       l->bias != 0 || l->activation != 0))
@@ -101,9 +159,13 @@ static int check_layer(const rnnx_layer* l, int width_in, int first)
             l->activation > RNNX_ACT_RELU)
             return RNNX_ECORRUPT;
     } else if (l->num_layers < 1 || l->num_layers > RNNX_FORMAT_MAX_STACK || l->num_directions < 1 ||
-               l->num_directions > 2 || l->activation != 0) {
+               l->num_directions > 2 || l->activation != 0 ||
+               (l->proj_size != 0 &&
+                (l->kind != RNNX_LSTM || l->proj_size < 1 || l->proj_size >= l->hidden_size))) {
         return RNNX_ECORRUPT;
     }
+    if (!is_recurrent(l->kind) && l->proj_size != 0)
+        return RNNX_ECORRUPT;
     return RNNX_OK;
 }
 
@@ -118,7 +180,7 @@ static int check_chain(int dtype, int many_to_one, int n, int input_size, int ou
         return RNNX_ECORRUPT;
     int width = input_size, recurrent = 0;
     for (int i = 0; i < n; i++) {
-        int status = check_layer(&layers[i], width, i == 0);
+        int status = check_layer(&layers[i], dtype, width, i == 0);
         if (status != RNNX_OK)
             return status;
         recurrent += is_recurrent(layers[i].kind);
@@ -137,7 +199,6 @@ int rnnx_model_check(const rnnx_model* m)
                              m->output_size, m->layers);
     if (status != RNNX_OK)
         return status == RNNX_ECORRUPT ? RNNX_EINVAL : status;
-    const size_t align = elem_size(m->dtype);
     for (int i = 0; i < m->num_layers; i++) {
         const rnnx_layer* l = &m->layers[i];
         if (!l->tensors)
@@ -145,7 +206,7 @@ int rnnx_model_check(const rnnx_model* m)
         for (int t = 0; t < tensor_count(l); t++) {
             if (!l->tensors[t])
                 return RNNX_ENULL;
-            if ((uintptr_t)l->tensors[t] % align)
+            if ((uintptr_t)l->tensors[t] % type_size(describe_tensor(l, t).type, m->dtype))
                 return RNNX_EALIGN;
         }
     }
@@ -174,6 +235,13 @@ static void read_descriptor(rnnx_layer* l, const unsigned char* d)
     l->bias = to_int(read_u32(d + 20));
     l->activation = to_int(read_u32(d + 24));
     l->tensors = NULL;
+    /* the last field: an Embedding's padding_idx + 1, every other layer's weights
+     * (version 3; reserved, 0, before) */
+    l->weights = l->kind == RNNX_EMBEDDING ? RNNX_WEIGHTS_FLOAT : to_int(read_u32(d + 28));
+    /* the seventh: a Dense layer's activation, a recurrent layer's proj_size (version 3;
+     * 0 before) */
+    l->proj_size = is_recurrent(l->kind) ? l->activation : 0;
+    l->activation = is_recurrent(l->kind) ? 0 : l->activation;
 }
 
 /* Checks the image buf[0..len) and, when layers/pointers are given, fills
@@ -224,18 +292,21 @@ static int parse_image(const unsigned char* buf, size_t len, image_info* info,
     int width = info->input_size, recurrent = 0;
     uint64_t offset = data_offset;
     size_t tensors = 0;
-    const size_t elem = elem_size(info->dtype);
     for (uint32_t i = 0; i < count; i++) {
         rnnx_layer local;
         rnnx_layer* l = layers ? &layers[i] : &local;
         const unsigned char* d = buf + RNNX_FORMAT_HEADER_BYTES + (size_t)RNNX_FORMAT_DESCRIPTOR_BYTES * i;
         read_descriptor(l, d);
         /* the last field: an Embedding's padding_idx + 1 (0: none; Python's, C ignores
-         * it), reserved (0) for every other layer; the Embedding is version 2's */
+         * it), the weights' storage for every other layer (0, float, before version 3);
+         * the Embedding is version 2's */
         const uint32_t last = read_u32(d + 28);
-        if (l->kind == RNNX_EMBEDDING ? version < 2 || last > (uint32_t)l->input_size : last != 0)
+        if (l->kind == RNNX_EMBEDDING ? version < 2 || last > (uint32_t)l->input_size
+                                      : last != 0 && version < RNNX_FORMAT_VERSION_WEIGHTS)
             return RNNX_ECORRUPT;
-        int status = check_layer(l, width, i == 0);
+        if (l->proj_size != 0 && version < RNNX_FORMAT_VERSION_WEIGHTS)
+            return RNNX_ECORRUPT;   /* proj_size came with version 3 */
+        int status = check_layer(l, info->dtype, width, i == 0);
         if (status != RNNX_OK)
             return status;
         recurrent += is_recurrent(l->kind);
@@ -245,9 +316,13 @@ static int parse_image(const unsigned char* buf, size_t len, image_info* info,
             l->tensors = pointers + tensors;
         for (int t = 0; t < n; t++) {
             offset = (offset + RNNX_FORMAT_TENSOR_ALIGN - 1) / RNNX_FORMAT_TENSOR_ALIGN * RNNX_FORMAT_TENSOR_ALIGN;
-            const uint64_t bytes = tensor_elements(l, t) * elem;
+            const tensor_desc td = describe_tensor(l, t);
+            const uint64_t bytes = td.elements * type_size(td.type, info->dtype);
             if (offset > file_size - 4 || bytes > file_size - 4 - offset)
                 return RNNX_ECORRUPT;
+            if ((td.type == TENSOR_SCALES && check_scales(buf + offset, td.elements) != RNNX_OK) ||
+                (td.type == TENSOR_INT8 && memchr(buf + offset, 0x80, (size_t)td.elements)))
+                return RNNX_ECORRUPT;  /* int8 weights are symmetric: -128 is never written */
             if (pointers)
                 pointers[tensors + (size_t)t] = buf + offset;
             offset += bytes;
@@ -363,7 +438,8 @@ static int file_mem_size(const unsigned char* head, size_t got, size_t len, size
         rnnx_layer l;
         read_descriptor(&l, head + RNNX_FORMAT_HEADER_BYTES + (size_t)RNNX_FORMAT_DESCRIPTOR_BYTES * i);
         if (l.num_layers < 1 || l.num_layers > RNNX_FORMAT_MAX_STACK || l.num_directions < 1 ||
-            l.num_directions > 2 || (l.bias != 0 && l.bias != 1))
+            l.num_directions > 2 || (l.bias != 0 && l.bias != 1) || l.weights < 0 ||
+            l.weights > RNNX_WEIGHTS_BFLOAT16 || l.proj_size < 0)
             return RNNX_ECORRUPT;
         tensors += (size_t)tensor_count(&l);
     }

@@ -23,7 +23,7 @@ int rnnxm_path_for(const rnnx_blas* blas, int dtype)
 model_dims rnnxm_dims_of(const rnnx_model* m, int T, int B)
 {
     /* a token model's x is ids: no activation is input_size (the vocabulary) wide */
-    model_dims d = {takes_ids(m) ? 0 : (size_t)m->input_size, 0, 0, 0, -1, 0};
+    model_dims d = {takes_ids(m) ? 0 : (size_t)m->input_size, 0, 0, 0, 0, -1, 0};
     for (int i = 0; i < m->num_layers; i++) {
         const rnnx_layer* l = &m->layers[i];
         const size_t out = (size_t)layer_output_size(l);
@@ -34,8 +34,14 @@ model_dims rnnxm_dims_of(const rnnx_model* m, int T, int B)
         d.bidirectional |= l->num_directions == 2;
         d.hidden = (size_t)l->hidden_size > d.hidden ? (size_t)l->hidden_size : d.hidden;
         for (int k = 0; k < l->num_layers; k++) {
-            const int in = k == 0 ? l->input_size : l->num_directions * l->hidden_size;
-            const size_t w = rnnx_forward_work_size(l->kind, T, B, in, l->hidden_size, 0);
+            if (l->weights != RNNX_WEIGHTS_FLOAT) {  /* the quantized core's needs instead */
+                const size_t q = 64 + rnnxm_q_packed_bytes(l, k) + rnnxm_q_work_bytes(l, k, T, B);
+                d.qbytes = q > d.qbytes ? q : d.qbytes;
+                continue;
+            }
+            const int in = k == 0 ? l->input_size : l->num_directions * rnnxm_state_width(l);
+            const size_t w = rnnx_forward_work_size_proj(l->kind, T, B, in, l->hidden_size,
+                                                         l->proj_size, 0);
             const size_t t = (size_t)in * rnnx_gate_count(l->kind) * l->hidden_size;
             d.core_work = w > d.core_work ? w : d.core_work;
             d.w_ih_t = t > d.w_ih_t ? t : d.w_ih_t;
@@ -52,7 +58,7 @@ size_t rnnx_model_run_work_size(const rnnx_model* m, int T, int B)
     const size_t TB = (size_t)T * B;
     /* three activation buffers, zero h0/c0, h_n, c_n, W_ih^T, the core's work */
     return (3 * TB * d.width + 3 * (size_t)B * d.hidden + d.w_ih_t + d.core_work) *
-           elem_size(m->dtype);
+           elem_size(m->dtype) + d.qbytes;
 }
 
 /* Each row's output at its last valid step: pooled (B,D*H) := y (T,B,D*H) at
@@ -72,6 +78,34 @@ static void last_step(unsigned char* pooled, const unsigned char* y, int T, int 
     }
 }
 
+/* Where sub-layer (k,d)'s state lies in a recurrent layer's part of the state:
+ * h (B,S) at h, c (B,H) (an LSTM's) at c, bytes of each. */
+typedef struct state_slot {
+    size_t h, c, h_bytes, c_bytes;
+} state_slot;
+
+static state_slot slot_of(const rnnx_layer* l, int k, int d, int B, size_t elem)
+{
+    const size_t sub = (size_t)(k * l->num_directions + d);
+    const size_t h_bytes = (size_t)B * rnnxm_state_width(l) * elem;
+    const size_t c_bytes = (size_t)B * l->hidden_size * elem;
+    const size_t c_part = (size_t)l->num_layers * l->num_directions * h_bytes;
+    state_slot s = {sub * h_bytes, c_part + sub * c_bytes, h_bytes, c_bytes};
+    return s;
+}
+
+/* Sub-layer (k,d)'s final state, h_n and c_n (an LSTM's), into its slot of
+ * state_n; nothing if state_n is NULL. */
+static void copy_state(const rnnx_layer* l, unsigned char* state_n, state_slot s,
+                       const void* h_n, const void* c_n)
+{
+    if (!state_n)
+        return;
+    memcpy(state_n + s.h, h_n, s.h_bytes);
+    if (l->kind == RNNX_LSTM)
+        memcpy(state_n + s.c, c_n, s.c_bytes);
+}
+
 /* One recurrent layer (a stack, both directions) over a whole sequence:
  * x (T,B,I) -> y (T,B,D*H).  Sub-layer k < L-1 writes inter[k % 2]; neither
  * inter may be y, and inter[0] may not be x.  state0 and state_n are this
@@ -85,19 +119,36 @@ static void last_step(unsigned char* pooled, const unsigned char* y, int T, int 
 static int run_recurrent(const rnnx_layer* l, int dtype, const rnnx_blas* blas, const void* x,
                          void* y, void* const* inter, int T, int B, const int64_t* lengths,
                          const unsigned char* state0, unsigned char* state_n, void* zeros,
-                         void* h_n, void* c_n, unsigned char* w_ih_t, void* core_work)
+                         void* h_n, void* c_n, unsigned char* w_ih_t, void* core_work,
+                         unsigned char* qmem)
 {
-    const int H = l->hidden_size, D = l->num_directions, per = l->bias ? 4 : 2;
-    const size_t elem = elem_size(dtype), slot = (size_t)B * H * elem;
-    const size_t c_part = (size_t)l->num_layers * D * slot;  /* where the c half begins */
+    const int H = l->hidden_size, D = l->num_directions, S = rnnxm_state_width(l);
+    const size_t elem = elem_size(dtype);
     const void* in = x;
     for (int k = 0; k < l->num_layers; k++) {
         void* out = k == l->num_layers - 1 ? y : inter[k % 2];
         for (int d = 0; d < D; d++) {
-            const void* const* t = l->tensors + (size_t)(k * D + d) * per;
-            const size_t at = (size_t)(k * D + d) * slot;  /* sub-layer (k,d)'s state slot */
-            const int I = k == 0 ? l->input_size : D * H;
-            rnnx_transpose_bytes(w_ih_t, t[0], (size_t)rnnx_gate_count(l->kind) * H, (size_t)I, elem);
+            const sub_weights w = rnnxm_sub_weights(l, k, d);
+            const state_slot slot = slot_of(l, k, d, B, elem);
+            const void* h0 = state0 ? state0 + slot.h : NULL;
+            const void* c0 = state0 ? state0 + slot.c : NULL;
+            void* y_d = (unsigned char*)out + (size_t)d * S * elem;
+            int status;
+            if (l->weights != RNNX_WEIGHTS_FLOAT) {
+                /* qmem: the packed weights (64-byte aligned), then the quantized core's work */
+                unsigned char* packed = qmem + (64 - (uintptr_t)qmem % 64) % 64;
+                status = rnnxm_q_pack(l, k, d, packed);
+                if (status == RNNX_OK)
+                    status = rnnxm_q_forward(l, blas, packed, k, d, T, B, lengths, in, h0, c0, y_d,
+                                             (ptrdiff_t)D * S, h_n, c_n,
+                                             packed + rnnxm_q_packed_bytes(l, k));
+                if (status != RNNX_OK)
+                    return status;
+                copy_state(l, state_n, slot, h_n, c_n);
+                continue;
+            }
+            const int I = k == 0 ? l->input_size : D * S;
+            rnnx_transpose_bytes(w_ih_t, w.w_ih, (size_t)rnnx_gate_count(l->kind) * H, (size_t)I, elem);
             rnnx_forward_args a;
             memset(&a, 0, sizeof a);  /* fields the core adds later: zero = the default */
             a.cell = l->kind;
@@ -110,40 +161,39 @@ static int run_recurrent(const rnnx_layer* l, int dtype, const rnnx_blas* blas, 
             a.reverse = d;
             a.lengths = lengths;
             a.x = in;
-            a.h0 = state0 ? state0 + at : zeros;
-            a.c0 = state0 ? state0 + c_part + at : zeros;
-            a.w_ih = t[0];
-            a.w_hh = t[1];
-            a.b_ih = l->bias ? t[2] : NULL;
-            a.b_hh = l->bias ? t[3] : NULL;
+            a.h0 = h0 ? h0 : zeros;
+            a.c0 = c0 ? c0 : zeros;
+            a.w_ih = w.w_ih;
+            a.w_hh = w.w_hh;
+            a.b_ih = w.b_ih;
+            a.b_hh = w.b_hh;
+            a.proj = l->proj_size;
+            a.w_hr = w.w_hr;
             a.w_ih_t = w_ih_t;
             a.row_exact = 1;                  /* the numbers of a stream's steps */
-            a.y = (unsigned char*)out + (size_t)d * H * elem;
-            a.ldy = (ptrdiff_t)D * H;
+            a.y = y_d;
+            a.ldy = (ptrdiff_t)D * S;
             a.h_n = h_n;
             a.c_n = c_n;
             a.work = core_work;
-            int status = rnnx_forward(blas, &a);
+            status = rnnx_forward(blas, &a);
             if (status != RNNX_OK)
                 return status;
-            if (state_n) {
-                memcpy(state_n + at, h_n, slot);
-                if (l->kind == RNNX_LSTM)
-                    memcpy(state_n + c_part + at, c_n, slot);
-            }
+            copy_state(l, state_n, slot, h_n, c_n);
         }
         in = out;
     }
     return RNNX_OK;
 }
 
-/* Elements of one recurrent layer's part of the state: h (L*D,B,H), and c for an LSTM. */
+/* Elements of one recurrent layer's part of the state: h (L*D,B,S), and c (L*D,B,H)
+ * for an LSTM. */
 static size_t layer_state_size(const rnnx_layer* l, int B)
 {
     if (!is_recurrent(l->kind))
         return 0;
-    return (size_t)(l->kind == RNNX_LSTM ? 2 : 1) * l->num_layers * l->num_directions * B *
-           l->hidden_size;
+    const size_t c = l->kind == RNNX_LSTM ? (size_t)l->hidden_size : 0;
+    return (size_t)l->num_layers * l->num_directions * B * (rnnxm_state_width(l) + c);
 }
 
 size_t rnnx_model_state_size(const rnnx_model* m, int B)
@@ -188,7 +238,8 @@ int rnnx_model_run(const rnnx_model* m, const rnnx_blas* blas, const void* x, in
     unsigned char* h_n = zeros + BH * elem;
     unsigned char* c_n = h_n + BH * elem;
     unsigned char* w_ih_t = c_n + BH * elem;
-    void* core_work = w_ih_t + d.w_ih_t * elem;
+    unsigned char* core_work = w_ih_t + d.w_ih_t * elem;
+    unsigned char* qmem = core_work + d.core_work * elem;  /* d.qbytes, int8/bf16 layers' */
     memset(zeros, 0, BH * elem);
 
     const void* cur = x;
@@ -223,7 +274,7 @@ int rnnx_model_run(const rnnx_model* m, const rnnx_blas* blas, const void* x, in
             if (buffers[j] != out && buffers[j] == cur)
                 inter[n++] = buffers[j];
         status = run_recurrent(l, m->dtype, blas, cur, out, inter, T, B, lengths, layer_state0,
-                               layer_state_n, zeros, h_n, c_n, w_ih_t, core_work);
+                               layer_state_n, zeros, h_n, c_n, w_ih_t, core_work, qmem);
         if (status != RNNX_OK)
             return status;
         const size_t state_bytes = layer_state_size(l, B) * elem;
@@ -232,7 +283,7 @@ int rnnx_model_run(const rnnx_model* m, const rnnx_blas* blas, const void* x, in
         cur = out;
         if (pool) {
             void* pooled = last ? y : buffers[out == buffers[0] ? 1 : 0];
-            last_step(pooled, out, T, B, l->hidden_size, l->num_directions, lengths,
+            last_step(pooled, out, T, B, rnnxm_state_width(l), l->num_directions, lengths,
                       m->many_to_one, elem);
             cur = pooled;
             rows = B;

@@ -6,7 +6,8 @@
  *   the core stream (rnnx_step_stream)
  *   its layer list: one rnnx_stream_layer per model layer
  *   the tensors' table in the list's order: RNNX_ST_PER_SUBLAYER pointers per
- *   recurrent sub-layer, weight and bias (or NULL) per Dense layer
+ *   recurrent sub-layer (RNNX_SQ_PER_SUBLAYER with int8/bfloat16 weights: the
+ *   stream's RNNX_STREAM_INT8/_BFLOAT16 kinds), weight and bias (or NULL) per Dense layer
  *   the core stream's own memory (rnnx_step_stream_size)
  */
 #include <string.h>
@@ -19,13 +20,20 @@ static size_t round64(size_t bytes)
     return (bytes + 63) / 64 * 64;
 }
 
-/* Entries of the tensor table: RNNX_ST_PER_SUBLAYER per recurrent sub-layer, 2 per Dense. */
+/* Entries of the tensor table per recurrent sub-layer: RNNX_ST_PER_SUBLAYER, or
+ * RNNX_SQ_PER_SUBLAYER with int8/bfloat16 weights. */
+static size_t per_sublayer(const rnnx_layer* l)
+{
+    return l->weights != RNNX_WEIGHTS_FLOAT ? RNNX_SQ_PER_SUBLAYER : RNNX_ST_PER_SUBLAYER;
+}
+
+/* Entries of the tensor table: per_sublayer per recurrent sub-layer, 2 per Dense. */
 static size_t table_entries(const rnnx_model* m)
 {
     size_t n = 0;
     for (int i = 0; i < m->num_layers; i++) {
         const rnnx_layer* l = &m->layers[i];
-        n += is_recurrent(l->kind) ? (size_t)l->num_layers * RNNX_ST_PER_SUBLAYER
+        n += is_recurrent(l->kind) ? (size_t)l->num_layers * per_sublayer(l)
              : l->kind == RNNX_DENSE ? 2 : 0;
     }
     return n;
@@ -44,15 +52,18 @@ static rnnx_stream_layer shapes_of(const rnnx_layer* l)
 {
     rnnx_stream_layer s;
     memset(&s, 0, sizeof s);
-    s.kind = l->kind == RNNX_DENSE       ? RNNX_STREAM_DENSE
-             : l->kind == RNNX_EMBEDDING ? RNNX_STREAM_EMBEDDING
-                                         : RNNX_STREAM_RECURRENT;
+    s.kind = l->kind == RNNX_DENSE                    ? RNNX_STREAM_DENSE
+             : l->kind == RNNX_EMBEDDING              ? RNNX_STREAM_EMBEDDING
+             : l->weights == RNNX_WEIGHTS_INT8        ? RNNX_STREAM_INT8
+             : l->weights == RNNX_WEIGHTS_BFLOAT16    ? RNNX_STREAM_BFLOAT16
+                                                      : RNNX_STREAM_RECURRENT;
     s.cell = is_recurrent(l->kind) ? l->kind : 0;
     s.input_size = l->input_size;
     s.hidden_size = l->hidden_size;
     s.num_layers = l->num_layers;
     s.num_directions = l->num_directions;
     s.activation = l->activation;
+    s.proj_size = l->proj_size;
     return s;
 }
 
@@ -75,8 +86,8 @@ static int spec_of(const rnnx_model* m, int B, rnnx_stream_layer* layers, rnnx_s
     return RNNX_OK;
 }
 
-/* The tensors of the list, in the stream's order, into table (RNNX_ST_PER_SUBLAYER
- * pointers per recurrent sub-layer, 2 per Dense layer). */
+/* The tensors of the list, in the stream's order, into table (per_sublayer pointers
+ * per recurrent sub-layer, 2 per Dense layer). */
 static void point_tensors(const rnnx_model* m, rnnx_stream_layer* layers, const void** table)
 {
     for (int i = 0; i < m->num_layers; i++) {
@@ -92,15 +103,27 @@ static void point_tensors(const rnnx_model* m, rnnx_stream_layer* layers, const 
             table += 2;
             continue;
         }
-        const int per = l->bias ? 4 : 2;   /* the model's w_ih, w_hh[, b_ih, b_hh] */
-        for (int k = 0; k < l->num_layers; k++, table += RNNX_ST_PER_SUBLAYER) {
-            const void* const* t = l->tensors + (size_t)k * per;
-            for (int j = 0; j < RNNX_ST_PER_SUBLAYER; j++)
+        const size_t per = per_sublayer(l);
+        for (int k = 0; k < l->num_layers; k++, table += per) {
+            const sub_weights w = rnnxm_sub_weights(l, k, 0);
+            for (size_t j = 0; j < per; j++)
                 table[j] = NULL;
-            table[RNNX_ST_W_IH] = t[0];
-            table[RNNX_ST_W_HH] = t[1];
-            table[RNNX_ST_B_IH] = l->bias ? t[2] : NULL;
-            table[RNNX_ST_B_HH] = l->bias ? t[3] : NULL;
+            if (l->weights != RNNX_WEIGHTS_FLOAT) {
+                table[RNNX_SQ_W_IH] = w.w_ih;
+                table[RNNX_SQ_S_IH] = w.s_ih;
+                table[RNNX_SQ_W_HH] = w.w_hh;
+                table[RNNX_SQ_S_HH] = w.s_hh;
+                table[RNNX_SQ_B_IH] = w.b_ih;
+                table[RNNX_SQ_B_HH] = w.b_hh;
+                table[RNNX_SQ_W_HR] = w.w_hr;
+                table[RNNX_SQ_S_HR] = w.s_hr;
+                continue;
+            }
+            table[RNNX_ST_W_IH] = w.w_ih;
+            table[RNNX_ST_W_HH] = w.w_hh;
+            table[RNNX_ST_B_IH] = w.b_ih;
+            table[RNNX_ST_B_HH] = w.b_hh;
+            table[RNNX_ST_W_HR] = w.w_hr;
         }
     }
 }

@@ -4,10 +4,13 @@
  * The stream's memory, in this order, each region starting on 64 bytes:
  *   records  one rnnx_forward_args per recurrent sub-layer, in list order,
  *            filled once at init (shapes, weights, packed panels); a call
- *            copies it and points the copy at its input, output, states, work
+ *            copies it and points the copy at its input, output, states, work;
+ *            then one rnnx_qforward_args per int8/bfloat16 sub-layer
+ *            (stream/quantized.c), the same way
  *   state    two halves (a step reads one and writes the other, then flips
  *            parity), each state_elems: per recurrent layer h (L,B,S), c (L,B,H)
- *   weights  per recurrent sub-layer W_ih^T (in,G) then the packed W_hh (and W_hr)
+ *   weights  per recurrent sub-layer W_ih^T (in,G) then the packed W_hh (and W_hr);
+ *            per int8/bfloat16 sub-layer its packed W_ih, W_hh (and W_hr)
  *   act      two activation buffers (B, widest output), between layers
  *   work     the core's forward work for one step, the largest of the sub-layers
  */
@@ -18,6 +21,7 @@
 #include "kernels.h"
 #include "layout.h"
 #include "stream/heads.h"
+#include "stream/quantized.h"
 #include "stream/stream.h"
 
 enum { REGION_ALIGN = 64 };
@@ -40,6 +44,7 @@ static int aligned(const void* p, size_t elem)
 /* What the layers need, in bytes (records, weights, work) or elements (state, width). */
 typedef struct stream_needs {
     size_t records, state, weights, work;
+    size_t qrecords;   /* the int8/bfloat16 layers' records, after the others */
     size_t width;   /* the widest output of a layer or sub-layer */
     int in_width;   /* features of x, 0 for ids */
     int out_width;  /* features of y */
@@ -109,6 +114,17 @@ static int needs_of(const rnnx_stream_spec* sp, int tensors, stream_needs* n)
         case RNNX_STREAM_RECURRENT:
             status = needs_of_recurrent(sp, l, in, tensors, n);
             break;
+        case RNNX_STREAM_INT8:
+        case RNNX_STREAM_BFLOAT16: {
+            rnnx_sq_needs q = {0, n->state, n->weights, n->work, 0};
+            status = rnnx_sq_needs_of(sp, l, in, tensors, &q);
+            n->qrecords += q.records;
+            n->state = q.state;
+            n->weights = q.weights;
+            n->work = q.work;
+            n->out_width = q.out_width;
+            break;
+        }
         case RNNX_STREAM_DENSE:
             if (l->input_size != in || in < 1 || l->hidden_size < 1 ||
                 l->activation < RNNX_ACT_IDENTITY || l->activation > RNNX_ACT_RELU)
@@ -151,7 +167,7 @@ static size_t layout_of(const rnnx_stream_spec* sp, const stream_needs* n, size_
                         size_t* weights_off, size_t* act_off, size_t* work_off)
 {
     const size_t elem = elem_of(sp->dtype);
-    *state_off = round_up(n->records);
+    *state_off = round_up(n->records + n->qrecords);
     *weights_off = *state_off + 2 * round_up(n->state * elem);
     *act_off = *weights_off + n->weights;
     *work_off = *act_off + 2 * round_up((size_t)sp->B * n->width * elem);
@@ -233,6 +249,8 @@ int rnnx_step_stream_init(rnnx_step_stream* s, const rnnx_stream_spec* spec, voi
     t.mem = mem;
     unsigned char* base = (unsigned char*)mem;
     rnnx_forward_args* rec = (rnnx_forward_args*)mem;
+    t.qrec_off = n.records;
+    rnnx_qforward_args* qrec = (rnnx_qforward_args*)(base + t.qrec_off);
     unsigned char* w = base + weights_off;
     int in = n.in_width;
     for (int i = 0; i < spec->num_layers; i++) {   /* layer kinds: packing at init */
@@ -240,6 +258,11 @@ int rnnx_step_stream_init(rnnx_step_stream* s, const rnnx_stream_spec* spec, voi
         switch (l->kind) {
         case RNNX_STREAM_RECURRENT:
             pack_recurrent(spec, l, in, &rec, &w);
+            in = rnnx_state_width(l->hidden_size, l->proj_size);
+            break;
+        case RNNX_STREAM_INT8:
+        case RNNX_STREAM_BFLOAT16:
+            rnnx_sq_pack(spec, l, in, &qrec, &w);
             in = rnnx_state_width(l->hidden_size, l->proj_size);
             break;
         default:   /* Dense and Embedding read their tensors in place */
@@ -279,6 +302,8 @@ size_t rnnx_step_stream_run_size(const rnnx_step_stream* s, int T)
         return 0;
     const size_t elem = elem_of(s->spec.dtype);
     const rnnx_forward_args* rec = (const rnnx_forward_args*)s->mem;
+    const rnnx_qforward_args* qrec =
+        (const rnnx_qforward_args*)((const unsigned char*)s->mem + s->qrec_off);
     size_t core = 0;
     for (int i = 0; i < s->spec.num_layers; i++) {
         const rnnx_stream_layer* l = &s->spec.layers[i];
@@ -288,6 +313,13 @@ size_t rnnx_step_stream_run_size(const rnnx_step_stream* s, int T)
             if (!w)
                 return 0;
             core = w > core ? w : core;
+        }
+        if (l->kind == RNNX_STREAM_INT8 || l->kind == RNNX_STREAM_BFLOAT16) {
+            /* bytes, in elements of the dtype (float32), rounded up */
+            const size_t w = rnnx_sq_run_work(l, &qrec, T);
+            if (!w)
+                return 0;
+            core = (w + elem - 1) / elem > core ? (w + elem - 1) / elem : core;
         }
     }
     if ((double)T * s->act_elems * elem * 2 + (double)core * elem > (double)SIZE_MAX / 8)
@@ -309,6 +341,7 @@ static void run_layers(rnnx_step_stream* s, const rnnx_blas* blas, const void* x
     unsigned char* then = base + s->state_off + (size_t)(1 - s->parity) * half;
     unsigned char* acts[2] = {acts0, acts0 + act};
     const rnnx_forward_args* rec = (const rnnx_forward_args*)s->mem;
+    const rnnx_qforward_args* qrec = (const rnnx_qforward_args*)(base + s->qrec_off);
     const rnnx_dtype_kernels* kernels = rnnx_kernels_in_use(sp->dtype);
     const void* cur = x;
     int next = 0;
@@ -350,6 +383,15 @@ static void run_layers(rnnx_step_stream* s, const rnnx_blas* blas, const void* x
                 next = 1 - next;
             }
             const size_t layer_state = c_at + (d->states == 2 ? (size_t)L * BH : 0);
+            now += layer_state;
+            then += layer_state;
+            break;
+        }
+        case RNNX_STREAM_INT8:
+        case RNNX_STREAM_BFLOAT16: {
+            const size_t layer_state = rnnx_sq_step(l, blas, &qrec, T, B, &cur,
+                                                    last ? y : NULL, acts, &next, now, then,
+                                                    core_work);
             now += layer_state;
             then += layer_state;
             break;

@@ -44,7 +44,9 @@ extern "C" {
 enum rnnx_stream_kind {
     RNNX_STREAM_RECURRENT = 0,
     RNNX_STREAM_DENSE = 1,
-    RNNX_STREAM_EMBEDDING = 2
+    RNNX_STREAM_EMBEDDING = 2,
+    RNNX_STREAM_INT8 = 3,      /* recurrent, int8 weights + row scales (quant/quant.h); float32 */
+    RNNX_STREAM_BFLOAT16 = 4   /* recurrent, bfloat16 weights (uint16_t); float32 */
 };
 
 /* The tensors of one recurrent sub-layer, in this order (rnnx_stream_layer.tensors). */
@@ -56,6 +58,22 @@ enum rnnx_stream_tensor {
     RNNX_ST_W_HR = 4,   /* (P, H) with a projection, else NULL */
     RNNX_ST_W_PEEP = 5, /* (3H,) an LSTM's peepholes [Pi, Pf, Po], or NULL */
     RNNX_ST_PER_SUBLAYER = 6
+};
+
+/* The tensors of one sub-layer of an RNNX_STREAM_INT8 or _BFLOAT16 layer, in
+ * this order: each weight matrix as rnnx.quantize stores it (int8_t with its
+ * float scales (rows,), or uint16_t bfloat16 bits with scales NULL), the
+ * biases float32 or NULL.  No peepholes. */
+enum rnnx_stream_qtensor {
+    RNNX_SQ_W_IH = 0,   /* (G, in) */
+    RNNX_SQ_S_IH = 1,   /* (G,) int8 only */
+    RNNX_SQ_W_HH = 2,   /* (G, S) */
+    RNNX_SQ_S_HH = 3,   /* (G,) int8 only */
+    RNNX_SQ_B_IH = 4,   /* (G,) or NULL */
+    RNNX_SQ_B_HH = 5,   /* (G,) or NULL */
+    RNNX_SQ_W_HR = 6,   /* (P, H) with a projection, else NULL */
+    RNNX_SQ_S_HR = 7,   /* (P,) int8 with a projection, else NULL */
+    RNNX_SQ_PER_SUBLAYER = 8
 };
 
 /* One layer of the list.  Every tensor is C-contiguous, of the stream's dtype,
@@ -73,7 +91,8 @@ typedef struct rnnx_stream_layer {
     int activation;     /* Dense: enum rnnx_activation_kind; else 0 */
     const void* const* tensors;
                         /* recurrent: RNNX_ST_PER_SUBLAYER entries per sub-layer (see
-                           enum rnnx_stream_tensor); Dense: weight (out,in), bias (out,)
+                           enum rnnx_stream_tensor); int8/bfloat16: RNNX_SQ_PER_SUBLAYER
+                           (enum rnnx_stream_qtensor); Dense: weight (out,in), bias (out,)
                            or NULL; Embedding: table (input_size, hidden_size) */
 } rnnx_stream_layer;
 
@@ -102,6 +121,7 @@ typedef struct rnnx_step_stream {
     size_t state_elems;   /* elements of one state (see rnnx_step_stream_state) */
     size_t act_elems;     /* elements of one activation buffer */
     size_t state_off, act_off, work_off;  /* byte offsets of the regions in mem */
+    size_t qrec_off;      /* where the records of int8/bfloat16 layers begin */
     void* mem;
 } rnnx_step_stream;
 

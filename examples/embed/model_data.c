@@ -916,8 +916,8 @@ static const float rnnx_exported_model_l1_t1[2] = {
 static const void* const rnnx_exported_model_l1_tensors[] = {rnnx_exported_model_l1_t0, rnnx_exported_model_l1_t1};
 
 static const rnnx_layer rnnx_exported_model_layers[2] = {
-    {2, 3, 16, 2, 1, 1, 0, rnnx_exported_model_l0_tensors},
-    {16, 16, 2, 1, 1, 1, 0, rnnx_exported_model_l1_tensors},
+    {2, 3, 16, 2, 1, 1, 0, rnnx_exported_model_l0_tensors, 0, 0},
+    {16, 16, 2, 1, 1, 1, 0, rnnx_exported_model_l1_tensors, 0, 0},
 };
 
 /* dtype, many_to_one, num_layers, input_size, output_size, layers */

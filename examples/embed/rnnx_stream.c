@@ -204,8 +204,15 @@ int main(int argc, char** argv)
 #endif
     const size_t stream_bytes = rnnx_stream_size(m, 1);
     if (info) {
-        printf("rnnx %s, model: %s, %d layers, input %d%s, output %d\n", rnnx_version(),
-               m->dtype == RNNX_FLOAT64 ? "float64" : "float32", m->num_layers, m->input_size,
+        int weights = RNNX_WEIGHTS_FLOAT;   /* the reduced weights of rnnx.quantize, if any */
+        for (int i = 0; i < m->num_layers; i++)
+            weights = m->layers[i].weights ? m->layers[i].weights : weights;
+        printf("rnnx %s, model: %s%s, %d layers, input %d%s, output %d\n", rnnx_version(),
+               m->dtype == RNNX_FLOAT64 ? "float64" : "float32",
+               weights == RNNX_WEIGHTS_INT8       ? " (int8 recurrent weights)"
+               : weights == RNNX_WEIGHTS_BFLOAT16 ? " (bfloat16 recurrent weights)"
+                                                  : "",
+               m->num_layers, m->input_size,
                m->layers[0].kind == RNNX_EMBEDDING ? " ids (one int32 per line)" : "",
                m->output_size);
 #ifndef RNNX_STATIC_MODEL

@@ -29,7 +29,10 @@ from rnnx import reference  # noqa: E402
 
 
 def _recurrent_reference(layer, x, lengths):
-    """y (T,B,D*H) of a recurrent layer from zero states, in float64, by rnnx.reference."""
+    """y (T,B,D*H) of a recurrent layer from zero states, in float64, by rnnx.reference; an
+    int8/bfloat16 layer (rnnx.quantize's) by its own call, the same quantized core as C's."""
+    if getattr(layer, "qtype", None):
+        return layer(np.asarray(x, np.float32), lengths=lengths)[0].astype(np.float64)
     params = {k: v.astype(np.float64) for k, v in layer.parameters().items()}
     T, B, _ = x.shape
     H, D = layer.hidden_size, layer.num_directions
@@ -100,9 +103,14 @@ def with_weights(model, seed):
 
 
 def cases():
-    """name -> (model, T, B, lengths or None), small and covering every layer kind."""
-    return {name: (with_weights(model, index), *rest)
-            for index, (name, (model, *rest)) in enumerate(_cases().items())}
+    """name -> (model, T, B, lengths or None), small and covering every layer kind; the
+    cases named *_int8 / *_bf16 are rnnx.quantize's models of their float weights."""
+    made = {}
+    for index, (name, (model, *rest)) in enumerate(_cases().items()):
+        model = with_weights(model, index)
+        qtype = {"int8": "int8", "bf16": "bfloat16"}.get(name.rsplit("_", 1)[-1])
+        made[name] = (rnnx.quantize(model, qtype) if qtype else model, *rest)
+    return made
 
 
 def _cases():
@@ -136,6 +144,22 @@ def _cases():
         "lstm_bi_output_m2o_f64": (rnnx.Sequential(
             rnnx.LSTM(3, 4, bidirectional=True, dtype=f64, seed=20),
             rnnx.Dense(8, 2, dtype=f64, seed=21), many_to_one="output"), 5, 3, [2, 5, 0]),
+        # format version 3: int8 and bfloat16 weights (rnnx.quantize), sizes across the
+        # quantized panels' 16 rows and 4-column groups
+        "lstm2_dense_int8": (rnnx.Sequential(rnnx.LSTM(5, 19, num_layers=2, seed=22),
+                                             rnnx.Dense(19, 3, activation="softmax", seed=23)),
+                             6, 3, [6, 0, 4]),
+        "embed_gru_before_int8": (rnnx.Sequential(
+            rnnx.Embedding(9, 6, seed=24), rnnx.GRU(6, 17, reset_after=False, seed=25),
+            rnnx.RNN(17, 5, nonlinearity="relu", bias=False, seed=26)), 5, 2, None),
+        "gru_bi_m2o_int8": (rnnx.Sequential(rnnx.GRU(3, 6, bidirectional=True, seed=27),
+                                            rnnx.Dense(12, 2, seed=28), many_to_one=True),
+                            5, 2, [5, 2]),
+        "lstm2_dense_bf16": (rnnx.Sequential(rnnx.LSTM(5, 19, num_layers=2, seed=29),
+                                             rnnx.Dense(19, 3, activation="tanh", seed=30)),
+                             6, 3, [6, 0, 4]),
+        "lstm_proj_int8": (rnnx.Sequential(rnnx.LSTM(3, 10, proj_size=4, num_layers=2, seed=31),
+                                           rnnx.Dense(4, 2, seed=32)), 5, 2, [5, 3]),
     }
 
 

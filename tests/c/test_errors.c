@@ -115,13 +115,17 @@ static void test_image(const unsigned char* image, size_t len)
      * as version 2, but an Embedding (kind 17) or the last-output flag is not valid in
      * version 1 */
     memcpy(bad, image, len);
-    put_u32(bad + 8, 3);
+    put_u32(bad + 8, 4);
     reseal(bad, len);
     CHECK_STATUS(parse_and_run(bad, len), RNNX_EVERSION);
     const int version = image[8];
     put_u32(bad + 8, version == 1 ? 2 : 1);
     reseal(bad, len);
     CHECK_STATUS(parse_and_run(bad, len), version == 1 ? RNNX_OK : RNNX_ECORRUPT);
+    /* every body is valid as version 3 (which adds int8/bfloat16 weights) */
+    put_u32(bad + 8, 3);
+    reseal(bad, len);
+    CHECK_STATUS(parse_and_run(bad, len), RNNX_OK);
     /* hostile: random header and descriptor bytes with a valid CRC.  Each must
      * give a status; those that parse must run without a read out of bounds. */
     int parsed = 0;
@@ -277,6 +281,74 @@ static void test_arguments(const char* dir)
     free(mem);
 }
 
+/* A model with int8 weights (version 3): truncated, altered and hostile as
+ * any; and its own fields, each change resealed so that the field checks (not
+ * the CRC) must catch it: a NaN, infinite or negative scale, an int8 of -128,
+ * an unknown weights code, the version before 3, a float64 file. */
+static void test_quantized_image(const char* dir, const char* name)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s.rnnx", dir, name);
+    size_t len = 0;
+    unsigned char* image = read_all(path, &len);
+    CHECK(image && len > 64 && image[8] == 3, "%s: not a version-3 file", path);
+    if (!image || len <= 64) {
+        free(image);
+        return;
+    }
+    test_image(image, len);
+    size_t table = 0;
+    CHECK_STATUS(rnnx_model_mem_size(image, len, &table), RNNX_OK);
+    void* mem = malloc(table ? table : 1);
+    rnnx_model m;
+    CHECK_STATUS(rnnx_model_from_buffer(&m, mem, table, image, len), RNNX_OK);
+    int at = -1;  /* the first int8 layer */
+    for (int i = 0; i < m.num_layers && at < 0; i++)
+        if (m.layers[i].weights == RNNX_WEIGHTS_INT8)
+            at = i;
+    CHECK(at >= 0, "%s: no int8 layer", name);
+    if (at >= 0) {
+        /* its w_ih: the int8 data, then the scales */
+        const size_t data = (size_t)((const unsigned char*)m.layers[at].tensors[0] - image);
+        const size_t scales = (size_t)((const unsigned char*)m.layers[at].tensors[1] - image);
+        const size_t field = 64 + 32 * (size_t)at + 28;
+        const struct { size_t offset; uint32_t value; int bytes, status; } cases[] = {
+            {scales, 0x7fc00000u, 4, RNNX_ECORRUPT},   /* NaN */
+            {scales, 0x7f800000u, 4, RNNX_ECORRUPT},   /* +inf */
+            {scales, 0xbf800000u, 4, RNNX_ECORRUPT},   /* -1 */
+            {scales, 0x80000000u, 4, RNNX_OK},         /* -0: a zero row */
+            {scales, 0x3f800000u, 4, RNNX_OK},         /* 1 */
+            {data, 0x80u, 1, RNNX_ECORRUPT},           /* -128 */
+            {data, 0x81u, 1, RNNX_OK},                 /* -127 */
+            {field, 3, 4, RNNX_ECORRUPT},              /* no such weights code */
+            {field, 0, 4, RNNX_ECORRUPT},              /* float: the tensors do not fit */
+            {8, 2, 4, RNNX_ECORRUPT},                  /* version 2 has no weights field */
+            {12, 1, 4, RNNX_ECORRUPT},                 /* int8 weights in a float64 file */
+            /* the seventh field: proj_size, an LSTM's, below H (H itself is refused) */
+            {field - 4, m.layers[at].proj_size ? (uint32_t)m.layers[at].hidden_size : 0, 4,
+             m.layers[at].proj_size ? RNNX_ECORRUPT : RNNX_OK},
+            /* int8 weights on the last layer: a Dense head has none (its kernels are float) */
+            {64 + 32 * (size_t)(m.num_layers - 1) + 28, 1, 4,
+             m.layers[m.num_layers - 1].kind == RNNX_DENSE ? RNNX_ECORRUPT : RNNX_OK},
+        };
+        unsigned char* bad = malloc(len);
+        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+            memcpy(bad, image, len);
+            if (cases[c].bytes == 1)
+                bad[cases[c].offset] = (unsigned char)cases[c].value;
+            else
+                put_u32(bad + cases[c].offset, cases[c].value);
+            reseal(bad, len);
+            int status = parse_and_run(bad, len);
+            CHECK(status == cases[c].status, "%s: case %zu gives status %d (%s), not %d", name, c,
+                  status, rnnx_strerror(status), cases[c].status);
+        }
+        free(bad);
+    }
+    free(mem);
+    free(image);
+}
+
 /* The core refuses a bad projection (proj_size) with a status, never a crash. */
 static void test_core_projection(void)
 {
@@ -364,12 +436,14 @@ static void test_core_projection(void)
 
 int main(int argc, char** argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: test_errors DATA_DIR\n");
+    if (argc < 2) {
+        fprintf(stderr, "usage: test_errors DATA_DIR [INT8_CASE...]\n");
         return 2;
     }
     test_strings();
     test_arguments(argv[1]);
+    for (int i = 2; i < argc; i++)
+        test_quantized_image(argv[1], argv[i]);
     test_core_projection();
     if (failures)
         fprintf(stderr, "test_errors: %d checks failed\n", failures);
