@@ -68,7 +68,7 @@ _regenerate = not os.path.exists(_generated) or any(
 core = Extension(
     "rnnx._core",
     sources=["rnnx/_core.pyx", "csrc/dispatch.c", "csrc/pool.c", "csrc/cell_table.c",
-             "csrc/status.c"]
+             "csrc/status.c", "csrc/projection_plan.c"]
             + kernel_units(),
     include_dirs=["csrc", "rnnx", np.get_include()],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],

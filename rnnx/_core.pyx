@@ -30,6 +30,7 @@ include "_core_workspace.pxi"
 include "_core_forward.pxi"
 include "_core_backward.pxi"
 include "_core_gemm.pxi"
+include "_core_projection.pxi"
 
 
 cdef class Stream:

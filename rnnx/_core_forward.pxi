@@ -4,7 +4,7 @@ def forward(object cell, object x, object h0, object c0, object w_ih, object w_h
             object b_hh, object lengths, bint reverse, object y, object h_n, object c_n,
             bint train, object path=PATH_AUTO, object w_hr=None, object w_hh_packed=None,
             object w_ih_t=None, Workspace workspace=None, object w_peep=None,
-            bint row_exact=False):
+            bint row_exact=False, int projection=0):
     """Run one direction of one layer over a whole sequence.
 
     x (T,B,I), h0/c0 (B,H), weights (G,I) (G,H) (G,), y (T,B,H) with evenly spaced
@@ -24,7 +24,9 @@ def forward(object cell, object x, object h0, object c0, object w_ih, object w_h
     o = sigma(. + Po*c_t).
     row_exact: every row's input projection alone (csrc/rnnx.h), so that the numbers do
     not depend on T*B: a stream's steps and a whole-sequence call both made with it agree
-    bit for bit; False lets a large float32 projection go through BLAS."""
+    bit for bit; False lets a large float32 projection go through BLAS.
+    projection: where the input projection is computed (PROJECTION_AUTO: as
+    projection_plan chooses; PROJECTION_HOISTED, PROJECTION_FUSED force one)."""
     cell, path = _int_arg(cell, "cell"), _int_arg(path, "path")
     cdef int G1 = rnnx_gate_count(cell)
     if G1 == 0:
@@ -69,6 +71,10 @@ def forward(object cell, object x, object h0, object c0, object w_ih, object w_h
                               (rnnx_packed_size_proj(cell, a.dtype, H, P),), dtype)
     a.w_ih_t = _opt_data(w_ih_t, "w_ih_t", (I, G), dtype)
     a.row_exact = row_exact
+    if projection not in (PROJECTION_AUTO, PROJECTION_HOISTED, PROJECTION_FUSED):
+        raise ValueError(f"projection must be PROJECTION_AUTO, _HOISTED or _FUSED (0, 1, 2), "
+                         f"got {projection}")
+    a.projection = projection
     a.lengths = _lengths(None if lengths is None else _aligned(lengths, "lengths"), T, B)
     a.y = _rows(y, "y", T, B, S, dtype, &a.ldy, True)
     a.h_n = _data(h_n, "h_n", (B, S), dtype, True)

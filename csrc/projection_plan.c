@@ -1,0 +1,131 @@
+/*
+ * projection_plan.c: the cost model that chooses, per shape, where the
+ * default path computes the input projection x_t @ W_ih^T (rnnx.h, enum
+ * rnnx_projection):
+ *
+ *   HOISTED  X (T*B,I) @ W_ih^T for every row at once by rnnx's blocked GEMM
+ *            into a (T,B,G) slab, then per step h_{t-1} @ W_hh^T (K = P)
+ *            added to the slab's row and the gates;
+ *   FUSED    per step [x_t | h_{t-1}] @ [W_ih | W_hh]^T (K = I + P) from the
+ *            biases, no slab.
+ *
+ * Both compute every element as bias, then the I products of x in k order,
+ * then the P products of h, with the same multiply-add: the two give the same
+ * bits, so the choice changes the speed only (tests/test_projection_plan.py).
+ *
+ * What decides: the fused steps read W_ih once per step, where the GEMM reads
+ * it once per block of rows at its (higher) rate, but HOISTED writes and reads
+ * back T*B*G pre-activations and packs the products in two passes.  At a batch
+ * too small for the step kernel's row tiles the weights' bytes set the step's
+ * speed, and then a weight set past L2 is read from L3 every step.
+ */
+#include "compiler.h"
+#include "layout.h"
+#include "projection_plan.h"
+#include "rnnx.h"
+
+/* The constants, measured on the 2-core AMD EPYC Zen 4 (AVX-512, 1 MiB L2 per
+ * core, 32 MiB L3) in float32, one thread, with tests/bench_projection.py's
+ * forced runs (best of 5; see that script's output in the commit message):
+ *   GEMM_FMA_NS     multiply-adds per ns of rnnx's GEMM on a long X (about 60%
+ *                   of the 2 x 16-lane FMA peak at 3.7 GHz, 118 per ns)
+ *   TILE_FMA_NS     the step kernel's rate with whole row tiles (B >= 4)
+ *   ROW_FMA_NS      the same for rows one at a time (B < 4): the row kernel
+ *                   reads a weight vector per multiply-add, from L1/L2
+ *   L3_BYTES_NS     the rate at which a step reads weights that do not fit L2
+ *   SLAB_NS         per slab element: written by the GEMM, read back by a step
+ *   PACK_NS         per weight element packed (a strided read, a write)
+ *   COPY_NS         per element of [x_t | h_{t-1}] copied into one row block
+ *   STEP_NS         a step's fixed cost (the gates' loop setup, the phases)
+ * float64 halves the rates that count lanes (the FMA rates). */
+#define GEMM_FMA_NS 70.0
+#define TILE_FMA_NS 50.0
+#define ROW_FMA_NS 16.0
+#define L3_BYTES_NS 40.0
+#define SLAB_NS 0.25
+#define PACK_NS 0.5
+#define COPY_NS 0.1
+#define STEP_NS 50.0
+#define L2_BYTES (1024.0 * 1024.0)
+
+/* The step kernel's time in ns for B rows, G gate columns and depth K, on threads. */
+static double step_ns(double B, double G, double K, double size, int threads)
+{
+    const double lanes = size == 8 ? 0.5 : 1.0;
+    const double fma = B * G * K, bytes = G * K * size;
+    const double rate = (B >= 4 ? TILE_FMA_NS : ROW_FMA_NS * (B < 1 ? 1 : B)) * lanes;
+    double ns = fma / rate;
+    if (bytes > L2_BYTES && bytes / L3_BYTES_NS > ns)  /* the weights from L3 every step */
+        ns = bytes / L3_BYTES_NS;
+    return ns / threads + STEP_NS;
+}
+
+int rnnx_projection_plan(int cell, int T, int B, int I, int H, int P, int threads, int dtype,
+                         rnnx_projection_costs* out)
+{
+    if (!out)
+        return RNNX_ENULL;
+    const rnnx_cell_desc* d = rnnx_cell_find(cell);
+    if (!d)
+        return RNNX_ECELL;
+    if (T < 0 || B < 0 || I < 0 || H < 1 || P < 0 || (P > 0 && P >= H) ||
+        (dtype != RNNX_FLOAT32 && dtype != RNNX_FLOAT64))
+        return RNNX_EINVAL;
+    const int n = threads < 1 ? 1 : threads;
+    const double size = dtype == RNNX_FLOAT64 ? 8 : 4, lanes = size == 8 ? 0.5 : 1.0;
+    const double G = (double)d->gates * H, S = P > 0 ? P : H, rows = (double)T * B;
+    out->fusable = cell != RNNX_GRU && cell != RNNX_GRU_RESET_BEFORE;
+    out->gemm_ns = rows * G * I / (GEMM_FMA_NS * lanes) / n;
+    out->slab_ns = rows * G * SLAB_NS * size / 4;
+    out->pack_hoisted_ns = G * I * PACK_NS;
+    out->steps_hoisted_ns = T * step_ns(B, G, S, size, n);
+    out->steps_fused_ns = T * step_ns(B, G, I + S, size, n);
+    out->copies_ns = rows * (I + S) * COPY_NS * size / 4;
+    out->pack_fused_ns = G * (I + S) * PACK_NS;
+    out->hoisted_ns = out->gemm_ns + out->slab_ns + out->pack_hoisted_ns + out->steps_hoisted_ns;
+    out->fused_ns = out->steps_fused_ns + out->copies_ns + out->pack_fused_ns;
+    out->choice = out->fusable && out->fused_ns < out->hoisted_ns ? RNNX_PROJECTION_FUSED
+                                                                   : RNNX_PROJECTION_HOISTED;
+    return RNNX_OK;
+}
+
+/* The choice where the call leaves it to the library (RNNX_PROJECTION_AUTO):
+ * the environment variable RNNX_PROJECTION, "hoisted" or "fused", read once,
+ * forces one for the whole process (benchmarks, and a check that a model's
+ * numbers do not depend on it); unset or anything else: AUTO. */
+int rnnx_projection_forced(void)
+{
+    static int forced = -1;  /* a benign race: every thread reads the same value */
+    if (forced < 0) {
+        const char* v = getenv("RNNX_PROJECTION");
+        forced = !v ? RNNX_PROJECTION_AUTO
+                 : !strcmp(v, "hoisted") ? RNNX_PROJECTION_HOISTED
+                 : !strcmp(v, "fused") ? RNNX_PROJECTION_FUSED : RNNX_PROJECTION_AUTO;
+    }
+    return forced;
+}
+
+/* ------------------------------------------------------------- counts --- */
+
+static long long counts[2];
+
+void rnnx_projection_count(int choice)
+{
+    long long* c = &counts[choice == RNNX_PROJECTION_FUSED];
+#ifdef RNNX_PTHREADS
+    __atomic_fetch_add(c, 1, __ATOMIC_RELAXED);
+#else
+    ++*c;  /* the serial build runs one call at a time */
+#endif
+}
+
+void rnnx_projection_counts(long long out[2])
+{
+    for (int i = 0; i < 2; i++) {
+#ifdef RNNX_PTHREADS
+        out[i] = __atomic_load_n(&counts[i], __ATOMIC_RELAXED);
+#else
+        out[i] = counts[i];
+#endif
+    }
+}
