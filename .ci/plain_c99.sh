@@ -25,7 +25,7 @@ scratch_build plain_c99 "-pedantic -DRNNX_PLAIN_C99"
 
 mkdir "$work/obj"
 for source in "$src"/csrc/dispatch.c "$src"/csrc/pool.c "$src"/csrc/cell_table.c \
-              "$src"/csrc/status.c "$src"/csrc/model/*.c; do
+              "$src"/csrc/status.c "$src"/csrc/projection_plan.c "$src"/csrc/model/*.c; do
     "$cc" "${strict[@]}" -O2 -I"$src/csrc" -c "$source" -o "$work/obj/$(basename "$source").o"
 done
 # the kernels once per dtype and instruction set of csrc/kernels/isa_list.h, as setup.py's units
@@ -70,7 +70,7 @@ print("plain_c99: rnnx.info() says", {key: info[key] for key in ("isa", "thread_
 PY
 
 if [ "$#" -eq 0 ]; then
-    set -- "$src"/tests/test_{kernels,gemm,core,isa_threads,layers,proj,zero_lengths}.py
+    set -- "$src"/tests/test_{kernels,gemm,core,isa_threads,layers,proj,projection_plan,zero_lengths}.py
 fi
 "$python" -m pytest -q -p no:cacheprovider -x -c "$src/pyproject.toml" --rootdir "$src" "$@"
 echo "plain_c99: passed"
