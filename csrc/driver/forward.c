@@ -364,7 +364,8 @@ static int forward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
     const real* packed_hr = packed && proj > 0 ? packed + rnnx_panels_elems(d->gates, H, P, U)
                                                : work + wl.packed_hr;
     if (fused && !packed) {
-        pack_panels(d->gates, H, P, a->w_hh, work + wl.packed);
+        if (!fuse_x)  /* fused, the gates read W_hh from [W_ih | W_hh] (packed below) */
+            pack_panels(d->gates, H, P, a->w_hh, work + wl.packed);
         packed = work + wl.packed;
         if (proj > 0)
             pack_panels(1, P, H, a->w_hr, work + wl.packed_hr);
