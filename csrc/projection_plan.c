@@ -55,6 +55,20 @@
 #define PACK_NS 0.5
 #define COPY_NS 0.1
 #define L2_BYTES (1024.0 * 1024.0)
+/* What each thread past the first adds to a split product: 2 threads ran the forced
+ * LSTM points (1,512,512,25) and (16,128,64,200) 1.34x to 1.6x faster than one, both
+ * choices alike (benchmarks/projection.py --threads 2, load average 2 to 4). */
+#define THREAD_GAIN 0.4
+/* driver/forward.c's STEP_SERIAL_BELOW and kernels/gemm_packed.c's GEMM_SERIAL_BELOW:
+ * a step or a GEMM with fewer multiply-adds runs on the calling thread alone */
+#define STEP_SERIAL_BELOW 32768.0
+#define GEMM_SERIAL_BELOW 262144.0
+
+/* The speed-up of a product of madds multiply-adds on threads, serial below `below`. */
+static double speedup(double madds, double below, int threads)
+{
+    return madds < below ? 1.0 : 1.0 + (threads - 1) * THREAD_GAIN;
+}
 
 /* The step kernel's time in ns for B rows, G gate columns of H units and depth K, on
  * threads. */
@@ -65,9 +79,8 @@ static double step_ns(int B, double G, double H, double K, double size, int thre
     double row = G * K / (ROW_FMA_NS * lanes);  /* one row alone */
     if (G * K * size > L2_BYTES && G * K * size / L3_BYTES_NS > row)
         row = G * K * size / L3_BYTES_NS;
-    /* a step under driver/forward.c's STEP_SERIAL_BELOW multiply-adds (B*G*H) runs on one */
-    const int n = (double)B * G * H < 32768.0 ? 1 : threads;
-    return (tiled * G * K / (TILE_FMA_NS * lanes) + (B - tiled) * row) / n;
+    return (tiled * G * K / (TILE_FMA_NS * lanes) + (B - tiled) * row) /
+           speedup((double)B * G * H, STEP_SERIAL_BELOW, threads);
 }
 
 int rnnx_projection_plan(int cell, int T, int B, int I, int H, int P, int threads, int dtype,
@@ -85,7 +98,8 @@ int rnnx_projection_plan(int cell, int T, int B, int I, int H, int P, int thread
     const double size = dtype == RNNX_FLOAT64 ? 8 : 4, lanes = size == 8 ? 0.5 : 1.0;
     const double G = (double)d->gates * H, S = P > 0 ? P : H, rows = (double)T * B;
     out->fusable = cell != RNNX_GRU && cell != RNNX_GRU_RESET_BEFORE;
-    out->gemm_ns = rows * G * I / (GEMM_FMA_NS * lanes) / n;
+    out->gemm_ns = rows * G * I / (GEMM_FMA_NS * lanes) /
+                   speedup(rows * G * I, GEMM_SERIAL_BELOW, n);
     out->slab_ns = rows * G * SLAB_NS * size / 4;
     out->pack_hoisted_ns = G * I * PACK_NS;
     out->steps_hoisted_ns = T * step_ns(B, G, H, S, size, n);
