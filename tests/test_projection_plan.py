@@ -265,3 +265,12 @@ def test_the_cost_view_prints_the_choice():
     bad = subprocess.run([sys.executable, "-m", "rnnx.cost", "LSTM", "16", "128"],
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "usage" in bad.stderr
+
+
+def test_the_benchmark_times_both_choices_and_finds_the_same_bits():
+    script = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "projection.py")
+    out = subprocess.run([sys.executable, script, "--repeat", "1", "lstm", "3", "5", "7", "20",
+                          "rnn_relu", "2", "1", "3", "9"], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert len(out) == 3 and out[1].startswith("lstm") and out[2].startswith("rnn_relu")
+    assert all(line.split()[-1] == "True" for line in out[1:])
