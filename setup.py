@@ -69,8 +69,8 @@ core = Extension(
     "rnnx._core",
     sources=["rnnx/_core.pyx", "csrc/dispatch.c", "csrc/runtime/team.c",
              "csrc/runtime/trial.c", "csrc/runtime/blas.c", "csrc/driver/wavefront.c",
-             "csrc/cell_table.c", "csrc/status.c", "csrc/stream/stream.c", "csrc/stream/heads.c",
-             "csrc/stream/quantized.c"]
+             "csrc/cell_table.c", "csrc/status.c", "csrc/projection_plan.c",
+             "csrc/stream/stream.c", "csrc/stream/heads.c", "csrc/stream/quantized.c"]
              + sorted(glob.glob("csrc/quant/*.c"))
             + kernel_units(),
     include_dirs=["csrc", "rnnx", np.get_include()],

@@ -26,7 +26,7 @@ scratch_build plain_c99 "-pedantic -DRNNX_PLAIN_C99"
 mkdir "$work/obj"
 for source in "$src"/csrc/dispatch.c "$src"/csrc/runtime/team.c "$src"/csrc/runtime/trial.c \
               "$src"/csrc/runtime/blas.c "$src"/csrc/driver/wavefront.c "$src"/csrc/cell_table.c \
-              "$src"/csrc/status.c "$src"/csrc/model/*.c "$src"/csrc/stream/*.c; do
+              "$src"/csrc/status.c "$src"/csrc/projection_plan.c "$src"/csrc/model/*.c "$src"/csrc/stream/*.c; do
     # named by folder too: csrc/model/stream.c and csrc/stream/stream.c are two files
     "$cc" "${strict[@]}" -O2 -I"$src/csrc" -c "$source" \
         -o "$work/obj/$(basename "$(dirname "$source")")_$(basename "$source").o"
@@ -73,7 +73,7 @@ print("plain_c99: rnnx.info() says", {key: info[key] for key in ("isa", "thread_
 PY
 
 if [ "$#" -eq 0 ]; then
-    set -- "$src"/tests/test_{kernels,gemm,core,isa_threads,layers,proj,zero_lengths}.py
+    set -- "$src"/tests/test_{kernels,gemm,core,isa_threads,layers,proj,projection_plan,zero_lengths}.py
 fi
 "$python" -m pytest -q -p no:cacheprovider -x -c "$src/pyproject.toml" --rootdir "$src" "$@"
 echo "plain_c99: passed"

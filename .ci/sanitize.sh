@@ -45,7 +45,7 @@ scratch_check_import sanitize
 
 if [ "$#" -eq 0 ]; then
     set -- "$src"/tests/test_{core,layers,kernels,gemm,fuzz_core,fuzz_api,threads_leaks,wavefront}.py \
-        "$src"/tests/test_{zero_lengths,go_backwards,workspace,proj}.py \
+        "$src"/tests/test_{zero_lengths,go_backwards,workspace,proj,projection_plan}.py \
         -k "not torch and not onnx and not leak"
 fi
 set +e

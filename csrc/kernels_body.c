@@ -37,6 +37,7 @@
 #include "cells/lstm.c"
 #include "cells/gru.c"
 #include "cells/plans.c"
+#include "projection_plan.h"
 #include "driver/forward.c"
 #include "driver/backward.c"
 #else

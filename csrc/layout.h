@@ -134,6 +134,10 @@ typedef struct rnnx_forward_work {
     size_t aux;     /* (B,H) inference: one step's aux (see rnnx_cell_desc) */
     size_t m;       /* (B,H) inference with a projection: one step's o * tanh(c) */
     size_t slab;    /* (T,B,G) gate pre-activations, where the cache does not hold them */
+    size_t fused;   /* rnnx_panels_elems(gates, H, I + P): [W_ih | W_hh] packed for the fused
+                       input projection (RNNX_PROJECTION_FUSED) */
+    size_t xh;      /* (B, I + P) the fused projection's input: one step's [x_t | h_{t-1}] */
+    size_t bias;    /* (G,) the fused projection's start: b_ih + b_hh */
     size_t total;
 } rnnx_forward_work;
 
@@ -152,7 +156,11 @@ static inline rnnx_forward_work rnnx_forward_work_of(const rnnx_cell_desc* d, in
     w.aux = w.c_ping + (d->states == 2 ? 2 * BH : 0);
     w.m = w.aux + BH;
     w.slab = w.m + (P > 0 ? BH : 0);
-    w.total = w.slab + (slab_in_cache ? 0 : (size_t)T * B * G);
+    w.fused = w.slab + (slab_in_cache ? 0 : (size_t)T * B * G);
+    const size_t K = (size_t)I + rnnx_state_width(H, P);  /* the fused product's depth */
+    w.xh = w.fused + rnnx_panels_elems(d->gates, H, 1, RNNX_UNITS_F32) * K;
+    w.bias = w.xh + (size_t)B * K;
+    w.total = w.bias + G;
     return w;
 }
 

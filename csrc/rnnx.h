@@ -77,6 +77,14 @@ enum rnnx_path {
     RNNX_PATH_NAIVE = 3   /* naive C gemm for everything: the algorithmic reference */
 };
 
+/* Where the input projection x_t @ W_ih^T of the default path is computed
+ * (rnnx_forward_args.projection, rnnx_projection_plan). */
+enum rnnx_projection {
+    RNNX_PROJECTION_AUTO = 0,     /* as rnnx_projection_plan chooses for the shape */
+    RNNX_PROJECTION_HOISTED = 1,  /* for all T*B rows at once by rnnx's GEMM, into a (T,B,G) slab */
+    RNNX_PROJECTION_FUSED = 2     /* per step, [x_t | h_{t-1}] @ packed [W_ih | W_hh]: no slab */
+};
+
 enum rnnx_status {
     RNNX_OK = 0,
     RNNX_EINVAL = 1,      /* a dimension, cell, dtype or stride is out of range */
@@ -159,6 +167,9 @@ typedef struct rnnx_forward_args {
                                 bit for bit in both dtypes.  0: the core may use the caller's
                                 BLAS for a large float32 projection (faster; float64 is always
                                 row by row).  A caller that needs the equality sets it. */
+    int projection;          /* enum rnnx_projection: AUTO (0) follows rnnx_projection_plan,
+                                HOISTED or FUSED force one (paths AUTO and SMALL only; a cell
+                                that cannot fuse, GRU, is always hoisted) */
 } rnnx_forward_args;
 
 typedef struct rnnx_backward_args {
@@ -263,6 +274,32 @@ int rnnx_gemm_acc(const rnnx_blas* blas, int dtype, int impl, char ta, char tb, 
  * (OUT, 5) := MR, NR (rows and columns of the tile), KC, MC, NC (k, rows and
  * columns of a block) of a large product.  Returns RNNX_OK or RNNX_EINVAL. */
 int rnnx_gemm_blocks(int dtype, int* blocks);
+
+/* The cost model that chooses where the default path computes the input
+ * projection (enum rnnx_projection) for one layer and direction of shape
+ * (T, B, input_size I, hidden H, projection P (0: none)) on `threads` threads
+ * in dtype.  out (OUT): the choice and the estimated times in nanoseconds of
+ * each part, calibrated on a 2-core AMD EPYC Zen 4 (csrc/projection_plan.c).
+ * A GRU is always HOISTED (fusable 0).  Returns RNNX_OK, RNNX_ECELL, RNNX_EINVAL
+ * (a size, dtype or P out of range) or RNNX_ENULL. */
+typedef struct rnnx_projection_costs {
+    int choice;           /* RNNX_PROJECTION_HOISTED or RNNX_PROJECTION_FUSED */
+    int fusable;          /* 0: the cell cannot fuse (GRU) */
+    double hoisted_ns;    /* gemm + slab + pack_hoisted + steps_hoisted */
+    double fused_ns;      /* steps_fused + copies + pack_fused */
+    double gemm_ns;       /* X (T*B,I) @ W_ih^T by rnnx's GEMM */
+    double slab_ns;       /* writing the (T,B,G) slab and reading it back in the steps */
+    double steps_hoisted_ns; /* T steps of h_{t-1} @ W_hh^T (K = P) with the gates */
+    double steps_fused_ns;   /* T steps of [x_t | h_{t-1}] @ [W_ih | W_hh]^T (K = I + P) */
+    double copies_ns;     /* fused: copying x_t and h_{t-1} into one (B, I + P) row block */
+    double pack_hoisted_ns, pack_fused_ns; /* packing W_ih^T, or [W_ih | W_hh], per call */
+} rnnx_projection_costs;
+int rnnx_projection_plan(int cell, int T, int B, int input_size, int H, int P, int threads,
+                         int dtype, rnnx_projection_costs* out);
+/* How many forward calls (layer and direction) computed their input projection
+ * hoisted (counts[0]) and fused (counts[1]) since the library was loaded: what
+ * the tests read to see that the driver follows the plan. */
+void rnnx_projection_counts(long long counts[2]);
 
 /* Whole-sequence forward: inference when a->cache is NULL, training otherwise. */
 int rnnx_forward(const rnnx_blas* blas, const rnnx_forward_args* a);

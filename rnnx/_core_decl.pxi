@@ -40,6 +40,7 @@ cdef extern from "_core_shim.h":
         const void* w_hr
         const void* w_peep
         int row_exact
+        int projection
     ctypedef struct rnnx_backward_args:
         int cell, dtype, path
         int T, B, input_size, H

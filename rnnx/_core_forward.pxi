@@ -5,7 +5,7 @@ cdef tuple _forward_args(rnnx_forward_args* a, object cell, object x, object h0,
                          object w_ih, object w_hh, object b_ih, object b_hh, object lengths,
                          bint reverse, object y, object h_n, object c_n, object path,
                          object w_hr, object w_hh_packed, object w_ih_t, object w_peep,
-                         bint row_exact):
+                         bint row_exact, int projection=0):
     """Check forward's arguments and fill *a (zeroed here) with them; returns the arrays
     its pointers point into (aligned copies among them: keep them alive over the call)
     and the width of the input, I."""
@@ -52,6 +52,10 @@ cdef tuple _forward_args(rnnx_forward_args* a, object cell, object x, object h0,
                               (rnnx_packed_size_proj(cell, a.dtype, H, P),), dtype)
     a.w_ih_t = _opt_data(w_ih_t, "w_ih_t", (I, G), dtype)
     a.row_exact = row_exact
+    if projection not in (PROJECTION_AUTO, PROJECTION_HOISTED, PROJECTION_FUSED):
+        raise ValueError(f"projection must be PROJECTION_AUTO, _HOISTED or _FUSED (0, 1, 2), "
+                         f"got {projection}")
+    a.projection = projection
     lengths = None if lengths is None else _aligned(lengths, "lengths")
     a.lengths = _lengths(lengths, T, B)
     a.y = _rows(y, "y", T, B, S, dtype, &a.ldy, True)
@@ -67,7 +71,7 @@ def forward(object cell, object x, object h0, object c0, object w_ih, object w_h
             object b_hh, object lengths, bint reverse, object y, object h_n, object c_n,
             bint train, object path=PATH_AUTO, object w_hr=None, object w_hh_packed=None,
             object w_ih_t=None, Workspace workspace=None, object w_peep=None,
-            bint row_exact=False):
+            bint row_exact=False, int projection=0):
     """Run one direction of one layer over a whole sequence.
 
     x (T,B,I), h0/c0 (B,H), weights (G,I) (G,H) (G,), y (T,B,H) with evenly spaced
@@ -87,11 +91,14 @@ def forward(object cell, object x, object h0, object c0, object w_ih, object w_h
     o = sigma(. + Po*c_t).
     row_exact: every row's input projection alone (csrc/rnnx.h), so that the numbers do
     not depend on T*B: a stream's steps and a whole-sequence call both made with it agree
-    bit for bit; False lets a large float32 projection go through BLAS."""
+    bit for bit; False lets a large float32 projection go through BLAS.
+    projection: where the input projection is computed (PROJECTION_AUTO: as
+    projection_plan chooses; PROJECTION_HOISTED, PROJECTION_FUSED force one)."""
     cdef rnnx_forward_args a
     cdef int I
     keep, I = _forward_args(&a, cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, y, h_n,
-                            c_n, path, w_hr, w_hh_packed, w_ih_t, w_peep, row_exact)
+                            c_n, path, w_hr, w_hh_packed, w_ih_t, w_peep, row_exact,
+                            projection)
     dtype = keep[0].dtype
     cdef int T = a.T, B = a.B, H = a.H, P = a.proj
     cdef cnp.ndarray cache = None

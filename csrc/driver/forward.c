@@ -16,19 +16,30 @@
  * Compiled through kernels_body.c.
  */
 
-/* packed (see rnnx_panels_elems) := w (gates*N, K) in panels of U units. */
-static void pack_panels(int gates, int N, int K, const real* w, real* packed)
+/* packed (see rnnx_panels_elems, K = K1 + K2) := [w1 | w2] (gates*N, K1 + K2)
+ * in panels of U units: w1 (gates*N, K1) gives a panel's first K1 rows, w2
+ * (gates*N, K2) the next K2 (K2 = 0 but for the fused input projection's
+ * [W_ih | W_hh]). */
+static void pack_panels2(int gates, int N, int K1, const real* w1, int K2, const real* w2,
+                         real* packed)
 {
-    const int panels = (N + U - 1) / U;
+    const int panels = (N + U - 1) / U, K = K1 + K2;
     for (int p = 0; p < panels; p++)
         for (int g = 0; g < gates; g++) {
             real* block = packed + ((size_t)p * gates + g) * K * U;  /* (K,U) */
             for (int k = 0; k < K; k++)
                 for (int u = 0; u < U; u++) {
                     const int j = p * U + u;
-                    block[(size_t)k * U + u] = j < N ? w[((size_t)g * N + j) * K + k] : 0;
+                    const size_t row = (size_t)g * N + j;
+                    block[(size_t)k * U + u] = j >= N ? 0
+                                               : k < K1 ? w1[row * K1 + k] : w2[row * K2 + k - K1];
                 }
         }
+}
+
+static void pack_panels(int gates, int N, int K, const real* w, real* packed)
+{
+    pack_panels2(gates, N, K, w, 0, NULL, packed);
 }
 
 /* packed (see rnnx_packed_elems_proj) := W_hh (G,S) in panels of U units, then
@@ -122,16 +133,27 @@ typedef struct fwd_task {
     const real* packed;
     int gates, n_tasks, row_tasks;  /* task i: panel task i / row_tasks, row block i % row_tasks */
     const real* packed_hr;  /* W_hr packed in panels (pack_panels(1, P, H)), with a projection */
+    /* The fused input projection (RNNX_PROJECTION_FUSED), else all NULL: the gates'
+     * phases run over xh (B, I + P) = [x_t | h_{t-1}] against packed_fused, [W_ih | W_hh]
+     * in panels, each gate block starting from bias (G,) = b_ih + b_hh. */
+    const real* xh;
+    const real* packed_fused;
+    const real* bias;
+    int I;
 } fwd_task;
 
 /* Where the product of phase ph's block g (a gate, or the projection) for row r
  * and units from u0 goes: *ld is the row stride; the product starts from the
- * destination itself, or (bias_init) from *bias, a NULL bias meaning 0. */
-static real* block_dst(const fwd_phase* ph, const step* s, int g, int r, int u0, size_t* ld,
-                       int* bias_init, const real** bias)
+ * destination itself (the slab's x @ W_ih^T + biases), or (bias_init) from
+ * *bias, a NULL bias meaning 0: the projection's 0, aux's bias_n, or with the
+ * fused input projection (fused_bias (G,)) the gate's b_ih + b_hh. */
+static real* block_dst(const fwd_phase* ph, const step* s, const real* fused_bias, int g, int r,
+                       int u0, size_t* ld, int* bias_init, const real** bias)
 {
-    *bias_init = ph->proj_out || g == ph->aux_gate;
-    *bias = !ph->proj_out && g == ph->aux_gate && s->cp->bias_n ? s->cp->bias_n + u0 : NULL;
+    *bias_init = ph->proj_out || g == ph->aux_gate || fused_bias;
+    *bias = ph->proj_out ? NULL
+            : g == ph->aux_gate ? (s->cp->bias_n ? s->cp->bias_n + u0 : NULL)
+            : fused_bias ? fused_bias + (size_t)g * s->H + u0 : NULL;
     if (ph->proj_out) {       /* h = m @ W_hr^T */
         *ld = (size_t)s->P;
         return s->h + (size_t)r * s->P + u0;
@@ -159,11 +181,12 @@ static phase_shape shape_of(const fwd_task* c)
     const fwd_phase* ph = c->phase;
     const step* s = c->s;
     phase_shape sh;
+    const int fuse = c->xh && !ph->proj_out;  /* [x_t | h_prev] @ [W_ih | W_hh]^T */
     sh.N = ph->proj_out ? s->P : s->H;
-    sh.K = ph->proj_out ? s->H : s->P;
+    sh.K = ph->proj_out ? s->H : fuse ? c->I + s->P : s->P;
     sh.gates = ph->proj_out ? 1 : c->gates;
-    sh.in = ph->proj_out ? s->m : ph->from_aux ? s->aux : s->h_prev;
-    sh.packed = ph->proj_out ? c->packed_hr : c->packed;
+    sh.in = ph->proj_out ? s->m : fuse ? c->xh : ph->from_aux ? s->aux : s->h_prev;
+    sh.packed = ph->proj_out ? c->packed_hr : fuse ? c->packed_fused : c->packed;
     return sh;
 }
 
@@ -183,7 +206,7 @@ static void fused_row_products(const fwd_task* c, const phase_shape* sh, int r, 
         for (int g = ph->g0; g < ph->g1; g++, n++) {
             size_t ld;
             panels[n] = sh->packed + ((size_t)(u0 / U) * sh->gates + g) * sh->K * U;
-            dst[n] = block_dst(ph, c->s, g, r, u0, &ld, &bias_init[n], &bias[n]);
+            dst[n] = block_dst(ph, c->s, c->bias, g, r, u0, &ld, &bias_init[n], &bias[n]);
         }
     panel_product_row(n, dst, nu, sh->in + (size_t)r * sh->K, sh->K, panels, bias_init, bias);
 }
@@ -226,7 +249,8 @@ static void fused_phase_task(void* ctx, int task)
                         int bias_init[4];
                         for (int q = 0; q < nq; q++) {
                             P[q] = sh.packed + ((size_t)p * sh.gates + g0 + q) * sh.K * U;
-                            dst[q] = block_dst(ph, s, g0 + q, r0, u0, &ld[q], &bias_init[q], &bias[q]);
+                            dst[q] = block_dst(ph, s, c->bias, g0 + q, r0, u0, &ld[q], &bias_init[q],
+                                               &bias[q]);
                         }
                         gates_product(nq, dst, ld, sh.in + (size_t)r0 * sh.K, (size_t)sh.K, sh.K, P,
                                       bias_init, bias);
@@ -237,7 +261,7 @@ static void fused_phase_task(void* ctx, int task)
                         size_t ld;
                         int bias_init;
                         const real* bias;
-                        real* dst = block_dst(ph, s, g, r0, u0, &ld, &bias_init, &bias);
+                        real* dst = block_dst(ph, s, c->bias, g, r0, u0, &ld, &bias_init, &bias);
                         panel_product(dst, ld, nu, sh.in + (size_t)r0 * sh.K, (size_t)sh.K, sh.K,
                                       panel, bias_init, bias);
                     }
@@ -282,6 +306,37 @@ static void plain_phase(const rnnx_blas* blas, int naive, const fwd_phase* ph, c
     ph->finish(s, 0, B, 0, H);
 }
 
+/* Whether the plan's gate phases can take x_t into their products: none
+ * writes aux or reads it (GRU: W_hn h + b_hn stays apart from W_in x, as r
+ * multiplies it, and reset before multiplies h by r before W_hn), so every
+ * gate column is x_t @ W_ih^T + h_{t-1} @ W_hh^T + biases. */
+static int plan_fusable(const cell_plan* plan)
+{
+    for (int q = 0; q < plan->n_phases; q++)
+        if (!plan->phase[q].proj_out && (plan->phase[q].from_aux || plan->phase[q].aux_gate >= 0))
+            return 0;
+    return 1;
+}
+
+/* Whether this call computes its input projection fused into the steps: the
+ * caller's choice (a->projection), else the cost model's for the shape. */
+static int fuse_input(const rnnx_cell_desc* d, const cell_plan* plan, const rnnx_blas* blas,
+                      const rnnx_forward_args* a)
+{
+    if ((a->path != RNNX_PATH_AUTO && a->path != RNNX_PATH_SMALL) || !plan_fusable(plan))
+        return 0;
+    const int forced = a->projection != RNNX_PROJECTION_AUTO ? a->projection
+                                                             : rnnx_projection_forced();
+    if (forced != RNNX_PROJECTION_AUTO)
+        return forced == RNNX_PROJECTION_FUSED;
+    rnnx_projection_costs costs;
+    const int threads = blas && blas->parallel_for ? blas->n_threads : 1;
+    if (rnnx_projection_plan(d->cell, a->T, a->B, a->input_size, a->H, a->proj, threads,
+                             sizeof(real) == 8 ? RNNX_FLOAT64 : RNNX_FLOAT32, &costs) != RNNX_OK)
+        return 0;
+    return costs.choice == RNNX_PROJECTION_FUSED;
+}
+
 static int forward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
                             const rnnx_forward_args* a)
 {
@@ -293,6 +348,7 @@ static int forward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
     const int train = (a->cache != NULL), has_c = (d->states == 2);
     const int naive = (a->path == RNNX_PATH_NAIVE);
     const int fused = (a->path == RNNX_PATH_AUTO || a->path == RNNX_PATH_SMALL);
+    const int fuse_x = fuse_input(d, plan, blas, a);  /* the input projection in the steps */
     const rnnx_cache_layout cl = rnnx_cache_layout_of(d, T, B, H, proj);
     const rnnx_forward_work wl = rnnx_forward_work_of(d, T, B, I, H, proj, train);
     real* work = a->work;
@@ -308,20 +364,32 @@ static int forward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
     const real* packed_hr = packed && proj > 0 ? packed + rnnx_panels_elems(d->gates, H, P, U)
                                                : work + wl.packed_hr;
     if (fused && !packed) {
-        pack_panels(d->gates, H, P, a->w_hh, work + wl.packed);
+        if (!fuse_x)  /* fused, the gates read W_hh from [W_ih | W_hh] (packed below) */
+            pack_panels(d->gates, H, P, a->w_hh, work + wl.packed);
         packed = work + wl.packed;
         if (proj > 0)
             pack_panels(1, P, H, a->w_hr, work + wl.packed_hr);
     }
-    /* slab = x @ W_ih^T + b_ih + b_hh, b_hh on the plan's slab_bias_hh_gates gates */
-    input_projection(blas, a->path, slab, a->x, a->w_ih, a->w_ih_t, work + wl.w_ih_t,
-                     a->b_ih, b_hh, plan->slab_bias_hh_gates * H, T * B, I, G, a->row_exact);
+    real* xh = work + wl.xh;                 /* (B, I + P): [x_t | h_{t-1}], fused */
+    real* fused_bias = work + wl.bias;       /* (G,) b_ih + b_hh, fused */
+    if (fuse_x) {
+        pack_panels2(d->gates, H, I, a->w_ih, P, a->w_hh, work + wl.fused);
+        /* the sum the hoisted slab starts from, so both give the same bits */
+        for (int g = 0; g < G; g++)
+            fused_bias[g] = (a->b_ih ? ((const real*)a->b_ih)[g] : 0) + (b_hh ? b_hh[g] : 0);
+    } else {
+        /* slab = x @ W_ih^T + b_ih + b_hh, b_hh on the plan's slab_bias_hh_gates gates */
+        input_projection(blas, a->path, slab, a->x, a->w_ih, a->w_ih_t, work + wl.w_ih_t,
+                         a->b_ih, b_hh, plan->slab_bias_hh_gates * H, T * B, I, G, a->row_exact);
+    }
+    rnnx_projection_count(fuse_x ? RNNX_PROJECTION_FUSED : RNNX_PROJECTION_HOISTED);
 
     const cell_params cp = params_of(plan, H, b_hh, a->w_peep);
     step s = {.B = B, .H = H, .G = G, .P = P, .lengths = a->lengths, .ldy = a->ldy, .cp = &cp};
     int row_tasks = 1;
     const int n_tasks = fused ? step_tasks(blas, B, G, H, &row_tasks) : 1;
-    fwd_task task = {NULL, &s, packed, d->gates, n_tasks, row_tasks, packed_hr};
+    fwd_task task = {NULL, &s, packed, d->gates, n_tasks, row_tasks, packed_hr,
+                     fuse_x ? xh : NULL, work + wl.fused, fuse_x ? fused_bias : NULL, I};
 
     const real* h_prev = a->h0;
     const real* c_prev = has_c ? a->c0 : NULL;
@@ -338,7 +406,14 @@ static int forward_sequence(const rnnx_cell_desc* d, const rnnx_blas* blas,
         s.h = train ? hs + state_offset(t, reverse, BP) : work + wl.h_ping + (size_t)(i & 1) * BP;
         s.c = !has_c ? NULL
               : train ? cs + state_offset(t, reverse, BH) : work + wl.c_ping + (size_t)(i & 1) * BH;
-        s.gates = slab + (size_t)t * B * G;
+        /* fused inference: one step's (B,G) gates, in cache, in place of the slab */
+        s.gates = fuse_x && !(train && d->gates_in_cache) ? slab : slab + (size_t)t * B * G;
+        if (fuse_x)
+            for (int b = 0; b < B; b++) {
+                memcpy(xh + (size_t)b * (I + P), (const real*)a->x + ((size_t)t * B + b) * I,
+                       (size_t)I * sizeof(real));
+                memcpy(xh + (size_t)b * (I + P) + I, h_prev + (size_t)b * P, (size_t)P * sizeof(real));
+            }
         s.aux = aux_all ? aux_all + (size_t)t * BH : work + wl.aux;
         s.y = (real*)a->y + (ptrdiff_t)t * B * a->ldy;
         if (proj > 0)
