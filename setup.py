@@ -72,7 +72,7 @@ core = Extension(
              "csrc/cell_table.c", "csrc/status.c", "csrc/projection_plan.c",
              "csrc/stream/stream.c", "csrc/stream/heads.c", "csrc/stream/quantized.c"]
              + sorted(glob.glob("csrc/quant/*.c"))
-            + kernel_units(),
+             + kernel_units(),
     include_dirs=["csrc", "rnnx", np.get_include()],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     extra_compile_args=compile_args,
