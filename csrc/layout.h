@@ -135,7 +135,8 @@ typedef struct rnnx_forward_work {
     size_t m;       /* (B,H) inference with a projection: one step's o * tanh(c) */
     size_t slab;    /* (T,B,G) gate pre-activations, where the cache does not hold them */
     size_t fused;   /* rnnx_panels_elems(gates, H, I + P): [W_ih | W_hh] packed for the fused
-                       input projection (RNNX_PROJECTION_FUSED) */
+                       input projection (RNNX_PROJECTION_FUSED), inference only: in the
+                       slab's room, after the one step's (B,G) gates fused inference keeps */
     size_t xh;      /* (B, I + P) the fused projection's input: one step's [x_t | h_{t-1}] */
     size_t bias;    /* (G,) the fused projection's start: b_ih + b_hh */
     size_t total;
@@ -156,12 +157,24 @@ static inline rnnx_forward_work rnnx_forward_work_of(const rnnx_cell_desc* d, in
     w.aux = w.c_ping + (d->states == 2 ? 2 * BH : 0);
     w.m = w.aux + BH;
     w.slab = w.m + (P > 0 ? BH : 0);
-    w.fused = w.slab + (slab_in_cache ? 0 : (size_t)T * B * G);
+    w.total = w.slab + (slab_in_cache ? 0 : (size_t)T * B * G);
     const size_t K = (size_t)I + rnnx_state_width(H, P);  /* the fused product's depth */
+    w.fused = w.slab + (size_t)B * G;
     w.xh = w.fused + rnnx_panels_elems(d->gates, H, 1, RNNX_UNITS_F32) * K;
     w.bias = w.xh + (size_t)B * K;
-    w.total = w.bias + G;
     return w;
+}
+
+/* Whether a forward's work has room for the fused input projection: inference
+ * whose (T,B,G) slab, which fusing leaves unused but for one step's gates, holds
+ * [W_ih | W_hh] packed, one step's [x_t | h_{t-1}] and the biases' sum.  So
+ * fusing costs no memory: training, and sequences too short to hold the
+ * weights (a stream's step), stay hoisted. */
+static inline int rnnx_fused_fits(const rnnx_cell_desc* d, int T, int B, int I, int H, int P,
+                                  int train)
+{
+    const rnnx_forward_work w = rnnx_forward_work_of(d, T, B, I, H, P, train);
+    return !train && w.bias + (size_t)d->gates * H <= w.total;
 }
 
 /* The backward scratch. */

@@ -97,7 +97,10 @@ int rnnx_projection_plan(int cell, int T, int B, int I, int H, int P, int thread
     const int n = threads < 1 ? 1 : threads;
     const double size = dtype == RNNX_FLOAT64 ? 8 : 4, lanes = size == 8 ? 0.5 : 1.0;
     const double G = (double)d->gates * H, S = P > 0 ? P : H, rows = (double)T * B;
-    out->fusable = cell != RNNX_GRU && cell != RNNX_GRU_RESET_BEFORE;
+    /* a GRU never (r multiplies W_hn h + b_hn, or h itself), nor an inference call whose
+       slab has no room for the fused weights (layout.h); training never fuses */
+    out->fusable = cell != RNNX_GRU && cell != RNNX_GRU_RESET_BEFORE &&
+                   rnnx_fused_fits(d, T, B, I, H, P, 0);
     out->gemm_ns = rows * G * I / (GEMM_FMA_NS * lanes) /
                    speedup(rows * G * I, GEMM_SERIAL_BELOW, n);
     out->slab_ns = rows * G * SLAB_NS * size / 4;

@@ -280,11 +280,13 @@ int rnnx_gemm_blocks(int dtype, int* blocks);
  * (T, B, input_size I, hidden H, projection P (0: none)) on `threads` threads
  * in dtype.  out (OUT): the choice and the estimated times in nanoseconds of
  * each part, calibrated on a 2-core AMD EPYC Zen 4 (csrc/projection_plan.c).
- * A GRU is always HOISTED (fusable 0).  Returns RNNX_OK, RNNX_ECELL, RNNX_EINVAL
+ * A GRU is always HOISTED (fusable 0), and so is an inference call whose
+ * (T,B,G) slab has no room for [W_ih | W_hh] packed (fusing borrows that room:
+ * it costs no memory); training always hoists.  Returns RNNX_OK, RNNX_ECELL, RNNX_EINVAL
  * (a size, dtype or P out of range) or RNNX_ENULL. */
 typedef struct rnnx_projection_costs {
     int choice;           /* RNNX_PROJECTION_HOISTED or RNNX_PROJECTION_FUSED */
-    int fusable;          /* 0: the cell cannot fuse (GRU) */
+    int fusable;          /* 0: the cell cannot fuse (GRU), or the slab has no room */
     double hoisted_ns;    /* gemm + slab + pack_hoisted + steps_hoisted */
     double fused_ns;      /* steps_fused + copies + pack_fused */
     double gemm_ns;       /* X (T*B,I) @ W_ih^T by rnnx's GEMM */

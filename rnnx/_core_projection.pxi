@@ -19,7 +19,7 @@ def projection_plan(cell, T, B, input_size, hidden_size, proj_size=0, threads=1,
                     dtype=np.float32):
     """The cost model's choice for one layer and direction of this shape, as a dict:
     "choice" ("hoisted" or "fused", what forward does by default), "fusable" (False
-    for a GRU) and the estimated times in ns: "hoisted_ns", "fused_ns" and their
+    for a GRU, and where T*B*G has no room for the fused weights; training always hoists) and the estimated times in ns: "hoisted_ns", "fused_ns" and their
     parts ("gemm_ns", "slab_ns", "steps_hoisted_ns", "pack_hoisted_ns";
     "steps_fused_ns", "copies_ns", "pack_fused_ns")."""
     cdef rnnx_projection_costs c

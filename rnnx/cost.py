@@ -17,6 +17,7 @@ from . import _core
 
 _CELLS = {"lstm": _core.LSTM, "gru": _core.GRU, "gru_reset_before": _core.GRU_RESET_BEFORE,
           "rnn_tanh": _core.RNN_TANH, "rnn_relu": _core.RNN_RELU}
+_GRUS = (_core.GRU, _core.GRU_RESET_BEFORE)
 _PARTS = (("hoisted", ("gemm_ns", "slab_ns", "pack_hoisted_ns", "steps_hoisted_ns")),
           ("fused", ("steps_fused_ns", "copies_ns", "pack_fused_ns")))
 
@@ -30,7 +31,9 @@ def describe(cell, B, H, I, T, proj_size=0, threads=1, dtype=np.float32):
     for name, parts in _PARTS:
         detail = ", ".join(f"{k[:-3]} {plan[k] / 1e6:.3f}" for k in parts)
         lines.append(f"  {name:8} {plan[name + '_ns'] / 1e6:.3f} ms  ({detail})")
-    why = "" if plan["fusable"] else " (the cell cannot fuse: r multiplies W_hn h)"
+    why = ("" if plan["fusable"] else
+           " (a GRU cannot fuse: r multiplies W_hn h)" if code in _GRUS else
+           " (T*B*G too small to hold [W_ih | W_hh] in the slab's room)")
     lines.append(f"  choice: {plan['choice']}{why}")
     return lines
 

@@ -35,10 +35,21 @@ SIZES = [(3, 1, 1, 5), (4, 5, 17, 16), (3, 4, 33, 17), (2, 7, 16, 40), (2, 13, 3
 TOL = {np.float64: 1e-10, np.float32: 1e-4}
 
 
+def fitting_T(cell, T, B, I, H, P):
+    """The least T' >= T whose inference slab has room for the fused weights (a GRU: T)."""
+    if cell in (_core.GRU, _core.GRU_RESET_BEFORE):
+        return T
+    while not _core.projection_plan(cell, T, B, I, H, P)["fusable"]:
+        T += 1
+    return T
+
+
 def problem(name, T, B, I, H, dtype, seed=0, lengths=True):
-    """Random inputs and weights of one direction of one layer of cell `name`."""
+    """Random inputs and weights of one direction of one layer of cell `name`, over at
+    least T steps: enough that a forced fused inference call fuses."""
     cell, _, proj, peep = CELLS[name]
     rng = np.random.default_rng(seed)
+    T = fitting_T(cell, T, B, I, H, max(1, H // 2) if proj else 0)
 
     def draw(*shape, scale=1.0):
         return (scale * rng.standard_normal(shape)).astype(dtype)
@@ -114,11 +125,13 @@ def backward(p, cache, reverse, dy, dh_n, dc_n):
 @pytest.mark.parametrize("name", ["rnn_tanh", "lstm", "lstm_peephole", "gru"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("reverse", [False, True])
-def test_a_fused_training_forward_keeps_what_backward_needs(name, dtype, reverse):
+def test_a_training_forward_asked_to_fuse_hoists_and_backward_agrees(name, dtype, reverse):
+    # training never fuses (its work has no slab to lend the fused weights: fusing costs
+    # no memory), whatever the caller asks; the gradients are the reference's
     p = problem(name, 4, 6, 9, 17, dtype, seed=3)
     rng = np.random.default_rng(4)
     out, cache_f, counts = run(p, FUSED, reverse, train=True)
-    assert counts == ((0, 1) if name != "gru" else (1, 0))
+    assert counts == (1, 0)
     dy = rng.standard_normal(out[0].shape).astype(dtype)
     dh_n = rng.standard_normal(out[1].shape).astype(dtype)
     dc_n = None if out[2] is None else rng.standard_normal(out[2].shape).astype(dtype)
@@ -142,7 +155,8 @@ def test_fused_gradients_equal_float64_finite_differences(name):
     p = problem(name, 3, 5, 4, 6, np.float64, seed=7)
     rng = np.random.default_rng(8)
     out, cache, counts = run(p, FUSED, train=True)
-    assert counts == (0, 1)
+    assert counts == (1, 0)                         # training hoists
+    assert run(p, FUSED)[2] == (0, 1)               # the loss below runs fused
     dy, dh_n = rng.standard_normal(out[0].shape), rng.standard_normal(out[1].shape)
     dc_n = None if out[2] is None else rng.standard_normal(out[2].shape)
 
@@ -274,3 +288,19 @@ def test_the_benchmark_times_both_choices_and_finds_the_same_bits():
                          check=True).stdout.splitlines()
     assert len(out) == 3 and out[1].startswith("lstm") and out[2].startswith("rnn_relu")
     assert all(line.split()[-1] == "True" for line in out[1:])
+
+
+@pytest.mark.parametrize("name", ["rnn_tanh", "lstm", "lstm_proj"])
+def test_a_sequence_too_short_to_lend_its_slab_hoists_even_when_asked_to_fuse(name):
+    # fusing borrows the unused (T,B,G) slab for [W_ih | W_hh]: a stream's step (T = 1) has
+    # no room, so it hoists (and the plan says it cannot fuse), and its numbers are the same
+    cell = CELLS[name][0]
+    p = problem(name, 1, 1, 24, 20, np.float32)
+    T = p["x"].shape[0]
+    assert T > 1 and not _core.projection_plan(cell, 1, 1, 24, 20, p["w_hr"].shape[0]
+                                               if p["w_hr"] is not None else 0)["fusable"]
+    short = dict(p, x=p["x"][:1])
+    (out_f, _, counts_f), (out_h, _, _) = run(short, FUSED), run(short, HOISTED)
+    assert counts_f == (1, 0)
+    assert all(a is None or np.array_equal(a, b) for a, b in zip(out_f, out_h))
+    assert run(p, FUSED)[2] == (0, 1)    # the same weights over the fitting T do fuse

@@ -318,12 +318,14 @@ static int plan_fusable(const cell_plan* plan)
     return 1;
 }
 
-/* Whether this call computes its input projection fused into the steps: the
- * caller's choice (a->projection), else the cost model's for the shape. */
+/* Whether this call computes its input projection fused into the steps: where
+ * the work has room for it (layout.h's rnnx_fused_fits: inference, T*B*G large
+ * enough), the caller's choice (a->projection), else the cost model's. */
 static int fuse_input(const rnnx_cell_desc* d, const cell_plan* plan, const rnnx_blas* blas,
                       const rnnx_forward_args* a)
 {
-    if ((a->path != RNNX_PATH_AUTO && a->path != RNNX_PATH_SMALL) || !plan_fusable(plan))
+    if ((a->path != RNNX_PATH_AUTO && a->path != RNNX_PATH_SMALL) || !plan_fusable(plan) ||
+        !rnnx_fused_fits(d, a->T, a->B, a->input_size, a->H, a->proj, a->cache != NULL))
         return 0;
     const int forced = a->projection != RNNX_PROJECTION_AUTO ? a->projection
                                                              : rnnx_projection_forced();
