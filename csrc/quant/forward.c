@@ -75,9 +75,20 @@ QCLONES static void quantize_row(int qtype, const float* v, int n, const qrows* 
         rnnx_to_bfloat16((size_t)n, v, (uint16_t*)row);
         return;
     }
-    float amax = 0.0f;
-    for (int k = 0; k < n; k++)
-        amax = fabsf(v[k]) > amax ? fabsf(v[k]) : amax;
+    /* max|v| over the bits: for floats that are not NaN, |a| < |b| exactly when
+     * (bits(a) & 0x7fffffff) < (bits(b) & 0x7fffffff); a NaN counts as 0, as
+     * the comparison max skips it.  An integer max vectorizes (a float max
+     * that skips NaN does not). */
+    uint32_t mbits = 0;
+    for (int k = 0; k < n; k++) {
+        uint32_t u;
+        memcpy(&u, v + k, sizeof u);
+        u &= 0x7fffffffu;
+        u &= (uint32_t)0 - (uint32_t)(u <= 0x7f800000u);  /* a mask: GCC 12 vectorizes it */
+        mbits = mbits > u ? mbits : u;
+    }
+    float amax;
+    memcpy(&amax, &mbits, sizeof amax);
     const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
     X->scale[i] = amax / 127.0f;
     int8_t* q = (int8_t*)row;
