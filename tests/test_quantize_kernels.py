@@ -111,7 +111,8 @@ def test_lstm_projection(qtype, H, P):
 # I = 66: int8 17, bf16 33).
 @pytest.mark.parametrize("qtype", QTYPES)
 @pytest.mark.parametrize("cell,B,I", [("lstm", 9, 70), ("lstm", 1, 66), ("gru", 2, 66),
-                                      ("gru", 3, 70), ("gru_reset_before", 1, 70), ("rnn_tanh", 6, 66)])
+                                      ("gru", 3, 70), ("gru_reset_before", 1, 70),
+                                      ("rnn_tanh", 6, 66)])
 def test_every_kernel_variant_and_isa_gives_the_same_bits(qtype, cell, B, I):
     variants = _variants(qtype)
     assert "generic" in variants
