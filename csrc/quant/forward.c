@@ -75,9 +75,20 @@ QCLONES static void quantize_row(int qtype, const float* v, int n, const qrows* 
         rnnx_to_bfloat16((size_t)n, v, (uint16_t*)row);
         return;
     }
-    float amax = 0.0f;
-    for (int k = 0; k < n; k++)
-        amax = fabsf(v[k]) > amax ? fabsf(v[k]) : amax;
+    /* max|v| over the bits: for floats that are not NaN, |a| < |b| exactly when
+     * (bits(a) & 0x7fffffff) < (bits(b) & 0x7fffffff); a NaN counts as 0, as
+     * the comparison max skips it.  An integer max vectorizes (a float max
+     * that skips NaN does not). */
+    uint32_t mbits = 0;
+    for (int k = 0; k < n; k++) {
+        uint32_t u;
+        memcpy(&u, v + k, sizeof u);
+        u &= 0x7fffffffu;
+        u &= (uint32_t)0 - (uint32_t)(u <= 0x7f800000u);  /* a mask: GCC 12 vectorizes it */
+        mbits = mbits > u ? mbits : u;
+    }
+    float amax;
+    memcpy(&amax, &mbits, sizeof amax);
     const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
     X->scale[i] = amax / 127.0f;
     int8_t* q = (int8_t*)row;
@@ -89,33 +100,38 @@ QCLONES static void quantize_row(int qtype, const float* v, int n, const qrows* 
     }
 }
 
-enum { CHUNK = 32 };  /* activation rows per kernel call: a stack buffer of int32 sums */
+enum { CHUNK = 32, PANELS = 4 };  /* rows and panels per kernel call: int32 sums on the stack */
 
-/* out (M,16) := the product of panel p of W with rows row0.. row0+M-1 of X:
- * int8 (float)sum * (s_x * s_w), bfloat16 the kernel's sums. */
-QCLONES static void panel_product(const qmat* W, int p, const qrows* X, size_t row0, int M, float* out)
+/* out (np,M,16) := the products of panels p, p + step, .. (np <= PANELS) of W
+ * with rows row0.. row0+M-1 of X: int8 (float)sum * (s_x * s_w), bfloat16 the
+ * kernel's sums.  One kernel call covers the np panels, so every activation
+ * load serves np panels (step: the panels of one block's gates, or 1). */
+QCLONES static void panels_product(const qmat* W, int p, int np, int step, const qrows* X,
+                                   size_t row0, int M, float* out)
 {
     const unsigned char* panel = W->base + (size_t)p * W->panel_bytes;
+    const size_t pstride = (size_t)step * W->panel_bytes;
     if (W->qtype == RNNX_QBFLOAT16) {
-        W->dot_bf16((const uint16_t*)panel, W->groups,
-                         (const uint16_t*)(X->data + row0 * X->row_bytes), X->row_bytes / 2, M,
-                         out);
+        W->dot_bf16((const uint16_t*)panel, pstride, np, W->groups,
+                    (const uint16_t*)(X->data + row0 * X->row_bytes), X->row_bytes / 2, M, out);
         return;
     }
-    const qdot_i8_fn dot = W->dot_i8;
-    int32_t rowsum[QR], sums[CHUNK * QR];
-    float wscale[QR];
-    const unsigned char* tail = panel + (size_t)W->groups * QGROUP_BYTES;
-    memcpy(rowsum, tail, sizeof rowsum);
-    memcpy(wscale, tail + 64, sizeof wscale);
+    int32_t sums[PANELS * CHUNK * QR];
     for (int m0 = 0; m0 < M; m0 += CHUNK) {
         const int mc = M - m0 < CHUNK ? M - m0 : CHUNK;
-        dot((const int8_t*)panel, rowsum, W->groups,
-            (const int8_t*)(X->data + (row0 + m0) * X->row_bytes), X->row_bytes, mc, sums);
-        for (int m = 0; m < mc; m++) {
-            const float sx = X->scale[row0 + m0 + m];
-            for (int r = 0; r < QR; r++)
-                out[(size_t)(m0 + m) * QR + r] = (float)sums[m * QR + r] * (sx * wscale[r]);
+        W->dot_i8((const int8_t*)panel, pstride, np, W->groups,
+                  (const int8_t*)(X->data + (row0 + m0) * X->row_bytes), X->row_bytes, mc, sums);
+        for (int j = 0; j < np; j++) {
+            float wscale[QR];
+            memcpy(wscale, panel + j * pstride + (size_t)W->groups * QGROUP_BYTES + 64,
+                   sizeof wscale);
+            for (int m = 0; m < mc; m++) {
+                const float sx = X->scale[row0 + m0 + m];
+                const int32_t* s = sums + ((size_t)j * mc + m) * QR;
+                float* o = out + ((size_t)j * M + m0 + m) * QR;
+                for (int r = 0; r < QR; r++)
+                    o[r] = (float)s[r] * (sx * wscale[r]);
+            }
         }
     }
 }
@@ -148,22 +164,32 @@ static inline void add_bias(float* dst, const float* sums, const float* bias, in
         dst[r] = sums[r] + (bias ? bias[r] : 0.0f);
 }
 
-/* Input projection, task = (panel of W_ih, chunk of 64 rows of X). */
+/* Input projection, task = (PANELS consecutive panels of W_ih, chunk of 64
+ * rows of X). */
 enum { SLAB_ROWS = 64 };
+static int slab_groups(const qcall* q)
+{
+    return (q->gates * q->w_ih.per_gate + PANELS - 1) / PANELS;
+}
+
 QCLONES static void slab_task(void* ctx, int task)
 {
     const qcall* q = (const qcall*)ctx;
     const rnnx_qforward_args* a = q->a;
-    const int panels = q->gates * q->w_ih.per_gate, TB = a->T * a->B;
-    const int p = task % panels, r0 = (task / panels) * SLAB_ROWS;
+    const int panels = q->gates * q->w_ih.per_gate, TB = a->T * a->B, groups = slab_groups(q);
+    const int p0 = (task % groups) * PANELS, r0 = (task / groups) * SLAB_ROWS;
+    const int np = panels - p0 < PANELS ? panels - p0 : PANELS;
     const int M = TB - r0 < SLAB_ROWS ? TB - r0 : SLAB_ROWS;
-    const int g = p / q->w_ih.per_gate, j0 = (p % q->w_ih.per_gate) * QR;
-    float out[SLAB_ROWS * QR];
-    panel_product(&q->w_ih, p, &q->xq, (size_t)r0, M, out);
-    const int n = block_end(j0 / QR, a->H) - j0;
-    for (int m = 0; m < M; m++)
-        add_bias(q->slab + (size_t)(r0 + m) * q->G + g * a->H + j0, out + m * QR,
-                 a->b_ih ? a->b_ih + g * a->H + j0 : NULL, n);
+    float out[PANELS * SLAB_ROWS * QR];
+    panels_product(&q->w_ih, p0, np, 1, &q->xq, (size_t)r0, M, out);
+    for (int j = 0; j < np; j++) {
+        const int p = p0 + j, g = p / q->w_ih.per_gate, j0 = (p % q->w_ih.per_gate) * QR;
+        const int n = block_end(j0 / QR, a->H) - j0;
+        for (int m = 0; m < M; m++)
+            add_bias(q->slab + (size_t)(r0 + m) * q->G + g * a->H + j0,
+                     out + ((size_t)j * M + m) * QR, a->b_ih ? a->b_ih + g * a->H + j0 : NULL,
+                     n);
+    }
 }
 
 /* The recurrent sums of gates g0..g1-1 of block u on rows of X, + b_hh, into
@@ -177,9 +203,11 @@ QCLONES static void recurrent_sums(const qcall* q, int u, int g0, int g1, const 
 {
     const rnnx_qforward_args* a = q->a;
     const int n = block_end(u, a->H) - u * QR;
+    /* gh[u][g0..g1-1] is (g1-g0, B, 16): one call for the block's gates */
+    panels_product(&q->w_hh, g0 * q->w_hh.per_gate + u, g1 - g0, q->w_hh.per_gate, X, 0, a->B,
+                   block_sums(q, u, g0));
     for (int g = g0; g < g1; g++) {
         float* out = block_sums(q, u, g);
-        panel_product(&q->w_hh, g * q->w_hh.per_gate + u, X, 0, a->B, out);
         for (int b = 0; b < a->B; b++)  /* + 0 without a bias, as the slab's */
             add_bias(out + b * QR, out + b * QR, a->b_hh ? a->b_hh + g * a->H + u * QR : NULL, n);
     }
@@ -294,7 +322,7 @@ QCLONES static void proj_task(void* ctx, int u)
     const rnnx_qforward_args* a = q->a;
     const int P = a->proj, B = a->B, j1 = block_end(u, P);
     float* out = block_sums(q, u, 0);
-    panel_product(&q->w_hr, u, &q->hq, 0, B, out);
+    panels_product(&q->w_hr, u, 1, 1, &q->hq, 0, B, out);
     for (int b = 0; b < B; b++) {
         float* y = y_row(q, b);
         const int on = row_active(a->lengths, q->t, b);
@@ -415,8 +443,8 @@ int rnnx_qforward(const rnnx_blas* blas, const rnnx_qforward_args* a)
     if (T > 0 && B > 0) {
         for (size_t r = 0; r < (size_t)T * B; r++)
             quantize_row(a->qtype, a->x + r * I, I, &q.xq, r);
-        const int panels = gates * q.w_ih.per_gate, chunks = (T * B + SLAB_ROWS - 1) / SLAB_ROWS;
-        run_tasks(blas, panels * chunks, slab_task, &q);
+        const int chunks = (T * B + SLAB_ROWS - 1) / SLAB_ROWS;
+        run_tasks(blas, slab_groups(&q) * chunks, slab_task, &q);
     }
     for (int i = 0; i < T && B > 0; i++) {
         q.t = a->reverse ? T - 1 - i : i;

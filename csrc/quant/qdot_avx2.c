@@ -23,7 +23,7 @@ static inline int32_t load_quad(const int8_t* p)
     return v;
 }
 
-__attribute__((target("avx2,fma"))) static void dot_i8_avx2(const int8_t* panel,
+__attribute__((target("avx2,fma"))) static void avx2_one(const int8_t* panel,
                                                             const int32_t* rowsum, int nq,
                                                             const int8_t* x, size_t ldx, int M,
                                                             int32_t* out)
@@ -46,11 +46,12 @@ __attribute__((target("avx2,fma"))) static void dot_i8_avx2(const int8_t* panel,
         _mm256_storeu_si256((__m256i*)(out + (size_t)m * QR + 8), a1);
     }
 }
+QDOT_I8_PANELS(dot_i8_avx2, avx2_one)
 
 #  if (defined(__clang__) && __clang_major__ >= 12) || \
       (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11)
 /* AVX-VNNI: as AVX-512 VNNI on 8 lanes, x + 128 unsigned, 128 rowsum off. */
-__attribute__((target("avx2,fma,avxvnni"))) static void dot_i8_avx_vnni(const int8_t* panel,
+__attribute__((target("avx2,fma,avxvnni"))) static void avx_vnni_one(const int8_t* panel,
                                                                         const int32_t* rowsum,
                                                                         int nq, const int8_t* x,
                                                                         size_t ldx, int M,
@@ -72,6 +73,7 @@ __attribute__((target("avx2,fma,avxvnni"))) static void dot_i8_avx_vnni(const in
         _mm256_storeu_si256((__m256i*)(out + (size_t)m * QR + 8), _mm256_sub_epi32(a1, s1));
     }
 }
+QDOT_I8_PANELS(dot_i8_avx_vnni, avx_vnni_one)
 const qkernel rnnx_qkernel_avx_vnni = {"avx_vnni", "avx2", rnnx_cpu_avx_vnni, dot_i8_avx_vnni,
                                        NULL};
 #  else

@@ -9,8 +9,8 @@
 
 #include "qkernels.h"
 
-static void dot_i8_generic(const int8_t* panel, const int32_t* rowsum, int nq, const int8_t* x,
-                           size_t ldx, int M, int32_t* out)
+static void dot_i8_one(const int8_t* panel, const int32_t* rowsum, int nq, const int8_t* x,
+                       size_t ldx, int M, int32_t* out)
 {
     (void)rowsum;
     for (int m = 0; m < M; m++) {
@@ -25,6 +25,7 @@ static void dot_i8_generic(const int8_t* panel, const int32_t* rowsum, int nq, c
         memcpy(out + (size_t)m * QR, acc, sizeof acc);
     }
 }
+QDOT_I8_PANELS(dot_i8_generic, dot_i8_one)
 
 static float bf16_value(uint16_t b)
 {
@@ -53,23 +54,26 @@ float rnnx_qbf16_madd(float acc, uint16_t a, uint16_t b)
     return below ? copysignf(0.0f, (float)s) : r;
 }
 
-static void dot_bf16_generic(const uint16_t* panel, int np, const uint16_t* x, size_t ldx, int M,
-                             float* out)
+static void dot_bf16_generic(const uint16_t* panel, size_t pstride, int np, int np2,
+                             const uint16_t* x, size_t ldx, int M, float* out)
 {
-    for (int m = 0; m < M; m++) {
-        const uint16_t* xm = x + (size_t)m * ldx;
-        float acc[QR];
-        for (int r = 0; r < QR; r++)
-            acc[r] = 0.0f;
-        for (int p = 0; p < np; p++) {
-            const uint16_t* w = panel + (size_t)p * (QGROUP_BYTES / 2);
-            for (int r = 0; r < QR; r++) {
-                /* the instruction's order: the odd element of the pair first */
-                acc[r] = rnnx_qbf16_madd(acc[r], xm[2 * p + 1], w[2 * r + 1]);
-                acc[r] = rnnx_qbf16_madd(acc[r], xm[2 * p], w[2 * r]);
+    for (int j = 0; j < np; j++) {
+        const uint16_t* pj = (const uint16_t*)((const unsigned char*)panel + (size_t)j * pstride);
+        for (int m = 0; m < M; m++) {
+            const uint16_t* xm = x + (size_t)m * ldx;
+            float acc[QR];
+            for (int r = 0; r < QR; r++)
+                acc[r] = 0.0f;
+            for (int p = 0; p < np2; p++) {
+                const uint16_t* w = pj + (size_t)p * (QGROUP_BYTES / 2);
+                for (int r = 0; r < QR; r++) {
+                    /* the instruction's order: the odd element of the pair first */
+                    acc[r] = rnnx_qbf16_madd(acc[r], xm[2 * p + 1], w[2 * r + 1]);
+                    acc[r] = rnnx_qbf16_madd(acc[r], xm[2 * p], w[2 * r]);
+                }
             }
+            memcpy(out + ((size_t)j * M + m) * QR, acc, sizeof acc);
         }
-        memcpy(out + (size_t)m * QR, acc, sizeof acc);
     }
 }
 

@@ -21,8 +21,8 @@ static inline int8x16_t broadcast_quad(const int8_t* p)
 
 #  if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 10)
 __attribute__((target("arch=armv8.2-a+dotprod"))) static void
-dot_i8_neon_dotprod(const int8_t* panel, const int32_t* rowsum, int nq, const int8_t* x,
-                    size_t ldx, int M, int32_t* out)
+neon_dotprod_one(const int8_t* panel, const int32_t* rowsum, int nq, const int8_t* x,
+                 size_t ldx, int M, int32_t* out)
 {
     (void)rowsum;
     for (int m = 0; m < M; m++) {
@@ -42,6 +42,7 @@ dot_i8_neon_dotprod(const int8_t* panel, const int32_t* rowsum, int nq, const in
         vst1q_s32(out + (size_t)m * QR + 12, a3);
     }
 }
+QDOT_I8_PANELS(dot_i8_neon_dotprod, neon_dotprod_one)
 const qkernel rnnx_qkernel_neon_dotprod = {"neon_dotprod", "neon", rnnx_cpu_neon_dotprod,
                                            dot_i8_neon_dotprod, NULL};
 #  else
@@ -52,8 +53,8 @@ const qkernel rnnx_qkernel_neon_dotprod = {"neon_dotprod", "neon", runs_never, N
 /* Without sdot: smull gives the 8 products of 2 rows x 4 bytes as int16,
  * sadalp adds adjacent pairs into int32 lanes (row r: k01, k23; row r+1: ...),
  * and a final pairwise add gives each row's sum. */
-static void dot_i8_neon(const int8_t* panel, const int32_t* rowsum, int nq, const int8_t* x,
-                        size_t ldx, int M, int32_t* out)
+static void neon_one(const int8_t* panel, const int32_t* rowsum, int nq, const int8_t* x,
+                     size_t ldx, int M, int32_t* out)
 {
     (void)rowsum;
     for (int m = 0; m < M; m++) {
@@ -74,6 +75,7 @@ static void dot_i8_neon(const int8_t* panel, const int32_t* rowsum, int nq, cons
             vst1q_s32(out + (size_t)m * QR + 4 * i, vpaddq_s32(acc[2 * i], acc[2 * i + 1]));
     }
 }
+QDOT_I8_PANELS(dot_i8_neon, neon_one)
 const qkernel rnnx_qkernel_neon = {"neon", "neon", rnnx_cpu_neon, dot_i8_neon, NULL};
 #else
 static int runs_never(void) { return 0; }

@@ -14,21 +14,42 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "../compiler.h"
 #include "quant.h"
 
 enum { QR = RNNX_QROWS, QGROUP_BYTES = 4 * RNNX_QROWS };  /* one column group of a panel */
 
-/* int8: nq groups of 4 columns, panel = nq * 64 bytes of weights, then
- * rowsum (16 int32) and scale (16 float); x rows of 4*nq bytes at stride ldx
- * bytes, zero past the matrix's columns.  out (M,16) OUT. */
-typedef void (*qdot_i8_fn)(const int8_t* panel, const int32_t* rowsum, int nq, const int8_t* x,
+/* A kernel call covers np panels, panel j at panel + j * pstride bytes, so
+ * each activation load serves several panels (the gates of a block of units,
+ * or neighbouring panels) and each weight load several rows.  out (np,M,16)
+ * OUT: panel j's sums of row m at out + (j*M + m)*16.
+ *
+ * int8: a panel is nq groups of 4 columns (nq * 64 bytes of weights), then
+ * its rowsum (16 int32) and scale (16 float); x rows of 4*nq bytes at stride
+ * ldx bytes, zero past the matrix's columns. */
+typedef void (*qdot_i8_fn)(const int8_t* panel, size_t pstride, int np, int nq, const int8_t* x,
                            size_t ldx, int M, int32_t* out);
-/* bf16: np pairs of columns, panel = np * 64 bytes; x rows of 2*np values at
- * stride ldx values.  out (M,16) OUT. */
-typedef void (*qdot_bf16_fn)(const uint16_t* panel, int np, const uint16_t* x, size_t ldx, int M,
-                             float* out);
+/* bf16: a panel is np2 pairs of columns (np2 * 64 bytes); x rows of 2*np2
+ * values at stride ldx values. */
+typedef void (*qdot_bf16_fn)(const uint16_t* panel, size_t pstride, int np, int np2,
+                             const uint16_t* x, size_t ldx, int M, float* out);
+
+/* The int8 kernel `name` over np panels from `one`, a kernel of one panel
+ * (rowsum: the panel's 16 row sums) with the signature
+ *   one(panel, rowsum, nq, x, ldx, M, out (M,16)). */
+#define QDOT_I8_PANELS(name, one)                                                              \
+    static void name(const int8_t* panel, size_t pstride, int np, int nq, const int8_t* x,    \
+                     size_t ldx, int M, int32_t* out)                                         \
+    {                                                                                         \
+        for (int j = 0; j < np; j++) {                                                        \
+            const int8_t* pj = panel + (size_t)j * pstride;                                   \
+            int32_t rowsum[QR];                                                               \
+            memcpy(rowsum, pj + (size_t)nq * QGROUP_BYTES, sizeof rowsum);                    \
+            one(pj, rowsum, nq, x, ldx, M, out + (size_t)j * M * QR);                         \
+        }                                                                                     \
+    }
 
 typedef struct qkernel {
     const char* name;      /* quant.h's rnnx_qkernel_name */
