@@ -112,7 +112,7 @@ cdef tuple _qrecurrent_entry(int cell, int G1, int k, object entry, object H, in
             arrays.append(None)
         elif name.endswith(("w_ih", "w_hh", "w_hr")):
             if not isinstance(w, np.ndarray) or w.dtype != wtype:
-                raise TypeError(f"{name} must be a {wtype.name} ndarray (rnnx.quantize's "
+                raise TypeError(f"{name} must be an ndarray of {wtype.name} (rnnx.quantize's "
                                 f"tensor), got {getattr(w, 'dtype', type(w).__name__)}")
             arrays.append(np.array(w, order="C"))
         elif not int8 and name.split(".")[1].startswith("s_"):
