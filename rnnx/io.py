@@ -96,9 +96,10 @@ def _save_npz(model, path):
     qtype = quantized_type(model)
     if qtype:
         raise TypeError(f"model is a quantized model ({qtype}, made by rnnx.quantize), which "
-                        f"the .npz format cannot hold (it keeps float weights): save it as .rnnx, "
-                        f"rnnx.save(model, 'model.rnnx') (int8/bfloat16 tensors, read back by "
-                        f"rnnx.load), or save the float32 model; {path!r} was not written")
+                        f"the .npz format cannot hold (it keeps float weights): save it as "
+                        f".rnnx, rnnx.save(model, 'model.rnnx') (int8/bfloat16 tensors, read "
+                        f"back by rnnx.load), or save the float32 model; {path!r} was not "
+                        f"written")
     spec = _spec(model)
     header = json.dumps({"format": FORMAT, "version": VERSION, "architecture": spec}, sort_keys=True)
     arrays = {PARAM_PREFIX + name: np.ascontiguousarray(value)
@@ -382,10 +383,10 @@ def load(path, into=None):
     qtype = quantized_type(into)
     if qtype:
         raise TypeError(f"into is a quantized model ({qtype}, made by rnnx.quantize): loading "
-                        f"into a quantized model is not supported (its tensors are packed when it is "
-                        f"made). Use rnnx.load({path!r}), which gives a quantized .rnnx file's "
-                        f"model back quantized, or load a float file into the float32 model "
-                        f"and quantize it again")
+                        f"into a quantized model is not supported (its tensors are packed when "
+                        f"it is made). Use rnnx.load({path!r}), which gives a quantized .rnnx "
+                        f"file's model back quantized, or load a float file into the float32 "
+                        f"model and quantize it again")
     reader = FORMATS.get(os.path.splitext(path)[1].lower(), FORMATS[".npz"])[1]
     return reader(path, into)
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import _core
 from .model import Sequential
-from .module import positive_int, unpack_sequence
+from .module import unpack_sequence
 from .recurrent import _Recurrent
 
 QTYPES = ("int8", "bfloat16")
@@ -89,10 +89,15 @@ class _QuantizedRecurrent:
         takes them with qtype (the scales None for bfloat16; None where the layer has none):
         its stream (layer.stream(), as a float layer's: rnnx.Stream) is the core's one stream
         over these tensors."""
-        names = ("weight_ih", "weight_ih#_scale", "weight_hh", "weight_hh#_scale", "bias_ih",
-                 "bias_hh", "weight_hr", "weight_hr#_scale")      # # the layer's suffix
-        return [tuple(self._tensors.get((n if "#" in n else n + "#").replace("#", f"_l{k}"))
-                      for n in names) for k in range(self.num_layers)]
+        entries = []
+        for k in range(self.num_layers):
+            t = {name: self._tensors.get(f"{name}_l{k}") for name in
+                 ("weight_ih", "weight_hh", "weight_hr", "bias_ih", "bias_hh")}
+            s = {name: self._tensors.get(f"{name}_l{k}_scale") for name in
+                 ("weight_ih", "weight_hh", "weight_hr")}
+            entries.append((t["weight_ih"], s["weight_ih"], t["weight_hh"], s["weight_hh"],
+                            t["bias_ih"], t["bias_hh"], t["weight_hr"], s["weight_hr"]))
+        return entries
 
     def parameters(self):
         """The quantized tensors: per layer and direction, weight_* as int8 (with
