@@ -7,8 +7,8 @@
 # baseline ISA: slower, the same arithmetic) and runs the kernel, core, ISA/thread, layer,
 # checkpoint, projection and length-0 tests with RNNX_ISA=generic, i.e. on those kernels,
 # against the NumPy reference, PyTorch and finite differences; and the int8/bfloat16 ones
-# (test_quantize_kernels.py, test_quantize.py, test_quantized_stream.py: every quantized kernel of the build against
-# the NumPy twin, the quantized models and their streams).
+# (test_quantize_kernels.py, test_quantize.py, test_quantized_stream.py: every quantized
+# kernel of the build against the NumPy twin, the quantized models and their streams).
 #
 #   bash .ci/wide_vectors.sh                 # the default test subset
 #   bash .ci/wide_vectors.sh "$PWD/tests/test_x.py" -k y   # other pytest arguments instead
