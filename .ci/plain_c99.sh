@@ -9,7 +9,10 @@
 #   3. builds and runs the C library and its C tests (ctest) so;
 #   4. runs the kernel, core, ISA/thread, layer, projection and length-0 tests on the build
 #      of 1, against the NumPy reference, PyTorch and finite differences: the scalar kernels
-#      and the serial pool give what the others give.
+#      and the serial pool give what the others give; and the quantized ones: the int8/
+#      bfloat16 kernels against their NumPy twin (test_quantize_kernels.py), and the C
+#      library's quantized models and streams, built so too (CFLAGS), against the Python
+#      ones of 1 (test_quant_c.py).
 # About 3 min on 2 cores, most of it the build.
 #
 #   bash .ci/plain_c99.sh                 # the default test subset
@@ -26,7 +29,8 @@ scratch_build plain_c99 "-pedantic -DRNNX_PLAIN_C99"
 mkdir "$work/obj"
 for source in "$src"/csrc/dispatch.c "$src"/csrc/runtime/team.c "$src"/csrc/runtime/trial.c \
               "$src"/csrc/runtime/blas.c "$src"/csrc/driver/wavefront.c "$src"/csrc/cell_table.c \
-              "$src"/csrc/status.c "$src"/csrc/projection_plan.c "$src"/csrc/model/*.c "$src"/csrc/stream/*.c; do
+              "$src"/csrc/status.c "$src"/csrc/projection_plan.c "$src"/csrc/model/*.c \
+              "$src"/csrc/stream/*.c "$src"/csrc/quant/*.c; do
     # named by folder too: csrc/model/stream.c and csrc/stream/stream.c are two files
     "$cc" "${strict[@]}" -O2 -I"$src/csrc" -c "$source" \
         -o "$work/obj/$(basename "$(dirname "$source")")_$(basename "$source").o"
@@ -73,7 +77,9 @@ print("plain_c99: rnnx.info() says", {key: info[key] for key in ("isa", "thread_
 PY
 
 if [ "$#" -eq 0 ]; then
-    set -- "$src"/tests/test_{kernels,gemm,core,isa_threads,layers,proj,projection_plan,zero_lengths}.py
+    set -- "$src"/tests/test_{kernels,gemm,core,isa_threads,layers,proj,projection_plan,zero_lengths}.py \
+        "$src"/tests/test_{quantize_kernels,quant_c}.py
 fi
-"$python" -m pytest -q -p no:cacheprovider -x -c "$src/pyproject.toml" --rootdir "$src" "$@"
+# CFLAGS: the C library that tests build with CMake (test_quant_c.py's) is plain C99 too
+CFLAGS="-DRNNX_PLAIN_C99${CFLAGS:+ $CFLAGS}" "$python" -m pytest -q -p no:cacheprovider -x -c "$src/pyproject.toml" --rootdir "$src" "$@"
 echo "plain_c99: passed"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The sanitizer job: build rnnx._core with AddressSanitizer and UndefinedBehaviorSanitizer in a
 # scratch copy of the sources (the normal build of the checkout is left alone), then run the
-# core, layer, kernel, fuzz and thread tests against that build. Any sanitizer report aborts
+# core, layer, kernel, fuzz, thread and quantized (int8/bfloat16 kernels, models, streams)
+# tests against that build. Any sanitizer report aborts
 # the Python process, so pytest's exit status is non-zero and CI fails; the log is also
 # searched for reports, in case one was printed by a process that still exited 0.
 #
@@ -46,6 +47,7 @@ scratch_check_import sanitize
 if [ "$#" -eq 0 ]; then
     set -- "$src"/tests/test_{core,layers,kernels,gemm,fuzz_core,fuzz_api,threads_leaks,wavefront}.py \
         "$src"/tests/test_{zero_lengths,go_backwards,workspace,proj,projection_plan}.py \
+        "$src"/tests/test_{quantize_kernels,quantize,quantized_stream}.py \
         -k "not torch and not onnx and not leak"
 fi
 set +e

@@ -6,7 +6,9 @@
 # kernels on 64-byte GCC vectors (-DRNNX_GENERIC_VBYTES=64, lowered by the compiler to the
 # baseline ISA: slower, the same arithmetic) and runs the kernel, core, ISA/thread, layer,
 # checkpoint, projection and length-0 tests with RNNX_ISA=generic, i.e. on those kernels,
-# against the NumPy reference, PyTorch and finite differences.
+# against the NumPy reference, PyTorch and finite differences; and the int8/bfloat16 ones
+# (test_quantize_kernels.py, test_quantize.py, test_quantized_stream.py: every quantized
+# kernel of the build against the NumPy twin, the quantized models and their streams).
 #
 #   bash .ci/wide_vectors.sh                 # the default test subset
 #   bash .ci/wide_vectors.sh "$PWD/tests/test_x.py" -k y   # other pytest arguments instead
@@ -23,7 +25,8 @@ cd "$work"
 scratch_check_import wide_vectors
 
 if [ "$#" -eq 0 ]; then
-    set -- "$src"/tests/test_{kernels,gemm,core,isa_threads,layers,checkpoint,proj,zero_lengths}.py
+    set -- "$src"/tests/test_{kernels,gemm,core,isa_threads,layers,checkpoint,proj,zero_lengths}.py \
+        "$src"/tests/test_{quantize_kernels,quantize,quantized_stream}.py
 fi
 "$python" -m pytest -q -p no:cacheprovider -x -c "$src/pyproject.toml" --rootdir "$src" "$@"
 echo "wide_vectors: passed"

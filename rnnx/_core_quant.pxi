@@ -129,11 +129,6 @@ cdef const float* _fptr(object a):
     return NULL if a is None else <const float*>cnp.PyArray_DATA(a)
 
 
-def qforward_work_size(int cell, qtype, int T, int B, int I, int H, int P):
-    """Bytes of scratch qforward needs (pass a uint8 array of at least this + 64 as work)."""
-    return rnnx_qforward_work_size(cell, _qtype_code(qtype), T, B, I, H, P)
-
-
 def qforward(int cell, qtype, x, h0, c0, w_ih, w_hh, w_hr, b_ih, b_hh, int H, int P,
              lengths, bint reverse, y, h_n, c_n, work=None):
     """One layer and direction (csrc/quant/forward.c): x (T, B, I) float32 C-contiguous; h0
@@ -231,78 +226,3 @@ def qget_kernel(qtype):
 def qbf16_madd(float acc, uint16_t a, uint16_t b):
     """One product step of the bfloat16 chain as the generic kernel computes it (for tests)."""
     return rnnx_qbf16_madd(acc, a, b)
-
-
-cdef class QStep:
-    """One quantized layer and direction stepped one time step a call (a stream), its
-    arguments checked once here: step(x) reads x (1, B, I) float32 C-contiguous, the state
-    it holds, and writes y (1, B, S) and the new state (two state buffers, swapped each
-    step; state() is the current one).  The same rnnx_qforward call as a sequence's."""
-    cdef rnnx_qforward_args a
-    cdef object keep
-    cdef int turn, B, I
-    cdef float* h[2]
-    cdef float* c[2]
-
-    def __init__(self, int cell, qtype, w_ih, w_hh, w_hr, b_ih, b_hh, int I, int H, int P,
-                 int B, h, c, y, work):
-        """h (2, B, S) and c (2, B, H) (LSTM; else None): the two state buffers, [0] the
-        initial state; y (1, B, S) the output buffer; work from qforward_work_size(T=1)."""
-        cdef int S = P if P else H
-        x = np.zeros((1, B, I), np.float32)
-        # one checked call (T = 0 runs no step) validates every argument once
-        qforward(cell, qtype, x[:0], h[0], None if c is None else c[0], w_ih, w_hh, w_hr,
-                 b_ih, b_hh, H, P, None, False, np.empty((0, B, S), np.float32), h[1],
-                 None if c is None else c[1])
-        _qneed(h, (2, B, S), np.float32, "h")
-        _qneed(c, (2, B, H), np.float32, "c", True)
-        _qneed(y, (1, B, S), np.float32, "y")
-        size = rnnx_qforward_work_size(cell, _qtype_code(qtype), 1, B, I, H, P)
-        if not isinstance(work, np.ndarray) or work.dtype != np.uint8 or work.size < size + 64:
-            raise ValueError(f"work must be a uint8 array of at least {size + 64} bytes")
-        self.keep = (w_ih, w_hh, w_hr, b_ih, b_hh, h, c, y, work)
-        memset(&self.a, 0, sizeof(self.a))
-        self.a.cell, self.a.qtype, self.a.T, self.a.B = cell, _qtype_code(qtype), 1, B
-        self.a.input_size, self.a.H, self.a.proj = I, H, P
-        self.a.w_ih = cnp.PyArray_DATA(w_ih)
-        self.a.w_hh = cnp.PyArray_DATA(w_hh)
-        self.a.w_hr = NULL if w_hr is None else cnp.PyArray_DATA(w_hr)
-        self.a.b_ih = _fptr(b_ih)
-        self.a.b_hh = _fptr(b_hh)
-        self.a.y = <float*>cnp.PyArray_DATA(y)
-        self.a.ldy = S
-        self.a.work = <char*>cnp.PyArray_DATA(work) + (-<size_t>cnp.PyArray_DATA(work)) % 64
-        cdef float* hp = <float*>cnp.PyArray_DATA(h)
-        self.h[0], self.h[1] = hp, hp + B * S
-        self.c[0] = NULL
-        self.c[1] = NULL
-        cdef float* cp
-        if c is not None:
-            cp = <float*>cnp.PyArray_DATA(c)
-            self.c[0] = cp
-            self.c[1] = cp + B * H
-        self.turn, self.B, self.I = 0, B, I
-
-    @property
-    def turn(self):
-        """Which of the two state buffers holds the current state."""
-        return self.turn
-
-    def set_turn(self, int turn):
-        self.turn = turn & 1
-
-    def step(self, cnp.ndarray x not None):
-        cdef cnp.npy_intp* dims = cnp.PyArray_DIMS(x)
-        if (cnp.PyArray_TYPE(x) != cnp.NPY_FLOAT32 or cnp.PyArray_NDIM(x) != 3
-                or not cnp.PyArray_IS_C_CONTIGUOUS(x) or dims[0] != 1
-                or dims[1] != self.B or dims[2] != self.I):
-            raise ValueError(f"x must be a (1, {self.B}, {self.I}) float32 C-contiguous "
-                             f"array, got {x.dtype} {np.shape(x)}")
-        cdef int i = self.turn, status
-        self.a.x = <const float*>cnp.PyArray_DATA(x)
-        self.a.h0, self.a.h_n = self.h[i], self.h[1 - i]
-        self.a.c0, self.a.c_n = self.c[i], self.c[1 - i]
-        with nogil:
-            status = rnnx_qforward(&BLAS, &self.a)
-        _qcheck(status, "rnnx_qforward")
-        self.turn = 1 - i

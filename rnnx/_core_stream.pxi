@@ -1,9 +1,11 @@
 # Included by rnnx/_core.pyx: Stream, the core's one stream (csrc/stream/stream.h) over a list
-# of layers: recurrent stacks (projections and peepholes included), Dense heads, an Embedding.
+# of layers: recurrent stacks (projections and peepholes included; float, or int8/bfloat16
+# weights), Dense heads, an Embedding.
 
 cdef extern from "stream/stream.h":
     enum:
         RNNX_STREAM_RECURRENT, RNNX_STREAM_DENSE, RNNX_STREAM_EMBEDDING, RNNX_ST_PER_SUBLAYER
+        RNNX_STREAM_INT8, RNNX_STREAM_BFLOAT16, RNNX_SQ_PER_SUBLAYER
         RNNX_ACT_IDENTITY, RNNX_ACT_SIGMOID, RNNX_ACT_SOFTMAX, RNNX_ACT_TANH, RNNX_ACT_RELU
     ctypedef struct rnnx_stream_layer:
         int kind, cell, input_size, hidden_size, proj_size, num_layers, num_directions, activation
@@ -41,19 +43,11 @@ cdef object _stream_array(object w, str name, object dtype):
     return np.array(w, dtype=dtype, order="C")
 
 
-cdef tuple _recurrent_entry(int cell, int G1, int k, object entry, object H, int B, object dtype):
-    """Layer k's (w_ih, w_hh, b_ih, b_hh, w_peep, w_hr), checked and copied, and its
-    (H, P): the weights of one sub-layer of a recurrent stack."""
-    if not isinstance(entry, (tuple, list)) or not 4 <= len(entry) <= 6:
-        raise ValueError(f"weights[{k}] must be a (w_ih, w_hh, b_ih, b_hh) tuple (and "
-                         f"w_peep, w_hr for an LSTM), got {type(entry).__name__} of length "
-                         f"{len(entry) if isinstance(entry, (tuple, list)) else '-'}")
-    entry = tuple(entry) + (None,) * (6 - len(entry))
-    names = [f"weights[{k}].{n}" for n in ("w_ih", "w_hh", "b_ih", "b_hh", "w_peep", "w_hr")]
-    arrays = [None if w is None and n.endswith(("b_ih", "b_hh", "w_peep", "w_hr"))
-              else _stream_array(w, n, dtype) for n, w in zip(names, entry)]
-    w_ih, w_hh, b_ih, b_hh, w_peep, w_hr = arrays
-    cdef int P = _proj_size(cell, w_hr, names[5])
+cdef tuple _entry_shapes(int cell, int G1, int k, list names, object w_ih, object w_hh,
+                         object b_ih, object b_hh, object w_hr, object H, int B):
+    """(H, P) of sub-layer k after checking the shapes of its matrices w_ih (G, I), w_hh
+    (G, S), w_hr (P, H) or None and biases (G,) or None (names: theirs, in that order)."""
+    cdef int P = _proj_size(cell, w_hr, names[4])
     if w_hh.ndim != 2 or w_hh.shape[1] < 1:
         raise ValueError(f"{names[1]} must be (G, H), got shape {w_hh.shape}")
     if H is None:
@@ -63,7 +57,7 @@ cdef tuple _recurrent_entry(int cell, int G1, int k, object entry, object H, int
     if w_hh.shape != (G, S):
         raise ValueError(f"{names[1]} must have shape {(G, S)}, got {w_hh.shape}")
     if P and w_hr.shape != (P, H):
-        raise ValueError(f"{names[5]} must have shape {(P, H)}, got {w_hr.shape}")
+        raise ValueError(f"{names[4]} must have shape {(P, H)}, got {w_hr.shape}")
     if (w_ih.ndim != 2 or w_ih.shape[0] != G or w_ih.shape[1] < 1
             or (k > 0 and w_ih.shape[1] != S)):
         want = f"({G}, {S})" if k > 0 else f"({G}, I) with I >= 1"
@@ -71,11 +65,73 @@ cdef tuple _recurrent_entry(int cell, int G1, int k, object entry, object H, int
     for name, bias in zip(names[2:4], (b_ih, b_hh)):
         if bias is not None and bias.shape != (G,):
             raise ValueError(f"{name} must have shape {(G,)}, got {bias.shape}")
+    return H, P
+
+
+cdef tuple _entry(object entry, int k, tuple names, int least):
+    """weights[k] as a tuple of len(names) (None for the optional ones it leaves out)."""
+    if not isinstance(entry, (tuple, list)) or not least <= len(entry) <= len(names):
+        raise ValueError(f"weights[{k}] must be a ({', '.join(names[:least])}) tuple (and "
+                         f"{', '.join(names[least:])} where the layer has them), got "
+                         f"{type(entry).__name__} of length "
+                         f"{len(entry) if isinstance(entry, (tuple, list)) else '-'}")
+    return tuple(entry) + (None,) * (len(names) - len(entry))
+
+
+cdef tuple _recurrent_entry(int cell, int G1, int k, object entry, object H, int B, object dtype):
+    """Layer k's (w_ih, w_hh, b_ih, b_hh, w_peep, w_hr), checked and copied, and its
+    (H, P): the weights of one sub-layer of a recurrent stack."""
+    entry = _entry(entry, k, ("w_ih", "w_hh", "b_ih", "b_hh", "w_peep", "w_hr"), 4)
+    names = [f"weights[{k}].{n}" for n in ("w_ih", "w_hh", "b_ih", "b_hh", "w_peep", "w_hr")]
+    arrays = [None if w is None and n.endswith(("b_ih", "b_hh", "w_peep", "w_hr"))
+              else _stream_array(w, n, dtype) for n, w in zip(names, entry)]
+    w_ih, w_hh, b_ih, b_hh, w_peep, w_hr = arrays
+    H, P = _entry_shapes(cell, G1, k, names[:4] + names[5:], w_ih, w_hh, b_ih, b_hh, w_hr, H, B)
     if w_peep is not None and not _takes(cell, RNNX_OPTION_PEEPHOLE):
         raise ValueError(f"{names[4]} (peepholes) is for an LSTM only, got cell code {cell}")
     if w_peep is not None and w_peep.shape != (3 * H,):
         raise ValueError(f"{names[4]} must have shape {(3 * H,)}, got {w_peep.shape}")
     return (w_ih, w_hh, b_ih, b_hh, w_hr, w_peep), H, P   # the order of enum rnnx_stream_tensor
+
+
+# the tensors of a quantized sub-layer, in the order of enum rnnx_stream_qtensor
+_QNAMES = ("w_ih", "s_ih", "w_hh", "s_hh", "b_ih", "b_hh", "w_hr", "s_hr")
+
+
+cdef tuple _qrecurrent_entry(int cell, int G1, int k, object entry, object H, int B, int int8):
+    """Layer k's int8 (int8 weights with float32 row scales s_*) or bfloat16 (uint16 bits,
+    scales None) tensors, in the order of _QNAMES, checked and copied, and its (H, P)."""
+    entry = _entry(entry, k, _QNAMES, 6)
+    names = [f"weights[{k}].{n}" for n in _QNAMES]
+    wtype = np.dtype(np.int8 if int8 else np.uint16)
+    arrays = []
+    for name, w in zip(names, entry):
+        if w is None:
+            if name.endswith(("w_ih", "w_hh")) or (int8 and name.endswith(("s_ih", "s_hh"))):
+                raise ValueError(f"{name} is required, got None")
+            arrays.append(None)
+        elif name.endswith(("w_ih", "w_hh", "w_hr")):
+            if not isinstance(w, np.ndarray) or w.dtype != wtype:
+                raise TypeError(f"{name} must be an ndarray of {wtype.name} (rnnx.quantize's "
+                                f"tensor), got {getattr(w, 'dtype', type(w).__name__)}")
+            arrays.append(np.array(w, order="C"))
+        elif not int8 and name.split(".")[1].startswith("s_"):
+            raise ValueError(f"{name} must be None for bfloat16 weights (no scales), got "
+                             f"{type(w).__name__}")
+        else:
+            arrays.append(_stream_array(w, name, np.float32))
+    w_ih, s_ih, w_hh, s_hh, b_ih, b_hh, w_hr, s_hr = arrays
+    H, P = _entry_shapes(cell, G1, k, names[0:1] + names[2:3] + names[4:7], w_ih, w_hh, b_ih,
+                         b_hh, w_hr, H, B)
+    if int8:
+        for name, scale, rows in ((names[1], s_ih, w_ih.shape[0]), (names[3], s_hh, w_hh.shape[0]),
+                                  (names[7], s_hr, P)):
+            if rows and (scale is None or scale.shape != (rows,)):
+                raise ValueError(f"{name} must have shape {(rows,)}, got "
+                                 f"{None if scale is None else scale.shape}")
+        if not P and s_hr is not None:
+            raise ValueError(f"{names[7]} must be None without w_hr, got shape {s_hr.shape}")
+    return tuple(arrays), H, P
 
 
 cdef class Stream:
@@ -90,12 +146,17 @@ cdef class Stream:
     a list of further (cell, weights) recurrent stacks after the first, each taking the
     previous one's output; heads, a list of (weight (out, in), bias (out,) or None,
     activation name or None) Dense layers after the stacks; bit_exact (default True): each step equals a whole-sequence
-    call over the same steps bit for bit (enum rnnx_stream_spec.bit_exact).
+    call over the same steps bit for bit (enum rnnx_stream_spec.bit_exact); qtype, "int8"
+    or "bfloat16" for stacks of rnnx.quantize's tensors (float32 only; no peepholes): each
+    weights entry is then (w_ih, s_ih, w_hh, s_hh, b_ih, b_hh[, w_hr, s_hr]), the weights
+    int8 with float32 row scales s_*, or bfloat16 bits (uint16) with the scales None; each
+    step is the quantized core's sequence call of one step (the bits of rnnx.quantize's
+    model over the same steps).
     Holds copies of every weight, so a step allocates only its result."""
     cdef rnnx_step_stream core
     cdef rnnx_stream_layer* layers
     cdef const void** table
-    cdef int cell, L, B, H, P, S, I, out, n_states, takes_ids
+    cdef int cell, L, B, H, P, S, I, out, n_states, takes_ids, kind
     cdef object dtype
     cdef int typenum
     cdef list _keep
@@ -104,9 +165,17 @@ cdef class Stream:
 
     def __cinit__(self, object cell, list weights, object batch_size, object dtype, *,
                   object embedding=None, list stacks=None, list heads=None,
-                  bint bit_exact=True):
+                  bint bit_exact=True, object qtype=None):
         self.layers = NULL
         self.table = NULL
+        self.kind = RNNX_STREAM_RECURRENT
+        if qtype is not None:
+            kinds = {"int8": RNNX_STREAM_INT8, "bfloat16": RNNX_STREAM_BFLOAT16}
+            if qtype not in kinds:
+                raise ValueError(f"qtype must be None, 'int8' or 'bfloat16', got {qtype!r}")
+            if np.dtype(dtype) != np.float32:
+                raise TypeError(f"dtype must be float32 with qtype={qtype!r}, got {dtype}")
+            self.kind = kinds[qtype]
         cell = _int_arg(cell, "cell")
         batch_size = _int_arg(batch_size, "batch_size")
         cdef int G1 = rnnx_gate_count(cell)
@@ -146,11 +215,14 @@ cdef class Stream:
             raise ValueError(f"{where}weights must name at least one layer")
         subs, H, P = [], None, 0
         for k, entry in enumerate(weights):
-            arrays, H, P_k = _recurrent_entry(cell, G1, k, entry, H, self.B, self.dtype)
+            if self.kind == RNNX_STREAM_RECURRENT:
+                arrays, H, P_k = _recurrent_entry(cell, G1, k, entry, H, self.B, self.dtype)
+            else:
+                arrays, H, P_k = _qrecurrent_entry(cell, G1, k, entry, H, self.B,
+                                                   self.kind == RNNX_STREAM_INT8)
             if k and P_k != P:
                 raise ValueError(f"{where}weights[{k}].w_hr must have shape {(P, H)} as "
-                                 f"weights[0]'s, got "
-                                 f"{None if arrays[4] is None else arrays[4].shape}")
+                                 f"weights[0]'s, got {(P_k, H) if P_k else None}")
             P = P_k
             subs.append(arrays)
         if width is not None and subs[0][0].shape[1] != width:
@@ -196,8 +268,10 @@ cdef class Stream:
         """The layer list over the kept copies, then the core's stream on its memory."""
         cdef int n = len(all_subs) + (table is not None) + len(heads), i = 0, k, j
         cdef int subs_total = sum(len(subs) for subs in all_subs)
+        cdef int per_sub = (RNNX_ST_PER_SUBLAYER if self.kind == RNNX_STREAM_RECURRENT
+                            else RNNX_SQ_PER_SUBLAYER)
         self.layers = <rnnx_stream_layer*>calloc(n, sizeof(rnnx_stream_layer))
-        self.table = <const void**>calloc(subs_total * RNNX_ST_PER_SUBLAYER + 2 * len(heads) + 1,
+        self.table = <const void**>calloc(subs_total * per_sub + 2 * len(heads) + 1,
                                           sizeof(void*))
         if self.layers == NULL or self.table == NULL:
             raise MemoryError()
@@ -213,7 +287,7 @@ cdef class Stream:
             i = 1
         width = self.I
         for subs, (cell, L, H, P, S, _) in zip(all_subs, self._stacks):
-            self.layers[i].kind = RNNX_STREAM_RECURRENT
+            self.layers[i].kind = self.kind
             self.layers[i].cell = cell
             self.layers[i].input_size = width
             self.layers[i].hidden_size = H
@@ -222,10 +296,10 @@ cdef class Stream:
             self.layers[i].num_directions = 1
             self.layers[i].tensors = t
             for k in range(L):
-                for j in range(RNNX_ST_PER_SUBLAYER):
+                for j in range(per_sub):
                     w = subs[k][j]
                     t[j] = NULL if w is None else cnp.PyArray_DATA(<cnp.ndarray>w)
-                t += RNNX_ST_PER_SUBLAYER
+                t += per_sub
             width = S
             i += 1
         for w, b, act in heads:

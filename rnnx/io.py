@@ -84,7 +84,22 @@ def _build(spec):
     return layer_from_spec(spec)
 
 
+def quantized_type(model):
+    """"int8" or "bfloat16" for a model made by rnnx.quantize (a layer, or a Sequential
+    holding one), else None."""
+    layers = getattr(model, "layers", None) if isinstance(model, Sequential) else None
+    return getattr(model, "qtype", None) or next(
+        (layer.qtype for layer in layers or () if getattr(layer, "qtype", None)), None)
+
+
 def _save_npz(model, path):
+    qtype = quantized_type(model)
+    if qtype:
+        raise TypeError(f"model is a quantized model ({qtype}, made by rnnx.quantize), which "
+                        f"the .npz format cannot hold (it keeps float weights): save it as "
+                        f".rnnx, rnnx.save(model, 'model.rnnx') (int8/bfloat16 tensors, read "
+                        f"back by rnnx.load), or save the float32 model; {path!r} was not "
+                        f"written")
     spec = _spec(model)
     header = json.dumps({"format": FORMAT, "version": VERSION, "architecture": spec}, sort_keys=True)
     arrays = {PARAM_PREFIX + name: np.ascontiguousarray(value)
@@ -109,7 +124,8 @@ def save(model, path):
     ------
     TypeError
         If model is not an rnnx model or layer (checked before the file is touched), or path
-        is not a str, bytes or os.PathLike.
+        is not a str, bytes or os.PathLike, or model is quantized (rnnx.quantize) and path
+        is not a ``.rnnx`` file, the one format that holds int8/bfloat16 tensors.
     ValueError
         If path is a directory.
     OSError
@@ -342,8 +358,9 @@ def load(path, into=None):
     path : str or os.PathLike
         The file. Its extension picks the format (see ``FORMATS``).
     into : rnnx.Sequential or rnnx layer, optional
-        An existing model of the same architecture to load the weights into, instead of
-        building a new one.
+        An existing float model of the same architecture to load the weights into, instead
+        of building a new one. Not a quantized one (rnnx.quantize's: its tensors are
+        packed when it is made): ``rnnx.load(path)`` gives a quantized ``.rnnx`` file's model.
 
     Returns
     -------
@@ -355,14 +372,21 @@ def load(path, into=None):
     FileNotFoundError
         If there is no file at path.
     TypeError
-        If path is not a str, bytes or os.PathLike.
+        If path is not a str, bytes or os.PathLike, or into is a quantized model.
     ValueError
         If path is a directory or a Trainer checkpoint (the message says to use
         ``Trainer.from_checkpoint``), or the file is not an rnnx model file, is corrupt
         (naming the member), or its weights or architecture do not match (each other, or
-        `into`). Nothing is changed.
+        `into`), or it holds a quantized model and into is given. Nothing is changed.
     """
     path = check_path(path)
+    qtype = quantized_type(into)
+    if qtype:
+        raise TypeError(f"into is a quantized model ({qtype}, made by rnnx.quantize): loading "
+                        f"into a quantized model is not supported (its tensors are packed when "
+                        f"it is made). Use rnnx.load({path!r}), which gives a quantized .rnnx "
+                        f"file's model back quantized, or load a float file into the float32 "
+                        f"model and quantize it again")
     reader = FORMATS.get(os.path.splitext(path)[1].lower(), FORMATS[".npz"])[1]
     return reader(path, into)
 

@@ -23,7 +23,7 @@ from . import _core
 from .dense import Dense, _apply, _matmul
 from .embedding import Embedding, check_ids
 from .module import positive_int
-from .stream import Stream, stream_weights
+from .stream import Stream, stream_qtype, stream_weights
 
 __all__ = ["SequentialStream"]
 
@@ -65,13 +65,15 @@ class _Stack(Stream):
     def __init__(self, layers, batch_size, embedding=None):
         first = layers[0]
         self._layer, self._layers, self._dtype = first, layers, first.dtype
+        self._quantized = stream_qtype(first) is not None
         self.batch_size = batch_size
         table = None if embedding is None else embedding.parameters()["weight"]
         self._num_ids = None if embedding is None else embedding.num_embeddings
         self._core = _core.Stream(first._cell, stream_weights(first), batch_size, first.dtype,
                                   embedding=table,
                                   stacks=[(layer._cell, stream_weights(layer))
-                                          for layer in layers[1:]])
+                                          for layer in layers[1:]],
+                                  qtype=stream_qtype(first))
         self._core_step = self._core.step
         self._workspace = _core.Workspace()
         self._lock = threading.Lock()

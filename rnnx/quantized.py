@@ -14,7 +14,7 @@ import numpy as np
 
 from . import _core
 from .model import Sequential
-from .module import positive_int, unpack_sequence
+from .module import unpack_sequence
 from .recurrent import _Recurrent
 
 QTYPES = ("int8", "bfloat16")
@@ -84,11 +84,20 @@ class _QuantizedRecurrent:
     def predict(self, x, state=None, lengths=None):
         return self(x, state, lengths)[0]
 
-    def stream(self, batch_size=1, state=None):
-        if self.bidirectional or self.go_backwards:
-            raise ValueError(f"a {'bidirectional' if self.bidirectional else 'go_backwards'} "
-                             "layer cannot stream: its reverse direction needs the whole sequence")
-        return QuantizedStream(self, batch_size, state)
+    def stream_tensors(self):
+        """Per stacked layer, (w_ih, s_ih, w_hh, s_hh, b_ih, b_hh, w_hr, s_hr) as _core.Stream
+        takes them with qtype (the scales None for bfloat16; None where the layer has none):
+        its stream (layer.stream(), as a float layer's: rnnx.Stream) is the core's one stream
+        over these tensors."""
+        entries = []
+        for k in range(self.num_layers):
+            t = {name: self._tensors.get(f"{name}_l{k}") for name in
+                 ("weight_ih", "weight_hh", "weight_hr", "bias_ih", "bias_hh")}
+            s = {name: self._tensors.get(f"{name}_l{k}_scale") for name in
+                 ("weight_ih", "weight_hh", "weight_hr")}
+            entries.append((t["weight_ih"], s["weight_ih"], t["weight_hh"], s["weight_hh"],
+                            t["bias_ih"], t["bias_hh"], t["weight_hr"], s["weight_hr"]))
+        return entries
 
     def parameters(self):
         """The quantized tensors: per layer and direction, weight_* as int8 (with
@@ -159,14 +168,6 @@ class QuantizedSequential(Sequential):
             _not_trainable(self)
         return super()._run(x, state, lengths, logits, train=False)
 
-    def stream(self, batch_size=1, state=None):
-        if self.many_to_one:
-            raise ValueError("a many_to_one model cannot stream: it reads each sequence's end")
-        if any(layer.bidirectional or layer.go_backwards
-               for layer in self.layers if layer.is_recurrent):
-            raise ValueError("a model with a bidirectional or go_backwards layer cannot stream")
-        return QuantizedStream(self, batch_size, state)
-
 
 def quantize(model, qtype="int8"):
     """An int8 or bfloat16 inference copy of a trained layer or Sequential.
@@ -206,138 +207,3 @@ def quantize(model, qtype="int8"):
         return q
     raise TypeError(f"model must be an rnnx RNN, LSTM, GRU or Sequential, got "
                     f"{type(model).__name__}")
-
-
-class _LayerStep:
-    """One quantized unidirectional layer stepped with buffers made once: a step is one
-    rnnx_qforward call per stacked layer, T = 1, from the carried state (the call a
-    sequence makes, so the same bits), through _core.QStep, which checked its arrays once."""
-
-    def __init__(self, layer, B):
-        self.layer, self.B = layer, B
-        Hh, H, L = layer._state_width, layer.hidden_size, layer.num_layers
-        self.has_c = "c" in layer.state_names
-        self.h = np.zeros((L, 2, B, Hh), np.float32)       # per layer: state in, state out
-        self.c = np.zeros((L, 2, B, H), np.float32) if self.has_c else None
-        self.ys = [np.empty((1, B, Hh), np.float32) for _ in range(L)]
-        self.steps = []
-        for k in range(L):
-            I = layer.input_size if k == 0 else Hh
-            w = layer._packed[(k, 0)]
-            work = np.empty(_core.qforward_work_size(layer._cell, layer.qtype, 1, B, I, H,
-                                                     layer.proj_size) + 64, np.uint8)
-            self.steps.append(_core.QStep(
-                layer._cell, layer.qtype, w["weight_ih"], w["weight_hh"], w.get("weight_hr"),
-                w.get("bias_ih"), w.get("bias_hh"), I, H, layer.proj_size, B, self.h[k],
-                self.c[k] if self.has_c else None, self.ys[k], work))
-
-    def set_state(self, state):
-        parts = ([np.zeros(self.layer._state_shape(self.B, n), np.float32)
-                  for n in self.layer.state_names] if state is None
-                 else self.layer._check_states(state, self.B, True, "state"))
-        for k, step in enumerate(self.steps):
-            step.set_turn(0)
-            self.h[k, 0] = parts[0][k]
-            if self.has_c:
-                self.c[k, 0] = parts[1][k]
-
-    def state(self):
-        turns = [step.turn for step in self.steps]
-        parts = [np.stack([self.h[k, t] for k, t in enumerate(turns)])]
-        if self.has_c:
-            parts.append(np.stack([self.c[k, t] for k, t in enumerate(turns)]))
-        return self.layer._pack_state(parts, True)
-
-    def step(self, x):
-        """x (1, B, I) float32 C-contiguous -> y (1, B, Hh) (a buffer of this object)."""
-        for step, y in zip(self.steps, self.ys):
-            step.step(x)
-            x = y
-        return x
-
-
-class QuantizedStream:
-    """Step-by-step inference of a quantized layer or Sequential: ``y_t = s.step(x_t)``
-    with x_t (B, I) (or (B,) ids), ``run(x)`` for a chunk (T, B, I), ``reset(state)``,
-    ``state``.  Each step runs the same quantized calls as a whole sequence from the carried
-    state, so a stream's outputs equal the sequence's bit for bit."""
-
-    def __init__(self, model, batch_size=1, state=None):
-        self._model = model
-        self.batch_size = positive_int(batch_size, "batch_size")
-        layers = model.layers if isinstance(model, Sequential) else [model]
-        self._stages = [_LayerStep(layer, self.batch_size) if layer.is_recurrent else layer
-                        for layer in layers]
-        self.reset(state)
-
-    def _recurrent(self):
-        return [s for s in self._stages if isinstance(s, _LayerStep)]
-
-    def reset(self, state=None):
-        """Start again from state (the model's form), or zeros."""
-        steps = self._recurrent()
-        if state is None:
-            states = [None] * len(steps)
-        elif isinstance(self._model, Sequential):
-            if not isinstance(state, (tuple, list)) or len(state) != len(steps):
-                raise ValueError(f"state must be a tuple of {len(steps)} layer states, got "
-                                 f"{type(state).__name__}")
-            states = list(state)
-        else:
-            states = [state]
-        for s, st in zip(steps, states):
-            s.set_state(st)
-
-    @property
-    def state(self):
-        states = tuple(s.state() for s in self._recurrent())
-        return states if isinstance(self._model, Sequential) else states[0]
-
-    def _step(self, x_t):
-        h = x_t[None]
-        for stage in self._stages:
-            if isinstance(stage, _LayerStep):
-                if h.dtype != np.float32 or not h.flags.c_contiguous:
-                    h = np.ascontiguousarray(h, dtype=np.float32)
-                h = stage.step(h)
-            else:
-                h = stage._run(h, None, None, train=False)[0]
-        return h[0]
-
-    def step(self, x_t):
-        """y_t (B, out) for x_t (B, I) (or (B,) ids), the state carried."""
-        first = self._stages[0]
-        if isinstance(first, _LayerStep):
-            I = first.layer.input_size
-            if self.batch_size == 1 and np.shape(x_t) == (I,):   # one unbatched sample
-                return self.step(np.reshape(x_t, (1, I)))[0]
-            # the common case, a float32 (B, I) C-contiguous array, goes straight through
-            if not (type(x_t) is np.ndarray and x_t.dtype == np.float32
-                    and x_t.shape == (self.batch_size, I) and x_t.flags.c_contiguous):
-                x_t = _as_float32(np.asarray(x_t))
-                if x_t.shape != (self.batch_size, I):
-                    raise ValueError(f"x_t must be ({self.batch_size}, {I}) for batch_size="
-                                     f"{self.batch_size}, input_size={I}, got {x_t.shape}")
-                if x_t.dtype != np.float32:
-                    raise TypeError(f"x_t must be a float32 array, got {x_t.dtype}")
-                x_t = np.ascontiguousarray(x_t)
-        else:
-            x_t = np.asarray(x_t)
-            if x_t.ndim < 1 or x_t.shape[0] != self.batch_size:
-                raise ValueError(f"x_t must be ({self.batch_size}, ...) for batch_size="
-                                 f"{self.batch_size}, got {x_t.shape}")
-        return self._step(x_t).copy()
-
-    def run(self, x):
-        """y (T, B, out) for a chunk x (T, B, ...), the state carried through it."""
-        x = np.asarray(x)
-        if x.ndim < 2 or x.shape[1] != self.batch_size:
-            raise ValueError(f"x must be (T, {self.batch_size}, ...) for batch_size="
-                             f"{self.batch_size}, got {x.shape}")
-        return np.stack([self.step(x[t]) for t in range(x.shape[0])]) if len(x) else \
-            np.zeros((0,) + self._step_shape(), np.float32)
-
-    def _step_shape(self):
-        last = self._stages[-1]
-        width = last.layer.output_size if isinstance(last, _LayerStep) else last.output_size
-        return (self.batch_size, width)

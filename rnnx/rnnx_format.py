@@ -32,6 +32,7 @@ from . import _core
 from ._files import write_atomic
 from .dense import ACTIVATIONS, Dense
 from .embedding import Embedding
+from .io import quantized_type
 
 __all__ = ["save_rnnx", "load_rnnx", "export_c", "dumps", "loads"]
 
@@ -484,6 +485,11 @@ def load_rnnx(path, into=None):
     model = loads(image, repr(path))
     if into is None:
         return model
+    qtype = quantized_type(model)
+    if qtype:
+        raise ValueError(f"{path!r} holds a quantized model ({qtype}, rnnx.quantize's), whose "
+                         f"tensors cannot be loaded into the float model given as into: use "
+                         f"rnnx.load({path!r}), which returns it")
     try:
         into.load_state_dict(model.state_dict())    # checks every key and shape first
     except (TypeError, ValueError) as error:

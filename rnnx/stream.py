@@ -10,12 +10,20 @@ from .module import as_layer_dtype, positive_int
 
 def stream_weights(layer):
     """A unidirectional recurrent layer's weights as _core.Stream takes them: per sub-layer
-    (w_ih, w_hh, b_ih, b_hh, w_peep, w_hr), None where it has none."""
+    (w_ih, w_hh, b_ih, b_hh, w_peep, w_hr), None where it has none; a quantized layer's
+    (rnnx.quantize) its int8/bfloat16 tensors, for _core.Stream's qtype=stream_qtype(layer)."""
+    if stream_qtype(layer):
+        return layer.stream_tensors()
     weights = []
     for k in range(layer.num_layers):
         options = layer._cell_options(k, 0)
         weights.append(layer._weights(k, 0) + (options.get("w_peep"), options.get("w_hr")))
     return weights
+
+
+def stream_qtype(layer):
+    """None for a float layer, "int8" or "bfloat16" for one made by rnnx.quantize."""
+    return getattr(layer, "qtype", None)
 
 
 class Stream:
@@ -46,7 +54,8 @@ class Stream:
         self._layer = layer
         # the core's Stream copies the weights, packs them once and runs every step as one
         # call into C
-        self._core = _core.Stream(layer._cell, stream_weights(layer), B, layer.dtype)
+        self._core = _core.Stream(layer._cell, stream_weights(layer), B, layer.dtype,
+                                  qtype=stream_qtype(layer))
         self._workspace = _core.Workspace()     # run()'s scratch, reused chunk after chunk
         self._core_step = self._core.step
         # One step at a time: a step writes the shared state and buffers with the GIL
@@ -55,6 +64,7 @@ class Stream:
         # in parallel.
         self._lock = threading.Lock()
         self._dtype = layer.dtype
+        self._quantized = stream_qtype(layer) is not None
         self.batch_size = B
         self.reset(state)
 
@@ -90,9 +100,15 @@ class Stream:
                                  f"{np.shape(x_t)}: use stream.run(x) for (T, B, I)") from None
             raise
 
+    def _narrowed(self, x):
+        """x, float64 read as float32 by a quantized layer's stream (as the layer reads it)."""
+        if self._quantized and getattr(x, "dtype", None) == np.float64:
+            return np.asarray(x, np.float32)
+        return x
+
     def _coerce(self, x_t):
         # native byte order too: the core's fast path reads the bytes as they are
-        x_t = as_layer_dtype(x_t, self._dtype, "x_t", "this stream")
+        x_t = as_layer_dtype(self._narrowed(x_t), self._dtype, "x_t", "this stream")
         return np.ascontiguousarray(x_t, dtype=self._dtype) if np.ndim(x_t) < 3 else x_t
 
     def run(self, x):
@@ -111,7 +127,7 @@ class Stream:
         """
         layer = self._layer
         B, I, H = self.batch_size, layer.input_size, self._core.output_size
-        x = as_layer_dtype(x, self._dtype, "x", "this stream")
+        x = as_layer_dtype(self._narrowed(x), self._dtype, "x", "this stream")
         unbatched = x.ndim == 2 and B == 1
         if unbatched:
             x = x[:, None, :]

@@ -102,7 +102,7 @@ def test_stream_from_a_state_and_reset():
     assert all(np.array_equal(a, b) for a, b in zip(s.state[1], final[1]))
     s.reset()
     assert np.array_equal(s.run(x[:3]), q(x[:3])[0])
-    with pytest.raises(ValueError, match="state must be a tuple of 2"):
+    with pytest.raises(ValueError, match=r"one entry per recurrent layer \(2\)"):
         s.reset(state[0])
 
 
@@ -162,8 +162,8 @@ def test_bad_arguments():
     stream = q.stream()
     with pytest.raises(ValueError, match=r"x_t must be \(1, 3\)"):
         stream.step(np.zeros((1, 5), np.float32))
-    with pytest.raises(ValueError, match=r"x must be a \(1, 1, 3\) float32"):   # the binding's
-        stream._stages[0].steps[0].step(np.zeros((1, 1, 3), np.float64))
+    with pytest.raises(ValueError, match="step takes one time step"):
+        stream.step(np.zeros((1, 1, 3), np.float32))
     x = np.random.default_rng(0).standard_normal((2, 1, 3)).astype(np.float32)
     x_copy = x.copy()
     q(x)

@@ -122,9 +122,10 @@ void rnnx_trial_measured(job_kind* k, int serial, int64_t ns)
         return;
     }
     k->ns[serial][k->filled[serial]++] = ns;
-    /* a pooled job 3x slower than the last serial one (a worker preempted
+    /* a pooled job 3x slower than the last serial one, once there is one (a worker preempted
      * inside a task costs a time slice): serial, without measuring on */
-    const int stalled = !serial && ns > STALL_RATIO * k->ns[1][k->filled[1] - 1];
+    const int stalled = !serial && k->filled[1] > 0 &&
+                        ns > STALL_RATIO * k->ns[1][k->filled[1] - 1];
     if (!stalled && ++k->count < 2 * k->trials)
         return;
     int64_t total[2] = {0, 0};
