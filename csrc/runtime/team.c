@@ -275,7 +275,8 @@ void rnnx_team_run(void* pool, int n_tasks, rnnx_task_fn task, void* ctx, uint64
     } else {
         run_pooled(p, n_tasks, task, ctx);
     }
-    rnnx_trial_measured(kind, serial, now_ns() - start);
+    if (!p->fixed)  /* a team told to pool every job (rnnx_pool_set_adaptive 0) judges nothing */
+        rnnx_trial_measured(kind, serial, now_ns() - start);
     STORE(&p->busy, 0);
 }
 

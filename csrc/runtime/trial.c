@@ -121,7 +121,8 @@ void rnnx_trial_measured(job_kind* k, int serial, int64_t ns)
             watch(k, ns);
         return;
     }
-    k->ns[serial][k->filled[serial]++] = ns;
+    if (k->filled[serial] < k->trials)  /* never past ns's room, whatever the caller ran */
+        k->ns[serial][k->filled[serial]++] = ns;
     /* a pooled job 3x slower than the last serial one, once there is one (a worker preempted
      * inside a task costs a time slice): serial, without measuring on */
     const int stalled = !serial && k->filled[1] > 0 &&
