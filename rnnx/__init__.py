@@ -13,7 +13,7 @@ from .lr_scheduler import CosineAnnealingLR, StepLR
 from .losses import MSELoss, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
 from .model import Sequential
 from .seq2seq import Seq2Seq
-from .rnnx_format import export_c
+from .c_source import export_c
 from .quantized import quantize
 from .optim import SGD, Adagrad, Adam, clip_grad_norm, clip_grad_value
 from ._runtime import get_num_threads, info, set_num_threads
