@@ -283,3 +283,17 @@ def test_sunspots_nmse_within_margin():
     assert base < 0.5                                        # it learned something
     for qtype in QTYPES:
         assert abs(nmse(rnnx.quantize(model, qtype)) - base) < 0.01 * base
+
+
+@pytest.mark.parametrize("qtype", ["int8", "bfloat16"])
+@pytest.mark.parametrize("cell", ["LSTM", "GRU", "RNN"])
+def test_a_nan_in_the_input_goes_on_as_in_float32(cell, qtype):
+    # a NaN in x_t: the quantized model's rows turn NaN from that step on, as the float32
+    # model's do (int8 once skipped the NaN in a row's max|v| and answered numbers)
+    m = getattr(rnnx, cell)(5, 12, num_layers=2)
+    x = np.random.default_rng(1).standard_normal((6, 3, 5)).astype(np.float32)
+    x[2, 1, 3] = np.nan
+    want = np.isnan(m(x)[0])
+    got = rnnx.quantize(m, qtype)(x)[0]
+    assert want[2:, 1].all() and not want[:, [0, 2]].any() and not want[:2].any()
+    np.testing.assert_array_equal(np.isnan(got), want)

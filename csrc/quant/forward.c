@@ -79,18 +79,21 @@ QCLONES static void quantize_row(int qtype, const float* v, int n, const qrows* 
      * (bits(a) & 0x7fffffff) < (bits(b) & 0x7fffffff); a NaN counts as 0, as
      * the comparison max skips it.  An integer max vectorizes (a float max
      * that skips NaN does not). */
-    uint32_t mbits = 0;
+    uint32_t mbits = 0, nan = 0;
     for (int k = 0; k < n; k++) {
         uint32_t u;
         memcpy(&u, v + k, sizeof u);
         u &= 0x7fffffffu;
+        nan |= (uint32_t)(u > 0x7f800000u);
         u &= (uint32_t)0 - (uint32_t)(u <= 0x7f800000u);  /* a mask: GCC 12 vectorizes it */
         mbits = mbits > u ? mbits : u;
     }
     float amax;
     memcpy(&amax, &mbits, sizeof amax);
-    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-    X->scale[i] = amax / 127.0f;
+    /* a row holding a NaN: every q 0 and the scale NaN, so the row's products are NaN
+     * and the NaN goes on as in float32 (quant_reference.quantize_rows: the same) */
+    const float inv = amax > 0.0f && !nan ? 127.0f / amax : 0.0f;
+    X->scale[i] = nan ? NAN : amax / 127.0f;
     int8_t* q = (int8_t*)row;
     for (int k = 0; k < n; k++) {
         /* rint for |v * inv| <= 127 (+ 1.5*2^23 rounds to an integer, to nearest even) */
