@@ -94,17 +94,12 @@ void rnnx_sq_pack(const rnnx_stream_spec* sp, const rnnx_stream_layer* l, int in
         size_t ih, hh, hr;
         const size_t packed = packed_bytes(l, I, &ih, &hh, &hr);
         rnnx_qforward_args* a = *rec;
-        memset(a, 0, sizeof *a);
-        a->cell = l->cell;
-        a->qtype = q;
-        a->T = 1;
-        a->B = sp->B;
-        a->input_size = I;
-        a->H = H;
-        a->proj = P;
-        a->b_ih = (const float*)t[RNNX_SQ_B_IH];
-        a->b_hh = (const float*)t[RNNX_SQ_B_HH];
-        a->ldy = S;   /* x, y, states and work: set by each call (rnnx_sq_step) */
+        /* one step of the sub-layer; x, y, states and work: set by each call (rnnx_sq_step) */
+        const rnnx_qforward_args step = {.cell = l->cell, .qtype = q, .T = 1, .B = sp->B,
+                                         .input_size = I, .H = H, .proj = P, .ldy = S,
+                                         .b_ih = (const float*)t[RNNX_SQ_B_IH],
+                                         .b_hh = (const float*)t[RNNX_SQ_B_HH]};
+        *a = step;
         /* checked by rnnx_sq_needs_of: the packs cannot fail */
         rnnx_qpack(q, gates, H, I, t[RNNX_SQ_W_IH], (const float*)t[RNNX_SQ_S_IH], *w);
         a->w_ih = *w;
