@@ -197,3 +197,22 @@ def test_fma_peak_without_a_compiler_says_why(monkeypatch):
     monkeypatch.setenv("CC", "/nonexistent/cc")
     peaks, note = fma_peak.peaks(["generic"])
     assert peaks == {"generic": None} and "generic" in note
+
+
+def test_defaults_benchmark_times_every_workload_both_ways(tmp_path):
+    # benchmarks/defaults.py (issue 18's "defaults never lose to one thread"): every
+    # workload timed at the defaults and at one thread, idle and beside a busy process
+    script = BENCH.parent / "defaults.py"
+    environment = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    out = tmp_path / "defaults.json"
+    done = subprocess.run([sys.executable, str(script), "--quick", "--json", str(out)],
+                          capture_output=True, text=True, env=environment,
+                          timeout=TIMEOUT_SECONDS)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert sorted(result) == ["busy", "idle"]
+    for machine in result.values():
+        assert sorted(machine) == ["0", "1"]
+        assert all(len(times) == 3 and all(finite_positive(t) for t in times)
+                   for times in machine.values())
+    assert "default/1" in done.stdout and "Trainer.fit epoch" in done.stdout
