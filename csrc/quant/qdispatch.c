@@ -9,6 +9,11 @@
 #include "qkernels.h"
 
 /* Best first. */
+int rnnx_qkernel_runs_never(void)
+{
+    return 0;
+}
+
 static const qkernel* const variants[] = {
     &rnnx_qkernel_avx512_vnni, &rnnx_qkernel_avx_vnni, &rnnx_qkernel_avx2,
     &rnnx_qkernel_avx512_bf16, &rnnx_qkernel_neon_dotprod, &rnnx_qkernel_neon,

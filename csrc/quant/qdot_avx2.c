@@ -77,12 +77,10 @@ QDOT_I8_PANELS(dot_i8_avx_vnni, avx_vnni_one)
 const qkernel rnnx_qkernel_avx_vnni = {"avx_vnni", "avx2", rnnx_cpu_avx_vnni, dot_i8_avx_vnni,
                                        NULL};
 #  else
-static int runs_never(void) { return 0; }
-const qkernel rnnx_qkernel_avx_vnni = {"avx_vnni", "avx2", runs_never, NULL, NULL};
+const qkernel rnnx_qkernel_avx_vnni = QKERNEL_ABSENT("avx_vnni", "avx2");
 #  endif
 const qkernel rnnx_qkernel_avx2 = {"avx2", "avx2", rnnx_cpu_avx2, dot_i8_avx2, NULL};
 #else
-static int runs_never(void) { return 0; }
-const qkernel rnnx_qkernel_avx_vnni = {"avx_vnni", "avx2", runs_never, NULL, NULL};
-const qkernel rnnx_qkernel_avx2 = {"avx2", "avx2", runs_never, NULL, NULL};
+const qkernel rnnx_qkernel_avx_vnni = QKERNEL_ABSENT("avx_vnni", "avx2");
+const qkernel rnnx_qkernel_avx2 = QKERNEL_ABSENT("avx2", "avx2");
 #endif

@@ -203,7 +203,6 @@ const qkernel rnnx_qkernel_avx512_vnni = {"avx512_vnni", "avx512", rnnx_cpu_avx5
 const qkernel rnnx_qkernel_avx512_bf16 = {"avx512_bf16", "avx512", rnnx_cpu_avx512_bf16, NULL,
                                           dot_bf16_avx512};
 #else
-static int runs_never(void) { return 0; }
-const qkernel rnnx_qkernel_avx512_vnni = {"avx512_vnni", "avx512", runs_never, NULL, NULL};
-const qkernel rnnx_qkernel_avx512_bf16 = {"avx512_bf16", "avx512", runs_never, NULL, NULL};
+const qkernel rnnx_qkernel_avx512_vnni = QKERNEL_ABSENT("avx512_vnni", "avx512");
+const qkernel rnnx_qkernel_avx512_bf16 = QKERNEL_ABSENT("avx512_bf16", "avx512");
 #endif

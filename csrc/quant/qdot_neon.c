@@ -46,8 +46,7 @@ QDOT_I8_PANELS(dot_i8_neon_dotprod, neon_dotprod_one)
 const qkernel rnnx_qkernel_neon_dotprod = {"neon_dotprod", "neon", rnnx_cpu_neon_dotprod,
                                            dot_i8_neon_dotprod, NULL};
 #  else
-static int runs_never(void) { return 0; }
-const qkernel rnnx_qkernel_neon_dotprod = {"neon_dotprod", "neon", runs_never, NULL, NULL};
+const qkernel rnnx_qkernel_neon_dotprod = QKERNEL_ABSENT("neon_dotprod", "neon");
 #  endif
 
 /* Without sdot: smull gives the 8 products of 2 rows x 4 bytes as int16,
@@ -78,7 +77,6 @@ static void neon_one(const int8_t* panel, const int32_t* rowsum, int nq, const i
 QDOT_I8_PANELS(dot_i8_neon, neon_one)
 const qkernel rnnx_qkernel_neon = {"neon", "neon", rnnx_cpu_neon, dot_i8_neon, NULL};
 #else
-static int runs_never(void) { return 0; }
-const qkernel rnnx_qkernel_neon_dotprod = {"neon_dotprod", "neon", runs_never, NULL, NULL};
-const qkernel rnnx_qkernel_neon = {"neon", "neon", runs_never, NULL, NULL};
+const qkernel rnnx_qkernel_neon_dotprod = QKERNEL_ABSENT("neon_dotprod", "neon");
+const qkernel rnnx_qkernel_neon = QKERNEL_ABSENT("neon", "neon");
 #endif

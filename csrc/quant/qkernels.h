@@ -59,7 +59,11 @@ typedef struct qkernel {
     qdot_bf16_fn dot_bf16; /* or NULL: the generic one */
 } qkernel;
 
-/* One per source file; a table whose ISA is not built has NULL kernels. */
+/* One per source file; a table whose ISA is not built has NULL kernels and never runs:
+ * QKERNEL_ABSENT(name, isa) is its initializer. */
+int rnnx_qkernel_runs_never(void);  /* 0 (qdispatch.c) */
+#define QKERNEL_ABSENT(name, isa) {name, isa, rnnx_qkernel_runs_never, NULL, NULL}
+
 extern const qkernel rnnx_qkernel_avx512_vnni, rnnx_qkernel_avx512_bf16, rnnx_qkernel_avx_vnni,
     rnnx_qkernel_avx2, rnnx_qkernel_neon_dotprod, rnnx_qkernel_neon, rnnx_qkernel_generic;
 
