@@ -6,7 +6,7 @@ many-to-one.  A float32 LSTM with proj_size (format version 3 too) runs in C as 
 
 The C side is tests/c/model_io (built by CMake with the library; no BLAS, the default ISA); the
 Python side is the quantized layers themselves (the same core, csrc/quant/) with Dense heads
-computed as csrc/model/layers.c computes them (test_embed._dense_twin): Python's own Dense
+computed as csrc/stream/heads.c computes them (test_embed._dense_twin): Python's own Dense
 (BLAS) rounds differently by a few ulp, which is not what is tested here.
 
 Needs cmake and a C compiler; outside CI a missing tool skips, in CI it fails."""
@@ -56,7 +56,7 @@ def _layers(model):
 
 def _twin(model, x, lengths=None, many_to_one=None):
     """(y, state) as the C library computes them: the quantized layers by Python (the same
-    core), Dense by the twin of layers.c, the state raveled as rnnx_model_state_size says."""
+    core), Dense by the twin of stream/heads.c, the state raveled as rnnx_model_state_size says."""
     layers = _layers(model)
     if many_to_one is None:
         many_to_one = getattr(model, "many_to_one", False)
