@@ -36,7 +36,7 @@ import zlib
 import numpy as np
 
 from ._files import write_atomic
-from .model import Sequential, _layer_classes, layer_from_spec, layer_spec
+from .model import Sequential, _layer_classes, layer_from_spec, layer_spec, quantized_type
 
 FORMAT = "rnnx"
 VERSION = 1
@@ -82,14 +82,6 @@ def _build(spec):
         from .seq2seq import Seq2Seq
         return Seq2Seq.from_config(spec["config"])
     return layer_from_spec(spec)
-
-
-def quantized_type(model):
-    """"int8" or "bfloat16" for a model made by rnnx.quantize (a layer, or a Sequential
-    holding one), else None."""
-    layers = getattr(model, "layers", None) if isinstance(model, Sequential) else None
-    return getattr(model, "qtype", None) or next(
-        (layer.qtype for layer in layers or () if getattr(layer, "qtype", None)), None)
 
 
 def _save_npz(model, path):

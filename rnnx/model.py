@@ -430,3 +430,11 @@ class Sequential:
             raise ValueError(f"config must be a dict with a 'layers' list, got {config!r}")
         return cls(*[layer_from_spec(spec) for spec in config["layers"]],
                    many_to_one=config.get("many_to_one", False))
+
+
+def quantized_type(model):
+    """"int8" or "bfloat16" for a model made by rnnx.quantize (a layer, or a Sequential
+    holding one), else None."""
+    layers = getattr(model, "layers", None) if isinstance(model, Sequential) else None
+    return getattr(model, "qtype", None) or next(
+        (layer.qtype for layer in layers or () if getattr(layer, "qtype", None)), None)

@@ -32,7 +32,7 @@ from . import _core
 from ._files import write_atomic
 from .dense import ACTIVATIONS, Dense
 from .embedding import Embedding
-from .io import quantized_type
+from .model import quantized_type
 
 __all__ = ["save_rnnx", "load_rnnx", "dumps", "loads"]
 
