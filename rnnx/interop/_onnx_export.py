@@ -23,6 +23,7 @@ Transposes at the input and the output (onnxruntime rejects the nodes' layout=1)
 """
 import numpy as np
 
+from ..model import quantized_type
 from ._common import PEEPHOLE_TO_ONNX, TORCH_TO_ONNX, as_layers, cell_name, is_recurrent, \
     permute_gates, refuse_projection, require
 
@@ -186,6 +187,11 @@ def to_onnx(model, path=None, opset=DEFAULT_OPSET, lengths=False, state=False):
         ``c_n_{j}`` for the j-th recurrent layer of a Sequential), described in
         ``rnnx.interop._onnx_export``'s docstring.
     """
+    qtype = quantized_type(model)
+    if qtype:   # before onnx is needed: the same answer whether or not it is installed
+        raise TypeError(f"model is a quantized model ({qtype}, made by rnnx.quantize), which "
+                        f"to_onnx cannot export (ONNX's RNN operators take float weights): "
+                        f"export the float model it was made from")
     layers, many_to_one = as_layers(model)
     refuse_projection(layers, "ONNX's LSTM operator")
     onnx = require("onnx")
